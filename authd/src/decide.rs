@@ -1,0 +1,370 @@
+//! The decision engine: `decide(snapshot, ledger, now, request) -> Verdict`.
+//!
+//! Pure: no IO, the clock comes in as [`Now`]. A request is allowed only when every rule
+//! says yes, checked in this order (the first that says no is the reason):
+//!
+//! 1. the token's digest names a key — `unknown_key`;
+//! 2. its `expires_at` has not passed — `expired`;
+//! 3. `allowed_machines` is not `[]` — `frozen` — and, when a list, holds this host —
+//!    `machine`;
+//! 4. the endpoint is in the table ([`crate::endpoint`]) — `unknown_endpoint`; an order
+//!    write comes with an order — `bad_order`;
+//! 5. the key holds the scope the endpoint needs — `scope`;
+//! 6. local time is inside `hours_window` — `hours`;
+//! 7. for order writes: the order is well formed (qty and price finite and above zero,
+//!    a valid symbol of the order's market) — `bad_order`; its market, symbol and side are
+//!    whitelisted — `market`, `symbol`, `side`; qty × price ≤ `max_order_value` —
+//!    `order_value` (a value cap with no price is `bad_order`);
+//! 8. under the key's lock: fewer than `max_orders_per_minute` orders allowed in the last
+//!    60 s — `rate`; today's value plus this one ≤ `max_daily_value` — `daily_value`; then
+//!    both are consumed together (unless `dry_run`).
+
+// The `Err` of the helpers below is the deny verdict itself, built once on the deny path.
+#![allow(clippy::result_large_err)]
+
+use std::fmt::Write as _;
+
+use futu_auth_proto::{Check, CheckScope, Decision, KeyId, Order, Reason, Scope, Symbol};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+
+use crate::endpoint::{classify, EndpointClass};
+use crate::key::{digest, redact};
+use crate::ledger::{utc_day, Consumption, Ledger, LimitCheck};
+use crate::money::Money;
+use crate::snapshot::{Binding, CompiledKey, Snapshot};
+
+/// The time a decision is made at, read once by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Wall time, for expiry and the UTC day.
+    pub utc: Timestamp,
+    /// Seconds since local midnight on the daemon host, for `hours_window`.
+    pub local_secs: u32,
+    /// A monotonic clock in nanoseconds, for the 60 s rate window.
+    pub mono_ns: u64,
+}
+
+impl Now {
+    /// The moment `utc`, seen in time zone `tz`, at monotonic time `mono_ns`.
+    pub fn new(utc: Timestamp, tz: &TimeZone, mono_ns: u64) -> Now {
+        let local = utc.to_zoned(tz.clone()).time();
+        let local_secs = u32::from(local.hour() as u8) * 3600
+            + u32::from(local.minute() as u8) * 60
+            + local.second() as u32;
+        Now {
+            utc,
+            local_secs,
+            mono_ns,
+        }
+    }
+
+    /// The UTC day, as days since 1970-01-01.
+    pub fn day(&self) -> i64 {
+        utc_day(self.utc.as_second())
+    }
+}
+
+/// A decision and what comes with it for audit and persistence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// What the client is told.
+    pub decision: Decision,
+    /// The scope the endpoint needed, when it got that far.
+    pub scope: Option<Scope>,
+    /// The order's value, when it had one.
+    pub value: Option<Money>,
+    /// The consumption to persist before the Allow is sent (orders that were not dry runs).
+    pub consumption: Option<Consumption>,
+}
+
+impl Verdict {
+    fn deny(reason: Reason, key: Option<&CompiledKey>, detail: String) -> Verdict {
+        Verdict {
+            decision: Decision::Deny {
+                reason,
+                key_id: key.map(|k| k.record.id.clone()),
+                detail,
+            },
+            scope: None,
+            value: None,
+            consumption: None,
+        }
+    }
+
+    fn with_scope(mut self, scope: Option<Scope>) -> Verdict {
+        self.scope = scope;
+        self
+    }
+
+    fn with_value(mut self, value: Option<Money>) -> Verdict {
+        self.value = value;
+        self
+    }
+}
+
+/// Steps 1–3: the key behind a token, usable on this host now.
+fn usable_key<'s>(
+    snapshot: &'s Snapshot,
+    token: &futu_auth_proto::Token,
+    now: &Now,
+) -> Result<&'s CompiledKey, Verdict> {
+    let Some(key) = snapshot.by_hash(&digest(token)) else {
+        return Err(Verdict::deny(
+            Reason::UnknownKey,
+            None,
+            "no key matches this token".into(),
+        ));
+    };
+    if let Some(exp) = key.expires_unix_ns {
+        if now.utc.as_nanosecond() >= exp {
+            let at = key.record.expires_at.map(|t| t.to_string()).unwrap_or_default();
+            return Err(Verdict::deny(
+                Reason::Expired,
+                Some(key),
+                format!("key expired at {at}"),
+            ));
+        }
+    }
+    match key.binding {
+        Binding::Unbound | Binding::ThisHost => Ok(key),
+        Binding::Frozen => Err(Verdict::deny(
+            Reason::Frozen,
+            Some(key),
+            "key is frozen (allowed_machines is [])".into(),
+        )),
+        Binding::OtherHosts => Err(Verdict::deny(
+            Reason::Machine,
+            Some(key),
+            format!(
+                "this host ({}) is not in the key's allowed_machines",
+                snapshot.host()
+            ),
+        )),
+    }
+}
+
+/// Steps 5–6.
+fn scope_and_hours(key: &CompiledKey, scope: Option<Scope>, now: &Now) -> Result<(), Verdict> {
+    if let Some(s) = scope {
+        if !key.has_scope(s) {
+            return Err(
+                Verdict::deny(Reason::Scope, Some(key), format!("key lacks scope {s}")).with_scope(Some(s)),
+            );
+        }
+    }
+    if let Some(w) = key.hours_window {
+        if !w.contains(now.local_secs) {
+            let t = now.local_secs;
+            return Err(Verdict::deny(
+                Reason::Hours,
+                Some(key),
+                format!(
+                    "local time {:02}:{:02} is outside hours_window {w}",
+                    t / 3600,
+                    t / 60 % 60
+                ),
+            )
+            .with_scope(scope));
+        }
+    }
+    Ok(())
+}
+
+fn allow(key: &CompiledKey, scope: Option<Scope>, ticket: Option<u64>) -> Decision {
+    Decision::Allow {
+        key_id: key.record.id.clone(),
+        scope,
+        ticket,
+    }
+}
+
+/// Decides a [`Check`]; consumes the key's rate slot and daily value when an order is
+/// allowed and `dry_run` is false.
+pub fn decide(snapshot: &Snapshot, ledger: &Ledger, now: &Now, req: &Check) -> Verdict {
+    let key = match usable_key(snapshot, &req.token, now) {
+        Ok(k) => k,
+        Err(v) => return v,
+    };
+    let Some(class) = classify(&req.endpoint) else {
+        let mut shown = String::new();
+        for c in redact(&req.endpoint).chars().take(64) {
+            let _ = write!(shown, "{}", c.escape_debug());
+        }
+        return Verdict::deny(
+            Reason::UnknownEndpoint,
+            Some(key),
+            format!("endpoint \"{shown}\" is not in the daemon's table"),
+        );
+    };
+    let order = match (class, &req.order) {
+        (EndpointClass::OrderWrite, None) => {
+            return Verdict::deny(
+                Reason::BadOrder,
+                Some(key),
+                format!("{} is an order write and needs an order", redact(&req.endpoint)),
+            )
+        }
+        (EndpointClass::OrderWrite, Some(o)) => Some(o),
+        _ => None,
+    };
+    let scope = class.required_scope(order.map(|o| o.env));
+    if let Err(v) = scope_and_hours(key, scope, now) {
+        return v;
+    }
+    let Some(order) = order else {
+        return Verdict {
+            decision: allow(key, scope, None),
+            scope,
+            value: None,
+            consumption: None,
+        };
+    };
+    match check_order(key, order) {
+        Ok(value) => consume(key, ledger, now, scope, value, req.dry_run),
+        Err(v) => v.with_scope(scope),
+    }
+}
+
+/// Step 7: the order's shape, whitelists and per-order cap; returns its value.
+fn check_order(key: &CompiledKey, o: &Order) -> Result<Option<Money>, Verdict> {
+    let bad = |detail: String| Err(Verdict::deny(Reason::BadOrder, Some(key), detail));
+    if !(o.qty.is_finite() && o.qty > 0.0) {
+        return bad(format!("qty {} is not a finite number above zero", o.qty));
+    }
+    if let Some(p) = o.price {
+        if !(p.is_finite() && p > 0.0) {
+            return bad(format!("price {p} is not a finite number above zero"));
+        }
+    }
+    let symbol = o.symbol.as_str();
+    let prefix = match Symbol::validate(symbol) {
+        Ok(p) => p,
+        Err(e) => return bad(e.to_string()),
+    };
+    if !o.market.trades_prefix(prefix) {
+        return bad(format!("symbol {symbol} does not trade in market {}", o.market));
+    }
+    if !key.allows_market(o.market) {
+        return Err(Verdict::deny(
+            Reason::Market,
+            Some(key),
+            format!("market {} is not in allowed_markets", o.market),
+        ));
+    }
+    if !key.allows_symbol(symbol) {
+        return Err(Verdict::deny(
+            Reason::Symbol,
+            Some(key),
+            format!("symbol {symbol} is not in allowed_symbols"),
+        ));
+    }
+    if !key.allows_side(o.side) {
+        return Err(Verdict::deny(
+            Reason::Side,
+            Some(key),
+            format!("side {} is not in allowed_trd_sides", o.side),
+        ));
+    }
+    let value = match o.price {
+        Some(p) => match Money::order_value(o.qty, p) {
+            Some(v) => Some(v),
+            None => return bad(format!("order value {} × {p} is out of range", o.qty)),
+        },
+        None => None,
+    };
+    match (value, key.max_order_value, key.max_daily_value) {
+        (None, Some(_), _) => {
+            bad("an order without a price cannot be checked against max_order_value".into())
+        }
+        (None, None, Some(_)) => {
+            bad("an order without a price cannot be checked against max_daily_value".into())
+        }
+        (Some(v), Some(cap), _) if v > cap => Err(Verdict::deny(
+            Reason::OrderValue,
+            Some(key),
+            format!("order value {v} is above max_order_value {cap}"),
+        )
+        .with_value(Some(v))),
+        _ => Ok(value),
+    }
+}
+
+/// Step 8: rate and daily value, checked and consumed together under the key's lock.
+fn consume(
+    key: &CompiledKey,
+    ledger: &Ledger,
+    now: &Now,
+    scope: Option<Scope>,
+    value: Option<Money>,
+    dry_run: bool,
+) -> Verdict {
+    let id: &KeyId = &key.record.id;
+    let day = now.day();
+    let amount = value.unwrap_or(Money::ZERO);
+    ledger.with_key(id, |slot| {
+        match slot.check(
+            now.mono_ns,
+            day,
+            amount,
+            key.max_orders_per_minute,
+            key.max_daily_value,
+        ) {
+            LimitCheck::Rate { in_window } => Verdict::deny(
+                Reason::Rate,
+                Some(key),
+                format!(
+                    "{in_window} orders in the last 60 s; max_orders_per_minute is {}",
+                    key.max_orders_per_minute.unwrap_or(0)
+                ),
+            )
+            .with_scope(scope)
+            .with_value(value),
+            LimitCheck::Daily { used } => Verdict::deny(
+                Reason::DailyValue,
+                Some(key),
+                format!(
+                    "today's value {used} + {amount} would pass max_daily_value {}",
+                    key.max_daily_value.unwrap_or_default()
+                ),
+            )
+            .with_scope(scope)
+            .with_value(value),
+            LimitCheck::Pass if dry_run => Verdict {
+                decision: allow(key, scope, None),
+                scope,
+                value,
+                consumption: None,
+            },
+            LimitCheck::Pass => {
+                let c = slot.consume(now.mono_ns, now.utc.as_nanosecond(), day, amount);
+                Verdict {
+                    decision: allow(key, scope, Some(c.ticket)),
+                    scope,
+                    value,
+                    consumption: Some(c),
+                }
+            }
+        }
+    })
+}
+
+/// Decides a [`CheckScope`]: steps 1–3, then the scope and the hours window.
+pub fn decide_scope(snapshot: &Snapshot, now: &Now, req: &CheckScope) -> Verdict {
+    let key = match usable_key(snapshot, &req.token, now) {
+        Ok(k) => k,
+        Err(v) => return v,
+    };
+    match scope_and_hours(key, Some(req.scope), now) {
+        Ok(()) => Verdict {
+            decision: allow(key, Some(req.scope), None),
+            scope: Some(req.scope),
+            value: None,
+            consumption: None,
+        },
+        Err(v) => v.with_scope(Some(req.scope)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,617 @@
+use super::*;
+use futu_auth_proto::key::Cap;
+use futu_auth_proto::{Fingerprint, Iface, KeyRecord, Limits, Market, Token, TrdEnv, TrdSide};
+
+use crate::machine::fingerprint_of;
+use crate::store::KeysFile;
+
+const S: u64 = 1_000_000_000;
+const RESEARCH: &str = "fc_00000000000000000000000000000001";
+const BOT: &str = "fc_00000000000000000000000000000002";
+
+fn host() -> Fingerprint {
+    fingerprint_of("test-host")
+}
+
+/// 2026-04-20T10:00:00Z, a Monday; in UTC so local time equals UTC unless a test says so.
+fn at(h: u32, m: u32) -> Now {
+    let utc: Timestamp = format!("2026-04-20T{h:02}:{m:02}:00Z").parse().unwrap();
+    Now::new(utc, &TimeZone::UTC, 1_000 * S)
+}
+
+fn record(id: &str, token: &str, scopes: &[Scope]) -> KeyRecord {
+    KeyRecord {
+        id: id.parse().unwrap(),
+        hash: digest(&Token::new(token)),
+        scopes: scopes.to_vec(),
+        limits: Limits::default(),
+        allowed_machines: None,
+        created_at: "2026-04-15T10:00:00Z".parse().unwrap(),
+        expires_at: None,
+        note: None,
+    }
+}
+
+/// The seed's two keys: research (qot:read) and a sim-bot with every limit set.
+fn seed_keys() -> Vec<KeyRecord> {
+    let mut bot = record(
+        "sim-bot",
+        BOT,
+        &[Scope::QotRead, Scope::AccRead, Scope::TradeSimulate],
+    );
+    bot.limits = Limits {
+        allowed_markets: Some(vec![Market::HK]),
+        allowed_symbols: Some(vec!["HK.00700".parse().unwrap(), "HK.09988".parse().unwrap()]),
+        allowed_trd_sides: Some(vec![TrdSide::SELL]),
+        max_order_value: Some(Cap::try_from(100_000.0).unwrap()),
+        max_daily_value: Some(Cap::try_from(500_000.0).unwrap()),
+        max_orders_per_minute: Some(3),
+        hours_window: Some("09:30-16:00".parse().unwrap()),
+    };
+    bot.allowed_machines = Some(vec![host()]);
+    bot.expires_at = Some("2026-05-15T10:00:00Z".parse().unwrap());
+    vec![record("research", RESEARCH, &[Scope::QotRead]), bot]
+}
+
+fn snapshot(keys: Vec<KeyRecord>) -> Snapshot {
+    let file = KeysFile {
+        keys,
+        ..KeysFile::default()
+    };
+    Snapshot::new(&file, host())
+}
+
+fn check(token: &str, endpoint: &str, order: Option<Order>) -> Check {
+    Check {
+        request_id: 1,
+        token: Token::new(token),
+        iface: Iface::Rest,
+        endpoint: endpoint.into(),
+        order,
+        dry_run: false,
+    }
+}
+
+fn sell(qty: f64, price: f64) -> Order {
+    Order {
+        env: TrdEnv::Simulate,
+        market: Market::HK,
+        symbol: "HK.00700".into(),
+        side: TrdSide::SELL,
+        qty,
+        price: Some(price),
+    }
+}
+
+fn reason(v: &Verdict) -> Option<Reason> {
+    v.decision.reason()
+}
+
+/// Decides with the seed keys at 10:00 UTC.
+fn run(token: &str, endpoint: &str, order: Option<Order>) -> Verdict {
+    decide(
+        &snapshot(seed_keys()),
+        &Ledger::new(),
+        &at(10, 0),
+        &check(token, endpoint, order),
+    )
+}
+
+#[test]
+fn a_read_with_the_right_scope_is_allowed() {
+    let v = run(RESEARCH, "Qot_GetBasicQot", None);
+    assert_eq!(
+        v.decision,
+        Decision::Allow {
+            key_id: "research".parse().unwrap(),
+            scope: Some(Scope::QotRead),
+            ticket: None
+        }
+    );
+    assert!(v.consumption.is_none());
+}
+
+#[test]
+fn an_unknown_token_is_unknown_key_without_a_key_id() {
+    let v = run("fc_ffffffffffffffffffffffffffffffff", "Qot_GetBasicQot", None);
+    assert_eq!(reason(&v), Some(Reason::UnknownKey));
+    assert!(matches!(v.decision, Decision::Deny { key_id: None, .. }));
+    let v = run("", "Qot_GetBasicQot", None);
+    assert_eq!(reason(&v), Some(Reason::UnknownKey));
+}
+
+#[test]
+fn no_detail_ever_holds_the_token() {
+    for endpoint in ["Qot_GetBasicQot", "Trd_PlaceOrder", BOT, "Trd_GetFunds"] {
+        for order in [None, Some(sell(1.0, 1.0)), Some(sell(-1.0, 1.0))] {
+            let v = run(BOT, endpoint, order);
+            if let Decision::Deny { detail, .. } = &v.decision {
+                assert!(!detail.contains(&BOT[3..]), "{detail}");
+            }
+        }
+    }
+}
+
+#[test]
+fn expiry_is_refused_from_the_expiry_instant_on() {
+    let s = snapshot(seed_keys());
+    let l = Ledger::new();
+    let just_before = Now::new(
+        "2026-05-15T09:59:59.999999999Z".parse().unwrap(),
+        &TimeZone::UTC,
+        S,
+    );
+    let at_expiry = Now::new("2026-05-15T10:00:00Z".parse().unwrap(), &TimeZone::UTC, S);
+    let c = check(BOT, "Qot_GetBasicQot", None);
+    assert!(decide(&s, &l, &just_before, &c).decision.is_allow());
+    let v = decide(&s, &l, &at_expiry, &c);
+    assert_eq!(reason(&v), Some(Reason::Expired));
+    assert!(matches!(&v.decision, Decision::Deny { key_id: Some(k), .. } if k.as_str() == "sim-bot"));
+}
+
+#[test]
+fn frozen_unbound_and_listed_machines_differ() {
+    let mut keys = seed_keys();
+    let c = check(BOT, "Qot_GetBasicQot", None);
+    let l = Ledger::new();
+    // Listed: this host is in the list.
+    assert!(decide(&snapshot(keys.clone()), &l, &at(10, 0), &c)
+        .decision
+        .is_allow());
+    // Unbound.
+    keys[1].allowed_machines = None;
+    assert!(decide(&snapshot(keys.clone()), &l, &at(10, 0), &c)
+        .decision
+        .is_allow());
+    // Frozen.
+    keys[1].allowed_machines = Some(vec![]);
+    assert_eq!(
+        reason(&decide(&snapshot(keys.clone()), &l, &at(10, 0), &c)),
+        Some(Reason::Frozen)
+    );
+    // A list without this host.
+    keys[1].allowed_machines = Some(vec!["fp_bot_host_abc123".parse().unwrap()]);
+    assert_eq!(
+        reason(&decide(&snapshot(keys), &l, &at(10, 0), &c)),
+        Some(Reason::Machine)
+    );
+}
+
+#[test]
+fn an_endpoint_outside_the_table_is_refused() {
+    assert_eq!(
+        reason(&run(RESEARCH, "Qot_GetEverything", None)),
+        Some(Reason::UnknownEndpoint)
+    );
+    assert_eq!(
+        reason(&run(RESEARCH, "9999", None)),
+        Some(Reason::UnknownEndpoint)
+    );
+    assert_eq!(reason(&run(RESEARCH, "", None)), Some(Reason::UnknownEndpoint));
+}
+
+#[test]
+fn scopes_follow_the_endpoint_table() {
+    // research holds only qot:read.
+    assert!(run(RESEARCH, "3004", None).decision.is_allow());
+    assert!(
+        run(RESEARCH, "InitConnect", None).decision.is_allow(),
+        "1xxx needs no scope"
+    );
+    assert_eq!(reason(&run(RESEARCH, "Trd_GetFunds", None)), Some(Reason::Scope));
+    assert_eq!(
+        reason(&run(RESEARCH, "Trd_UnlockTrade", None)),
+        Some(Reason::Scope)
+    );
+    let v = run(RESEARCH, "Trd_PlaceOrder", Some(sell(1.0, 1.0)));
+    assert_eq!(reason(&v), Some(Reason::Scope));
+    assert_eq!(v.scope, Some(Scope::TradeSimulate));
+    // sim-bot holds acc:read and trade:simulate but not trade:real or trade:unlock.
+    assert!(run(BOT, "Trd_GetFunds", None).decision.is_allow());
+    assert_eq!(reason(&run(BOT, "2005", None)), Some(Reason::Scope));
+    let mut real = sell(1.0, 1.0);
+    real.env = TrdEnv::Real;
+    assert_eq!(
+        reason(&run(BOT, "Trd_PlaceOrder", Some(real))),
+        Some(Reason::Scope)
+    );
+    assert!(run(BOT, "Trd_PlaceOrder", Some(sell(1.0, 1.0)))
+        .decision
+        .is_allow());
+}
+
+#[test]
+fn unlock_needs_trade_unlock() {
+    let keys = vec![record("unlocker", RESEARCH, &[Scope::TradeUnlock])];
+    let v = decide(
+        &snapshot(keys),
+        &Ledger::new(),
+        &at(10, 0),
+        &check(RESEARCH, "Trd_UnlockTrade", None),
+    );
+    assert!(v.decision.is_allow());
+    assert_eq!(v.scope, Some(Scope::TradeUnlock));
+}
+
+#[test]
+fn an_order_write_without_an_order_is_bad_order() {
+    for e in ["Trd_PlaceOrder", "2202", "Trd_ModifyOrder", "2237"] {
+        assert_eq!(reason(&run(BOT, e, None)), Some(Reason::BadOrder), "{e}");
+    }
+}
+
+#[test]
+fn hours_window_start_is_allowed_and_end_is_refused() {
+    let s = snapshot(seed_keys());
+    let l = Ledger::new();
+    let c = check(BOT, "Qot_GetBasicQot", None);
+    assert_eq!(reason(&decide(&s, &l, &at(9, 29), &c)), Some(Reason::Hours));
+    assert!(decide(&s, &l, &at(9, 30), &c).decision.is_allow());
+    assert!(decide(&s, &l, &at(15, 59), &c).decision.is_allow());
+    assert_eq!(reason(&decide(&s, &l, &at(16, 0), &c)), Some(Reason::Hours));
+}
+
+#[test]
+fn hours_window_uses_the_host_time_zone() {
+    let s = snapshot(seed_keys());
+    let l = Ledger::new();
+    let c = check(BOT, "Qot_GetBasicQot", None);
+    let hk = TimeZone::get("Asia/Hong_Kong").unwrap();
+    // 02:00 UTC is 10:00 in Hong Kong: inside 09:30-16:00 there, outside in UTC.
+    let utc: Timestamp = "2026-04-20T02:00:00Z".parse().unwrap();
+    assert!(decide(&s, &l, &Now::new(utc, &hk, S), &c).decision.is_allow());
+    assert_eq!(
+        reason(&decide(&s, &l, &Now::new(utc, &TimeZone::UTC, S), &c)),
+        Some(Reason::Hours)
+    );
+}
+
+#[test]
+fn a_cross_midnight_window_covers_late_evening_and_early_morning() {
+    let mut keys = seed_keys();
+    keys[1].limits.hours_window = Some("22:00-04:00".parse().unwrap());
+    keys[1].expires_at = None;
+    let s = snapshot(keys);
+    let l = Ledger::new();
+    let c = check(BOT, "Qot_GetBasicQot", None);
+    for (h, m, ok) in [
+        (21, 59, false),
+        (22, 0, true),
+        (23, 59, true),
+        (0, 0, true),
+        (3, 59, true),
+        (4, 0, false),
+        (12, 0, false),
+    ] {
+        assert_eq!(
+            decide(&s, &l, &at(h, m), &c).decision.is_allow(),
+            ok,
+            "{h:02}:{m:02}"
+        );
+    }
+}
+
+#[test]
+fn hours_apply_to_every_request_of_the_key() {
+    let s = snapshot(seed_keys());
+    let v = decide(&s, &Ledger::new(), &at(17, 0), &check(BOT, "InitConnect", None));
+    assert_eq!(reason(&v), Some(Reason::Hours));
+}
+
+#[test]
+fn malformed_orders_are_bad_order() {
+    let mut no_price = sell(100.0, 1.0);
+    no_price.price = None;
+    let mut bad_symbol = sell(1.0, 1.0);
+    bad_symbol.symbol = "00700".into();
+    let mut foreign_symbol = sell(1.0, 1.0);
+    foreign_symbol.symbol = "US.AAPL".into();
+    for (o, why) in [
+        (sell(0.0, 1.0), "qty 0"),
+        (sell(-1.0, 1.0), "qty < 0"),
+        (sell(f64::NAN, 1.0), "qty NaN"),
+        (sell(f64::INFINITY, 1.0), "qty inf"),
+        (sell(1.0, 0.0), "price 0"),
+        (sell(1.0, -3.0), "price < 0"),
+        (sell(1.0, f64::NAN), "price NaN"),
+        (sell(1.0, f64::INFINITY), "price inf"),
+        (no_price, "no price with value caps"),
+        (bad_symbol, "symbol without market"),
+        (foreign_symbol, "symbol of another market"),
+    ] {
+        assert_eq!(
+            reason(&run(BOT, "Trd_PlaceOrder", Some(o))),
+            Some(Reason::BadOrder),
+            "{why}"
+        );
+    }
+}
+
+#[test]
+fn an_order_without_a_price_passes_when_no_value_cap_is_set() {
+    let mut keys = seed_keys();
+    keys[1].limits.max_order_value = None;
+    keys[1].limits.max_daily_value = None;
+    let mut o = sell(100.0, 1.0);
+    o.price = None;
+    let v = decide(
+        &snapshot(keys),
+        &Ledger::new(),
+        &at(10, 0),
+        &check(BOT, "Trd_PlaceOrder", Some(o)),
+    );
+    assert!(v.decision.is_allow());
+    assert_eq!(v.value, None);
+}
+
+#[test]
+fn whitelists_refuse_market_symbol_and_side() {
+    let mut us = sell(1.0, 1.0);
+    us.market = Market::US;
+    us.symbol = "US.AAPL".into();
+    assert_eq!(
+        reason(&run(BOT, "Trd_PlaceOrder", Some(us))),
+        Some(Reason::Market)
+    );
+    let mut other = sell(1.0, 1.0);
+    other.symbol = "HK.00005".into();
+    assert_eq!(
+        reason(&run(BOT, "Trd_PlaceOrder", Some(other))),
+        Some(Reason::Symbol)
+    );
+    let mut buy = sell(1.0, 1.0);
+    buy.side = TrdSide::BUY;
+    assert_eq!(reason(&run(BOT, "Trd_PlaceOrder", Some(buy))), Some(Reason::Side));
+    let mut alibaba = sell(1.0, 1.0);
+    alibaba.symbol = "HK.09988".into();
+    assert!(run(BOT, "Trd_PlaceOrder", Some(alibaba)).decision.is_allow());
+}
+
+#[test]
+fn the_order_value_cap_is_inclusive() {
+    let v = run(BOT, "Trd_PlaceOrder", Some(sell(1000.0, 100.0)));
+    assert!(v.decision.is_allow(), "exactly 100000");
+    assert_eq!(v.value, Money::cap(100_000.0));
+    let v = run(BOT, "Trd_PlaceOrder", Some(sell(1000.0, 100.00001)));
+    assert_eq!(reason(&v), Some(Reason::OrderValue));
+    assert_eq!(v.value, Money::order_value(1000.0, 100.00001));
+}
+
+#[test]
+fn the_rate_limit_counts_allowed_orders_in_the_last_60_seconds() {
+    let s = snapshot(seed_keys());
+    let l = Ledger::new();
+    let c = check(BOT, "Trd_PlaceOrder", Some(sell(1.0, 1.0)));
+    let t0 = at(10, 0);
+    for i in 0..3 {
+        let now = Now {
+            mono_ns: t0.mono_ns + i,
+            ..t0
+        };
+        assert!(decide(&s, &l, &now, &c).decision.is_allow());
+    }
+    let later = Now {
+        mono_ns: t0.mono_ns + 60 * S - 1,
+        ..t0
+    };
+    assert_eq!(reason(&decide(&s, &l, &later, &c)), Some(Reason::Rate));
+    let after = Now {
+        mono_ns: t0.mono_ns + 60 * S,
+        ..t0
+    };
+    assert!(decide(&s, &l, &after, &c).decision.is_allow());
+}
+
+#[test]
+fn reads_do_not_take_rate_slots() {
+    let s = snapshot(seed_keys());
+    let l = Ledger::new();
+    for _ in 0..10 {
+        assert!(decide(&s, &l, &at(10, 0), &check(BOT, "Trd_GetOrderList", None))
+            .decision
+            .is_allow());
+    }
+    assert_eq!(
+        l.usage(&"sim-bot".parse().unwrap(), at(10, 0).mono_ns, at(10, 0).day())
+            .0,
+        0
+    );
+}
+
+#[test]
+fn the_daily_cap_is_never_passed_and_resets_at_utc_midnight() {
+    let mut keys = seed_keys();
+    keys[1].limits.max_orders_per_minute = None;
+    keys[1].limits.hours_window = None;
+    keys[1].limits.max_order_value = None;
+    let s = snapshot(keys);
+    let l = Ledger::new();
+    let order = |qty, price| check(BOT, "Trd_PlaceOrder", Some(sell(qty, price)));
+    let now = at(10, 0);
+    for _ in 0..4 {
+        assert!(decide(&s, &l, &now, &order(1000.0, 100.0)).decision.is_allow());
+    }
+    // 400000 used; 100000.01 more would pass 500000 by a cent.
+    assert_eq!(
+        reason(&decide(&s, &l, &now, &order(1.0, 100_000.01))),
+        Some(Reason::DailyValue)
+    );
+    assert!(decide(&s, &l, &now, &order(1.0, 100_000.0)).decision.is_allow());
+    assert_eq!(
+        reason(&decide(&s, &l, &now, &order(1.0, 0.01))),
+        Some(Reason::DailyValue)
+    );
+    // 23:59:59 UTC is still the same day; 00:00:00 the next is a new one.
+    let last = Now::new(
+        "2026-04-20T23:59:59Z".parse().unwrap(),
+        &TimeZone::UTC,
+        now.mono_ns + S,
+    );
+    assert_eq!(
+        reason(&decide(&s, &l, &last, &order(1.0, 0.01))),
+        Some(Reason::DailyValue)
+    );
+    let next = Now::new(
+        "2026-04-21T00:00:00Z".parse().unwrap(),
+        &TimeZone::UTC,
+        now.mono_ns + 2 * S,
+    );
+    assert!(decide(&s, &l, &next, &order(1.0, 0.01)).decision.is_allow());
+}
+
+#[test]
+fn a_dry_run_consumes_nothing() {
+    let s = snapshot(seed_keys());
+    let l = Ledger::new();
+    let mut c = check(BOT, "Trd_PlaceOrder", Some(sell(1000.0, 100.0)));
+    c.dry_run = true;
+    for _ in 0..10 {
+        let v = decide(&s, &l, &at(10, 0), &c);
+        assert!(v.decision.is_allow());
+        assert!(v.consumption.is_none());
+        assert!(matches!(v.decision, Decision::Allow { ticket: None, .. }));
+    }
+    assert_eq!(
+        l.usage(&"sim-bot".parse().unwrap(), at(10, 0).mono_ns, at(10, 0).day()),
+        (0, Money::ZERO)
+    );
+}
+
+#[test]
+fn an_allowed_order_carries_a_ticket_and_its_consumption() {
+    let s = snapshot(seed_keys());
+    let l = Ledger::new();
+    let v = decide(
+        &s,
+        &l,
+        &at(10, 0),
+        &check(BOT, "Trd_PlaceOrder", Some(sell(10.0, 388.2))),
+    );
+    let c = v.consumption.expect("consumed");
+    assert_eq!(c.value.to_string(), "3882");
+    assert_eq!(c.day, at(10, 0).day());
+    assert!(matches!(v.decision, Decision::Allow { ticket: Some(t), .. } if t == c.ticket));
+    assert_eq!(l.release(c.ticket, at(10, 0).mono_ns).unwrap().refunded, c.value);
+}
+
+#[test]
+fn a_new_snapshot_keeps_counters_and_drops_revoked_keys() {
+    let l = Ledger::new();
+    let c = check(BOT, "Trd_PlaceOrder", Some(sell(1.0, 1.0)));
+    let first = snapshot(seed_keys());
+    for _ in 0..3 {
+        assert!(decide(&first, &l, &at(10, 0), &c).decision.is_allow());
+    }
+    let reloaded = snapshot(seed_keys());
+    assert_eq!(
+        reason(&decide(&reloaded, &l, &at(10, 0), &c)),
+        Some(Reason::Rate),
+        "counters survive a reload"
+    );
+    let revoked = snapshot(
+        seed_keys()
+            .into_iter()
+            .filter(|k| k.id.as_str() != "sim-bot")
+            .collect(),
+    );
+    assert_eq!(
+        reason(&decide(
+            &revoked,
+            &l,
+            &at(10, 0),
+            &check(BOT, "Qot_GetBasicQot", None)
+        )),
+        Some(Reason::UnknownKey)
+    );
+}
+
+#[test]
+fn racing_threads_never_over_admit_through_decide() {
+    let mut keys = seed_keys();
+    keys[1].limits.max_orders_per_minute = Some(5);
+    let s = snapshot(keys);
+    let l = Ledger::new();
+    let admitted = std::sync::atomic::AtomicU32::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                let c = check(BOT, "Trd_PlaceOrder", Some(sell(1.0, 1.0)));
+                for _ in 0..500 {
+                    if decide(&s, &l, &at(10, 0), &c).decision.is_allow() {
+                        admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(admitted.into_inner(), 5, "exactly max_orders_per_minute admitted");
+}
+
+#[test]
+fn racing_threads_never_pass_the_daily_cap() {
+    let mut keys = seed_keys();
+    keys[1].limits.max_orders_per_minute = None;
+    keys[1].limits.max_daily_value = Some(Cap::try_from(1000.0).unwrap());
+    let s = snapshot(keys);
+    let l = Ledger::new();
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            scope.spawn(|| {
+                let c = check(BOT, "Trd_PlaceOrder", Some(sell(3.0, 0.1)));
+                for _ in 0..2000 {
+                    decide(&s, &l, &at(10, 0), &c);
+                }
+            });
+        }
+    });
+    let (orders, used) = l.usage(&"sim-bot".parse().unwrap(), at(10, 0).mono_ns, at(10, 0).day());
+    // 0.3 a time: 3333 orders make 999.9, and one more would make 1000.2.
+    assert_eq!(used.to_string(), "999.9");
+    assert_eq!(orders, 3333);
+}
+
+#[test]
+fn check_scope_filters_pushes_by_scope() {
+    let s = snapshot(seed_keys());
+    let req = |token: &str, scope| CheckScope {
+        request_id: 9,
+        token: Token::new(token),
+        iface: Iface::Ws,
+        scope,
+    };
+    assert!(decide_scope(&s, &at(10, 0), &req(RESEARCH, Scope::QotRead))
+        .decision
+        .is_allow());
+    let v = decide_scope(&s, &at(10, 0), &req(RESEARCH, Scope::TradeSimulate));
+    assert_eq!(reason(&v), Some(Reason::Scope));
+    assert_eq!(v.scope, Some(Scope::TradeSimulate));
+    assert_eq!(
+        reason(&decide_scope(&s, &at(17, 0), &req(BOT, Scope::QotRead))),
+        Some(Reason::Hours)
+    );
+    assert_eq!(
+        reason(&decide_scope(&s, &at(10, 0), &req("fc_x", Scope::QotRead))),
+        Some(Reason::UnknownKey)
+    );
+}
+
+#[test]
+fn every_reason_but_forbidden_and_internal_comes_from_decide() {
+    // forbidden and internal are the server's; the rest are reachable here (tests above).
+    let reachable = [
+        run("fc_nope", "Qot_GetBasicQot", None),
+        run(BOT, "Qot_Nope", None),
+        run(RESEARCH, "Trd_GetFunds", None),
+        run(BOT, "Trd_PlaceOrder", None),
+    ];
+    let got: Vec<_> = reachable.iter().filter_map(reason).collect();
+    assert_eq!(
+        got,
+        vec![
+            Reason::UnknownKey,
+            Reason::UnknownEndpoint,
+            Reason::Scope,
+            Reason::BadOrder
+        ]
+    );
+}

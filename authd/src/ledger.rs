@@ -1,0 +1,413 @@
+//! The limit ledger: per key, the orders allowed in the last 60 s and the value allowed
+//! today (UTC), plus the tickets that let a rejected order's value be released.
+//!
+//! Counters are kept by key id, not by snapshot, so a reload never resets them (and a key
+//! revoked and made again under the same id keeps its day's total). Check-and-consume for
+//! one key happens under that key's mutex: N threads racing one key are admitted exactly as
+//! often as its limits allow.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use dashmap::DashMap;
+use futu_auth_proto::{ErrorKind, KeyId};
+
+use crate::money::Money;
+
+/// The sliding window of `max_orders_per_minute`.
+pub const RATE_WINDOW_NS: u64 = 60_000_000_000;
+
+/// How long after an Allow its ticket may be released.
+pub const RELEASE_WINDOW_NS: u64 = 15 * 60 * 1_000_000_000;
+
+/// Seconds in a UTC day.
+const DAY_SECS: i64 = 86_400;
+
+/// A UTC day as days since 1970-01-01.
+pub fn utc_day(unix_seconds: i64) -> i64 {
+    unix_seconds.div_euclid(DAY_SECS)
+}
+
+/// One key's counters.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KeyCounters {
+    /// Monotonic times (ns) of the orders allowed in the last 60 s, oldest first.
+    pub recent: VecDeque<u64>,
+    /// The UTC day `used` counts.
+    pub day: i64,
+    /// Value allowed on `day`, less releases.
+    pub used: Money,
+}
+
+impl KeyCounters {
+    /// Drops what fell out of the window and rolls the day over.
+    fn advance(&mut self, mono_ns: u64, day: i64) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| mono_ns.saturating_sub(*t) >= RATE_WINDOW_NS)
+        {
+            self.recent.pop_front();
+        }
+        if day != self.day {
+            self.day = day;
+            self.used = Money::ZERO;
+        }
+    }
+
+    /// Orders allowed in the 60 s before `mono_ns`.
+    pub fn orders_in_window(&mut self, mono_ns: u64, day: i64) -> u32 {
+        self.advance(mono_ns, day);
+        self.recent.len() as u32
+    }
+
+    /// Value allowed on `day`.
+    pub fn used_on(&mut self, mono_ns: u64, day: i64) -> Money {
+        self.advance(mono_ns, day);
+        self.used
+    }
+}
+
+/// What a check found against the counters, under the key's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitCheck {
+    /// Both limits pass.
+    Pass,
+    /// `max_orders_per_minute` orders were already allowed in the window.
+    Rate {
+        /// Orders in the window.
+        in_window: u32,
+    },
+    /// Today's total plus this value would pass the daily cap.
+    Daily {
+        /// Today's total so far.
+        used: Money,
+    },
+}
+
+/// A consumption that was made: what the daemon writes to its ledger log before it sends
+/// the Allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumption {
+    /// The key.
+    pub key_id: KeyId,
+    /// The ticket handed out with the Allow.
+    pub ticket: u64,
+    /// Monotonic time of the order (ns).
+    pub mono_ns: u64,
+    /// Wall time of the order (Unix seconds and nanoseconds), for the log.
+    pub unix_ns: i128,
+    /// UTC day the value counts on.
+    pub day: i64,
+    /// The order's value.
+    pub value: Money,
+}
+
+#[derive(Debug, Clone)]
+struct Ticket {
+    key_id: KeyId,
+    day: i64,
+    value: Money,
+    issued_mono_ns: u64,
+    released: bool,
+}
+
+impl Ticket {
+    fn of(c: &Consumption) -> Ticket {
+        Ticket {
+            key_id: c.key_id.clone(),
+            day: c.day,
+            value: c.value,
+            issued_mono_ns: c.mono_ns,
+            released: false,
+        }
+    }
+}
+
+/// What a release did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    /// The key whose total went down.
+    pub key_id: KeyId,
+    /// The value refunded (zero when the order's day is over).
+    pub refunded: Money,
+    /// UTC day of the refunded order.
+    pub day: i64,
+}
+
+/// Why a release was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReleaseError {
+    /// No ticket with this number.
+    #[error("unknown ticket")]
+    Unknown,
+    /// Released before.
+    #[error("ticket already released")]
+    AlreadyReleased,
+    /// Older than [`RELEASE_WINDOW_NS`].
+    #[error("ticket is older than the 15-minute release window")]
+    Expired,
+}
+
+impl ReleaseError {
+    /// The protocol's error kind for it.
+    pub fn kind(self) -> ErrorKind {
+        match self {
+            ReleaseError::Unknown => ErrorKind::UnknownTicket,
+            ReleaseError::AlreadyReleased => ErrorKind::AlreadyReleased,
+            ReleaseError::Expired => ErrorKind::TicketExpired,
+        }
+    }
+}
+
+/// Every key's counters and the outstanding tickets.
+#[derive(Debug)]
+pub struct Ledger {
+    keys: DashMap<KeyId, Arc<Mutex<KeyCounters>>>,
+    tickets: Mutex<TicketBook>,
+}
+
+/// Outstanding tickets. Numbers are handed out consecutively under this book's lock, so
+/// they index a ring: no hashing on the order path, and forgetting the oldest is a pop.
+#[derive(Debug)]
+struct TicketBook {
+    /// The number of `ring[0]`.
+    base: u64,
+    /// Tickets `base..base + ring.len()`; `None` for numbers not (or no longer) held.
+    ring: VecDeque<Option<Ticket>>,
+    /// The next number to hand out.
+    next: u64,
+}
+
+impl TicketBook {
+    fn get_mut(&mut self, number: u64) -> Option<&mut Ticket> {
+        let i = usize::try_from(number.checked_sub(self.base)?).ok()?;
+        self.ring.get_mut(i)?.as_mut()
+    }
+
+    /// Forgets tickets issued a release window before `mono_ns`.
+    fn forget_before(&mut self, mono_ns: u64) {
+        while let Some(front) = self.ring.front() {
+            let old = front
+                .as_ref()
+                .is_none_or(|t| mono_ns.saturating_sub(t.issued_mono_ns) >= RELEASE_WINDOW_NS);
+            if !old {
+                break;
+            }
+            self.ring.pop_front();
+            self.base += 1;
+        }
+        if self.ring.is_empty() {
+            self.base = self.next;
+        }
+    }
+
+    /// Files `ticket` under `number`, growing the ring as needed.
+    fn put(&mut self, number: u64, ticket: Ticket) {
+        if self.ring.is_empty() {
+            self.base = number;
+        }
+        if number < self.base {
+            return; // Older than everything held: past the window already.
+        }
+        let i = (number - self.base) as usize;
+        if i >= self.ring.len() {
+            self.ring.resize(i + 1, None);
+        }
+        self.ring[i] = Some(ticket);
+        self.next = self.next.max(number + 1);
+    }
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger::new()
+    }
+}
+
+/// A key's counters, locked: check and consume happen while this is held.
+pub struct KeySlot<'a> {
+    counters: MutexGuard<'a, KeyCounters>,
+    ledger: &'a Ledger,
+    key_id: &'a KeyId,
+}
+
+impl Ledger {
+    /// An empty ledger; tickets start at 1.
+    pub fn new() -> Ledger {
+        Ledger {
+            keys: DashMap::new(),
+            tickets: Mutex::new(TicketBook {
+                base: 1,
+                ring: VecDeque::new(),
+                next: 1,
+            }),
+        }
+    }
+
+    /// The counters of `key_id`, made empty if it has none yet.
+    pub fn counters(&self, key_id: &KeyId) -> Arc<Mutex<KeyCounters>> {
+        if let Some(c) = self.keys.get(key_id) {
+            return Arc::clone(&c);
+        }
+        Arc::clone(&self.keys.entry(key_id.clone()).or_default())
+    }
+
+    /// Runs `f` with the key's counters locked; `f` gets a [`KeySlot`] to check and consume.
+    pub fn with_key<T>(&self, key_id: &KeyId, f: impl FnOnce(&mut KeySlot<'_>) -> T) -> T {
+        let counters = self.counters(key_id);
+        let guard = lock(&counters);
+        let mut slot = KeySlot {
+            counters: guard,
+            ledger: self,
+            key_id,
+        };
+        f(&mut slot)
+    }
+
+    /// Orders in the last 60 s and value used today, for `Usage`.
+    pub fn usage(&self, key_id: &KeyId, mono_ns: u64, day: i64) -> (u32, Money) {
+        self.with_key(key_id, |slot| {
+            let n = slot.counters.orders_in_window(mono_ns, day);
+            (n, slot.counters.used)
+        })
+    }
+
+    /// Refunds a ticket's value to its key's daily total: once, within the window.
+    pub fn release(&self, ticket: u64, mono_ns: u64) -> Result<Released, ReleaseError> {
+        let t = {
+            let mut book = lock(&self.tickets);
+            let t = book.get_mut(ticket).ok_or(ReleaseError::Unknown)?;
+            if t.released {
+                return Err(ReleaseError::AlreadyReleased);
+            }
+            if mono_ns.saturating_sub(t.issued_mono_ns) >= RELEASE_WINDOW_NS {
+                return Err(ReleaseError::Expired);
+            }
+            t.released = true;
+            t.clone()
+        };
+        let counters = self.counters(&t.key_id);
+        let mut c = lock(&counters);
+        let refunded = if c.day == t.day {
+            t.value.min(c.used)
+        } else {
+            Money::ZERO
+        };
+        c.used = c.used.saturating_sub(refunded);
+        Ok(Released {
+            key_id: t.key_id,
+            refunded,
+            day: t.day,
+        })
+    }
+
+    /// Replays a consumption read back from the daemon's ledger log after a restart.
+    /// `mono_ns` is its time translated to this process's monotonic clock.
+    pub fn restore_consumption(&self, c: &Consumption, now_mono_ns: u64, today: i64) {
+        {
+            let counters = self.counters(&c.key_id);
+            let mut k = lock(&counters);
+            k.advance(now_mono_ns, today);
+            if c.day == today {
+                k.used = k.used.checked_add(c.value).unwrap_or(Money(u128::MAX));
+            }
+            if now_mono_ns.saturating_sub(c.mono_ns) < RATE_WINDOW_NS {
+                let pos = k.recent.partition_point(|t| *t <= c.mono_ns);
+                k.recent.insert(pos, c.mono_ns);
+            }
+        }
+        let mut book = lock(&self.tickets);
+        book.forget_before(now_mono_ns);
+        book.put(c.ticket, Ticket::of(c));
+    }
+
+    /// Replays a release read back from the ledger log.
+    pub fn restore_release(&self, ticket: u64, now_mono_ns: u64) {
+        // A release that fails now (already released in the log, or out of the window)
+        // was refused or done before; either way the counters are right.
+        let _ = self.release(ticket, now_mono_ns);
+    }
+
+    /// Every key's counters, for compaction of the ledger log.
+    pub fn dump(&self) -> Vec<(KeyId, KeyCounters)> {
+        self.keys
+            .iter()
+            .map(|e| (e.key().clone(), lock(e.value()).clone()))
+            .collect()
+    }
+
+    /// Hands out the next ticket for a consumption made now.
+    fn issue_ticket(&self, key_id: &KeyId, mono_ns: u64, day: i64, value: Money) -> u64 {
+        let mut book = lock(&self.tickets);
+        book.forget_before(mono_ns);
+        let number = book.next;
+        book.put(
+            number,
+            Ticket {
+                key_id: key_id.clone(),
+                day,
+                value,
+                issued_mono_ns: mono_ns,
+                released: false,
+            },
+        );
+        number
+    }
+}
+
+impl KeySlot<'_> {
+    /// Checks `max_orders_per_minute` and `max_daily_value` for an order of `value` at
+    /// `mono_ns` on UTC `day`, without consuming.
+    pub fn check(
+        &mut self,
+        mono_ns: u64,
+        day: i64,
+        value: Money,
+        max_per_minute: Option<u32>,
+        max_daily: Option<Money>,
+    ) -> LimitCheck {
+        let c = &mut *self.counters;
+        c.advance(mono_ns, day);
+        if let Some(max) = max_per_minute {
+            if c.recent.len() as u64 >= u64::from(max) {
+                return LimitCheck::Rate {
+                    in_window: c.recent.len() as u32,
+                };
+            }
+        }
+        if let Some(max) = max_daily {
+            match c.used.checked_add(value) {
+                Some(total) if total <= max => {}
+                _ => return LimitCheck::Daily { used: c.used },
+            }
+        }
+        LimitCheck::Pass
+    }
+
+    /// Takes a rate slot and adds `value` to today's total; returns the record to persist.
+    /// Call only after [`KeySlot::check`] passed, in the same `with_key`.
+    pub fn consume(&mut self, mono_ns: u64, unix_ns: i128, day: i64, value: Money) -> Consumption {
+        let c = &mut *self.counters;
+        c.advance(mono_ns, day);
+        c.recent.push_back(mono_ns);
+        c.used = c.used.checked_add(value).unwrap_or(Money(u128::MAX));
+        Consumption {
+            key_id: self.key_id.clone(),
+            ticket: self.ledger.issue_ticket(self.key_id, mono_ns, day, value),
+            mono_ns,
+            unix_ns,
+            day,
+            value,
+        }
+    }
+}
+
+/// Locks a mutex; a poisoned one (a panic while held) is still used — its counters were
+/// changed only by complete, panic-free updates.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,214 @@
+use super::*;
+use proptest::prelude::*;
+
+const S: u64 = 1_000_000_000;
+
+fn id(s: &str) -> KeyId {
+    s.parse().unwrap()
+}
+
+fn m(v: u128) -> Money {
+    Money(v * 100_000_000)
+}
+
+/// Checks and, when it passes, consumes: what `decide` does under the lock.
+fn take(
+    l: &Ledger,
+    key: &KeyId,
+    t: u64,
+    day: i64,
+    value: Money,
+    rate: Option<u32>,
+    daily: Option<Money>,
+) -> Result<Consumption, LimitCheck> {
+    l.with_key(key, |slot| match slot.check(t, day, value, rate, daily) {
+        LimitCheck::Pass => Ok(slot.consume(t, 0, day, value)),
+        other => Err(other),
+    })
+}
+
+#[test]
+fn the_rate_window_slides_over_60_seconds() {
+    let l = Ledger::new();
+    let k = id("bot");
+    for i in 0..3 {
+        assert!(take(&l, &k, 10 * S + i, 0, Money::ZERO, Some(3), None).is_ok());
+    }
+    assert_eq!(
+        take(&l, &k, 69 * S, 0, Money::ZERO, Some(3), None).unwrap_err(),
+        LimitCheck::Rate { in_window: 3 }
+    );
+    // 60 s after the first order its slot is free again, and only its slot.
+    assert!(take(&l, &k, 70 * S, 0, Money::ZERO, Some(3), None).is_ok());
+    assert!(take(&l, &k, 70 * S + 1, 0, Money::ZERO, Some(3), None).is_ok());
+    assert!(take(&l, &k, 70 * S + 1, 0, Money::ZERO, Some(3), None).is_err());
+}
+
+#[test]
+fn a_rate_of_zero_allows_nothing() {
+    let l = Ledger::new();
+    assert!(take(&l, &id("k"), S, 0, Money::ZERO, Some(0), None).is_err());
+}
+
+#[test]
+fn the_daily_cap_is_inclusive_and_never_passed_by_one_unit() {
+    let l = Ledger::new();
+    let k = id("bot");
+    let cap = Some(m(500_000));
+    assert!(take(&l, &k, S, 7, m(400_000), None, cap).is_ok());
+    assert_eq!(
+        take(&l, &k, 2 * S, 7, Money(m(100_000).0 + 1), None, cap).unwrap_err(),
+        LimitCheck::Daily { used: m(400_000) }
+    );
+    assert!(take(&l, &k, 3 * S, 7, m(100_000), None, cap).is_ok());
+    assert!(take(&l, &k, 4 * S, 7, Money(1), None, cap).is_err());
+    assert!(take(&l, &k, 4 * S, 7, Money::ZERO, None, cap).is_ok());
+}
+
+#[test]
+fn the_daily_total_resets_on_a_new_utc_day() {
+    let l = Ledger::new();
+    let k = id("bot");
+    assert!(take(&l, &k, S, 7, m(500), None, Some(m(500))).is_ok());
+    assert!(take(&l, &k, 2 * S, 7, m(1), None, Some(m(500))).is_err());
+    assert!(take(&l, &k, 3 * S, 8, m(500), None, Some(m(500))).is_ok());
+    assert_eq!(
+        l.usage(&k, 3 * S, 8),
+        (2, m(500)),
+        "the refused order took no slot"
+    );
+}
+
+#[test]
+fn a_denied_check_consumes_nothing() {
+    let l = Ledger::new();
+    let k = id("bot");
+    assert!(take(&l, &k, S, 0, m(10), Some(5), Some(m(5))).is_err());
+    assert_eq!(l.usage(&k, S, 0), (0, Money::ZERO));
+}
+
+#[test]
+fn release_refunds_the_daily_value_once_but_not_the_rate_slot() {
+    let l = Ledger::new();
+    let k = id("bot");
+    let c = take(&l, &k, S, 3, m(100), Some(1), Some(m(100))).unwrap();
+    let r = l.release(c.ticket, 2 * S).unwrap();
+    assert_eq!(r.refunded, m(100));
+    assert_eq!(r.key_id, k);
+    assert_eq!(l.usage(&k, 2 * S, 3), (1, Money::ZERO));
+    assert_eq!(l.release(c.ticket, 3 * S), Err(ReleaseError::AlreadyReleased));
+    assert_eq!(l.release(c.ticket + 100, 3 * S), Err(ReleaseError::Unknown));
+    // The rate slot is still taken.
+    assert!(take(&l, &k, 4 * S, 3, m(1), Some(1), Some(m(100))).is_err());
+}
+
+#[test]
+fn release_is_refused_after_the_window() {
+    let l = Ledger::new();
+    let k = id("bot");
+    let c = take(&l, &k, S, 3, m(100), None, None).unwrap();
+    assert_eq!(
+        l.release(c.ticket, S + RELEASE_WINDOW_NS),
+        Err(ReleaseError::Expired)
+    );
+    let c2 = take(&l, &k, S, 3, m(100), None, None).unwrap();
+    assert!(l.release(c2.ticket, S + RELEASE_WINDOW_NS - 1).is_ok());
+}
+
+#[test]
+fn release_after_the_day_rolled_over_refunds_nothing() {
+    let l = Ledger::new();
+    let k = id("bot");
+    let c = take(&l, &k, S, 3, m(100), None, None).unwrap();
+    take(&l, &k, 2 * S, 4, m(7), None, None).unwrap();
+    assert_eq!(l.release(c.ticket, 3 * S).unwrap().refunded, Money::ZERO);
+    assert_eq!(l.usage(&k, 3 * S, 4).1, m(7));
+}
+
+#[test]
+fn tickets_are_unique() {
+    let l = Ledger::new();
+    let a = take(&l, &id("a"), S, 0, m(1), None, None).unwrap();
+    let b = take(&l, &id("b"), S, 0, m(1), None, None).unwrap();
+    assert_ne!(a.ticket, b.ticket);
+}
+
+#[test]
+fn restored_consumptions_count_toward_today_and_the_window() {
+    let l = Ledger::new();
+    let k = id("bot");
+    let c = |ticket, mono_ns, day, v| Consumption {
+        key_id: k.clone(),
+        ticket,
+        mono_ns,
+        unix_ns: 0,
+        day,
+        value: m(v),
+    };
+    l.restore_consumption(&c(5, 100 * S, 9, 40), 130 * S, 10);
+    l.restore_consumption(&c(6, 120 * S, 10, 30), 130 * S, 10);
+    l.restore_consumption(&c(7, 125 * S, 10, 20), 130 * S, 10);
+    l.restore_release(7, 130 * S);
+    // Yesterday's value does not count; today's less the release does.
+    assert_eq!(l.usage(&k, 130 * S, 10), (3, m(30)));
+    let next = take(&l, &k, 131 * S, 10, m(1), None, None).unwrap();
+    assert_eq!(next.ticket, 8, "new tickets follow restored ones");
+}
+
+#[test]
+fn racing_threads_never_over_admit_one_key() {
+    let l = Ledger::new();
+    let k = id("bot");
+    let admitted = std::sync::atomic::AtomicU32::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for i in 0..1000 {
+                    if take(&l, &k, S + i, 0, m(1), Some(5), Some(m(1000))).is_ok() {
+                        admitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(admitted.into_inner(), 5);
+}
+
+proptest! {
+    /// Whatever the sequence of orders, values and releases, the daily total never passes
+    /// the cap, no 60 s window holds more than the rate allows, and the total equals the
+    /// sum of what was admitted minus what was released.
+    #[test]
+    fn the_ledger_never_passes_its_limits(
+        ops in proptest::collection::vec((0u64..5_000_000_000, 0u128..300, any::<bool>()), 1..200),
+        rate in 1u32..6,
+        cap in 1u128..1000,
+    ) {
+        let l = Ledger::new();
+        let k = id("p");
+        let mut t = 0u64;
+        let mut admitted: Vec<(u64, Money, u64)> = Vec::new();
+        let mut released = Money::ZERO;
+        for (dt, v, release) in ops {
+            t += dt;
+            if release {
+                if let Some((_, value, ticket)) = admitted.last() {
+                    if l.release(*ticket, t).is_ok() {
+                        released = released.checked_add(*value).unwrap();
+                    }
+                }
+                continue;
+            }
+            if let Ok(c) = take(&l, &k, t, 0, m(v), Some(rate), Some(m(cap))) {
+                admitted.push((t, m(v), c.ticket));
+            }
+            let (in_window, used) = l.usage(&k, t, 0);
+            prop_assert!(used <= m(cap));
+            let total: u128 = admitted.iter().map(|a| a.1 .0).sum();
+            prop_assert_eq!(used.0, total - released.0);
+            let window = admitted.iter().filter(|a| t - a.0 < RATE_WINDOW_NS).count();
+            prop_assert_eq!(in_window as usize, window);
+            prop_assert!(window <= rate as usize);
+        }
+    }
+}

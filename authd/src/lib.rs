@@ -1,0 +1,27 @@
+//! futu-authd: the authorization sidecar of a Futu OpenD style trading gateway.
+//!
+//! One daemon holds keys.json and the one authoritative limit ledger; the gateway's REST,
+//! gRPC, WebSocket and MCP front-ends ask it over a Unix socket whether each request may
+//! go through. This library is the daemon's core, free of sockets and processes:
+//!
+//! * [`store`] reads and writes keys.json (strict, atomic, locked);
+//! * [`key`] makes plaintexts and digests; [`machine`] this host's fingerprint;
+//! * [`endpoint`] maps Futu OpenAPI protocols to the scope they need;
+//! * [`snapshot`] compiles keys.json for checking; [`ledger`] counts orders and value;
+//! * [`decide`] is the pure decision engine; [`money`] keeps amounts exact.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod decide;
+pub mod endpoint;
+pub mod key;
+pub mod ledger;
+pub mod machine;
+pub mod money;
+pub mod snapshot;
+pub mod store;
+
+pub use decide::{decide, decide_scope, Now, Verdict};
+pub use ledger::Ledger;
+pub use snapshot::Snapshot;
+pub use store::{KeysFile, StoreError};

@@ -1,0 +1,155 @@
+//! The keys in service: keys.json compiled for lookup by digest, with every limit turned
+//! into the form a check needs (bit sets, exact money, the binding resolved against this
+//! host). A snapshot is immutable; a reload builds a new one and swaps it in.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futu_auth_proto::{Fingerprint, HoursWindow, KeyHash, KeyRecord, Market, Scope, TrdSide};
+
+use crate::money::Money;
+use crate::store::KeysFile;
+
+/// How a key's `allowed_machines` applies to this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Binding {
+    /// `null`: any host.
+    Unbound,
+    /// `[]`: no host.
+    Frozen,
+    /// The list holds this host.
+    ThisHost,
+    /// The list does not hold this host.
+    OtherHosts,
+}
+
+/// One key, ready to check.
+#[derive(Debug, Clone)]
+pub struct CompiledKey {
+    /// The record as in keys.json.
+    pub record: KeyRecord,
+    /// Scopes as bits ([`Scope::bit`]).
+    pub scopes: u8,
+    /// Allowed markets as bits ([`Market::bit`]); `None` for any.
+    pub markets: Option<u16>,
+    /// Allowed symbols; `None` for any.
+    pub symbols: Option<HashSet<String>>,
+    /// Allowed sides as bits ([`TrdSide::bit`]); `None` for any.
+    pub sides: Option<u8>,
+    /// Per-order cap, exact.
+    pub max_order_value: Option<Money>,
+    /// Daily cap, exact.
+    pub max_daily_value: Option<Money>,
+    /// Orders per 60 s.
+    pub max_orders_per_minute: Option<u32>,
+    /// Local time window.
+    pub hours_window: Option<HoursWindow>,
+    /// `allowed_machines` against this host.
+    pub binding: Binding,
+    /// `expires_at` in Unix nanoseconds.
+    pub expires_unix_ns: Option<i128>,
+}
+
+impl CompiledKey {
+    fn compile(record: KeyRecord, host: &Fingerprint) -> CompiledKey {
+        let l = &record.limits;
+        let binding = match &record.allowed_machines {
+            None => Binding::Unbound,
+            Some(list) if list.is_empty() => Binding::Frozen,
+            Some(list) if list.contains(host) => Binding::ThisHost,
+            Some(_) => Binding::OtherHosts,
+        };
+        CompiledKey {
+            scopes: record.scopes.iter().fold(0, |acc, s| acc | s.bit()),
+            markets: l
+                .allowed_markets
+                .as_ref()
+                .map(|v| v.iter().fold(0, |acc, m| acc | m.bit())),
+            symbols: l
+                .allowed_symbols
+                .as_ref()
+                .map(|v| v.iter().map(|s| s.as_str().to_owned()).collect()),
+            sides: l
+                .allowed_trd_sides
+                .as_ref()
+                .map(|v| v.iter().fold(0, |acc, s| acc | s.bit())),
+            // Caps were checked finite and non-negative when read; too large to hold
+            // means no practical cap, but stay exact: clamp to the largest amount.
+            max_order_value: l
+                .max_order_value
+                .map(|c| Money::cap(c.get()).unwrap_or(Money(u128::MAX))),
+            max_daily_value: l
+                .max_daily_value
+                .map(|c| Money::cap(c.get()).unwrap_or(Money(u128::MAX))),
+            max_orders_per_minute: l.max_orders_per_minute,
+            hours_window: l.hours_window,
+            binding,
+            expires_unix_ns: record.expires_at.map(|t| t.as_nanosecond()),
+            record,
+        }
+    }
+
+    /// Whether the key holds `scope`.
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.scopes & scope.bit() != 0
+    }
+
+    /// Whether `market` is allowed.
+    pub fn allows_market(&self, market: Market) -> bool {
+        self.markets.is_none_or(|m| m & market.bit() != 0)
+    }
+
+    /// Whether `symbol` is allowed.
+    pub fn allows_symbol(&self, symbol: &str) -> bool {
+        self.symbols.as_ref().is_none_or(|s| s.contains(symbol))
+    }
+
+    /// Whether `side` is allowed.
+    pub fn allows_side(&self, side: TrdSide) -> bool {
+        self.sides.is_none_or(|s| s & side.bit() != 0)
+    }
+}
+
+/// The keys in service and the host they are checked on.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    by_hash: HashMap<KeyHash, Arc<CompiledKey>>,
+    host: Fingerprint,
+}
+
+impl Snapshot {
+    /// Compiles keys.json for a host with fingerprint `host`.
+    pub fn new(file: &KeysFile, host: Fingerprint) -> Snapshot {
+        let by_hash = file
+            .keys
+            .iter()
+            .map(|r| (r.hash, Arc::new(CompiledKey::compile(r.clone(), &host))))
+            .collect();
+        Snapshot { by_hash, host }
+    }
+
+    /// The key whose plaintext has this digest.
+    pub fn by_hash(&self, hash: &KeyHash) -> Option<&Arc<CompiledKey>> {
+        self.by_hash.get(hash)
+    }
+
+    /// The key with this id (a scan: admin paths only).
+    pub fn by_id(&self, id: &str) -> Option<&Arc<CompiledKey>> {
+        self.by_hash.values().find(|k| k.record.id.as_str() == id)
+    }
+
+    /// How many keys are in service.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// Whether no key is in service.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+
+    /// This host's fingerprint.
+    pub fn host(&self) -> &Fingerprint {
+        &self.host
+    }
+}

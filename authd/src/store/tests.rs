@@ -1,0 +1,394 @@
+use super::*;
+use futu_auth_proto::{Fingerprint, Market, Scope, TrdSide};
+use std::os::unix::fs::PermissionsExt;
+
+fn h(c: char) -> String {
+    std::iter::repeat_n(c, 64).collect()
+}
+
+/// The seed's two examples, with their elided hashes replaced by real digests.
+fn seed_file() -> String {
+    format!(
+        r#"{{
+  "version": 1,
+  "keys": [
+    {{
+      "id": "research",
+      "hash": "{}",
+      "scopes": ["qot:read"],
+      "created_at": "2026-04-15T10:00:00Z"
+    }},
+    {{
+      "id": "sim-bot",
+      "hash": "{}",
+      "scopes": ["qot:read", "acc:read", "trade:simulate"],
+      "limits": {{
+        "allowed_markets": ["HK"],
+        "allowed_symbols": ["HK.00700", "HK.09988"],
+        "max_order_value": 100000,
+        "max_daily_value": 500000,
+        "max_orders_per_minute": 3,
+        "hours_window": "09:30-16:00",
+        "allowed_trd_sides": ["SELL"]
+      }},
+      "allowed_machines": ["fp_bot_host_abc123"],
+      "created_at": "2026-04-15T10:00:00Z",
+      "expires_at": "2026-05-15T10:00:00Z",
+      "note": "simulated take-profit sell bot"
+    }}
+  ]
+}}
+"#,
+        h('a'),
+        h('c')
+    )
+}
+
+fn parse(text: &str) -> Result<KeysFile, StoreError> {
+    KeysFile::parse(text, Path::new("keys.json"))
+}
+
+fn invalid(text: &str) -> InvalidFile {
+    match parse(text) {
+        Err(StoreError::Invalid(e)) => *e,
+        other => panic!("expected an invalid-file error, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_seed_examples_load_as_written() {
+    let f = parse(&seed_file()).unwrap();
+    assert_eq!(f.keys.len(), 2);
+    let research = &f.keys[0];
+    assert_eq!(research.id.as_str(), "research");
+    assert_eq!(research.scopes, vec![Scope::QotRead]);
+    assert!(research.limits.is_unlimited());
+    assert_eq!(research.allowed_machines, None);
+    assert_eq!(research.expires_at, None);
+    let bot = &f.keys[1];
+    assert_eq!(bot.limits.allowed_markets, Some(vec![Market::HK]));
+    assert_eq!(bot.limits.allowed_trd_sides, Some(vec![TrdSide::SELL]));
+    assert_eq!(bot.limits.max_order_value.map(|c| c.get()), Some(100000.0));
+    assert_eq!(bot.limits.max_daily_value.map(|c| c.get()), Some(500000.0));
+    assert_eq!(bot.limits.max_orders_per_minute, Some(3));
+    assert_eq!(bot.limits.hours_window.unwrap().to_string(), "09:30-16:00");
+    assert_eq!(
+        bot.allowed_machines,
+        Some(vec!["fp_bot_host_abc123".parse::<Fingerprint>().unwrap()])
+    );
+    assert_eq!(bot.note.as_deref(), Some("simulated take-profit sell bot"));
+    assert_eq!(bot.expires_at.unwrap().to_string(), "2026-05-15T10:00:00Z");
+}
+
+#[test]
+fn the_seed_examples_with_elided_hashes_are_refused() {
+    let text = seed_file().replace(&h('a'), "a1b2...");
+    let e = invalid(&text);
+    assert_eq!(e.key_id.as_deref(), Some("research"));
+    assert_eq!(e.field, "keys[0].hash");
+    assert_eq!(e.line, 6);
+}
+
+#[test]
+fn load_then_save_round_trips_every_field() {
+    let f = parse(&seed_file()).unwrap();
+    let again = parse(&f.to_json()).unwrap();
+    assert_eq!(f, again);
+    // Unset fields stay unset, as in the seed's minimal example.
+    let research: serde_json::Value = serde_json::from_str(&f.to_json()).unwrap();
+    let keys = research["keys"].as_array().unwrap();
+    assert_eq!(
+        keys[0].as_object().unwrap().keys().cloned().collect::<Vec<_>>(),
+        vec!["created_at", "hash", "id", "scopes"]
+    );
+    assert_eq!(keys[1]["limits"]["max_order_value"], serde_json::json!(100000.0));
+    assert_eq!(
+        keys[1]["allowed_machines"],
+        serde_json::json!(["fp_bot_host_abc123"])
+    );
+}
+
+#[test]
+fn sha256_prefix_is_accepted_and_written_without_it() {
+    let text = seed_file().replace(&h('a'), &format!("sha256:{}", h('a')));
+    let f = parse(&text).unwrap();
+    assert!(f.to_json().contains(&format!("\"{}\"", h('a'))));
+    assert!(!f.to_json().contains("sha256:"));
+}
+
+#[test]
+fn a_typo_in_a_limit_names_the_key_the_field_and_the_line() {
+    let text = seed_file().replace("\"max_order_value\"", "\"max_order_valeu\"");
+    let e = invalid(&text);
+    assert_eq!(e.key_id.as_deref(), Some("sim-bot"));
+    assert!(e.field.starts_with("keys[1].limits"), "{}", e.field);
+    assert!(
+        e.message.contains("unknown field `max_order_valeu`"),
+        "{}",
+        e.message
+    );
+    assert_eq!(e.line, 17);
+    let shown = e.to_string();
+    assert!(shown.starts_with("keys.json:17:"), "{shown}");
+    assert!(shown.contains("key \"sim-bot\""), "{shown}");
+}
+
+#[test]
+fn an_unknown_top_level_or_record_field_is_refused() {
+    let e = invalid(&seed_file().replace("\"note\"", "\"notes\""));
+    assert_eq!(e.key_id.as_deref(), Some("sim-bot"));
+    assert!(e.message.contains("unknown field `notes`"));
+    let e = invalid(&seed_file().replacen("\"keys\"", "\"extra\": 1, \"keys\"", 1));
+    assert!(e.message.contains("unknown field `extra`"));
+    assert_eq!(e.key_id, None);
+}
+
+#[test]
+fn a_version_other_than_1_is_refused() {
+    let e = invalid(&seed_file().replace("\"version\": 1", "\"version\": 2"));
+    assert_eq!(e.field, "version");
+    assert!(
+        e.message.contains("unsupported keys.json version 2"),
+        "{}",
+        e.message
+    );
+    assert_eq!(e.line, 2);
+    assert!(matches!(
+        parse(&seed_file().replace("\"version\": 1,", "")),
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+#[test]
+fn duplicate_ids_are_refused() {
+    let text = seed_file().replace("\"id\": \"sim-bot\"", "\"id\": \"research\"");
+    let e = invalid(&text);
+    assert!(
+        e.message.contains("duplicate key id \"research\""),
+        "{}",
+        e.message
+    );
+    assert!(e.line >= 24, "points at the second key, line {}", e.line);
+}
+
+#[test]
+fn duplicate_hashes_are_refused() {
+    let text = seed_file().replace(&h('c'), &h('a'));
+    let e = invalid(&text);
+    assert!(e.message.contains("same hash"), "{}", e.message);
+}
+
+#[test]
+fn malformed_values_name_their_key_and_field() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("\"trade:simulate\"", "\"trade:simulat\"", "keys[1].scopes"),
+        (
+            "\"allowed_markets\": [\"HK\"]",
+            "\"allowed_markets\": [\"XX\"]",
+            "keys[1].limits.allowed_markets",
+        ),
+        ("\"HK.09988\"", "\"09988\"", "keys[1].limits.allowed_symbols"),
+        ("[\"SELL\"]", "[\"sell\"]", "keys[1].limits.allowed_trd_sides"),
+        ("\"09:30-16:00\"", "\"9:30-16\"", "keys[1].limits.hours_window"),
+        ("\"2026-05-15T10:00:00Z\"", "\"next month\"", "keys[1].expires_at"),
+        (
+            "\"fp_bot_host_abc123\"",
+            "\"bot host\"",
+            "keys[1].allowed_machines",
+        ),
+        (
+            "\"max_daily_value\": 500000",
+            "\"max_daily_value\": -1",
+            "keys[1].limits.max_daily_value",
+        ),
+        (
+            "\"max_daily_value\": 500000",
+            "\"max_daily_value\": 1e999",
+            "keys[1].limits.max_daily_value",
+        ),
+        (
+            "\"max_orders_per_minute\": 3",
+            "\"max_orders_per_minute\": 2.5",
+            "keys[1].limits.max_orders_per_minute",
+        ),
+        (
+            "\"max_orders_per_minute\": 3",
+            "\"max_orders_per_minute\": -3",
+            "keys[1].limits.max_orders_per_minute",
+        ),
+    ];
+    for (from, to, field) in cases {
+        let text = seed_file().replace(from, to);
+        assert_ne!(text, seed_file(), "{from} not found");
+        let e = invalid(&text);
+        assert_eq!(e.key_id.as_deref(), Some("sim-bot"), "{to}: {e}");
+        assert!(
+            e.field.starts_with(field),
+            "{to}: field {} should start with {field}",
+            e.field
+        );
+        assert!(e.line > 10, "{to}: line {}", e.line);
+    }
+}
+
+#[test]
+fn a_malformed_created_at_in_the_first_key_is_reported_there() {
+    let e = invalid(&seed_file().replacen("\"2026-04-15T10:00:00Z\"", "\"2026-04-15\"", 1));
+    assert_eq!(e.key_id.as_deref(), Some("research"));
+    assert_eq!(e.field, "keys[0].created_at");
+    assert_eq!(e.line, 8);
+}
+
+#[test]
+fn broken_json_reports_its_position() {
+    let e = invalid("{\"version\": 1, \"keys\": [\n  {\"id\": \"x\",,}\n]}");
+    assert_eq!(e.line, 2);
+    assert!(matches!(
+        parse("{\"version\":1,\"keys\":[]} trailing"),
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+#[test]
+fn null_and_omitted_limits_both_mean_unlimited() {
+    let text = seed_file().replace("\"max_orders_per_minute\": 3", "\"max_orders_per_minute\": null");
+    let f = parse(&text).unwrap();
+    assert_eq!(f.keys[1].limits.max_orders_per_minute, None);
+    let text = seed_file().replace(
+        "\"allowed_machines\": [\"fp_bot_host_abc123\"]",
+        "\"allowed_machines\": []",
+    );
+    assert_eq!(parse(&text).unwrap().keys[1].allowed_machines, Some(vec![]));
+    let text = seed_file().replace(
+        "\"allowed_machines\": [\"fp_bot_host_abc123\"]",
+        "\"allowed_machines\": null",
+    );
+    assert_eq!(parse(&text).unwrap().keys[1].allowed_machines, None);
+}
+
+#[test]
+fn save_is_atomic_with_mode_0600_and_leaves_no_temporary_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    let f = parse(&seed_file()).unwrap();
+    f.save(&path).unwrap();
+    let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(KeysFile::load(&path).unwrap(), f);
+    let names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["keys.json".to_string()]);
+    // A file made with a looser mode is replaced by one with 0600.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(mode_warning(&path).is_some());
+    f.save(&path).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(mode_warning(&path).is_none());
+}
+
+#[test]
+fn update_creates_a_missing_file_and_refuses_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    let spec = |id: &str| KeySpec {
+        id: id.parse().unwrap(),
+        scopes: vec![Scope::QotRead],
+        limits: Default::default(),
+        allowed_machines: None,
+        expires_at: None,
+        note: None,
+    };
+    let now = Timestamp::from_second(1_776_247_200).unwrap();
+    let ((token, rec), file) = update(&path, |f| f.gen_key(spec("research"), now)).unwrap();
+    assert_eq!(file.keys.len(), 1);
+    assert_eq!(rec.hash, digest(&token));
+    assert!(
+        !fs::read_to_string(&path).unwrap().contains(token.expose()),
+        "plaintext is never stored"
+    );
+    let err = update(&path, |f| f.gen_key(spec("research"), now)).unwrap_err();
+    assert!(matches!(err, StoreError::DuplicateKey(ref id) if id == "research"));
+    assert_eq!(
+        KeysFile::load(&path).unwrap().keys.len(),
+        1,
+        "a failed change saves nothing"
+    );
+}
+
+#[test]
+fn a_broken_file_is_never_overwritten_by_an_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    fs::write(&path, "{\"version\": 1, \"keys\": [}").unwrap();
+    let err = update(&path, |f| f.revoke(&"x".parse().unwrap())).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)));
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        "{\"version\": 1, \"keys\": [}"
+    );
+}
+
+#[test]
+fn revoke_and_bind_change_only_their_key() {
+    let mut f = parse(&seed_file()).unwrap();
+    let fp: Fingerprint = "fp_new".parse().unwrap();
+    let bot: KeyId = "sim-bot".parse().unwrap();
+    let rec = f.bind(&bot, BindOp::Add(vec![fp.clone(), fp.clone()])).unwrap();
+    assert_eq!(
+        rec.allowed_machines.as_ref().unwrap().len(),
+        2,
+        "no duplicate fingerprints"
+    );
+    let rec = f.bind(&bot, BindOp::Replace(vec![fp.clone()])).unwrap();
+    assert_eq!(rec.allowed_machines, Some(vec![fp.clone()]));
+    assert_eq!(
+        f.bind(&bot, BindOp::Freeze).unwrap().allowed_machines,
+        Some(vec![])
+    );
+    assert_eq!(f.bind(&bot, BindOp::Clear).unwrap().allowed_machines, None);
+    let research: KeyId = "research".parse().unwrap();
+    assert_eq!(
+        f.bind(&research, BindOp::Add(vec![fp.clone()]))
+            .unwrap()
+            .allowed_machines,
+        Some(vec![fp])
+    );
+    assert!(matches!(
+        f.revoke(&"nope".parse().unwrap()),
+        Err(StoreError::UnknownKey(_))
+    ));
+    f.revoke(&bot).unwrap();
+    assert_eq!(f.keys.len(), 1);
+    assert!(matches!(
+        f.bind(&bot, BindOp::Clear),
+        Err(StoreError::UnknownKey(_))
+    ));
+}
+
+#[test]
+fn concurrent_writers_lose_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    let now = Timestamp::from_second(1_776_247_200).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let path = &path;
+            s.spawn(move || {
+                for i in 0..10 {
+                    let spec = KeySpec {
+                        id: format!("k{t}-{i}").parse().unwrap(),
+                        scopes: vec![Scope::QotRead],
+                        limits: Default::default(),
+                        allowed_machines: None,
+                        expires_at: None,
+                        note: None,
+                    };
+                    update(path, |f| f.gen_key(spec, now)).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(KeysFile::load(&path).unwrap().keys.len(), 80);
+}

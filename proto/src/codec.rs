@@ -1,0 +1,147 @@
+//! The bytes. This is the only module that calls bincode: a frame is a big-endian `u32`
+//! length and then one message in bincode 2's standard configuration (variable-length
+//! integers, little-endian where fixed width). Swapping the encoding touches this file only.
+
+use std::io;
+use std::marker::PhantomData;
+
+use bytes::{Buf, BufMut, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+/// The largest frame body either side accepts, in bytes (64 KiB).
+pub const MAX_FRAME_LEN: usize = 64 * 1024;
+
+const CONFIG: bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_FRAME_LEN>,
+> = bincode::config::standard().with_limit::<MAX_FRAME_LEN>();
+
+/// What can go wrong between bytes and messages.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The length prefix announced more than [`MAX_FRAME_LEN`]; nothing of that size was
+    /// allocated.
+    #[error("frame of {announced} bytes announced, the limit is {max}")]
+    FrameTooLarge {
+        /// The length the peer announced.
+        announced: u64,
+        /// [`MAX_FRAME_LEN`].
+        max: usize,
+    },
+    /// The frame body is not a valid message.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// A message could not be encoded (it would not fit in a frame).
+    #[error("cannot encode message: {0}")]
+    Encode(String),
+    /// The socket failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Encodes one message body (no length prefix).
+pub fn encode_message<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
+    let body = bincode::serde::encode_to_vec(msg, CONFIG).map_err(|e| CodecError::Encode(e.to_string()))?;
+    if body.len() > MAX_FRAME_LEN {
+        return Err(CodecError::Encode(format!(
+            "{} bytes is over the {MAX_FRAME_LEN}-byte frame limit",
+            body.len()
+        )));
+    }
+    Ok(body)
+}
+
+/// Decodes one message body; trailing bytes are an error.
+pub fn decode_message<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
+    let (msg, used) =
+        bincode::serde::decode_from_slice(body, CONFIG).map_err(|e| CodecError::Malformed(e.to_string()))?;
+    if used != body.len() {
+        return Err(CodecError::Malformed(format!(
+            "{} trailing bytes after the message",
+            body.len() - used
+        )));
+    }
+    Ok(msg)
+}
+
+/// Encodes a whole frame: length prefix and body.
+pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
+    let body = encode_message(msg)?;
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// A tokio-util codec that reads messages of type `In` and writes messages of type `Out`
+/// (the daemon reads [`crate::Request`] and writes [`crate::Response`]; a client the other
+/// way round).
+#[derive(Debug)]
+pub struct FrameCodec<In, Out> {
+    frames: LengthDelimitedCodec,
+    _types: PhantomData<fn(Out) -> In>,
+}
+
+impl<In, Out> Default for FrameCodec<In, Out> {
+    fn default() -> Self {
+        FrameCodec {
+            frames: LengthDelimitedCodec::builder()
+                .big_endian()
+                .length_field_length(4)
+                .max_frame_length(MAX_FRAME_LEN)
+                .new_codec(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<In, Out> FrameCodec<In, Out> {
+    /// A codec with the 64 KiB frame limit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
+    type Item = In;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, CodecError> {
+        if src.len() >= 4 {
+            let announced = u64::from((&src[..4]).get_u32());
+            if announced > MAX_FRAME_LEN as u64 {
+                return Err(CodecError::FrameTooLarge {
+                    announced,
+                    max: MAX_FRAME_LEN,
+                });
+            }
+        }
+        match self.frames.decode(src)? {
+            Some(body) => decode_message(&body).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
+    type Error = CodecError;
+
+    fn encode(&mut self, msg: Out, dst: &mut BytesMut) -> Result<(), CodecError> {
+        <Self as Encoder<&Out>>::encode(self, &msg, dst)
+    }
+}
+
+impl<In, Out: Serialize> Encoder<&Out> for FrameCodec<In, Out> {
+    type Error = CodecError;
+
+    fn encode(&mut self, msg: &Out, dst: &mut BytesMut) -> Result<(), CodecError> {
+        let body = encode_message(msg)?;
+        dst.reserve(4 + body.len());
+        dst.put_u32(body.len() as u32);
+        dst.extend_from_slice(&body);
+        Ok(())
+    }
+}

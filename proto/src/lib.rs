@@ -1,0 +1,38 @@
+//! The wire protocol and the key model of futu-authd.
+//!
+//! A gateway front-end (REST, gRPC, WebSocket, MCP) asks futu-authd over a Unix socket
+//! whether a request may go through. Every frame on that socket is a big-endian `u32`
+//! length followed by one bincode message (see `docs/PROTOCOL.md`):
+//!
+//! * [`message`] — the requests, responses and decisions that travel in frames;
+//! * [`key`] — the keys.json model ([`key::KeyRecord`], [`key::Limits`]) and its validated
+//!   value types (scopes, markets, symbols, trade sides, hours windows, fingerprints);
+//! * [`codec`] — the only module that knows the bytes: framing plus bincode, and
+//!   nothing else in the workspace calls bincode.
+//!
+//! ```
+//! use futu_auth_proto::codec;
+//! use futu_auth_proto::message::{Hello, Request, PROTOCOL_VERSION};
+//!
+//! let hello = Request::Hello(Hello { protocol_version: PROTOCOL_VERSION, client_name: "rest".into() });
+//! let bytes = codec::encode_frame(&hello).unwrap();
+//! assert_eq!(&bytes[..4], &[0, 0, 0, 7]); // length prefix, big-endian
+//! let back: Request = codec::decode_message(&bytes[4..]).unwrap();
+//! assert_eq!(back, hello);
+//! ```
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod codec;
+pub mod key;
+pub mod message;
+
+pub use codec::{CodecError, FrameCodec, MAX_FRAME_LEN};
+pub use key::{
+    BindOp, Fingerprint, HoursWindow, KeyHash, KeyId, KeyRecord, KeySpec, Limits, Market, Scope, Symbol,
+    Token, TrdSide,
+};
+pub use message::{
+    Check, CheckScope, Decision, ErrorKind, Hello, Iface, Order, Reason, Request, Response, TrdEnv, Usage,
+    PROTOCOL_VERSION,
+};

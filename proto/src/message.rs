@@ -1,0 +1,521 @@
+//! The messages that travel in frames: a client sends [`Request`]s, the daemon answers each
+//! with one [`Response`], in the order the requests arrived.
+//!
+//! Every request but [`Hello`] carries a `request_id` chosen by the client, and every
+//! response to it carries the same id back, so a client may pipeline many requests and
+//! match the answers. The variant order of every enum here is part of the wire format
+//! (bincode writes the variant index): add new variants at the end only.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::key::{BindOp, KeyId, KeyRecord, KeySpec, Market, Scope, Token, TrdSide};
+
+/// The protocol version this crate speaks; a [`Hello`] with another is refused.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The front-end a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Iface {
+    /// REST.
+    Rest,
+    /// gRPC.
+    Grpc,
+    /// WebSocket.
+    Ws,
+    /// MCP tool calls.
+    Mcp,
+    /// The command line (`futucli check`).
+    Cli,
+}
+
+impl Iface {
+    /// Every interface, in wire order.
+    pub const ALL: [Iface; 5] = [Iface::Rest, Iface::Grpc, Iface::Ws, Iface::Mcp, Iface::Cli];
+
+    /// The lower-case name used in audit and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Iface::Rest => "rest",
+            Iface::Grpc => "grpc",
+            Iface::Ws => "ws",
+            Iface::Mcp => "mcp",
+            Iface::Cli => "cli",
+        }
+    }
+}
+
+impl fmt::Display for Iface {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Iface {
+    type Err = crate::key::InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Iface::ALL.into_iter().find(|i| i.as_str() == s).ok_or_else(|| {
+            crate::key::InvalidValue(format!(
+                "unknown iface {s:?} (expected rest, grpc, ws, mcp or cli)"
+            ))
+        })
+    }
+}
+
+/// Simulated or real trading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrdEnv {
+    /// Paper trading; needs `trade:simulate`.
+    Simulate,
+    /// Real money; needs `trade:real`.
+    Real,
+}
+
+impl TrdEnv {
+    /// `simulate` or `real`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrdEnv::Simulate => "simulate",
+            TrdEnv::Real => "real",
+        }
+    }
+}
+
+/// The order an order-write endpoint would place. Its value is `qty × price`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    /// Which trading environment the order goes to; picks the scope it needs.
+    pub env: TrdEnv,
+    /// The trading market.
+    pub market: Market,
+    /// The security, e.g. `HK.00700`. Checked by the daemon: a malformed symbol is a
+    /// `bad_order` decision, not a broken frame.
+    pub symbol: String,
+    /// Direction.
+    pub side: TrdSide,
+    /// Quantity; finite and above zero.
+    pub qty: f64,
+    /// Limit price; finite and above zero. A market order has none, and is refused
+    /// (`bad_order`) by a key whose value caps need one.
+    pub price: Option<f64>,
+}
+
+/// The first message of every connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Must equal [`PROTOCOL_VERSION`].
+    pub protocol_version: u16,
+    /// Who is asking (`rest`, `grpc`, `futucli`, …); goes to the log, never trusted.
+    pub client_name: String,
+}
+
+/// May this token call this endpoint (with this order)?
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// Echoed in the response.
+    pub request_id: u64,
+    /// The key's plaintext as the caller presented it.
+    pub token: Token,
+    /// Which front-end asks.
+    pub iface: Iface,
+    /// A Futu OpenAPI protocol name (`Trd_PlaceOrder`) or id (`2202`).
+    pub endpoint: String,
+    /// The order, for order-write endpoints.
+    pub order: Option<Order>,
+    /// Decide without consuming a rate slot or daily value.
+    pub dry_run: bool,
+}
+
+/// Does this token hold this scope? Used to filter WebSocket pushes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckScope {
+    /// Echoed in the response.
+    pub request_id: u64,
+    /// The key's plaintext.
+    pub token: Token,
+    /// Which front-end asks.
+    pub iface: Iface,
+    /// The scope the push needs.
+    pub scope: Scope,
+}
+
+/// Every request a client can send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Request {
+    /// Opens the conversation; answered by [`Response::HelloOk`].
+    Hello(Hello),
+    /// Answered by [`Response::Decision`].
+    Check(Check),
+    /// Answered by [`Response::Decision`].
+    CheckScope(CheckScope),
+    /// Refund the daily value of an allowed order the broker then rejected. Answered by
+    /// [`Response::Released`] or an error (unknown, already released or too old ticket).
+    Release {
+        /// Echoed in the response.
+        request_id: u64,
+        /// From the [`Decision::Allow`] of the order.
+        ticket: u64,
+    },
+    /// Admin: make a key. Answered by [`Response::KeyGenerated`].
+    GenKey {
+        /// Echoed in the response.
+        request_id: u64,
+        /// What the key may do.
+        spec: KeySpec,
+    },
+    /// Admin: every key record. Answered by [`Response::Keys`].
+    ListKeys {
+        /// Echoed in the response.
+        request_id: u64,
+    },
+    /// Admin: remove a key. Answered by [`Response::KeyRevoked`].
+    RevokeKey {
+        /// Echoed in the response.
+        request_id: u64,
+        /// The key's id.
+        id: KeyId,
+    },
+    /// Admin: change a key's machine binding. Answered by [`Response::KeyBound`].
+    BindKey {
+        /// Echoed in the response.
+        request_id: u64,
+        /// The key's id.
+        id: KeyId,
+        /// The change.
+        op: BindOp,
+    },
+    /// Admin: re-read keys.json. Answered by [`Response::Reloaded`].
+    Reload {
+        /// Echoed in the response.
+        request_id: u64,
+    },
+    /// Admin: a key's consumption today. Answered by [`Response::Usage`].
+    Usage {
+        /// Echoed in the response.
+        request_id: u64,
+        /// The key's id.
+        id: KeyId,
+    },
+}
+
+impl Request {
+    /// The id the response will carry (0 for [`Request::Hello`]).
+    pub fn request_id(&self) -> u64 {
+        match self {
+            Request::Hello(_) => 0,
+            Request::Check(c) => c.request_id,
+            Request::CheckScope(c) => c.request_id,
+            Request::Release { request_id, .. }
+            | Request::GenKey { request_id, .. }
+            | Request::ListKeys { request_id }
+            | Request::RevokeKey { request_id, .. }
+            | Request::BindKey { request_id, .. }
+            | Request::Reload { request_id }
+            | Request::Usage { request_id, .. } => *request_id,
+        }
+    }
+
+    /// Whether only an administrator may send it.
+    pub fn is_admin(&self) -> bool {
+        matches!(
+            self,
+            Request::GenKey { .. }
+                | Request::ListKeys { .. }
+                | Request::RevokeKey { .. }
+                | Request::BindKey { .. }
+                | Request::Reload { .. }
+                | Request::Usage { .. }
+        )
+    }
+
+    /// The message name, for logs (`Check`, `GenKey`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Request::Hello(_) => "Hello",
+            Request::Check(_) => "Check",
+            Request::CheckScope(_) => "CheckScope",
+            Request::Release { .. } => "Release",
+            Request::GenKey { .. } => "GenKey",
+            Request::ListKeys { .. } => "ListKeys",
+            Request::RevokeKey { .. } => "RevokeKey",
+            Request::BindKey { .. } => "BindKey",
+            Request::Reload { .. } => "Reload",
+            Request::Usage { .. } => "Usage",
+        }
+    }
+}
+
+/// Why a request was refused. The snake_case names are stable: the audit log and the
+/// metrics use them verbatim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// No key has this token's digest.
+    UnknownKey,
+    /// The key's `expires_at` has passed.
+    Expired,
+    /// The key's `allowed_machines` is `[]`.
+    Frozen,
+    /// This host's fingerprint is not in the key's `allowed_machines`.
+    Machine,
+    /// The key lacks the scope the endpoint needs.
+    Scope,
+    /// The endpoint is not in the daemon's table.
+    UnknownEndpoint,
+    /// The order's market is not in `allowed_markets`.
+    Market,
+    /// The order's symbol is not in `allowed_symbols`.
+    Symbol,
+    /// The order's side is not in `allowed_trd_sides`.
+    Side,
+    /// The local time is outside `hours_window`.
+    Hours,
+    /// qty × price is above `max_order_value`.
+    OrderValue,
+    /// Today's allowed value plus this order's would pass `max_daily_value`.
+    DailyValue,
+    /// `max_orders_per_minute` orders were already allowed in the last 60 s.
+    Rate,
+    /// The order is missing or malformed (no price where a cap needs one, qty ≤ 0, …).
+    BadOrder,
+    /// An admin request from a peer that is not an administrator.
+    Forbidden,
+    /// The daemon could not decide; refused to fail closed.
+    Internal,
+}
+
+impl Reason {
+    /// Every reason, in wire order.
+    pub const ALL: [Reason; 16] = [
+        Reason::UnknownKey,
+        Reason::Expired,
+        Reason::Frozen,
+        Reason::Machine,
+        Reason::Scope,
+        Reason::UnknownEndpoint,
+        Reason::Market,
+        Reason::Symbol,
+        Reason::Side,
+        Reason::Hours,
+        Reason::OrderValue,
+        Reason::DailyValue,
+        Reason::Rate,
+        Reason::BadOrder,
+        Reason::Forbidden,
+        Reason::Internal,
+    ];
+
+    /// The stable snake_case name, e.g. `daily_value`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::UnknownKey => "unknown_key",
+            Reason::Expired => "expired",
+            Reason::Frozen => "frozen",
+            Reason::Machine => "machine",
+            Reason::Scope => "scope",
+            Reason::UnknownEndpoint => "unknown_endpoint",
+            Reason::Market => "market",
+            Reason::Symbol => "symbol",
+            Reason::Side => "side",
+            Reason::Hours => "hours",
+            Reason::OrderValue => "order_value",
+            Reason::DailyValue => "daily_value",
+            Reason::Rate => "rate",
+            Reason::BadOrder => "bad_order",
+            Reason::Forbidden => "forbidden",
+            Reason::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The answer to a [`Check`] or [`CheckScope`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Decision {
+    /// Every rule said yes.
+    Allow {
+        /// The key that matched.
+        key_id: KeyId,
+        /// The scope the endpoint needed (`None` for connection/system endpoints).
+        scope: Option<Scope>,
+        /// For an order that consumed daily value: pass it to `Release` if the broker
+        /// rejects the order.
+        ticket: Option<u64>,
+    },
+    /// A rule said no.
+    Deny {
+        /// Which rule.
+        reason: Reason,
+        /// The key that matched, if any.
+        key_id: Option<KeyId>,
+        /// One line for a person; never the token.
+        detail: String,
+    },
+}
+
+impl Decision {
+    /// Whether this is an [`Decision::Allow`].
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Decision::Allow { .. })
+    }
+
+    /// The reason of a deny.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Decision::Allow { .. } => None,
+            Decision::Deny { reason, .. } => Some(*reason),
+        }
+    }
+}
+
+/// A key's consumption today, for `futucli usage`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Echoed from the request.
+    pub request_id: u64,
+    /// The key.
+    pub id: KeyId,
+    /// The UTC day the daily figures are for (`YYYY-MM-DD`).
+    pub day: String,
+    /// Value of today's allowed orders, less released ones.
+    pub daily_value_used: f64,
+    /// The key's `max_daily_value`.
+    pub max_daily_value: Option<f64>,
+    /// Orders allowed in the last 60 s.
+    pub orders_last_minute: u32,
+    /// The key's `max_orders_per_minute`.
+    pub max_orders_per_minute: Option<u32>,
+}
+
+/// Why a request got no regular answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The Hello's protocol version is not spoken here; the connection closes.
+    Version,
+    /// The frame was too large or not a valid message; the connection closes.
+    BadFrame,
+    /// A request came before Hello (or a second Hello); the connection closes.
+    HelloFirst,
+    /// No outstanding ticket has this number.
+    UnknownTicket,
+    /// The ticket was already released.
+    AlreadyReleased,
+    /// The ticket is older than the release window.
+    TicketExpired,
+    /// No key has this id.
+    UnknownKey,
+    /// A key with this id exists.
+    DuplicateKey,
+    /// The key spec or binding is not valid.
+    InvalidSpec,
+    /// keys.json could not be read or written.
+    Store,
+    /// The daemon failed; nothing was changed.
+    Internal,
+}
+
+/// Every response the daemon sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Response {
+    /// The Hello was accepted.
+    HelloOk {
+        /// The version both sides now speak.
+        protocol_version: u16,
+        /// The daemon's version, e.g. `0.1.0`.
+        server_version: String,
+    },
+    /// The answer to a Check or CheckScope (or `forbidden` for an admin request from a
+    /// peer that is not an administrator).
+    Decision {
+        /// From the request.
+        request_id: u64,
+        /// Allow or deny.
+        decision: Decision,
+    },
+    /// The ticket's value was refunded.
+    Released {
+        /// From the request.
+        request_id: u64,
+        /// The key whose daily total went down.
+        key_id: KeyId,
+        /// How much went back (0 when the order's UTC day is over).
+        refunded_value: f64,
+    },
+    /// A new key; the plaintext is in this message and nowhere else.
+    KeyGenerated {
+        /// From the request.
+        request_id: u64,
+        /// Show once, then forget.
+        plaintext: Token,
+        /// What keys.json now holds for it.
+        record: KeyRecord,
+        /// The keys file it was written to.
+        stored_in: String,
+    },
+    /// Every key record.
+    Keys {
+        /// From the request.
+        request_id: u64,
+        /// In keys.json order.
+        keys: Vec<KeyRecord>,
+    },
+    /// The key is gone.
+    KeyRevoked {
+        /// From the request.
+        request_id: u64,
+        /// Which key.
+        id: KeyId,
+    },
+    /// The key's new binding.
+    KeyBound {
+        /// From the request.
+        request_id: u64,
+        /// The record after the change.
+        record: KeyRecord,
+    },
+    /// keys.json was read again.
+    Reloaded {
+        /// From the request.
+        request_id: u64,
+        /// How many keys are now in service.
+        keys_loaded: u32,
+    },
+    /// A key's consumption.
+    Usage(Usage),
+    /// The request failed; see `kind`.
+    Error {
+        /// From the request (0 when it could not be read).
+        request_id: u64,
+        /// What went wrong.
+        kind: ErrorKind,
+        /// One line for a person.
+        message: String,
+    },
+}
+
+impl Response {
+    /// The request id this answers (0 for HelloOk).
+    pub fn request_id(&self) -> u64 {
+        match self {
+            Response::HelloOk { .. } => 0,
+            Response::Usage(u) => u.request_id,
+            Response::Decision { request_id, .. }
+            | Response::Released { request_id, .. }
+            | Response::KeyGenerated { request_id, .. }
+            | Response::Keys { request_id, .. }
+            | Response::KeyRevoked { request_id, .. }
+            | Response::KeyBound { request_id, .. }
+            | Response::Reloaded { request_id, .. }
+            | Response::Error { request_id, .. } => *request_id,
+        }
+    }
+}
