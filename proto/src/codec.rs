@@ -8,7 +8,7 @@ use std::marker::PhantomData;
 use bytes::{Buf, BufMut, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+use tokio_util::codec::{Decoder, Encoder};
 
 /// The largest frame body either side accepts, in bytes (64 KiB).
 pub const MAX_FRAME_LEN: usize = 64 * 1024;
@@ -79,22 +79,18 @@ pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
 /// A tokio-util codec that reads messages of type `In` and writes messages of type `Out`
 /// (the daemon reads [`crate::Request`] and writes [`crate::Response`]; a client the other
 /// way round).
+///
+/// It frames by hand rather than through `LengthDelimitedCodec` so that an announced
+/// length over the limit is a typed [`CodecError::FrameTooLarge`], raised from the four
+/// prefix bytes alone, before anything of that size is reserved.
 #[derive(Debug)]
 pub struct FrameCodec<In, Out> {
-    frames: LengthDelimitedCodec,
     _types: PhantomData<fn(Out) -> In>,
 }
 
 impl<In, Out> Default for FrameCodec<In, Out> {
     fn default() -> Self {
-        FrameCodec {
-            frames: LengthDelimitedCodec::builder()
-                .big_endian()
-                .length_field_length(4)
-                .max_frame_length(MAX_FRAME_LEN)
-                .new_codec(),
-            _types: PhantomData,
-        }
+        FrameCodec { _types: PhantomData }
     }
 }
 
@@ -110,19 +106,23 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, CodecError> {
-        if src.len() >= 4 {
-            let announced = u64::from((&src[..4]).get_u32());
-            if announced > MAX_FRAME_LEN as u64 {
-                return Err(CodecError::FrameTooLarge {
-                    announced,
-                    max: MAX_FRAME_LEN,
-                });
-            }
+        let Some(prefix) = src.get(..4) else {
+            return Ok(None);
+        };
+        let announced = u32::from_be_bytes(prefix.try_into().expect("four bytes")) as usize;
+        if announced > MAX_FRAME_LEN {
+            return Err(CodecError::FrameTooLarge {
+                announced: announced as u64,
+                max: MAX_FRAME_LEN,
+            });
         }
-        match self.frames.decode(src)? {
-            Some(body) => decode_message(&body).map(Some),
-            None => Ok(None),
+        if src.len() < 4 + announced {
+            src.reserve(4 + announced - src.len());
+            return Ok(None);
         }
+        src.advance(4);
+        let body = src.split_to(announced);
+        decode_message(&body).map(Some)
     }
 }
 
