@@ -92,6 +92,20 @@ impl Verdict {
         }
     }
 
+    /// A deny for a failure of the daemon itself: refused to fail closed.
+    pub fn internal(key_id: Option<KeyId>, scope: Option<Scope>, detail: String) -> Verdict {
+        Verdict {
+            decision: Decision::Deny {
+                reason: Reason::Internal,
+                key_id,
+                detail,
+            },
+            scope,
+            value: None,
+            consumption: None,
+        }
+    }
+
     fn with_scope(mut self, scope: Option<Scope>) -> Verdict {
         self.scope = scope;
         self
@@ -136,10 +150,10 @@ fn usable_key<'s>(
         Binding::OtherHosts => Err(Verdict::deny(
             Reason::Machine,
             Some(key),
-            format!(
-                "this host ({}) is not in the key's allowed_machines",
-                snapshot.host()
-            ),
+            match snapshot.host() {
+                Some(fp) => format!("this host ({fp}) is not in the key's allowed_machines"),
+                None => "this host's machine id is unknown, so it is in no allowed_machines list".into(),
+            },
         )),
     }
 }

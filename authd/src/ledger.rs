@@ -160,6 +160,16 @@ impl ReleaseError {
     }
 }
 
+/// What [`Ledger::dump`] returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerDump {
+    /// (key, UTC day, value used that day).
+    pub totals: Vec<(KeyId, i64, Money)>,
+    /// Orders within the release window, with whether they were released; `unix_ns` is
+    /// left 0 for the caller to fill from `mono_ns`.
+    pub recent: Vec<(Consumption, bool)>,
+}
+
 /// Every key's counters and the outstanding tickets.
 #[derive(Debug)]
 pub struct Ledger {
@@ -275,14 +285,20 @@ impl Ledger {
 
     /// Refunds a ticket's value to its key's daily total: once, within the window.
     pub fn release(&self, ticket: u64, mono_ns: u64) -> Result<Released, ReleaseError> {
+        self.refund(ticket, Some(mono_ns))
+    }
+
+    fn refund(&self, ticket: u64, within_window_at: Option<u64>) -> Result<Released, ReleaseError> {
         let t = {
             let mut book = lock(&self.tickets);
             let t = book.get_mut(ticket).ok_or(ReleaseError::Unknown)?;
             if t.released {
                 return Err(ReleaseError::AlreadyReleased);
             }
-            if mono_ns.saturating_sub(t.issued_mono_ns) >= RELEASE_WINDOW_NS {
-                return Err(ReleaseError::Expired);
+            if let Some(mono_ns) = within_window_at {
+                if mono_ns.saturating_sub(t.issued_mono_ns) >= RELEASE_WINDOW_NS {
+                    return Err(ReleaseError::Expired);
+                }
             }
             t.released = true;
             t.clone()
@@ -302,16 +318,32 @@ impl Ledger {
         })
     }
 
-    /// Replays a consumption read back from the daemon's ledger log after a restart.
-    /// `mono_ns` is its time translated to this process's monotonic clock.
+    /// Replays a consumption read back from the daemon's ledger log after a restart: it
+    /// counts toward its day's total, the rate window and the release window.
+    /// `c.mono_ns` is its time translated to this process's monotonic clock.
     pub fn restore_consumption(&self, c: &Consumption, now_mono_ns: u64, today: i64) {
+        self.restore_total(&c.key_id, c.day, c.value, now_mono_ns, today);
+        self.restore_recent(c, false, now_mono_ns, today);
+    }
+
+    /// Replays a day's total written by compaction.
+    pub fn restore_total(&self, key_id: &KeyId, day: i64, used: Money, now_mono_ns: u64, today: i64) {
+        let counters = self.counters(key_id);
+        let mut k = lock(&counters);
+        k.advance(now_mono_ns, today);
+        if day == today {
+            k.used = k.used.checked_add(used).unwrap_or(Money(u128::MAX));
+        }
+    }
+
+    /// Replays a recent order written by compaction: it takes a place in the rate window
+    /// (if within 60 s) and keeps its ticket (if within the release window), but its value
+    /// is already in the day's total.
+    pub fn restore_recent(&self, c: &Consumption, released: bool, now_mono_ns: u64, today: i64) {
         {
             let counters = self.counters(&c.key_id);
             let mut k = lock(&counters);
             k.advance(now_mono_ns, today);
-            if c.day == today {
-                k.used = k.used.checked_add(c.value).unwrap_or(Money(u128::MAX));
-            }
             if now_mono_ns.saturating_sub(c.mono_ns) < RATE_WINDOW_NS {
                 let pos = k.recent.partition_point(|t| *t <= c.mono_ns);
                 k.recent.insert(pos, c.mono_ns);
@@ -319,22 +351,52 @@ impl Ledger {
         }
         let mut book = lock(&self.tickets);
         book.forget_before(now_mono_ns);
-        book.put(c.ticket, Ticket::of(c));
+        book.next = book.next.max(c.ticket + 1);
+        if now_mono_ns.saturating_sub(c.mono_ns) < RELEASE_WINDOW_NS {
+            let mut t = Ticket::of(c);
+            t.released = released;
+            book.put(c.ticket, t);
+        }
     }
 
-    /// Replays a release read back from the ledger log.
-    pub fn restore_release(&self, ticket: u64, now_mono_ns: u64) {
-        // A release that fails now (already released in the log, or out of the window)
-        // was refused or done before; either way the counters are right.
-        let _ = self.release(ticket, now_mono_ns);
+    /// Replays a release read back from the ledger log (it was within its window when it
+    /// was made; a ticket already released or forgotten changes nothing).
+    pub fn restore_release(&self, ticket: u64) {
+        let _ = self.refund(ticket, None);
     }
 
-    /// Every key's counters, for compaction of the ledger log.
-    pub fn dump(&self) -> Vec<(KeyId, KeyCounters)> {
-        self.keys
+    /// Every key's day and total, and every ticket still in its release window: what
+    /// compaction writes so that a restart rebuilds the same ledger.
+    pub fn dump(&self) -> LedgerDump {
+        let totals = self
+            .keys
             .iter()
-            .map(|e| (e.key().clone(), lock(e.value()).clone()))
-            .collect()
+            .map(|e| {
+                let c = lock(e.value());
+                (e.key().clone(), c.day, c.used)
+            })
+            .collect();
+        let book = lock(&self.tickets);
+        let recent = book
+            .ring
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.as_ref().map(|t| (book.base + i as u64, t)))
+            .map(|(number, t)| {
+                (
+                    Consumption {
+                        key_id: t.key_id.clone(),
+                        ticket: number,
+                        mono_ns: t.issued_mono_ns,
+                        unix_ns: 0,
+                        day: t.day,
+                        value: t.value,
+                    },
+                    t.released,
+                )
+            })
+            .collect();
+        LedgerDump { totals, recent }
     }
 
     /// Hands out the next ticket for a consumption made now.

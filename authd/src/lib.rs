@@ -9,15 +9,27 @@
 //! * [`endpoint`] maps Futu OpenAPI protocols to the scope they need;
 //! * [`snapshot`] compiles keys.json for checking; [`ledger`] counts orders and value;
 //! * [`decide`] is the pure decision engine; [`money`] keeps amounts exact.
-#![forbid(unsafe_code)]
+// One function takes the socket systemd passes by descriptor number; see `activation`.
+#![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod activation;
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod connection;
 pub mod decide;
 pub mod endpoint;
 pub mod key;
 pub mod ledger;
+pub mod ledger_log;
 pub mod machine;
+pub mod metrics;
 pub mod money;
+pub mod notify;
+pub mod peer;
+pub mod server;
+pub mod service;
 pub mod snapshot;
 pub mod store;
 

@@ -1,33 +1,88 @@
-//! `futu-authd`: the authorization daemon.
+//! `futu-authd`: the authorization daemon. A thin shell over the library: command line,
+//! logging, the runtime, and the exit code.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use futu_authd::KeysFile;
-
-/// Authorization sidecar for a Futu OpenD style gateway.
-#[derive(Debug, Parser)]
-#[command(name = "futu-authd", version)]
-struct Cli {
-    /// keys.json to serve.
-    #[arg(long, env = "FUTU_AUTHD_KEYS_FILE", default_value = "/etc/futu/keys.json")]
-    keys_file: PathBuf,
-    /// Validate the keys file and exit: 0 when it loads, 1 with the loader's error.
-    #[arg(long)]
-    check_config: bool,
-}
+use futu_authd::audit;
+use futu_authd::config::Config;
+use futu_authd::store::KeysFile;
+use tracing_subscriber::filter::{filter_fn, EnvFilter};
+use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match KeysFile::load(&cli.keys_file) {
+    let config = Config::parse();
+    if config.check_config {
+        return check_config(&config);
+    }
+    init_logging(config.journald_enabled());
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(futu_authd::server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("futu-authd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--check-config`: like `nginx -t`.
+fn check_config(config: &Config) -> ExitCode {
+    match KeysFile::load(&config.keys_file) {
         Ok(file) => {
-            println!("{}: ok, {} keys", cli.keys_file.display(), file.keys.len());
+            println!("{}: ok, {} keys", config.keys_file.display(), file.keys.len());
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("futu-authd: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs go to stderr (the journal adds its own timestamps under systemd); audit records
+/// go to journald only, through their own layer, when `journald` is on.
+fn init_logging(journald: bool) {
+    let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let filter = EnvFilter::try_from_env("FUTU_AUTHD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let not_audit = filter_fn(|meta| meta.target() != audit::TARGET);
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false);
+    let stderr = if under_journal {
+        stderr.without_time().with_filter(not_audit).boxed()
+    } else {
+        stderr.with_filter(not_audit).boxed()
+    };
+    let (journal, journal_error) = if journald {
+        match tracing_journald::layer() {
+            Ok(layer) => {
+                let layer = layer
+                    .with_field_prefix(None)
+                    .with_syslog_identifier("futu-authd".to_owned())
+                    .with_filter(filter_fn(|meta| meta.target() == audit::TARGET));
+                (Some(layer), None)
+            }
+            Err(e) => (None, Some(e)),
+        }
+    } else {
+        (None, None)
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(journal)
+        .init();
+    if let Some(e) = journal_error {
+        tracing::warn!("journald socket not available ({e}); audit records go to the audit file only");
+    } else if journald {
+        tracing::info!("audit journald logger enabled (target=futu_audit → journald)");
     }
 }

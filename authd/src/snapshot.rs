@@ -51,12 +51,12 @@ pub struct CompiledKey {
 }
 
 impl CompiledKey {
-    fn compile(record: KeyRecord, host: &Fingerprint) -> CompiledKey {
+    fn compile(record: KeyRecord, host: Option<&Fingerprint>) -> CompiledKey {
         let l = &record.limits;
         let binding = match &record.allowed_machines {
             None => Binding::Unbound,
             Some(list) if list.is_empty() => Binding::Frozen,
-            Some(list) if list.contains(host) => Binding::ThisHost,
+            Some(list) if host.is_some_and(|h| list.contains(h)) => Binding::ThisHost,
             Some(_) => Binding::OtherHosts,
         };
         CompiledKey {
@@ -113,19 +113,22 @@ impl CompiledKey {
 /// The keys in service and the host they are checked on.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    keys: Vec<Arc<CompiledKey>>,
     by_hash: HashMap<KeyHash, Arc<CompiledKey>>,
-    host: Fingerprint,
+    host: Option<Fingerprint>,
 }
 
 impl Snapshot {
-    /// Compiles keys.json for a host with fingerprint `host`.
-    pub fn new(file: &KeysFile, host: Fingerprint) -> Snapshot {
-        let by_hash = file
+    /// Compiles keys.json for a host with fingerprint `host`. Without a fingerprint (no
+    /// machine id could be read) no host is in any `allowed_machines` list.
+    pub fn new(file: &KeysFile, host: Option<Fingerprint>) -> Snapshot {
+        let keys: Vec<Arc<CompiledKey>> = file
             .keys
             .iter()
-            .map(|r| (r.hash, Arc::new(CompiledKey::compile(r.clone(), &host))))
+            .map(|r| Arc::new(CompiledKey::compile(r.clone(), host.as_ref())))
             .collect();
-        Snapshot { by_hash, host }
+        let by_hash = keys.iter().map(|k| (k.record.hash, Arc::clone(k))).collect();
+        Snapshot { keys, by_hash, host }
     }
 
     /// The key whose plaintext has this digest.
@@ -135,7 +138,12 @@ impl Snapshot {
 
     /// The key with this id (a scan: admin paths only).
     pub fn by_id(&self, id: &str) -> Option<&Arc<CompiledKey>> {
-        self.by_hash.values().find(|k| k.record.id.as_str() == id)
+        self.keys.iter().find(|k| k.record.id.as_str() == id)
+    }
+
+    /// Every key, in keys.json order.
+    pub fn keys(&self) -> impl Iterator<Item = &KeyRecord> {
+        self.keys.iter().map(|k| &k.record)
     }
 
     /// How many keys are in service.
@@ -148,8 +156,8 @@ impl Snapshot {
         self.by_hash.is_empty()
     }
 
-    /// This host's fingerprint.
-    pub fn host(&self) -> &Fingerprint {
-        &self.host
+    /// This host's fingerprint, if known.
+    pub fn host(&self) -> Option<&Fingerprint> {
+        self.host.as_ref()
     }
 }

@@ -130,15 +130,7 @@ impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
     type Error = CodecError;
 
     fn encode(&mut self, msg: Out, dst: &mut BytesMut) -> Result<(), CodecError> {
-        <Self as Encoder<&Out>>::encode(self, &msg, dst)
-    }
-}
-
-impl<In, Out: Serialize> Encoder<&Out> for FrameCodec<In, Out> {
-    type Error = CodecError;
-
-    fn encode(&mut self, msg: &Out, dst: &mut BytesMut) -> Result<(), CodecError> {
-        let body = encode_message(msg)?;
+        let body = encode_message(&msg)?;
         dst.reserve(4 + body.len());
         dst.put_u32(body.len() as u32);
         dst.extend_from_slice(&body);

@@ -423,6 +423,31 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// The snake_case name, as in the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Version => "version",
+            ErrorKind::BadFrame => "bad_frame",
+            ErrorKind::HelloFirst => "hello_first",
+            ErrorKind::UnknownTicket => "unknown_ticket",
+            ErrorKind::AlreadyReleased => "already_released",
+            ErrorKind::TicketExpired => "ticket_expired",
+            ErrorKind::UnknownKey => "unknown_key",
+            ErrorKind::DuplicateKey => "duplicate_key",
+            ErrorKind::InvalidSpec => "invalid_spec",
+            ErrorKind::Store => "store",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Every response the daemon sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Response {

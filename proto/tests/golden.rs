@@ -1020,7 +1020,7 @@ fn message_over_64_kib_cannot_be_encoded() {
     let mut server = FrameCodec::<Request, Response>::new();
     let mut dst = BytesMut::new();
     assert!(matches!(
-        server.encode(&value, &mut dst),
+        server.encode(value.clone(), &mut dst),
         Err(CodecError::Encode(_))
     ));
 }
@@ -1114,7 +1114,7 @@ fn pipelined_frames_round_trip_through_the_client_and_server_codecs() {
 
     let mut wire = BytesMut::new();
     for response in &responses() {
-        server.encode(response, &mut wire).unwrap();
+        server.encode(response.clone(), &mut wire).unwrap();
     }
     assert_eq!(feed(&mut client, &[&wire]), responses());
 }

@@ -148,7 +148,7 @@ fn restored_consumptions_count_toward_today_and_the_window() {
     l.restore_consumption(&c(5, 100 * S, 9, 40), 130 * S, 10);
     l.restore_consumption(&c(6, 120 * S, 10, 30), 130 * S, 10);
     l.restore_consumption(&c(7, 125 * S, 10, 20), 130 * S, 10);
-    l.restore_release(7, 130 * S);
+    l.restore_release(7);
     // Yesterday's value does not count; today's less the release does.
     assert_eq!(l.usage(&k, 130 * S, 10), (3, m(30)));
     let next = take(&l, &k, 131 * S, 10, m(1), None, None).unwrap();
@@ -211,4 +211,32 @@ proptest! {
             prop_assert!(window <= rate as usize);
         }
     }
+}
+
+#[test]
+fn a_dump_restored_into_a_new_ledger_gives_the_same_limits() {
+    let l = Ledger::new();
+    let k = id("bot");
+    let a = take(&l, &k, 100 * S, 10, m(40), Some(3), None).unwrap();
+    take(&l, &k, 110 * S, 10, m(30), Some(3), None).unwrap();
+    l.release(a.ticket, 111 * S).unwrap();
+    let dump = l.dump();
+    let fresh = Ledger::new();
+    for (key, day, used) in &dump.totals {
+        fresh.restore_total(key, *day, *used, 120 * S, 10);
+    }
+    for (c, released) in &dump.recent {
+        fresh.restore_recent(c, *released, 120 * S, 10);
+    }
+    assert_eq!(fresh.usage(&k, 120 * S, 10), l.usage(&k, 120 * S, 10));
+    assert_eq!(
+        fresh.release(a.ticket, 121 * S),
+        Err(ReleaseError::AlreadyReleased)
+    );
+    let next = take(&fresh, &k, 121 * S, 10, m(1), Some(3), None).unwrap();
+    assert!(next.ticket > a.ticket + 1, "ticket numbers continue");
+    assert!(
+        take(&fresh, &k, 122 * S, 10, m(1), Some(3), None).is_err(),
+        "the rate window came back"
+    );
 }

@@ -1,0 +1,138 @@
+//! The daemon's command line. Every flag can also come from a `FUTU_AUTHD_…` environment
+//! variable, which is how the systemd unit's `Environment=` lines set them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// futu-authd: the authorization sidecar of a Futu OpenD style gateway.
+///
+/// Holds keys.json and the one limit ledger; gateway front-ends (REST, gRPC, WebSocket,
+/// MCP) ask it over a Unix socket whether each request may go through.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "futu-authd", version, about, long_about = None)]
+pub struct Config {
+    /// Unix socket to listen on (ignored when systemd hands over a socket).
+    #[arg(long, env = "FUTU_AUTHD_SOCKET", default_value = "/run/futu/auth.sock")]
+    pub socket: PathBuf,
+
+    /// keys.json to serve.
+    #[arg(long, env = "FUTU_AUTHD_KEYS_FILE", default_value = "/etc/futu/keys.json")]
+    pub keys_file: PathBuf,
+
+    /// Directory for the ledger log (daily totals and rate windows that survive restarts).
+    #[arg(long, env = "FUTU_AUTHD_STATE_DIR", default_value = "/var/lib/futu-authd")]
+    pub state_dir: PathBuf,
+
+    /// Append audit records, one JSON object a line, to this file.
+    #[arg(long, env = "FUTU_AUTHD_AUDIT_LOG")]
+    pub audit_log: Option<PathBuf>,
+
+    /// Send audit records to journald (default: on when started by systemd, i.e. when
+    /// JOURNAL_STREAM is set).
+    #[arg(long, env = "FUTU_AUTHD_AUDIT_JOURNALD", num_args = 0..=1, default_missing_value = "true")]
+    pub audit_journald: Option<bool>,
+
+    /// Address for GET /metrics and /healthz, or `off`.
+    #[arg(long, env = "FUTU_AUTHD_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: MetricsListen,
+
+    /// Group whose members may send admin requests (besides root and the daemon's own user).
+    #[arg(long, env = "FUTU_AUTHD_ADMIN_GROUP")]
+    pub admin_group: Option<String>,
+
+    /// Permissions of the socket file, in octal.
+    #[arg(long, env = "FUTU_AUTHD_SOCKET_MODE", default_value = "0660", value_parser = parse_mode)]
+    pub socket_mode: u32,
+
+    /// File holding this host's machine id, for the machine fingerprint.
+    #[arg(long, env = "FUTU_AUTHD_MACHINE_ID_FILE", default_value = "/etc/machine-id")]
+    pub machine_id_file: PathBuf,
+
+    /// Most connections served at once; further ones wait in the listen backlog.
+    #[arg(long, env = "FUTU_AUTHD_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// Most requests of one connection being answered at once; a client that pipelines
+    /// more is read from only as answers go out.
+    #[arg(long, env = "FUTU_AUTHD_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: usize,
+
+    /// Validate --keys-file and exit: 0 when it loads, 1 with the loader's error.
+    #[arg(long)]
+    pub check_config: bool,
+}
+
+impl Config {
+    /// Whether audit records go to journald.
+    pub fn journald_enabled(&self) -> bool {
+        self.audit_journald
+            .unwrap_or_else(|| std::env::var_os("JOURNAL_STREAM").is_some())
+    }
+}
+
+/// Where the metrics endpoint listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricsListen {
+    /// Not served.
+    Off,
+    /// Served on this address.
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for MetricsListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "off" {
+            return Ok(MetricsListen::Off);
+        }
+        s.parse()
+            .map(MetricsListen::At)
+            .map_err(|_| format!("{s:?} is not an address such as 127.0.0.1:9464, nor `off`"))
+    }
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?} is not an octal mode such as 0660"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::try_parse_from(["futu-authd"]).unwrap();
+        assert_eq!(c.socket, PathBuf::from("/run/futu/auth.sock"));
+        assert_eq!(c.keys_file, PathBuf::from("/etc/futu/keys.json"));
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/futu-authd"));
+        assert_eq!(
+            c.metrics_listen,
+            MetricsListen::At("127.0.0.1:9464".parse().unwrap())
+        );
+        assert_eq!(c.socket_mode, 0o660);
+        assert_eq!(c.audit_log, None);
+    }
+
+    #[test]
+    fn metrics_can_be_turned_off_and_modes_are_octal() {
+        let c = Config::try_parse_from(["futu-authd", "--metrics-listen", "off", "--socket-mode", "0600"])
+            .unwrap();
+        assert_eq!(c.metrics_listen, MetricsListen::Off);
+        assert_eq!(c.socket_mode, 0o600);
+        assert!(Config::try_parse_from(["futu-authd", "--socket-mode", "999"]).is_err());
+        assert!(Config::try_parse_from(["futu-authd", "--metrics-listen", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn audit_journald_is_a_switch_with_an_optional_value() {
+        let c = Config::try_parse_from(["futu-authd", "--audit-journald"]).unwrap();
+        assert_eq!(c.audit_journald, Some(true));
+        let c = Config::try_parse_from(["futu-authd", "--audit-journald=false"]).unwrap();
+        assert_eq!(c.audit_journald, Some(false));
+    }
+}

@@ -1,0 +1,329 @@
+//! Prometheus metrics, served as OpenMetrics text at `GET /metrics` (no auth; loopback by
+//! default), and `GET /healthz` (200 once the daemon is ready).
+//!
+//! The seed's three families keep the seed's names and labels:
+//! `futu_auth_events_total{iface,outcome,key_id}`,
+//! `futu_auth_limit_rejects_total{iface,key_id,reason}` (every reject, by reason code) and
+//! `futu_ws_filtered_pushes_total{required_scope,key_id}` (a denied CheckScope from the
+//! WebSocket front-end; `required_scope` is the scope's family: `qot`, `acc` or `trade`).
+//! A token that matched no key is counted under `key_id="<none>"`, never under the token.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futu_auth_proto::{Iface, KeyId, Reason, Scope};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The `key_id` label of a token that matched no key.
+pub const NO_KEY: &str = "<none>";
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    iface: &'static str,
+    outcome: &'static str,
+    key_id: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectLabels {
+    iface: &'static str,
+    key_id: String,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PushLabels {
+    required_scope: &'static str,
+    key_id: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdminLabels {
+    op: &'static str,
+    outcome: &'static str,
+}
+
+/// Every metric the daemon keeps.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    events: Family<EventLabels, Counter>,
+    limit_rejects: Family<RejectLabels, Counter>,
+    ws_filtered: Family<PushLabels, Counter>,
+    check_latency: Histogram,
+    keys_loaded: Gauge,
+    reloads: Family<ResultLabels, Counter>,
+    connections: Gauge,
+    bad_frames: Family<KindLabels, Counter>,
+    admin: Family<AdminLabels, Counter>,
+    ready: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every family registered and nothing counted.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let events = Family::<EventLabels, Counter>::default();
+        let limit_rejects = Family::<RejectLabels, Counter>::default();
+        let ws_filtered = Family::<PushLabels, Counter>::default();
+        let check_latency = Histogram::new(exponential_buckets(1e-6, 2.0, 20));
+        let keys_loaded = Gauge::default();
+        let reloads = Family::<ResultLabels, Counter>::default();
+        let connections = Gauge::default();
+        let bad_frames = Family::<KindLabels, Counter>::default();
+        let admin = Family::<AdminLabels, Counter>::default();
+        registry.register(
+            "futu_auth_events",
+            "Decisions by front-end, outcome and key",
+            events.clone(),
+        );
+        registry.register(
+            "futu_auth_limit_rejects",
+            "Rejected checks by front-end, key and reason code",
+            limit_rejects.clone(),
+        );
+        registry.register(
+            "futu_ws_filtered_pushes",
+            "WebSocket pushes withheld because the key lacks the scope",
+            ws_filtered.clone(),
+        );
+        registry.register(
+            "futu_auth_check_latency_seconds",
+            "Time from reading a check to deciding it",
+            check_latency.clone(),
+        );
+        registry.register("futu_auth_keys_loaded", "Keys in service", keys_loaded.clone());
+        registry.register(
+            "futu_auth_reloads",
+            "keys.json reloads by result",
+            reloads.clone(),
+        );
+        registry.register(
+            "futu_auth_connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        registry.register(
+            "futu_auth_bad_frames",
+            "Connections closed for a malformed frame, by kind",
+            bad_frames.clone(),
+        );
+        registry.register(
+            "futu_auth_admin_requests",
+            "Admin requests by operation and outcome",
+            admin.clone(),
+        );
+        Metrics {
+            registry,
+            events,
+            limit_rejects,
+            ws_filtered,
+            check_latency,
+            keys_loaded,
+            reloads,
+            connections,
+            bad_frames,
+            admin,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts a decision of a Check or CheckScope.
+    pub fn decision(&self, iface: Iface, key_id: Option<&KeyId>, reason: Option<Reason>, latency_s: f64) {
+        let key_id = key_id.map(KeyId::as_str).unwrap_or(NO_KEY).to_owned();
+        let outcome = if reason.is_some() { "reject" } else { "allow" };
+        self.events
+            .get_or_create(&EventLabels {
+                iface: iface.as_str(),
+                outcome,
+                key_id: key_id.clone(),
+            })
+            .inc();
+        if let Some(reason) = reason {
+            self.limit_rejects
+                .get_or_create(&RejectLabels {
+                    iface: iface.as_str(),
+                    key_id,
+                    reason: reason.as_str(),
+                })
+                .inc();
+        }
+        self.check_latency.observe(latency_s);
+    }
+
+    /// Counts a WebSocket push withheld for lack of `scope`.
+    pub fn ws_filtered(&self, scope: Scope, key_id: Option<&KeyId>) {
+        self.ws_filtered
+            .get_or_create(&PushLabels {
+                required_scope: scope.family(),
+                key_id: key_id.map(KeyId::as_str).unwrap_or(NO_KEY).to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a reload.
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// Sets the number of keys in service.
+    pub fn keys_loaded(&self, n: usize) {
+        self.keys_loaded.set(n as i64);
+    }
+
+    /// A connection opened (+1) or closed (−1).
+    pub fn connection(&self, delta: i64) {
+        self.connections.inc_by(delta);
+    }
+
+    /// Counts a connection closed for a malformed frame.
+    pub fn bad_frame(&self, kind: &'static str) {
+        self.bad_frames.get_or_create(&KindLabels { kind }).inc();
+    }
+
+    /// Counts an admin request.
+    pub fn admin(&self, op: &'static str, outcome: &'static str) {
+        self.admin.get_or_create(&AdminLabels { op, outcome }).inc();
+    }
+
+    /// Marks the daemon ready for /healthz.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// The OpenMetrics text of every family.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    fn respond(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let (status, ctype, body) = match (req.method(), req.uri().path()) {
+            (&Method::GET, "/metrics") => (
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.encode(),
+            ),
+            (&Method::GET, "/healthz") if self.ready.load(Ordering::Relaxed) => {
+                (StatusCode::OK, "text/plain", "ok\n".to_owned())
+            }
+            (&Method::GET, "/healthz") => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "starting\n".to_owned(),
+            ),
+            _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
+        };
+        Response::builder()
+            .status(status)
+            .header("content-type", ctype)
+            .body(Full::new(Bytes::from(body)))
+            .expect("static response parts are valid")
+    }
+}
+
+/// Binds the metrics address (so a bad one fails at startup).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("metrics listen {addr}: {e}")))
+}
+
+/// Serves /metrics and /healthz until `shutdown`.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("metrics accept failed: {e}");
+                    continue;
+                }
+            },
+        };
+        let metrics = Arc::clone(&metrics);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let resp = metrics.respond(&req);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_families_carry_the_seed_labels() {
+        let m = Metrics::new();
+        let research: KeyId = "research".parse().unwrap();
+        let bot: KeyId = "sim-bot".parse().unwrap();
+        m.decision(Iface::Rest, Some(&research), None, 1e-5);
+        m.decision(Iface::Grpc, Some(&bot), Some(Reason::Rate), 1e-5);
+        m.ws_filtered(Scope::TradeReal, Some(&research));
+        let text = m.encode();
+        assert!(
+            text.contains(r#"futu_auth_events_total{iface="rest",outcome="allow",key_id="research"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"futu_auth_limit_rejects_total{iface="grpc",key_id="sim-bot",reason="rate"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"futu_ws_filtered_pushes_total{required_scope="trade",key_id="research"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("futu_auth_check_latency_seconds_bucket"));
+    }
+
+    #[test]
+    fn an_unknown_token_is_counted_under_a_placeholder() {
+        let m = Metrics::new();
+        m.decision(Iface::Mcp, None, Some(Reason::UnknownKey), 1e-5);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"futu_auth_events_total{iface="mcp",outcome="reject",key_id="<none>"} 1"#),
+            "{text}"
+        );
+    }
+}

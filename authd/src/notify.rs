@@ -1,0 +1,53 @@
+//! systemd notifications (sd-notify): READY=1 once the socket listens and the keys are
+//! loaded, STATUS= with the number of keys, RELOADING=1 with MONOTONIC_USEC around a
+//! reload, WATCHDOG=1 at half of WATCHDOG_USEC, STOPPING=1 at shutdown. Without
+//! NOTIFY_SOCKET every call does nothing.
+
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+use tokio_util::sync::CancellationToken;
+
+fn send(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!("sd_notify failed: {e}");
+    }
+}
+
+/// The daemon is ready: the socket listens and `keys` keys are in service.
+pub fn ready(keys: usize) {
+    let status = format!("serving {keys} keys");
+    send(&[NotifyState::Ready, NotifyState::Status(&status)]);
+}
+
+/// A reload begins: RELOADING=1 and MONOTONIC_USEC in one message.
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now]),
+        Err(e) => tracing::warn!("sd_notify: cannot read the monotonic clock: {e}"),
+    }
+}
+
+/// A reload ended (well or not): READY=1 with the keys in service.
+pub fn reloaded(keys: usize) {
+    ready(keys);
+}
+
+/// Shutdown begins.
+pub fn stopping() {
+    send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+}
+
+/// Sends WATCHDOG=1 at half the interval systemd asked for, until `stop`.
+pub async fn watchdog(stop: CancellationToken) {
+    let Some(interval) = sd_notify::watchdog_enabled() else {
+        return;
+    };
+    let mut tick = tokio::time::interval((interval / 2).max(Duration::from_millis(10)));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => send(&[NotifyState::Watchdog]),
+        }
+    }
+}

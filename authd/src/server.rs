@@ -1,0 +1,301 @@
+//! The daemon process: start-up, the listener, signals, and shutdown.
+//!
+//! Start-up loads keys.json (refusing to start on a bad file), replays the ledger log,
+//! opens the audit trail and the metrics endpoint, then listens — on the socket systemd
+//! handed over, or on `--socket` — and only then tells systemd READY=1. SIGHUP reloads
+//! keys.json and reopens the audit file; SIGTERM or SIGINT stop accepting, answer what is
+//! in flight, flush the audit trail and the ledger, and exit 0.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::audit::Audit;
+use crate::clock::Clock;
+use crate::config::{Config, MetricsListen};
+use crate::connection;
+use crate::ledger::Ledger;
+use crate::ledger_log::LedgerLog;
+use crate::machine::fingerprint_from_file;
+use crate::metrics::{self, Metrics};
+use crate::notify;
+use crate::peer::{AdminPolicy, Peer};
+use crate::service::Authd;
+use crate::store::{self, KeysFile};
+
+/// How long shutdown waits for connections to finish what they read.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the listening socket came from.
+pub enum Listener {
+    /// Bound by this process at this path (removed again at exit).
+    Bound(UnixListener, PathBuf),
+    /// Handed over by systemd (socket activation); systemd owns the file.
+    Activated(UnixListener),
+}
+
+impl Listener {
+    fn inner(&self) -> &UnixListener {
+        match self {
+            Listener::Bound(l, _) | Listener::Activated(l) => l,
+        }
+    }
+}
+
+/// Binds `path` with `mode`. A socket file nobody answers on (left by a crash) is
+/// replaced; one where another daemon answers is an error, as is a file that is not a
+/// socket. The socket is bound under a temporary name, given its mode, then renamed into
+/// place, so it is never reachable with looser permissions.
+pub fn bind(path: &Path, mode: u32) -> io::Result<UnixListener> {
+    let at = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(at(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "exists and is not a socket; remove it or choose another --socket",
+            )))
+        }
+        Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(at(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another futu-authd is answering on this socket",
+                )))
+            }
+            Err(_) => {
+                tracing::warn!("removing stale socket {} (nothing answers on it)", path.display());
+                std::fs::remove_file(path).map_err(at)?;
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(at(e)),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(at)?;
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp).map_err(at)?;
+    let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(at(e));
+    }
+    Ok(listener)
+}
+
+/// The socket systemd handed over (LISTEN_FDS/LISTEN_PID), if any.
+fn activated() -> io::Result<Option<UnixListener>> {
+    let mut fds = sd_notify::listen_fds()?;
+    let Some(fd) = fds.next() else {
+        return Ok(None);
+    };
+    if fds.len() > 0 {
+        tracing::warn!("systemd passed {} sockets; using the first", fds.len() + 1);
+    }
+    let std_listener = crate::activation::take_unix_listener(fd)?;
+    std_listener.set_nonblocking(true)?;
+    UnixListener::from_std(std_listener).map(Some)
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Errors are start-up failures.
+pub async fn run(config: Config) -> Result<(), String> {
+    let file = KeysFile::load(&config.keys_file).map_err(|e| e.to_string())?;
+    if let Some(w) = store::mode_warning(&config.keys_file) {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(
+        "keys_loaded={} keys file loaded (Bearer auth enabled)",
+        file.keys.len()
+    );
+    tracing::info!("keys file: {}", config.keys_file.display());
+
+    let host = match fingerprint_from_file(&config.machine_id_file) {
+        Ok(fp) => {
+            tracing::info!("machine fingerprint {fp}");
+            Some(fp)
+        }
+        Err(e) => {
+            tracing::warn!(
+                "no machine fingerprint ({}: {e}); keys bound to machines will be refused",
+                config.machine_id_file.display()
+            );
+            None
+        }
+    };
+    let admin = AdminPolicy::new(config.admin_group.as_deref())?;
+
+    let clock = Clock::system();
+    tracing::info!("hours windows are checked in time zone {}", clock.zone_name());
+    let ledger = Ledger::new();
+    let moment = crate::ledger_log::Moment {
+        unix_ns: jiff::Timestamp::now().as_nanosecond() as i64,
+        mono_ns: clock.mono_ns(),
+    };
+    let (log, replay) = LedgerLog::open(&config.state_dir, &ledger, moment).map_err(|e| e.to_string())?;
+    if let Some(why) = &replay.corrupt_tail {
+        tracing::error!(
+            "ledger log {}: {why}; the {} entries before it were used",
+            log.path().display(),
+            replay.entries
+        );
+    }
+    tracing::info!(
+        "ledger: {} entries replayed from {}",
+        replay.entries,
+        log.path().display()
+    );
+
+    let journald = config.journald_enabled();
+    let (audit, audit_writer) =
+        Audit::start(config.audit_log.clone(), journald).map_err(|e| e.to_string())?;
+    if let Some(p) = &config.audit_log {
+        tracing::info!(
+            "audit JSONL logger enabled (target=futu_audit → file {})",
+            p.display()
+        );
+    }
+
+    let metrics = Arc::new(Metrics::new());
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    if let MetricsListen::At(addr) = config.metrics_listen {
+        let listener = metrics::bind(addr).await.map_err(|e| e.to_string())?;
+        tracing::info!("metrics on http://{addr}/metrics");
+        tracker.spawn(metrics::serve(listener, Arc::clone(&metrics), shutdown.clone()));
+    }
+
+    let listener = match activated().map_err(|e| format!("socket activation: {e}"))? {
+        Some(l) => {
+            tracing::info!("listening on the socket passed by systemd");
+            Listener::Activated(l)
+        }
+        None => {
+            let l = bind(&config.socket, config.socket_mode).map_err(|e| e.to_string())?;
+            tracing::info!(
+                "listening on {} (mode {:04o})",
+                config.socket.display(),
+                config.socket_mode
+            );
+            Listener::Bound(l, config.socket.clone())
+        }
+    };
+
+    let authd = Arc::new(Authd::new(
+        config.keys_file.clone(),
+        &file,
+        host,
+        ledger,
+        log,
+        audit.clone(),
+        Arc::clone(&metrics),
+        clock,
+        admin,
+    ));
+    drop(file);
+
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    tracker.spawn(notify::watchdog(shutdown.clone()));
+
+    metrics.set_ready(true);
+    notify::ready(authd.keys_loaded());
+    tracing::info!("futu-authd {} ready", env!("CARGO_PKG_VERSION"));
+
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    loop {
+        let (permit, accepted) = tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                on_hangup(&authd, &audit).await;
+                continue;
+            }
+            next = accept(listener.inner(), &slots) => next,
+        };
+        let stream = match accepted {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let peer = match stream.peer_cred() {
+            Ok(c) => Peer {
+                uid: c.uid(),
+                gid: c.gid(),
+                pid: c.pid().map(|p| p as u32).unwrap_or(0),
+            },
+            Err(e) => {
+                tracing::warn!("dropping a connection whose credentials cannot be read: {e}");
+                continue;
+            }
+        };
+        let authd = Arc::clone(&authd);
+        let stop = shutdown.clone();
+        let max_in_flight = config.max_in_flight;
+        authd.metrics.connection(1);
+        tracker.spawn(async move {
+            connection::serve(Arc::clone(&authd), stream, peer, max_in_flight, stop).await;
+            authd.metrics.connection(-1);
+            drop(permit);
+        });
+    }
+
+    tracing::info!("shutting down: no new connections; answering what is in flight");
+    notify::stopping();
+    metrics.set_ready(false);
+    if let Listener::Bound(_, path) = &listener {
+        let _ = std::fs::remove_file(path);
+    }
+    drop(listener);
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await.is_err() {
+        tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+    }
+    audit.close(audit_writer).await;
+    if let Err(e) = authd.log.sync() {
+        tracing::error!("ledger log sync at shutdown failed: {e}");
+    }
+    tracing::info!("futu-authd stopped");
+    Ok(())
+}
+
+/// Waits for a free connection slot, then for a connection.
+async fn accept(
+    listener: &UnixListener,
+    slots: &Arc<Semaphore>,
+) -> (
+    OwnedSemaphorePermit,
+    io::Result<(UnixStream, tokio::net::unix::SocketAddr)>,
+) {
+    let permit = Arc::clone(slots)
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed");
+    (permit, listener.accept().await)
+}
+
+async fn on_hangup(authd: &Authd, audit: &Audit) {
+    tracing::info!("SIGHUP: reloading keys file and reopening the audit log");
+    let _ = authd.reload("SIGHUP").await;
+    if let Err(e) = audit.reopen().await {
+        tracing::error!("reopening the audit log failed: {e}");
+    }
+}

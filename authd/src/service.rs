@@ -1,0 +1,518 @@
+//! The daemon's state and what it does with each request: the keys in service (swapped
+//! whole on reload), the ledger and its log, the audit trail and the metrics.
+//!
+//! Every request gets exactly one response and, for checks, releases and admin requests,
+//! exactly one audit record.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use futu_auth_proto::{
+    BindOp, Check, CheckScope, Decision, ErrorKind, Fingerprint, Iface, KeyId, KeySpec, Reason, Request,
+    Response, Usage,
+};
+use jiff::Timestamp;
+use tokio::sync::Mutex;
+
+use crate::audit::{Audit, AuditOrder, AuditRecord, Kind, Outcome};
+use crate::clock::Clock;
+use crate::decide::{decide, decide_scope, Verdict};
+use crate::ledger::Ledger;
+use crate::ledger_log::{LedgerLog, Moment};
+use crate::metrics::Metrics;
+use crate::money::Money;
+use crate::notify;
+use crate::peer::{AdminPolicy, Peer};
+use crate::snapshot::Snapshot;
+use crate::store::{self, KeysFile, StoreError};
+
+/// Everything a request handler needs, shared by every connection.
+pub struct Authd {
+    /// keys.json: read on start and reload, written by admin requests.
+    pub keys_file: PathBuf,
+    /// The keys in service; a reload swaps in a new snapshot whole.
+    snapshot: ArcSwap<Snapshot>,
+    /// This host's fingerprint, for new snapshots.
+    host: Option<Fingerprint>,
+    /// The one authoritative limit ledger.
+    pub ledger: Ledger,
+    /// Where consumptions are persisted before they are answered.
+    pub log: LedgerLog,
+    /// The audit trail.
+    pub audit: Audit,
+    /// Counters for /metrics.
+    pub metrics: Arc<Metrics>,
+    /// Wall, local and monotonic time.
+    clock: ArcSwap<Clock>,
+    /// Who may send admin requests.
+    admin: AdminPolicy,
+    /// Serializes reloads and admin mutations, so snapshots are installed in file order.
+    reload_lock: Mutex<()>,
+}
+
+/// Why a reload failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReloadError(pub StoreError);
+
+impl Authd {
+    /// Assembles the daemon's state; `file` is keys.json as loaded at start.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        keys_file: PathBuf,
+        file: &KeysFile,
+        host: Option<Fingerprint>,
+        ledger: Ledger,
+        log: LedgerLog,
+        audit: Audit,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+        admin: AdminPolicy,
+    ) -> Authd {
+        let snapshot = Snapshot::new(file, host.clone());
+        metrics.keys_loaded(snapshot.len());
+        Authd {
+            keys_file,
+            snapshot: ArcSwap::from_pointee(snapshot),
+            host,
+            ledger,
+            log,
+            audit,
+            metrics,
+            clock: ArcSwap::from_pointee(clock),
+            admin,
+            reload_lock: Mutex::new(()),
+        }
+    }
+
+    /// Keys in service now.
+    pub fn keys_loaded(&self) -> usize {
+        self.snapshot.load().len()
+    }
+
+    /// The current wall and monotonic time, for the ledger log.
+    pub fn moment(&self) -> Moment {
+        let clock = self.clock.load();
+        Moment {
+            unix_ns: Timestamp::now().as_nanosecond() as i64,
+            mono_ns: clock.mono_ns(),
+        }
+    }
+
+    fn install(&self, file: &KeysFile) -> usize {
+        let snapshot = Snapshot::new(file, self.host.clone());
+        let n = snapshot.len();
+        self.snapshot.store(Arc::new(snapshot));
+        self.metrics.keys_loaded(n);
+        n
+    }
+
+    /// Re-reads keys.json. A file that does not load leaves the keys in service as they
+    /// were: never zero keys, never fail open.
+    pub async fn reload(&self, why: &str) -> Result<usize, ReloadError> {
+        let _serial = self.reload_lock.lock().await;
+        notify::reloading();
+        let path = self.keys_file.clone();
+        let loaded = tokio::task::spawn_blocking(move || KeysFile::load(&path))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Random(format!("reload task failed: {e}"))));
+        let mut clock = Clock::clone(&self.clock.load());
+        clock.refresh_time_zone();
+        self.clock.store(Arc::new(clock));
+        let result = match loaded {
+            Ok(file) => {
+                let n = self.install(&file);
+                self.metrics.reload(true);
+                tracing::info!("keys_loaded={n} keys file reloaded ({why})");
+                if let Some(w) = store::mode_warning(&self.keys_file) {
+                    tracing::warn!("{w}");
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                self.metrics.reload(false);
+                tracing::error!(
+                    "reload ({why}) failed, keeping the {} keys in service: {e}",
+                    self.keys_loaded()
+                );
+                Err(ReloadError(e))
+            }
+        };
+        notify::reloaded(self.keys_loaded());
+        result
+    }
+
+    /// Answers one request from `peer`, read at `received`.
+    pub async fn handle(self: &Arc<Self>, req: Request, peer: Peer, received: Instant) -> Response {
+        match req {
+            Request::Hello(_) => Response::Error {
+                request_id: 0,
+                kind: ErrorKind::HelloFirst,
+                message: "Hello is only valid as the first message".into(),
+            },
+            Request::Check(c) => self.check(c, peer, received).await,
+            Request::CheckScope(c) => self.check_scope(c, peer, received).await,
+            Request::Release { request_id, ticket } => self.release(request_id, ticket, peer, received).await,
+            admin => self.admin(admin, peer, received).await,
+        }
+    }
+
+    /// Decides a check and, for an allowed order, appends its consumption to the ledger
+    /// log before anything is answered. Any failure is a deny `internal`.
+    fn decide_and_persist(&self, c: &Check) -> Verdict {
+        let now = self.clock.load().now();
+        let snapshot = self.snapshot.load();
+        let consuming = c.order.is_some() && !c.dry_run;
+        let _gate = consuming.then(|| self.log.gate());
+        let verdict = catch_unwind(AssertUnwindSafe(|| decide(&snapshot, &self.ledger, &now, c)));
+        let mut verdict = match verdict {
+            Ok(v) => v,
+            Err(_) => {
+                tracing::error!("deciding request {} panicked; denied", c.request_id);
+                return Verdict::internal(None, None, "the daemon failed while deciding".into());
+            }
+        };
+        if let Some(consumption) = &verdict.consumption {
+            if let Err(e) = self.log.append_consumption(consumption) {
+                // The consumption stays counted in memory (the safe side); the order is
+                // refused because it could not be made durable.
+                tracing::error!("ledger log append failed; order denied: {e}");
+                let key_id = Some(consumption.key_id.clone());
+                verdict = Verdict::internal(key_id, verdict.scope, "the ledger could not be written".into());
+            }
+        }
+        verdict
+    }
+
+    fn compact_if_due(self: &Arc<Self>) {
+        if self.log.wants_compaction() {
+            let me = Arc::clone(self);
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = me.log.compact(&me.ledger, me.moment()) {
+                    tracing::error!("ledger log compaction failed: {e}");
+                }
+            });
+        }
+    }
+
+    async fn check(self: &Arc<Self>, c: Check, peer: Peer, received: Instant) -> Response {
+        let verdict = self.decide_and_persist(&c);
+        self.compact_if_due();
+        let latency = received.elapsed();
+        let key_id = decision_key(&verdict.decision);
+        self.metrics
+            .decision(c.iface, key_id, verdict.decision.reason(), latency.as_secs_f64());
+        let mut rec = decision_record(
+            Kind::Check,
+            &c.endpoint,
+            c.request_id,
+            c.iface,
+            peer,
+            &verdict,
+            latency,
+        );
+        rec.order = c.order.as_ref().map(|o| AuditOrder::of(o, verdict.value));
+        rec.dry_run = c.dry_run;
+        self.write_audit(rec).await;
+        Response::Decision {
+            request_id: c.request_id,
+            decision: verdict.decision,
+        }
+    }
+
+    async fn check_scope(&self, c: CheckScope, peer: Peer, received: Instant) -> Response {
+        let now = self.clock.load().now();
+        let snapshot = self.snapshot.load();
+        let verdict =
+            catch_unwind(AssertUnwindSafe(|| decide_scope(&snapshot, &now, &c))).unwrap_or_else(|_| {
+                Verdict::internal(None, Some(c.scope), "the daemon failed while deciding".into())
+            });
+        drop(snapshot);
+        let latency = received.elapsed();
+        let key_id = decision_key(&verdict.decision);
+        let reason = verdict.decision.reason();
+        self.metrics
+            .decision(c.iface, key_id, reason, latency.as_secs_f64());
+        if reason.is_some() && c.iface == Iface::Ws {
+            self.metrics.ws_filtered(c.scope, key_id);
+        }
+        let rec = decision_record(
+            Kind::CheckScope,
+            c.scope.as_str(),
+            c.request_id,
+            c.iface,
+            peer,
+            &verdict,
+            latency,
+        );
+        self.write_audit(rec).await;
+        Response::Decision {
+            request_id: c.request_id,
+            decision: verdict.decision,
+        }
+    }
+
+    async fn release(&self, request_id: u64, ticket: u64, peer: Peer, received: Instant) -> Response {
+        let result = {
+            let mono = self.clock.load().mono_ns();
+            let _gate = self.log.gate();
+            match self.ledger.release(ticket, mono) {
+                Ok(r) => match self.log.append_release(ticket) {
+                    Ok(()) => Ok(r),
+                    Err(e) => {
+                        tracing::error!("ledger log append failed for a release: {e}");
+                        Err((
+                            ErrorKind::Internal,
+                            format!("the release was made but could not be written: {e}"),
+                        ))
+                    }
+                },
+                Err(e) => Err((e.kind(), format!("ticket {ticket}: {e}"))),
+            }
+        };
+        let (outcome, resp, key_id, error) = match result {
+            Ok(r) => (
+                Outcome::Allow,
+                Response::Released {
+                    request_id,
+                    key_id: r.key_id.clone(),
+                    refunded_value: r.refunded.as_f64(),
+                },
+                Some(r.key_id),
+                None,
+            ),
+            Err((kind, message)) => (
+                Outcome::Error,
+                Response::Error {
+                    request_id,
+                    kind,
+                    message,
+                },
+                None,
+                Some(kind),
+            ),
+        };
+        let mut rec = AuditRecord::new(Kind::Release, "Release", outcome, request_id, peer);
+        rec.key_id = key_id;
+        rec.ticket = Some(ticket);
+        rec.error = error.map(ErrorKind::as_str);
+        rec.latency_us = received.elapsed().as_micros() as u64;
+        if let Response::Released { refunded_value, .. } = &resp {
+            rec.detail = Some(format!("refunded {refunded_value}"));
+        }
+        self.write_audit(rec).await;
+        resp
+    }
+
+    async fn admin(self: &Arc<Self>, req: Request, peer: Peer, received: Instant) -> Response {
+        let request_id = req.request_id();
+        let op = req.name();
+        let target = admin_target(&req);
+        if !self.admin.is_admin(&peer) {
+            self.metrics.admin(op, "reject");
+            let detail = format!("{op} needs an administrator; uid {} is not one", peer.uid);
+            let mut rec = AuditRecord::new(Kind::Admin, op, Outcome::Reject, request_id, peer)
+                .reason(Reason::Forbidden);
+            rec.key_id = target.clone();
+            rec.detail = Some(detail.clone());
+            rec.latency_us = received.elapsed().as_micros() as u64;
+            self.write_audit(rec).await;
+            return Response::Decision {
+                request_id,
+                decision: Decision::Deny {
+                    reason: Reason::Forbidden,
+                    key_id: None,
+                    detail,
+                },
+            };
+        }
+        let resp = match req {
+            Request::GenKey { spec, .. } => self.gen_key(request_id, spec).await,
+            Request::ListKeys { .. } => Response::Keys {
+                request_id,
+                keys: self.snapshot.load().keys().cloned().collect(),
+            },
+            Request::RevokeKey { id, .. } => {
+                let revoked = id.clone();
+                match self.mutate(request_id, move |f| f.revoke(&revoked)).await {
+                    Ok(_) => Response::KeyRevoked { request_id, id },
+                    Err(resp) => resp,
+                }
+            }
+            Request::BindKey { id, op, .. } => self.bind_key(request_id, id, op).await,
+            Request::Reload { .. } => match self.reload("admin request").await {
+                Ok(n) => Response::Reloaded {
+                    request_id,
+                    keys_loaded: n as u32,
+                },
+                Err(e) => error(request_id, ErrorKind::Store, e.to_string()),
+            },
+            Request::Usage { id, .. } => self.usage(request_id, &id),
+            other => error(
+                request_id,
+                ErrorKind::Internal,
+                format!("{} is not an admin request", other.name()),
+            ),
+        };
+        let (outcome, err) = match &resp {
+            Response::Error { kind, .. } => (Outcome::Error, Some(*kind)),
+            _ => (Outcome::Allow, None),
+        };
+        self.metrics.admin(op, outcome.as_str());
+        let mut rec = AuditRecord::new(Kind::Admin, op, outcome, request_id, peer);
+        rec.key_id = target;
+        rec.error = err.map(ErrorKind::as_str);
+        if let Response::Error { message, .. } = &resp {
+            rec.detail = Some(message.clone());
+        }
+        rec.latency_us = received.elapsed().as_micros() as u64;
+        self.write_audit(rec).await;
+        resp
+    }
+
+    /// Applies a change to keys.json under the store's lock and installs the result; a
+    /// failure comes back as the error response to send.
+    async fn mutate<T: Send + 'static>(
+        &self,
+        request_id: u64,
+        change: impl FnOnce(&mut KeysFile) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Response> {
+        let _serial = self.reload_lock.lock().await;
+        let path = self.keys_file.clone();
+        let result = tokio::task::spawn_blocking(move || store::update(&path, change))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Random(format!("store task failed: {e}"))));
+        match result {
+            Ok((value, file)) => {
+                notify::ready(self.install(&file));
+                Ok(value)
+            }
+            Err(e) => Err(store_error(request_id, e)),
+        }
+    }
+
+    async fn gen_key(&self, request_id: u64, spec: KeySpec) -> Response {
+        if spec.scopes.is_empty() {
+            return error(
+                request_id,
+                ErrorKind::InvalidSpec,
+                "a key needs at least one scope".into(),
+            );
+        }
+        if spec.expires_at.is_some_and(|t| t <= Timestamp::now()) {
+            return error(
+                request_id,
+                ErrorKind::InvalidSpec,
+                "expires_at is in the past".into(),
+            );
+        }
+        let now = Timestamp::now();
+        let stored_in = self.keys_file.display().to_string();
+        match self.mutate(request_id, move |f| f.gen_key(spec, now)).await {
+            Ok((plaintext, record)) => Response::KeyGenerated {
+                request_id,
+                plaintext,
+                record,
+                stored_in,
+            },
+            Err(resp) => resp,
+        }
+    }
+
+    async fn bind_key(&self, request_id: u64, id: KeyId, op: BindOp) -> Response {
+        match self.mutate(request_id, move |f| f.bind(&id, op)).await {
+            Ok(record) => Response::KeyBound { request_id, record },
+            Err(resp) => resp,
+        }
+    }
+
+    fn usage(&self, request_id: u64, id: &KeyId) -> Response {
+        let snapshot = self.snapshot.load();
+        let Some(key) = snapshot.by_id(id.as_str()) else {
+            return error(
+                request_id,
+                ErrorKind::UnknownKey,
+                format!("no key with id {:?}", id.as_str()),
+            );
+        };
+        let now = self.clock.load().now();
+        let (orders, used) = self.ledger.usage(id, now.mono_ns, now.day());
+        Response::Usage(Usage {
+            request_id,
+            id: id.clone(),
+            day: now.utc.strftime("%Y-%m-%d").to_string(),
+            daily_value_used: used.as_f64(),
+            max_daily_value: key.max_daily_value.map(Money::as_f64),
+            orders_last_minute: orders,
+            max_orders_per_minute: key.max_orders_per_minute,
+        })
+    }
+
+    async fn write_audit(&self, rec: AuditRecord) {
+        if self.audit.record(rec).await.is_err() {
+            tracing::error!("audit writer stopped; a record could not be queued");
+        }
+    }
+}
+
+fn decision_key(d: &Decision) -> Option<&KeyId> {
+    match d {
+        Decision::Allow { key_id, .. } => Some(key_id),
+        Decision::Deny { key_id, .. } => key_id.as_ref(),
+    }
+}
+
+fn decision_record(
+    kind: Kind,
+    endpoint: &str,
+    request_id: u64,
+    iface: Iface,
+    peer: Peer,
+    v: &Verdict,
+    latency: std::time::Duration,
+) -> AuditRecord {
+    let (outcome, ticket, reason, detail) = match &v.decision {
+        Decision::Allow { ticket, .. } => (Outcome::Allow, *ticket, None, None),
+        Decision::Deny { reason, detail, .. } => (Outcome::Reject, None, Some(*reason), Some(detail.clone())),
+    };
+    let mut rec = AuditRecord::new(kind, endpoint, outcome, request_id, peer)
+        .iface(iface)
+        .scope(v.scope);
+    rec.key_id = decision_key(&v.decision).cloned();
+    rec.reason = reason.map(Reason::as_str);
+    rec.detail = detail;
+    rec.ticket = ticket;
+    rec.latency_us = latency.as_micros() as u64;
+    rec
+}
+
+fn admin_target(req: &Request) -> Option<KeyId> {
+    match req {
+        Request::GenKey { spec, .. } => Some(spec.id.clone()),
+        Request::RevokeKey { id, .. } | Request::BindKey { id, .. } | Request::Usage { id, .. } => {
+            Some(id.clone())
+        }
+        _ => None,
+    }
+}
+
+fn error(request_id: u64, kind: ErrorKind, message: String) -> Response {
+    Response::Error {
+        request_id,
+        kind,
+        message,
+    }
+}
+
+fn store_error(request_id: u64, e: StoreError) -> Response {
+    let kind = match &e {
+        StoreError::DuplicateKey(_) => ErrorKind::DuplicateKey,
+        StoreError::UnknownKey(_) => ErrorKind::UnknownKey,
+        StoreError::Io { .. } | StoreError::Invalid(_) => ErrorKind::Store,
+        StoreError::Random(_) => ErrorKind::Internal,
+    };
+    error(request_id, kind, e.to_string())
+}
