@@ -1,0 +1,201 @@
+//! futucli's command line, with the seed's commands, flags and spelling.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
+use futu_auth_client::{Fingerprint, Iface, KeyId, Market, Scope, TrdEnv, TrdSide};
+use futu_auth_proto::key::Cap;
+use futu_auth_proto::{HoursWindow, Symbol};
+
+/// futucli: make, list, bind and revoke futu-authd API keys, and ask the daemon for
+/// decisions.
+///
+/// Mutations go through the daemon when its socket answers (effective at once); when it
+/// does not, gen-key, list-keys, revoke-key and bind-key edit the keys file directly,
+/// with the same lock and atomic write.
+#[derive(Debug, Parser)]
+#[command(name = "futucli", version, propagate_version = true)]
+pub struct Cli {
+    /// futu-authd's socket.
+    #[arg(
+        long,
+        global = true,
+        env = "FUTU_AUTH_SOCKET",
+        default_value = "/run/futu/auth.sock"
+    )]
+    pub socket: PathBuf,
+
+    /// keys.json to edit when the daemon does not answer [default: ~/.config/futu/keys.json,
+    /// or /etc/futu/keys.json for root].
+    #[arg(long, global = true, env = "FUTU_KEYS_FILE")]
+    pub keys_file: Option<PathBuf>,
+
+    /// File holding this host's machine id (for --this-machine and machine-id).
+    #[arg(
+        long,
+        global = true,
+        env = "FUTU_AUTHD_MACHINE_ID_FILE",
+        default_value = "/etc/machine-id"
+    )]
+    pub machine_id_file: PathBuf,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make a key; its plaintext is printed once and stored nowhere.
+    GenKey(GenKey),
+    /// List the keys (never their hashes).
+    ListKeys {
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a key.
+    RevokeKey {
+        /// The key's id.
+        id: KeyId,
+    },
+    /// Change a key's machine binding in place (the plaintext does not change).
+    BindKey(BindKey),
+    /// Print this host's machine fingerprint, to paste into --machines.
+    MachineId,
+    /// A key's consumption today: value used of its daily cap, orders in the last 60 s.
+    Usage {
+        /// The key's id.
+        id: KeyId,
+    },
+    /// Ask the daemon to re-read keys.json (like kill -HUP).
+    Reload,
+    /// Ask the daemon for a real decision. Exit 0 allow, 1 reject, 2 usage or transport
+    /// error.
+    Check(CheckArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: Shell,
+    },
+}
+
+/// `gen-key`.
+#[derive(Debug, Args)]
+pub struct GenKey {
+    /// Unique name, shown as key_id in audit and metrics.
+    #[arg(long)]
+    pub id: KeyId,
+    /// Comma-separated scopes: qot:read, acc:read, trade:simulate, trade:real, trade:unlock.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub scopes: Vec<Scope>,
+    /// Market whitelist, e.g. HK,US.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_markets: Option<Vec<Market>>,
+    /// Symbol whitelist, e.g. HK.00700,US.AAPL.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_symbols: Option<Vec<Symbol>>,
+    /// Trade-side whitelist: BUY, SELL, SELL_SHORT, BUY_BACK.
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_trd_sides: Option<Vec<TrdSide>>,
+    /// Per-order cap on qty × price.
+    #[arg(long, value_parser = parse_cap)]
+    pub max_order_value: Option<Cap>,
+    /// Daily cap on the value of allowed orders (resets at UTC midnight).
+    #[arg(long, value_parser = parse_cap)]
+    pub max_daily_value: Option<Cap>,
+    /// Orders per 60-second sliding window.
+    #[arg(long)]
+    pub max_orders_per_minute: Option<u32>,
+    /// Local time window, HH:MM-HH:MM (22:00-04:00 crosses midnight).
+    #[arg(long)]
+    pub hours_window: Option<HoursWindow>,
+    /// Expiry: a duration from now (30d, 12h, 90m, 2w) or an RFC 3339 time.
+    #[arg(long)]
+    pub expires: Option<String>,
+    /// Free-form note.
+    #[arg(long)]
+    pub note: Option<String>,
+    /// Bind the key to this host.
+    #[arg(long, conflicts_with = "bind_machines")]
+    pub bind_this_machine: bool,
+    /// Bind the key to these fingerprints.
+    #[arg(long, value_delimiter = ',')]
+    pub bind_machines: Option<Vec<Fingerprint>>,
+}
+
+/// `bind-key`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("change").required(true).args(["this_machine", "machines", "freeze", "clear"])))]
+pub struct BindKey {
+    /// The key's id.
+    pub id: KeyId,
+    /// Add this host's fingerprint.
+    #[arg(long)]
+    pub this_machine: bool,
+    /// Add these fingerprints (with --replace: make the list exactly these).
+    #[arg(long, value_delimiter = ',')]
+    pub machines: Option<Vec<Fingerprint>>,
+    /// With --machines or --this-machine: replace the list instead of adding to it.
+    #[arg(long)]
+    pub replace: bool,
+    /// Freeze the key (allowed_machines: []): refused everywhere until bound again.
+    #[arg(long)]
+    pub freeze: bool,
+    /// Remove the binding (allowed_machines: null).
+    #[arg(long)]
+    pub clear: bool,
+}
+
+/// `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The key's plaintext.
+    #[arg(long, env = "FUTU_AUTH_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Futu OpenAPI protocol name or id, e.g. Qot_GetBasicQot or 2202.
+    #[arg(long)]
+    pub endpoint: String,
+    /// The front-end to check as.
+    #[arg(long, default_value = "cli")]
+    pub iface: Iface,
+    /// Trading environment of the order.
+    #[arg(long, default_value = "simulate", value_parser = parse_env)]
+    pub env: TrdEnv,
+    /// Order market, e.g. HK.
+    #[arg(long, requires_all = ["symbol", "side", "qty"])]
+    pub market: Option<Market>,
+    /// Order symbol, e.g. HK.00700.
+    #[arg(long, requires_all = ["market", "side", "qty"])]
+    pub symbol: Option<String>,
+    /// Order side: BUY, SELL, SELL_SHORT or BUY_BACK.
+    #[arg(long, requires_all = ["market", "symbol", "qty"])]
+    pub side: Option<TrdSide>,
+    /// Order quantity.
+    #[arg(long, requires_all = ["market", "symbol", "side"])]
+    pub qty: Option<f64>,
+    /// Order limit price.
+    #[arg(long, requires = "qty")]
+    pub price: Option<f64>,
+    /// Decide without consuming a rate slot or daily value.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the decision as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_cap(s: &str) -> Result<Cap, String> {
+    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    Cap::try_from(v).map_err(|e| e.to_string())
+}
+
+fn parse_env(s: &str) -> Result<TrdEnv, String> {
+    match s {
+        "simulate" => Ok(TrdEnv::Simulate),
+        "real" => Ok(TrdEnv::Real),
+        _ => Err(format!("{s:?} is not simulate or real")),
+    }
+}

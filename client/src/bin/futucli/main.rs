@@ -1,0 +1,384 @@
+//! `futucli`: the key-management command line of futu-authd.
+
+mod args;
+mod show;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{CommandFactory, Parser};
+use futu_auth_client::{
+    AuthClient, BindOp, ClientError, Decision, KeyId, KeyRecord, KeySpec, Limits, Order, Token,
+};
+use futu_authd::machine::fingerprint_from_file;
+use futu_authd::store::{self, KeysFile, StoreError};
+use jiff::{Span, Timestamp};
+
+use args::{BindKey, CheckArgs, Cli, Command, GenKey};
+
+/// Admin requests write keys.json with fsync; give them time.
+const ADMIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A failed command: the line to print and the exit code.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    fn new(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            code: 1,
+        }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::new(e.to_string())
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure::new(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("futucli: cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("futucli: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<u8, Failure> {
+    let keys_file = cli.keys_file.clone().unwrap_or_else(default_keys_file);
+    let ctx = Ctx {
+        socket: cli.socket.clone(),
+        keys_file,
+        machine_id_file: cli.machine_id_file.clone(),
+    };
+    match cli.command {
+        Command::GenKey(g) => gen_key(&ctx, g).await,
+        Command::ListKeys { json } => list_keys(&ctx, json).await,
+        Command::RevokeKey { id } => revoke_key(&ctx, id).await,
+        Command::BindKey(b) => bind_key(&ctx, b).await,
+        Command::MachineId => {
+            let fp = fingerprint_from_file(&ctx.machine_id_file)
+                .map_err(|e| Failure::new(format!("{}: {e}", ctx.machine_id_file.display())))?;
+            println!("{fp}");
+            Ok(0)
+        }
+        Command::Usage { id } => {
+            let u = ctx.daemon().await?.usage(&id).await?;
+            println!("{}", show::usage(&u));
+            Ok(0)
+        }
+        Command::Reload => {
+            let n = ctx.daemon().await?.reload().await?;
+            println!("✅ Reloaded: {n} keys in service");
+            Ok(0)
+        }
+        Command::Check(c) => check(&ctx, c).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "futucli", &mut std::io::stdout());
+            Ok(0)
+        }
+    }
+}
+
+/// ~/.config/futu/keys.json for a user ($XDG_CONFIG_HOME honoured), /etc/futu/keys.json
+/// for root.
+fn default_keys_file() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/etc/futu/keys.json");
+    }
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+    match config {
+        Some(dir) => dir.join("futu").join("keys.json"),
+        None => PathBuf::from("/etc/futu/keys.json"),
+    }
+}
+
+struct Ctx {
+    socket: PathBuf,
+    keys_file: PathBuf,
+    machine_id_file: PathBuf,
+}
+
+/// Where a mutation goes.
+enum Target {
+    Daemon(AuthClient),
+    File(PathBuf),
+}
+
+impl Ctx {
+    async fn connect(&self) -> Result<AuthClient, ClientError> {
+        AuthClient::builder(&self.socket)
+            .client_name("futucli")
+            .deadline(ADMIN_DEADLINE)
+            .connect()
+            .await
+    }
+
+    /// The daemon, which must answer (for usage, reload, check).
+    async fn daemon(&self) -> Result<AuthClient, Failure> {
+        self.connect().await.map_err(|e| {
+            let hint = if e.is_not_running() {
+                " (is futu-authd running?)"
+            } else {
+                ""
+            };
+            Failure::new(format!("{e}{hint}"))
+        })
+    }
+
+    /// The daemon when it answers; the keys file when it is not running.
+    async fn target(&self) -> Result<Target, Failure> {
+        match self.connect().await {
+            Ok(c) => Ok(Target::Daemon(c)),
+            Err(e) if e.is_not_running() => {
+                eprintln!(
+                    "futucli: futu-authd not reached at {}; editing {} directly (send SIGHUP to a running daemon to load it)",
+                    self.socket.display(),
+                    self.keys_file.display()
+                );
+                Ok(Target::File(self.keys_file.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn this_machine(&self) -> Result<futu_auth_client::Fingerprint, Failure> {
+        fingerprint_from_file(&self.machine_id_file).map_err(|e| {
+            Failure::new(format!(
+                "this host's machine id: {}: {e}",
+                self.machine_id_file.display()
+            ))
+        })
+    }
+}
+
+fn parse_expiry(text: &str, now: Timestamp) -> Result<Timestamp, Failure> {
+    let bad = || {
+        Failure::new(format!(
+            "--expires {text:?}: expected a duration such as 30d, 12h, 90m, 2w or an RFC 3339 time such as 2026-05-15T10:00:00Z"
+        ))
+    };
+    if let Ok(t) = text.parse::<Timestamp>() {
+        return Ok(t);
+    }
+    let (n, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    if n <= 0 {
+        return Err(bad());
+    }
+    let hours = match unit {
+        "m" => return now.checked_add(Span::new().minutes(n)).map_err(|_| bad()),
+        "h" => n,
+        "d" => n.checked_mul(24).ok_or_else(bad)?,
+        "w" => n.checked_mul(24 * 7).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    now.checked_add(Span::new().hours(hours)).map_err(|_| bad())
+}
+
+async fn gen_key(ctx: &Ctx, g: GenKey) -> Result<u8, Failure> {
+    // keys.json keeps whole seconds, as the seed's examples do.
+    let now =
+        Timestamp::from_second(Timestamp::now().as_second()).map_err(|e| Failure::new(e.to_string()))?;
+    let expires_at = g.expires.as_deref().map(|e| parse_expiry(e, now)).transpose()?;
+    if expires_at.is_some_and(|t| t <= now) {
+        return Err(Failure::new("--expires is in the past"));
+    }
+    let allowed_machines = if g.bind_this_machine {
+        Some(vec![ctx.this_machine()?])
+    } else {
+        g.bind_machines
+    };
+    let spec = KeySpec {
+        id: g.id,
+        scopes: g.scopes,
+        limits: Limits {
+            allowed_markets: g.allowed_markets,
+            allowed_symbols: g.allowed_symbols,
+            allowed_trd_sides: g.allowed_trd_sides,
+            max_order_value: g.max_order_value,
+            max_daily_value: g.max_daily_value,
+            max_orders_per_minute: g.max_orders_per_minute,
+            hours_window: g.hours_window,
+        },
+        allowed_machines,
+        expires_at,
+        note: g.note,
+    };
+    let (token, record, stored_in): (Token, KeyRecord, String) = match ctx.target().await? {
+        Target::Daemon(c) => c.gen_key(spec).await?,
+        Target::File(path) => {
+            ensure_dir(&path)?;
+            let ((token, record), _) = store::update(&path, |f| f.gen_key(spec, now))?;
+            (token, record, path.display().to_string())
+        }
+    };
+    print!("{}", show::generated(&record, &token, &stored_in));
+    Ok(0)
+}
+
+fn ensure_dir(path: &Path) -> Result<(), Failure> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Failure::new(format!("{}: {e}", dir.display())))?;
+        }
+    }
+    Ok(())
+}
+
+async fn list_keys(ctx: &Ctx, json: bool) -> Result<u8, Failure> {
+    let keys = match ctx.target().await? {
+        Target::Daemon(c) => c.list_keys().await?,
+        Target::File(path) => match KeysFile::load(&path) {
+            Ok(f) => f.keys,
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e.into()),
+        },
+    };
+    if json {
+        println!("{}", show::keys_json(&keys));
+    } else {
+        print!("{}", show::keys_table(&keys));
+    }
+    Ok(0)
+}
+
+async fn revoke_key(ctx: &Ctx, id: KeyId) -> Result<u8, Failure> {
+    match ctx.target().await? {
+        Target::Daemon(c) => c.revoke_key(&id).await?,
+        Target::File(path) => {
+            store::update(&path, |f| f.revoke(&id))?;
+        }
+    }
+    println!("✅ Revoked key \"{id}\"");
+    Ok(0)
+}
+
+async fn bind_key(ctx: &Ctx, b: BindKey) -> Result<u8, Failure> {
+    let mut machines = b.machines.unwrap_or_default();
+    if b.this_machine {
+        machines.insert(0, ctx.this_machine()?);
+    }
+    let op = if b.freeze {
+        BindOp::Freeze
+    } else if b.clear {
+        BindOp::Clear
+    } else if b.replace {
+        BindOp::Replace(machines)
+    } else {
+        BindOp::Add(machines)
+    };
+    let record = match ctx.target().await? {
+        Target::Daemon(c) => c.bind_key(&b.id, op).await?,
+        Target::File(path) => store::update(&path, |f| f.bind(&b.id, op))?.0,
+    };
+    println!("✅ Key \"{}\" {}", record.id, show::binding_sentence(&record));
+    Ok(0)
+}
+
+async fn check(ctx: &Ctx, c: CheckArgs) -> Result<u8, Failure> {
+    let transport = |e: ClientError| Failure {
+        message: format!("{e} (treat as a reject)"),
+        code: 2,
+    };
+    let client = AuthClient::builder(&ctx.socket)
+        .client_name("futucli")
+        .deadline(Duration::from_secs(2))
+        .connect()
+        .await
+        .map_err(transport)?;
+    let order = match (c.market, c.symbol, c.side, c.qty) {
+        (Some(market), Some(symbol), Some(side), Some(qty)) => Some(Order {
+            env: c.env,
+            market,
+            symbol,
+            side,
+            qty,
+            price: c.price,
+        }),
+        _ => None,
+    };
+    let token = Token::new(c.token);
+    let decision = if c.dry_run {
+        client.check_dry_run(&token, c.iface, &c.endpoint, order).await
+    } else {
+        client.check(&token, c.iface, &c.endpoint, order).await
+    }
+    .map_err(transport)?;
+    println!(
+        "{}",
+        if c.json {
+            show::decision_json(&decision)
+        } else {
+            show::decision(&decision)
+        }
+    );
+    Ok(match decision {
+        Decision::Allow { .. } => 0,
+        Decision::Deny { .. } => 1,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_accepts_durations_and_rfc3339() {
+        let now: Timestamp = "2026-04-15T10:00:00Z".parse().unwrap();
+        assert_eq!(
+            parse_expiry("30d", now).ok().unwrap().to_string(),
+            "2026-05-15T10:00:00Z"
+        );
+        assert_eq!(
+            parse_expiry("12h", now).ok().unwrap().to_string(),
+            "2026-04-15T22:00:00Z"
+        );
+        assert_eq!(
+            parse_expiry("90m", now).ok().unwrap().to_string(),
+            "2026-04-15T11:30:00Z"
+        );
+        assert_eq!(
+            parse_expiry("2w", now).ok().unwrap().to_string(),
+            "2026-04-29T10:00:00Z"
+        );
+        assert_eq!(
+            parse_expiry("2026-05-15T10:00:00Z", now)
+                .ok()
+                .unwrap()
+                .to_string(),
+            "2026-05-15T10:00:00Z"
+        );
+        for bad in ["30", "d", "-1d", "0d", "30y", "tomorrow", ""] {
+            assert!(parse_expiry(bad, now).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! How futucli prints things.
+
+use futu_auth_client::{Decision, KeyRecord, Token, Usage};
+
+/// The seed's gen-key output.
+pub fn generated(record: &KeyRecord, token: &Token, stored_in: &str) -> String {
+    format!(
+        "✅ Generated key \"{}\"\nplaintext: {} ← save this; the terminal output is your only copy\nstored in: {}\n",
+        record.id,
+        token.expose(),
+        stored_in
+    )
+}
+
+/// `bound to fp_a, fp_b` / `frozen …` / `unbound …`.
+pub fn binding_sentence(r: &KeyRecord) -> String {
+    match &r.allowed_machines {
+        None => "is unbound (allowed_machines: null)".into(),
+        Some(l) if l.is_empty() => "is frozen (allowed_machines: [])".into(),
+        Some(l) => format!(
+            "is bound to {}",
+            l.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+fn binding(r: &KeyRecord) -> String {
+    match &r.allowed_machines {
+        None => "any".into(),
+        Some(l) if l.is_empty() => "frozen".into(),
+        Some(l) => l.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(","),
+    }
+}
+
+fn join<T: std::fmt::Display>(v: &[T]) -> String {
+    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// The limits in short: `HK,US SELL ≤100000/order ≤500000/day 5/min 09:30-16:00`.
+fn limits(r: &KeyRecord) -> String {
+    let l = &r.limits;
+    let mut parts = Vec::new();
+    if let Some(m) = &l.allowed_markets {
+        parts.push(format!("markets={}", join(m)));
+    }
+    if let Some(s) = &l.allowed_symbols {
+        parts.push(format!("symbols={}", join(s)));
+    }
+    if let Some(s) = &l.allowed_trd_sides {
+        parts.push(format!("sides={}", join(s)));
+    }
+    if let Some(v) = l.max_order_value {
+        parts.push(format!("≤{}/order", v.get()));
+    }
+    if let Some(v) = l.max_daily_value {
+        parts.push(format!("≤{}/day", v.get()));
+    }
+    if let Some(n) = l.max_orders_per_minute {
+        parts.push(format!("{n}/min"));
+    }
+    if let Some(w) = l.hours_window {
+        parts.push(w.to_string());
+    }
+    if parts.is_empty() {
+        "-".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// The list-keys table.
+pub fn keys_table(keys: &[KeyRecord]) -> String {
+    if keys.is_empty() {
+        return "no keys\n".into();
+    }
+    let header = ["ID", "HASH", "SCOPES", "LIMITS", "MACHINES", "EXPIRES", "NOTE"].map(String::from);
+    let rows: Vec<[String; 7]> = keys
+        .iter()
+        .map(|r| {
+            [
+                r.id.to_string(),
+                format!("{}…", r.hash.short()),
+                join(&r.scopes),
+                limits(r),
+                binding(r),
+                r.expires_at
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "never".into()),
+                r.note.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut width = [0usize; 7];
+    for row in std::iter::once(&header).chain(rows.iter()) {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(rows.iter()) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(width)
+            .map(|(cell, w)| format!("{cell}{}", " ".repeat(w - cell.chars().count())))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// list-keys --json: the records as in keys.json, with `hash` cut to a prefix.
+pub fn keys_json(keys: &[KeyRecord]) -> String {
+    let list: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r).expect("a key record serializes");
+            if let Some(obj) = v.as_object_mut() {
+                obj.remove("hash");
+                obj.insert("hash_prefix".into(), r.hash.short().into());
+            }
+            v
+        })
+        .collect();
+    serde_json::to_string_pretty(&list).expect("JSON values serialize")
+}
+
+/// `usage` output.
+pub fn usage(u: &Usage) -> String {
+    let cap = |v: Option<String>| v.unwrap_or_else(|| "unlimited".into());
+    format!(
+        "{} on {} (UTC): daily value {} of {}; orders in the last 60 s: {} of {}",
+        u.id,
+        u.day,
+        u.daily_value_used,
+        cap(u.max_daily_value.map(|v| v.to_string())),
+        u.orders_last_minute,
+        cap(u.max_orders_per_minute.map(|v| v.to_string())),
+    )
+}
+
+/// `check` output.
+pub fn decision(d: &Decision) -> String {
+    match d {
+        Decision::Allow {
+            key_id,
+            scope,
+            ticket,
+        } => {
+            let mut s = format!("allow: key {key_id}");
+            if let Some(sc) = scope {
+                s.push_str(&format!(", scope {sc}"));
+            }
+            if let Some(t) = ticket {
+                s.push_str(&format!(", ticket {t}"));
+            }
+            s
+        }
+        Decision::Deny {
+            reason,
+            key_id,
+            detail,
+        } => match key_id {
+            Some(k) => format!("reject: {reason} (key {k}): {detail}"),
+            None => format!("reject: {reason}: {detail}"),
+        },
+    }
+}
+
+/// `check --json` output.
+pub fn decision_json(d: &Decision) -> String {
+    let v = match d {
+        Decision::Allow {
+            key_id,
+            scope,
+            ticket,
+        } => serde_json::json!({
+            "outcome": "allow",
+            "key_id": key_id.as_str(),
+            "scope": scope.map(|s| s.as_str()),
+            "ticket": ticket,
+        }),
+        Decision::Deny {
+            reason,
+            key_id,
+            detail,
+        } => serde_json::json!({
+            "outcome": "reject",
+            "reason": reason.as_str(),
+            "key_id": key_id.as_ref().map(|k| k.as_str()),
+            "detail": detail,
+        }),
+    };
+    v.to_string()
+}

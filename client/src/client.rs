@@ -1,0 +1,448 @@
+//! [`AuthClient`]: one multiplexed connection to futu-authd shared by every caller.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futu_auth_proto::{
+    BindOp, Check, CheckScope, Decision, FrameCodec, Hello, Iface, KeyId, KeyRecord, KeySpec, Order, Reason,
+    Request, Response, Scope, Token, Usage, PROTOCOL_VERSION,
+};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::Framed;
+
+use crate::error::ClientError;
+
+/// The default per-call deadline.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(50);
+
+/// The longest wait between reconnection attempts while the daemon is away.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+
+/// Requests queued for the connection's writer; callers wait past this.
+const QUEUE: usize = 1024;
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+
+/// A live connection: requests go to its writer task, responses come back by request id.
+struct Conn {
+    tx: mpsc::Sender<Request>,
+    pending: Pending,
+}
+
+impl Conn {
+    fn is_alive(&self) -> bool {
+        !self.tx.is_closed()
+    }
+}
+
+struct State {
+    conn: Option<Arc<Conn>>,
+    /// When the next connection attempt may be made, after failures.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+struct Inner {
+    path: PathBuf,
+    client_name: String,
+    deadline: Duration,
+    next_id: AtomicU64,
+    state: tokio::sync::Mutex<State>,
+}
+
+/// A client of futu-authd for gateway processes.
+///
+/// Cheap to clone; every clone shares one connection, on which many concurrent callers'
+/// requests are pipelined and matched to their answers by request id. Each call has a
+/// deadline (50 ms unless set with [`Builder::deadline`]). When the daemon restarts, the
+/// next call reconnects, with a backoff between failed attempts (10 ms doubling to 1 s).
+///
+/// **Fail closed:** every `Err` — the daemon not reachable, a timeout, a broken
+/// connection, a protocol error — must be treated by the caller as a deny.
+#[derive(Clone)]
+pub struct AuthClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AuthClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthClient")
+            .field("path", &self.inner.path)
+            .field("deadline", &self.inner.deadline)
+            .finish()
+    }
+}
+
+/// Settings for an [`AuthClient`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    path: PathBuf,
+    client_name: String,
+    deadline: Duration,
+}
+
+impl Builder {
+    /// The name sent in Hello (for the daemon's logs); default `futu-auth-client`.
+    pub fn client_name(mut self, name: impl Into<String>) -> Self {
+        self.client_name = name.into();
+        self
+    }
+
+    /// The deadline of each call, connection included.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// A client that connects on its first call.
+    pub fn build(self) -> AuthClient {
+        AuthClient {
+            inner: Arc::new(Inner {
+                path: self.path,
+                client_name: self.client_name,
+                deadline: self.deadline,
+                next_id: AtomicU64::new(1),
+                state: tokio::sync::Mutex::new(State {
+                    conn: None,
+                    retry_at: None,
+                    backoff: FIRST_BACKOFF,
+                }),
+            }),
+        }
+    }
+
+    /// Connects now (Hello included), within the deadline.
+    pub async fn connect(self) -> Result<AuthClient, ClientError> {
+        let client = self.build();
+        let deadline = client.inner.deadline;
+        tokio::time::timeout(deadline, client.connection())
+            .await
+            .map_err(|_| ClientError::Timeout(deadline))??;
+        Ok(client)
+    }
+}
+
+impl AuthClient {
+    /// Settings for a client of the daemon at `socket_path`.
+    pub fn builder(socket_path: impl AsRef<Path>) -> Builder {
+        Builder {
+            path: socket_path.as_ref().to_owned(),
+            client_name: "futu-auth-client".into(),
+            deadline: DEFAULT_DEADLINE,
+        }
+    }
+
+    /// Connects to the daemon at `socket_path` with the default settings.
+    pub async fn connect(socket_path: impl AsRef<Path>) -> Result<AuthClient, ClientError> {
+        AuthClient::builder(socket_path).connect().await
+    }
+
+    /// The socket this client talks to.
+    pub fn socket_path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// May `token` call `endpoint` (with `order`, for order writes)? Consumes the key's
+    /// rate slot and daily value when an order is allowed.
+    pub async fn check(
+        &self,
+        token: &Token,
+        iface: Iface,
+        endpoint: &str,
+        order: Option<Order>,
+    ) -> Result<Decision, ClientError> {
+        self.check_with(token, iface, endpoint, order, false).await
+    }
+
+    /// Like [`AuthClient::check`], but decides without consuming anything.
+    pub async fn check_dry_run(
+        &self,
+        token: &Token,
+        iface: Iface,
+        endpoint: &str,
+        order: Option<Order>,
+    ) -> Result<Decision, ClientError> {
+        self.check_with(token, iface, endpoint, order, true).await
+    }
+
+    async fn check_with(
+        &self,
+        token: &Token,
+        iface: Iface,
+        endpoint: &str,
+        order: Option<Order>,
+        dry_run: bool,
+    ) -> Result<Decision, ClientError> {
+        let resp = self
+            .call(|request_id| {
+                Request::Check(Check {
+                    request_id,
+                    token: token.clone(),
+                    iface,
+                    endpoint: endpoint.to_owned(),
+                    order,
+                    dry_run,
+                })
+            })
+            .await?;
+        decision(resp)
+    }
+
+    /// Does `token` hold `scope`? For filtering WebSocket pushes.
+    pub async fn check_scope(
+        &self,
+        token: &Token,
+        iface: Iface,
+        scope: Scope,
+    ) -> Result<Decision, ClientError> {
+        let resp = self
+            .call(|request_id| {
+                Request::CheckScope(CheckScope {
+                    request_id,
+                    token: token.clone(),
+                    iface,
+                    scope,
+                })
+            })
+            .await?;
+        decision(resp)
+    }
+
+    /// Gives back the daily value of an allowed order the broker then rejected; `ticket`
+    /// is from the order's Allow. Returns the value refunded.
+    pub async fn release(&self, ticket: u64) -> Result<f64, ClientError> {
+        match self
+            .call(|request_id| Request::Release { request_id, ticket })
+            .await?
+        {
+            Response::Released { refunded_value, .. } => Ok(refunded_value),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Admin: makes a key; returns its plaintext (show it once), its record and the keys
+    /// file it was stored in.
+    pub async fn gen_key(&self, spec: KeySpec) -> Result<(Token, KeyRecord, String), ClientError> {
+        match self
+            .call(|request_id| Request::GenKey { request_id, spec })
+            .await?
+        {
+            Response::KeyGenerated {
+                plaintext,
+                record,
+                stored_in,
+                ..
+            } => Ok((plaintext, record, stored_in)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Admin: every key in service.
+    pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, ClientError> {
+        match self.call(|request_id| Request::ListKeys { request_id }).await? {
+            Response::Keys { keys, .. } => Ok(keys),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Admin: removes a key.
+    pub async fn revoke_key(&self, id: &KeyId) -> Result<(), ClientError> {
+        let id = id.clone();
+        match self
+            .call(|request_id| Request::RevokeKey { request_id, id })
+            .await?
+        {
+            Response::KeyRevoked { .. } => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Admin: changes a key's machine binding; returns the record after the change.
+    pub async fn bind_key(&self, id: &KeyId, op: BindOp) -> Result<KeyRecord, ClientError> {
+        let id = id.clone();
+        match self
+            .call(|request_id| Request::BindKey { request_id, id, op })
+            .await?
+        {
+            Response::KeyBound { record, .. } => Ok(record),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Admin: asks the daemon to re-read keys.json; returns the keys now in service.
+    pub async fn reload(&self) -> Result<u32, ClientError> {
+        match self.call(|request_id| Request::Reload { request_id }).await? {
+            Response::Reloaded { keys_loaded, .. } => Ok(keys_loaded),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Admin: a key's consumption today.
+    pub async fn usage(&self, id: &KeyId) -> Result<Usage, ClientError> {
+        let id = id.clone();
+        match self.call(|request_id| Request::Usage { request_id, id }).await? {
+            Response::Usage(u) => Ok(u),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Sends one request built with a fresh request id and waits for its answer, within
+    /// the deadline. Error responses become [`ClientError::Refused`], a `forbidden` deny of
+    /// an admin request [`ClientError::Forbidden`].
+    pub async fn call(&self, make: impl FnOnce(u64) -> Request) -> Result<Response, ClientError> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let req = make(id);
+        let admin = req.is_admin();
+        let deadline = self.inner.deadline;
+        let mut registered: Option<Pending> = None;
+        let result = tokio::time::timeout(deadline, async {
+            let conn = self.connection().await?;
+            let (tx, rx) = oneshot::channel();
+            lock(&conn.pending).insert(id, tx);
+            registered = Some(Arc::clone(&conn.pending));
+            conn.tx.send(req).await.map_err(|_| ClientError::Closed)?;
+            rx.await.map_err(|_| ClientError::Closed)
+        })
+        .await;
+        let resp = match result {
+            Ok(r) => r,
+            Err(_) => {
+                if let Some(p) = registered {
+                    lock(&p).remove(&id);
+                }
+                Err(ClientError::Timeout(deadline))
+            }
+        }?;
+        match resp {
+            Response::Error { kind, message, .. } => Err(ClientError::Refused { kind, message }),
+            Response::Decision {
+                decision:
+                    Decision::Deny {
+                        reason: Reason::Forbidden,
+                        detail,
+                        ..
+                    },
+                ..
+            } if admin => Err(ClientError::Forbidden(detail)),
+            other => Ok(other),
+        }
+    }
+
+    /// The live connection, made (with Hello) if there is none and the backoff allows.
+    async fn connection(&self) -> Result<Arc<Conn>, ClientError> {
+        let mut state = self.inner.state.lock().await;
+        if let Some(c) = state.conn.as_ref().filter(|c| c.is_alive()) {
+            return Ok(Arc::clone(c));
+        }
+        state.conn = None;
+        if let Some(at) = state.retry_at {
+            if Instant::now() < at {
+                return Err(ClientError::Unavailable {
+                    path: self.inner.path.clone(),
+                    retry_in: at - Instant::now(),
+                });
+            }
+        }
+        match open(&self.inner.path, &self.inner.client_name).await {
+            Ok(conn) => {
+                let conn = Arc::new(conn);
+                state.conn = Some(Arc::clone(&conn));
+                state.retry_at = None;
+                state.backoff = FIRST_BACKOFF;
+                Ok(conn)
+            }
+            Err(e) => {
+                state.retry_at = Some(Instant::now() + state.backoff);
+                state.backoff = (state.backoff * 2).min(MAX_BACKOFF);
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Connects, says Hello, and starts the connection's reader and writer tasks.
+async fn open(path: &Path, client_name: &str) -> Result<Conn, ClientError> {
+    let stream = UnixStream::connect(path)
+        .await
+        .map_err(|source| ClientError::Connect {
+            path: path.to_owned(),
+            source,
+        })?;
+    let mut framed = Framed::new(stream, FrameCodec::<Response, Request>::new());
+    framed
+        .send(Request::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            client_name: client_name.to_owned(),
+        }))
+        .await?;
+    match framed.next().await {
+        Some(Ok(Response::HelloOk { .. })) => {}
+        Some(Ok(Response::Error { kind, message, .. })) => {
+            return Err(ClientError::Refused { kind, message })
+        }
+        Some(Ok(other)) => return Err(unexpected(other)),
+        Some(Err(e)) => return Err(e.into()),
+        None => return Err(ClientError::Closed),
+    }
+    let (mut sink, mut stream) = framed.split();
+    let pending: Pending = Arc::default();
+    let (tx, mut rx) = mpsc::channel::<Request>(QUEUE);
+    let reader_pending = Arc::clone(&pending);
+    let (dead_tx, mut dead_rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        while let Some(Ok(resp)) = stream.next().await {
+            let waiter = lock(&reader_pending).remove(&resp.request_id());
+            if let Some(w) = waiter {
+                let _ = w.send(resp);
+            }
+        }
+        // The connection is gone: fail everyone waiting, and stop the writer.
+        lock(&reader_pending).clear();
+        let _ = dead_tx.send(());
+    });
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut dead_rx => break,
+                req = rx.recv() => {
+                    let Some(req) = req else { break };
+                    if sink.feed(req).await.is_err() {
+                        break;
+                    }
+                    while let Ok(more) = rx.try_recv() {
+                        if sink.feed(more).await.is_err() {
+                            return;
+                        }
+                    }
+                    if sink.flush().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        // Dropping `rx` marks the connection dead for the next call.
+    });
+    Ok(Conn { tx, pending })
+}
+
+fn decision(resp: Response) -> Result<Decision, ClientError> {
+    match resp {
+        Response::Decision { decision, .. } => Ok(decision),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn unexpected(resp: Response) -> ClientError {
+    ClientError::Protocol(format!("unexpected response {resp:?}"))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
