@@ -5,10 +5,13 @@ CARGO ?= cargo
 TEST_PACKAGES := jq
 RUN := run
 
-.PHONY: build test deps lint fmt bench run clean-run
+.PHONY: build release test deps lint fmt bench run clean-run install uninstall
 
 build:
 	$(CARGO) build --workspace --all-targets
+
+release:
+	$(CARGO) build --release --workspace --bins
 
 ## Installs what the tests need (as root, from Debian's packages) when it is missing.
 deps:
@@ -53,3 +56,48 @@ run:
 ## Forgets the development setup (keys, ledger, audit).
 clean-run:
 	rm -rf $(RUN)
+
+# Installation: PREFIX for programs and systemd files (systemd also reads
+# /usr/local/lib/systemd/system, sysusers.d and tmpfiles.d), DESTDIR for staging.
+PREFIX ?= /usr/local
+BINDIR := $(PREFIX)/bin
+UNITDIR := $(PREFIX)/lib/systemd/system
+SYSUSERSDIR := $(PREFIX)/lib/sysusers.d
+TMPFILESDIR := $(PREFIX)/lib/tmpfiles.d
+DOCDIR := $(PREFIX)/share/doc/futu-authd
+CONFDIR := /etc/futu
+
+## Installs binaries, units, sysusers.d, tmpfiles.d and docs; an example keys.json only
+## when none exists (an existing one is never overwritten). Without DESTDIR, as root, it
+## also creates the users and directories and reloads systemd.
+install: release
+	install -Dm755 target/release/futu-authd $(DESTDIR)$(BINDIR)/futu-authd
+	install -Dm755 target/release/futucli $(DESTDIR)$(BINDIR)/futucli
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|/usr/bin/futu-authd|$(BINDIR)/futu-authd|' systemd/futu-authd.service > $(DESTDIR)$(UNITDIR)/futu-authd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/futu-authd.service
+	install -Dm644 systemd/futu-authd.socket $(DESTDIR)$(UNITDIR)/futu-authd.socket
+	install -Dm644 systemd/futu-authd.sysusers $(DESTDIR)$(SYSUSERSDIR)/futu-authd.conf
+	install -Dm644 systemd/futu-authd.tmpfiles $(DESTDIR)$(TMPFILESDIR)/futu-authd.conf
+	install -Dm644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -Dm644 docs/PROTOCOL.md $(DESTDIR)$(DOCDIR)/PROTOCOL.md
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+		systemd-sysusers $(SYSUSERSDIR)/futu-authd.conf; \
+		systemd-tmpfiles --create $(TMPFILESDIR)/futu-authd.conf; \
+	fi
+	@if [ -e $(DESTDIR)$(CONFDIR)/keys.json ]; then \
+		echo "keeping the existing $(DESTDIR)$(CONFDIR)/keys.json"; \
+	else \
+		install -Dm600 systemd/keys.example.json $(DESTDIR)$(CONFDIR)/keys.json; \
+		if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then chown futu-authd:futu-authd $(CONFDIR)/keys.json; fi; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+## Removes what install put in place, except keys.json, the ledger and the audit log.
+uninstall:
+	-@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl disable --now futu-authd.socket futu-authd.service 2>/dev/null; fi
+	rm -f $(DESTDIR)$(BINDIR)/futu-authd $(DESTDIR)$(BINDIR)/futucli
+	rm -f $(DESTDIR)$(UNITDIR)/futu-authd.service $(DESTDIR)$(UNITDIR)/futu-authd.socket
+	rm -f $(DESTDIR)$(SYSUSERSDIR)/futu-authd.conf $(DESTDIR)$(TMPFILESDIR)/futu-authd.conf
+	rm -rf $(DESTDIR)$(DOCDIR)
+	@echo "kept $(CONFDIR)/keys.json, /var/lib/futu-authd and /var/log/futu-authd"

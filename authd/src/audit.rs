@@ -45,6 +45,18 @@ pub enum Kind {
     Admin,
 }
 
+impl Kind {
+    /// `check`, `check_scope`, `release` or `admin`, as in the record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Check => "check",
+            Kind::CheckScope => "check_scope",
+            Kind::Release => "release",
+            Kind::Admin => "admin",
+        }
+    }
+}
+
 /// How it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -202,7 +214,7 @@ impl AuditRecord {
         let o = self.order.as_ref();
         tracing::info!(
             target: TARGET,
-            kind = ?self.kind,
+            kind = self.kind.as_str(),
             iface = self.iface,
             endpoint = %self.endpoint,
             key_id = self.key_id.as_ref().map(KeyId::as_str),
