@@ -36,7 +36,7 @@ fn snapshot() -> Snapshot {
         keys: vec![key],
         ..KeysFile::default()
     };
-    Snapshot::new(&file, Some(host))
+    Snapshot::new(file, Some(host))
 }
 
 fn bench(c: &mut Criterion) {

@@ -196,7 +196,7 @@ pub async fn run(config: Config) -> Result<(), String> {
 
     let authd = Arc::new(Authd::new(
         config.keys_file.clone(),
-        &file,
+        file,
         host,
         ledger,
         log,
@@ -205,7 +205,6 @@ pub async fn run(config: Config) -> Result<(), String> {
         clock,
         admin,
     ));
-    drop(file);
 
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
@@ -222,7 +221,8 @@ pub async fn run(config: Config) -> Result<(), String> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                on_hangup(&authd, &audit).await;
+                // Off the accept loop: a reload of many keys must not hold up new connections.
+                tokio::spawn(on_hangup(Arc::clone(&authd), audit.clone()));
                 continue;
             }
             next = accept(listener.inner(), &slots) => next,
@@ -292,7 +292,7 @@ async fn accept(
     (permit, listener.accept().await)
 }
 
-async fn on_hangup(authd: &Authd, audit: &Audit) {
+async fn on_hangup(authd: Arc<Authd>, audit: Audit) {
     tracing::info!("SIGHUP: reloading keys file and reopening the audit log");
     let _ = authd.reload("SIGHUP").await;
     if let Err(e) = audit.reopen().await {

@@ -63,7 +63,7 @@ impl Authd {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         keys_file: PathBuf,
-        file: &KeysFile,
+        file: KeysFile,
         host: Option<Fingerprint>,
         ledger: Ledger,
         log: LedgerLog,
@@ -102,7 +102,7 @@ impl Authd {
         }
     }
 
-    fn install(&self, file: &KeysFile) -> usize {
+    fn install(&self, file: KeysFile) -> usize {
         let snapshot = Snapshot::new(file, self.host.clone());
         let n = snapshot.len();
         self.snapshot.store(Arc::new(snapshot));
@@ -124,7 +124,7 @@ impl Authd {
         self.clock.store(Arc::new(clock));
         let result = match loaded {
             Ok(file) => {
-                let n = self.install(&file);
+                let n = self.install(file);
                 self.metrics.reload(true);
                 tracing::info!("keys_loaded={n} keys file reloaded ({why})");
                 if let Some(w) = store::mode_warning(&self.keys_file) {
@@ -387,7 +387,7 @@ impl Authd {
             .unwrap_or_else(|e| Err(StoreError::Random(format!("store task failed: {e}"))));
         match result {
             Ok((value, file)) => {
-                notify::ready(self.install(&file));
+                notify::ready(self.install(file));
                 Ok(value)
             }
             Err(e) => Err(store_error(request_id, e)),

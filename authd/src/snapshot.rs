@@ -121,11 +121,11 @@ pub struct Snapshot {
 impl Snapshot {
     /// Compiles keys.json for a host with fingerprint `host`. Without a fingerprint (no
     /// machine id could be read) no host is in any `allowed_machines` list.
-    pub fn new(file: &KeysFile, host: Option<Fingerprint>) -> Snapshot {
+    pub fn new(file: KeysFile, host: Option<Fingerprint>) -> Snapshot {
         let keys: Vec<Arc<CompiledKey>> = file
             .keys
-            .iter()
-            .map(|r| Arc::new(CompiledKey::compile(r.clone(), host.as_ref())))
+            .into_iter()
+            .map(|r| Arc::new(CompiledKey::compile(r, host.as_ref())))
             .collect();
         let by_hash = keys.iter().map(|k| (k.record.hash, Arc::clone(k))).collect();
         Snapshot { keys, by_hash, host }

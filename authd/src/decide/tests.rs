@@ -58,7 +58,7 @@ fn snapshot(keys: Vec<KeyRecord>) -> Snapshot {
         keys,
         ..KeysFile::default()
     };
-    Snapshot::new(&file, Some(host()))
+    Snapshot::new(file, Some(host()))
 }
 
 fn check(token: &str, endpoint: &str, order: Option<Order>) -> Check {
