@@ -120,8 +120,10 @@ impl AuditOrder {
 /// One line of the audit log.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditRecord {
-    /// When the request was answered (RFC 3339, UTC).
-    pub ts: String,
+    /// When the request was answered; written as RFC 3339 in UTC with microseconds (the
+    /// formatting happens on the writer thread, off the decision path).
+    #[serde(serialize_with = "serialize_ts")]
+    pub ts: Timestamp,
     /// What kind of request.
     pub kind: Kind,
     /// The front-end it came through (null for admin requests and releases).
@@ -166,7 +168,7 @@ impl AuditRecord {
         peer: crate::peer::Peer,
     ) -> AuditRecord {
         AuditRecord {
-            ts: rfc3339_micros(Timestamp::now()),
+            ts: Timestamp::now(),
             kind,
             iface: None,
             endpoint: redact(endpoint).chars().take(128).collect(),
@@ -244,8 +246,8 @@ impl AuditRecord {
 }
 
 /// RFC 3339 in UTC with microseconds, e.g. `2026-04-20T10:00:00.123456Z`.
-pub fn rfc3339_micros(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+fn serialize_ts<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&t.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
 }
 
 enum Cmd {
@@ -400,8 +402,10 @@ mod tests {
 
     #[test]
     fn timestamps_are_rfc3339_utc_with_microseconds() {
-        let t: Timestamp = "2026-04-20T10:00:00.1234567Z".parse().unwrap();
-        assert_eq!(rfc3339_micros(t), "2026-04-20T10:00:00.123456Z");
+        let mut r = AuditRecord::new(Kind::Check, "Qot_GetBasicQot", Outcome::Allow, 1, peer());
+        r.ts = "2026-04-20T10:00:00.1234567Z".parse().unwrap();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["ts"], "2026-04-20T10:00:00.123456Z");
     }
 
     #[test]

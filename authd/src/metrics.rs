@@ -19,7 +19,9 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use prometheus_client::encoding::EncodeLabelSet;
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -31,24 +33,34 @@ use tokio_util::sync::CancellationToken;
 /// The `key_id` label of a token that matched no key.
 pub const NO_KEY: &str = "<none>";
 
+/// A `key_id` label that shares the key id's text instead of copying it.
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+struct KeyLabel(Option<KeyId>);
+
+impl EncodeLabelValue for KeyLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        encoder.write_str(self.0.as_ref().map(KeyId::as_str).unwrap_or(NO_KEY))
+    }
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
     iface: &'static str,
     outcome: &'static str,
-    key_id: String,
+    key_id: KeyLabel,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RejectLabels {
     iface: &'static str,
-    key_id: String,
+    key_id: KeyLabel,
     reason: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PushLabels {
     required_scope: &'static str,
-    key_id: String,
+    key_id: KeyLabel,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -160,7 +172,7 @@ impl Metrics {
 
     /// Counts a decision of a Check or CheckScope.
     pub fn decision(&self, iface: Iface, key_id: Option<&KeyId>, reason: Option<Reason>, latency_s: f64) {
-        let key_id = key_id.map(KeyId::as_str).unwrap_or(NO_KEY).to_owned();
+        let key_id = KeyLabel(key_id.cloned());
         let outcome = if reason.is_some() { "reject" } else { "allow" };
         self.events
             .get_or_create(&EventLabels {
@@ -186,7 +198,7 @@ impl Metrics {
         self.ws_filtered
             .get_or_create(&PushLabels {
                 required_scope: scope.family(),
-                key_id: key_id.map(KeyId::as_str).unwrap_or(NO_KEY).to_owned(),
+                key_id: KeyLabel(key_id.cloned()),
             })
             .inc();
     }
