@@ -48,10 +48,8 @@ pub struct Now {
 impl Now {
     /// The moment `utc`, seen in time zone `tz`, at monotonic time `mono_ns`.
     pub fn new(utc: Timestamp, tz: &TimeZone, mono_ns: u64) -> Now {
-        let local = utc.to_zoned(tz.clone()).time();
-        let local_secs = u32::from(local.hour() as u8) * 3600
-            + u32::from(local.minute() as u8) * 60
-            + local.second() as u32;
+        let offset = i64::from(tz.to_offset(utc).seconds());
+        let local_secs = (utc.as_second() + offset).rem_euclid(86_400) as u32;
         Now {
             utc,
             local_secs,
