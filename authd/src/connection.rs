@@ -14,6 +14,7 @@ use tokio::net::UnixStream;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
+use crate::key::redact;
 use crate::peer::Peer;
 use crate::service::Authd;
 
@@ -38,7 +39,7 @@ pub async fn serve(
     let refusal = match first {
         None => return,
         Some(Ok(Request::Hello(h))) if h.protocol_version == PROTOCOL_VERSION => {
-            tracing::debug!(peer_pid = peer.pid, peer_uid = peer.uid, client = %h.client_name.escape_debug(), "hello");
+            tracing::debug!(peer_pid = peer.pid, peer_uid = peer.uid, client = %redact(&h.client_name).escape_debug(), "hello");
             let ok = Response::HelloOk {
                 protocol_version: PROTOCOL_VERSION,
                 server_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -62,7 +63,7 @@ pub async fn serve(
         Some(Ok(other)) => Some((
             "hello_first",
             Response::Error {
-                request_id: other.request_id(),
+                request_id: 0,
                 kind: ErrorKind::HelloFirst,
                 message: format!("{} before Hello; send Hello first", other.name()),
             },
@@ -134,7 +135,7 @@ fn bad_frame(e: &CodecError) -> (&'static str, Response) {
         Response::Error {
             request_id: 0,
             kind: ErrorKind::BadFrame,
-            message: e.to_string(),
+            message: redact(&e.to_string()).into_owned(),
         },
     )
 }

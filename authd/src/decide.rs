@@ -77,12 +77,13 @@ pub struct Verdict {
 }
 
 impl Verdict {
+    /// Details quote what the caller sent; anything shaped like a plaintext is redacted.
     fn deny(reason: Reason, key: Option<&CompiledKey>, detail: String) -> Verdict {
         Verdict {
             decision: Decision::Deny {
                 reason,
                 key_id: key.map(|k| k.record.id.clone()),
-                detail,
+                detail: redact(&detail).into_owned(),
             },
             scope: None,
             value: None,
@@ -200,7 +201,7 @@ pub fn decide(snapshot: &Snapshot, ledger: &Ledger, now: &Now, req: &Check) -> V
     };
     let Some(class) = classify(&req.endpoint) else {
         let mut shown = String::new();
-        for c in redact(&req.endpoint).chars().take(64) {
+        for c in req.endpoint.chars().take(64) {
             let _ = write!(shown, "{}", c.escape_debug());
         }
         return Verdict::deny(
@@ -214,7 +215,7 @@ pub fn decide(snapshot: &Snapshot, ledger: &Ledger, now: &Now, req: &Check) -> V
             return Verdict::deny(
                 Reason::BadOrder,
                 Some(key),
-                format!("{} is an order write and needs an order", redact(&req.endpoint)),
+                format!("{} is an order write and needs an order", req.endpoint),
             )
         }
         (EndpointClass::OrderWrite, Some(o)) => Some(o),

@@ -3,7 +3,7 @@
 //!
 //! The seed's three families keep the seed's names and labels:
 //! `futu_auth_events_total{iface,outcome,key_id}`,
-//! `futu_auth_limit_rejects_total{iface,key_id,reason}` (every reject, by reason code) and
+//! `futu_auth_limit_rejects_total{iface,key_id,reason}` (every rejected check, by reason code) and
 //! `futu_ws_filtered_pushes_total{required_scope,key_id}` (a denied CheckScope from the
 //! WebSocket front-end; `required_scope` is the scope's family: `qot`, `acc` or `trade`).
 //! A token that matched no key is counted under `key_id="<none>"`, never under the token.

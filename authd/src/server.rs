@@ -293,9 +293,10 @@ async fn accept(
 }
 
 async fn on_hangup(authd: Arc<Authd>, audit: Audit) {
-    tracing::info!("SIGHUP: reloading keys file and reopening the audit log");
-    let _ = authd.reload("SIGHUP").await;
+    tracing::info!("SIGHUP: reopening the audit log and reloading keys file");
+    // The audit file first: once READY=1 follows the reload, records go to the new file.
     if let Err(e) = audit.reopen().await {
         tracing::error!("reopening the audit log failed: {e}");
     }
+    let _ = authd.reload("SIGHUP").await;
 }

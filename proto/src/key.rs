@@ -5,6 +5,7 @@
 //! symbol, trade side, hours window, fingerprint or hash is an error at the place it was read
 //! (serde_json reports the line). The same types travel on the wire inside admin messages.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -18,8 +19,39 @@ use serde::{Deserialize, Serialize};
 #[error("{0}")]
 pub struct InvalidValue(pub String);
 
+/// Every validation message goes through [`redact`]: the messages quote what was read,
+/// and what was read may be a key's plaintext put in the wrong place.
 fn invalid(msg: impl Into<String>) -> InvalidValue {
-    InvalidValue(msg.into())
+    let msg = msg.into();
+    InvalidValue(redact(&msg).into_owned())
+}
+
+/// `text` with anything shaped like a plaintext (`fc_` and 32 hex digits) replaced by
+/// `fc_<redacted>`: for caller-supplied strings (an endpoint name, say) that are echoed in
+/// details, audit records and logs, in case a caller put a token where it does not belong.
+pub fn redact(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let is_token_at = |i: usize| {
+        bytes[i..].starts_with(b"fc_")
+            && bytes.len() >= i + 35
+            && bytes[i + 3..i + 35].iter().all(u8::is_ascii_hexdigit)
+    };
+    if !(0..bytes.len()).any(is_token_at) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if is_token_at(i) {
+            out.push_str("fc_<redacted>");
+            i += 35;
+        } else {
+            let c = text[i..].chars().next().expect("i is on a char boundary");
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// A permission a key holds. The spelling is the seed's (`qot:read`, …) in JSON, a variant
@@ -543,6 +575,11 @@ impl FromStr for KeyId {
             && s.len() <= 64
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if ok && redact(s) != s {
+            return Err(invalid(
+                "a key id must not look like a key's plaintext (fc_ and 32 hex digits): ids are public, in audit and metrics",
+            ));
+        }
         if ok {
             Ok(KeyId(Arc::from(s)))
         } else {
@@ -894,6 +931,24 @@ mod tests {
         assert!(Cap::try_from(-0.01).is_err());
         assert!(Cap::try_from(f64::NAN).is_err());
         assert!(Cap::try_from(f64::INFINITY).is_err());
+    }
+
+    #[test]
+    fn redact_hides_token_shaped_text_only() {
+        let t = "fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f";
+        assert_eq!(redact(t), "fc_<redacted>");
+        assert_eq!(redact(&format!("x{t}y é")), "xfc_<redacted>y é");
+        assert_eq!(redact("Trd_PlaceOrder"), "Trd_PlaceOrder");
+        assert_eq!(redact("fc_short"), "fc_short");
+    }
+
+    #[test]
+    fn a_key_id_shaped_like_a_token_is_refused_without_quoting_it() {
+        let t = "fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f";
+        let e = t.parse::<KeyId>().unwrap_err();
+        assert!(!e.to_string().contains("8a3f"), "{e}");
+        let e = format!("US.{t}").parse::<Symbol>().unwrap_err();
+        assert!(!e.to_string().contains("8a3f"), "{e}");
     }
 
     #[test]
