@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 # Debian packages the tests use; installed when missing.
-TEST_PACKAGES := jq
+TEST_PACKAGES := jq prometheus
 RUN := run
 
 .PHONY: build release test deps lint fmt bench run clean-run install uninstall
@@ -60,6 +60,8 @@ clean-run:
 # Installation: PREFIX for programs and systemd files (systemd also reads
 # /usr/local/lib/systemd/system, sysusers.d and tmpfiles.d), DESTDIR for staging.
 PREFIX ?= /usr/local
+# Where install takes the binaries from (`make release` builds them there).
+PROFILE_DIR ?= target/release
 BINDIR := $(PREFIX)/bin
 UNITDIR := $(PREFIX)/lib/systemd/system
 SYSUSERSDIR := $(PREFIX)/lib/sysusers.d
@@ -71,8 +73,8 @@ CONFDIR := /etc/futu
 ## when none exists (an existing one is never overwritten). Without DESTDIR, as root, it
 ## also creates the users and directories and reloads systemd.
 install: release
-	install -Dm755 target/release/futu-authd $(DESTDIR)$(BINDIR)/futu-authd
-	install -Dm755 target/release/futucli $(DESTDIR)$(BINDIR)/futucli
+	install -Dm755 $(PROFILE_DIR)/futu-authd $(DESTDIR)$(BINDIR)/futu-authd
+	install -Dm755 $(PROFILE_DIR)/futucli $(DESTDIR)$(BINDIR)/futucli
 	install -d $(DESTDIR)$(UNITDIR)
 	sed 's|/usr/bin/futu-authd|$(BINDIR)/futu-authd|' systemd/futu-authd.service > $(DESTDIR)$(UNITDIR)/futu-authd.service
 	chmod 644 $(DESTDIR)$(UNITDIR)/futu-authd.service

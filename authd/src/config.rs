@@ -11,7 +11,7 @@ use clap::Parser;
 /// Holds keys.json and the one limit ledger; gateway front-ends (REST, gRPC, WebSocket,
 /// MCP) ask it over a Unix socket whether each request may go through.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "futu-authd", version, about, long_about = None)]
+#[command(name = "futu-authd", version, about, long_about = None, args_override_self = true)]
 pub struct Config {
     /// Unix socket to listen on (ignored when systemd hands over a socket).
     #[arg(long, env = "FUTU_AUTHD_SOCKET", default_value = "/run/futu/auth.sock")]
@@ -126,6 +126,12 @@ mod tests {
         assert_eq!(c.socket_mode, 0o600);
         assert!(Config::try_parse_from(["futu-authd", "--socket-mode", "999"]).is_err());
         assert!(Config::try_parse_from(["futu-authd", "--metrics-listen", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn a_flag_given_twice_takes_the_last_value() {
+        let c = Config::try_parse_from(["futu-authd", "--audit-journald=false", "--audit-journald"]).unwrap();
+        assert_eq!(c.audit_journald, Some(true));
     }
 
     #[test]

@@ -1306,3 +1306,47 @@ async fn a_token_inside_a_malformed_frame_is_not_logged() {
         "the plaintext appears on stderr:\n{stderr}"
     );
 }
+
+#[test]
+fn the_watchdog_is_fed_at_half_the_interval_systemd_asks_for() {
+    let d = DaemonBuilder::new(&[key_json("research", &token_for("research"), &["qot:read"])])
+        .env("WATCHDOG_USEC", "200000")
+        .start();
+    let started = Instant::now();
+    let (first, _) = d.wait_notification(0, "WATCHDOG=1");
+    let (second, _) = d.wait_notification(first + 1, "WATCHDOG=1");
+    let (_, _) = d.wait_notification(second + 1, "WATCHDOG=1");
+    // Three pings at 100 ms take about 200 ms; at the full 200 ms they would take 400.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    let quiet = DaemonBuilder::new(&[key_json("research", &token_for("research"), &["qot:read"])]).start();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !quiet.notifications().iter().any(|n| n.contains("WATCHDOG=1")),
+        "no watchdog pings unless systemd asks for them"
+    );
+}
+
+#[test]
+fn a_socket_another_daemon_answers_on_is_not_taken_over() {
+    let first = DaemonBuilder::new(&[key_json("research", &token_for("research"), &["qot:read"])]).start();
+    let dir = tempfile::tempdir().unwrap();
+    write_private(&dir.path().join("keys.json"), &keys_json(&[]));
+    let out = Command::new(futu_authd_tests::daemon_binary())
+        .arg("--socket")
+        .arg(first.socket_path())
+        .arg("--keys-file")
+        .arg(dir.path().join("keys.json"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args(["--metrics-listen", "off", "--audit-journald=false"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another futu-authd is answering"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(first.socket_path().exists(), "the live socket was left in place");
+}
