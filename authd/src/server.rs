@@ -113,6 +113,14 @@ fn activated() -> io::Result<Option<UnixListener>> {
 
 /// Runs the daemon until SIGTERM or SIGINT. Errors are start-up failures.
 pub async fn run(config: Config) -> Result<(), String> {
+    // A write past RLIMIT_FSIZE must fail — and the check be refused `internal` — rather
+    // than kill the daemon with SIGXFSZ's default action.
+    let mut xfsz = signal(SignalKind::from_raw(nix::libc::SIGXFSZ)).map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        while xfsz.recv().await.is_some() {
+            tracing::error!("a file reached the process's size limit (RLIMIT_FSIZE); its writes fail");
+        }
+    });
     let file = KeysFile::load(&config.keys_file).map_err(|e| e.to_string())?;
     if let Some(w) = store::mode_warning(&config.keys_file) {
         tracing::warn!("{w}");

@@ -1350,3 +1350,37 @@ fn a_socket_another_daemon_answers_on_is_not_taken_over() {
     );
     assert!(first.socket_path().exists(), "the live socket was left in place");
 }
+
+#[tokio::test]
+async fn an_order_whose_ledger_write_fails_is_refused_internal_and_the_daemon_lives_on() {
+    if !have_program("prlimit") {
+        println!("skipped: prlimit (util-linux) is not installed");
+        return;
+    }
+    let bot = token_for("sim-bot");
+    let d = DaemonBuilder::new(&[sim_bot(&bot)]).start();
+    let mut c = d.client().await;
+    assert!(c
+        .check(&bot, "Trd_PlaceOrder", sell_700(1.0, 1.0))
+        .await
+        .is_allow());
+    // From now on no file of the daemon may grow: the ledger log cannot take the next order.
+    let limit = |value: &str| {
+        let out = Command::new("prlimit")
+            .arg(format!("--pid={}", d.pid()))
+            .arg(format!("--fsize={value}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    limit("1:"); // the soft limit only: raising it again needs no privilege
+    let refused = c.check(&bot, "Trd_PlaceOrder", sell_700(1.0, 1.0)).await;
+    assert_eq!(deny_reason(&refused), Reason::Internal, "{refused:?}");
+    // Reads need no ledger write and go on; the daemon is alive.
+    assert!(c.check(&bot, "Qot_GetBasicQot", None).await.is_allow());
+    limit("unlimited:");
+    assert!(c
+        .check(&bot, "Trd_PlaceOrder", sell_700(1.0, 1.0))
+        .await
+        .is_allow());
+}
