@@ -223,7 +223,7 @@ impl KeysFile {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-        let owner = fs::metadata(path).ok().map(|m| (m.uid(), m.gid()));
+        let owner = owner_for(path);
         let write = || -> io::Result<()> {
             let _ = fs::remove_file(&tmp);
             let mut f = OpenOptions::new()
@@ -232,11 +232,7 @@ impl KeysFile {
                 .mode(0o600)
                 .open(&tmp)?;
             f.write_all(self.to_json().as_bytes())?;
-            if let Some((uid, gid)) = owner {
-                if nix::unistd::geteuid().is_root() {
-                    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
-                }
-            }
+            give_to(&f, owner)?;
             f.sync_all()?;
             fs::rename(&tmp, path)?;
             File::open(&dir)?.sync_all()
@@ -349,10 +345,33 @@ pub fn lock(path: &Path) -> Result<Flock<File>, StoreError> {
         .mode(0o600)
         .open(&lock_path)
         .map_err(io_err(&lock_path))?;
+    give_to(&f, owner_for(path)).map_err(io_err(&lock_path))?;
     Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, errno)| StoreError::Io {
         path: lock_path,
         source: errno.into(),
     })
+}
+
+/// Who files written for `path` should belong to: the owner of keys.json when it exists,
+/// else of its directory. When root edits the file of a daemon running as its own user
+/// (futucli with the daemon down), the daemon must still be able to read it and take the
+/// lock afterwards.
+fn owner_for(path: &Path) -> Option<(u32, u32)> {
+    fs::metadata(path)
+        .or_else(|_| fs::metadata(parent_dir(path)))
+        .ok()
+        .map(|m| (m.uid(), m.gid()))
+}
+
+/// Hands `f` to `owner` when running as root (others cannot, and need not: their files
+/// are theirs).
+fn give_to(f: &File, owner: Option<(u32, u32)>) -> io::Result<()> {
+    match owner {
+        Some((uid, gid)) if nix::unistd::geteuid().is_root() => {
+            std::os::unix::fs::fchown(f, Some(uid), Some(gid))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `.NAME.lock` beside `path`.

@@ -786,3 +786,37 @@ pub fn allowed_key(d: &Decision) -> String {
         Decision::Deny { .. } => panic!("expected an allow, got {d:?}"),
     }
 }
+
+/// The `futucli` binary built next to this test; panics with what to do if it is missing.
+pub fn futucli_binary() -> PathBuf {
+    let path = target_dir().join("futucli");
+    assert!(
+        path.is_file(),
+        "{} does not exist: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// A `futucli` command with stdin closed and no `FUTU_…` variable of the test's own
+/// environment, so only what the test passes (flags or [`Command::env`]) configures it.
+pub fn futucli_command() -> Command {
+    let mut cmd = Command::new(futucli_binary());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("FUTU_") {
+            cmd.env_remove(&k);
+        }
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// A copy of the executable `program` in `dir`, mode 0755, for [`run_as`]: another user
+/// may not be able to reach the build directory.
+pub fn executable_copy(program: &Path, dir: &Path) -> PathBuf {
+    let name = program.file_name().expect("a program has a file name");
+    let copy = dir.join(name);
+    std::fs::copy(program, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", program.display()));
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+    copy
+}

@@ -128,7 +128,12 @@ pub struct GenKey {
 
 /// `bind-key`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("change").required(true).args(["this_machine", "machines", "freeze", "clear"])))]
+#[command(group(
+    clap::ArgGroup::new("change")
+        .required(true)
+        .multiple(true)
+        .args(["this_machine", "machines", "freeze", "clear"])
+))]
 pub struct BindKey {
     /// The key's id.
     pub id: KeyId,
@@ -142,10 +147,10 @@ pub struct BindKey {
     #[arg(long)]
     pub replace: bool,
     /// Freeze the key (allowed_machines: []): refused everywhere until bound again.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["this_machine", "machines", "replace", "clear"])]
     pub freeze: bool,
     /// Remove the binding (allowed_machines: null).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["this_machine", "machines", "replace"])]
     pub clear: bool,
 }
 
