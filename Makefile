@@ -5,7 +5,7 @@ CARGO ?= cargo
 TEST_PACKAGES := jq prometheus
 RUN := run
 
-.PHONY: build release test deps lint fmt bench run clean-run install uninstall
+.PHONY: build release test deps bench-deps lint fmt bench bench-quick run clean-run install uninstall
 
 build:
 	$(CARGO) build --workspace --all-targets
@@ -34,8 +34,20 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-bench:
+## Installs redis-server (the baseline the load benchmark compares with) when missing.
+bench-deps:
+	@$(MAKE) -s deps TEST_PACKAGES=redis-server
+
+## The decide() micro-benchmark, then the full load benchmark (echo floor, futu-authd,
+## redis, key counts, RSS, reload, client library); its last line is a JSON summary.
+bench: bench-deps
 	$(CARGO) bench -p futu-authd --bench decide
+	$(CARGO) bench -p futu-authd --bench load
+
+## The load benchmark in under a minute; the last line is the JSON summary.
+bench-quick: bench-deps
+	@$(CARGO) build --release -q -p futu-authd --benches
+	$(CARGO) bench -q -p futu-authd --bench load -- --quick
 
 ## Starts futu-authd in the foreground on a development setup inside the repository:
 ## socket ./run/auth.sock, keys ./run/keys.json (a demo key is made on first run and its

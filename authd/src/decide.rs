@@ -82,7 +82,7 @@ impl Verdict {
         Verdict {
             decision: Decision::Deny {
                 reason,
-                key_id: key.map(|k| k.record.id.clone()),
+                key_id: key.map(|k| k.id.clone()),
                 detail: redact(&detail).into_owned(),
             },
             scope: None,
@@ -129,9 +129,8 @@ fn usable_key<'s>(
             "no key matches this token".into(),
         ));
     };
-    if let Some(exp) = key.expires_unix_ns {
-        if now.utc.as_nanosecond() >= exp {
-            let at = key.record.expires_at.map(|t| t.to_string()).unwrap_or_default();
+    if let Some(at) = key.expires_at {
+        if now.utc >= at {
             return Err(Verdict::deny(
                 Reason::Expired,
                 Some(key),
@@ -186,7 +185,7 @@ fn scope_and_hours(key: &CompiledKey, scope: Option<Scope>, now: &Now) -> Result
 
 fn allow(key: &CompiledKey, scope: Option<Scope>, ticket: Option<u64>) -> Decision {
     Decision::Allow {
-        key_id: key.record.id.clone(),
+        key_id: key.id.clone(),
         scope,
         ticket,
     }
@@ -312,7 +311,7 @@ fn consume(
     value: Option<Money>,
     dry_run: bool,
 ) -> Verdict {
-    let id: &KeyId = &key.record.id;
+    let id: &KeyId = &key.id;
     let day = now.day();
     let amount = value.unwrap_or(Money::ZERO);
     ledger.with_key(id, |slot| {

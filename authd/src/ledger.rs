@@ -20,6 +20,15 @@ pub const RATE_WINDOW_NS: u64 = 60_000_000_000;
 /// How long after an Allow its ticket may be released.
 pub const RELEASE_WINDOW_NS: u64 = 15 * 60 * 1_000_000_000;
 
+/// Most tickets kept at once; past this the oldest are forgotten before their window
+/// ends, so memory stays bounded whatever the order rate (a sustained 1 100 orders/s
+/// fills the 15-minute window).
+pub const MAX_TICKETS: usize = 1_000_000;
+
+/// For a key without `max_orders_per_minute`, the window is kept only for `usage`, and
+/// only its newest this many orders: usage then reads "at least" this many.
+pub const UNLIMITED_WINDOW_CAP: usize = 10_000;
+
 /// Seconds in a UTC day.
 const DAY_SECS: i64 = 86_400;
 
@@ -226,6 +235,10 @@ impl TicketBook {
         }
         self.ring[i] = Some(ticket);
         self.next = self.next.max(number + 1);
+        while self.ring.len() > MAX_TICKETS {
+            self.ring.pop_front();
+            self.base += 1;
+        }
     }
 }
 
@@ -240,6 +253,8 @@ pub struct KeySlot<'a> {
     counters: MutexGuard<'a, KeyCounters>,
     ledger: &'a Ledger,
     key_id: &'a KeyId,
+    /// The rate limit the last check used, for how much window `consume` keeps.
+    limit: Option<u32>,
 }
 
 impl Ledger {
@@ -271,6 +286,7 @@ impl Ledger {
             counters: guard,
             ledger: self,
             key_id,
+            limit: None,
         };
         f(&mut slot)
     }
@@ -429,6 +445,7 @@ impl KeySlot<'_> {
         max_per_minute: Option<u32>,
         max_daily: Option<Money>,
     ) -> LimitCheck {
+        self.limit = max_per_minute;
         let c = &mut *self.counters;
         c.advance(mono_ns, day);
         if let Some(max) = max_per_minute {
@@ -453,6 +470,9 @@ impl KeySlot<'_> {
         let c = &mut *self.counters;
         c.advance(mono_ns, day);
         c.recent.push_back(mono_ns);
+        if self.limit.is_none() && c.recent.len() > UNLIMITED_WINDOW_CAP {
+            c.recent.pop_front();
+        }
         c.used = c.used.checked_add(value).unwrap_or(Money(u128::MAX));
         Consumption {
             key_id: self.key_id.clone(),

@@ -1,15 +1,22 @@
 //! The ledger log: how daily totals, rate windows and release tickets survive a restart or
 //! a `kill -9` at any moment.
 //!
-//! Every consumption and every release is appended to `STATE_DIR/ledger.log` (one JSON
-//! object a line, a single `write` each) before the Allow or the Released is sent, so
-//! whatever a client was told has reached the kernel. At start the log is replayed into
-//! the ledger — a corrupt or truncated tail is reported and the intact prefix used — and
-//! then compacted: rewritten (temporary file, fsync, rename, fsync of the directory) as one
-//! total per key for today plus the orders still inside the release window; earlier UTC
-//! days are dropped. The log is compacted again whenever it grows past
-//! [`COMPACT_AT_BYTES`]; compaction holds the log's gate, so no consumption is half in the
-//! old file and half in the new one.
+//! Every consumption and every release is appended to the journal
+//! `STATE_DIR/ledger.log` (one JSON object a line, a single `write` each) before the
+//! Allow or the Released is sent, so whatever a client was told has reached the kernel.
+//!
+//! The journal is compacted into `STATE_DIR/ledger.base`: one total per key for today
+//! plus the orders still inside the release window (earlier UTC days are dropped). Every
+//! journal starts with its generation number and the base names the last generation it
+//! covers, so a crash at any point of a compaction neither loses nor double-counts an
+//! entry: at start the base is read, then every journal newer than it, oldest first (a
+//! corrupt or truncated tail of a journal is reported and its intact prefix used), and a
+//! fresh base is written before serving.
+//!
+//! While serving, compaction runs once the journal has grown past both
+//! [`COMPACT_AT_BYTES`] and the size of the last base (so it never runs back to back).
+//! Checks wait only while it copies the ledger and starts the next journal — memory work
+//! and a rename; writing the new base happens off the gate.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -21,19 +28,26 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use futu_auth_proto::KeyId;
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::{utc_day, Consumption, Ledger, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
+use crate::ledger::{utc_day, Consumption, Ledger, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
 use crate::money::Money;
 
-/// The log's file name in the state directory.
+/// The current journal's file name in the state directory; rotated ones add `.GEN`.
 pub const FILE_NAME: &str = "ledger.log";
 
-/// Compact once the log passes this size.
+/// The compacted state's file name in the state directory.
+pub const BASE_NAME: &str = "ledger.base";
+
+/// Compact once the journal passes this size (and the last base's).
 pub const COMPACT_AT_BYTES: u64 = 32 * 1024 * 1024;
 
-/// One line of the log.
+/// One line of a journal or of the base.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum Entry {
+    /// First line of a journal: its generation.
+    Journal { gen: u64 },
+    /// First line of the base: the newest journal generation it includes.
+    Base { covers: u64 },
     /// An allowed order: adds to its day's total, takes a rate slot, has a ticket.
     Consume {
         key_id: KeyId,
@@ -44,9 +58,9 @@ enum Entry {
     },
     /// A ticket's value was refunded.
     Release { ticket: u64 },
-    /// Compaction: a key's total on a day.
+    /// Base: a key's total on a day.
     Total { key_id: KeyId, day: i64, used: u128 },
-    /// Compaction: an order still in the release window; its value is in the total.
+    /// Base: an order still in the release window; its value is in the total.
     Recent {
         key_id: KeyId,
         ticket: u64,
@@ -60,9 +74,10 @@ enum Entry {
 /// What opening the log found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replay {
-    /// Lines replayed.
+    /// Lines replayed (headers not counted).
     pub entries: usize,
-    /// Why the tail was not used, if it was not (e.g. `line 812: EOF while parsing`).
+    /// Why a tail was not used, if one was not (e.g. `ledger.log line 812: EOF while
+    /// parsing`); one line per file.
     pub corrupt_tail: Option<String>,
 }
 
@@ -91,45 +106,53 @@ impl Moment {
     }
 }
 
+#[derive(Debug)]
+struct Journal {
+    file: File,
+    gen: u64,
+}
+
 /// The open log.
 #[derive(Debug)]
 pub struct LedgerLog {
-    path: PathBuf,
-    file: Mutex<File>,
-    /// Held shared around check-and-consume plus append, exclusively by compaction.
+    dir: PathBuf,
+    journal: Mutex<Journal>,
+    /// Held shared around check-and-consume plus append, exclusively by compaction while
+    /// it copies the ledger and rotates the journal.
     gate: RwLock<()>,
+    /// Bytes in the current journal.
     size: AtomicU64,
+    /// Bytes in the last base written.
+    base_size: AtomicU64,
     compacting: AtomicBool,
 }
 
 impl LedgerLog {
-    /// Opens (or creates) the log in `state_dir`, replays it into `ledger`, and compacts it.
+    /// Opens the log in `state_dir`, replays it into `ledger`, writes a fresh base and
+    /// starts a new journal.
     pub fn open(state_dir: &Path, ledger: &Ledger, now: Moment) -> io::Result<(LedgerLog, Replay)> {
         fs::create_dir_all(state_dir)
             .map_err(|e| io::Error::new(e.kind(), format!("state dir {}: {e}", state_dir.display())))?;
-        let path = state_dir.join(FILE_NAME);
-        let replay = match fs::read(&path) {
-            Ok(bytes) => replay(&bytes, ledger, now),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Replay::default(),
-            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
-        };
-        let size = write_compacted(&path, ledger, now)?;
-        let file = open_append(&path)?;
+        let (replay, newest_gen) = replay_dir(state_dir, ledger, now)?;
+        let base_size = write_base(state_dir, &ledger.dump(), newest_gen, now)?;
+        remove_journals(state_dir, newest_gen)?;
+        let journal = start_journal(state_dir, newest_gen + 1)?;
         Ok((
             LedgerLog {
-                path,
-                file: Mutex::new(file),
+                dir: state_dir.to_owned(),
+                journal: Mutex::new(journal),
                 gate: RwLock::new(()),
-                size: AtomicU64::new(size),
+                size: AtomicU64::new(0),
+                base_size: AtomicU64::new(base_size),
                 compacting: AtomicBool::new(false),
             },
             replay,
         ))
     }
 
-    /// The log's path.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The current journal's path.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(FILE_NAME)
     }
 
     /// Holds off compaction while a check consumes and its consumption is appended.
@@ -157,39 +180,54 @@ impl LedgerLog {
     fn append(&self, e: &Entry) -> io::Result<()> {
         let mut line = serde_json::to_vec(e).map_err(io::Error::other)?;
         line.push(b'\n');
-        let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        f.write_all(&line)?;
+        let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        j.file.write_all(&line)?;
         self.size.fetch_add(line.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
-    /// Whether the log has grown past [`COMPACT_AT_BYTES`] and no compaction is under way;
-    /// the caller that gets `true` runs [`LedgerLog::compact`].
+    /// Whether the journal has grown past [`COMPACT_AT_BYTES`] and the last base, and no
+    /// compaction is under way; the caller that gets `true` runs [`LedgerLog::compact`].
     pub fn wants_compaction(&self) -> bool {
-        self.size.load(Ordering::Relaxed) > COMPACT_AT_BYTES
+        let size = self.size.load(Ordering::Relaxed);
+        size > COMPACT_AT_BYTES
+            && size > self.base_size.load(Ordering::Relaxed)
             && self
                 .compacting
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
     }
 
-    /// Rewrites the log from the ledger's state; checks wait for it.
-    pub fn compact(&self, ledger: &Ledger, now: Moment) -> io::Result<()> {
-        let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
+    /// Folds the journal into a new base. Checks wait only while the ledger is copied and
+    /// the journal rotated; the base is written after.
+    pub fn compact(&self, ledger: &Ledger, now: impl FnOnce() -> Moment) -> io::Result<()> {
         let result = (|| {
-            let size = write_compacted(&self.path, ledger, now)?;
-            let new = open_append(&self.path)?;
-            *self.file.lock().unwrap_or_else(|p| p.into_inner()) = new;
-            self.size.store(size, Ordering::Relaxed);
-            Ok(())
+            let (dump, covers, moment) = {
+                let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
+                let moment = now();
+                let dump = ledger.dump();
+                let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+                let covers = j.gen;
+                fs::rename(self.path(), self.dir.join(format!("{FILE_NAME}.{covers}")))?;
+                *j = start_journal(&self.dir, covers + 1)?;
+                self.size.store(0, Ordering::Relaxed);
+                (dump, covers, moment)
+            };
+            let size = write_base(&self.dir, &dump, covers, moment)?;
+            self.base_size.store(size, Ordering::Relaxed);
+            remove_journals(&self.dir, covers)
         })();
         self.compacting.store(false, Ordering::Release);
-        result
+        result.map_err(|e| io::Error::new(e.kind(), format!("compacting {}: {e}", self.dir.display())))
     }
 
-    /// Flushes the log to disk (at shutdown).
+    /// Flushes the journal to disk (at shutdown).
     pub fn sync(&self) -> io::Result<()> {
-        self.file.lock().unwrap_or_else(|p| p.into_inner()).sync_all()
+        self.journal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .file
+            .sync_all()
     }
 }
 
@@ -197,40 +235,127 @@ fn clamp_i64(v: i128) -> i64 {
     v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
+/// Creates the journal of generation `gen`, header first.
+fn start_journal(dir: &Path, gen: u64) -> io::Result<Journal> {
+    let path = dir.join(FILE_NAME);
+    let mut file = OpenOptions::new()
         .append(true)
         .create(true)
+        .truncate(false)
         .mode(0o600)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+        .open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let mut header = serde_json::to_vec(&Entry::Journal { gen }).map_err(io::Error::other)?;
+    header.push(b'\n');
+    file.write_all(&header)?;
+    Ok(Journal { file, gen })
 }
 
-/// Replays lines until the first one that is not a complete, valid entry.
-fn replay(bytes: &[u8], ledger: &Ledger, now: Moment) -> Replay {
-    let today = now.today();
+/// Every journal file in `dir` with its generation (from its first line).
+fn journals(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name != FILE_NAME && !name.starts_with(&format!("{FILE_NAME}.")) {
+            continue;
+        }
+        let text = fs::read(&path)?;
+        let first = text.split(|b| *b == b'\n').next().unwrap_or_default();
+        match serde_json::from_slice::<Entry>(first) {
+            Ok(Entry::Journal { gen }) => found.push((gen, path)),
+            _ => tracing::warn!(
+                "{}: not a ledger journal (no header line); ignored",
+                path.display()
+            ),
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn remove_journals(dir: &Path, up_to_gen: u64) -> io::Result<()> {
+    for (gen, path) in journals(dir)? {
+        if gen <= up_to_gen {
+            fs::remove_file(&path)?;
+        }
+    }
+    File::open(dir)?.sync_all()
+}
+
+/// Replays the base and every newer journal; returns what was found and the newest
+/// generation seen (0 when none).
+fn replay_dir(dir: &Path, ledger: &Ledger, now: Moment) -> io::Result<(Replay, u64)> {
     let mut out = Replay::default();
+    let mut problems = Vec::new();
+    let mut covers = 0;
+    let base = dir.join(BASE_NAME);
+    match fs::read(&base) {
+        Ok(bytes) => {
+            let (header, entries, problem) = replay_file(&bytes, ledger, now);
+            match header {
+                Some(Entry::Base { covers: c }) => covers = c,
+                _ => problems.push(format!("{BASE_NAME}: no header line")),
+            }
+            out.entries += entries;
+            problems.extend(problem.map(|p| format!("{BASE_NAME} {p}")));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", base.display()))),
+    }
+    let mut newest = covers;
+    for (gen, path) in journals(dir)? {
+        newest = newest.max(gen);
+        if gen <= covers {
+            continue; // already in the base: a compaction ended before removing it
+        }
+        let bytes = fs::read(&path)?;
+        let (_, entries, problem) = replay_file(&bytes, ledger, now);
+        out.entries += entries;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        problems.extend(problem.map(|p| format!("{name} {p}")));
+    }
+    out.corrupt_tail = (!problems.is_empty()).then(|| problems.join("; "));
+    Ok((out, newest))
+}
+
+/// Replays one file's lines after its header until the first that is not a complete,
+/// valid entry. Returns the header, the entries replayed and what stopped it.
+fn replay_file(bytes: &[u8], ledger: &Ledger, now: Moment) -> (Option<Entry>, usize, Option<String>) {
+    let today = now.today();
+    let mut header = None;
+    let mut entries = 0;
     let mut rest = bytes;
     let mut line_no = 0;
     while !rest.is_empty() {
         line_no += 1;
         let Some(end) = rest.iter().position(|b| *b == b'\n') else {
-            out.corrupt_tail = Some(format!("line {line_no}: truncated (no end of line)"));
-            break;
+            return (
+                header,
+                entries,
+                Some(format!("line {line_no}: truncated (no end of line)")),
+            );
         };
         let line = &rest[..end];
         rest = &rest[end + 1..];
         let entry: Entry = match serde_json::from_slice(line) {
             Ok(e) => e,
-            Err(e) => {
-                out.corrupt_tail = Some(format!("line {line_no}: {e}"));
-                break;
-            }
+            Err(e) => return (header, entries, Some(format!("line {line_no}: {e}"))),
         };
+        if line_no == 1 && matches!(entry, Entry::Journal { .. } | Entry::Base { .. }) {
+            header = Some(entry);
+            continue;
+        }
         apply(entry, ledger, now, today);
-        out.entries += 1;
+        entries += 1;
     }
-    out
+    (header, entries, None)
 }
 
 fn apply(entry: Entry, ledger: &Ledger, now: Moment, today: i64) {
@@ -243,6 +368,7 @@ fn apply(entry: Entry, ledger: &Ledger, now: Moment, today: i64) {
         value: Money(value),
     };
     match entry {
+        Entry::Journal { .. } | Entry::Base { .. } => {}
         Entry::Consume {
             key_id,
             ticket,
@@ -274,40 +400,41 @@ fn apply(entry: Entry, ledger: &Ledger, now: Moment, today: i64) {
     }
 }
 
-/// Writes the ledger's state as a fresh log, atomically; returns its size.
-fn write_compacted(path: &Path, ledger: &Ledger, now: Moment) -> io::Result<u64> {
+/// Writes `dump` as the base covering journals up to `covers`, atomically; returns its
+/// size.
+fn write_base(dir: &Path, dump: &LedgerDump, covers: u64, now: Moment) -> io::Result<u64> {
     let today = now.today();
-    let dump = ledger.dump();
     let mut text = Vec::new();
     let mut push = |e: &Entry| -> io::Result<()> {
         serde_json::to_writer(&mut text, e).map_err(io::Error::other)?;
         text.push(b'\n');
         Ok(())
     };
-    for (key_id, day, used) in dump.totals {
-        if day == today && used > Money::ZERO {
+    push(&Entry::Base { covers })?;
+    for (key_id, day, used) in &dump.totals {
+        if *day == today && *used > Money::ZERO {
             push(&Entry::Total {
-                key_id,
-                day,
+                key_id: key_id.clone(),
+                day: *day,
                 used: used.0,
             })?;
         }
     }
     let keep = RELEASE_WINDOW_NS.max(RATE_WINDOW_NS);
-    for (c, released) in dump.recent {
+    for (c, released) in &dump.recent {
         if now.mono_ns.saturating_sub(c.mono_ns) < keep {
             push(&Entry::Recent {
                 unix_ns: now.unix_of(c.mono_ns),
-                key_id: c.key_id,
+                key_id: c.key_id.clone(),
                 ticket: c.ticket,
                 day: c.day,
                 value: c.value.0,
-                released,
+                released: *released,
             })?;
         }
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{FILE_NAME}.tmp"));
+    let path = dir.join(BASE_NAME);
+    let tmp = dir.join(format!(".{BASE_NAME}.tmp"));
     let write = || -> io::Result<()> {
         let mut f = OpenOptions::new()
             .write(true)
@@ -317,10 +444,10 @@ fn write_compacted(path: &Path, ledger: &Ledger, now: Moment) -> io::Result<u64>
             .open(&tmp)?;
         f.write_all(&text)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)?;
+        fs::rename(&tmp, &path)?;
         File::open(dir)?.sync_all()
     };
-    write().map_err(|e| io::Error::new(e.kind(), format!("compacting {}: {e}", path.display())))?;
+    write().map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))?;
     Ok(text.len() as u64)
 }
 
@@ -419,7 +546,7 @@ mod tests {
             fresh.usage(&key(), tomorrow.mono_ns, tomorrow.today()),
             (0, Money::ZERO)
         );
-        let text = fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        let text = fs::read_to_string(dir.path().join(BASE_NAME)).unwrap();
         assert!(!text.contains("\"total\""), "{text}");
     }
 
@@ -439,7 +566,10 @@ mod tests {
         let fresh = Ledger::new();
         let (_log, replay) = LedgerLog::open(dir.path(), &fresh, now).unwrap();
         assert_eq!(replay.entries, 1);
-        assert!(replay.corrupt_tail.unwrap().starts_with("line 2: truncated"));
+        assert!(replay
+            .corrupt_tail
+            .unwrap()
+            .starts_with("ledger.log line 3: truncated"));
         assert_eq!(
             fresh.usage(&key(), now.mono_ns, now.today()).1,
             Money(40 * 100_000_000)
@@ -455,11 +585,15 @@ mod tests {
             "{{\"consume\":{{\"key_id\":\"bot\",\"ticket\":1,\"unix_ns\":{},\"day\":100,\"value\":700000000}}}}\n",
             now.unix_ns
         );
-        fs::write(&path, format!("{good}garbage\n{good}")).unwrap();
+        fs::write(
+            &path,
+            format!("{{\"journal\":{{\"gen\":1}}}}\n{good}garbage\n{good}"),
+        )
+        .unwrap();
         let ledger = Ledger::new();
         let (_log, replay) = LedgerLog::open(dir.path(), &ledger, now).unwrap();
         assert_eq!(replay.entries, 1);
-        assert!(replay.corrupt_tail.unwrap().starts_with("line 2:"));
+        assert!(replay.corrupt_tail.unwrap().starts_with("ledger.log line 3:"));
         assert_eq!(
             ledger.usage(&key(), now.mono_ns, now.today()).1,
             Money(700_000_000)
@@ -476,12 +610,71 @@ mod tests {
             order(&log, &ledger, at(100, 3600 + i, 5000 + i as u64), 10);
         }
         let later = at(100, 3700, 5100);
-        log.compact(&ledger, later).unwrap();
+        log.compact(&ledger, || later).unwrap();
         let fresh = Ledger::new();
         LedgerLog::open(dir.path(), &fresh, later).unwrap();
         assert_eq!(
             fresh.usage(&key(), later.mono_ns, later.today()),
             ledger.usage(&key(), later.mono_ns, later.today())
+        );
+    }
+
+    #[test]
+    fn a_crash_between_writing_the_base_and_removing_the_journal_counts_nothing_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = at(100, 3600, 5000);
+        let consume = format!(
+            "{{\"consume\":{{\"key_id\":\"bot\",\"ticket\":1,\"unix_ns\":{},\"day\":100,\"value\":700000000}}}}\n",
+            now.unix_ns
+        );
+        // Journal 5 holds the order; the base already covers journal 5 and holds it too.
+        fs::write(
+            dir.path().join(format!("{FILE_NAME}.5")),
+            format!("{{\"journal\":{{\"gen\":5}}}}\n{consume}"),
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join(BASE_NAME),
+            "{\"base\":{\"covers\":5}}\n{\"total\":{\"key_id\":\"bot\",\"day\":100,\"used\":700000000}}\n",
+        )
+        .unwrap();
+        // Journal 6 came after the base.
+        fs::write(
+            dir.path().join(FILE_NAME),
+            format!("{{\"journal\":{{\"gen\":6}}}}\n{consume}"),
+        )
+        .unwrap();
+        let ledger = Ledger::new();
+        let (_log, replay) = LedgerLog::open(dir.path(), &ledger, now).unwrap();
+        assert_eq!(replay.entries, 2, "the base's total and journal 6's order");
+        assert_eq!(
+            ledger.usage(&key(), now.mono_ns, now.today()).1,
+            Money(1_400_000_000)
+        );
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        assert_eq!(names.len(), 2, "one base and one fresh journal remain: {names:?}");
+    }
+
+    #[test]
+    fn compaction_rotates_the_journal_and_orders_after_it_land_in_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::new();
+        let now = at(100, 3600, 5000);
+        let (log, _) = LedgerLog::open(dir.path(), &ledger, now).unwrap();
+        order(&log, &ledger, now, 10);
+        log.compact(&ledger, || now).unwrap();
+        order(&log, &ledger, at(100, 3601, 5001), 5);
+        drop(log);
+        let fresh = Ledger::new();
+        let later = at(100, 3602, 5002);
+        LedgerLog::open(dir.path(), &fresh, later).unwrap();
+        assert_eq!(
+            fresh.usage(&key(), later.mono_ns, later.today()),
+            (2, Money(15 * 100_000_000))
         );
     }
 }

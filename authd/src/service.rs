@@ -102,29 +102,32 @@ impl Authd {
         }
     }
 
+    /// Compiles and swaps in a new snapshot. Blocking work (a reload of many keys takes a
+    /// while to compile, and the old snapshot a while to drop): call from a blocking task.
     fn install(&self, file: KeysFile) -> usize {
         let snapshot = Snapshot::new(file, self.host.clone());
         let n = snapshot.len();
-        self.snapshot.store(Arc::new(snapshot));
+        let old = self.snapshot.swap(Arc::new(snapshot));
         self.metrics.keys_loaded(n);
+        drop(old);
         n
     }
 
     /// Re-reads keys.json. A file that does not load leaves the keys in service as they
     /// were: never zero keys, never fail open.
-    pub async fn reload(&self, why: &str) -> Result<usize, ReloadError> {
+    pub async fn reload(self: &Arc<Self>, why: &str) -> Result<usize, ReloadError> {
         let _serial = self.reload_lock.lock().await;
         notify::reloading();
-        let path = self.keys_file.clone();
-        let loaded = tokio::task::spawn_blocking(move || KeysFile::load(&path))
-            .await
-            .unwrap_or_else(|e| Err(StoreError::Random(format!("reload task failed: {e}"))));
+        let me = Arc::clone(self);
+        let loaded =
+            tokio::task::spawn_blocking(move || KeysFile::load(&me.keys_file).map(|file| me.install(file)))
+                .await
+                .unwrap_or_else(|e| Err(StoreError::Random(format!("reload task failed: {e}"))));
         let mut clock = Clock::clone(&self.clock.load());
         clock.refresh_time_zone();
         self.clock.store(Arc::new(clock));
         let result = match loaded {
-            Ok(file) => {
-                let n = self.install(file);
+            Ok(n) => {
                 self.metrics.reload(true);
                 tracing::info!("keys_loaded={n} keys file reloaded ({why})");
                 if let Some(w) = store::mode_warning(&self.keys_file) {
@@ -191,7 +194,7 @@ impl Authd {
         if self.log.wants_compaction() {
             let me = Arc::clone(self);
             tokio::task::spawn_blocking(move || {
-                if let Err(e) = me.log.compact(&me.ledger, me.moment()) {
+                if let Err(e) = me.log.compact(&me.ledger, || me.moment()) {
                     tracing::error!("ledger log compaction failed: {e}");
                 }
             });
@@ -331,10 +334,18 @@ impl Authd {
         }
         let resp = match req {
             Request::GenKey { spec, .. } => self.gen_key(request_id, spec).await,
-            Request::ListKeys { .. } => Response::Keys {
-                request_id,
-                keys: self.snapshot.load().keys().cloned().collect(),
-            },
+            // keys.json itself, as futucli shows it when the daemon is down.
+            Request::ListKeys { .. } => {
+                let path = self.keys_file.clone();
+                match tokio::task::spawn_blocking(move || KeysFile::load(&path)).await {
+                    Ok(Ok(file)) => Response::Keys {
+                        request_id,
+                        keys: file.keys,
+                    },
+                    Ok(Err(e)) => store_error(request_id, e),
+                    Err(e) => error(request_id, ErrorKind::Internal, format!("list task failed: {e}")),
+                }
+            }
             Request::RevokeKey { id, .. } => {
                 let revoked = id.clone();
                 match self.mutate(request_id, move |f| f.revoke(&revoked)).await {
@@ -376,25 +387,27 @@ impl Authd {
     /// Applies a change to keys.json under the store's lock and installs the result; a
     /// failure comes back as the error response to send.
     async fn mutate<T: Send + 'static>(
-        &self,
+        self: &Arc<Self>,
         request_id: u64,
         change: impl FnOnce(&mut KeysFile) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Response> {
         let _serial = self.reload_lock.lock().await;
-        let path = self.keys_file.clone();
-        let result = tokio::task::spawn_blocking(move || store::update(&path, change))
-            .await
-            .unwrap_or_else(|e| Err(StoreError::Random(format!("store task failed: {e}"))));
+        let me = Arc::clone(self);
+        let result = tokio::task::spawn_blocking(move || {
+            store::update(&me.keys_file, change).map(|(value, file)| (value, me.install(file)))
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Random(format!("store task failed: {e}"))));
         match result {
-            Ok((value, file)) => {
-                notify::ready(self.install(file));
+            Ok((value, n)) => {
+                notify::ready(n);
                 Ok(value)
             }
             Err(e) => Err(store_error(request_id, e)),
         }
     }
 
-    async fn gen_key(&self, request_id: u64, spec: KeySpec) -> Response {
+    async fn gen_key(self: &Arc<Self>, request_id: u64, spec: KeySpec) -> Response {
         if spec.scopes.is_empty() {
             return error(
                 request_id,
@@ -422,7 +435,7 @@ impl Authd {
         }
     }
 
-    async fn bind_key(&self, request_id: u64, id: KeyId, op: BindOp) -> Response {
+    async fn bind_key(self: &Arc<Self>, request_id: u64, id: KeyId, op: BindOp) -> Response {
         match self.mutate(request_id, move |f| f.bind(&id, op)).await {
             Ok(record) => Response::KeyBound { request_id, record },
             Err(resp) => resp,

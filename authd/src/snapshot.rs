@@ -2,10 +2,11 @@
 //! into the form a check needs (bit sets, exact money, the binding resolved against this
 //! host). A snapshot is immutable; a reload builds a new one and swaps it in.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use futu_auth_proto::{Fingerprint, HoursWindow, KeyHash, KeyRecord, Market, Scope, TrdSide};
+use futu_auth_proto::{Fingerprint, HoursWindow, KeyHash, KeyId, KeyRecord, Market, Scope, TrdSide};
+use jiff::Timestamp;
 
 use crate::money::Money;
 use crate::store::KeysFile;
@@ -23,17 +24,18 @@ pub enum Binding {
     OtherHosts,
 }
 
-/// One key, ready to check.
+/// One key, ready to check: only what a check needs, in the form it needs it (a reload
+/// of 100 000 keys should not hold 100 000 copies of their records).
 #[derive(Debug, Clone)]
 pub struct CompiledKey {
-    /// The record as in keys.json.
-    pub record: KeyRecord,
+    /// The key's id.
+    pub id: KeyId,
     /// Scopes as bits ([`Scope::bit`]).
     pub scopes: u8,
     /// Allowed markets as bits ([`Market::bit`]); `None` for any.
     pub markets: Option<u16>,
-    /// Allowed symbols; `None` for any.
-    pub symbols: Option<HashSet<String>>,
+    /// Allowed symbols, sorted for binary search; `None` for any.
+    pub symbols: Option<Box<[Box<str>]>>,
     /// Allowed sides as bits ([`TrdSide::bit`]); `None` for any.
     pub sides: Option<u8>,
     /// Per-order cap, exact.
@@ -46,47 +48,47 @@ pub struct CompiledKey {
     pub hours_window: Option<HoursWindow>,
     /// `allowed_machines` against this host.
     pub binding: Binding,
-    /// `expires_at` in Unix nanoseconds.
-    pub expires_unix_ns: Option<i128>,
+    /// When the key stops working.
+    pub expires_at: Option<Timestamp>,
 }
 
 impl CompiledKey {
-    fn compile(record: KeyRecord, host: Option<&Fingerprint>) -> CompiledKey {
-        let l = &record.limits;
+    fn compile(record: KeyRecord, host: Option<&Fingerprint>) -> (KeyHash, CompiledKey) {
+        let l = record.limits;
         let binding = match &record.allowed_machines {
             None => Binding::Unbound,
             Some(list) if list.is_empty() => Binding::Frozen,
             Some(list) if host.is_some_and(|h| list.contains(h)) => Binding::ThisHost,
             Some(_) => Binding::OtherHosts,
         };
-        CompiledKey {
+        let symbols = l.allowed_symbols.map(|v| {
+            let mut s: Vec<Box<str>> = v.into_iter().map(|s| String::from(s).into_boxed_str()).collect();
+            s.sort_unstable();
+            s.dedup();
+            s.into_boxed_slice()
+        });
+        // Caps were checked finite and non-negative when read; too large to hold means no
+        // practical cap, but stay exact: clamp to the largest amount.
+        let exact =
+            |c: Option<futu_auth_proto::key::Cap>| c.map(|c| Money::cap(c.get()).unwrap_or(Money(u128::MAX)));
+        let key = CompiledKey {
+            id: record.id,
             scopes: record.scopes.iter().fold(0, |acc, s| acc | s.bit()),
             markets: l
                 .allowed_markets
-                .as_ref()
                 .map(|v| v.iter().fold(0, |acc, m| acc | m.bit())),
-            symbols: l
-                .allowed_symbols
-                .as_ref()
-                .map(|v| v.iter().map(|s| s.as_str().to_owned()).collect()),
+            symbols,
             sides: l
                 .allowed_trd_sides
-                .as_ref()
                 .map(|v| v.iter().fold(0, |acc, s| acc | s.bit())),
-            // Caps were checked finite and non-negative when read; too large to hold
-            // means no practical cap, but stay exact: clamp to the largest amount.
-            max_order_value: l
-                .max_order_value
-                .map(|c| Money::cap(c.get()).unwrap_or(Money(u128::MAX))),
-            max_daily_value: l
-                .max_daily_value
-                .map(|c| Money::cap(c.get()).unwrap_or(Money(u128::MAX))),
+            max_order_value: exact(l.max_order_value),
+            max_daily_value: exact(l.max_daily_value),
             max_orders_per_minute: l.max_orders_per_minute,
             hours_window: l.hours_window,
             binding,
-            expires_unix_ns: record.expires_at.map(|t| t.as_nanosecond()),
-            record,
-        }
+            expires_at: record.expires_at,
+        };
+        (record.hash, key)
     }
 
     /// Whether the key holds `scope`.
@@ -101,7 +103,9 @@ impl CompiledKey {
 
     /// Whether `symbol` is allowed.
     pub fn allows_symbol(&self, symbol: &str) -> bool {
-        self.symbols.as_ref().is_none_or(|s| s.contains(symbol))
+        self.symbols
+            .as_ref()
+            .is_none_or(|s| s.binary_search_by(|x| (**x).cmp(symbol)).is_ok())
     }
 
     /// Whether `side` is allowed.
@@ -113,7 +117,6 @@ impl CompiledKey {
 /// The keys in service and the host they are checked on.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    keys: Vec<Arc<CompiledKey>>,
     by_hash: HashMap<KeyHash, Arc<CompiledKey>>,
     host: Option<Fingerprint>,
 }
@@ -122,13 +125,12 @@ impl Snapshot {
     /// Compiles keys.json for a host with fingerprint `host`. Without a fingerprint (no
     /// machine id could be read) no host is in any `allowed_machines` list.
     pub fn new(file: KeysFile, host: Option<Fingerprint>) -> Snapshot {
-        let keys: Vec<Arc<CompiledKey>> = file
-            .keys
-            .into_iter()
-            .map(|r| Arc::new(CompiledKey::compile(r, host.as_ref())))
-            .collect();
-        let by_hash = keys.iter().map(|k| (k.record.hash, Arc::clone(k))).collect();
-        Snapshot { keys, by_hash, host }
+        let mut by_hash = HashMap::with_capacity(file.keys.len());
+        for record in file.keys {
+            let (hash, key) = CompiledKey::compile(record, host.as_ref());
+            by_hash.insert(hash, Arc::new(key));
+        }
+        Snapshot { by_hash, host }
     }
 
     /// The key whose plaintext has this digest.
@@ -138,12 +140,7 @@ impl Snapshot {
 
     /// The key with this id (a scan: admin paths only).
     pub fn by_id(&self, id: &str) -> Option<&Arc<CompiledKey>> {
-        self.keys.iter().find(|k| k.record.id.as_str() == id)
-    }
-
-    /// Every key, in keys.json order.
-    pub fn keys(&self) -> impl Iterator<Item = &KeyRecord> {
-        self.keys.iter().map(|k| &k.record)
+        self.by_hash.values().find(|k| k.id.as_str() == id)
     }
 
     /// How many keys are in service.

@@ -240,3 +240,33 @@ fn a_dump_restored_into_a_new_ledger_gives_the_same_limits() {
         "the rate window came back"
     );
 }
+
+#[test]
+fn memory_stays_bounded_at_any_order_rate() {
+    let l = Ledger::new();
+    let k = id("flood");
+    let n = MAX_TICKETS as u64 + 5;
+    for i in 0..n {
+        take(&l, &k, S + i, 0, Money(1), None, None).unwrap();
+    }
+    let book = l.tickets.lock().unwrap();
+    assert_eq!(book.ring.len(), MAX_TICKETS, "the oldest tickets are forgotten");
+    drop(book);
+    assert_eq!(l.release(1, S + n), Err(ReleaseError::Unknown));
+    assert!(l.release(n, S + n).is_ok(), "the newest ticket is kept");
+    assert_eq!(
+        l.usage(&k, S + n, 0).0 as usize,
+        UNLIMITED_WINDOW_CAP,
+        "no rate limit: a bounded window"
+    );
+}
+
+#[test]
+fn a_rate_limited_key_keeps_its_whole_window() {
+    let l = Ledger::new();
+    let k = id("limited");
+    for i in 0..(UNLIMITED_WINDOW_CAP as u64 + 10) {
+        take(&l, &k, S + i, 0, Money(1), Some(u32::MAX), None).unwrap();
+    }
+    assert_eq!(l.usage(&k, 2 * S, 0).0 as usize, UNLIMITED_WINDOW_CAP + 10);
+}
