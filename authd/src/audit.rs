@@ -28,6 +28,13 @@ pub const QUEUE_CAPACITY: usize = 65_536;
 /// Most records written in one batch.
 const BATCH: usize = 4096;
 
+/// How long the writer sleeps between polls of an empty queue (the most a record waits
+/// before it is written, under load).
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Empty polls (of [`POLL_INTERVAL`]) before the writer parks until the next record.
+const IDLE_POLLS: u32 = 50;
+
 /// The `target` of audit events in tracing, which the journald layer listens to.
 pub const TARGET: &str = "futu_audit";
 
@@ -171,7 +178,10 @@ impl AuditRecord {
             ts: Timestamp::now(),
             kind,
             iface: None,
-            endpoint: redact(endpoint).chars().take(128).collect(),
+            endpoint: match redact(endpoint) {
+                std::borrow::Cow::Borrowed(e) if e.len() <= 128 => e.to_owned(),
+                shown => shown.chars().take(128).collect(),
+            },
             key_id: None,
             outcome,
             reason: None,
@@ -246,8 +256,27 @@ impl AuditRecord {
 }
 
 /// RFC 3339 in UTC with microseconds, e.g. `2026-04-20T10:00:00.123456Z`.
+/// The date and time to the second is formatted once per second (per thread; only the
+/// writer thread formats) and the microseconds appended.
 fn serialize_ts<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&t.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    thread_local! {
+        static SECOND: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let (second, micros) = (t.as_second(), t.subsec_microsecond());
+    let (second, micros) = if micros < 0 {
+        (second - 1, micros + 1_000_000)
+    } else {
+        (second, micros)
+    };
+    SECOND.with_borrow_mut(|(cached, text)| {
+        if *cached != second {
+            *cached = second;
+            *text = Timestamp::from_second(second)
+                .map(|whole| whole.strftime("%Y-%m-%dT%H:%M:%S").to_string())
+                .unwrap_or_default();
+        }
+        s.collect_str(&format_args!("{text}.{micros:06}Z"))
+    })
 }
 
 enum Cmd {
@@ -288,11 +317,20 @@ impl Audit {
     }
 
     /// Queues a record, waiting while the queue is full. Fails only after [`Audit::close`].
-    pub async fn record(&self, rec: AuditRecord) -> Result<(), AuditClosed> {
+    pub async fn record(&self, rec: impl Into<Box<AuditRecord>>) -> Result<(), AuditClosed> {
         self.tx
-            .send(Cmd::Record(Box::new(rec)))
+            .send(Cmd::Record(rec.into()))
             .await
             .map_err(|_| AuditClosed)
+    }
+
+    /// Queues a record if there is room now.
+    pub fn try_record(&self, rec: AuditRecord) -> Result<(), TryRecord> {
+        match self.tx.try_send(Cmd::Record(Box::new(rec))) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(Cmd::Record(rec))) => Err(TryRecord::Full(rec)),
+            Err(_) => Err(TryRecord::Closed),
+        }
     }
 
     /// Reopens the file (after logrotate moved it), once what is queued before is written.
@@ -317,6 +355,15 @@ impl Audit {
     }
 }
 
+/// Why [`Audit::try_record`] did not queue a record.
+#[derive(Debug)]
+pub enum TryRecord {
+    /// The queue is full; here is the record back, to send with [`Audit::record`].
+    Full(Box<AuditRecord>),
+    /// The writer has stopped.
+    Closed,
+}
+
 /// The audit writer has stopped (the daemon is shutting down).
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the audit writer has stopped")]
@@ -339,8 +386,30 @@ fn write_loop(
     journald: bool,
 ) {
     let mut batch: Vec<Cmd> = Vec::with_capacity(BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
+    let mut idle_polls = 0u32;
+    loop {
+        // Under load the writer polls: a sender then never has to wake it (a futex call
+        // and a context switch per record). After IDLE_POLLS empty polls it parks until the
+        // next record instead, so an idle daemon does not spin.
+        match rx.try_recv() {
+            Ok(c) => {
+                idle_polls = 0;
+                batch.push(c);
+            }
+            Err(mpsc::error::TryRecvError::Empty) if idle_polls < IDLE_POLLS => {
+                idle_polls += 1;
+                std::thread::sleep(POLL_INTERVAL);
+                continue;
+            }
+            Err(mpsc::error::TryRecvError::Empty) => match rx.blocking_recv() {
+                Some(c) => {
+                    idle_polls = 0;
+                    batch.push(c);
+                }
+                None => return,
+            },
+            Err(mpsc::error::TryRecvError::Disconnected) => return,
+        }
         while batch.len() < BATCH {
             match rx.try_recv() {
                 Ok(c) => batch.push(c),
@@ -403,9 +472,16 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc_with_microseconds() {
         let mut r = AuditRecord::new(Kind::Check, "Qot_GetBasicQot", Outcome::Allow, 1, peer());
-        r.ts = "2026-04-20T10:00:00.1234567Z".parse().unwrap();
-        let v = serde_json::to_value(&r).unwrap();
-        assert_eq!(v["ts"], "2026-04-20T10:00:00.123456Z");
+        for (t, shown) in [
+            ("2026-04-20T10:00:00.1234567Z", "2026-04-20T10:00:00.123456Z"),
+            ("2026-04-20T10:00:00.9Z", "2026-04-20T10:00:00.900000Z"),
+            ("2026-04-20T10:00:01Z", "2026-04-20T10:00:01.000000Z"),
+            ("1969-12-31T23:59:59.5Z", "1969-12-31T23:59:59.500000Z"),
+        ] {
+            r.ts = t.parse().unwrap();
+            let v = serde_json::to_value(&r).unwrap();
+            assert_eq!(v["ts"], shown);
+        }
     }
 
     #[test]

@@ -4,11 +4,14 @@
 //! A malformed frame, a request before Hello or a wrong protocol version gets an error
 //! reply where possible, then this connection (and only this one) is closed.
 
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use futu_auth_proto::{CodecError, ErrorKind, FrameCodec, Request, Response, PROTOCOL_VERSION};
-use futures_util::stream::FuturesOrdered;
+use futures_util::future::OptionFuture;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::UnixStream;
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -16,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::key::redact;
 use crate::peer::Peer;
-use crate::service::Authd;
+use crate::service::{Answer, Authd};
 
 /// Serves `stream` until the client closes it, breaks the protocol, or `shutdown` fires
 /// (then requests already read are still answered).
@@ -75,48 +78,74 @@ pub async fn serve(
         return;
     }
 
-    let mut in_flight = FuturesOrdered::new();
+    // Answers in request order. Checks are answered as they are read; a request that
+    // waits (admin IO, a full audit queue) holds back the answers behind it until it is
+    // done, and is polled while it is at the head.
+    let mut queue: VecDeque<Answer> = VecDeque::new();
+    let mut head: Option<Pin<Box<dyn Future<Output = Response> + Send>>> = None;
     let mut reading = true;
     let mut closing_with: Option<(&'static str, Response)> = None;
     loop {
-        tokio::select! {
-            biased;
-            Some(resp) = in_flight.next(), if !in_flight.is_empty() => {
-                if writer.feed(resp).await.is_err() {
-                    return;
-                }
-                // Batch whatever else is already answered into the same write.
-                while let Some(Some(resp)) = in_flight.next().now_or_never() {
-                    if writer.feed(resp).await.is_err() {
-                        return;
+        if head.is_none() {
+            let mut fed = false;
+            while let Some(answer) = queue.pop_front() {
+                match answer {
+                    Answer::Now(resp) => {
+                        if writer.feed(resp).await.is_err() {
+                            return;
+                        }
+                        fed = true;
+                    }
+                    Answer::Later(f) => {
+                        head = Some(f);
+                        break;
                     }
                 }
-                if writer.flush().await.is_err() {
-                    return;
-                }
             }
+            if fed && writer.flush().await.is_err() {
+                return;
+            }
+        }
+        let in_flight = queue.len() + usize::from(head.is_some());
+        let mut head_done = None;
+        tokio::select! {
+            biased;
+            Some(resp) = OptionFuture::from(head.as_mut()), if head.is_some() => head_done = Some(resp),
             _ = shutdown.cancelled(), if reading => reading = false,
-            frame = reader.next(), if reading && in_flight.len() < max_in_flight => match frame {
-                None => reading = false,
-                Some(Ok(Request::Hello(_))) => {
-                    reading = false;
-                    closing_with = Some(("hello_first", Response::Error {
-                        request_id: 0,
-                        kind: ErrorKind::HelloFirst,
-                        message: "a second Hello on one connection".into(),
-                    }));
+            frame = reader.next(), if reading && in_flight < max_in_flight => {
+                // Take this frame and every other already buffered, then answer them in
+                // one write.
+                let received = Instant::now();
+                let mut burst = Vec::new();
+                let mut next = Some(frame);
+                while let Some(frame) = next.take() {
+                    match frame {
+                        None => reading = false,
+                        Some(Ok(Request::Hello(_))) => {
+                            reading = false;
+                            closing_with = Some(("hello_first", Response::Error {
+                                request_id: 0,
+                                kind: ErrorKind::HelloFirst,
+                                message: "a second Hello on one connection".into(),
+                            }));
+                        }
+                        Some(Ok(req)) => burst.push(req),
+                        Some(Err(e)) => {
+                            reading = false;
+                            closing_with = Some(bad_frame(&e));
+                        }
+                    }
+                    if reading && in_flight + burst.len() < max_in_flight {
+                        next = reader.next().now_or_never();
+                    }
                 }
-                Some(Ok(req)) => {
-                    let authd = Arc::clone(&authd);
-                    let received = Instant::now();
-                    in_flight.push_back(async move { authd.handle(req, peer, received).await });
-                }
-                Some(Err(e)) => {
-                    reading = false;
-                    closing_with = Some(bad_frame(&e));
-                }
+                queue.extend(authd.answer_all(burst, peer, received));
             },
             else => break,
+        }
+        if let Some(resp) = head_done {
+            head = None;
+            queue.push_front(Answer::Now(resp));
         }
     }
     if let Some((kind, resp)) = closing_with {

@@ -163,26 +163,38 @@ impl LedgerLog {
     /// Appends a consumption. Call with [`LedgerLog::gate`] held since the consumption was
     /// made, and send the Allow only after this returned `Ok`.
     pub fn append_consumption(&self, c: &Consumption) -> io::Result<()> {
-        self.append(&Entry::Consume {
-            key_id: c.key_id.clone(),
-            ticket: c.ticket,
-            unix_ns: clamp_i64(c.unix_ns),
-            day: c.day,
-            value: c.value.0,
-        })
+        self.append_consumptions(&[c])
+    }
+
+    /// Appends consumptions in one write (a burst of orders read together).
+    pub fn append_consumptions(&self, cs: &[&Consumption]) -> io::Result<()> {
+        let mut lines = Vec::with_capacity(cs.len() * 128);
+        for c in cs {
+            push_line(
+                &mut lines,
+                &Entry::Consume {
+                    key_id: c.key_id.clone(),
+                    ticket: c.ticket,
+                    unix_ns: clamp_i64(c.unix_ns),
+                    day: c.day,
+                    value: c.value.0,
+                },
+            )?;
+        }
+        self.write(&lines)
     }
 
     /// Appends a release, under the gate, before the Released is sent.
     pub fn append_release(&self, ticket: u64) -> io::Result<()> {
-        self.append(&Entry::Release { ticket })
+        let mut line = Vec::new();
+        push_line(&mut line, &Entry::Release { ticket })?;
+        self.write(&line)
     }
 
-    fn append(&self, e: &Entry) -> io::Result<()> {
-        let mut line = serde_json::to_vec(e).map_err(io::Error::other)?;
-        line.push(b'\n');
+    fn write(&self, lines: &[u8]) -> io::Result<()> {
         let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-        j.file.write_all(&line)?;
-        self.size.fetch_add(line.len() as u64, Ordering::Relaxed);
+        j.file.write_all(lines)?;
+        self.size.fetch_add(lines.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -229,6 +241,12 @@ impl LedgerLog {
             .file
             .sync_all()
     }
+}
+
+fn push_line(out: &mut Vec<u8>, e: &Entry) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, e).map_err(io::Error::other)?;
+    out.push(b'\n');
+    Ok(())
 }
 
 fn clamp_i64(v: i128) -> i64 {

@@ -4,8 +4,10 @@
 //! Every request gets exactly one response and, for checks, releases and admin requests,
 //! exactly one audit record.
 
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,10 +19,10 @@ use futu_auth_proto::{
 use jiff::Timestamp;
 use tokio::sync::Mutex;
 
-use crate::audit::{Audit, AuditOrder, AuditRecord, Kind, Outcome};
+use crate::audit::{Audit, AuditOrder, AuditRecord, Kind, Outcome, TryRecord};
 use crate::clock::Clock;
 use crate::decide::{decide, decide_scope, Verdict};
-use crate::ledger::Ledger;
+use crate::ledger::{Consumption, Ledger};
 use crate::ledger_log::{LedgerLog, Moment};
 use crate::metrics::Metrics;
 use crate::money::Money;
@@ -51,6 +53,15 @@ pub struct Authd {
     admin: AdminPolicy,
     /// Serializes reloads and admin mutations, so snapshots are installed in file order.
     reload_lock: Mutex<()>,
+}
+
+/// The answer to a request: ready now, or once a future completes.
+#[allow(clippy::large_enum_variant)] // the common case is `Now`; boxing it would allocate per answer
+pub enum Answer {
+    /// Ready.
+    Now(Response),
+    /// Ready when this completes.
+    Later(Pin<Box<dyn Future<Output = Response> + Send>>),
 }
 
 /// Why a reload failed.
@@ -148,46 +159,123 @@ impl Authd {
         result
     }
 
-    /// Answers one request from `peer`, read at `received`.
-    pub async fn handle(self: &Arc<Self>, req: Request, peer: Peer, received: Instant) -> Response {
-        match req {
-            Request::Hello(_) => Response::Error {
-                request_id: 0,
-                kind: ErrorKind::HelloFirst,
-                message: "Hello is only valid as the first message".into(),
-            },
-            Request::Check(c) => self.check(c, peer, received).await,
-            Request::CheckScope(c) => self.check_scope(c, peer, received).await,
-            Request::Release { request_id, ticket } => self.release(request_id, ticket, peer, received).await,
-            admin => self.admin(admin, peer, received).await,
+    /// Answers requests read together from `peer` at `received`, in order: checks at once
+    /// (decided together, persisted in one write, audited without waiting), other
+    /// requests as futures, and a check whose audit record must wait for room as a future
+    /// too.
+    pub fn answer_all(self: &Arc<Self>, reqs: Vec<Request>, peer: Peer, received: Instant) -> Vec<Answer> {
+        let checks: Vec<&Check> = reqs
+            .iter()
+            .filter_map(|r| match r {
+                Request::Check(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let mut verdicts = if checks.is_empty() {
+            Vec::new()
+        } else {
+            self.decide_and_persist(&checks)
+        }
+        .into_iter();
+        self.compact_if_due();
+        reqs.into_iter()
+            .map(|req| {
+                let (resp, rec) = match req {
+                    Request::Check(c) => {
+                        let v = verdicts.next().expect("one verdict per check");
+                        self.check(c, v, peer, received)
+                    }
+                    Request::CheckScope(c) => self.check_scope(c, peer, received),
+                    Request::Hello(_) => {
+                        return Answer::Now(Response::Error {
+                            request_id: 0,
+                            kind: ErrorKind::HelloFirst,
+                            message: "Hello is only valid as the first message".into(),
+                        })
+                    }
+                    Request::Release { request_id, ticket } => {
+                        let me = Arc::clone(self);
+                        return Answer::Later(Box::pin(async move {
+                            me.release(request_id, ticket, peer, received).await
+                        }));
+                    }
+                    admin => {
+                        let me = Arc::clone(self);
+                        return Answer::Later(Box::pin(async move { me.admin(admin, peer, received).await }));
+                    }
+                };
+                self.audited(resp, rec)
+            })
+            .collect()
+    }
+
+    /// `resp`, once `rec` is queued for the audit trail: at once when there is room, else
+    /// as a future that waits for it (records are never dropped).
+    fn audited(self: &Arc<Self>, resp: Response, rec: AuditRecord) -> Answer {
+        match self.audit.try_record(rec) {
+            Ok(()) => Answer::Now(resp),
+            Err(TryRecord::Full(rec)) => {
+                let me = Arc::clone(self);
+                Answer::Later(Box::pin(async move {
+                    me.write_audit(rec).await;
+                    resp
+                }))
+            }
+            Err(TryRecord::Closed) => {
+                tracing::error!("audit writer stopped; a record could not be queued");
+                Answer::Now(resp)
+            }
         }
     }
 
-    /// Decides a check and, for an allowed order, appends its consumption to the ledger
-    /// log before anything is answered. Any failure is a deny `internal`.
-    fn decide_and_persist(&self, c: &Check) -> Verdict {
+    /// Answers one request, waiting as long as it takes.
+    pub async fn handle(self: &Arc<Self>, req: Request, peer: Peer, received: Instant) -> Response {
+        match self.answer_all(vec![req], peer, received).pop() {
+            Some(Answer::Now(r)) => r,
+            Some(Answer::Later(f)) => f.await,
+            None => unreachable!("one answer per request"),
+        }
+    }
+
+    /// Decides a burst of checks read together and appends the consumptions of the
+    /// allowed orders to the ledger log in one write, before anything is answered (group
+    /// commit). Any failure is a deny `internal`: a panic for that check, a failed write
+    /// for every order of the burst.
+    fn decide_and_persist(&self, checks: &[&Check]) -> Vec<Verdict> {
         let now = self.clock.load().now();
         let snapshot = self.snapshot.load();
-        let consuming = c.order.is_some() && !c.dry_run;
+        let consuming = checks.iter().any(|c| c.order.is_some() && !c.dry_run);
         let _gate = consuming.then(|| self.log.gate());
-        let verdict = catch_unwind(AssertUnwindSafe(|| decide(&snapshot, &self.ledger, &now, c)));
-        let mut verdict = match verdict {
-            Ok(v) => v,
-            Err(_) => {
-                tracing::error!("deciding request {} panicked; denied", c.request_id);
-                return Verdict::internal(None, None, "the daemon failed while deciding".into());
-            }
-        };
-        if let Some(consumption) = &verdict.consumption {
-            if let Err(e) = self.log.append_consumption(consumption) {
-                // The consumption stays counted in memory (the safe side); the order is
-                // refused because it could not be made durable.
-                tracing::error!("ledger log append failed; order denied: {e}");
-                let key_id = Some(consumption.key_id.clone());
-                verdict = Verdict::internal(key_id, verdict.scope, "the ledger could not be written".into());
+        let mut verdicts: Vec<Verdict> = checks
+            .iter()
+            .map(|c| {
+                catch_unwind(AssertUnwindSafe(|| decide(&snapshot, &self.ledger, &now, c))).unwrap_or_else(
+                    |_| {
+                        tracing::error!("deciding request {} panicked; denied", c.request_id);
+                        Verdict::internal(None, None, "the daemon failed while deciding".into())
+                    },
+                )
+            })
+            .collect();
+        let consumptions: Vec<&Consumption> =
+            verdicts.iter().filter_map(|v| v.consumption.as_ref()).collect();
+        if !consumptions.is_empty() {
+            if let Err(e) = self.log.append_consumptions(&consumptions) {
+                // The consumptions stay counted in memory (the safe side); the orders are
+                // refused because they could not be made durable.
+                tracing::error!(
+                    "ledger log append failed; {} orders denied: {e}",
+                    consumptions.len()
+                );
+                for v in verdicts.iter_mut() {
+                    if let Some(c) = &v.consumption {
+                        let key_id = Some(c.key_id.clone());
+                        *v = Verdict::internal(key_id, v.scope, "the ledger could not be written".into());
+                    }
+                }
             }
         }
-        verdict
+        verdicts
     }
 
     fn compact_if_due(self: &Arc<Self>) {
@@ -201,9 +289,7 @@ impl Authd {
         }
     }
 
-    async fn check(self: &Arc<Self>, c: Check, peer: Peer, received: Instant) -> Response {
-        let verdict = self.decide_and_persist(&c);
-        self.compact_if_due();
+    fn check(&self, c: Check, verdict: Verdict, peer: Peer, received: Instant) -> (Response, AuditRecord) {
         let latency = received.elapsed();
         let key_id = decision_key(&verdict.decision);
         self.metrics
@@ -219,14 +305,14 @@ impl Authd {
         );
         rec.order = c.order.as_ref().map(|o| AuditOrder::of(o, verdict.value));
         rec.dry_run = c.dry_run;
-        self.write_audit(rec).await;
-        Response::Decision {
+        let resp = Response::Decision {
             request_id: c.request_id,
             decision: verdict.decision,
-        }
+        };
+        (resp, rec)
     }
 
-    async fn check_scope(&self, c: CheckScope, peer: Peer, received: Instant) -> Response {
+    fn check_scope(&self, c: CheckScope, peer: Peer, received: Instant) -> (Response, AuditRecord) {
         let now = self.clock.load().now();
         let snapshot = self.snapshot.load();
         let verdict =
@@ -251,11 +337,11 @@ impl Authd {
             &verdict,
             latency,
         );
-        self.write_audit(rec).await;
-        Response::Decision {
+        let resp = Response::Decision {
             request_id: c.request_id,
             decision: verdict.decision,
-        }
+        };
+        (resp, rec)
     }
 
     async fn release(&self, request_id: u64, ticket: u64, peer: Peer, received: Instant) -> Response {
@@ -464,7 +550,7 @@ impl Authd {
         })
     }
 
-    async fn write_audit(&self, rec: AuditRecord) {
+    async fn write_audit(&self, rec: impl Into<Box<AuditRecord>>) {
         if self.audit.record(rec).await.is_err() {
             tracing::error!("audit writer stopped; a record could not be queued");
         }
