@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sha2::Digest;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -121,7 +122,11 @@ pub async fn run(config: Config) -> Result<(), String> {
             tracing::error!("a file reached the process's size limit (RLIMIT_FSIZE); its writes fail");
         }
     });
-    let file = KeysFile::load(&config.keys_file).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(&config.keys_file)
+        .map_err(|e| format!("{}: {e}", config.keys_file.display()))?;
+    let file = KeysFile::parse(&text, &config.keys_file).map_err(|e| e.to_string())?;
+    let loaded_digest: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
+    drop(text);
     if let Some(w) = store::mode_warning(&config.keys_file) {
         tracing::warn!("{w}");
     }
@@ -205,6 +210,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let authd = Arc::new(Authd::new(
         config.keys_file.clone(),
         file,
+        Some(loaded_digest),
         host,
         ledger,
         log,

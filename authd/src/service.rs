@@ -17,6 +17,7 @@ use futu_auth_proto::{
     Response, Usage,
 };
 use jiff::Timestamp;
+use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use crate::audit::{Audit, AuditOrder, AuditRecord, Kind, Outcome, TryRecord};
@@ -53,6 +54,9 @@ pub struct Authd {
     admin: AdminPolicy,
     /// Serializes reloads and admin mutations, so snapshots are installed in file order.
     reload_lock: Mutex<()>,
+    /// SHA-256 of the keys.json text in service: a reload of the same text (a SIGHUP for
+    /// logrotate) keeps the snapshot instead of compiling it again.
+    loaded_digest: std::sync::Mutex<Option<[u8; 32]>>,
 }
 
 /// The answer to a request: ready now, or once a future completes.
@@ -75,6 +79,7 @@ impl Authd {
     pub fn new(
         keys_file: PathBuf,
         file: KeysFile,
+        loaded_digest: Option<[u8; 32]>,
         host: Option<Fingerprint>,
         ledger: Ledger,
         log: LedgerLog,
@@ -96,6 +101,7 @@ impl Authd {
             clock: ArcSwap::from_pointee(clock),
             admin,
             reload_lock: Mutex::new(()),
+            loaded_digest: std::sync::Mutex::new(loaded_digest),
         }
     }
 
@@ -113,15 +119,32 @@ impl Authd {
         }
     }
 
-    /// Compiles and swaps in a new snapshot. Blocking work (a reload of many keys takes a
-    /// while to compile, and the old snapshot a while to drop): call from a blocking task.
-    fn install(&self, file: KeysFile) -> usize {
+    /// Compiles and swaps in a new snapshot; returns the number of keys and the old
+    /// snapshot, to be dropped off the reload's path. Blocking work (a reload of many keys
+    /// takes a while to compile): call from a blocking task.
+    fn install(&self, file: KeysFile, text_digest: [u8; 32]) -> (usize, Arc<Snapshot>) {
         let snapshot = Snapshot::new(file, self.host.clone());
         let n = snapshot.len();
         let old = self.snapshot.swap(Arc::new(snapshot));
+        *self.loaded_digest.lock().unwrap_or_else(|p| p.into_inner()) = Some(text_digest);
         self.metrics.keys_loaded(n);
-        drop(old);
-        n
+        (n, old)
+    }
+
+    /// Reads keys.json and, unless it is the text already in service, parses and installs
+    /// it. `Ok(None)`: unchanged.
+    fn load_and_install(&self) -> Result<Option<(usize, Arc<Snapshot>)>, StoreError> {
+        let text = std::fs::read_to_string(&self.keys_file).map_err(|source| StoreError::Io {
+            path: self.keys_file.clone(),
+            source,
+        })?;
+        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        if *self.loaded_digest.lock().unwrap_or_else(|p| p.into_inner()) == Some(digest) {
+            return Ok(None);
+        }
+        let file = KeysFile::parse(&text, &self.keys_file)?;
+        drop(text);
+        Ok(Some(self.install(file, digest)))
     }
 
     /// Re-reads keys.json. A file that does not load leaves the keys in service as they
@@ -130,17 +153,28 @@ impl Authd {
         let _serial = self.reload_lock.lock().await;
         notify::reloading();
         let me = Arc::clone(self);
-        let loaded =
-            tokio::task::spawn_blocking(move || KeysFile::load(&me.keys_file).map(|file| me.install(file)))
-                .await
-                .unwrap_or_else(|e| Err(StoreError::Random(format!("reload task failed: {e}"))));
+        let loaded = tokio::task::spawn_blocking(move || me.load_and_install())
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Random(format!("reload task failed: {e}"))));
         let mut clock = Clock::clone(&self.clock.load());
         clock.refresh_time_zone();
         self.clock.store(Arc::new(clock));
+        let mut retired = None;
         let result = match loaded {
-            Ok(n) => {
+            Ok(installed) => {
                 self.metrics.reload(true);
-                tracing::info!("keys_loaded={n} keys file reloaded ({why})");
+                let n = match installed {
+                    Some((n, old)) => {
+                        retired = Some(old);
+                        tracing::info!("keys_loaded={n} keys file reloaded ({why})");
+                        n
+                    }
+                    None => {
+                        let n = self.keys_loaded();
+                        tracing::info!("keys_loaded={n} keys file unchanged ({why})");
+                        n
+                    }
+                };
                 if let Some(w) = store::mode_warning(&self.keys_file) {
                     tracing::warn!("{w}");
                 }
@@ -156,6 +190,10 @@ impl Authd {
             }
         };
         notify::reloaded(self.keys_loaded());
+        if let Some(old) = retired {
+            // Freeing 100 000 compiled keys takes a while; not on the reload's clock.
+            tokio::task::spawn_blocking(move || drop(old));
+        }
         result
     }
 
@@ -480,7 +518,10 @@ impl Authd {
         let _serial = self.reload_lock.lock().await;
         let me = Arc::clone(self);
         let result = tokio::task::spawn_blocking(move || {
-            store::update(&me.keys_file, change).map(|(value, file)| (value, me.install(file)))
+            store::update(&me.keys_file, change).map(|(value, file)| {
+                let digest: [u8; 32] = Sha256::digest(file.to_json().as_bytes()).into();
+                (value, me.install(file, digest).0)
+            })
         })
         .await
         .unwrap_or_else(|e| Err(StoreError::Random(format!("store task failed: {e}"))));

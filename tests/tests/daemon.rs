@@ -1384,3 +1384,21 @@ async fn an_order_whose_ledger_write_fails_is_refused_internal_and_the_daemon_li
         .await
         .is_allow());
 }
+
+#[test]
+fn a_sighup_with_an_unchanged_keys_file_keeps_the_snapshot_and_a_changed_one_reloads() {
+    let research = token_for("research");
+    let d = DaemonBuilder::new(&[key_json("research", &research, &["qot:read"])]).start();
+    let (i, _) = d.wait_notification(0, "READY=1");
+    d.signal(Signal::SIGHUP);
+    let (i, _) = d.wait_notification(i + 1, "READY=1");
+    d.wait_stderr("keys_loaded=1 keys file unchanged (SIGHUP)");
+    let bot = token_for("sim-bot");
+    d.write_keys(&[
+        key_json("research", &research, &["qot:read"]),
+        key_json("sim-bot", &bot, &["qot:read"]),
+    ]);
+    d.signal(Signal::SIGHUP);
+    d.wait_notification(i + 1, "READY=1");
+    d.wait_stderr("keys_loaded=2 keys file reloaded (SIGHUP)");
+}
