@@ -9,7 +9,8 @@
 //! * [`endpoint`] maps Futu OpenAPI protocols to the scope they need;
 //! * [`snapshot`] compiles keys.json for checking; [`ledger`] counts orders and value;
 //! * [`decide`] is the pure decision engine; [`money`] keeps amounts exact.
-// One function takes the socket systemd passes by descriptor number; see `activation`.
+// Two places use unsafe, each in a function of its own: taking the socket systemd passes
+// by descriptor number (`activation`) and returning freed heap to the system (`heap`).
 #![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
@@ -20,6 +21,7 @@ pub mod config;
 pub mod connection;
 pub mod decide;
 pub mod endpoint;
+pub mod heap;
 pub mod key;
 pub mod ledger;
 pub mod ledger_log;

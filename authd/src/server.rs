@@ -219,6 +219,8 @@ pub async fn run(config: Config) -> Result<(), String> {
         clock,
         admin,
     ));
+    // The text and records of keys.json are freed; let the system have them back.
+    crate::heap::give_back_freed_memory();
 
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;

@@ -192,7 +192,10 @@ impl Authd {
         notify::reloaded(self.keys_loaded());
         if let Some(old) = retired {
             // Freeing 100 000 compiled keys takes a while; not on the reload's clock.
-            tokio::task::spawn_blocking(move || drop(old));
+            tokio::task::spawn_blocking(move || {
+                drop(old);
+                crate::heap::give_back_freed_memory();
+            });
         }
         result
     }
