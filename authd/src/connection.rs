@@ -91,7 +91,7 @@ pub async fn serve(
             while let Some(answer) = queue.pop_front() {
                 match answer {
                     Answer::Now(resp) => {
-                        if writer.feed(resp).await.is_err() {
+                        if send_answer(&mut writer, resp).await.is_err() {
                             return;
                         }
                         fed = true;
@@ -153,6 +153,27 @@ pub async fn serve(
     }
 }
 
+type Writer = FramedWrite<tokio::net::unix::OwnedWriteHalf, FrameCodec<Request, Response>>;
+
+/// Queues an answer; one too large for a frame (a listing of many keys) is answered with
+/// an error instead, so the client learns why rather than losing its connection.
+async fn send_answer(writer: &mut Writer, resp: Response) -> Result<(), CodecError> {
+    let request_id = resp.request_id();
+    match writer.feed(resp).await {
+        Err(CodecError::Encode(why)) => {
+            tracing::warn!("answer to request {request_id} not sent: {why}");
+            writer
+                .feed(Response::Error {
+                    request_id,
+                    kind: ErrorKind::Internal,
+                    message: format!("the answer does not fit in a frame ({why})"),
+                })
+                .await
+        }
+        other => other,
+    }
+}
+
 fn bad_frame(e: &CodecError) -> (&'static str, Response) {
     let kind = match e {
         CodecError::FrameTooLarge { .. } => "too_large",
@@ -170,13 +191,7 @@ fn bad_frame(e: &CodecError) -> (&'static str, Response) {
 }
 
 /// Sends a last error reply, counts and logs why the connection is closed.
-async fn refuse(
-    authd: &Authd,
-    peer: Peer,
-    kind: &'static str,
-    resp: Response,
-    writer: &mut FramedWrite<tokio::net::unix::OwnedWriteHalf, FrameCodec<Request, Response>>,
-) {
+async fn refuse(authd: &Authd, peer: Peer, kind: &'static str, resp: Response, writer: &mut Writer) {
     if kind != "io" {
         authd.metrics.bad_frame(kind);
     }

@@ -200,7 +200,7 @@ pub fn decide(snapshot: &Snapshot, ledger: &Ledger, now: &Now, req: &Check) -> V
     };
     let Some(class) = classify(&req.endpoint) else {
         let mut shown = String::new();
-        for c in req.endpoint.chars().take(64) {
+        for c in redact(&req.endpoint).chars().take(64) {
             let _ = write!(shown, "{}", c.escape_debug());
         }
         return Verdict::deny(

@@ -58,7 +58,10 @@ impl KeyCounters {
         {
             self.recent.pop_front();
         }
-        if day != self.day {
+        // Days only move forward: a request stamped just before midnight that takes the
+        // lock after one stamped just after (or a wall clock stepped back) counts against
+        // the newer day instead of wiping its total.
+        if day > self.day {
             self.day = day;
             self.used = Money::ZERO;
         }
@@ -68,12 +71,6 @@ impl KeyCounters {
     pub fn orders_in_window(&mut self, mono_ns: u64, day: i64) -> u32 {
         self.advance(mono_ns, day);
         self.recent.len() as u32
-    }
-
-    /// Value allowed on `day`.
-    pub fn used_on(&mut self, mono_ns: u64, day: i64) -> Money {
-        self.advance(mono_ns, day);
-        self.used
     }
 }
 
@@ -177,6 +174,8 @@ pub struct LedgerDump {
     /// Orders within the release window, with whether they were released; `unix_ns` is
     /// left 0 for the caller to fill from `mono_ns`.
     pub recent: Vec<(Consumption, bool)>,
+    /// The next ticket number, so numbers are never handed out twice across restarts.
+    pub next_ticket: u64,
 }
 
 /// Every key's counters and the outstanding tickets.
@@ -412,7 +411,20 @@ impl Ledger {
                 )
             })
             .collect();
-        LedgerDump { totals, recent }
+        LedgerDump {
+            totals,
+            recent,
+            next_ticket: book.next,
+        }
+    }
+
+    /// Continues ticket numbers from a restored ledger (never backwards).
+    pub fn restore_next_ticket(&self, next: u64) {
+        let mut book = lock(&self.tickets);
+        book.next = book.next.max(next);
+        if book.ring.is_empty() {
+            book.base = book.next;
+        }
     }
 
     /// Hands out the next ticket for a consumption made now.
@@ -469,6 +481,7 @@ impl KeySlot<'_> {
     pub fn consume(&mut self, mono_ns: u64, unix_ns: i128, day: i64, value: Money) -> Consumption {
         let c = &mut *self.counters;
         c.advance(mono_ns, day);
+        let day = c.day;
         c.recent.push_back(mono_ns);
         if self.limit.is_none() && c.recent.len() > UNLIMITED_WINDOW_CAP {
             c.recent.pop_front();

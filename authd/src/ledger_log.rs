@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use futu_auth_proto::KeyId;
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::{utc_day, Consumption, Ledger, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
@@ -46,8 +47,13 @@ pub const COMPACT_AT_BYTES: u64 = 32 * 1024 * 1024;
 enum Entry {
     /// First line of a journal: its generation.
     Journal { gen: u64 },
-    /// First line of the base: the newest journal generation it includes.
-    Base { covers: u64 },
+    /// First line of the base: the newest journal generation it includes, and the next
+    /// ticket number (so a ticket from before a quiet restart never names a new order).
+    Base {
+        covers: u64,
+        #[serde(default)]
+        next_ticket: u64,
+    },
     /// An allowed order: adds to its day's total, takes a rate slot, has a ticket.
     Consume {
         key_id: KeyId,
@@ -110,11 +116,16 @@ impl Moment {
 struct Journal {
     file: File,
     gen: u64,
+    /// Bytes in the file, header included: where a failed write is cut back to.
+    len: u64,
 }
 
 /// The open log.
 #[derive(Debug)]
 pub struct LedgerLog {
+    /// The exclusive lock on the state directory: two daemons on one ledger would each
+    /// admit up to every cap.
+    _owner: Flock<File>,
     dir: PathBuf,
     journal: Mutex<Journal>,
     /// Held shared around check-and-consume plus append, exclusively by compaction while
@@ -133,12 +144,14 @@ impl LedgerLog {
     pub fn open(state_dir: &Path, ledger: &Ledger, now: Moment) -> io::Result<(LedgerLog, Replay)> {
         fs::create_dir_all(state_dir)
             .map_err(|e| io::Error::new(e.kind(), format!("state dir {}: {e}", state_dir.display())))?;
+        let owner = lock_state_dir(state_dir)?;
         let (replay, newest_gen) = replay_dir(state_dir, ledger, now)?;
         let base_size = write_base(state_dir, &ledger.dump(), newest_gen, now)?;
         remove_journals(state_dir, newest_gen)?;
         let journal = start_journal(state_dir, newest_gen + 1)?;
         Ok((
             LedgerLog {
+                _owner: owner,
                 dir: state_dir.to_owned(),
                 journal: Mutex::new(journal),
                 gate: RwLock::new(()),
@@ -160,13 +173,9 @@ impl LedgerLog {
         self.gate.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends a consumption. Call with [`LedgerLog::gate`] held since the consumption was
-    /// made, and send the Allow only after this returned `Ok`.
-    pub fn append_consumption(&self, c: &Consumption) -> io::Result<()> {
-        self.append_consumptions(&[c])
-    }
-
-    /// Appends consumptions in one write (a burst of orders read together).
+    /// Appends consumptions in one write (a burst of orders read together). Call with
+    /// [`LedgerLog::gate`] held since they were made, and send the Allows only after this
+    /// returned `Ok`.
     pub fn append_consumptions(&self, cs: &[&Consumption]) -> io::Result<()> {
         let mut lines = Vec::with_capacity(cs.len() * 128);
         for c in cs {
@@ -193,7 +202,16 @@ impl LedgerLog {
 
     fn write(&self, lines: &[u8]) -> io::Result<()> {
         let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-        j.file.write_all(lines)?;
+        if let Err(e) = j.file.write_all(lines) {
+            // A write cut short (disk full) must not leave half a line for the next append
+            // to run into: replay would stop there and drop every later order.
+            let len = j.len;
+            if let Err(cut) = j.file.set_len(len) {
+                tracing::error!("ledger journal could not be cut back after a failed write: {cut}");
+            }
+            return Err(e);
+        }
+        j.len += lines.len() as u64;
         self.size.fetch_add(lines.len() as u64, Ordering::Relaxed);
         Ok(())
     }
@@ -243,6 +261,28 @@ impl LedgerLog {
     }
 }
 
+/// Takes `STATE_DIR/.lock` for this process, or fails if another daemon holds it.
+fn lock_state_dir(dir: &Path) -> io::Result<Flock<File>> {
+    let path = dir.join(".lock");
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        io::Error::new(
+            io::ErrorKind::WouldBlock,
+            format!(
+                "state dir {} is in use by another futu-authd ({errno}); two daemons must not share one ledger",
+                dir.display()
+            ),
+        )
+    })
+}
+
 fn push_line(out: &mut Vec<u8>, e: &Entry) -> io::Result<()> {
     serde_json::to_writer(&mut *out, e).map_err(io::Error::other)?;
     out.push(b'\n');
@@ -266,7 +306,8 @@ fn start_journal(dir: &Path, gen: u64) -> io::Result<Journal> {
     let mut header = serde_json::to_vec(&Entry::Journal { gen }).map_err(io::Error::other)?;
     header.push(b'\n');
     file.write_all(&header)?;
-    Ok(Journal { file, gen })
+    let len = file.metadata()?.len();
+    Ok(Journal { file, gen, len })
 }
 
 /// Every journal file in `dir` with its generation (from its first line).
@@ -315,7 +356,13 @@ fn replay_dir(dir: &Path, ledger: &Ledger, now: Moment) -> io::Result<(Replay, u
         Ok(bytes) => {
             let (header, entries, problem) = replay_file(&bytes, ledger, now);
             match header {
-                Some(Entry::Base { covers: c }) => covers = c,
+                Some(Entry::Base {
+                    covers: c,
+                    next_ticket,
+                }) => {
+                    covers = c;
+                    ledger.restore_next_ticket(next_ticket);
+                }
                 _ => problems.push(format!("{BASE_NAME}: no header line")),
             }
             out.entries += entries;
@@ -428,7 +475,10 @@ fn write_base(dir: &Path, dump: &LedgerDump, covers: u64, now: Moment) -> io::Re
         text.push(b'\n');
         Ok(())
     };
-    push(&Entry::Base { covers })?;
+    push(&Entry::Base {
+        covers,
+        next_ticket: dump.next_ticket,
+    })?;
     for (key_id, day, used) in &dump.totals {
         if *day == today && *used > Money::ZERO {
             push(&Entry::Total {
@@ -509,7 +559,7 @@ mod tests {
                 Money(value * 100_000_000),
             )
         });
-        log.append_consumption(&c).unwrap();
+        log.append_consumptions(&[&c]).unwrap();
         c
     }
 
@@ -531,7 +581,8 @@ mod tests {
         // A new process, 20 s later, with another monotonic origin.
         let fresh = Ledger::new();
         let now = at(100, 3630, 3600);
-        let (_log, replay) = LedgerLog::open(dir.path(), &fresh, now).unwrap();
+        let (log, replay) = LedgerLog::open(dir.path(), &fresh, now).unwrap();
+        drop(log);
         assert_eq!(replay.entries, 3);
         assert_eq!(replay.corrupt_tail, None);
         let (in_window, used) = fresh.usage(&key(), now.mono_ns, now.today());
@@ -629,6 +680,7 @@ mod tests {
         }
         let later = at(100, 3700, 5100);
         log.compact(&ledger, || later).unwrap();
+        drop(log);
         let fresh = Ledger::new();
         LedgerLog::open(dir.path(), &fresh, later).unwrap();
         assert_eq!(
@@ -694,5 +746,30 @@ mod tests {
             fresh.usage(&key(), later.mono_ns, later.today()),
             (2, Money(15 * 100_000_000))
         );
+    }
+
+    #[test]
+    fn two_logs_cannot_share_a_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = at(100, 3600, 5000);
+        let (_first, _) = LedgerLog::open(dir.path(), &Ledger::new(), now).unwrap();
+        let err = LedgerLog::open(dir.path(), &Ledger::new(), now).unwrap_err();
+        assert!(err.to_string().contains("in use by another futu-authd"), "{err}");
+    }
+
+    #[test]
+    fn ticket_numbers_continue_after_a_quiet_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::new();
+        let now = at(100, 3600, 5000);
+        let (log, _) = LedgerLog::open(dir.path(), &ledger, now).unwrap();
+        let c = order(&log, &ledger, now, 10);
+        drop(log);
+        // An hour later: the order is out of every window, yet its number is not reused.
+        let later = at(100, 7200, 9000);
+        let fresh = Ledger::new();
+        let (log, _) = LedgerLog::open(dir.path(), &fresh, later).unwrap();
+        let next = order(&log, &fresh, later, 10);
+        assert!(next.ticket > c.ticket, "{} after {}", next.ticket, c.ticket);
     }
 }

@@ -269,15 +269,6 @@ impl Authd {
         }
     }
 
-    /// Answers one request, waiting as long as it takes.
-    pub async fn handle(self: &Arc<Self>, req: Request, peer: Peer, received: Instant) -> Response {
-        match self.answer_all(vec![req], peer, received).pop() {
-            Some(Answer::Now(r)) => r,
-            Some(Answer::Later(f)) => f.await,
-            None => unreachable!("one answer per request"),
-        }
-    }
-
     /// Decides a burst of checks read together and appends the consumptions of the
     /// allowed orders to the ledger log in one write, before anything is answered (group
     /// commit). Any failure is a deny `internal`: a panic for that check, a failed write

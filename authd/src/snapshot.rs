@@ -69,8 +69,16 @@ impl CompiledKey {
         });
         // Caps were checked finite and non-negative when read; too large to hold means no
         // practical cap, but stay exact: clamp to the largest amount.
-        let exact =
-            |c: Option<futu_auth_proto::key::Cap>| c.map(|c| Money::cap(c.get()).unwrap_or(Money(u128::MAX)));
+        // A cap too small to print exactly is no money at all, never no cap.
+        let exact = |c: Option<futu_auth_proto::key::Cap>| {
+            c.map(|c| {
+                Money::cap(c.get()).unwrap_or(if c.get() < 1.0 {
+                    Money::ZERO
+                } else {
+                    Money(u128::MAX)
+                })
+            })
+        };
         let key = CompiledKey {
             id: record.id,
             scopes: record.scopes.iter().fold(0, |acc, s| acc | s.bit()),

@@ -22,7 +22,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::key::{digest, generate_token};
+use crate::key::{digest, generate_token, redact};
 
 /// The only keys.json version this daemon reads and writes.
 pub const KEYS_FILE_VERSION: u32 = 1;
@@ -183,13 +183,15 @@ impl KeysFile {
             let field = e.path().to_string();
             let inner = e.inner();
             let field = if field == "." { String::new() } else { field };
+            // Everything quoted from the file is redacted: a plaintext pasted in the wrong
+            // place must not reach the log, an admin reply or the audit trail.
             StoreError::Invalid(Box::new(InvalidFile {
                 path: path.to_owned(),
                 line: inner.line(),
                 column: inner.column(),
-                key_id: key_id_at(text, &field),
-                message: strip_position(&inner.to_string()),
-                field,
+                key_id: key_id_at(text, &field).map(|id| redact(&id).into_owned()),
+                message: redact(&strip_position(&inner.to_string())).into_owned(),
+                field: redact(&field).into_owned(),
             }))
         })?;
         de.end().map_err(|e| {
@@ -199,7 +201,7 @@ impl KeysFile {
                 column: e.column(),
                 key_id: None,
                 field: String::new(),
-                message: strip_position(&e.to_string()),
+                message: redact(&strip_position(&e.to_string())).into_owned(),
             }))
         })?;
         Ok(file)

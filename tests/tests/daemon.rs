@@ -1402,3 +1402,27 @@ fn a_sighup_with_an_unchanged_keys_file_keeps_the_snapshot_and_a_changed_one_rel
     d.wait_notification(i + 1, "READY=1");
     d.wait_stderr("keys_loaded=2 keys file reloaded (SIGHUP)");
 }
+
+#[tokio::test]
+async fn a_listing_too_large_for_a_frame_is_an_error_and_the_connection_lives_on() {
+    let research = token_for("research");
+    let mut keys = vec![key_json("research", &research, &["qot:read"])];
+    for i in 0..1000 {
+        keys.push(key_json(
+            &format!("k{i:04}"),
+            &token_for(&format!("k{i}")),
+            &["qot:read"],
+        ));
+    }
+    let d = DaemonBuilder::new(&keys).start();
+    let mut c = d.client().await; // the daemon's own user: an administrator
+    match c.request(Request::ListKeys { request_id: 5 }).await {
+        Response::Error {
+            request_id: 5,
+            kind: ErrorKind::Internal,
+            message,
+        } => assert!(message.contains("does not fit in a frame"), "{message}"),
+        other => panic!("expected an error, got {other:?}"),
+    }
+    assert!(c.check(&research, "Qot_GetBasicQot", None).await.is_allow());
+}

@@ -615,3 +615,26 @@ fn every_reason_but_forbidden_and_internal_comes_from_decide() {
         ]
     );
 }
+
+#[test]
+fn a_token_after_a_long_endpoint_prefix_is_redacted_before_it_is_cut() {
+    let endpoint = format!("{}{BOT}", "x".repeat(40));
+    let v = run(RESEARCH, &endpoint, None);
+    let Decision::Deny { detail, .. } = &v.decision else {
+        panic!("denied")
+    };
+    assert!(!detail.contains(&BOT[3..20]), "{detail}");
+}
+
+#[test]
+fn a_cap_too_small_to_hold_is_zero_not_unlimited() {
+    let mut keys = seed_keys();
+    keys[1].limits.max_order_value = Some(Cap::try_from(1e-63).unwrap());
+    let v = decide(
+        &snapshot(keys),
+        &Ledger::new(),
+        &at(10, 0),
+        &check(BOT, "Trd_PlaceOrder", Some(sell(1.0, 1.0))),
+    );
+    assert_eq!(reason(&v), Some(Reason::OrderValue));
+}

@@ -270,3 +270,20 @@ fn a_rate_limited_key_keeps_its_whole_window() {
     }
     assert_eq!(l.usage(&k, 2 * S, 0).0 as usize, UNLIMITED_WINDOW_CAP + 10);
 }
+
+#[test]
+fn a_request_stamped_before_midnight_that_arrives_after_one_stamped_after_never_wipes_the_new_day() {
+    let l = Ledger::new();
+    let k = id("bot");
+    let cap = Some(m(1000));
+    // Day 101 first, then a straggler stamped day 100, then day 101 again.
+    let b = take(&l, &k, S, 101, m(600), None, cap).unwrap();
+    let a = take(&l, &k, S + 1, 100, m(300), None, cap).unwrap();
+    assert_eq!(a.day, 101, "counted against the newer day");
+    assert_eq!(b.day, 101);
+    assert!(
+        take(&l, &k, S + 2, 101, m(600), None, cap).is_err(),
+        "1500 would pass 1000"
+    );
+    assert_eq!(l.usage(&k, S + 3, 101).1, m(900));
+}

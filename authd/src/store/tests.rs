@@ -392,3 +392,19 @@ fn concurrent_writers_lose_no_key() {
     });
     assert_eq!(KeysFile::load(&path).unwrap().keys.len(), 80);
 }
+
+#[test]
+fn a_plaintext_pasted_into_keys_json_is_never_quoted_in_the_error() {
+    let token = "fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f";
+    for (from, to) in [
+        ("\"id\": \"sim-bot\"", format!("\"id\": \"{token}\"")),
+        ("\"acc:read\"", format!("\"{token}\"")),
+        ("\"max_order_value\"", format!("\"{token}\"")),
+        ("\"HK.09988\"", format!("\"HK.{token}\"")),
+    ] {
+        let text = seed_file().replace(from, &to);
+        assert_ne!(text, seed_file());
+        let e = invalid(&text);
+        assert!(!e.to_string().contains("8a3f2b9c"), "{e}");
+    }
+}
