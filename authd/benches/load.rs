@@ -632,7 +632,7 @@ impl Bench {
             size as f64 / (1 << 20) as f64,
             if over {
                 format!(
-                    " > {} MiB compaction threshold: compactions hold order checks (see the stalls above)",
+                    " (past {} MiB: the journal was or will be folded into the base, off the checks' path)",
                     COMPACT_AT_BYTES >> 20
                 )
             } else {
