@@ -264,22 +264,18 @@ impl LedgerLog {
 /// Takes `STATE_DIR/.lock` for this process, or fails if another daemon holds it.
 fn lock_state_dir(dir: &Path) -> io::Result<Flock<File>> {
     let path = dir.join(".lock");
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-    Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
-        io::Error::new(
-            io::ErrorKind::WouldBlock,
-            format!(
-                "state dir {} is in use by another futu-authd ({errno}); two daemons must not share one ledger",
-                dir.display()
-            ),
-        )
+    crate::store::exclusive_lock(&path, None, FlockArg::LockExclusiveNonblock).map_err(|e| {
+        if e.kind() == io::ErrorKind::WouldBlock {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "state dir {} is in use by another futu-authd; two daemons must not share one ledger",
+                    dir.display()
+                ),
+            )
+        } else {
+            io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+        }
     })
 }
 

@@ -344,19 +344,26 @@ pub fn update<T>(
 /// on a sibling file, since keys.json itself is replaced by rename on every save.
 pub fn lock(path: &Path) -> Result<Flock<File>, StoreError> {
     let lock_path = lock_path(path);
+    exclusive_lock(&lock_path, owner_for(path), FlockArg::LockExclusive).map_err(io_err(&lock_path))
+}
+
+/// Opens (creating, mode 0600, handed to `owner` when root) the lock file `path` and takes
+/// an exclusive `flock` on it: waiting with `LockExclusive`, failing at once with
+/// `LockExclusiveNonblock`.
+pub(crate) fn exclusive_lock(
+    path: &Path,
+    owner: Option<(u32, u32)>,
+    how: FlockArg,
+) -> io::Result<Flock<File>> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .open(&lock_path)
-        .map_err(io_err(&lock_path))?;
-    give_to(&f, owner_for(path)).map_err(io_err(&lock_path))?;
-    Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, errno)| StoreError::Io {
-        path: lock_path,
-        source: errno.into(),
-    })
+        .open(path)?;
+    give_to(&f, owner)?;
+    Flock::lock(f, how).map_err(|(_, errno)| errno.into())
 }
 
 /// Who files written for `path` should belong to: the owner of keys.json when it exists,
