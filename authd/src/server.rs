@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::Digest;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -122,10 +121,9 @@ pub async fn run(config: Config) -> Result<(), String> {
             tracing::error!("a file reached the process's size limit (RLIMIT_FSIZE); its writes fail");
         }
     });
-    let text = std::fs::read_to_string(&config.keys_file)
-        .map_err(|e| format!("{}: {e}", config.keys_file.display()))?;
+    let text = store::read_text(&config.keys_file).map_err(|e| e.to_string())?;
     let file = KeysFile::parse(&text, &config.keys_file).map_err(|e| e.to_string())?;
-    let loaded_digest: [u8; 32] = sha2::Sha256::digest(text.as_bytes()).into();
+    let loaded_digest = store::text_digest(&text);
     drop(text);
     if let Some(w) = store::mode_warning(&config.keys_file) {
         tracing::warn!("{w}");

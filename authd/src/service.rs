@@ -17,7 +17,6 @@ use futu_auth_proto::{
     Response, Usage,
 };
 use jiff::Timestamp;
-use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use crate::audit::{Audit, AuditOrder, AuditRecord, Kind, Outcome, TryRecord};
@@ -30,7 +29,7 @@ use crate::money::Money;
 use crate::notify;
 use crate::peer::{AdminPolicy, Peer};
 use crate::snapshot::Snapshot;
-use crate::store::{self, KeysFile, StoreError};
+use crate::store::{self, KeysFile, StoreError, TextDigest};
 
 /// Everything a request handler needs, shared by every connection.
 pub struct Authd {
@@ -56,7 +55,7 @@ pub struct Authd {
     reload_lock: Mutex<()>,
     /// SHA-256 of the keys.json text in service: a reload of the same text (a SIGHUP for
     /// logrotate) keeps the snapshot instead of compiling it again.
-    loaded_digest: std::sync::Mutex<Option<[u8; 32]>>,
+    loaded_digest: std::sync::Mutex<Option<TextDigest>>,
 }
 
 /// The answer to a request: ready now, or once a future completes.
@@ -79,7 +78,7 @@ impl Authd {
     pub fn new(
         keys_file: PathBuf,
         file: KeysFile,
-        loaded_digest: Option<[u8; 32]>,
+        loaded_digest: Option<TextDigest>,
         host: Option<Fingerprint>,
         ledger: Ledger,
         log: LedgerLog,
@@ -122,7 +121,7 @@ impl Authd {
     /// Compiles and swaps in a new snapshot; returns the number of keys and the old
     /// snapshot, to be dropped off the reload's path. Blocking work (a reload of many keys
     /// takes a while to compile): call from a blocking task.
-    fn install(&self, file: KeysFile, text_digest: [u8; 32]) -> (usize, Arc<Snapshot>) {
+    fn install(&self, file: KeysFile, text_digest: TextDigest) -> (usize, Arc<Snapshot>) {
         let snapshot = Snapshot::new(file, self.host.clone());
         let n = snapshot.len();
         let old = self.snapshot.swap(Arc::new(snapshot));
@@ -134,11 +133,8 @@ impl Authd {
     /// Reads keys.json and, unless it is the text already in service, parses and installs
     /// it. `Ok(None)`: unchanged.
     fn load_and_install(&self) -> Result<Option<(usize, Arc<Snapshot>)>, StoreError> {
-        let text = std::fs::read_to_string(&self.keys_file).map_err(|source| StoreError::Io {
-            path: self.keys_file.clone(),
-            source,
-        })?;
-        let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        let text = store::read_text(&self.keys_file)?;
+        let digest = store::text_digest(&text);
         if *self.loaded_digest.lock().unwrap_or_else(|p| p.into_inner()) == Some(digest) {
             return Ok(None);
         }
@@ -512,10 +508,7 @@ impl Authd {
         let _serial = self.reload_lock.lock().await;
         let me = Arc::clone(self);
         let result = tokio::task::spawn_blocking(move || {
-            store::update(&me.keys_file, change).map(|(value, file)| {
-                let digest: [u8; 32] = Sha256::digest(file.to_json().as_bytes()).into();
-                (value, me.install(file, digest).0)
-            })
+            store::update(&me.keys_file, change).map(|u| (u.value, me.install(u.file, u.digest).0))
         })
         .await
         .unwrap_or_else(|e| Err(StoreError::Random(format!("store task failed: {e}"))));

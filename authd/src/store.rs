@@ -21,6 +21,7 @@ use jiff::Timestamp;
 use nix::fcntl::{Flock, FlockArg};
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
+use sha2::Digest;
 
 use crate::key::{digest, generate_token, redact};
 
@@ -209,8 +210,7 @@ impl KeysFile {
 
     /// Reads and parses keys.json.
     pub fn load(path: &Path) -> Result<KeysFile, StoreError> {
-        let text = fs::read_to_string(path).map_err(io_err(path))?;
-        KeysFile::parse(&text, path)
+        KeysFile::parse(&read_text(path)?, path)
     }
 
     /// The text [`KeysFile::save`] writes.
@@ -222,8 +222,8 @@ impl KeysFile {
 
     /// Writes keys.json atomically: temporary file, fsync, rename, fsync of the directory;
     /// mode 0600, and the owner of the file it replaces when run as root. Callers that
-    /// read-modify-write hold the lock ([`update`]).
-    pub fn save(&self, path: &Path) -> Result<(), StoreError> {
+    /// read-modify-write hold the lock ([`update`]). Returns the digest of the text written.
+    pub fn save(&self, path: &Path) -> Result<TextDigest, StoreError> {
         let dir = parent_dir(path);
         let name = path
             .file_name()
@@ -231,18 +231,20 @@ impl KeysFile {
             .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
         let owner = owner_for(path);
-        let write = || -> io::Result<()> {
+        let write = || -> io::Result<TextDigest> {
             let _ = fs::remove_file(&tmp);
             let mut f = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(&tmp)?;
-            f.write_all(self.to_json().as_bytes())?;
+            let text = self.to_json();
+            f.write_all(text.as_bytes())?;
             give_to(&f, owner)?;
             f.sync_all()?;
             fs::rename(&tmp, path)?;
-            File::open(&dir)?.sync_all()
+            File::open(&dir)?.sync_all()?;
+            Ok(text_digest(&text))
         };
         write().map_err(|e| {
             let _ = fs::remove_file(&tmp);
@@ -328,16 +330,40 @@ impl KeysFile {
 pub fn update<T>(
     path: &Path,
     change: impl FnOnce(&mut KeysFile) -> Result<T, StoreError>,
-) -> Result<(T, KeysFile), StoreError> {
+) -> Result<Updated<T>, StoreError> {
     let _lock = lock(path)?;
     let mut file = match fs::read_to_string(path) {
         Ok(text) => KeysFile::parse(&text, path)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => KeysFile::default(),
         Err(e) => return Err(io_err(path)(e)),
     };
-    let out = change(&mut file)?;
-    file.save(path)?;
-    Ok((out, file))
+    let value = change(&mut file)?;
+    let digest = file.save(path)?;
+    Ok(Updated { value, file, digest })
+}
+
+/// What [`update`] did.
+#[derive(Debug)]
+pub struct Updated<T> {
+    /// What the change returned.
+    pub value: T,
+    /// keys.json as saved.
+    pub file: KeysFile,
+    /// The digest of the text saved.
+    pub digest: TextDigest,
+}
+
+/// The SHA-256 of keys.json's text: tells a reload whether anything changed.
+pub type TextDigest = [u8; 32];
+
+/// The digest of keys.json text.
+pub fn text_digest(text: &str) -> TextDigest {
+    sha2::Sha256::digest(text.as_bytes()).into()
+}
+
+/// keys.json's text.
+pub fn read_text(path: &Path) -> Result<String, StoreError> {
+    fs::read_to_string(path).map_err(io_err(path))
 }
 
 /// Takes the exclusive advisory lock for `path` (blocking until it is free). The lock lives

@@ -301,7 +301,16 @@ fn update_creates_a_missing_file_and_refuses_duplicates() {
         note: None,
     };
     let now = Timestamp::from_second(1_776_247_200).unwrap();
-    let ((token, rec), file) = update(&path, |f| f.gen_key(spec("research"), now)).unwrap();
+    let Updated {
+        value: (token, rec),
+        file,
+        digest: written,
+    } = update(&path, |f| f.gen_key(spec("research"), now)).unwrap();
+    assert_eq!(
+        written,
+        text_digest(&fs::read_to_string(&path).unwrap()),
+        "the digest of what was written"
+    );
     assert_eq!(file.keys.len(), 1);
     assert_eq!(rec.hash, digest(&token));
     assert!(

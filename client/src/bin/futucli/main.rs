@@ -232,7 +232,7 @@ async fn gen_key(ctx: &Ctx, g: GenKey) -> Result<u8, Failure> {
         Target::Daemon(c) => c.gen_key(spec).await?,
         Target::File(path) => {
             ensure_dir(&path)?;
-            let ((token, record), _) = store::update(&path, |f| f.gen_key(spec, now))?;
+            let (token, record) = store::update(&path, |f| f.gen_key(spec, now))?.value;
             (token, record, path.display().to_string())
         }
     };
@@ -312,7 +312,7 @@ async fn bind_key(ctx: &Ctx, b: BindKey) -> Result<u8, Failure> {
     };
     let record = match ctx.target().await? {
         Target::Daemon(c) => c.bind_key(&b.id, op).await?,
-        Target::File(path) => store::update(&path, |f| f.bind(&b.id, op))?.0,
+        Target::File(path) => store::update(&path, |f| f.bind(&b.id, op))?.value,
     };
     println!("✅ Key \"{}\" {}", record.id, show::binding_sentence(&record));
     Ok(0)
