@@ -8,7 +8,7 @@
 //! 3. `allowed_machines` is not `[]` — `frozen` — and, when a list, holds this host —
 //!    `machine`;
 //! 4. the endpoint is in the table ([`crate::endpoint`]) — `unknown_endpoint`; an order
-//!    write comes with an order — `bad_order`;
+//!    write comes with an order, and any other endpoint without one — `bad_order`;
 //! 5. the key holds the scope the endpoint needs — `scope`;
 //! 6. local time is inside `hours_window` — `hours`;
 //! 7. for order writes: the order is well formed (qty and price finite and above zero,
@@ -199,14 +199,13 @@ pub fn decide(snapshot: &Snapshot, ledger: &Ledger, now: &Now, req: &Check) -> V
         Err(v) => return v,
     };
     let Some(class) = classify(&req.endpoint) else {
-        let mut shown = String::new();
-        for c in redact(&req.endpoint).chars().take(64) {
-            let _ = write!(shown, "{}", c.escape_debug());
-        }
         return Verdict::deny(
             Reason::UnknownEndpoint,
             Some(key),
-            format!("endpoint \"{shown}\" is not in the daemon's table"),
+            format!(
+                "endpoint \"{}\" is not in the daemon's table",
+                shown_endpoint(&req.endpoint)
+            ),
         );
     };
     let order = match (class, &req.order) {
@@ -218,7 +217,19 @@ pub fn decide(snapshot: &Snapshot, ledger: &Ledger, now: &Now, req: &Check) -> V
             )
         }
         (EndpointClass::OrderWrite, Some(o)) => Some(o),
-        _ => None,
+        // A front-end that maps an order route to a read endpoint by mistake would
+        // otherwise pass every limit without a trace.
+        (_, Some(_)) => {
+            return Verdict::deny(
+                Reason::BadOrder,
+                Some(key),
+                format!(
+                    "{} is not an order write; a check for it must not carry an order",
+                    shown_endpoint(&req.endpoint)
+                ),
+            )
+        }
+        (_, None) => None,
     };
     let scope = class.required_scope(order.map(|o| o.env));
     if let Err(v) = scope_and_hours(key, scope, now) {
@@ -236,6 +247,16 @@ pub fn decide(snapshot: &Snapshot, ledger: &Ledger, now: &Now, req: &Check) -> V
         Ok(value) => consume(key, ledger, now, scope, value, req.dry_run),
         Err(v) => v.with_scope(scope),
     }
+}
+
+/// A caller-supplied endpoint as a detail may quote it: redacted, escaped, at most 64
+/// characters.
+fn shown_endpoint(endpoint: &str) -> String {
+    let mut shown = String::new();
+    for c in redact(endpoint).chars().take(64) {
+        let _ = write!(shown, "{}", c.escape_debug());
+    }
+    shown
 }
 
 /// Step 7: the order's shape, whitelists and per-order cap; returns its value.

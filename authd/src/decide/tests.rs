@@ -234,6 +234,17 @@ fn unlock_needs_trade_unlock() {
 }
 
 #[test]
+fn an_order_attached_to_a_read_endpoint_is_bad_order_naming_the_endpoint() {
+    for e in ["Qot_GetBasicQot", "3004", "Trd_GetFunds", "InitConnect", "Trd_UnlockTrade"] {
+        let v = run(BOT, e, Some(sell(1.0, 1.0)));
+        assert_eq!(reason(&v), Some(Reason::BadOrder), "{e}: {v:?}");
+        let Decision::Deny { detail, .. } = &v.decision else { unreachable!() };
+        assert!(detail.contains(e), "{detail}");
+        assert_eq!(v.consumption, None);
+    }
+}
+
+#[test]
 fn an_order_write_without_an_order_is_bad_order() {
     for e in ["Trd_PlaceOrder", "2202", "Trd_ModifyOrder", "2237"] {
         assert_eq!(reason(&run(BOT, e, None)), Some(Reason::BadOrder), "{e}");
