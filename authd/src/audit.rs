@@ -1,16 +1,20 @@
-//! The audit trail: exactly one record per decision and per admin operation, written off
-//! the decision path.
+//! The audit trail: exactly one record per decision and per admin operation.
 //!
-//! Request handlers send records into a bounded channel; a writer thread drains it in
-//! batches, appends each batch to the JSONL file (O_APPEND, one object a line) and flushes
-//! it before waiting again, so a record reaches the file within one batch (well under
-//! 100 ms). When the channel is full, handlers wait: records are never dropped. The same
-//! records go to journald (tracing-journald, structured fields such as KEY_ID, OUTCOME,
-//! REASON) when enabled. A record never holds a token or a digest.
+//! The audit file (JSONL, one object a line, O_APPEND, mode 0600) is written in the
+//! request's group commit ([`crate::commit`]): a record reaches the file with `write(2)`,
+//! after the ledger entries of its commit and before its answer is sent, so after any
+//! `kill -9` every allow a client saw has its record. The file is fsynced every second, on
+//! rotation and at shutdown (a power loss can cost the last second; a crash of the daemon
+//! costs nothing). [`AuditFile`] is that file; [`settle`] squares it with the ledger at
+//! start. A record never holds a token or a digest.
+//!
+//! journald gets the same records as an extra copy, through a bounded queue and a writer
+//! thread (tracing-journald, structured fields such as KEY_ID, OUTCOME, REASON): handlers
+//! wait when the queue is full, so no record is dropped.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 
@@ -20,20 +24,11 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::key::redact;
+use crate::ledger_log::{AuditMark, Audited};
 use crate::money::Money;
 
-/// Records waiting for the writer; past this, handlers wait.
+/// Records waiting for the journald writer; past this, handlers wait.
 pub const QUEUE_CAPACITY: usize = 65_536;
-
-/// Most records written in one batch.
-const BATCH: usize = 4096;
-
-/// How long the writer sleeps between polls of an empty queue (the most a record waits
-/// before it is written, under load).
-const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// Empty polls (of [`POLL_INTERVAL`]) before the writer parks until the next record.
-const IDLE_POLLS: u32 = 50;
 
 /// The `target` of audit events in tracing, which the journald layer listens to.
 pub const TARGET: &str = "futu_audit";
@@ -216,9 +211,10 @@ impl AuditRecord {
         self
     }
 
-    fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
-        serde_json::to_writer(&mut *out, self)?;
-        out.write_all(b"\n")
+    /// Appends the record as one JSON line to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        serde_json::to_writer(&mut *out, self).expect("an audit record always serializes");
+        out.push(b'\n');
     }
 
     /// Emits the record as a tracing event for the journald layer.
@@ -279,16 +275,149 @@ fn serialize_ts<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::E
     })
 }
 
+/// The audit file, written by the group commit: appends are whole `write(2)` calls, and
+/// one that fails is cut back so the file never holds half a record.
+#[derive(Debug)]
+pub struct AuditFile {
+    path: PathBuf,
+    file: File,
+    /// Bytes in the file: where a failed append is cut back to.
+    len: u64,
+    dev: u64,
+    ino: u64,
+    /// A failed append could not be cut back: that must happen before the next one.
+    dirty: bool,
+}
+
+impl AuditFile {
+    /// Opens (creating, mode 0600) `path` for appending.
+    pub fn open(path: &Path) -> io::Result<AuditFile> {
+        let at = |e: io::Error| io::Error::new(e.kind(), format!("audit log {}: {e}", path.display()));
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(at)?;
+        let meta = file.metadata().map_err(at)?;
+        Ok(AuditFile {
+            path: path.to_owned(),
+            file,
+            len: meta.len(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            dirty: false,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where records of `len` bytes appended now will lie.
+    pub fn mark(&self, len: usize) -> AuditMark {
+        AuditMark {
+            dev: self.dev,
+            ino: self.ino,
+            at: self.len,
+            len: len as u64,
+        }
+    }
+
+    /// Appends `records` (whole lines) in one write. On `Err` nothing of them stays.
+    pub fn append(&mut self, records: &[u8]) -> io::Result<()> {
+        if self.dirty {
+            self.file.set_len(self.len)?;
+            self.dirty = false;
+        }
+        if let Err(e) = self.file.write_all(records) {
+            if self.file.set_len(self.len).is_err() {
+                self.dirty = true;
+            }
+            return Err(e);
+        }
+        self.len += records.len() as u64;
+        Ok(())
+    }
+
+    /// Opens the file at its path again (after logrotate moved it); the old one is
+    /// synced first.
+    pub fn reopen(&mut self) -> io::Result<()> {
+        let _ = self.file.sync_data();
+        *self = AuditFile::open(&self.path)?;
+        Ok(())
+    }
+
+    /// A handle on the open file, for syncing it off the commit lock.
+    pub fn handle(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
+}
+
+/// At start, before the ledger is replayed: whether the audit records of the ledger's
+/// newest commit, at `mark`, reached the audit file (looked up by inode at `path` or among
+/// the files beside it, where logrotate moves it). When they did not (the daemon stopped
+/// between the ledger write and the audit write), any part of them that was written is cut
+/// off, so the file holds no record of an answer that was never sent.
+pub fn settle(path: &Path, mark: &AuditMark) -> Audited {
+    let same = |p: &Path| {
+        fs::metadata(p)
+            .ok()
+            .filter(|m| m.dev() == mark.dev && m.ino() == mark.ino)
+            .map(|m| (p.to_owned(), m.len()))
+    };
+    let found = same(path).or_else(|| {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
+        fs::read_dir(dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .find_map(|e| same(&e.path()))
+    });
+    let Some((file, size)) = found else {
+        return Audited::Unknown;
+    };
+    if size >= mark.at + mark.len {
+        return Audited::Yes;
+    }
+    if size > mark.at {
+        if let Err(e) = OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_len(mark.at))
+        {
+            tracing::error!("cutting unanswered records off {}: {e}", file.display());
+        }
+    }
+    Audited::No
+}
+
+/// At start: cuts a record left half-written by a crash off the end of the audit file, so
+/// every line of it is whole JSON again. Returns how many bytes were cut.
+pub fn tidy_tail(path: &Path) -> io::Result<u64> {
+    let text = match fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let keep = text.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let cut = (text.len() - keep) as u64;
+    if cut > 0 {
+        OpenOptions::new().write(true).open(path)?.set_len(keep as u64)?;
+    }
+    Ok(cut)
+}
+
 enum Cmd {
     Record(Box<AuditRecord>),
-    Reopen(oneshot::Sender<io::Result<()>>),
     Close(oneshot::Sender<()>),
 }
 
-/// The handle request handlers send records through.
+/// The handle request handlers send journald's copy of their records through; a no-op
+/// when journald is off.
 #[derive(Debug, Clone)]
 pub struct Audit {
-    tx: mpsc::Sender<Cmd>,
+    tx: Option<mpsc::Sender<Cmd>>,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -297,57 +426,54 @@ impl std::fmt::Debug for Cmd {
     }
 }
 
-/// The writer thread; [`Audit::close`] stops it.
+/// The journald writer thread; [`Audit::close`] stops it.
 pub struct Writer {
     thread: Option<JoinHandle<()>>,
 }
 
 impl Audit {
-    /// Opens the JSONL file (if any) and starts the writer thread.
-    pub fn start(file: Option<PathBuf>, journald: bool) -> io::Result<(Audit, Writer)> {
-        let sink = match &file {
-            Some(p) => Some(open_append(p)?),
-            None => None,
-        };
+    /// Starts the journald writer thread when `journald` is on.
+    pub fn start(journald: bool) -> io::Result<(Audit, Writer)> {
+        if !journald {
+            return Ok((Audit { tx: None }, Writer { thread: None }));
+        }
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let thread = std::thread::Builder::new()
             .name("futu-audit".into())
-            .spawn(move || write_loop(rx, file, sink, journald))?;
-        Ok((Audit { tx }, Writer { thread: Some(thread) }))
+            .spawn(move || write_loop(rx))?;
+        Ok((Audit { tx: Some(tx) }, Writer { thread: Some(thread) }))
+    }
+
+    /// Whether records go to journald at all (else building them for it is wasted).
+    pub fn is_on(&self) -> bool {
+        self.tx.is_some()
     }
 
     /// Queues a record, waiting while the queue is full. Fails only after [`Audit::close`].
     pub async fn record(&self, rec: impl Into<Box<AuditRecord>>) -> Result<(), AuditClosed> {
-        self.tx
-            .send(Cmd::Record(rec.into()))
-            .await
-            .map_err(|_| AuditClosed)
+        match &self.tx {
+            Some(tx) => tx.send(Cmd::Record(rec.into())).await.map_err(|_| AuditClosed),
+            None => Ok(()),
+        }
     }
 
     /// Queues a record if there is room now.
     pub fn try_record(&self, rec: AuditRecord) -> Result<(), TryRecord> {
-        match self.tx.try_send(Cmd::Record(Box::new(rec))) {
+        let Some(tx) = &self.tx else { return Ok(()) };
+        match tx.try_send(Cmd::Record(Box::new(rec))) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(Cmd::Record(rec))) => Err(TryRecord::Full(rec)),
             Err(_) => Err(TryRecord::Closed),
         }
     }
 
-    /// Reopens the file (after logrotate moved it), once what is queued before is written.
-    pub async fn reopen(&self) -> io::Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Reopen(tx))
-            .await
-            .map_err(|_| io::Error::other("audit writer stopped"))?;
-        rx.await.map_err(|_| io::Error::other("audit writer stopped"))?
-    }
-
-    /// Writes and flushes everything queued, then stops the writer.
+    /// Sends everything queued to journald, then stops the writer.
     pub async fn close(&self, mut writer: Writer) {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Cmd::Close(tx)).await.is_ok() {
-            let _ = rx.await;
+        if let Some(tx) = &self.tx {
+            let (done, rx) = oneshot::channel();
+            if tx.send(Cmd::Close(done)).await.is_ok() {
+                let _ = rx.await;
+            }
         }
         if let Some(t) = writer.thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
@@ -369,88 +495,13 @@ pub enum TryRecord {
 #[error("the audit writer has stopped")]
 pub struct AuditClosed;
 
-fn open_append(path: &Path) -> io::Result<BufWriter<File>> {
-    let f = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("audit log {}: {e}", path.display())))?;
-    Ok(BufWriter::with_capacity(256 * 1024, f))
-}
-
-fn write_loop(
-    mut rx: mpsc::Receiver<Cmd>,
-    path: Option<PathBuf>,
-    mut sink: Option<BufWriter<File>>,
-    journald: bool,
-) {
-    let mut batch: Vec<Cmd> = Vec::with_capacity(BATCH);
-    let mut idle_polls = 0u32;
-    loop {
-        // Under load the writer polls: a sender then never has to wake it (a futex call
-        // and a context switch per record). After IDLE_POLLS empty polls it parks until the
-        // next record instead, so an idle daemon does not spin.
-        match rx.try_recv() {
-            Ok(c) => {
-                idle_polls = 0;
-                batch.push(c);
-            }
-            Err(mpsc::error::TryRecvError::Empty) if idle_polls < IDLE_POLLS => {
-                idle_polls += 1;
-                std::thread::sleep(POLL_INTERVAL);
-                continue;
-            }
-            Err(mpsc::error::TryRecvError::Empty) => match rx.blocking_recv() {
-                Some(c) => {
-                    idle_polls = 0;
-                    batch.push(c);
-                }
-                None => return,
-            },
-            Err(mpsc::error::TryRecvError::Disconnected) => return,
-        }
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(c) => batch.push(c),
-                Err(_) => break,
-            }
-        }
-        for cmd in batch.drain(..) {
-            match cmd {
-                Cmd::Record(rec) => {
-                    if let Some(out) = sink.as_mut() {
-                        if let Err(e) = rec.write_json(out) {
-                            tracing::error!("audit log write failed: {e}");
-                        }
-                    }
-                    if journald {
-                        rec.emit_journald();
-                    }
-                }
-                Cmd::Reopen(done) => {
-                    let result = match (&path, sink.as_mut()) {
-                        (Some(p), Some(out)) => out.flush().and_then(|()| open_append(p)).map(|new| {
-                            sink = Some(new);
-                        }),
-                        _ => Ok(()),
-                    };
-                    let _ = done.send(result);
-                }
-                Cmd::Close(done) => {
-                    if let Some(out) = sink.as_mut() {
-                        if let Err(e) = out.flush().and_then(|()| out.get_ref().sync_all()) {
-                            tracing::error!("audit log flush failed: {e}");
-                        }
-                    }
-                    let _ = done.send(());
-                    return;
-                }
-            }
-        }
-        if let Some(out) = sink.as_mut() {
-            if let Err(e) = out.flush() {
-                tracing::error!("audit log flush failed: {e}");
+fn write_loop(mut rx: mpsc::Receiver<Cmd>) {
+    while let Some(cmd) = rx.blocking_recv() {
+        match cmd {
+            Cmd::Record(rec) => rec.emit_journald(),
+            Cmd::Close(done) => {
+                let _ = done.send(());
+                return;
             }
         }
     }
@@ -496,78 +547,85 @@ mod tests {
         assert_eq!(r.endpoint, "fc_<redacted>");
     }
 
-    #[tokio::test]
-    async fn records_reach_the_file_in_order_and_close_flushes_them() {
+    fn line(endpoint: &str, request_id: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut r = AuditRecord::new(Kind::Check, endpoint, Outcome::Allow, request_id, peer()).iface(Iface::Rest);
+        r.key_id = Some("sim-bot".parse().unwrap());
+        r.write_json(&mut out);
+        out
+    }
+
+    #[test]
+    fn appended_records_are_in_the_file_at_once_and_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let (audit, writer) = Audit::start(Some(path.clone()), false).unwrap();
-        for i in 0..1000 {
-            let mut r =
-                AuditRecord::new(Kind::Check, "Trd_PlaceOrder", Outcome::Allow, i, peer()).iface(Iface::Rest);
-            r.key_id = Some("sim-bot".parse().unwrap());
-            audit.record(r).await.unwrap();
+        let mut f = AuditFile::open(&path).unwrap();
+        for i in 0..100 {
+            f.append(&line("Trd_PlaceOrder", i)).unwrap();
         }
-        audit.close(writer).await;
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines.len(), 1000);
-        assert_eq!(lines[999]["request_id"], 999);
+        assert_eq!(lines.len(), 100, "written before append returned, no flush needed");
+        assert_eq!(lines[99]["request_id"], 99);
         assert_eq!(lines[0]["outcome"], "allow");
         assert_eq!(lines[0]["key_id"], "sim-bot");
         assert_eq!(lines[0]["iface"], "rest");
         assert_eq!(lines[0]["peer_pid"], 4242);
         assert!(lines[0]["reason"].is_null());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
-    #[tokio::test]
-    async fn records_are_flushed_without_waiting_for_close() {
+    #[test]
+    fn reopen_follows_a_rotated_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let (audit, writer) = Audit::start(Some(path.clone()), false).unwrap();
-        audit
-            .record(AuditRecord::new(
-                Kind::Admin,
-                "ListKeys",
-                Outcome::Allow,
-                7,
-                peer(),
-            ))
-            .await
-            .unwrap();
-        let mut seen = false;
-        for _ in 0..100 {
-            if std::fs::read_to_string(&path)
-                .unwrap()
-                .contains("\"request_id\":7")
-            {
-                seen = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert!(seen, "the record reached the file while the daemon runs");
-        audit.close(writer).await;
-    }
-
-    #[tokio::test]
-    async fn reopen_follows_a_rotated_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let (audit, writer) = Audit::start(Some(path.clone()), false).unwrap();
-        audit
-            .record(AuditRecord::new(Kind::Admin, "A", Outcome::Allow, 1, peer()))
-            .await
-            .unwrap();
+        let mut f = AuditFile::open(&path).unwrap();
+        f.append(&line("A", 1)).unwrap();
         std::fs::rename(&path, dir.path().join("audit.jsonl.1")).unwrap();
-        audit.reopen().await.unwrap();
-        audit
-            .record(AuditRecord::new(Kind::Admin, "B", Outcome::Allow, 2, peer()))
-            .await
-            .unwrap();
-        audit.close(writer).await;
+        f.append(&line("B", 2)).unwrap();
+        f.reopen().unwrap();
+        f.append(&line("C", 3)).unwrap();
         let old = std::fs::read_to_string(dir.path().join("audit.jsonl.1")).unwrap();
         let new = std::fs::read_to_string(&path).unwrap();
-        assert!(old.contains("\"endpoint\":\"A\"") && !old.contains("\"endpoint\":\"B\""));
-        assert!(new.contains("\"endpoint\":\"B\"") && !new.contains("\"endpoint\":\"A\""));
+        assert!(old.contains("\"endpoint\":\"A\"") && old.contains("\"endpoint\":\"B\""));
+        assert!(new.contains("\"endpoint\":\"C\"") && !new.contains("\"endpoint\":\"A\""));
+    }
+
+    #[test]
+    fn settle_finds_the_records_of_the_last_commit_or_cuts_their_remains() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut f = AuditFile::open(&path).unwrap();
+        f.append(&line("A", 1)).unwrap();
+        let rec = line("B", 2);
+        let mark = f.mark(rec.len());
+        // Written whole: counted, even after logrotate moved the file.
+        f.append(&rec).unwrap();
+        assert_eq!(settle(&path, &mark), Audited::Yes);
+        let rotated = dir.path().join("audit.jsonl.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        assert_eq!(settle(&path, &mark), Audited::Yes);
+        // Half written: not counted, and the half is cut off.
+        let whole = std::fs::metadata(&rotated).unwrap().len();
+        OpenOptions::new().write(true).open(&rotated).unwrap().set_len(whole - 5).unwrap();
+        assert_eq!(settle(&path, &mark), Audited::No);
+        assert_eq!(std::fs::metadata(&rotated).unwrap().len(), mark.at);
+        // Gone: unknown, so the commit counts (the safe side).
+        std::fs::remove_file(&rotated).unwrap();
+        assert_eq!(settle(&path, &mark), Audited::Unknown);
+    }
+
+    #[test]
+    fn a_half_written_last_line_is_cut_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let mut text = line("A", 1);
+        text.extend_from_slice(b"{\"ts\":\"2026");
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(tidy_tail(&path).unwrap(), 11);
+        assert!(std::fs::read_to_string(&path).unwrap().ends_with("}\n"));
+        assert_eq!(tidy_tail(&path).unwrap(), 0);
+        assert_eq!(tidy_tail(&dir.path().join("absent")).unwrap(), 0);
     }
 }

@@ -5,6 +5,10 @@
 //! revoked and made again under the same id keeps its day's total). Check-and-consume for
 //! one key happens under that key's mutex: N threads racing one key are admitted exactly as
 //! often as its limits allow.
+//!
+//! A consumption or release that could not be made durable is undone
+//! ([`Ledger::undo_consumption`], [`Ledger::undo_release`]): a refused order leaves no
+//! trace in the counters, the usage figures or later decisions.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,6 +17,7 @@ use dashmap::DashMap;
 use futu_auth_proto::{ErrorKind, KeyId};
 
 use crate::money::Money;
+use crate::ticket::TicketCipher;
 
 /// The sliding window of `max_orders_per_minute`.
 pub const RATE_WINDOW_NS: u64 = 60_000_000_000;
@@ -97,7 +102,10 @@ pub enum LimitCheck {
 pub struct Consumption {
     /// The key.
     pub key_id: KeyId,
-    /// The ticket handed out with the Allow.
+    /// The ledger's own number for the order: consecutive, kept in the journal, never shown
+    /// to a client.
+    pub number: u64,
+    /// The ticket handed out with the Allow: `number` encrypted ([`crate::ticket`]).
     pub ticket: u64,
     /// Monotonic time of the order (ns).
     pub mono_ns: u64,
@@ -133,6 +141,8 @@ impl Ticket {
 /// What a release did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Released {
+    /// The ledger number of the released order (what the journal records).
+    pub number: u64,
     /// The key whose total went down.
     pub key_id: KeyId,
     /// The value refunded (zero when the order's day is over).
@@ -176,6 +186,8 @@ pub struct LedgerDump {
     pub recent: Vec<(Consumption, bool)>,
     /// The next ticket number, so numbers are never handed out twice across restarts.
     pub next_ticket: u64,
+    /// The key of the ticket cipher, so tickets stay releasable across restarts.
+    pub ticket_key: [u8; 16],
 }
 
 /// Every key's counters and the outstanding tickets.
@@ -195,6 +207,8 @@ struct TicketBook {
     ring: VecDeque<Option<Ticket>>,
     /// The next number to hand out.
     next: u64,
+    /// Turns numbers into the tickets clients see, and back.
+    cipher: TicketCipher,
 }
 
 impl TicketBook {
@@ -257,7 +271,7 @@ pub struct KeySlot<'a> {
 }
 
 impl Ledger {
-    /// An empty ledger; tickets start at 1.
+    /// An empty ledger; numbers start at 1, tickets are encrypted under a fresh key.
     pub fn new() -> Ledger {
         Ledger {
             keys: DashMap::new(),
@@ -265,8 +279,19 @@ impl Ledger {
                 base: 1,
                 ring: VecDeque::new(),
                 next: 1,
+                cipher: TicketCipher::random(),
             }),
         }
+    }
+
+    /// Uses the ticket cipher key kept with a restored ledger.
+    pub fn restore_ticket_key(&self, key: [u8; 16]) {
+        lock(&self.tickets).cipher = TicketCipher::from_key(key);
+    }
+
+    /// The ticket a client holds for ledger number `number`.
+    pub fn public_ticket(&self, number: u64) -> u64 {
+        lock(&self.tickets).cipher.ticket(number)
     }
 
     /// The counters of `key_id`, made empty if it has none yet.
@@ -298,15 +323,57 @@ impl Ledger {
         })
     }
 
-    /// Refunds a ticket's value to its key's daily total: once, within the window.
+    /// Refunds the value of the order a client's `ticket` names to its key's daily total:
+    /// once, within the window.
     pub fn release(&self, ticket: u64, mono_ns: u64) -> Result<Released, ReleaseError> {
-        self.refund(ticket, Some(mono_ns))
+        let number = lock(&self.tickets).cipher.number(ticket);
+        self.refund(number, Some(mono_ns))
     }
 
-    fn refund(&self, ticket: u64, within_window_at: Option<u64>) -> Result<Released, ReleaseError> {
+    /// Takes back a release that could not be made durable: the ticket is outstanding
+    /// again and its value counts again (if its day is still the key's day).
+    pub fn undo_release(&self, r: &Released) {
+        if let Some(t) = lock(&self.tickets).get_mut(r.number) {
+            t.released = false;
+        }
+        let counters = self.counters(&r.key_id);
+        let mut c = lock(&counters);
+        if c.day == r.day {
+            c.used = c.used.checked_add(r.refunded).unwrap_or(Money(u128::MAX));
+        }
+    }
+
+    /// Takes back a consumption that could not be made durable, as if the order had never
+    /// been allowed: its rate slot, its value in the day's total and its ticket go.
+    pub fn undo_consumption(&self, c: &Consumption) {
+        {
+            let counters = self.counters(&c.key_id);
+            let mut k = lock(&counters);
+            // The newest entry with this time is the one to go (times are pushed in order;
+            // an equal time from another order is indistinguishable and as good).
+            if let Some(i) = k.recent.iter().rposition(|t| *t == c.mono_ns) {
+                k.recent.remove(i);
+            }
+            if k.day == c.day {
+                k.used = k.used.saturating_sub(c.value);
+            }
+        }
+        let mut book = lock(&self.tickets);
+        if let Some(i) = c
+            .number
+            .checked_sub(book.base)
+            .and_then(|i| usize::try_from(i).ok())
+        {
+            if let Some(slot) = book.ring.get_mut(i) {
+                *slot = None;
+            }
+        }
+    }
+
+    fn refund(&self, number: u64, within_window_at: Option<u64>) -> Result<Released, ReleaseError> {
         let t = {
             let mut book = lock(&self.tickets);
-            let t = book.get_mut(ticket).ok_or(ReleaseError::Unknown)?;
+            let t = book.get_mut(number).ok_or(ReleaseError::Unknown)?;
             if t.released {
                 return Err(ReleaseError::AlreadyReleased);
             }
@@ -327,6 +394,7 @@ impl Ledger {
         };
         c.used = c.used.saturating_sub(refunded);
         Ok(Released {
+            number,
             key_id: t.key_id,
             refunded,
             day: t.day,
@@ -366,18 +434,19 @@ impl Ledger {
         }
         let mut book = lock(&self.tickets);
         book.forget_before(now_mono_ns);
-        book.next = book.next.max(c.ticket + 1);
+        book.next = book.next.max(c.number + 1);
         if now_mono_ns.saturating_sub(c.mono_ns) < RELEASE_WINDOW_NS {
             let mut t = Ticket::of(c);
             t.released = released;
-            book.put(c.ticket, t);
+            book.put(c.number, t);
         }
     }
 
-    /// Replays a release read back from the ledger log (it was within its window when it
-    /// was made; a ticket already released or forgotten changes nothing).
-    pub fn restore_release(&self, ticket: u64) {
-        let _ = self.refund(ticket, None);
+    /// Replays a release of ledger number `number` read back from the ledger log (it was
+    /// within its window when it was made; a ticket already released or forgotten changes
+    /// nothing).
+    pub fn restore_release(&self, number: u64) {
+        let _ = self.refund(number, None);
     }
 
     /// Every key's day and total, and every ticket still in its release window: what
@@ -401,7 +470,8 @@ impl Ledger {
                 (
                     Consumption {
                         key_id: t.key_id.clone(),
-                        ticket: number,
+                        number,
+                        ticket: book.cipher.ticket(number),
                         mono_ns: t.issued_mono_ns,
                         unix_ns: 0,
                         day: t.day,
@@ -415,6 +485,7 @@ impl Ledger {
             totals,
             recent,
             next_ticket: book.next,
+            ticket_key: book.cipher.key(),
         }
     }
 
@@ -427,8 +498,8 @@ impl Ledger {
         }
     }
 
-    /// Hands out the next ticket for a consumption made now.
-    fn issue_ticket(&self, key_id: &KeyId, mono_ns: u64, day: i64, value: Money) -> u64 {
+    /// Hands out the next ledger number and its ticket for a consumption made now.
+    fn issue_ticket(&self, key_id: &KeyId, mono_ns: u64, day: i64, value: Money) -> (u64, u64) {
         let mut book = lock(&self.tickets);
         book.forget_before(mono_ns);
         let number = book.next;
@@ -442,7 +513,7 @@ impl Ledger {
                 released: false,
             },
         );
-        number
+        (number, book.cipher.ticket(number))
     }
 }
 
@@ -487,9 +558,11 @@ impl KeySlot<'_> {
             c.recent.pop_front();
         }
         c.used = c.used.checked_add(value).unwrap_or(Money(u128::MAX));
+        let (number, ticket) = self.ledger.issue_ticket(self.key_id, mono_ns, day, value);
         Consumption {
             key_id: self.key_id.clone(),
-            ticket: self.ledger.issue_ticket(self.key_id, mono_ns, day, value),
+            number,
+            ticket,
             mono_ns,
             unix_ns,
             day,

@@ -2,8 +2,14 @@
 //! a `kill -9` at any moment.
 //!
 //! Every consumption and every release is appended to the journal
-//! `STATE_DIR/ledger.log` (one JSON object a line, a single `write` each) before the
-//! Allow or the Released is sent, so whatever a client was told has reached the kernel.
+//! `STATE_DIR/ledger.log` (one JSON object a line) before the Allow or the Released is
+//! sent, so whatever a client was told has reached the kernel. The entries of one group
+//! commit ([`crate::commit`]) are one `write`, led by a `commit` line that counts them and
+//! says where the commit's audit records go in the audit file ([`AuditMark`]). The audit
+//! records are written right after, so after a `kill -9` only the newest commit can lack
+//! them; at start that commit is counted only if its records reached the audit file
+//! ([`Audited`]) — so the ledger and the audit trail never disagree about what was
+//! allowed. A commit cut short by the crash is not counted either.
 //!
 //! The journal is compacted into `STATE_DIR/ledger.base`: one total per key for today
 //! plus the orders still inside the release window (earlier UTC days are dropped). Every
@@ -29,6 +35,7 @@ use futu_auth_proto::KeyId;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+
 use crate::ledger::{utc_day, Consumption, Ledger, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
 use crate::money::Money;
 
@@ -53,7 +60,14 @@ enum Entry {
         covers: u64,
         #[serde(default)]
         next_ticket: u64,
+        /// The ticket cipher's key, 32 hex digits (absent in bases written before tickets
+        /// were encrypted: a new key is made, and tickets from before cannot be released).
+        #[serde(default)]
+        ticket_key: Option<String>,
     },
+    /// Leads the entries of one group commit: how many follow, and where the commit's
+    /// audit records were to be written (none when there is no audit file).
+    Commit { entries: u32, audit: Option<AuditMark> },
     /// An allowed order: adds to its day's total, takes a rate slot, has a ticket.
     Consume {
         key_id: KeyId,
@@ -77,6 +91,33 @@ enum Entry {
     },
 }
 
+/// Where a commit's audit records go: the audit file (by device and inode, which a
+/// rotation by rename keeps) and the byte range they take in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditMark {
+    /// `st_dev` of the audit file.
+    pub dev: u64,
+    /// `st_ino` of the audit file.
+    pub ino: u64,
+    /// Its size before the records were appended.
+    pub at: u64,
+    /// The records' length in bytes.
+    pub len: u64,
+}
+
+/// Whether the newest commit's audit records reached the audit file, as found at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audited {
+    /// They are all there: the commit counts.
+    Yes,
+    /// They are not (the daemon stopped between the ledger write and the audit write):
+    /// nobody was answered, so the commit does not count.
+    No,
+    /// The audit file cannot be found any more: the commit counts (the safe side).
+    Unknown,
+}
+
 /// What opening the log found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replay {
@@ -85,6 +126,9 @@ pub struct Replay {
     /// Why a tail was not used, if one was not (e.g. `ledger.log line 812: EOF while
     /// parsing`); one line per file.
     pub corrupt_tail: Option<String>,
+    /// Entries of a last commit that were not counted because its audit records were
+    /// never written.
+    pub unaudited: usize,
 }
 
 /// The wall and monotonic clocks at one moment, to translate logged wall times.
@@ -118,6 +162,20 @@ struct Journal {
     gen: u64,
     /// Bytes in the file, header included: where a failed write is cut back to.
     len: u64,
+    /// Set when a failed write could not be cut back: the file holds bytes past `len`
+    /// that must go before anything else is appended.
+    dirty: bool,
+}
+
+impl Journal {
+    /// Cuts the file back to `len` if a failed write left bytes past it.
+    fn repair(&mut self) -> io::Result<()> {
+        if self.dirty {
+            self.file.set_len(self.len)?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
 }
 
 /// The open log.
@@ -140,12 +198,18 @@ pub struct LedgerLog {
 
 impl LedgerLog {
     /// Opens the log in `state_dir`, replays it into `ledger`, writes a fresh base and
-    /// starts a new journal.
-    pub fn open(state_dir: &Path, ledger: &Ledger, now: Moment) -> io::Result<(LedgerLog, Replay)> {
+    /// starts a new journal. `audited` tells whether the newest commit's audit records
+    /// were written (see [`Audited`]).
+    pub fn open(
+        state_dir: &Path,
+        ledger: &Ledger,
+        now: Moment,
+        audited: &dyn Fn(&AuditMark) -> Audited,
+    ) -> io::Result<(LedgerLog, Replay)> {
         fs::create_dir_all(state_dir)
             .map_err(|e| io::Error::new(e.kind(), format!("state dir {}: {e}", state_dir.display())))?;
         let owner = lock_state_dir(state_dir)?;
-        let (replay, newest_gen) = replay_dir(state_dir, ledger, now)?;
+        let (replay, newest_gen) = replay_dir(state_dir, ledger, now, audited)?;
         let base_size = write_base(state_dir, &ledger.dump(), newest_gen, now)?;
         remove_journals(state_dir, newest_gen)?;
         let journal = start_journal(state_dir, newest_gen + 1)?;
@@ -173,47 +237,50 @@ impl LedgerLog {
         self.gate.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends consumptions in one write (a burst of orders read together). Call with
-    /// [`LedgerLog::gate`] held since they were made, and send the Allows only after this
-    /// returned `Ok`.
-    pub fn append_consumptions(&self, cs: &[&Consumption]) -> io::Result<()> {
-        let mut lines = Vec::with_capacity(cs.len() * 128);
-        for c in cs {
-            push_line(
-                &mut lines,
-                &Entry::Consume {
-                    key_id: c.key_id.clone(),
-                    ticket: c.ticket,
-                    unix_ns: clamp_i64(c.unix_ns),
-                    day: c.day,
-                    value: c.value.0,
-                },
-            )?;
-        }
-        self.write(&lines)
-    }
-
-    /// Appends a release, under the gate, before the Released is sent.
-    pub fn append_release(&self, ticket: u64) -> io::Result<()> {
-        let mut line = Vec::new();
-        push_line(&mut line, &Entry::Release { ticket })?;
-        self.write(&line)
-    }
-
-    fn write(&self, lines: &[u8]) -> io::Result<()> {
+    /// Appends the entries of one commit (made with [`Entries`]) in one write, led by
+    /// their `commit` line; returns the journal's length before, for
+    /// [`LedgerLog::cut_back`]. Call with [`LedgerLog::gate`] held since the entries were
+    /// made, under the commit lock, and send the answers only after the commit's audit
+    /// records are written too. On `Err` nothing of the commit stays in the journal.
+    pub fn append(&self, entries: &Entries, audit: Option<AuditMark>) -> io::Result<u64> {
+        let mut bytes = Vec::with_capacity(64 + entries.bytes.len());
+        push_line(
+            &mut bytes,
+            &Entry::Commit {
+                entries: entries.count,
+                audit,
+            },
+        )?;
+        bytes.extend_from_slice(&entries.bytes);
         let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = j.file.write_all(lines) {
+        j.repair()?;
+        let before = j.len;
+        if let Err(e) = j.file.write_all(&bytes) {
             // A write cut short (disk full) must not leave half a line for the next append
             // to run into: replay would stop there and drop every later order.
-            let len = j.len;
-            if let Err(cut) = j.file.set_len(len) {
+            if let Err(cut) = j.file.set_len(before) {
                 tracing::error!("ledger journal could not be cut back after a failed write: {cut}");
+                j.dirty = true;
             }
             return Err(e);
         }
-        j.len += lines.len() as u64;
-        self.size.fetch_add(lines.len() as u64, Ordering::Relaxed);
-        Ok(())
+        j.len += bytes.len() as u64;
+        self.size.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(before)
+    }
+
+    /// Takes back the last [`LedgerLog::append`] (whose audit records could not be
+    /// written): the journal is cut back to `before`, its length then. If the cut fails,
+    /// it is tried again before the next append, and appends fail until it works.
+    pub fn cut_back(&self, before: u64) {
+        let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        let written = j.len.saturating_sub(before);
+        j.len = before;
+        self.size.fetch_sub(written.min(self.size.load(Ordering::Relaxed)), Ordering::Relaxed);
+        j.dirty = true;
+        if let Err(e) = j.repair() {
+            tracing::error!("ledger journal could not be cut back after a failed audit write: {e}");
+        }
     }
 
     /// Whether the journal has grown past [`COMPACT_AT_BYTES`] and the last base, and no
@@ -251,13 +318,16 @@ impl LedgerLog {
         result.map_err(|e| io::Error::new(e.kind(), format!("compacting {}: {e}", self.dir.display())))
     }
 
-    /// Flushes the journal to disk (at shutdown).
+    /// Flushes the journal to disk, holding its lock only to take a handle (appends go on
+    /// meanwhile).
     pub fn sync(&self) -> io::Result<()> {
-        self.journal
+        let handle = self
+            .journal
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .file
-            .sync_all()
+            .try_clone()?;
+        handle.sync_data()
     }
 }
 
@@ -277,6 +347,51 @@ fn lock_state_dir(dir: &Path) -> io::Result<Flock<File>> {
             io::Error::new(e.kind(), format!("{}: {e}", path.display()))
         }
     })
+}
+
+/// The entries of one commit, encoded before the commit lock is taken.
+#[derive(Debug, Default)]
+pub struct Entries {
+    bytes: Vec<u8>,
+    count: u32,
+}
+
+impl Entries {
+    /// No entries yet.
+    pub fn new() -> Entries {
+        Entries::default()
+    }
+
+    /// How many entries.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Adds an allowed order.
+    pub fn consume(&mut self, c: &Consumption) {
+        self.push(&Entry::Consume {
+            key_id: c.key_id.clone(),
+            ticket: c.number,
+            unix_ns: clamp_i64(c.unix_ns),
+            day: c.day,
+            value: c.value.0,
+        });
+    }
+
+    /// Adds a release of ledger number `number`.
+    pub fn release(&mut self, number: u64) {
+        self.push(&Entry::Release { ticket: number });
+    }
+
+    fn push(&mut self, e: &Entry) {
+        push_line(&mut self.bytes, e).expect("ledger entries always serialize");
+        self.count += 1;
+    }
 }
 
 fn push_line(out: &mut Vec<u8>, e: &Entry) -> io::Result<()> {
@@ -303,7 +418,12 @@ fn start_journal(dir: &Path, gen: u64) -> io::Result<Journal> {
     header.push(b'\n');
     file.write_all(&header)?;
     let len = file.metadata()?.len();
-    Ok(Journal { file, gen, len })
+    Ok(Journal {
+        file,
+        gen,
+        len,
+        dirty: false,
+    })
 }
 
 /// Every journal file in `dir` with its generation (from its first line).
@@ -343,21 +463,32 @@ fn remove_journals(dir: &Path, up_to_gen: u64) -> io::Result<()> {
 
 /// Replays the base and every newer journal; returns what was found and the newest
 /// generation seen (0 when none).
-fn replay_dir(dir: &Path, ledger: &Ledger, now: Moment) -> io::Result<(Replay, u64)> {
+fn replay_dir(
+    dir: &Path,
+    ledger: &Ledger,
+    now: Moment,
+    audited: &dyn Fn(&AuditMark) -> Audited,
+) -> io::Result<(Replay, u64)> {
     let mut out = Replay::default();
     let mut problems = Vec::new();
     let mut covers = 0;
     let base = dir.join(BASE_NAME);
     match fs::read(&base) {
         Ok(bytes) => {
-            let (header, entries, problem) = replay_file(&bytes, ledger, now);
+            let (header, entries, problem) = replay_file(&bytes, ledger, now, None, &mut 0);
             match header {
                 Some(Entry::Base {
                     covers: c,
                     next_ticket,
+                    ticket_key,
                 }) => {
                     covers = c;
                     ledger.restore_next_ticket(next_ticket);
+                    match ticket_key.as_deref().map(parse_key) {
+                        Some(Some(key)) => ledger.restore_ticket_key(key),
+                        Some(None) => problems.push(format!("{BASE_NAME}: malformed ticket_key")),
+                        None => {}
+                    }
                 }
                 _ => problems.push(format!("{BASE_NAME}: no header line")),
             }
@@ -368,13 +499,18 @@ fn replay_dir(dir: &Path, ledger: &Ledger, now: Moment) -> io::Result<(Replay, u
         Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", base.display()))),
     }
     let mut newest = covers;
-    for (gen, path) in journals(dir)? {
+    let found = journals(dir)?;
+    let last = found.last().map(|(gen, _)| *gen);
+    for (gen, path) in found {
         newest = newest.max(gen);
         if gen <= covers {
             continue; // already in the base: a compaction ended before removing it
         }
         let bytes = fs::read(&path)?;
-        let (_, entries, problem) = replay_file(&bytes, ledger, now);
+        // Only the newest journal's last commit can lack its audit records: every earlier
+        // commit had its records written before the next one began.
+        let check = (Some(gen) == last).then_some(audited);
+        let (_, entries, problem) = replay_file(&bytes, ledger, now, check, &mut out.unaudited);
         out.entries += entries;
         let name = path
             .file_name()
@@ -386,50 +522,126 @@ fn replay_dir(dir: &Path, ledger: &Ledger, now: Moment) -> io::Result<(Replay, u
     Ok((out, newest))
 }
 
+fn parse_key(hex: &str) -> Option<[u8; 16]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 32 {
+        return None;
+    }
+    let mut key = [0u8; 16];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let text = std::str::from_utf8(pair).ok()?;
+        key[i] = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(key)
+}
+
+fn key_hex(key: &[u8; 16]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Replays one file's lines after its header until the first that is not a complete,
-/// valid entry. Returns the header, the entries replayed and what stopped it.
-fn replay_file(bytes: &[u8], ledger: &Ledger, now: Moment) -> (Option<Entry>, usize, Option<String>) {
+/// valid entry. The entries of a commit are applied once all of them were read; when
+/// `audited` is given (the newest journal), the file's last commit is applied only if its
+/// audit records were written, and the entries it leaves out are added to `unaudited`.
+/// Returns the header, the entries replayed and what stopped it.
+fn replay_file(
+    bytes: &[u8],
+    ledger: &Ledger,
+    now: Moment,
+    audited: Option<&dyn Fn(&AuditMark) -> Audited>,
+    unaudited: &mut usize,
+) -> (Option<Entry>, usize, Option<String>) {
     let today = now.today();
     let mut header = None;
     let mut entries = 0;
     let mut rest = bytes;
     let mut line_no = 0;
+    // The commit being read: its audit mark, how many entries it announced, those read.
+    let mut open: Option<(Option<AuditMark>, u32, Vec<Entry>)> = None;
+    // The last complete commit, held back until something follows it.
+    let mut held: Option<(Option<AuditMark>, Vec<Entry>)> = None;
+    let apply_all = |batch: Vec<Entry>, entries: &mut usize| {
+        for e in batch {
+            apply(e, ledger, now, today);
+            *entries += 1;
+        }
+    };
+    let mut problem = None;
     while !rest.is_empty() {
         line_no += 1;
         let Some(end) = rest.iter().position(|b| *b == b'\n') else {
-            return (
-                header,
-                entries,
-                Some(format!("line {line_no}: truncated (no end of line)")),
-            );
+            problem = Some(format!("line {line_no}: truncated (no end of line)"));
+            break;
         };
         let line = &rest[..end];
         rest = &rest[end + 1..];
         let entry: Entry = match serde_json::from_slice(line) {
             Ok(e) => e,
-            Err(e) => return (header, entries, Some(format!("line {line_no}: {e}"))),
+            Err(e) => {
+                problem = Some(format!("line {line_no}: {e}"));
+                break;
+            }
         };
         if line_no == 1 && matches!(entry, Entry::Journal { .. } | Entry::Base { .. }) {
             header = Some(entry);
             continue;
         }
-        apply(entry, ledger, now, today);
-        entries += 1;
+        if let Some((_, batch)) = held.take() {
+            apply_all(batch, &mut entries);
+        }
+        match (entry, open.as_mut()) {
+            (Entry::Commit { .. }, Some((_, want, got))) => {
+                problem = Some(format!(
+                    "line {line_no}: a commit began before the previous one's {want} entries were all read ({})",
+                    got.len()
+                ));
+                open = None;
+                break;
+            }
+            (Entry::Commit { entries: n, audit }, None) => open = Some((audit, n, Vec::new())),
+            (e, Some((_, _, got))) => got.push(e),
+            (e, None) => apply_all(vec![e], &mut entries),
+        }
+        if let Some((audit, want, got)) = open.take() {
+            if got.len() as u32 >= want {
+                held = Some((audit, got));
+            } else {
+                open = Some((audit, want, got));
+            }
+        }
     }
-    (header, entries, None)
+    if let Some((_, want, got)) = open {
+        // Written in one write: a commit cut short was never answered.
+        problem.get_or_insert_with(|| {
+            format!("line {line_no}: the last commit has {} of its {want} entries", got.len())
+        });
+    }
+    if let Some((audit, batch)) = held {
+        let counts = match (audit, audited) {
+            (Some(mark), Some(audited)) => audited(&mark) != Audited::No,
+            _ => true,
+        };
+        if counts {
+            apply_all(batch, &mut entries);
+        } else {
+            *unaudited += batch.len();
+        }
+    }
+    (header, entries, problem)
 }
 
 fn apply(entry: Entry, ledger: &Ledger, now: Moment, today: i64) {
-    let consumption = |key_id, ticket, unix_ns, day, value| Consumption {
+    let consumption = |key_id, number, unix_ns, day, value| Consumption {
         key_id,
-        ticket,
+        number,
+        ticket: ledger.public_ticket(number),
         mono_ns: now.mono_of(unix_ns),
         unix_ns: i128::from(unix_ns),
         day,
         value: Money(value),
     };
     match entry {
-        Entry::Journal { .. } | Entry::Base { .. } => {}
+        Entry::Journal { .. } | Entry::Base { .. } | Entry::Commit { .. } => {}
         Entry::Consume {
             key_id,
             ticket,
@@ -474,6 +686,7 @@ fn write_base(dir: &Path, dump: &LedgerDump, covers: u64, now: Moment) -> io::Re
     push(&Entry::Base {
         covers,
         next_ticket: dump.next_ticket,
+        ticket_key: Some(key_hex(&dump.ticket_key)),
     })?;
     for (key_id, day, used) in &dump.totals {
         if *day == today && *used > Money::ZERO {
@@ -490,7 +703,7 @@ fn write_base(dir: &Path, dump: &LedgerDump, covers: u64, now: Moment) -> io::Re
             push(&Entry::Recent {
                 unix_ns: now.unix_of(c.mono_ns),
                 key_id: c.key_id.clone(),
-                ticket: c.ticket,
+                ticket: c.number,
                 day: c.day,
                 value: c.value.0,
                 released: *released,
@@ -555,7 +768,9 @@ mod tests {
                 Money(value * 100_000_000),
             )
         });
-        log.append_consumptions(&[&c]).unwrap();
+        let mut entries = Entries::new();
+        entries.consume(&c);
+        log.append(&entries, None).unwrap();
         c
     }
 
@@ -563,21 +778,23 @@ mod tests {
     fn a_restart_keeps_the_daily_total_the_rate_window_and_releases() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::new();
-        let (log, replay) = LedgerLog::open(dir.path(), &ledger, at(100, 3600, 5000)).unwrap();
+        let (log, replay) = LedgerLog::open(dir.path(), &ledger, at(100, 3600, 5000), &|_| Audited::Yes).unwrap();
         assert_eq!(replay, Replay::default());
         order(&log, &ledger, at(100, 3600, 5000), 40);
         let second = order(&log, &ledger, at(100, 3610, 5010), 30);
         {
             let _g = log.gate();
-            ledger.release(second.ticket, 5011 * S).unwrap();
-            log.append_release(second.ticket).unwrap();
+            let r = ledger.release(second.ticket, 5011 * S).unwrap();
+            let mut entries = Entries::new();
+            entries.release(r.number);
+            log.append(&entries, None).unwrap();
         }
         drop(log); // as after kill -9: no sync, no compaction
 
         // A new process, 20 s later, with another monotonic origin.
         let fresh = Ledger::new();
         let now = at(100, 3630, 3600);
-        let (log, replay) = LedgerLog::open(dir.path(), &fresh, now).unwrap();
+        let (log, replay) = LedgerLog::open(dir.path(), &fresh, now, &|_| Audited::Yes).unwrap();
         drop(log);
         assert_eq!(replay.entries, 3);
         assert_eq!(replay.corrupt_tail, None);
@@ -585,7 +802,7 @@ mod tests {
         assert_eq!((in_window, used), (2, Money(40 * 100_000_000)));
         // And again after compaction rewrote the file.
         let again = Ledger::new();
-        let (_log, replay) = LedgerLog::open(dir.path(), &again, now).unwrap();
+        let (_log, replay) = LedgerLog::open(dir.path(), &again, now, &|_| Audited::Yes).unwrap();
         assert_eq!(replay.entries, 3, "one total and two recent orders");
         assert_eq!(
             again.usage(&key(), now.mono_ns, now.today()),
@@ -601,12 +818,12 @@ mod tests {
     fn earlier_utc_days_are_dropped_on_load() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::new();
-        let (log, _) = LedgerLog::open(dir.path(), &ledger, at(100, 86_000, 5000)).unwrap();
+        let (log, _) = LedgerLog::open(dir.path(), &ledger, at(100, 86_000, 5000), &|_| Audited::Yes).unwrap();
         order(&log, &ledger, at(100, 86_000, 5000), 40);
         drop(log);
         let fresh = Ledger::new();
         let tomorrow = at(101, 100, 9000);
-        LedgerLog::open(dir.path(), &fresh, tomorrow).unwrap();
+        LedgerLog::open(dir.path(), &fresh, tomorrow, &|_| Audited::Yes).unwrap();
         assert_eq!(
             fresh.usage(&key(), tomorrow.mono_ns, tomorrow.today()),
             (0, Money::ZERO)
@@ -620,7 +837,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::new();
         let now = at(100, 3600, 5000);
-        let (log, _) = LedgerLog::open(dir.path(), &ledger, now).unwrap();
+        let (log, _) = LedgerLog::open(dir.path(), &ledger, now, &|_| Audited::Yes).unwrap();
         order(&log, &ledger, now, 40);
         order(&log, &ledger, now, 30);
         drop(log);
@@ -629,12 +846,12 @@ mod tests {
         bytes.truncate(bytes.len() - 10);
         fs::write(&path, &bytes).unwrap();
         let fresh = Ledger::new();
-        let (_log, replay) = LedgerLog::open(dir.path(), &fresh, now).unwrap();
+        let (_log, replay) = LedgerLog::open(dir.path(), &fresh, now, &|_| Audited::Yes).unwrap();
         assert_eq!(replay.entries, 1);
         assert!(replay
             .corrupt_tail
             .unwrap()
-            .starts_with("ledger.log line 3: truncated"));
+            .starts_with("ledger.log line 5: truncated"));
         assert_eq!(
             fresh.usage(&key(), now.mono_ns, now.today()).1,
             Money(40 * 100_000_000)
@@ -656,7 +873,7 @@ mod tests {
         )
         .unwrap();
         let ledger = Ledger::new();
-        let (_log, replay) = LedgerLog::open(dir.path(), &ledger, now).unwrap();
+        let (_log, replay) = LedgerLog::open(dir.path(), &ledger, now, &|_| Audited::Yes).unwrap();
         assert_eq!(replay.entries, 1);
         assert!(replay.corrupt_tail.unwrap().starts_with("ledger.log line 3:"));
         assert_eq!(
@@ -670,7 +887,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::new();
         let now = at(100, 3600, 5000);
-        let (log, _) = LedgerLog::open(dir.path(), &ledger, now).unwrap();
+        let (log, _) = LedgerLog::open(dir.path(), &ledger, now, &|_| Audited::Yes).unwrap();
         for i in 0..3 {
             order(&log, &ledger, at(100, 3600 + i, 5000 + i as u64), 10);
         }
@@ -678,7 +895,7 @@ mod tests {
         log.compact(&ledger, || later).unwrap();
         drop(log);
         let fresh = Ledger::new();
-        LedgerLog::open(dir.path(), &fresh, later).unwrap();
+        LedgerLog::open(dir.path(), &fresh, later, &|_| Audited::Yes).unwrap();
         assert_eq!(
             fresh.usage(&key(), later.mono_ns, later.today()),
             ledger.usage(&key(), later.mono_ns, later.today())
@@ -711,7 +928,7 @@ mod tests {
         )
         .unwrap();
         let ledger = Ledger::new();
-        let (_log, replay) = LedgerLog::open(dir.path(), &ledger, now).unwrap();
+        let (_log, replay) = LedgerLog::open(dir.path(), &ledger, now, &|_| Audited::Yes).unwrap();
         assert_eq!(replay.entries, 2, "the base's total and journal 6's order");
         assert_eq!(
             ledger.usage(&key(), now.mono_ns, now.today()).1,
@@ -730,14 +947,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::new();
         let now = at(100, 3600, 5000);
-        let (log, _) = LedgerLog::open(dir.path(), &ledger, now).unwrap();
+        let (log, _) = LedgerLog::open(dir.path(), &ledger, now, &|_| Audited::Yes).unwrap();
         order(&log, &ledger, now, 10);
         log.compact(&ledger, || now).unwrap();
         order(&log, &ledger, at(100, 3601, 5001), 5);
         drop(log);
         let fresh = Ledger::new();
         let later = at(100, 3602, 5002);
-        LedgerLog::open(dir.path(), &fresh, later).unwrap();
+        LedgerLog::open(dir.path(), &fresh, later, &|_| Audited::Yes).unwrap();
         assert_eq!(
             fresh.usage(&key(), later.mono_ns, later.today()),
             (2, Money(15 * 100_000_000))
@@ -748,8 +965,8 @@ mod tests {
     fn two_logs_cannot_share_a_state_dir() {
         let dir = tempfile::tempdir().unwrap();
         let now = at(100, 3600, 5000);
-        let (_first, _) = LedgerLog::open(dir.path(), &Ledger::new(), now).unwrap();
-        let err = LedgerLog::open(dir.path(), &Ledger::new(), now).unwrap_err();
+        let (_first, _) = LedgerLog::open(dir.path(), &Ledger::new(), now, &|_| Audited::Yes).unwrap();
+        let err = LedgerLog::open(dir.path(), &Ledger::new(), now, &|_| Audited::Yes).unwrap_err();
         assert!(err.to_string().contains("in use by another futu-authd"), "{err}");
     }
 
@@ -758,14 +975,128 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::new();
         let now = at(100, 3600, 5000);
-        let (log, _) = LedgerLog::open(dir.path(), &ledger, now).unwrap();
+        let (log, _) = LedgerLog::open(dir.path(), &ledger, now, &|_| Audited::Yes).unwrap();
         let c = order(&log, &ledger, now, 10);
         drop(log);
         // An hour later: the order is out of every window, yet its number is not reused.
         let later = at(100, 7200, 9000);
         let fresh = Ledger::new();
-        let (log, _) = LedgerLog::open(dir.path(), &fresh, later).unwrap();
+        let (log, _) = LedgerLog::open(dir.path(), &fresh, later, &|_| Audited::Yes).unwrap();
         let next = order(&log, &fresh, later, 10);
-        assert!(next.ticket > c.ticket, "{} after {}", next.ticket, c.ticket);
+        assert!(next.number > c.number, "{} after {}", next.number, c.number);
+    }
+
+    fn mark(at: u64) -> AuditMark {
+        AuditMark {
+            dev: 1,
+            ino: 2,
+            at,
+            len: 10,
+        }
+    }
+
+    /// Two commits of one order each, the second one's audit records at `mark(100)`.
+    fn two_commits(dir: &Path, now: Moment) -> (Consumption, Consumption) {
+        let ledger = Ledger::new();
+        let (log, _) = LedgerLog::open(dir, &ledger, now, &|_| Audited::Yes).unwrap();
+        let mut out = Vec::new();
+        for (i, at) in [50, 100].into_iter().enumerate() {
+            let _g = log.gate();
+            let c = ledger.with_key(&key(), |slot| {
+                slot.check(now.mono_ns + i as u64, now.today(), Money(1), None, None);
+                slot.consume(now.mono_ns + i as u64, i128::from(now.unix_ns), now.today(), Money(1))
+            });
+            let mut entries = Entries::new();
+            entries.consume(&c);
+            log.append(&entries, Some(mark(at))).unwrap();
+            out.push(c);
+        }
+        (out.remove(0), out.remove(0))
+    }
+
+    #[test]
+    fn the_last_commit_counts_only_if_its_audit_records_were_written() {
+        let now = at(100, 3600, 5000);
+        for (answer, counted, unaudited) in [
+            (Audited::Yes, 2, 0),
+            (Audited::Unknown, 2, 0),
+            (Audited::No, 1, 1),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            two_commits(dir.path(), now);
+            let asked = std::cell::RefCell::new(Vec::new());
+            let fresh = Ledger::new();
+            let (_log, replay) = LedgerLog::open(dir.path(), &fresh, now, &|m| {
+                asked.borrow_mut().push(m.at);
+                answer
+            })
+            .unwrap();
+            assert_eq!(*asked.borrow(), vec![100], "only the newest commit is in doubt");
+            assert_eq!(replay.entries, counted, "{answer:?}");
+            assert_eq!(replay.unaudited, unaudited, "{answer:?}");
+            assert_eq!(fresh.usage(&key(), now.mono_ns + 5, now.today()).0, counted as u32);
+        }
+    }
+
+    #[test]
+    fn a_commit_cut_short_by_a_crash_is_not_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = at(100, 3600, 5000);
+        two_commits(dir.path(), now);
+        let path = dir.path().join(FILE_NAME);
+        let text = fs::read_to_string(&path).unwrap();
+        // The second commit's header line survives, its entry does not.
+        let cut = text.trim_end().rfind('\n').unwrap() + 1;
+        fs::write(&path, &text[..cut]).unwrap();
+        let fresh = Ledger::new();
+        let (_log, replay) = LedgerLog::open(dir.path(), &fresh, now, &|_| Audited::Yes).unwrap();
+        assert_eq!(replay.entries, 1);
+        assert!(
+            replay.corrupt_tail.as_deref().unwrap_or("").contains("0 of its 1 entries"),
+            "{replay:?}"
+        );
+    }
+
+    #[test]
+    fn a_cut_back_commit_leaves_nothing_in_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = at(100, 3600, 5000);
+        let ledger = Ledger::new();
+        let (log, _) = LedgerLog::open(dir.path(), &ledger, now, &|_| Audited::Yes).unwrap();
+        order(&log, &ledger, now, 10);
+        let size = fs::metadata(dir.path().join(FILE_NAME)).unwrap().len();
+        let undone = ledger.with_key(&key(), |slot| {
+            slot.check(now.mono_ns, now.today(), Money(1), Some(3), None);
+            slot.consume(now.mono_ns, i128::from(now.unix_ns), now.today(), Money(1))
+        });
+        // The second commit's audit write failed: both its traces go.
+        let mut entries = Entries::new();
+        entries.consume(&undone);
+        let before = log.append(&entries, None).unwrap();
+        log.cut_back(before);
+        ledger.undo_consumption(&undone);
+        assert_eq!(fs::metadata(dir.path().join(FILE_NAME)).unwrap().len(), size);
+        drop(log);
+        let fresh = Ledger::new();
+        LedgerLog::open(dir.path(), &fresh, now, &|_| Audited::Yes).unwrap();
+        assert_eq!(
+            fresh.usage(&key(), now.mono_ns, now.today()),
+            ledger.usage(&key(), now.mono_ns, now.today()),
+            "memory and the state after a restart agree"
+        );
+    }
+
+    #[test]
+    fn tickets_handed_out_before_a_restart_stay_releasable() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = at(100, 3600, 5000);
+        let ledger = Ledger::new();
+        let (log, _) = LedgerLog::open(dir.path(), &ledger, now, &|_| Audited::Yes).unwrap();
+        let c = order(&log, &ledger, now, 10);
+        drop(log);
+        let fresh = Ledger::new();
+        let later = at(100, 3610, 6000);
+        LedgerLog::open(dir.path(), &fresh, later, &|_| Audited::Yes).unwrap();
+        assert_eq!(fresh.release(c.ticket, later.mono_ns).unwrap().refunded, c.value);
     }
 }

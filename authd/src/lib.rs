@@ -17,6 +17,7 @@
 pub mod activation;
 pub mod audit;
 pub mod clock;
+pub mod commit;
 pub mod config;
 pub mod connection;
 pub mod decide;
@@ -34,6 +35,7 @@ pub mod server;
 pub mod service;
 pub mod snapshot;
 pub mod store;
+pub mod ticket;
 
 pub use decide::{decide, decide_scope, Now, Verdict};
 pub use ledger::Ledger;

@@ -74,6 +74,51 @@ struct KindLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabels {
+    file: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// A file every answer waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WrittenFile {
+    /// The ledger journal (order consumptions and releases).
+    Ledger,
+    /// The audit file.
+    Audit,
+}
+
+impl WrittenFile {
+    /// The `file` label: `ledger` or `audit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WrittenFile::Ledger => "ledger",
+            WrittenFile::Audit => "audit",
+        }
+    }
+
+    /// For log lines: `ledger journal` or `audit file`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            WrittenFile::Ledger => "ledger journal",
+            WrittenFile::Audit => "audit file",
+        }
+    }
+
+    /// What is refused while the file cannot be written.
+    pub fn refused(self) -> &'static str {
+        match self {
+            WrittenFile::Ledger => "orders and releases are",
+            WrittenFile::Audit => "checks, orders and releases are",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AdminLabels {
     op: &'static str,
     outcome: &'static str,
@@ -92,6 +137,9 @@ pub struct Metrics {
     connections: Gauge,
     bad_frames: Family<KindLabels, Counter>,
     admin: Family<AdminLabels, Counter>,
+    writable: Family<FileLabels, Gauge>,
+    write_errors: Family<FileLabels, Counter>,
+    closed: Family<ReasonLabels, Counter>,
     ready: AtomicBool,
 }
 
@@ -114,6 +162,9 @@ impl Metrics {
         let connections = Gauge::default();
         let bad_frames = Family::<KindLabels, Counter>::default();
         let admin = Family::<AdminLabels, Counter>::default();
+        let writable = Family::<FileLabels, Gauge>::default();
+        let write_errors = Family::<FileLabels, Counter>::default();
+        let closed = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "futu_auth_events",
             "Decisions by front-end, outcome and key",
@@ -155,6 +206,21 @@ impl Metrics {
             "Admin requests by operation and outcome",
             admin.clone(),
         );
+        registry.register(
+            "futu_auth_file_writable",
+            "Whether the last write of the ledger journal or the audit file worked (1) or not (0)",
+            writable.clone(),
+        );
+        registry.register(
+            "futu_auth_write_errors",
+            "Failed writes of the ledger journal or the audit file; each refused its requests",
+            write_errors.clone(),
+        );
+        registry.register(
+            "futu_auth_connections_closed",
+            "Client connections closed, by reason",
+            closed.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -166,6 +232,9 @@ impl Metrics {
             connections,
             bad_frames,
             admin,
+            writable,
+            write_errors,
+            closed,
             ready: AtomicBool::new(false),
         }
     }
@@ -227,6 +296,25 @@ impl Metrics {
     /// Counts an admin request.
     pub fn admin(&self, op: &'static str, outcome: &'static str) {
         self.admin.get_or_create(&AdminLabels { op, outcome }).inc();
+    }
+
+    /// Sets whether `file` can be written.
+    pub fn writable(&self, file: WrittenFile, ok: bool) {
+        self.writable
+            .get_or_create(&FileLabels { file: file.as_str() })
+            .set(i64::from(ok));
+    }
+
+    /// Counts a failed write of `file`.
+    pub fn write_failed(&self, file: WrittenFile) {
+        self.write_errors
+            .get_or_create(&FileLabels { file: file.as_str() })
+            .inc();
+    }
+
+    /// Counts a connection closed for `reason`.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.closed.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// Marks the daemon ready for /healthz.

@@ -18,12 +18,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::audit::Audit;
+use crate::audit::{self, Audit, AuditFile};
 use crate::clock::Clock;
+use crate::commit::Committer;
 use crate::config::{Config, MetricsListen};
 use crate::connection;
 use crate::ledger::Ledger;
-use crate::ledger_log::LedgerLog;
+use crate::ledger_log::{Audited, LedgerLog};
 use crate::machine::fingerprint_from_file;
 use crate::metrics::{self, Metrics};
 use crate::notify;
@@ -156,7 +157,20 @@ pub async fn run(config: Config) -> Result<(), String> {
         unix_ns: jiff::Timestamp::now().as_nanosecond() as i64,
         mono_ns: clock.mono_ns(),
     };
-    let (log, replay) = LedgerLog::open(&config.state_dir, &ledger, moment).map_err(|e| e.to_string())?;
+    // The ledger's newest commit counts only if its audit records reached the audit file.
+    let audit_path = config.audit_log.clone();
+    let audited = |mark: &crate::ledger_log::AuditMark| match &audit_path {
+        Some(path) => audit::settle(path, mark),
+        None => Audited::Unknown,
+    };
+    let (log, replay) =
+        LedgerLog::open(&config.state_dir, &ledger, moment, &audited).map_err(|e| e.to_string())?;
+    if replay.unaudited > 0 {
+        tracing::warn!(
+            "ledger: the last commit ({} entries) was not counted: the daemon stopped before its audit records were written, so nobody was answered",
+            replay.unaudited
+        );
+    }
     if let Some(why) = &replay.corrupt_tail {
         tracing::error!(
             "ledger log {}: {why}; the {} entries before it were used",
@@ -171,16 +185,26 @@ pub async fn run(config: Config) -> Result<(), String> {
     );
 
     let journald = config.journald_enabled();
-    let (audit, audit_writer) =
-        Audit::start(config.audit_log.clone(), journald).map_err(|e| e.to_string())?;
-    if let Some(p) = &config.audit_log {
-        tracing::info!(
-            "audit JSONL logger enabled (target=futu_audit → file {})",
-            p.display()
-        );
-    }
+    let (audit, audit_writer) = Audit::start(journald).map_err(|e| e.to_string())?;
+    let audit_file = match &config.audit_log {
+        Some(p) => {
+            match audit::tidy_tail(p) {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!("audit log {}: cut a half-written last record ({n} bytes)", p.display()),
+                Err(e) => return Err(format!("audit log {}: {e}", p.display())),
+            }
+            let file = AuditFile::open(p).map_err(|e| e.to_string())?;
+            tracing::info!(
+                "audit JSONL logger enabled (target=futu_audit → file {})",
+                p.display()
+            );
+            Some(file)
+        }
+        None => None,
+    };
 
     let metrics = Arc::new(Metrics::new());
+    let commit = Committer::new(audit_file, Arc::clone(&metrics));
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     if let MetricsListen::At(addr) = config.metrics_listen {
@@ -212,6 +236,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         host,
         ledger,
         log,
+        commit,
         audit.clone(),
         Arc::clone(&metrics),
         clock,
@@ -224,6 +249,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     tracker.spawn(notify::watchdog(shutdown.clone()));
+    tracker.spawn(sync_every_second(Arc::clone(&authd), shutdown.clone()));
 
     metrics.set_ready(true);
     notify::ready(authd.keys_loaded());
@@ -236,7 +262,7 @@ pub async fn run(config: Config) -> Result<(), String> {
             _ = int.recv() => break,
             _ = hup.recv() => {
                 // Off the accept loop: a reload of many keys must not hold up new connections.
-                tokio::spawn(on_hangup(Arc::clone(&authd), audit.clone()));
+                tokio::spawn(on_hangup(Arc::clone(&authd)));
                 continue;
             }
             next = accept(listener.inner(), &slots) => next,
@@ -287,6 +313,9 @@ pub async fn run(config: Config) -> Result<(), String> {
     if let Err(e) = authd.log.sync() {
         tracing::error!("ledger log sync at shutdown failed: {e}");
     }
+    if let Err(e) = authd.commit.sync_audit() {
+        tracing::error!("audit log sync at shutdown failed: {e}");
+    }
     tracing::info!("futu-authd stopped");
     Ok(())
 }
@@ -306,11 +335,37 @@ async fn accept(
     (permit, listener.accept().await)
 }
 
-async fn on_hangup(authd: Arc<Authd>, audit: Audit) {
+async fn on_hangup(authd: Arc<Authd>) {
     tracing::info!("SIGHUP: reopening the audit log and reloading keys file");
     // The audit file first: once READY=1 follows the reload, records go to the new file.
-    if let Err(e) = audit.reopen().await {
-        tracing::error!("reopening the audit log failed: {e}");
+    let me = Arc::clone(&authd);
+    match tokio::task::spawn_blocking(move || me.commit.reopen_audit()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("reopening the audit log failed: {e}"),
+        Err(e) => tracing::error!("reopening the audit log failed: {e}"),
     }
     let _ = authd.reload("SIGHUP").await;
+}
+
+/// Writes reach the kernel before answers are sent; this puts them on disk once a second,
+/// so a power loss costs at most about a second of the ledger and the audit trail.
+async fn sync_every_second(authd: Arc<Authd>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let me = Arc::clone(&authd);
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = me.log.sync() {
+                tracing::warn!("ledger journal sync failed: {e}");
+            }
+            if let Err(e) = me.commit.sync_audit() {
+                tracing::warn!("audit log sync failed: {e}");
+            }
+        })
+        .await;
+    }
 }

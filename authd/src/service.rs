@@ -2,7 +2,8 @@
 //! whole on reload), the ledger and its log, the audit trail and the metrics.
 //!
 //! Every request gets exactly one response and, for checks, releases and admin requests,
-//! exactly one audit record.
+//! exactly one audit record, written to the audit file before the response is sent
+//! ([`crate::commit`]).
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -21,9 +22,10 @@ use tokio::sync::Mutex;
 
 use crate::audit::{Audit, AuditOrder, AuditRecord, Kind, Outcome, TryRecord};
 use crate::clock::Clock;
+use crate::commit::{CommitError, Committer};
 use crate::decide::{decide, decide_scope, Verdict};
-use crate::ledger::{Consumption, Ledger};
-use crate::ledger_log::{LedgerLog, Moment};
+use crate::ledger::Ledger;
+use crate::ledger_log::{Entries, LedgerLog, Moment};
 use crate::metrics::Metrics;
 use crate::money::Money;
 use crate::notify;
@@ -43,7 +45,9 @@ pub struct Authd {
     pub ledger: Ledger,
     /// Where consumptions are persisted before they are answered.
     pub log: LedgerLog,
-    /// The audit trail.
+    /// The group commit: the ledger journal and the audit file, written before answers.
+    pub commit: Committer,
+    /// journald's copy of the audit trail.
     pub audit: Audit,
     /// Counters for /metrics.
     pub metrics: Arc<Metrics>,
@@ -82,6 +86,7 @@ impl Authd {
         host: Option<Fingerprint>,
         ledger: Ledger,
         log: LedgerLog,
+        commit: Committer,
         audit: Audit,
         metrics: Arc<Metrics>,
         clock: Clock,
@@ -95,6 +100,7 @@ impl Authd {
             host,
             ledger,
             log,
+            commit,
             audit,
             metrics,
             clock: ArcSwap::from_pointee(clock),
@@ -197,113 +203,168 @@ impl Authd {
     }
 
     /// Answers requests read together from `peer` at `received`, in order: checks at once
-    /// (decided together, persisted in one write, audited without waiting), other
-    /// requests as futures, and a check whose audit record must wait for room as a future
-    /// too.
+    /// (decided together, their ledger entries and audit records written in one group
+    /// commit before any of them is answered), other requests as futures, and a check
+    /// whose journald copy must wait for room as a future too.
     pub fn answer_all(self: &Arc<Self>, reqs: Vec<Request>, peer: Peer, received: Instant) -> Vec<Answer> {
-        let checks: Vec<&Check> = reqs
+        let consuming = reqs
             .iter()
-            .filter_map(|r| match r {
-                Request::Check(c) => Some(c),
-                _ => None,
+            .any(|r| matches!(r, Request::Check(c) if c.order.is_some() && !c.dry_run));
+        let gate = consuming.then(|| self.log.gate());
+        let now = self.clock.load().now();
+        let snapshot = self.snapshot.load();
+        let mut pending: Vec<Pending> = reqs
+            .into_iter()
+            .map(|req| match req {
+                Request::Check(c) => {
+                    let v = catch_unwind(AssertUnwindSafe(|| decide(&snapshot, &self.ledger, &now, &c)))
+                        .unwrap_or_else(|_| {
+                            tracing::error!("deciding request {} panicked; denied", c.request_id);
+                            Verdict::internal(None, None, "the daemon failed while deciding".into())
+                        });
+                    Pending::Check(c, v)
+                }
+                Request::CheckScope(c) => {
+                    let v = catch_unwind(AssertUnwindSafe(|| decide_scope(&snapshot, &now, &c)))
+                        .unwrap_or_else(|_| {
+                            Verdict::internal(None, Some(c.scope), "the daemon failed while deciding".into())
+                        });
+                    Pending::Scope(c, v)
+                }
+                Request::Hello(_) => Pending::Ready(Answer::Now(Response::Error {
+                    request_id: 0,
+                    kind: ErrorKind::HelloFirst,
+                    message: "Hello is only valid as the first message".into(),
+                })),
+                Request::Release { request_id, ticket } => {
+                    let me = Arc::clone(self);
+                    Pending::Ready(Answer::Later(Box::pin(async move {
+                        me.release(request_id, ticket, peer, received).await
+                    })))
+                }
+                admin => {
+                    let me = Arc::clone(self);
+                    Pending::Ready(Answer::Later(Box::pin(async move { me.admin(admin, peer, received).await })))
+                }
             })
             .collect();
-        let mut verdicts = if checks.is_empty() {
-            Vec::new()
-        } else {
-            self.decide_and_persist(&checks)
-        }
-        .into_iter();
+        drop(snapshot);
+        let latency = received.elapsed();
+        self.commit_decisions(&mut pending, peer, latency);
+        drop(gate);
         self.compact_if_due();
-        reqs.into_iter()
-            .map(|req| {
-                let (resp, rec) = match req {
-                    Request::Check(c) => {
-                        let v = verdicts.next().expect("one verdict per check");
-                        self.check(c, v, peer, received)
+        pending
+            .into_iter()
+            .map(|p| match p {
+                Pending::Ready(answer) => answer,
+                Pending::Check(c, v) => {
+                    self.count(c.iface, &v, latency);
+                    let rec = self.audit.is_on().then(|| check_record(&c, &v, peer, latency));
+                    let resp = Response::Decision {
+                        request_id: c.request_id,
+                        decision: v.decision,
+                    };
+                    self.journald_copy(resp, rec)
+                }
+                Pending::Scope(c, v) => {
+                    self.count(c.iface, &v, latency);
+                    if v.decision.reason().is_some() && c.iface == Iface::Ws {
+                        self.metrics.ws_filtered(c.scope, decision_key(&v.decision));
                     }
-                    Request::CheckScope(c) => self.check_scope(c, peer, received),
-                    Request::Hello(_) => {
-                        return Answer::Now(Response::Error {
-                            request_id: 0,
-                            kind: ErrorKind::HelloFirst,
-                            message: "Hello is only valid as the first message".into(),
-                        })
-                    }
-                    Request::Release { request_id, ticket } => {
-                        let me = Arc::clone(self);
-                        return Answer::Later(Box::pin(async move {
-                            me.release(request_id, ticket, peer, received).await
-                        }));
-                    }
-                    admin => {
-                        let me = Arc::clone(self);
-                        return Answer::Later(Box::pin(async move { me.admin(admin, peer, received).await }));
-                    }
-                };
-                self.audited(resp, rec)
+                    let rec = self.audit.is_on().then(|| scope_record(&c, &v, peer, latency));
+                    let resp = Response::Decision {
+                        request_id: c.request_id,
+                        decision: v.decision,
+                    };
+                    self.journald_copy(resp, rec)
+                }
             })
             .collect()
     }
 
-    /// `resp`, once `rec` is queued for the audit trail: at once when there is room, else
+    /// Writes the burst's consumptions to the ledger journal and every decision's audit
+    /// record to the audit file, in one commit. When that fails, the burst's consumptions
+    /// are undone and its allows become denies `internal`: nothing is allowed that is not
+    /// both counted and audited.
+    fn commit_decisions(&self, pending: &mut [Pending], peer: Peer, latency: std::time::Duration) {
+        let mut entries = Entries::new();
+        for p in pending.iter() {
+            if let Pending::Check(_, Verdict { consumption: Some(c), .. }) = p {
+                entries.consume(c);
+            }
+        }
+        let decided = pending.iter().any(|p| !matches!(p, Pending::Ready(_)));
+        if entries.is_empty() && (!decided || !self.commit.has_audit_file()) {
+            return;
+        }
+        let records = |pending: &[Pending]| {
+            let mut out = Vec::with_capacity(pending.len() * 400);
+            for p in pending {
+                match p {
+                    Pending::Check(c, v) => check_record(c, v, peer, latency).write_json(&mut out),
+                    Pending::Scope(c, v) => scope_record(c, v, peer, latency).write_json(&mut out),
+                    Pending::Ready(_) => {}
+                }
+            }
+            out
+        };
+        let failure = match self.commit.write(&self.log, &entries, &records(pending)) {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        self.undo_consumptions(pending, &failure.to_string());
+        if let CommitError::Ledger(_) = failure {
+            // The orders are refused; the rest of the burst and the refusals are audited.
+            if self
+                .commit
+                .write_records(&self.log, &records(pending))
+                .is_ok()
+            {
+                return;
+            }
+        }
+        // Nothing can be audited: nothing is allowed.
+        for p in pending.iter_mut() {
+            match p {
+                Pending::Check(_, v) | Pending::Scope(_, v) if v.decision.is_allow() => {
+                    let key_id = decision_key(&v.decision).cloned();
+                    *v = Verdict::internal(key_id, v.scope, "the audit trail could not be written".into());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Undoes the consumptions of a burst whose commit failed; their checks become denies
+    /// `internal` saying `why`.
+    fn undo_consumptions(&self, pending: &mut [Pending], why: &str) {
+        for p in pending.iter_mut() {
+            if let Pending::Check(_, v) = p {
+                if let Some(c) = v.consumption.take() {
+                    self.ledger.undo_consumption(&c);
+                    *v = Verdict::internal(Some(c.key_id), v.scope, why.to_owned());
+                }
+            }
+        }
+    }
+
+    /// `resp`, once journald's copy of `rec` is queued: at once when there is room, else
     /// as a future that waits for it (records are never dropped).
-    fn audited(self: &Arc<Self>, resp: Response, rec: AuditRecord) -> Answer {
+    fn journald_copy(self: &Arc<Self>, resp: Response, rec: Option<AuditRecord>) -> Answer {
+        let Some(rec) = rec else {
+            return Answer::Now(resp);
+        };
         match self.audit.try_record(rec) {
             Ok(()) => Answer::Now(resp),
             Err(TryRecord::Full(rec)) => {
                 let me = Arc::clone(self);
                 Answer::Later(Box::pin(async move {
-                    me.write_audit(rec).await;
+                    let _ = me.audit.record(rec).await;
                     resp
                 }))
             }
-            Err(TryRecord::Closed) => {
-                tracing::error!("audit writer stopped; a record could not be queued");
-                Answer::Now(resp)
-            }
+            Err(TryRecord::Closed) => Answer::Now(resp),
         }
-    }
-
-    /// Decides a burst of checks read together and appends the consumptions of the
-    /// allowed orders to the ledger log in one write, before anything is answered (group
-    /// commit). Any failure is a deny `internal`: a panic for that check, a failed write
-    /// for every order of the burst.
-    fn decide_and_persist(&self, checks: &[&Check]) -> Vec<Verdict> {
-        let now = self.clock.load().now();
-        let snapshot = self.snapshot.load();
-        let consuming = checks.iter().any(|c| c.order.is_some() && !c.dry_run);
-        let _gate = consuming.then(|| self.log.gate());
-        let mut verdicts: Vec<Verdict> = checks
-            .iter()
-            .map(|c| {
-                catch_unwind(AssertUnwindSafe(|| decide(&snapshot, &self.ledger, &now, c))).unwrap_or_else(
-                    |_| {
-                        tracing::error!("deciding request {} panicked; denied", c.request_id);
-                        Verdict::internal(None, None, "the daemon failed while deciding".into())
-                    },
-                )
-            })
-            .collect();
-        let consumptions: Vec<&Consumption> =
-            verdicts.iter().filter_map(|v| v.consumption.as_ref()).collect();
-        if !consumptions.is_empty() {
-            if let Err(e) = self.log.append_consumptions(&consumptions) {
-                // The consumptions stay counted in memory (the safe side); the orders are
-                // refused because they could not be made durable.
-                tracing::error!(
-                    "ledger log append failed; {} orders denied: {e}",
-                    consumptions.len()
-                );
-                for v in verdicts.iter_mut() {
-                    if let Some(c) = &v.consumption {
-                        let key_id = Some(c.key_id.clone());
-                        *v = Verdict::internal(key_id, v.scope, "the ledger could not be written".into());
-                    }
-                }
-            }
-        }
-        verdicts
     }
 
     fn compact_if_due(self: &Arc<Self>) {
@@ -317,110 +378,70 @@ impl Authd {
         }
     }
 
-    fn check(&self, c: Check, verdict: Verdict, peer: Peer, received: Instant) -> (Response, AuditRecord) {
-        let latency = received.elapsed();
-        let key_id = decision_key(&verdict.decision);
-        self.metrics
-            .decision(c.iface, key_id, verdict.decision.reason(), latency.as_secs_f64());
-        let mut rec = decision_record(
-            Kind::Check,
-            &c.endpoint,
-            c.request_id,
-            c.iface,
-            peer,
-            &verdict,
-            latency,
+    fn count(&self, iface: Iface, v: &Verdict, latency: std::time::Duration) {
+        self.metrics.decision(
+            iface,
+            decision_key(&v.decision),
+            v.decision.reason(),
+            latency.as_secs_f64(),
         );
-        rec.order = c.order.as_ref().map(|o| AuditOrder::of(o, verdict.value));
-        rec.dry_run = c.dry_run;
-        let resp = Response::Decision {
-            request_id: c.request_id,
-            decision: verdict.decision,
-        };
-        (resp, rec)
-    }
-
-    fn check_scope(&self, c: CheckScope, peer: Peer, received: Instant) -> (Response, AuditRecord) {
-        let now = self.clock.load().now();
-        let snapshot = self.snapshot.load();
-        let verdict =
-            catch_unwind(AssertUnwindSafe(|| decide_scope(&snapshot, &now, &c))).unwrap_or_else(|_| {
-                Verdict::internal(None, Some(c.scope), "the daemon failed while deciding".into())
-            });
-        drop(snapshot);
-        let latency = received.elapsed();
-        let key_id = decision_key(&verdict.decision);
-        let reason = verdict.decision.reason();
-        self.metrics
-            .decision(c.iface, key_id, reason, latency.as_secs_f64());
-        if reason.is_some() && c.iface == Iface::Ws {
-            self.metrics.ws_filtered(c.scope, key_id);
-        }
-        let rec = decision_record(
-            Kind::CheckScope,
-            c.scope.as_str(),
-            c.request_id,
-            c.iface,
-            peer,
-            &verdict,
-            latency,
-        );
-        let resp = Response::Decision {
-            request_id: c.request_id,
-            decision: verdict.decision,
-        };
-        (resp, rec)
     }
 
     async fn release(&self, request_id: u64, ticket: u64, peer: Peer, received: Instant) -> Response {
+        let record = |result: &Result<crate::ledger::Released, (ErrorKind, String)>| {
+            let outcome = if result.is_ok() { Outcome::Allow } else { Outcome::Error };
+            let mut rec = AuditRecord::new(Kind::Release, "Release", outcome, request_id, peer);
+            rec.ticket = Some(ticket);
+            rec.latency_us = received.elapsed().as_micros() as u64;
+            match result {
+                Ok(r) => {
+                    rec.key_id = Some(r.key_id.clone());
+                    rec.detail = Some(format!("refunded {}", r.refunded.as_f64()));
+                }
+                Err((kind, _)) => rec.error = Some(kind.as_str()),
+            }
+            rec
+        };
         let result = {
             let mono = self.clock.load().mono_ns();
             let _gate = self.log.gate();
             match self.ledger.release(ticket, mono) {
-                Ok(r) => match self.log.append_release(ticket) {
-                    Ok(()) => Ok(r),
-                    Err(e) => {
-                        tracing::error!("ledger log append failed for a release: {e}");
-                        Err((
-                            ErrorKind::Internal,
-                            format!("the release was made but could not be written: {e}"),
-                        ))
+                Ok(r) => {
+                    let mut entries = Entries::new();
+                    entries.release(r.number);
+                    let mut bytes = Vec::new();
+                    record(&Ok(r.clone())).write_json(&mut bytes);
+                    match self.commit.write(&self.log, &entries, &bytes) {
+                        Ok(()) => Ok(r),
+                        Err(e) => {
+                            self.ledger.undo_release(&r);
+                            Err((ErrorKind::Internal, format!("the release was not made: {e}")))
+                        }
                     }
-                },
-                Err(e) => Err((e.kind(), format!("ticket {ticket}: {e}"))),
+                }
+                Err(e) => {
+                    let refused = Err((e.kind(), format!("ticket {ticket}: {e}")));
+                    let mut bytes = Vec::new();
+                    record(&refused).write_json(&mut bytes);
+                    let _ = self.commit.write_records(&self.log, &bytes);
+                    refused
+                }
             }
         };
-        let (outcome, resp, key_id, error) = match result {
-            Ok(r) => (
-                Outcome::Allow,
-                Response::Released {
-                    request_id,
-                    key_id: r.key_id.clone(),
-                    refunded_value: r.refunded.as_f64(),
-                },
-                Some(r.key_id),
-                None,
-            ),
-            Err((kind, message)) => (
-                Outcome::Error,
-                Response::Error {
-                    request_id,
-                    kind,
-                    message,
-                },
-                None,
-                Some(kind),
-            ),
+        let rec = record(&result);
+        let resp = match result {
+            Ok(r) => Response::Released {
+                request_id,
+                key_id: r.key_id,
+                refunded_value: r.refunded.as_f64(),
+            },
+            Err((kind, message)) => Response::Error {
+                request_id,
+                kind,
+                message,
+            },
         };
-        let mut rec = AuditRecord::new(Kind::Release, "Release", outcome, request_id, peer);
-        rec.key_id = key_id;
-        rec.ticket = Some(ticket);
-        rec.error = error.map(ErrorKind::as_str);
-        rec.latency_us = received.elapsed().as_micros() as u64;
-        if let Response::Released { refunded_value, .. } = &resp {
-            rec.detail = Some(format!("refunded {refunded_value}"));
-        }
-        self.write_audit(rec).await;
+        self.journald(rec).await;
         resp
     }
 
@@ -578,9 +599,20 @@ impl Authd {
         })
     }
 
-    async fn write_audit(&self, rec: impl Into<Box<AuditRecord>>) {
+    /// Writes an admin request's record to the audit file (before its answer is sent)
+    /// and queues journald's copy.
+    async fn write_audit(&self, rec: AuditRecord) {
+        let mut bytes = Vec::new();
+        rec.write_json(&mut bytes);
+        if let Err(e) = self.commit.write_records(&self.log, &bytes) {
+            tracing::error!("the audit record of {} {} was not written: {e}", rec.endpoint, rec.request_id);
+        }
+        self.journald(rec).await;
+    }
+
+    async fn journald(&self, rec: AuditRecord) {
         if self.audit.record(rec).await.is_err() {
-            tracing::error!("audit writer stopped; a record could not be queued");
+            tracing::error!("audit writer stopped; a journald record could not be queued");
         }
     }
 }
@@ -590,6 +622,33 @@ fn decision_key(d: &Decision) -> Option<&KeyId> {
         Decision::Allow { key_id, .. } => Some(key_id),
         Decision::Deny { key_id, .. } => key_id.as_ref(),
     }
+}
+
+/// A check or scope check waiting for its group commit.
+enum Pending {
+    Check(Check, Verdict),
+    Scope(CheckScope, Verdict),
+    /// Answered otherwise (a future, or an error).
+    Ready(Answer),
+}
+
+fn check_record(c: &Check, v: &Verdict, peer: Peer, latency: std::time::Duration) -> AuditRecord {
+    let mut rec = decision_record(Kind::Check, &c.endpoint, c.request_id, c.iface, peer, v, latency);
+    rec.order = c.order.as_ref().map(|o| AuditOrder::of(o, v.value));
+    rec.dry_run = c.dry_run;
+    rec
+}
+
+fn scope_record(c: &CheckScope, v: &Verdict, peer: Peer, latency: std::time::Duration) -> AuditRecord {
+    decision_record(
+        Kind::CheckScope,
+        c.scope.as_str(),
+        c.request_id,
+        c.iface,
+        peer,
+        v,
+        latency,
+    )
 }
 
 fn decision_record(

@@ -137,9 +137,10 @@ fn tickets_are_unique() {
 fn restored_consumptions_count_toward_today_and_the_window() {
     let l = Ledger::new();
     let k = id("bot");
-    let c = |ticket, mono_ns, day, v| Consumption {
+    let c = |number, mono_ns, day, v| Consumption {
         key_id: k.clone(),
-        ticket,
+        number,
+        ticket: 0,
         mono_ns,
         unix_ns: 0,
         day,
@@ -152,7 +153,7 @@ fn restored_consumptions_count_toward_today_and_the_window() {
     // Yesterday's value does not count; today's less the release does.
     assert_eq!(l.usage(&k, 130 * S, 10), (3, m(30)));
     let next = take(&l, &k, 131 * S, 10, m(1), None, None).unwrap();
-    assert_eq!(next.ticket, 8, "new tickets follow restored ones");
+    assert_eq!(next.number, 8, "new numbers follow restored ones");
 }
 
 #[test]
@@ -222,6 +223,7 @@ fn a_dump_restored_into_a_new_ledger_gives_the_same_limits() {
     l.release(a.ticket, 111 * S).unwrap();
     let dump = l.dump();
     let fresh = Ledger::new();
+    fresh.restore_ticket_key(dump.ticket_key);
     for (key, day, used) in &dump.totals {
         fresh.restore_total(key, *day, *used, 120 * S, 10);
     }
@@ -234,7 +236,7 @@ fn a_dump_restored_into_a_new_ledger_gives_the_same_limits() {
         Err(ReleaseError::AlreadyReleased)
     );
     let next = take(&fresh, &k, 121 * S, 10, m(1), Some(3), None).unwrap();
-    assert!(next.ticket > a.ticket + 1, "ticket numbers continue");
+    assert!(next.number > a.number + 1, "ticket numbers continue");
     assert!(
         take(&fresh, &k, 122 * S, 10, m(1), Some(3), None).is_err(),
         "the rate window came back"
@@ -252,8 +254,11 @@ fn memory_stays_bounded_at_any_order_rate() {
     let book = l.tickets.lock().unwrap();
     assert_eq!(book.ring.len(), MAX_TICKETS, "the oldest tickets are forgotten");
     drop(book);
-    assert_eq!(l.release(1, S + n), Err(ReleaseError::Unknown));
-    assert!(l.release(n, S + n).is_ok(), "the newest ticket is kept");
+    assert_eq!(l.release(l.public_ticket(1), S + n), Err(ReleaseError::Unknown));
+    assert!(
+        l.release(l.public_ticket(n), S + n).is_ok(),
+        "the newest ticket is kept"
+    );
     assert_eq!(
         l.usage(&k, S + n, 0).0 as usize,
         UNLIMITED_WINDOW_CAP,
@@ -286,4 +291,44 @@ fn a_request_stamped_before_midnight_that_arrives_after_one_stamped_after_never_
         "1500 would pass 1000"
     );
     assert_eq!(l.usage(&k, S + 3, 101).1, m(900));
+}
+
+#[test]
+fn an_undone_consumption_leaves_no_trace() {
+    let l = Ledger::new();
+    let k = id("bot");
+    let kept = take(&l, &k, 10 * S, 7, m(100), Some(2), Some(m(150))).unwrap();
+    let undone = take(&l, &k, 11 * S, 7, m(50), Some(2), Some(m(150))).unwrap();
+    assert!(take(&l, &k, 12 * S, 7, m(1), Some(2), Some(m(150))).is_err());
+    l.undo_consumption(&undone);
+    assert_eq!(l.usage(&k, 12 * S, 7), (1, m(100)), "slot and value are back");
+    assert_eq!(l.release(undone.ticket, 12 * S), Err(ReleaseError::Unknown));
+    assert!(take(&l, &k, 12 * S, 7, m(50), Some(2), Some(m(150))).is_ok());
+    assert!(l.release(kept.ticket, 13 * S).is_ok(), "the other order is untouched");
+}
+
+#[test]
+fn an_undone_release_counts_again_and_can_be_released_once_more() {
+    let l = Ledger::new();
+    let k = id("bot");
+    let c = take(&l, &k, 10 * S, 7, m(100), None, Some(m(150))).unwrap();
+    let r = l.release(c.ticket, 11 * S).unwrap();
+    assert_eq!(l.usage(&k, 11 * S, 7).1, Money::ZERO);
+    l.undo_release(&r);
+    assert_eq!(l.usage(&k, 11 * S, 7).1, m(100));
+    assert_eq!(l.release(c.ticket, 12 * S).unwrap().refunded, m(100));
+}
+
+#[test]
+fn a_ticket_does_not_reveal_its_neighbours() {
+    let l = Ledger::new();
+    let k = id("bot");
+    let a = take(&l, &k, 10 * S, 7, m(1), None, None).unwrap();
+    let b = take(&l, &k, 11 * S, 7, m(1), None, None).unwrap();
+    assert_eq!(b.number, a.number + 1);
+    for guess in [a.ticket + 1, a.ticket - 1, b.ticket + 1, a.number, b.number] {
+        if guess != a.ticket && guess != b.ticket {
+            assert_eq!(l.release(guess, 12 * S), Err(ReleaseError::Unknown), "{guess}");
+        }
+    }
 }
