@@ -549,7 +549,8 @@ mod tests {
 
     fn line(endpoint: &str, request_id: u64) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut r = AuditRecord::new(Kind::Check, endpoint, Outcome::Allow, request_id, peer()).iface(Iface::Rest);
+        let mut r =
+            AuditRecord::new(Kind::Check, endpoint, Outcome::Allow, request_id, peer()).iface(Iface::Rest);
         r.key_id = Some("sim-bot".parse().unwrap());
         r.write_json(&mut out);
         out
@@ -565,7 +566,11 @@ mod tests {
         }
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines.len(), 100, "written before append returned, no flush needed");
+        assert_eq!(
+            lines.len(),
+            100,
+            "written before append returned, no flush needed"
+        );
         assert_eq!(lines[99]["request_id"], 99);
         assert_eq!(lines[0]["outcome"], "allow");
         assert_eq!(lines[0]["key_id"], "sim-bot");
@@ -573,7 +578,10 @@ mod tests {
         assert_eq!(lines[0]["peer_pid"], 4242);
         assert!(lines[0]["reason"].is_null());
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]
@@ -608,7 +616,12 @@ mod tests {
         assert_eq!(settle(&path, &mark), Audited::Yes);
         // Half written: not counted, and the half is cut off.
         let whole = std::fs::metadata(&rotated).unwrap().len();
-        OpenOptions::new().write(true).open(&rotated).unwrap().set_len(whole - 5).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&rotated)
+            .unwrap()
+            .set_len(whole - 5)
+            .unwrap();
         assert_eq!(settle(&path, &mark), Audited::No);
         assert_eq!(std::fs::metadata(&rotated).unwrap().len(), mark.at);
         // Gone: unknown, so the commit counts (the safe side).

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -54,10 +55,26 @@ pub struct Config {
     #[arg(long, env = "FUTU_AUTHD_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
 
+    /// Most connections one uid may hold at once (default: half of --max-connections), so
+    /// that no single user can take every connection from the gateways; more from that uid
+    /// are closed at once.
+    #[arg(long, env = "FUTU_AUTHD_MAX_CONNECTIONS_PER_UID")]
+    pub max_connections_per_uid: Option<usize>,
+
     /// Most requests of one connection being answered at once; a client that pipelines
     /// more is read from only as answers go out.
     #[arg(long, env = "FUTU_AUTHD_MAX_IN_FLIGHT", default_value_t = 256)]
     pub max_in_flight: usize,
+
+    /// A connection that sends no Hello this long after it was accepted is closed
+    /// (e.g. `5s`, `500ms`).
+    #[arg(long, env = "FUTU_AUTHD_HELLO_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub hello_timeout: Duration,
+
+    /// A connection that begins a frame and does not finish it this long after is closed.
+    /// A connection that waits between frames is never closed for it.
+    #[arg(long, env = "FUTU_AUTHD_FRAME_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub frame_timeout: Duration,
 
     /// Validate --keys-file and exit: 0 when it loads, 1 with the loader's error.
     #[arg(long)]
@@ -65,6 +82,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// The most connections one uid may hold.
+    pub fn uid_share(&self) -> usize {
+        self.max_connections_per_uid
+            .unwrap_or(self.max_connections.div_ceil(2))
+            .max(1)
+    }
+
     /// Whether audit records go to journald.
     pub fn journald_enabled(&self) -> bool {
         self.audit_journald
@@ -91,6 +115,23 @@ impl std::str::FromStr for MetricsListen {
             .map(MetricsListen::At)
             .map_err(|_| format!("{s:?} is not an address such as 127.0.0.1:9464, nor `off`"))
     }
+}
+
+/// `500ms`, `5s`, `2m`: a positive whole number and a unit.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration such as 500ms, 5s or 2m");
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let n: u64 = s[..split].parse().map_err(|_| bad())?;
+    let d = match &s[split..] {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
+        _ => return Err(bad()),
+    };
+    if d.is_zero() {
+        return Err(bad());
+    }
+    Ok(d)
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -126,6 +167,33 @@ mod tests {
         assert_eq!(c.socket_mode, 0o600);
         assert!(Config::try_parse_from(["futu-authd", "--socket-mode", "999"]).is_err());
         assert!(Config::try_parse_from(["futu-authd", "--metrics-listen", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn timeouts_and_the_uid_share_have_defaults_and_read_units() {
+        let c = Config::try_parse_from(["futu-authd"]).unwrap();
+        assert_eq!(c.hello_timeout, Duration::from_secs(5));
+        assert_eq!(c.frame_timeout, Duration::from_secs(5));
+        assert_eq!(c.uid_share(), 512);
+        let c = Config::try_parse_from([
+            "futu-authd",
+            "--hello-timeout",
+            "250ms",
+            "--frame-timeout",
+            "2m",
+            "--max-connections-per-uid",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(c.hello_timeout, Duration::from_millis(250));
+        assert_eq!(c.frame_timeout, Duration::from_secs(120));
+        assert_eq!(c.uid_share(), 3);
+        for bad in ["0s", "5", "s", "5h", "-1s"] {
+            assert!(
+                Config::try_parse_from(["futu-authd", "--hello-timeout", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

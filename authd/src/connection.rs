@@ -3,12 +3,17 @@
 //!
 //! A malformed frame, a request before Hello or a wrong protocol version gets an error
 //! reply where possible, then this connection (and only this one) is closed.
+//!
+//! So that no peer can hold connections it does not use, a connection that sends no Hello
+//! within `hello_timeout`, or stops in the middle of a frame for `frame_timeout`, is closed.
+//! A connection that said Hello and then waits quietly is a gateway's, and is never cut for
+//! being quiet. Every closure has a [`Closed`] reason, counted in the metrics.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futu_auth_proto::{CodecError, ErrorKind, FrameCodec, Request, Response, PROTOCOL_VERSION};
 use futures_util::future::OptionFuture;
@@ -21,26 +26,90 @@ use crate::key::redact;
 use crate::peer::Peer;
 use crate::service::{Answer, Authd};
 
-/// Serves `stream` until the client closes it, breaks the protocol, or `shutdown` fires
-/// (then requests already read are still answered).
+/// Why a connection was closed: the `reason` label of
+/// `futu_auth_connections_closed_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The client closed it.
+    ByClient,
+    /// No Hello within the hello timeout.
+    HelloTimeout,
+    /// A frame was begun and not finished within the frame timeout.
+    FrameTimeout,
+    /// Its uid already held its share of the connections.
+    UidShare,
+    /// A malformed, oversized or cut-short frame.
+    BadFrame,
+    /// A Hello with another protocol version.
+    Version,
+    /// A request before Hello, or a second Hello.
+    HelloFirst,
+    /// The daemon is shutting down.
+    Shutdown,
+    /// Writing to the socket failed.
+    Io,
+}
+
+impl Closed {
+    /// The label value, e.g. `hello_timeout`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Closed::ByClient => "client",
+            Closed::HelloTimeout => "hello_timeout",
+            Closed::FrameTimeout => "frame_timeout",
+            Closed::UidShare => "uid_share",
+            Closed::BadFrame => "bad_frame",
+            Closed::Version => "version",
+            Closed::HelloFirst => "hello_first",
+            Closed::Shutdown => "shutdown",
+            Closed::Io => "io",
+        }
+    }
+}
+
+/// How long a peer may take, from [`crate::config::Config`].
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most requests of one connection being answered at once.
+    pub max_in_flight: usize,
+    /// From accepting a connection to its Hello.
+    pub hello_timeout: Duration,
+    /// From the first byte of a frame to its last.
+    pub frame_timeout: Duration,
+}
+
+/// Serves `stream` until the client closes it, breaks the protocol, stalls, or `shutdown`
+/// fires (then requests already read are still answered). Returns why it ended.
 pub async fn serve(
     authd: Arc<Authd>,
     stream: UnixStream,
     peer: Peer,
-    max_in_flight: usize,
+    limits: Limits,
     shutdown: CancellationToken,
-) {
+) -> Closed {
     let (read, write) = stream.into_split();
     let mut reader = FramedRead::new(read, FrameCodec::<Request, Response>::new());
     let mut writer = FramedWrite::new(write, FrameCodec::<Request, Response>::new());
+    let max_in_flight = limits.max_in_flight;
 
     // Hello.
     let first = tokio::select! {
-        _ = shutdown.cancelled() => return,
-        f = reader.next() => f,
+        _ = shutdown.cancelled() => return Closed::Shutdown,
+        f = tokio::time::timeout(limits.hello_timeout, reader.next()) => match f {
+            Ok(f) => f,
+            Err(_) => {
+                tracing::debug!(
+                    "closing connection of pid {} uid {}: no Hello within {:?}",
+                    peer.pid,
+                    peer.uid,
+                    limits.hello_timeout
+                );
+                return Closed::HelloTimeout;
+            }
+        },
     };
     let refusal = match first {
-        None => return,
+        None => return Closed::ByClient,
         Some(Ok(Request::Hello(h))) if h.protocol_version == PROTOCOL_VERSION => {
             tracing::debug!(peer_pid = peer.pid, peer_uid = peer.uid, client = %redact(&h.client_name).escape_debug(), "hello");
             let ok = Response::HelloOk {
@@ -48,7 +117,7 @@ pub async fn serve(
                 server_version: env!("CARGO_PKG_VERSION").to_owned(),
             };
             if writer.send(ok).await.is_err() {
-                return;
+                return Closed::Io;
             }
             None
         }
@@ -74,8 +143,7 @@ pub async fn serve(
         Some(Err(e)) => Some(bad_frame(&e)),
     };
     if let Some((kind, resp)) = refusal {
-        refuse(&authd, peer, kind, resp, &mut writer).await;
-        return;
+        return refuse(&authd, peer, kind, resp, &mut writer).await;
     }
 
     // Answers in request order. Checks are answered as they are read; a request that
@@ -85,6 +153,12 @@ pub async fn serve(
     let mut head: Option<Pin<Box<dyn Future<Output = Response> + Send>>> = None;
     let mut reading = true;
     let mut closing_with: Option<(&'static str, Response)> = None;
+    let mut closed = Closed::ByClient;
+    // Since when a frame has been buffered in part: it must be finished in time. Looked at
+    // on a slow tick, so a quiet connection costs nothing.
+    let mut partial_since: Option<Instant> = None;
+    let mut stall_tick = tokio::time::interval(limits.frame_timeout / 2);
+    stall_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if head.is_none() {
             let mut fed = false;
@@ -92,7 +166,7 @@ pub async fn serve(
                 match answer {
                     Answer::Now(resp) => {
                         if send_answer(&mut writer, resp).await.is_err() {
-                            return;
+                            return Closed::Io;
                         }
                         fed = true;
                     }
@@ -103,7 +177,7 @@ pub async fn serve(
                 }
             }
             if fed && writer.flush().await.is_err() {
-                return;
+                return Closed::Io;
             }
         }
         let in_flight = queue.len() + usize::from(head.is_some());
@@ -111,7 +185,26 @@ pub async fn serve(
         tokio::select! {
             biased;
             Some(resp) = OptionFuture::from(head.as_mut()), if head.is_some() => head_done = Some(resp),
-            _ = shutdown.cancelled(), if reading => reading = false,
+            _ = shutdown.cancelled(), if reading => {
+                reading = false;
+                closed = Closed::Shutdown;
+            }
+            _ = stall_tick.tick(), if reading && in_flight < max_in_flight => {
+                if reader.read_buffer().is_empty() {
+                    partial_since = None;
+                } else if partial_since.is_none_or(|t| t.elapsed() < limits.frame_timeout) {
+                    partial_since.get_or_insert_with(Instant::now);
+                } else {
+                    tracing::warn!(
+                        "closing connection of pid {} uid {}: a frame begun over {:?} ago is still not complete",
+                        peer.pid,
+                        peer.uid,
+                        limits.frame_timeout
+                    );
+                    reading = false;
+                    closed = Closed::FrameTimeout;
+                }
+            }
             frame = reader.next(), if reading && in_flight < max_in_flight => {
                 // Take this frame and every other already buffered, then answer them in
                 // one write.
@@ -139,7 +232,11 @@ pub async fn serve(
                         next = reader.next().now_or_never();
                     }
                 }
-                queue.extend(authd.answer_all(burst, peer, received));
+                // A frame begun after the last complete one gets the whole frame timeout.
+                partial_since = (!reader.read_buffer().is_empty()).then(Instant::now);
+                if !burst.is_empty() {
+                    queue.extend(authd.answer_all(burst, peer, received));
+                }
             },
             else => break,
         }
@@ -148,8 +245,9 @@ pub async fn serve(
             queue.push_front(Answer::Now(resp));
         }
     }
-    if let Some((kind, resp)) = closing_with {
-        refuse(&authd, peer, kind, resp, &mut writer).await;
+    match closing_with {
+        Some((kind, resp)) => refuse(&authd, peer, kind, resp, &mut writer).await,
+        None => closed,
     }
 }
 
@@ -174,10 +272,13 @@ async fn send_answer(writer: &mut Writer, resp: Response) -> Result<(), CodecErr
     }
 }
 
+/// The `kind` label of `futu_auth_bad_frames_total` for a frame that could not be read
+/// (`io`, a socket failure, is not counted), and the error reply.
 fn bad_frame(e: &CodecError) -> (&'static str, Response) {
     let kind = match e {
         CodecError::FrameTooLarge { .. } => "too_large",
         CodecError::Malformed(_) => "malformed",
+        CodecError::Truncated { .. } => "truncated",
         CodecError::Encode(_) | CodecError::Io(_) => "io",
     };
     (
@@ -191,8 +292,20 @@ fn bad_frame(e: &CodecError) -> (&'static str, Response) {
 }
 
 /// Sends a last error reply, counts and logs why the connection is closed.
-async fn refuse(authd: &Authd, peer: Peer, kind: &'static str, resp: Response, writer: &mut Writer) {
-    if kind != "io" {
+async fn refuse(
+    authd: &Authd,
+    peer: Peer,
+    kind: &'static str,
+    resp: Response,
+    writer: &mut Writer,
+) -> Closed {
+    let closed = match kind {
+        "version" => Closed::Version,
+        "hello_first" => Closed::HelloFirst,
+        "io" => Closed::Io,
+        _ => Closed::BadFrame,
+    };
+    if closed != Closed::Io {
         authd.metrics.bad_frame(kind);
     }
     if let Response::Error { message, .. } = &resp {
@@ -203,4 +316,5 @@ async fn refuse(authd: &Authd, peer: Peer, kind: &'static str, resp: Response, w
         );
     }
     let _ = writer.send(resp).await;
+    closed
 }

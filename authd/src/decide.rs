@@ -302,7 +302,16 @@ fn check_order(key: &CompiledKey, o: &Order) -> Result<Option<Money>, Verdict> {
     let value = match o.price {
         Some(p) => match Money::order_value(o.qty, p) {
             Some(v) => Some(v),
-            None => return bad(format!("order value {} × {p} is out of range", o.qty)),
+            // qty and price are finite and above zero here: the value is too large to count.
+            None => {
+                let shown = |v: f64| if v < 1e16 { v.to_string() } else { format!("{v:e}") };
+                return bad(format!(
+                    "order value {} × {} is above {}, the largest amount futu-authd counts",
+                    shown(o.qty),
+                    shown(p),
+                    crate::money::MAX
+                ));
+            }
         },
         None => None,
     };

@@ -35,7 +35,6 @@ use futu_auth_proto::KeyId;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
-
 use crate::ledger::{utc_day, Consumption, Ledger, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
 use crate::money::Money;
 
@@ -276,7 +275,8 @@ impl LedgerLog {
         let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         let written = j.len.saturating_sub(before);
         j.len = before;
-        self.size.fetch_sub(written.min(self.size.load(Ordering::Relaxed)), Ordering::Relaxed);
+        self.size
+            .fetch_sub(written.min(self.size.load(Ordering::Relaxed)), Ordering::Relaxed);
         j.dirty = true;
         if let Err(e) = j.repair() {
             tracing::error!("ledger journal could not be cut back after a failed audit write: {e}");
@@ -613,7 +613,10 @@ fn replay_file(
     if let Some((_, want, got)) = open {
         // Written in one write: a commit cut short was never answered.
         problem.get_or_insert_with(|| {
-            format!("line {line_no}: the last commit has {} of its {want} entries", got.len())
+            format!(
+                "line {line_no}: the last commit has {} of its {want} entries",
+                got.len()
+            )
         });
     }
     if let Some((audit, batch)) = held {
@@ -778,7 +781,8 @@ mod tests {
     fn a_restart_keeps_the_daily_total_the_rate_window_and_releases() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::new();
-        let (log, replay) = LedgerLog::open(dir.path(), &ledger, at(100, 3600, 5000), &|_| Audited::Yes).unwrap();
+        let (log, replay) =
+            LedgerLog::open(dir.path(), &ledger, at(100, 3600, 5000), &|_| Audited::Yes).unwrap();
         assert_eq!(replay, Replay::default());
         order(&log, &ledger, at(100, 3600, 5000), 40);
         let second = order(&log, &ledger, at(100, 3610, 5010), 30);
@@ -818,7 +822,8 @@ mod tests {
     fn earlier_utc_days_are_dropped_on_load() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::new();
-        let (log, _) = LedgerLog::open(dir.path(), &ledger, at(100, 86_000, 5000), &|_| Audited::Yes).unwrap();
+        let (log, _) =
+            LedgerLog::open(dir.path(), &ledger, at(100, 86_000, 5000), &|_| Audited::Yes).unwrap();
         order(&log, &ledger, at(100, 86_000, 5000), 40);
         drop(log);
         let fresh = Ledger::new();
@@ -1004,7 +1009,12 @@ mod tests {
             let _g = log.gate();
             let c = ledger.with_key(&key(), |slot| {
                 slot.check(now.mono_ns + i as u64, now.today(), Money(1), None, None);
-                slot.consume(now.mono_ns + i as u64, i128::from(now.unix_ns), now.today(), Money(1))
+                slot.consume(
+                    now.mono_ns + i as u64,
+                    i128::from(now.unix_ns),
+                    now.today(),
+                    Money(1),
+                )
             });
             let mut entries = Entries::new();
             entries.consume(&c);
@@ -1034,7 +1044,10 @@ mod tests {
             assert_eq!(*asked.borrow(), vec![100], "only the newest commit is in doubt");
             assert_eq!(replay.entries, counted, "{answer:?}");
             assert_eq!(replay.unaudited, unaudited, "{answer:?}");
-            assert_eq!(fresh.usage(&key(), now.mono_ns + 5, now.today()).0, counted as u32);
+            assert_eq!(
+                fresh.usage(&key(), now.mono_ns + 5, now.today()).0,
+                counted as u32
+            );
         }
     }
 
@@ -1052,7 +1065,11 @@ mod tests {
         let (_log, replay) = LedgerLog::open(dir.path(), &fresh, now, &|_| Audited::Yes).unwrap();
         assert_eq!(replay.entries, 1);
         assert!(
-            replay.corrupt_tail.as_deref().unwrap_or("").contains("0 of its 1 entries"),
+            replay
+                .corrupt_tail
+                .as_deref()
+                .unwrap_or("")
+                .contains("0 of its 1 entries"),
             "{replay:?}"
         );
     }

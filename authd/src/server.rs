@@ -6,6 +6,7 @@
 //! keys.json and reopens the audit file; SIGTERM or SIGINT stop accepting, answer what is
 //! in flight, flush the audit trail and the ledger, and exit 0.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -190,7 +191,10 @@ pub async fn run(config: Config) -> Result<(), String> {
         Some(p) => {
             match audit::tidy_tail(p) {
                 Ok(0) => {}
-                Ok(n) => tracing::warn!("audit log {}: cut a half-written last record ({n} bytes)", p.display()),
+                Ok(n) => tracing::warn!(
+                    "audit log {}: cut a half-written last record ({n} bytes)",
+                    p.display()
+                ),
                 Err(e) => return Err(format!("audit log {}: {e}", p.display())),
             }
             let file = AuditFile::open(p).map_err(|e| e.to_string())?;
@@ -256,6 +260,13 @@ pub async fn run(config: Config) -> Result<(), String> {
     tracing::info!("futu-authd {} ready", env!("CARGO_PKG_VERSION"));
 
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    let per_uid: Arc<std::sync::Mutex<HashMap<u32, usize>>> = Arc::default();
+    let uid_share = config.uid_share();
+    let limits = connection::Limits {
+        max_in_flight: config.max_in_flight,
+        hello_timeout: config.hello_timeout,
+        frame_timeout: config.frame_timeout,
+    };
     loop {
         let (permit, accepted) = tokio::select! {
             _ = term.recv() => break,
@@ -286,13 +297,43 @@ pub async fn run(config: Config) -> Result<(), String> {
                 continue;
             }
         };
+        // One uid holds at most its share, so another uid's gateway always finds room.
+        let held = {
+            let mut counts = per_uid.lock().unwrap_or_else(|p| p.into_inner());
+            let n = counts.entry(peer.uid).or_insert(0);
+            if *n >= uid_share {
+                None
+            } else {
+                *n += 1;
+                Some(*n)
+            }
+        };
+        if held.is_none() {
+            authd
+                .metrics
+                .connection_closed(connection::Closed::UidShare.as_str());
+            tracing::warn!(
+                "closing a new connection of pid {} uid {}: that uid already holds {uid_share} connections (--max-connections-per-uid)",
+                peer.pid,
+                peer.uid
+            );
+            continue;
+        }
         let authd = Arc::clone(&authd);
         let stop = shutdown.clone();
-        let max_in_flight = config.max_in_flight;
+        let per_uid = Arc::clone(&per_uid);
         authd.metrics.connection(1);
         tracker.spawn(async move {
-            connection::serve(Arc::clone(&authd), stream, peer, max_in_flight, stop).await;
+            let closed = connection::serve(Arc::clone(&authd), stream, peer, limits, stop).await;
+            authd.metrics.connection_closed(closed.as_str());
             authd.metrics.connection(-1);
+            let mut counts = per_uid.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = counts.get_mut(&peer.uid) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&peer.uid);
+                }
+            }
             drop(permit);
         });
     }

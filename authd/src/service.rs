@@ -60,7 +60,31 @@ pub struct Authd {
     /// SHA-256 of the keys.json text in service: a reload of the same text (a SIGHUP for
     /// logrotate) keeps the snapshot instead of compiling it again.
     loaded_digest: std::sync::Mutex<Option<TextDigest>>,
+    /// keys.json as read for the listings being paged through, so a listing of any size
+    /// reads the file once and its pages agree with each other.
+    listings: std::sync::Mutex<Listings>,
 }
+
+/// Listings being paged through ([`Request::ListKeysPage`]); the oldest go first.
+#[derive(Default)]
+struct Listings {
+    open: std::collections::VecDeque<Listing>,
+}
+
+struct Listing {
+    id: u64,
+    keys: Arc<Vec<futu_auth_proto::KeyRecord>>,
+    used: Instant,
+}
+
+/// Listings kept at once; more start by replacing the oldest.
+const MAX_LISTINGS: usize = 4;
+
+/// A listing left this long without a page request is forgotten.
+const LISTING_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Room for a page's records in a frame, after the page's own fields.
+const PAGE_BUDGET: usize = futu_auth_proto::MAX_FRAME_LEN - 64;
 
 /// The answer to a request: ready now, or once a future completes.
 #[allow(clippy::large_enum_variant)] // the common case is `Now`; boxing it would allocate per answer
@@ -107,6 +131,7 @@ impl Authd {
             admin,
             reload_lock: Mutex::new(()),
             loaded_digest: std::sync::Mutex::new(loaded_digest),
+            listings: std::sync::Mutex::default(),
         }
     }
 
@@ -244,7 +269,9 @@ impl Authd {
                 }
                 admin => {
                     let me = Arc::clone(self);
-                    Pending::Ready(Answer::Later(Box::pin(async move { me.admin(admin, peer, received).await })))
+                    Pending::Ready(Answer::Later(Box::pin(async move {
+                        me.admin(admin, peer, received).await
+                    })))
                 }
             })
             .collect();
@@ -289,7 +316,13 @@ impl Authd {
     fn commit_decisions(&self, pending: &mut [Pending], peer: Peer, latency: std::time::Duration) {
         let mut entries = Entries::new();
         for p in pending.iter() {
-            if let Pending::Check(_, Verdict { consumption: Some(c), .. }) = p {
+            if let Pending::Check(
+                _,
+                Verdict {
+                    consumption: Some(c), ..
+                },
+            ) = p
+            {
                 entries.consume(c);
             }
         }
@@ -315,11 +348,7 @@ impl Authd {
         self.undo_consumptions(pending, &failure.to_string());
         if let CommitError::Ledger(_) = failure {
             // The orders are refused; the rest of the burst and the refusals are audited.
-            if self
-                .commit
-                .write_records(&self.log, &records(pending))
-                .is_ok()
-            {
+            if self.commit.write_records(&self.log, &records(pending)).is_ok() {
                 return;
             }
         }
@@ -389,7 +418,11 @@ impl Authd {
 
     async fn release(&self, request_id: u64, ticket: u64, peer: Peer, received: Instant) -> Response {
         let record = |result: &Result<crate::ledger::Released, (ErrorKind, String)>| {
-            let outcome = if result.is_ok() { Outcome::Allow } else { Outcome::Error };
+            let outcome = if result.is_ok() {
+                Outcome::Allow
+            } else {
+                Outcome::Error
+            };
             let mut rec = AuditRecord::new(Kind::Release, "Release", outcome, request_id, peer);
             rec.ticket = Some(ticket);
             rec.latency_us = received.elapsed().as_micros() as u64;
@@ -497,6 +530,9 @@ impl Authd {
                 Err(e) => error(request_id, ErrorKind::Store, e.to_string()),
             },
             Request::Usage { id, .. } => self.usage(request_id, &id),
+            Request::ListKeysPage { listing, offset, .. } => {
+                self.list_page(request_id, listing, offset).await
+            }
             other => error(
                 request_id,
                 ErrorKind::Internal,
@@ -577,6 +613,91 @@ impl Authd {
         }
     }
 
+    /// One page of a listing; `listing` 0 starts one by reading keys.json.
+    async fn list_page(&self, request_id: u64, listing: u64, offset: u32) -> Response {
+        let keys = if listing == 0 {
+            let path = self.keys_file.clone();
+            let file = match tokio::task::spawn_blocking(move || KeysFile::load(&path)).await {
+                Ok(Ok(file)) => file,
+                Ok(Err(e)) => return store_error(request_id, e),
+                Err(e) => return error(request_id, ErrorKind::Internal, format!("list task failed: {e}")),
+            };
+            let keys = Arc::new(file.keys);
+            let mut id = [0u8; 8];
+            if getrandom::fill(&mut id).is_err() {
+                return error(
+                    request_id,
+                    ErrorKind::Internal,
+                    "the OS random source failed".into(),
+                );
+            }
+            let id = u64::from_le_bytes(id).max(1);
+            let mut l = self.listings.lock().unwrap_or_else(|p| p.into_inner());
+            l.open.retain(|x| x.used.elapsed() < LISTING_IDLE);
+            while l.open.len() >= MAX_LISTINGS {
+                l.open.pop_front();
+            }
+            l.open.push_back(Listing {
+                id,
+                keys: Arc::clone(&keys),
+                used: Instant::now(),
+            });
+            (id, keys)
+        } else {
+            let mut l = self.listings.lock().unwrap_or_else(|p| p.into_inner());
+            l.open.retain(|x| x.used.elapsed() < LISTING_IDLE);
+            match l.open.iter_mut().find(|x| x.id == listing) {
+                Some(x) => {
+                    x.used = Instant::now();
+                    (x.id, Arc::clone(&x.keys))
+                }
+                None => {
+                    return error(
+                        request_id,
+                        ErrorKind::ListingExpired,
+                        "this listing is gone (unused for a minute, or replaced by newer ones); start again"
+                            .into(),
+                    )
+                }
+            }
+        };
+        let (listing, keys) = keys;
+        let start = (offset as usize).min(keys.len());
+        let mut size = 0;
+        let mut page = Vec::new();
+        for record in &keys[start..] {
+            let len = futu_auth_proto::codec::encode_message(record).map_or(usize::MAX, |b| b.len());
+            if size + len > PAGE_BUDGET {
+                if page.is_empty() {
+                    return error(
+                        request_id,
+                        ErrorKind::Internal,
+                        format!(
+                            "key {:?} has a record too large for a frame; read {} directly",
+                            record.id.as_str(),
+                            self.keys_file.display()
+                        ),
+                    );
+                }
+                break;
+            }
+            size += len;
+            page.push(record.clone());
+        }
+        if start + page.len() == keys.len() {
+            // The last page: the listing is done.
+            let mut l = self.listings.lock().unwrap_or_else(|p| p.into_inner());
+            l.open.retain(|x| x.id != listing);
+        }
+        Response::KeysPage {
+            request_id,
+            listing,
+            offset: start as u32,
+            total: keys.len() as u32,
+            keys: page,
+        }
+    }
+
     fn usage(&self, request_id: u64, id: &KeyId) -> Response {
         let snapshot = self.snapshot.load();
         let Some(key) = snapshot.by_id(id.as_str()) else {
@@ -605,7 +726,11 @@ impl Authd {
         let mut bytes = Vec::new();
         rec.write_json(&mut bytes);
         if let Err(e) = self.commit.write_records(&self.log, &bytes) {
-            tracing::error!("the audit record of {} {} was not written: {e}", rec.endpoint, rec.request_id);
+            tracing::error!(
+                "the audit record of {} {} was not written: {e}",
+                rec.endpoint,
+                rec.request_id
+            );
         }
         self.journald(rec).await;
     }

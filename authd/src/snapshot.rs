@@ -67,18 +67,8 @@ impl CompiledKey {
             s.dedup();
             s.into_boxed_slice()
         });
-        // Caps were checked finite and non-negative when read; too large to hold means no
-        // practical cap, but stay exact: clamp to the largest amount.
-        // A cap too small to print exactly is no money at all, never no cap.
-        let exact = |c: Option<futu_auth_proto::key::Cap>| {
-            c.map(|c| {
-                Money::cap(c.get()).unwrap_or(if c.get() < 1.0 {
-                    Money::ZERO
-                } else {
-                    Money(u128::MAX)
-                })
-            })
-        };
+        // Every cap is exact by construction (checked by `Money::try_cap` when read).
+        let exact = |c: Option<futu_auth_proto::key::Cap>| c.map(|c| c.money());
         let key = CompiledKey {
             id: record.id,
             scopes: record.scopes.iter().fold(0, |acc, s| acc | s.bit()),

@@ -261,17 +261,28 @@ impl KeysFile {
     }
 
     /// Adds a key made from `spec`; returns its plaintext (show it once) and its record.
+    /// A scope, market, symbol, side or machine named twice is stored once, where it was
+    /// first named.
     pub fn gen_key(&mut self, spec: KeySpec, now: Timestamp) -> Result<(Token, KeyRecord), StoreError> {
+        fn first_seen<T: Clone + Eq + std::hash::Hash>(mut list: Vec<T>) -> Vec<T> {
+            let mut seen = std::collections::HashSet::with_capacity(list.len());
+            list.retain(|x| seen.insert(x.clone()));
+            list
+        }
         if self.get(&spec.id).is_some() {
             return Err(StoreError::DuplicateKey(spec.id.to_string()));
         }
         let token = generate_token().map_err(|e| StoreError::Random(e.to_string()))?;
+        let mut limits = spec.limits;
+        limits.allowed_markets = limits.allowed_markets.map(first_seen);
+        limits.allowed_symbols = limits.allowed_symbols.map(first_seen);
+        limits.allowed_trd_sides = limits.allowed_trd_sides.map(first_seen);
         let record = KeyRecord {
             id: spec.id,
             hash: digest(&token),
-            scopes: spec.scopes,
-            limits: spec.limits,
-            allowed_machines: spec.allowed_machines,
+            scopes: first_seen(spec.scopes),
+            limits,
+            allowed_machines: spec.allowed_machines.map(first_seen),
             // keys.json keeps whole seconds, as the seed's examples do.
             created_at: Timestamp::from_second(now.as_second()).unwrap_or(now),
             expires_at: spec.expires_at,

@@ -98,7 +98,10 @@ mod tests {
         let ascending = tickets.windows(2).filter(|w| w[0] < w[1]).count();
         assert!((350..650).contains(&ascending), "{ascending} of 999 steps go up");
         let small = tickets.iter().filter(|t| **t < 1 << 40).count();
-        assert!(small < 5, "tickets are spread over 64 bits, not counters: {small}");
+        assert!(
+            small < 5,
+            "tickets are spread over 64 bits, not counters: {small}"
+        );
     }
 
     #[test]
@@ -106,7 +109,11 @@ mod tests {
         let (a, b) = (TicketCipher::random(), TicketCipher::random());
         assert_ne!(a.ticket(1), b.ticket(1));
         assert_eq!(TicketCipher::from_key(a.key()).ticket(7), a.ticket(7));
-        assert_eq!(format!("{a:?}"), "TicketCipher(<secret>)", "Debug never shows the key");
+        assert_eq!(
+            format!("{a:?}"),
+            "TicketCipher(<secret>)",
+            "Debug never shows the key"
+        );
     }
 
     proptest! {

@@ -34,6 +34,19 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
 struct Conn {
     tx: mpsc::Sender<Request>,
     pending: Pending,
+    /// Why the reader stopped, when it was not a plain close: a frame it could not decode
+    /// is a protocol error, never reported as a closed connection.
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Conn {
+    /// The error for a call whose answer will not come.
+    fn lost(&self) -> ClientError {
+        match lock(&self.failure).clone() {
+            Some(why) => ClientError::Protocol(why),
+            None => ClientError::Closed,
+        }
+    }
 }
 
 impl Conn {
@@ -244,11 +257,54 @@ impl AuthClient {
         }
     }
 
-    /// Admin: every key in service.
+    /// Admin: every key record in keys.json, in its order, however many there are: read
+    /// a page (a frame's worth) at a time. A listing that expires under way (another
+    /// listing replaced it) is started again, up to three times.
     pub async fn list_keys(&self) -> Result<Vec<KeyRecord>, ClientError> {
-        match self.call(|request_id| Request::ListKeys { request_id }).await? {
-            Response::Keys { keys, .. } => Ok(keys),
-            other => Err(unexpected(other)),
+        let mut tries = 0;
+        'listing: loop {
+            let mut keys = Vec::new();
+            let mut listing = 0;
+            loop {
+                let offset = u32::try_from(keys.len()).unwrap_or(u32::MAX);
+                let page = self
+                    .call(|request_id| Request::ListKeysPage {
+                        request_id,
+                        listing,
+                        offset,
+                    })
+                    .await;
+                match page {
+                    Ok(Response::KeysPage {
+                        listing: l,
+                        offset: at,
+                        total,
+                        keys: page,
+                        ..
+                    }) if at == offset => {
+                        let empty = page.is_empty();
+                        keys.extend(page);
+                        if keys.len() >= total as usize {
+                            return Ok(keys);
+                        }
+                        if empty {
+                            return Err(ClientError::Protocol(format!(
+                                "an empty page at {offset} of a listing of {total} keys"
+                            )));
+                        }
+                        listing = l;
+                    }
+                    Ok(other) => return Err(unexpected(other)),
+                    Err(ClientError::Refused {
+                        kind: futu_auth_proto::ErrorKind::ListingExpired,
+                        ..
+                    }) if tries < 3 => {
+                        tries += 1;
+                        continue 'listing;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
     }
 
@@ -307,8 +363,8 @@ impl AuthClient {
             let (tx, rx) = oneshot::channel();
             lock(&conn.pending).insert(id, tx);
             registered = Some(Arc::clone(&conn.pending));
-            conn.tx.send(req).await.map_err(|_| ClientError::Closed)?;
-            rx.await.map_err(|_| ClientError::Closed)
+            conn.tx.send(req).await.map_err(|_| conn.lost())?;
+            rx.await.map_err(|_| conn.lost())
         })
         .await;
         let resp = match result {
@@ -393,14 +449,26 @@ async fn open(path: &Path, client_name: &str) -> Result<Conn, ClientError> {
     }
     let (mut sink, mut stream) = framed.split();
     let pending: Pending = Arc::default();
+    let failure: Arc<Mutex<Option<String>>> = Arc::default();
     let (tx, mut rx) = mpsc::channel::<Request>(QUEUE);
     let reader_pending = Arc::clone(&pending);
+    let reader_failure = Arc::clone(&failure);
     let (dead_tx, mut dead_rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        while let Some(Ok(resp)) = stream.next().await {
-            let waiter = lock(&reader_pending).remove(&resp.request_id());
-            if let Some(w) = waiter {
-                let _ = w.send(resp);
+        loop {
+            match stream.next().await {
+                Some(Ok(resp)) => {
+                    let waiter = lock(&reader_pending).remove(&resp.request_id());
+                    if let Some(w) = waiter {
+                        let _ = w.send(resp);
+                    }
+                }
+                Some(Err(futu_auth_proto::CodecError::Io(_))) | None => break,
+                Some(Err(e)) => {
+                    *lock(&reader_failure) =
+                        Some(format!("an answer from futu-authd could not be read: {e}"));
+                    break;
+                }
             }
         }
         // The connection is gone: fail everyone waiting, and stop the writer.
@@ -429,7 +497,7 @@ async fn open(path: &Path, client_name: &str) -> Result<Conn, ClientError> {
         }
         // Dropping `rx` marks the connection dead for the next call.
     });
-    Ok(Conn { tx, pending })
+    Ok(Conn { tx, pending, failure })
 }
 
 fn decision(resp: Response) -> Result<Decision, ClientError> {

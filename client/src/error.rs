@@ -50,7 +50,8 @@ pub enum ClientError {
 impl From<CodecError> for ClientError {
     fn from(e: CodecError) -> Self {
         match e {
-            CodecError::Io(_) => ClientError::Closed,
+            // The daemon went away, possibly in the middle of a frame.
+            CodecError::Io(_) | CodecError::Truncated { .. } => ClientError::Closed,
             other => ClientError::Protocol(other.to_string()),
         }
     }

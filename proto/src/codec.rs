@@ -10,20 +10,37 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio_util::codec::{Decoder, Encoder};
 
-/// The largest frame body either side accepts, in bytes (64 KiB).
+/// The largest frame body either side accepts, in bytes on the wire (64 KiB): the body
+/// length a frame's prefix announces, for every message in both directions.
 pub const MAX_FRAME_LEN: usize = 64 * 1024;
+
+/// bincode's own limit, which is only an allocation guard. The frame limit is
+/// [`MAX_FRAME_LEN`] wire bytes, checked on the body length; bincode's `Limit` counts
+/// something else: the memory each decoded value *claims* (bincode 2.0.1,
+/// `Decoder::claim_bytes_read`). On the serde path the claims are: 1 for a `u8`, a
+/// `bool` or an `Option` tag (1 wire byte); 2, 4 and 8 for a varint `u16`, `u32` (enum
+/// variant indices) and `u64`/`usize` (sequence and string lengths), which take at least
+/// 1 wire byte; 8 for an `f64` (8 wire bytes); and a string's length in bytes, claimed
+/// before it is allocated, for the same number of wire bytes. So a body that decodes
+/// claims at most 8 × its wire bytes, and no valid body of at most 64 KiB can reach
+/// 8 × 64 KiB. (No field of this protocol is a 128-bit integer, the only type that claims
+/// 16 per wire byte.) What the limit still does: a lying length prefix inside a body can
+/// never make bincode allocate more than 512 KiB for a string; a sequence's length is
+/// not claimed on the serde path, and serde itself preallocates at most 1 MiB for it
+/// (`size_hint::cautious`), every element after that being read from the body.
+const CLAIM_LIMIT: usize = 8 * MAX_FRAME_LEN;
 
 const CONFIG: bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Varint,
-    bincode::config::Limit<MAX_FRAME_LEN>,
-> = bincode::config::standard().with_limit::<MAX_FRAME_LEN>();
+    bincode::config::Limit<CLAIM_LIMIT>,
+> = bincode::config::standard().with_limit::<CLAIM_LIMIT>();
 
 /// What can go wrong between bytes and messages.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
-    /// The length prefix announced more than [`MAX_FRAME_LEN`]; nothing of that size was
-    /// allocated.
+    /// The length prefix announced more than [`MAX_FRAME_LEN`] (nothing of that size was
+    /// allocated), or a body handed to [`decode_message`] is longer than that.
     #[error("frame of {announced} bytes announced, the limit is {max}")]
     FrameTooLarge {
         /// The length the peer announced.
@@ -37,12 +54,19 @@ pub enum CodecError {
     /// A message could not be encoded (it would not fit in a frame).
     #[error("cannot encode message: {0}")]
     Encode(String),
+    /// The stream ended inside a frame: the peer closed after sending part of one.
+    #[error("the stream ended inside a frame ({buffered} bytes of it received)")]
+    Truncated {
+        /// How many bytes of the unfinished frame (length prefix included) were received.
+        buffered: usize,
+    },
     /// The socket failed.
     #[error(transparent)]
     Io(#[from] io::Error),
 }
 
-/// Encodes one message body (no length prefix).
+/// Encodes one message body (no length prefix); a body over [`MAX_FRAME_LEN`] bytes is
+/// an [`CodecError::Encode`] error.
 pub fn encode_message<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
     let body = bincode::serde::encode_to_vec(msg, CONFIG).map_err(|e| CodecError::Encode(e.to_string()))?;
     if body.len() > MAX_FRAME_LEN {
@@ -54,8 +78,15 @@ pub fn encode_message<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
     Ok(body)
 }
 
-/// Decodes one message body; trailing bytes are an error.
+/// Decodes one message body; trailing bytes are an error, and so is a body over
+/// [`MAX_FRAME_LEN`] bytes ([`CodecError::FrameTooLarge`]).
 pub fn decode_message<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
+    if body.len() > MAX_FRAME_LEN {
+        return Err(CodecError::FrameTooLarge {
+            announced: body.len() as u64,
+            max: MAX_FRAME_LEN,
+        });
+    }
     let (msg, used) =
         bincode::serde::decode_from_slice(body, CONFIG).map_err(|e| CodecError::Malformed(e.to_string()))?;
     if used != body.len() {
@@ -123,6 +154,17 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
         src.advance(4);
         let body = src.split_to(announced);
         decode_message(&body).map(Some)
+    }
+
+    /// At the end of the stream, bytes of an unfinished frame are a typed
+    /// [`CodecError::Truncated`] (tokio-util's default is an untyped `io::Error`), so the
+    /// daemon can count it as a bad frame.
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<In>, CodecError> {
+        match self.decode(src)? {
+            Some(msg) => Ok(Some(msg)),
+            None if src.is_empty() => Ok(None),
+            None => Err(CodecError::Truncated { buffered: src.len() }),
+        }
     }
 }
 

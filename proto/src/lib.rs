@@ -8,7 +8,8 @@
 //! * [`key`] — the keys.json model ([`key::KeyRecord`], [`key::Limits`]) and its validated
 //!   value types (scopes, markets, symbols, trade sides, hours windows, fingerprints);
 //! * [`codec`] — the only module that knows the bytes: framing plus bincode, and
-//!   nothing else in the workspace calls bincode.
+//!   nothing else in the workspace calls bincode;
+//! * [`money`] — exact amounts in 10⁻⁸ units: what a cap is, and an order's value.
 //!
 //! ```
 //! use futu_auth_proto::codec;
@@ -26,6 +27,7 @@
 pub mod codec;
 pub mod key;
 pub mod message;
+pub mod money;
 
 pub use codec::{CodecError, FrameCodec, MAX_FRAME_LEN};
 pub use key::{

@@ -199,6 +199,17 @@ pub enum Request {
         /// The key's id.
         id: KeyId,
     },
+    /// Admin: one page of the key records, for listings of any size. Answered by
+    /// [`Response::KeysPage`], or an error `listing_expired` (start again).
+    ListKeysPage {
+        /// Echoed in the response.
+        request_id: u64,
+        /// 0 to start a listing (keys.json is read once, as it is now); then the
+        /// `listing` of the previous page.
+        listing: u64,
+        /// Records already received: where this page starts.
+        offset: u32,
+    },
 }
 
 impl Request {
@@ -214,7 +225,8 @@ impl Request {
             | Request::RevokeKey { request_id, .. }
             | Request::BindKey { request_id, .. }
             | Request::Reload { request_id }
-            | Request::Usage { request_id, .. } => *request_id,
+            | Request::Usage { request_id, .. }
+            | Request::ListKeysPage { request_id, .. } => *request_id,
         }
     }
 
@@ -228,6 +240,7 @@ impl Request {
                 | Request::BindKey { .. }
                 | Request::Reload { .. }
                 | Request::Usage { .. }
+                | Request::ListKeysPage { .. }
         )
     }
 
@@ -244,6 +257,7 @@ impl Request {
             Request::BindKey { .. } => "BindKey",
             Request::Reload { .. } => "Reload",
             Request::Usage { .. } => "Usage",
+            Request::ListKeysPage { .. } => "ListKeysPage",
         }
     }
 }
@@ -421,6 +435,9 @@ pub enum ErrorKind {
     Store,
     /// The daemon failed; nothing was changed.
     Internal,
+    /// The listing a [`Request::ListKeysPage`] continues is gone (another listing
+    /// replaced it, or it was left unused for a minute); start again with `listing` 0.
+    ListingExpired,
 }
 
 impl ErrorKind {
@@ -438,6 +455,7 @@ impl ErrorKind {
             ErrorKind::InvalidSpec => "invalid_spec",
             ErrorKind::Store => "store",
             ErrorKind::Internal => "internal",
+            ErrorKind::ListingExpired => "listing_expired",
         }
     }
 }
@@ -525,6 +543,20 @@ pub enum Response {
         /// One line for a person.
         message: String,
     },
+    /// One page of a listing: as many records as fit in a frame.
+    KeysPage {
+        /// From the request.
+        request_id: u64,
+        /// The listing to continue with.
+        listing: u64,
+        /// Where this page starts in the listing.
+        offset: u32,
+        /// How many records the whole listing has; it is complete once
+        /// `offset + keys.len() == total`.
+        total: u32,
+        /// The records, in keys.json order.
+        keys: Vec<KeyRecord>,
+    },
 }
 
 impl Response {
@@ -540,7 +572,8 @@ impl Response {
             | Response::KeyRevoked { request_id, .. }
             | Response::KeyBound { request_id, .. }
             | Response::Reloaded { request_id, .. }
-            | Response::Error { request_id, .. } => *request_id,
+            | Response::Error { request_id, .. }
+            | Response::KeysPage { request_id, .. } => *request_id,
         }
     }
 }

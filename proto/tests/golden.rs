@@ -758,6 +758,7 @@ fn every_error_kind_has_its_wire_index_and_snake_case_name() {
         (ErrorKind::InvalidSpec, "invalid_spec"),
         (ErrorKind::Store, "store"),
         (ErrorKind::Internal, "internal"),
+        (ErrorKind::ListingExpired, "listing_expired"),
     ];
     for (index, (kind, name)) in kinds.into_iter().enumerate() {
         let index = u8::try_from(index).unwrap();
@@ -765,7 +766,7 @@ fn every_error_kind_has_its_wire_index_and_snake_case_name() {
         assert_eq!(codec::decode_message::<ErrorKind>(&[index]).unwrap(), kind);
         assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{name}\""));
     }
-    malformed::<ErrorKind>(&[11]);
+    malformed::<ErrorKind>(&[12]);
 }
 
 #[test]
@@ -931,8 +932,8 @@ fn trailing_bytes_after_a_message_are_malformed() {
 
 #[test]
 fn unknown_variant_index_is_malformed() {
-    malformed::<Request>(&[10]); // Request has variants 0..=9
-    malformed::<Response>(&[10]); // Response has variants 0..=9
+    malformed::<Request>(&[11]); // Request has variants 0..=10
+    malformed::<Response>(&[11]); // Response has variants 0..=10
     malformed::<Request>(&from_hex("07080773696d2d626f7404")); // BindOp has 0..=3
     malformed::<Response>(&from_hex("01020210")); // Decision has 0..=1
     malformed::<Response>(&from_hex("01020110000000")); // Reason has 0..=15
@@ -1204,4 +1205,376 @@ proptest! {
         let frame = codec::encode_frame(&value).unwrap();
         prop_assert_eq!(codec::decode_message::<Request>(&frame[4..]).unwrap(), value);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The 64 KiB limit counts wire bytes, for every message both ways
+// ---------------------------------------------------------------------------------------
+
+/// `make(n)` for the `n` at which its body is exactly `target` bytes, and `make(n + 1)`,
+/// one byte longer. `make` must grow by one body byte per unit of `n` from `probe` to the
+/// target (a string of `n` bytes whose length varint stays 3 bytes wide, from 251 to
+/// 65535, does).
+fn exactly<T: Serialize>(target: usize, probe: usize, make: impl Fn(usize) -> T) -> (T, T) {
+    let base = codec::encode_message(&make(probe)).unwrap().len() - probe;
+    let n = target - base;
+    let fits = make(n);
+    assert_eq!(codec::encode_message(&fits).unwrap().len(), target);
+    (fits, make(n + 1))
+}
+
+/// Fingerprints that take exactly `wire` bytes in a list (each 5 to 68 bytes: a length
+/// byte, `fp_` and 1 to 64 characters).
+fn fingerprints_filling(mut wire: usize) -> Vec<Fingerprint> {
+    assert!(wire >= 5, "{wire} bytes cannot hold a fingerprint");
+    let mut out = Vec::new();
+    while wire > 0 {
+        let take = if wire >= 68 + 5 {
+            68
+        } else if wire <= 68 {
+            wire
+        } else {
+            wire - 5
+        };
+        out.push(fp(&format!("fp_{}", "a".repeat(take - 4))));
+        wire -= take;
+    }
+    out
+}
+
+/// Asserts that `fits` (a body of exactly [`MAX_FRAME_LEN`] bytes) goes both ways through
+/// `encode_frame`/`decode_message` and through the frame codecs, and that `over` (one byte
+/// more) is refused: an Encode error when encoding, FrameTooLarge when decoding.
+fn assert_limit_is_wire_bytes<T>(fits: &T, over: &T)
+where
+    T: Serialize + DeserializeOwned + PartialEq + Debug + Clone,
+{
+    let frame = codec::encode_frame(fits).expect("a body of exactly 64 KiB encodes");
+    assert_eq!(frame.len(), 4 + MAX_FRAME_LEN);
+    assert_eq!(frame[..4], (MAX_FRAME_LEN as u32).to_be_bytes());
+    let back: T = codec::decode_message(&frame[4..]).expect("a body of exactly 64 KiB decodes");
+    assert_eq!(&back, fits);
+
+    // Through the frame codecs: whoever sends T encodes it, whoever receives T decodes it.
+    let mut sender = FrameCodec::<(), T>::new();
+    let mut wire = BytesMut::new();
+    sender
+        .encode(fits.clone(), &mut wire)
+        .expect("the codec encodes 64 KiB");
+    assert_eq!(wire[..], frame[..]);
+    let mut receiver = FrameCodec::<T, ()>::new();
+    assert_eq!(receiver.decode(&mut wire).unwrap().as_ref(), Some(fits));
+    assert!(wire.is_empty());
+
+    match codec::encode_message(over) {
+        Err(CodecError::Encode(why)) => assert!(
+            why.contains("65537 bytes is over the 65536-byte frame limit"),
+            "{why}"
+        ),
+        other => panic!("expected an Encode error for 65537 bytes, got {other:?}"),
+    }
+    assert!(matches!(codec::encode_frame(over), Err(CodecError::Encode(_))));
+    assert!(matches!(
+        sender.encode(over.clone(), &mut BytesMut::new()),
+        Err(CodecError::Encode(_))
+    ));
+
+    // A body of 65537 bytes is refused by its length, before bincode reads it.
+    let mut long_body = frame[4..].to_vec();
+    long_body.push(0);
+    assert!(matches!(
+        codec::decode_message::<T>(&long_body),
+        Err(CodecError::FrameTooLarge {
+            announced: 65537,
+            max: 65536
+        })
+    ));
+    let mut wire = BytesMut::new();
+    wire.extend_from_slice(&65537u32.to_be_bytes());
+    wire.extend_from_slice(&long_body);
+    assert!(matches!(
+        receiver.decode(&mut wire),
+        Err(CodecError::FrameTooLarge {
+            announced: 65537,
+            max: 65536
+        })
+    ));
+}
+
+#[test]
+fn a_check_of_exactly_64_kib_goes_through_and_one_byte_more_does_not() {
+    let (fits, over) = exactly(MAX_FRAME_LEN, 300, |n| {
+        Request::Check(Check {
+            request_id: u64::MAX,
+            token: token(),
+            iface: Iface::Rest,
+            endpoint: "e".repeat(n),
+            order: None,
+            dry_run: true,
+        })
+    });
+    assert_limit_is_wire_bytes(&fits, &over);
+}
+
+#[test]
+fn an_error_response_of_exactly_64_kib_goes_through_and_one_byte_more_does_not() {
+    let (fits, over) = exactly(MAX_FRAME_LEN, 300, |n| Response::Error {
+        request_id: 1,
+        kind: ErrorKind::Internal,
+        message: "x".repeat(n),
+    });
+    assert_limit_is_wire_bytes(&fits, &over);
+}
+
+#[test]
+fn a_keys_listing_of_exactly_64_kib_goes_through_and_one_byte_more_does_not() {
+    // 500 records of 120-odd bytes, the last one's note padding to the limit.
+    let (fits, over) = exactly(MAX_FRAME_LEN, 300, |n| {
+        let mut keys: Vec<KeyRecord> = (0..500)
+            .map(|i| {
+                let mut r = minimal_record(Some(vec![fp(FP_BOT)]));
+                r.id = key_id(&format!("key-{i}"));
+                r
+            })
+            .collect();
+        keys[499].note = Some("n".repeat(n));
+        Response::Keys { request_id: 6, keys }
+    });
+    assert_limit_is_wire_bytes(&fits, &over);
+}
+
+#[test]
+fn a_bind_key_of_exactly_64_kib_goes_through_and_one_byte_more_does_not() {
+    let (fits, over) = exactly(MAX_FRAME_LEN, 20_000, |n| Request::BindKey {
+        request_id: 9,
+        id: key_id("sim-bot"),
+        op: BindOp::Replace(fingerprints_filling(n)),
+    });
+    assert_limit_is_wire_bytes(&fits, &over);
+}
+
+#[test]
+fn a_gen_key_of_exactly_64_kib_goes_through_and_one_byte_more_does_not() {
+    // A market is one wire byte but bincode claims 4 for it: 16 000 of them and the note
+    // claim far more than 64 KiB, and the body is still 64 KiB on the wire.
+    let (fits, over) = exactly(MAX_FRAME_LEN, 300, |n| Request::GenKey {
+        request_id: 5,
+        spec: KeySpec {
+            id: key_id("sim-bot"),
+            scopes: vec![Scope::TradeSimulate],
+            limits: Limits {
+                allowed_markets: Some(vec![Market::HK; 16_000]),
+                ..Limits::default()
+            },
+            allowed_machines: None,
+            expires_at: None,
+            note: Some("n".repeat(n)),
+        },
+    });
+    assert_limit_is_wire_bytes(&fits, &over);
+}
+
+/// Round-trips `value` through `encode_frame`/`decode_message` and through the frame
+/// codecs; returns its body length.
+fn round_trip<T>(value: &T) -> usize
+where
+    T: Serialize + DeserializeOwned + PartialEq + Debug + Clone,
+{
+    let frame = codec::encode_frame(value).expect("encodes");
+    assert_eq!(&codec::decode_message::<T>(&frame[4..]).expect("decodes"), value);
+    let mut wire = BytesMut::new();
+    FrameCodec::<(), T>::new()
+        .encode(value.clone(), &mut wire)
+        .expect("the codec encodes");
+    assert_eq!(
+        FrameCodec::<T, ()>::new()
+            .decode(&mut wire)
+            .expect("the codec decodes")
+            .as_ref(),
+        Some(value)
+    );
+    frame.len() - 4
+}
+
+#[test]
+fn a_bind_key_with_5460_fingerprints_round_trips() {
+    let value = Request::BindKey {
+        request_id: 9,
+        id: key_id("sim-bot"),
+        op: BindOp::Add(vec![fp("fp_a"); 5460]),
+    };
+    assert_eq!(round_trip(&value), 27_314);
+}
+
+#[test]
+fn a_gen_key_with_16384_markets_round_trips() {
+    let value = Request::GenKey {
+        request_id: 5,
+        spec: KeySpec {
+            id: key_id("sim-bot"),
+            scopes: vec![Scope::TradeSimulate],
+            limits: Limits {
+                allowed_markets: Some(vec![Market::CA; 16_384]),
+                ..Limits::default()
+            },
+            allowed_machines: None,
+            expires_at: None,
+            note: None,
+        },
+    };
+    assert_eq!(round_trip(&value), 16_409);
+}
+
+#[test]
+fn a_keys_listing_of_as_many_full_records_as_fit_in_64_kib_round_trips() {
+    let listing = |n: usize| Response::Keys {
+        request_id: 6,
+        keys: (0..n)
+            .map(|i| {
+                let mut r = full_record();
+                r.id = key_id(&format!("sim-bot-{i}"));
+                r
+            })
+            .collect(),
+    };
+    let fitting = (1..)
+        .find(|&n| codec::encode_message(&listing(n + 1)).is_err())
+        .unwrap();
+    assert!(fitting > 250, "only {fitting} records fit");
+    assert!(round_trip(&listing(fitting)) <= MAX_FRAME_LEN);
+}
+
+// ---------------------------------------------------------------------------------------
+// End of stream
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_frame_cut_short_by_the_end_of_the_stream_is_truncated() {
+    let frame = codec::encode_frame(&check_with_order()).unwrap();
+    for cut in [1, 3, 4, 5, frame.len() - 1] {
+        let mut server = FrameCodec::<Request, Response>::new();
+        let mut buf = BytesMut::from(&frame[..cut]);
+        match server.decode_eof(&mut buf) {
+            Err(CodecError::Truncated { buffered }) => assert_eq!(buffered, cut),
+            other => panic!("cut at {cut}: expected Truncated, got {other:?}"),
+        }
+    }
+    // A whole frame at the end of the stream is a message; nothing left over is the end.
+    let mut server = FrameCodec::<Request, Response>::new();
+    let mut buf = BytesMut::from(&frame[..]);
+    assert_eq!(server.decode_eof(&mut buf).unwrap(), Some(check_with_order()));
+    assert!(matches!(server.decode_eof(&mut buf), Ok(None)));
+}
+
+#[tokio::test]
+async fn a_peer_that_closes_inside_a_frame_is_a_truncated_error_on_the_stream() {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+
+    let frame = codec::encode_frame(&hello()).unwrap();
+    let (mut peer, ours) = tokio::io::duplex(1024);
+    peer.write_all(&frame).await.unwrap();
+    peer.write_all(&frame[..6]).await.unwrap();
+    drop(peer);
+    let mut reader = tokio_util::codec::FramedRead::new(ours, FrameCodec::<Request, Response>::new());
+    assert_eq!(reader.next().await.unwrap().unwrap(), hello());
+    assert!(matches!(
+        reader.next().await,
+        Some(Err(CodecError::Truncated { buffered: 6 }))
+    ));
+}
+
+// ---------------------------------------------------------------------------------------
+// Caps on the wire
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_gen_key_with_a_negative_zero_cap_decodes_as_zero() {
+    let spec = KeySpec {
+        id: key_id("nz"),
+        scopes: vec![Scope::TradeSimulate],
+        limits: Limits {
+            max_order_value: Some(cap(0.0)),
+            max_daily_value: Some(cap(0.0)),
+            ..Limits::default()
+        },
+        allowed_machines: None,
+        expires_at: None,
+        note: None,
+    };
+    let value = Request::GenKey { request_id: 5, spec };
+    let body = codec::encode_message(&value).unwrap();
+    // limits: three Nones, Some(+0.0), Some(+0.0), two Nones; a client may send -0.0.
+    let limits = from_hex("000000010000000000000000010000000000000000");
+    let at = body
+        .windows(limits.len())
+        .position(|w| w == limits)
+        .expect("the limits are in the body");
+    let mut negative = body.clone();
+    negative[at + 11] = 0x80; // max_order_value's sign bit (f64 little-endian)
+    negative[at + 20] = 0x80; // max_daily_value's sign bit
+    let Request::GenKey { spec, .. } = codec::decode_message::<Request>(&negative).unwrap() else {
+        panic!("a GenKey")
+    };
+    for c in [spec.limits.max_order_value, spec.limits.max_daily_value] {
+        let c = c.expect("the cap is set");
+        assert_eq!(c.get().to_bits(), 0.0f64.to_bits(), "+0, not -0");
+        assert_eq!(c.money(), futu_auth_proto::money::Money::ZERO);
+    }
+    // What the daemon would store and send back is +0.
+    assert_eq!(
+        codec::encode_message(&Request::GenKey { request_id: 5, spec }).unwrap(),
+        body
+    );
+}
+
+#[test]
+fn a_gen_key_with_a_cap_finer_than_8_decimal_places_is_malformed() {
+    let spec = KeySpec {
+        id: key_id("fine"),
+        scopes: vec![Scope::TradeSimulate],
+        limits: Limits {
+            max_order_value: Some(cap(0.5)),
+            ..Limits::default()
+        },
+        allowed_machines: None,
+        expires_at: None,
+        note: None,
+    };
+    let mut body = codec::encode_message(&Request::GenKey { request_id: 5, spec }).unwrap();
+    let half = 0.5f64.to_le_bytes();
+    let at = body.windows(8).position(|w| w == half).unwrap();
+    body[at..at + 8].copy_from_slice(&0.123456789f64.to_le_bytes());
+    let why = malformed::<Request>(&body);
+    assert!(why.contains("more than 8 decimal places"), "{why}");
+}
+
+#[test]
+fn list_keys_page_and_keys_page_have_pinned_bytes() {
+    let start = Request::ListKeysPage {
+        request_id: 7,
+        listing: 0,
+        offset: 0,
+    };
+    assert_eq!(to_hex(&codec::encode_message(&start).unwrap()), "0a070000");
+    let next = Request::ListKeysPage {
+        request_id: 7,
+        listing: 1 << 32,
+        offset: 300,
+    };
+    let bytes = codec::encode_message(&next).unwrap();
+    assert_eq!(to_hex(&bytes), "0a07fd0000000001000000fb2c01");
+    assert_eq!(codec::decode_message::<Request>(&bytes).unwrap(), next);
+    assert!(next.is_admin());
+
+    let page = Response::KeysPage {
+        request_id: 7,
+        listing: 5,
+        offset: 0,
+        total: 1,
+        keys: vec![],
+    };
+    let bytes = codec::encode_message(&page).unwrap();
+    assert_eq!(to_hex(&bytes), "0a0705000100");
+    assert_eq!(codec::decode_message::<Response>(&bytes).unwrap(), page);
 }

@@ -37,6 +37,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio_util::codec::Framed;
 
+pub mod fuzz;
+
 /// How long any single wait of the harness lasts before it gives up and fails the test.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -220,6 +222,28 @@ pub fn have_program(name: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
         .unwrap_or(false)
+}
+
+/// Says that a test cannot run here and why (a tool or a privilege it needs is missing):
+/// prints `skipped: {why}`, after which the caller returns and the test passes.
+///
+/// With `FUTU_TEST_STRICT=1` in the environment (as `.ci/run` sets it) skipping is not
+/// allowed: this panics instead, so the test fails and names what is missing. `make deps`
+/// installs every Debian package the tests need.
+///
+/// ```no_run
+/// if !futu_authd_tests::have_program("jq") {
+///     return futu_authd_tests::skip("jq is not installed");
+/// }
+/// ```
+pub fn skip(why: &str) {
+    println!("skipped: {why}");
+    if std::env::var_os("FUTU_TEST_STRICT").is_some_and(|v| v == "1") {
+        panic!(
+            "this test could not run ({why}) and FUTU_TEST_STRICT=1 forbids skipping; \
+             install what it needs (`make deps` as root) or unset FUTU_TEST_STRICT"
+        );
+    }
 }
 
 /// What a [`Daemon`] is started with. Every daemon gets its own temporary directory with
@@ -665,6 +689,17 @@ impl Client {
     /// Queues one request without flushing (for pipelining; then [`Client::flush`]).
     pub async fn feed(&mut self, req: Request) {
         self.framed.feed(req).await.expect("queue a request");
+    }
+
+    /// Queues one request without flushing; `Err` when the connection is gone (for load
+    /// that runs until the daemon dies).
+    pub async fn try_feed(&mut self, req: Request) -> Result<(), CodecError> {
+        self.framed.feed(req).await
+    }
+
+    /// Flushes queued requests; `Err` when the connection is gone.
+    pub async fn try_flush(&mut self) -> Result<(), CodecError> {
+        SinkExt::<Request>::flush(&mut self.framed).await
     }
 
     /// Flushes queued requests.

@@ -363,11 +363,11 @@ fn is_root() -> bool {
 /// Whether the tests that run futucli as uid 65534 can run; prints why not.
 fn can_run_as_nobody(test: &str) -> bool {
     if !is_root() {
-        println!("skipped {test}: needs root to run futucli as uid 65534");
+        futu_authd_tests::skip(&format!("{test}: needs root to run futucli as uid 65534"));
         return false;
     }
     if !have_program("setpriv") {
-        println!("skipped {test}: setpriv (util-linux) is not installed");
+        futu_authd_tests::skip(&format!("{test}: setpriv (util-linux) is not installed"));
         return false;
     }
     true

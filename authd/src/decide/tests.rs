@@ -235,10 +235,18 @@ fn unlock_needs_trade_unlock() {
 
 #[test]
 fn an_order_attached_to_a_read_endpoint_is_bad_order_naming_the_endpoint() {
-    for e in ["Qot_GetBasicQot", "3004", "Trd_GetFunds", "InitConnect", "Trd_UnlockTrade"] {
+    for e in [
+        "Qot_GetBasicQot",
+        "3004",
+        "Trd_GetFunds",
+        "InitConnect",
+        "Trd_UnlockTrade",
+    ] {
         let v = run(BOT, e, Some(sell(1.0, 1.0)));
         assert_eq!(reason(&v), Some(Reason::BadOrder), "{e}: {v:?}");
-        let Decision::Deny { detail, .. } = &v.decision else { unreachable!() };
+        let Decision::Deny { detail, .. } = &v.decision else {
+            unreachable!()
+        };
         assert!(detail.contains(e), "{detail}");
         assert_eq!(v.consumption, None);
     }
@@ -638,9 +646,13 @@ fn a_token_after_a_long_endpoint_prefix_is_redacted_before_it_is_cut() {
 }
 
 #[test]
-fn a_cap_too_small_to_hold_is_zero_not_unlimited() {
+fn a_cap_too_small_to_hold_is_refused_never_unlimited() {
+    // Finer than 10⁻⁸ is refused where the cap is read, not rounded to 0 or to no cap.
+    let e = Cap::try_from(1e-63).unwrap_err();
+    assert!(e.to_string().contains("more than 8 decimal places"), "{e}");
+    // The smallest cap there is, one unit, still denies an order worth more.
     let mut keys = seed_keys();
-    keys[1].limits.max_order_value = Some(Cap::try_from(1e-63).unwrap());
+    keys[1].limits.max_order_value = Some(Cap::try_from(0.00000001).unwrap());
     let v = decide(
         &snapshot(keys),
         &Ledger::new(),
@@ -648,4 +660,350 @@ fn a_cap_too_small_to_hold_is_zero_not_unlimited() {
         &check(BOT, "Trd_PlaceOrder", Some(sell(1.0, 1.0))),
     );
     assert_eq!(reason(&v), Some(Reason::OrderValue));
+}
+
+#[test]
+fn a_negative_zero_cap_in_keys_json_is_zero_and_denies_an_order_of_2000() {
+    let text = format!(
+        r#"{{"version": 1, "keys": [
+  {{"id": "nz-order", "hash": "{}", "scopes": ["trade:simulate"],
+    "limits": {{"max_order_value": -0}}, "created_at": "2026-04-15T10:00:00Z"}},
+  {{"id": "nz-daily", "hash": "{}", "scopes": ["trade:simulate"],
+    "limits": {{"max_daily_value": -0.0}}, "created_at": "2026-04-15T10:00:00Z"}}
+]}}"#,
+        digest(&Token::new(RESEARCH)).to_hex(),
+        digest(&Token::new(BOT)).to_hex()
+    );
+    let file = KeysFile::parse(&text, std::path::Path::new("keys.json")).unwrap();
+    let s = Snapshot::new(file, Some(host()));
+    let cases = [
+        (RESEARCH, Reason::OrderValue, "max_order_value 0"),
+        (BOT, Reason::DailyValue, "max_daily_value 0"),
+    ];
+    for (token, want, cap) in cases {
+        let v = decide(
+            &s,
+            &Ledger::new(),
+            &at(10, 0),
+            &check(token, "Trd_PlaceOrder", Some(sell(1.0, 2000.0))),
+        );
+        assert_eq!(reason(&v), Some(want));
+        let Decision::Deny { detail, .. } = &v.decision else {
+            panic!("denied")
+        };
+        assert!(detail.ends_with(cap), "{detail}");
+    }
+}
+
+#[test]
+fn an_order_value_too_large_to_count_is_bad_order_saying_so() {
+    let mut keys = seed_keys();
+    keys[1].limits.max_order_value = None;
+    keys[1].limits.max_daily_value = None;
+    let v = decide(
+        &snapshot(keys),
+        &Ledger::new(),
+        &at(10, 0),
+        &check(BOT, "Trd_PlaceOrder", Some(sell(1e300, 1e10))),
+    );
+    assert_eq!(reason(&v), Some(Reason::BadOrder));
+    let Decision::Deny { detail, .. } = &v.decision else {
+        panic!("denied")
+    };
+    assert_eq!(
+        detail,
+        "order value 1e300 × 10000000000 is above 100000000000000000000, the largest amount futu-authd counts"
+    );
+}
+
+/// An independent oracle for exact caps: a non-negative decimal `digits × 10^exp`, read
+/// from Rust's plain `{}` text of an `f64` (no exponent, shortest round-trip digits),
+/// with no leading or trailing zero digits (zero has none at all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Dec {
+    digits: Vec<u8>,
+    exp: i64,
+}
+
+impl Dec {
+    /// `None` for a negative number (`-0` is zero).
+    fn of(v: f64) -> Option<Dec> {
+        assert!(v.is_finite());
+        let text = format!("{v}");
+        let (negative, text) = match text.strip_prefix('-') {
+            Some(t) => (true, t.to_owned()),
+            None => (false, text),
+        };
+        let d = Dec::parse(&text);
+        (d.digits.is_empty() || !negative).then_some(d)
+    }
+
+    /// Plain decimal text: digits and at most one point.
+    fn parse(text: &str) -> Dec {
+        let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+        let mut digits: Vec<u8> = int.bytes().chain(frac.bytes()).map(|c| c - b'0').collect();
+        let mut exp = -(frac.len() as i64);
+        let leading = digits.iter().take_while(|d| **d == 0).count();
+        digits.drain(..leading);
+        while digits.last() == Some(&0) {
+            digits.pop();
+            exp += 1;
+        }
+        if digits.is_empty() {
+            exp = 0;
+        }
+        Dec { digits, exp }
+    }
+
+    fn decimal_places(&self) -> i64 {
+        (-self.exp).max(0)
+    }
+
+    fn times(&self, other: &Dec) -> Dec {
+        if self.digits.is_empty() || other.digits.is_empty() {
+            return Dec::parse("0");
+        }
+        // Schoolbook, least significant digit first.
+        let (a, b): (Vec<u32>, Vec<u32>) = (
+            self.digits.iter().rev().map(|d| u32::from(*d)).collect(),
+            other.digits.iter().rev().map(|d| u32::from(*d)).collect(),
+        );
+        let mut acc = vec![0u32; a.len() + b.len()];
+        for (i, x) in a.iter().enumerate() {
+            for (j, y) in b.iter().enumerate() {
+                acc[i + j] += x * y;
+            }
+        }
+        let mut carry = 0;
+        for d in acc.iter_mut() {
+            let t = *d + carry;
+            *d = t % 10;
+            carry = t / 10;
+        }
+        assert_eq!(carry, 0);
+        let text: String = acc.iter().rev().map(|d| char::from(b'0' + *d as u8)).collect();
+        let mut product = Dec::parse(&text);
+        if !product.digits.is_empty() {
+            product.exp += self.exp + other.exp;
+        }
+        product
+    }
+}
+
+impl PartialOrd for Dec {
+    fn partial_cmp(&self, other: &Dec) -> Option<std::cmp::Ordering> {
+        use std::cmp::Ordering;
+        let order = match (self.digits.is_empty(), other.digits.is_empty()) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+            (false, false) => {
+                // The place of the leading digit first, then digit by digit.
+                let top = |d: &Dec| d.digits.len() as i64 + d.exp;
+                top(self).cmp(&top(other)).then_with(|| {
+                    let n = self.digits.len().max(other.digits.len());
+                    let at = |d: &Dec, i: usize| d.digits.get(i).copied().unwrap_or(0);
+                    (0..n)
+                        .map(|i| at(self, i).cmp(&at(other, i)))
+                        .find(|o| o.is_ne())
+                        .unwrap_or(Ordering::Equal)
+                })
+            }
+        };
+        Some(order)
+    }
+}
+
+/// What the cap rule says about `v`: the exact cap, or the words its refusal must hold.
+fn oracle_cap(v: f64) -> Result<Dec, &'static str> {
+    if !v.is_finite() {
+        return Err("is not a finite number");
+    }
+    let d = Dec::of(v).ok_or("is negative")?;
+    if d.decimal_places() > 8 {
+        Err("has more than 8 decimal places; amounts are counted to 0.00000001")
+    } else if d > Dec::parse("100000000000000000000") {
+        Err("the largest amount futu-authd counts")
+    } else {
+        Ok(d)
+    }
+}
+
+/// The f64 nearest to decimal text such as `123e-9`.
+fn float(text: String) -> f64 {
+    text.parse().unwrap()
+}
+
+fn next_up(v: f64) -> f64 {
+    f64::from_bits(v.to_bits() + 1)
+}
+
+fn next_down(v: f64) -> f64 {
+    f64::from_bits(v.to_bits() - 1)
+}
+
+/// Numbers around every edge of the cap rule, positive unless `signed`.
+fn edgy_numbers(signed: bool) -> impl proptest::strategy::Strategy<Value = f64> {
+    use proptest::prelude::*;
+    let specials = vec![
+        0.0,
+        -0.0,
+        5e-324,
+        f64::MIN_POSITIVE,
+        1e-9,
+        0.00000001,
+        0.1,
+        0.3,
+        2000.0,
+        1999.99999999,
+        2530.0,
+        9007199254740992.0,
+        9007199254740993.0,
+        1e20,
+        next_up(1e20),
+        next_down(1e20),
+        1e300,
+        f64::MAX,
+    ];
+    let any_bits = any::<u64>().prop_map(f64::from_bits).prop_map(move |v| {
+        if signed || (v.is_finite() && v > 0.0) {
+            v
+        } else {
+            1.5
+        }
+    });
+    prop_oneof![
+        proptest::sample::select(specials),
+        (1u64..(1 << 52)).prop_map(f64::from_bits),
+        (0u64..10_000_000_000).prop_map(|n| float(format!("{n}e-9"))),
+        (0u64..10_000_000_000).prop_map(|n| float(format!("{n}e-8"))),
+        (0u64..1_000_000_000_000, 0u32..12).prop_map(|(m, k)| float(format!("{m}e-{k}"))),
+        ((1u64 << 53)..u64::MAX).prop_map(|n| n as f64),
+        (1u64..1_000_000, 10i32..26).prop_map(|(m, k)| float(format!("{m}e{k}"))),
+        any_bits,
+    ]
+    .prop_map(move |v| if signed || v > 0.0 { v } else { 1.0 })
+}
+
+/// The decision for one order on a key with `cap` as its only limit, daily or per order,
+/// and an empty ledger.
+fn decide_with_cap(cap: Cap, daily: bool, qty: f64, price: f64) -> Verdict {
+    let mut key = record("capped", BOT, &[Scope::TradeSimulate]);
+    if daily {
+        key.limits.max_daily_value = Some(cap);
+    } else {
+        key.limits.max_order_value = Some(cap);
+    }
+    decide(
+        &snapshot(vec![key]),
+        &Ledger::new(),
+        &at(10, 0),
+        &check(BOT, "Trd_PlaceOrder", Some(sell(qty, price))),
+    )
+}
+
+/// Checks the cap rule for `v` against the oracle and, when `v` is a cap, the decision for
+/// each order `(qty, price)` on a key with that cap per order, then per day.
+fn check_cap_against_the_oracle(
+    v: f64,
+    orders: &[(f64, f64)],
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    match (Cap::try_from(v), oracle_cap(v)) {
+        (Err(e), Err(words)) => {
+            proptest::prop_assert!(e.to_string().contains(words), "{:e}: {}", v, e);
+        }
+        (Ok(cap), Ok(exact)) => {
+            // Never a different cap: the same number (with -0 made 0), the same decimal.
+            proptest::prop_assert_eq!(cap.get().to_bits(), (v + 0.0).to_bits());
+            proptest::prop_assert_eq!(Dec::parse(&cap.money().to_string()), exact.clone());
+            let max = Dec::parse("100000000000000000000");
+            for &(q, p) in orders {
+                let value = Dec::of(q).unwrap().times(&Dec::of(p).unwrap());
+                for daily in [false, true] {
+                    let verdict = decide_with_cap(cap, daily, q, p);
+                    let want = if value <= exact {
+                        None
+                    } else if value > max {
+                        Some(Reason::BadOrder)
+                    } else if daily {
+                        Some(Reason::DailyValue)
+                    } else {
+                        Some(Reason::OrderValue)
+                    };
+                    proptest::prop_assert_eq!(
+                        reason(&verdict),
+                        want,
+                        "cap {:e}, {:e} × {:e}, daily {}: {:?}",
+                        v,
+                        q,
+                        p,
+                        daily,
+                        verdict.decision
+                    );
+                }
+            }
+        }
+        (got, want) => proptest::prop_assert!(false, "{:e}: got {:?}, want {:?}", v, got, want),
+    }
+    Ok(())
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// For every number, either a clear refusal, or a cap that is exactly that decimal and
+    /// allows an order exactly when its value is at most the cap, per order and per day.
+    #[test]
+    fn a_cap_is_refused_or_allows_exactly_the_orders_whose_value_is_at_most_it(
+        v in edgy_numbers(true),
+        qty in edgy_numbers(false),
+        price in edgy_numbers(false),
+    ) {
+        check_cap_against_the_oracle(v, &[(1.0, price), (qty, price)])?;
+    }
+
+    /// The same, for orders whose value is within a few 10⁻⁹⁺ᵏ of an on-grid cap: where
+    /// rounding the value the wrong way, or the cap at all, would change the decision.
+    #[test]
+    fn orders_a_hair_either_side_of_a_cap_are_decided_by_their_exact_value(
+        units in 0u64..10_000_000_000_000,
+        finer in 1u32..5,
+        hair in -30i64..=30,
+        qty in 1u64..1000,
+    ) {
+        let v = float(format!("{units}e-8"));
+        let scale = 10i128.pow(finer);
+        let at_cap = i128::from(units) * scale;
+        let single = float(format!("{}e-{}", (at_cap + i128::from(hair)).max(1), 8 + finer));
+        let share = (at_cap + i128::from(qty) - 1) / i128::from(qty) + i128::from(hair);
+        let split = float(format!("{}e-{}", share.max(1), 8 + finer));
+        check_cap_against_the_oracle(v, &[(1.0, single), (qty as f64, split)])?;
+    }
+}
+
+#[test]
+fn the_cap_oracle_compares_decimals_exactly() {
+    let d = |s: &str| Dec::parse(s);
+    assert!(d("0.3") < d("0.30000001"));
+    assert!(d("100000000000000000000") < d("100000000000000000000.00000001"));
+    assert!(d("2000") > d("1999.99999999"));
+    assert_eq!(
+        d("000120.500"),
+        Dec {
+            digits: vec![1, 2, 0, 5],
+            exp: -1
+        }
+    );
+    assert_eq!(d("0.1").times(&d("0.2")), d("0.02"));
+    assert_eq!(d("3").times(&d("0.333333333")), d("0.999999999"));
+    assert_eq!(Dec::of(-0.0), Some(d("0")));
+    assert_eq!(Dec::of(-1.0), None);
+    assert_eq!(
+        Dec::of(1e300).unwrap(),
+        Dec {
+            digits: vec![1],
+            exp: 300
+        }
+    );
+    assert_eq!(Dec::of(5e-324).unwrap().decimal_places(), 324);
 }

@@ -304,7 +304,10 @@ fn an_undone_consumption_leaves_no_trace() {
     assert_eq!(l.usage(&k, 12 * S, 7), (1, m(100)), "slot and value are back");
     assert_eq!(l.release(undone.ticket, 12 * S), Err(ReleaseError::Unknown));
     assert!(take(&l, &k, 12 * S, 7, m(50), Some(2), Some(m(150))).is_ok());
-    assert!(l.release(kept.ticket, 13 * S).is_ok(), "the other order is untouched");
+    assert!(
+        l.release(kept.ticket, 13 * S).is_ok(),
+        "the other order is untouched"
+    );
 }
 
 #[test]

@@ -417,3 +417,87 @@ fn a_plaintext_pasted_into_keys_json_is_never_quoted_in_the_error() {
         assert!(!e.to_string().contains("8a3f2b9c"), "{e}");
     }
 }
+
+#[test]
+fn a_cap_of_negative_zero_in_keys_json_loads_as_zero_and_is_written_as_0() {
+    let text = seed_file()
+        .replace("\"max_order_value\": 100000", "\"max_order_value\": -0")
+        .replace("\"max_daily_value\": 500000", "\"max_daily_value\": -0.0");
+    let f = parse(&text).unwrap();
+    let limits = &f.keys[1].limits;
+    for c in [limits.max_order_value, limits.max_daily_value] {
+        let c = c.expect("the cap is set");
+        assert_eq!(c.get().to_bits(), 0.0f64.to_bits(), "+0, not -0");
+        assert_eq!(c.money(), crate::money::Money::ZERO);
+    }
+    let json = f.to_json();
+    assert!(json.contains("\"max_order_value\": 0.0"), "{json}");
+    assert!(json.contains("\"max_daily_value\": 0.0"), "{json}");
+    assert!(!json.contains(": -0"), "{json}");
+}
+
+#[test]
+fn a_cap_with_more_than_8_decimal_places_is_refused_with_its_line_and_column() {
+    let text = seed_file().replace("\"max_order_value\": 100000", "\"max_order_value\": 0.123456789");
+    let e = invalid(&text);
+    assert_eq!(e.key_id.as_deref(), Some("sim-bot"));
+    assert_eq!(e.field, "keys[1].limits.max_order_value");
+    assert_eq!(e.line, 17);
+    assert!(e.column > 20, "column {}", e.column);
+    assert_eq!(
+        e.message,
+        "cap 0.123456789 has more than 8 decimal places; amounts are counted to 0.00000001"
+    );
+    assert!(e.to_string().starts_with("keys.json:17:"), "{e}");
+    for (cap, why) in [
+        ("1e-9", "more than 8 decimal places"),
+        ("5e-324", "more than 8 decimal places"),
+        ("1e300", "the largest amount futu-authd counts"),
+    ] {
+        let e = invalid(&seed_file().replace(
+            "\"max_daily_value\": 500000",
+            &format!("\"max_daily_value\": {cap}"),
+        ));
+        assert_eq!(e.field, "keys[1].limits.max_daily_value", "{cap}");
+        assert!(e.message.contains(why), "{cap}: {}", e.message);
+    }
+}
+
+#[test]
+fn gen_key_stores_each_scope_and_whitelisted_value_once_in_first_seen_order() {
+    let mut f = KeysFile::default();
+    let hk: futu_auth_proto::Symbol = "HK.00700".parse().unwrap();
+    let us: futu_auth_proto::Symbol = "US.AAPL".parse().unwrap();
+    let a: Fingerprint = "fp_a".parse().unwrap();
+    let b: Fingerprint = "fp_b".parse().unwrap();
+    let spec = KeySpec {
+        id: "dup".parse().unwrap(),
+        scopes: vec![
+            Scope::TradeSimulate,
+            Scope::QotRead,
+            Scope::TradeSimulate,
+            Scope::QotRead,
+        ],
+        limits: futu_auth_proto::Limits {
+            allowed_markets: Some(vec![Market::US, Market::HK, Market::US]),
+            allowed_symbols: Some(vec![us.clone(), hk.clone(), us.clone(), hk.clone()]),
+            allowed_trd_sides: Some(vec![TrdSide::SELL, TrdSide::SELL, TrdSide::BUY]),
+            ..Default::default()
+        },
+        allowed_machines: Some(vec![b.clone(), a.clone(), b.clone()]),
+        expires_at: None,
+        note: None,
+    };
+    let (_, rec) = f
+        .gen_key(spec, Timestamp::from_second(1_776_247_200).unwrap())
+        .unwrap();
+    assert_eq!(rec.scopes, vec![Scope::TradeSimulate, Scope::QotRead]);
+    assert_eq!(rec.limits.allowed_markets, Some(vec![Market::US, Market::HK]));
+    assert_eq!(rec.limits.allowed_symbols, Some(vec![us, hk]));
+    assert_eq!(
+        rec.limits.allowed_trd_sides,
+        Some(vec![TrdSide::SELL, TrdSide::BUY])
+    );
+    assert_eq!(rec.allowed_machines, Some(vec![b, a]));
+    assert_eq!(f.keys[0], rec, "what is stored is what is returned");
+}

@@ -100,11 +100,12 @@ pub struct GenKey {
     /// Trade-side whitelist: BUY, SELL, SELL_SHORT, BUY_BACK.
     #[arg(long, value_delimiter = ',')]
     pub allowed_trd_sides: Option<Vec<TrdSide>>,
-    /// Per-order cap on qty × price.
-    #[arg(long, value_parser = parse_cap)]
+    /// Per-order cap on qty × price: at most 8 decimal places, at most 1e20.
+    #[arg(long, value_parser = parse_cap, allow_negative_numbers = true)]
     pub max_order_value: Option<Cap>,
-    /// Daily cap on the value of allowed orders (resets at UTC midnight).
-    #[arg(long, value_parser = parse_cap)]
+    /// Daily cap on the value of allowed orders (resets at UTC midnight): at most 8 decimal
+    /// places, at most 1e20.
+    #[arg(long, value_parser = parse_cap, allow_negative_numbers = true)]
     pub max_daily_value: Option<Cap>,
     /// Orders per 60-second sliding window.
     #[arg(long)]
@@ -178,11 +179,11 @@ pub struct CheckArgs {
     /// Order side: BUY, SELL, SELL_SHORT or BUY_BACK.
     #[arg(long, requires_all = ["market", "symbol", "qty"])]
     pub side: Option<TrdSide>,
-    /// Order quantity.
-    #[arg(long, requires_all = ["market", "symbol", "side"])]
+    /// Order quantity. A negative one is sent as it is, for the daemon to refuse.
+    #[arg(long, requires_all = ["market", "symbol", "side"], allow_negative_numbers = true)]
     pub qty: Option<f64>,
-    /// Order limit price.
-    #[arg(long, requires = "qty")]
+    /// Order limit price. A negative one is sent as it is, for the daemon to refuse.
+    #[arg(long, requires = "qty", allow_negative_numbers = true)]
     pub price: Option<f64>,
     /// Decide without consuming a rate slot or daily value.
     #[arg(long)]
@@ -192,6 +193,9 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
+/// A cap flag's value, by the same rule as keys.json and the daemon ([`Cap::try_from`]):
+/// `-0` is 0; more than 8 decimal places, a negative number or one above 1e20 is refused.
+/// clap names the flag in front of the reason.
 fn parse_cap(s: &str) -> Result<Cap, String> {
     let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     Cap::try_from(v).map_err(|e| e.to_string())

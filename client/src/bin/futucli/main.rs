@@ -256,21 +256,8 @@ fn ensure_dir(path: &Path) -> Result<(), Failure> {
 
 async fn list_keys(ctx: &Ctx, json: bool) -> Result<u8, Failure> {
     let keys = match ctx.target().await? {
-        Target::Daemon(c) => match c.list_keys().await {
-            Ok(keys) => keys,
-            // Too many keys for one frame: the file holds the same list.
-            Err(ClientError::Refused {
-                kind: futu_auth_client::ErrorKind::Internal,
-                message,
-            }) if message.contains("does not fit in a frame") => {
-                eprintln!(
-                    "futucli: the daemon's listing does not fit in a frame; reading {} directly",
-                    ctx.keys_file.display()
-                );
-                KeysFile::load(&ctx.keys_file)?.keys
-            }
-            Err(e) => return Err(e.into()),
-        },
+        // A page at a time: any number of keys.
+        Target::Daemon(c) => c.list_keys().await?,
         Target::File(path) => match KeysFile::load(&path) {
             Ok(f) => f.keys,
             Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Vec::new(),

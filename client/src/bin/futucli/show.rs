@@ -73,13 +73,12 @@ pub fn keys_table(keys: &[KeyRecord]) -> String {
     if keys.is_empty() {
         return "no keys\n".into();
     }
-    let header = ["ID", "HASH", "SCOPES", "LIMITS", "MACHINES", "EXPIRES", "NOTE"].map(String::from);
-    let rows: Vec<[String; 7]> = keys
+    let header = ["ID", "SCOPES", "LIMITS", "MACHINES", "EXPIRES", "NOTE"].map(String::from);
+    let rows: Vec<[String; 6]> = keys
         .iter()
         .map(|r| {
             [
                 r.id.to_string(),
-                format!("{}…", r.hash.short()),
                 join(&r.scopes),
                 limits(r),
                 binding(r),
@@ -90,7 +89,7 @@ pub fn keys_table(keys: &[KeyRecord]) -> String {
             ]
         })
         .collect();
-    let mut width = [0usize; 7];
+    let mut width = [0usize; 6];
     for row in std::iter::once(&header).chain(rows.iter()) {
         for (w, cell) in width.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -109,7 +108,7 @@ pub fn keys_table(keys: &[KeyRecord]) -> String {
     out
 }
 
-/// list-keys --json: the records as in keys.json, with `hash` cut to a prefix.
+/// list-keys --json: the records as in keys.json, without `hash`.
 pub fn keys_json(keys: &[KeyRecord]) -> String {
     let list: Vec<serde_json::Value> = keys
         .iter()
@@ -117,7 +116,6 @@ pub fn keys_json(keys: &[KeyRecord]) -> String {
             let mut v = serde_json::to_value(r).expect("a key record serializes");
             if let Some(obj) = v.as_object_mut() {
                 obj.remove("hash");
-                obj.insert("hash_prefix".into(), r.hash.short().into());
             }
             v
         })

@@ -1,0 +1,262 @@
+//! The bodies of the cargo-fuzz targets in `fuzz/`, one function per target, so that the
+//! fuzzer (`fuzz/fuzz_targets/*.rs`, run by `make fuzz`) and the regression test
+//! (`tests/fuzz_regressions.rs`, run by `make test`) execute the very same code.
+//!
+//! Each function takes arbitrary bytes and panics only when it finds a bug: a panic in the
+//! code under test, or a broken property that the target checks (stated on each function).
+//! Errors returned for bad input are the expected outcome, not a finding.
+//!
+//! * [`frame_decoder`]: the wire codec (`futu_auth_proto::codec`), one-shot and streaming.
+//! * [`keys_json`]: `KeysFile::parse` of keys.json text and its round trip through `to_json`.
+//! * [`ledger_replay`]: `LedgerLog::open` replaying a ledger journal and base from disk.
+
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+
+use futu_auth_proto::codec::decode_message;
+use futu_auth_proto::{CodecError, FrameCodec, Request, Response};
+use futu_authd::ledger::{utc_day, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
+use futu_authd::ledger_log::{AuditMark, Audited, LedgerLog, Moment, BASE_NAME, FILE_NAME};
+use futu_authd::{KeysFile, Ledger};
+use tokio_util::bytes::BytesMut;
+use tokio_util::codec::Decoder;
+
+/// The fuzz targets by name, as in `fuzz/Cargo.toml` and the `fuzz/corpus/` and
+/// `fuzz/regressions/` directories.
+pub const TARGETS: [(&str, fn(&[u8])); 3] = [
+    ("frame_decoder", frame_decoder),
+    ("keys_json", keys_json),
+    ("ledger_replay", ledger_replay),
+];
+
+/// The target called `name` (one of [`TARGETS`]).
+pub fn target(name: &str) -> Option<fn(&[u8])> {
+    TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
+}
+
+/// Target `frame_decoder`: the first byte picks a split point, the rest is bytes as they
+/// arrive on the socket.
+///
+/// * The rest, and the rest after a 4-byte length prefix (so that a whole-frame input
+///   reaches the body decoders too), are decoded with
+///   `codec::decode_message::<Request>` and `::<Response>`.
+/// * The rest is fed to `FrameCodec` (both directions: the daemon's, which reads
+///   `Request`s, and a client's, which reads `Response`s) as `Framed` does: `decode`
+///   until it wants more, the second part after the split, then `decode_eof` at the end
+///   of the stream; the first error ends the stream.
+///
+/// Property: nothing panics, the decoder always makes progress, and where the stream is
+/// split changes nothing: the messages and the error are the same as when all the bytes
+/// arrive at once.
+pub fn frame_decoder(data: &[u8]) {
+    let (split, stream) = match data.split_first() {
+        Some((&split, rest)) => (split, rest),
+        None => (0, data),
+    };
+    for body in [stream, stream.get(4..).unwrap_or_default()] {
+        let _ = decode_message::<Request>(body);
+        let _ = decode_message::<Response>(body);
+    }
+    let at = usize::from(split) % (stream.len() + 1);
+    same_stream::<Request>(stream, at);
+    same_stream::<Response>(stream, at);
+}
+
+/// Checks that `stream` decodes to the same messages whether it arrives whole or split
+/// at `at`.
+fn same_stream<In: Debug>(stream: &[u8], at: usize)
+where
+    FrameCodec<In, ()>: Decoder<Item = In, Error = CodecError>,
+{
+    let whole = decode_stream::<In>(&[stream]);
+    let (first, second) = stream.split_at(at);
+    let split = decode_stream::<In>(&[first, second]);
+    assert_eq!(
+        whole,
+        split,
+        "FrameCodec<{}> decodes {} bytes differently when they arrive split at byte {at}",
+        std::any::type_name::<In>(),
+        stream.len()
+    );
+}
+
+/// What a `FrameCodec` reading `In` makes of `chunks` arriving one after the other and
+/// then the end of the stream: each message's `Debug` text, then `error: …` or `end`.
+fn decode_stream<In: Debug>(chunks: &[&[u8]]) -> Vec<String>
+where
+    FrameCodec<In, ()>: Decoder<Item = In, Error = CodecError>,
+{
+    let mut codec = FrameCodec::<In, ()>::new();
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let total: usize = chunks.iter().map(|c| c.len()).sum();
+    // Every message takes at least its 4-byte prefix out of the buffer: more rounds than
+    // this means a decoder that returns messages without consuming input.
+    let mut rounds_left = total / 4 + chunks.len() + 2;
+    let mut next = |codec: &mut FrameCodec<In, ()>, buf: &mut BytesMut, eof: bool| {
+        rounds_left = rounds_left
+            .checked_sub(1)
+            .expect("FrameCodec returned more messages than the input holds (no progress)");
+        let before = buf.len();
+        let got = if eof {
+            codec.decode_eof(buf)
+        } else {
+            codec.decode(buf)
+        };
+        if let Ok(Some(_)) = &got {
+            assert!(buf.len() < before, "FrameCodec returned a message without consuming input");
+        }
+        got
+    };
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        loop {
+            match next(&mut codec, &mut buf, false) {
+                Ok(Some(msg)) => out.push(format!("{msg:?}")),
+                Ok(None) => break,
+                Err(e) => {
+                    out.push(format!("error: {e}"));
+                    return out;
+                }
+            }
+        }
+    }
+    loop {
+        match next(&mut codec, &mut buf, true) {
+            Ok(Some(msg)) => out.push(format!("{msg:?}")),
+            Ok(None) => {
+                out.push("end".to_owned());
+                return out;
+            }
+            Err(e) => {
+                out.push(format!("error: {e}"));
+                return out;
+            }
+        }
+    }
+}
+
+/// Target `keys_json`: the bytes as keys.json text (non-UTF-8 input is skipped: the
+/// daemon reads the file as UTF-8 and refuses it before parsing).
+///
+/// Property: `KeysFile::parse` never panics, and a file it accepts survives a round trip:
+/// `to_json()` (what `futucli` and the daemon save) parses again to an equal `KeysFile`.
+pub fn keys_json(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = Path::new("keys.json");
+    let Ok(file) = KeysFile::parse(text, path) else {
+        return;
+    };
+    let saved = file.to_json();
+    let again = KeysFile::parse(&saved, path)
+        .unwrap_or_else(|e| panic!("keys.json as saved does not load again: {e}\n{saved}"));
+    assert_eq!(again, file, "keys.json changed in a save and load:\n{saved}");
+}
+
+/// The moment [`ledger_replay`] opens the log at: 01:00 UTC on day 100 of the Unix epoch
+/// (1970-04-11), the ledger's monotonic clock at 5000 s. The seeds use day 100.
+pub const REPLAY_MOMENT: Moment = Moment {
+    unix_ns: 100 * 86_400 * 1_000_000_000 + 3_600 * 1_000_000_000,
+    mono_ns: 5_000 * 1_000_000_000,
+};
+
+/// Target `ledger_replay`: the first byte picks a split point `n` of the rest; the first
+/// `n` bytes become `ledger.base` (none when `n` is 0) and the others `ledger.log`, in a
+/// fresh state directory, which `LedgerLog::open` then replays at [`REPLAY_MOMENT`]. The
+/// newest commit's audit records count as written, missing or unknown depending on its
+/// audit mark (`(at ^ len) % 3`).
+///
+/// Property: opening never panics (an `Err` is fine); when it succeeds, the base and
+/// journal it wrote open again without a corrupt tail, to the same ledger (as far as a
+/// base keeps it: see `kept`).
+pub fn ledger_replay(data: &[u8]) {
+    let (split, rest) = match data.split_first() {
+        Some((&split, rest)) => (split, rest),
+        None => (0, data),
+    };
+    let (base, journal) = rest.split_at(usize::from(split) % (rest.len() + 1));
+    let dir = scratch_dir();
+    if !base.is_empty() {
+        std::fs::write(dir.path().join(BASE_NAME), base).expect("write ledger.base");
+    }
+    std::fs::write(dir.path().join(FILE_NAME), journal).expect("write ledger.log");
+    let audited = |mark: &AuditMark| match (mark.at ^ mark.len) % 3 {
+        0 => Audited::Yes,
+        1 => Audited::No,
+        _ => Audited::Unknown,
+    };
+    let ledger = Ledger::new();
+    let Ok((log, _replay)) = LedgerLog::open(dir.path(), &ledger, REPLAY_MOMENT, &audited) else {
+        return;
+    };
+    drop(log);
+    let written = std::fs::read_to_string(dir.path().join(BASE_NAME)).unwrap_or_default();
+    let again = Ledger::new();
+    let (log, replay) = LedgerLog::open(dir.path(), &again, REPLAY_MOMENT, &audited)
+        .unwrap_or_else(|e| panic!("the ledger.base just written does not open again: {e}\n{written}"));
+    drop(log);
+    assert_eq!(
+        replay.corrupt_tail, None,
+        "the ledger.base just written has a corrupt tail:\n{written}"
+    );
+    assert_eq!(
+        kept(again.dump()),
+        kept(ledger.dump()),
+        "the ledger.base just written replays to another ledger:\n{written}"
+    );
+}
+
+/// What of a ledger a base must keep: today's non-zero totals, the tickets still in the
+/// release or rate window (number, key, day, value, released, monotonic time), the next
+/// number and the ticket key; sorted, as the key map has no order.
+#[allow(clippy::type_complexity)]
+fn kept(
+    dump: LedgerDump,
+) -> (
+    Vec<(String, u128)>,
+    Vec<(u64, String, i64, u128, bool, u64)>,
+    u64,
+    [u8; 16],
+) {
+    let now = REPLAY_MOMENT;
+    let today = utc_day(now.unix_ns.div_euclid(1_000_000_000));
+    let mut totals: Vec<(String, u128)> = dump
+        .totals
+        .into_iter()
+        .filter(|(_, day, used)| *day == today && used.0 > 0)
+        .map(|(key, _, used)| (key.as_str().to_owned(), used.0))
+        .collect();
+    totals.sort();
+    let keep = RELEASE_WINDOW_NS.max(RATE_WINDOW_NS);
+    let mut recent: Vec<_> = dump
+        .recent
+        .into_iter()
+        .filter(|(c, _)| now.mono_ns.saturating_sub(c.mono_ns) < keep)
+        .map(|(c, released)| {
+            (
+                c.number,
+                c.key_id.as_str().to_owned(),
+                c.day,
+                c.value.0,
+                released,
+                c.mono_ns,
+            )
+        })
+        .collect();
+    recent.sort();
+    (totals, recent, dump.next_ticket, dump.ticket_key)
+}
+
+/// A fresh state directory, in memory (`/dev/shm`) where there is one: the target writes
+/// and fsyncs several files per input.
+fn scratch_dir() -> tempfile::TempDir {
+    let shm = PathBuf::from("/dev/shm");
+    let parent = if shm.is_dir() { shm } else { std::env::temp_dir() };
+    tempfile::Builder::new()
+        .prefix("futu-fuzz-ledger-")
+        .tempdir_in(parent)
+        .or_else(|_| tempfile::tempdir())
+        .expect("make a temporary state directory")
+}
