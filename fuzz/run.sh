@@ -6,11 +6,12 @@
 #
 # Targets: frame_decoder, keys_json, ledger_replay (all when none is named); their bodies
 # are in tests/src/fuzz.rs. Each run starts from the committed seeds (fuzz/corpus/TARGET)
-# and the saved crashes (fuzz/regressions/TARGET) and keeps what it generates in
-# target/fuzz-corpus/TARGET, outside git, so later runs go on from there. A crash is
-# copied to fuzz/regressions/TARGET/, which `make test` replays: rename it to say what it
-# exercises and commit it with its fix. The last lines of each run (executions, exec/s,
-# coverage) are kept in target/fuzz-logs/TARGET.log and printed at the end.
+# and keeps what it generates in target/fuzz-corpus/TARGET, outside git, so later runs go
+# on from there. A crash is copied to fuzz/regressions/TARGET/, which `make test` replays:
+# rename it to say what it exercises and commit it with its fix. The last lines of each
+# run (executions, exec/s, coverage) are kept in target/fuzz-logs/TARGET.log and printed
+# at the end. A libFuzzer dictionary fuzz/dicts/TARGET.dict (the format's words and
+# boundary numbers) is used when there is one.
 #
 # Needs a nightly compiler (`cargo +nightly`); without one it uses the stable compiler with
 # RUSTC_BOOTSTRAP=1. Installs cargo-fuzz (`cargo install cargo-fuzz --locked`) when it is
@@ -53,12 +54,16 @@ for t in "${targets[@]}"; do
 	mkdir -p "$scratch" "$artifacts" "regressions/$t"
 	echo "==> fuzzing $t for ${seconds}s (corpus $scratch, log $log)"
 	"${fuzz[@]}" build --sanitizer "$sanitizer" --debug-assertions "$t"
-	# The first corpus directory receives the new inputs; the committed ones are only read.
+	extra=()
+	[ -f "dicts/$t.dict" ] && extra+=(-dict="dicts/$t.dict")
+	# The first corpus directory receives the new inputs; the committed seeds are only read.
+	# The saved crashes are not given: one not fixed yet would stop the run at once
+	# (`make test` replays them).
 	set +e
 	"${fuzz[@]}" run --sanitizer "$sanitizer" --debug-assertions "$t" \
-		"$scratch" "corpus/$t" "regressions/$t" -- \
+		"$scratch" "corpus/$t" -- \
 		-max_total_time="$seconds" -timeout="$timeout" -print_final_stats=1 \
-		-artifact_prefix="$artifacts/" 2>&1 | tee "$log" |
+		-artifact_prefix="$artifacts/" ${extra[@]+"${extra[@]}"} 2>&1 | tee "$log" |
 		grep --line-buffered -E '^#[0-9]+\s+(INITED|pulse|DONE)|^==|panicked|^error|SUMMARY'
 	status=${PIPESTATUS[0]}
 	set -e

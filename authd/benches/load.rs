@@ -403,8 +403,8 @@ impl Bench {
                 .build()
         }
         .map_err(|e| format!("tokio runtime: {e}"))?;
-        let host = futu_authd::machine::fingerprint_from_file(Path::new("/etc/machine-id")).ok();
-        let token = futu_authd::key::generate_token().map_err(|e| format!("random token: {e}"))?;
+        let host = futu_auth_keys::machine::fingerprint_from_file(Path::new("/etc/machine-id")).ok();
+        let token = futu_auth_keys::token::generate_token().map_err(|e| format!("random token: {e}"))?;
         Ok(Bench {
             args,
             out,

@@ -15,6 +15,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futu_auth_proto::key::redact;
 use futu_auth_proto::{CodecError, ErrorKind, FrameCodec, Request, Response, PROTOCOL_VERSION};
 use futures_util::future::OptionFuture;
 use futures_util::{FutureExt, SinkExt, StreamExt};
@@ -22,7 +23,6 @@ use tokio::net::UnixStream;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
-use crate::key::redact;
 use crate::peer::Peer;
 use crate::service::{Answer, Authd};
 
@@ -235,7 +235,7 @@ pub async fn serve(
                 // A frame begun after the last complete one gets the whole frame timeout.
                 partial_since = (!reader.read_buffer().is_empty()).then(Instant::now);
                 if !burst.is_empty() {
-                    queue.extend(authd.answer_all(burst, peer, received));
+                    queue.extend(authd.answer_all(burst, peer, received).await);
                 }
             },
             else => break,

@@ -1,7 +1,8 @@
-//! The decision engine: `decide(snapshot, ledger, now, request) -> Verdict`.
+//! The decision engine: the rules, in [`evaluate`], and what the ledger's answer makes of
+//! them, in [`settle`].
 //!
-//! Pure: no IO, the clock comes in as [`Now`]. A request is allowed only when every rule
-//! says yes, checked in this order (the first that says no is the reason):
+//! Pure: no IO, no locks, the clock comes in as [`Now`]. A request is allowed only when
+//! every rule says yes, checked in this order (the first that says no is the reason):
 //!
 //! 1. the token's digest names a key — `unknown_key`;
 //! 2. its `expires_at` has not passed — `expired`;
@@ -15,22 +16,26 @@
 //!    a valid symbol of the order's market) — `bad_order`; its market, symbol and side are
 //!    whitelisted — `market`, `symbol`, `side`; qty × price ≤ `max_order_value` —
 //!    `order_value` (a value cap with no price is `bad_order`);
-//! 8. under the key's lock: fewer than `max_orders_per_minute` orders allowed in the last
-//!    60 s — `rate`; today's value plus this one ≤ `max_daily_value` — `daily_value`; then
-//!    both are consumed together (unless `dry_run`).
+//! 8. by the ledger store ([`crate::ledger::LedgerStore`]), atomically per key, for the
+//!    [`Charge`] rules 1–7 made of the order: fewer than `max_orders_per_minute` orders
+//!    allowed in the last 60 s — `rate`; today's value plus this one ≤ `max_daily_value`
+//!    — `daily_value`; then both are consumed together (unless `dry_run`).
+//!
+//! [`decide`] runs all eight against an in-memory [`Ledger`] (tests, the micro-benchmark).
 
 // The `Err` of the helpers below is the deny verdict itself, built once on the deny path.
 #![allow(clippy::result_large_err)]
 
 use std::fmt::Write as _;
 
+use futu_auth_keys::token::digest;
+use futu_auth_proto::key::redact;
 use futu_auth_proto::{Check, CheckScope, Decision, KeyId, Order, Reason, Scope, Symbol};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
 use crate::endpoint::{classify, EndpointClass};
-use crate::key::{digest, redact};
-use crate::ledger::{utc_day, Consumption, Ledger, LimitCheck};
+use crate::ledger::{utc_day, Charge, Charged, Consumption, Ledger};
 use crate::money::Money;
 use crate::snapshot::{Binding, CompiledKey, Snapshot};
 
@@ -183,70 +188,108 @@ fn scope_and_hours(key: &CompiledKey, scope: Option<Scope>, now: &Now) -> Result
     Ok(())
 }
 
-fn allow(key: &CompiledKey, scope: Option<Scope>, ticket: Option<u64>) -> Decision {
+fn allow(key_id: &KeyId, scope: Option<Scope>, ticket: Option<u64>) -> Decision {
     Decision::Allow {
-        key_id: key.id.clone(),
+        key_id: key_id.clone(),
         scope,
         ticket,
     }
 }
 
-/// Decides a [`Check`]; consumes the key's rate slot and daily value when an order is
-/// allowed and `dry_run` is false.
+/// What rules 1–7 made of a [`Check`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Evaluation {
+    /// Decided: a deny, or an allow that takes nothing from the ledger (not an order).
+    Decided(Verdict),
+    /// Every rule passed for an order: its charge goes to the ledger store, and
+    /// [`settle`] makes the verdict of what the store found.
+    Charge {
+        /// What the order would take.
+        charge: Charge,
+        /// The scope the endpoint needed.
+        scope: Option<Scope>,
+        /// The order's value, when it had a price.
+        value: Option<Money>,
+    },
+}
+
+/// Decides a [`Check`] against an in-memory ledger: [`evaluate`], then the charge taken
+/// from `ledger`, then [`settle`].
 pub fn decide(snapshot: &Snapshot, ledger: &Ledger, now: &Now, req: &Check) -> Verdict {
-    let key = match usable_key(snapshot, &req.token, now) {
-        Ok(k) => k,
-        Err(v) => return v,
-    };
+    match evaluate(snapshot, now, req) {
+        Evaluation::Decided(v) => v,
+        Evaluation::Charge { charge, scope, value } => {
+            let outcome = ledger.take(&charge, now.mono_ns, now.utc.as_nanosecond(), now.day());
+            settle(&charge, scope, value, outcome)
+        }
+    }
+}
+
+/// Rules 1–7 for a [`Check`].
+pub fn evaluate(snapshot: &Snapshot, now: &Now, req: &Check) -> Evaluation {
+    match evaluate_rules(snapshot, now, req) {
+        Ok(e) => e,
+        Err(v) => Evaluation::Decided(v),
+    }
+}
+
+fn evaluate_rules(snapshot: &Snapshot, now: &Now, req: &Check) -> Result<Evaluation, Verdict> {
+    let key = usable_key(snapshot, &req.token, now)?;
     let Some(class) = classify(&req.endpoint) else {
-        return Verdict::deny(
+        return Err(Verdict::deny(
             Reason::UnknownEndpoint,
             Some(key),
             format!(
                 "endpoint \"{}\" is not in the daemon's table",
                 shown_endpoint(&req.endpoint)
             ),
-        );
+        ));
     };
     let order = match (class, &req.order) {
         (EndpointClass::OrderWrite, None) => {
-            return Verdict::deny(
+            return Err(Verdict::deny(
                 Reason::BadOrder,
                 Some(key),
                 format!("{} is an order write and needs an order", req.endpoint),
-            )
+            ))
         }
         (EndpointClass::OrderWrite, Some(o)) => Some(o),
         // A front-end that maps an order route to a read endpoint by mistake would
         // otherwise pass every limit without a trace.
         (_, Some(_)) => {
-            return Verdict::deny(
+            return Err(Verdict::deny(
                 Reason::BadOrder,
                 Some(key),
                 format!(
                     "{} is not an order write; a check for it must not carry an order",
                     shown_endpoint(&req.endpoint)
                 ),
-            )
+            ))
         }
         (_, None) => None,
     };
     let scope = class.required_scope(order.map(|o| o.env));
-    if let Err(v) = scope_and_hours(key, scope, now) {
-        return v;
-    }
+    scope_and_hours(key, scope, now)?;
     let Some(order) = order else {
-        return Verdict {
-            decision: allow(key, scope, None),
+        return Ok(Evaluation::Decided(Verdict {
+            decision: allow(&key.id, scope, None),
             scope,
             value: None,
             consumption: None,
-        };
+        }));
     };
-    match check_order(key, order) {
-        Ok(value) => consume(key, ledger, now, scope, value, req.dry_run),
-        Err(v) => v.with_scope(scope),
-    }
+    let value = check_order(key, order).map_err(|v| v.with_scope(scope))?;
+    Ok(Evaluation::Charge {
+        charge: Charge {
+            key_id: key.id.clone(),
+            value: value.unwrap_or(Money::ZERO),
+            max_orders_per_minute: key.max_orders_per_minute,
+            max_daily_value: key.max_daily_value,
+            dry_run: req.dry_run,
+        },
+        scope,
+        value,
+    })
 }
 
 /// A caller-supplied endpoint as a detail may quote it: redacted, escaped, at most 64
@@ -332,63 +375,41 @@ fn check_order(key: &CompiledKey, o: &Order) -> Result<Option<Money>, Verdict> {
     }
 }
 
-/// Step 8: rate and daily value, checked and consumed together under the key's lock.
-fn consume(
-    key: &CompiledKey,
-    ledger: &Ledger,
-    now: &Now,
-    scope: Option<Scope>,
-    value: Option<Money>,
-    dry_run: bool,
-) -> Verdict {
-    let id: &KeyId = &key.id;
-    let day = now.day();
-    let amount = value.unwrap_or(Money::ZERO);
-    ledger.with_key(id, |slot| {
-        match slot.check(
-            now.mono_ns,
-            day,
-            amount,
-            key.max_orders_per_minute,
-            key.max_daily_value,
-        ) {
-            LimitCheck::Rate { in_window } => Verdict::deny(
-                Reason::Rate,
-                Some(key),
-                format!(
-                    "{in_window} orders in the last 60 s; max_orders_per_minute is {}",
-                    key.max_orders_per_minute.unwrap_or(0)
-                ),
-            )
-            .with_scope(scope)
-            .with_value(value),
-            LimitCheck::Daily { used } => Verdict::deny(
-                Reason::DailyValue,
-                Some(key),
-                format!(
-                    "today's value {used} + {amount} would pass max_daily_value {}",
-                    key.max_daily_value.unwrap_or_default()
-                ),
-            )
-            .with_scope(scope)
-            .with_value(value),
-            LimitCheck::Pass if dry_run => Verdict {
-                decision: allow(key, scope, None),
-                scope,
-                value,
-                consumption: None,
-            },
-            LimitCheck::Pass => {
-                let c = slot.consume(now.mono_ns, now.utc.as_nanosecond(), day, amount);
-                Verdict {
-                    decision: allow(key, scope, Some(c.ticket)),
-                    scope,
-                    value,
-                    consumption: Some(c),
-                }
-            }
-        }
-    })
+/// Step 8: the verdict of what the ledger store found for an order's charge.
+pub fn settle(charge: &Charge, scope: Option<Scope>, value: Option<Money>, outcome: Charged) -> Verdict {
+    let deny = |reason, detail| Verdict {
+        decision: Decision::Deny {
+            reason,
+            key_id: Some(charge.key_id.clone()),
+            detail,
+        },
+        scope,
+        value,
+        consumption: None,
+    };
+    match outcome {
+        Charged::Rate { in_window } => deny(
+            Reason::Rate,
+            format!(
+                "{in_window} orders in the last 60 s; max_orders_per_minute is {}",
+                charge.max_orders_per_minute.unwrap_or(0)
+            ),
+        ),
+        Charged::Daily { used } => deny(
+            Reason::DailyValue,
+            format!(
+                "today's value {used} + {} would pass max_daily_value {}",
+                charge.value,
+                charge.max_daily_value.unwrap_or_default()
+            ),
+        ),
+        Charged::Passed(taken) => Verdict {
+            decision: allow(&charge.key_id, scope, taken.as_ref().map(|c| c.ticket)),
+            scope,
+            value,
+            consumption: taken,
+        },
+    }
 }
 
 /// Decides a [`CheckScope`]: steps 1–3, then the scope and the hours window.
@@ -399,7 +420,7 @@ pub fn decide_scope(snapshot: &Snapshot, now: &Now, req: &CheckScope) -> Verdict
     };
     match scope_and_hours(key, Some(req.scope), now) {
         Ok(()) => Verdict {
-            decision: allow(key, Some(req.scope), None),
+            decision: allow(&key.id, Some(req.scope), None),
             scope: Some(req.scope),
             value: None,
             consumption: None,

@@ -4,11 +4,12 @@
 //! gRPC, WebSocket and MCP front-ends ask it over a Unix socket whether each request may
 //! go through. This library is the daemon's core, free of sockets and processes:
 //!
-//! * [`store`] reads and writes keys.json (strict, atomic, locked);
-//! * [`key`] makes plaintexts and digests; [`machine`] this host's fingerprint;
 //! * [`endpoint`] maps Futu OpenAPI protocols to the scope they need;
 //! * [`snapshot`] compiles keys.json for checking; [`ledger`] counts orders and value;
-//! * [`decide`] is the pure decision engine; [`money`] keeps amounts exact.
+//! * [`decide`](mod@decide) is the pure decision engine; [`money`] keeps amounts exact.
+//!
+//! keys.json on disk (the store, key generation, the machine fingerprint) is the
+//! `futu_auth_keys` crate, which `futucli` shares without linking the daemon.
 // Two places use unsafe, each in a function of its own: taking the socket systemd passes
 // by descriptor number (`activation`) and returning freed heap to the system (`heap`).
 #![deny(unsafe_code)]
@@ -23,10 +24,8 @@ pub mod connection;
 pub mod decide;
 pub mod endpoint;
 pub mod heap;
-pub mod key;
 pub mod ledger;
 pub mod ledger_log;
-pub mod machine;
 pub mod metrics;
 pub mod money;
 pub mod notify;
@@ -34,10 +33,8 @@ pub mod peer;
 pub mod server;
 pub mod service;
 pub mod snapshot;
-pub mod store;
 pub mod ticket;
 
 pub use decide::{decide, decide_scope, Now, Verdict};
 pub use ledger::Ledger;
 pub use snapshot::Snapshot;
-pub use store::{KeysFile, StoreError};

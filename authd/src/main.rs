@@ -3,10 +3,16 @@
 
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use clap::Parser;
+use futu_auth_keys::store::KeysFile;
 use futu_authd::audit;
 use futu_authd::config::Config;
-use futu_authd::store::KeysFile;
+use futu_authd::notify;
+use futu_authd::server::{self, Daemon};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
 use tracing_subscriber::prelude::*;
 
@@ -23,13 +29,55 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(futu_authd::server::run(config)) {
+    match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("futu-authd: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Starts the daemon, tells systemd READY=1 once it listens with its keys loaded, and
+/// serves until SIGTERM or SIGINT; SIGHUP reloads keys.json and reopens the audit file.
+async fn run(config: Config) -> Result<(), String> {
+    let sig = |kind: SignalKind| signal(kind).map_err(|e| format!("signal handler: {e}"));
+    // A write past RLIMIT_FSIZE must fail — and the check be refused `internal` — rather
+    // than kill the daemon with SIGXFSZ's default action.
+    let mut xfsz = sig(SignalKind::from_raw(nix::libc::SIGXFSZ))?;
+    tokio::spawn(async move {
+        while xfsz.recv().await.is_some() {
+            tracing::error!("a file reached the process's size limit (RLIMIT_FSIZE); its writes fail");
+        }
+    });
+    let (mut hup, mut term, mut int) = (
+        sig(SignalKind::hangup())?,
+        sig(SignalKind::terminate())?,
+        sig(SignalKind::interrupt())?,
+    );
+    let daemon = Daemon::start(&config).await?;
+    let listener = server::listen(&config)?;
+    let authd = Arc::clone(daemon.authd());
+    let stop = CancellationToken::new();
+    tokio::spawn(notify::watchdog(stop.clone()));
+    tokio::spawn(async move {
+        // Off the accept loop: a reload of many keys must not hold up new connections.
+        while hup.recv().await.is_some() {
+            let authd = Arc::clone(&authd);
+            tokio::spawn(async move { server::hangup(&authd).await });
+        }
+    });
+    notify::ready(daemon.authd().keys_loaded());
+    let stopped = async {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        notify::stopping();
+    };
+    daemon.serve(listener, stopped).await;
+    stop.cancel();
+    Ok(())
 }
 
 /// `--check-config`: like `nginx -t`.

@@ -1,10 +1,10 @@
-//! The daemon process: start-up, the listener, signals, and shutdown.
+//! The daemon: the listener, start-up, the accept loop and shutdown, as [`Daemon`] — which
+//! runs in any process; `main.rs` adds the signals and systemd's notifications.
 //!
-//! Start-up loads keys.json (refusing to start on a bad file), replays the ledger log,
-//! opens the audit trail and the metrics endpoint, then listens — on the socket systemd
-//! handed over, or on `--socket` — and only then tells systemd READY=1. SIGHUP reloads
-//! keys.json and reopens the audit file; SIGTERM or SIGINT stop accepting, answer what is
-//! in flight, flush the audit trail and the ledger, and exit 0.
+//! Start-up loads keys.json (refusing to start on a bad file), replays the ledger log and
+//! opens the audit trail and the metrics endpoint, on a listener bound first — the socket
+//! systemd handed over, or `--socket`. Shutdown stops accepting, answers what is in flight,
+//! flushes the audit trail and the ledger.
 
 use std::collections::HashMap;
 use std::io;
@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futu_auth_keys::machine::fingerprint_from_file;
+use futu_auth_keys::store::{self, KeysFile};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,14 +25,12 @@ use crate::clock::Clock;
 use crate::commit::Committer;
 use crate::config::{Config, MetricsListen};
 use crate::connection;
-use crate::ledger::Ledger;
-use crate::ledger_log::{Audited, LedgerLog};
-use crate::machine::fingerprint_from_file;
+use crate::ledger::local::LocalLedger;
+use crate::ledger::{Ledger, LedgerStore};
+use crate::ledger_log::{AuditMark, Audited, LedgerLog, Moment};
 use crate::metrics::{self, Metrics};
-use crate::notify;
 use crate::peer::{AdminPolicy, Peer};
-use crate::service::Authd;
-use crate::store::{self, KeysFile};
+use crate::service::{Authd, KeyRing};
 
 /// How long shutdown waits for connections to finish what they read.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -113,54 +112,250 @@ fn activated() -> io::Result<Option<UnixListener>> {
     UnixListener::from_std(std_listener).map(Some)
 }
 
-/// Runs the daemon until SIGTERM or SIGINT. Errors are start-up failures.
-pub async fn run(config: Config) -> Result<(), String> {
-    // A write past RLIMIT_FSIZE must fail — and the check be refused `internal` — rather
-    // than kill the daemon with SIGXFSZ's default action.
-    let mut xfsz = signal(SignalKind::from_raw(nix::libc::SIGXFSZ)).map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        while xfsz.recv().await.is_some() {
-            tracing::error!("a file reached the process's size limit (RLIMIT_FSIZE); its writes fail");
+/// The listener the config asks for: the socket systemd handed over, or `--socket` bound
+/// with `--socket-mode`.
+pub fn listen(config: &Config) -> Result<Listener, String> {
+    match activated().map_err(|e| format!("socket activation: {e}"))? {
+        Some(l) => {
+            tracing::info!("listening on the socket passed by systemd");
+            Ok(Listener::Activated(l))
         }
-    });
-    let text = store::read_text(&config.keys_file).map_err(|e| e.to_string())?;
-    let file = KeysFile::parse(&text, &config.keys_file).map_err(|e| e.to_string())?;
-    let loaded_digest = store::text_digest(&text);
-    drop(text);
-    if let Some(w) = store::mode_warning(&config.keys_file) {
-        tracing::warn!("{w}");
-    }
-    tracing::info!(
-        "keys_loaded={} keys file loaded (Bearer auth enabled)",
-        file.keys.len()
-    );
-    tracing::info!("keys file: {}", config.keys_file.display());
-
-    let host = match fingerprint_from_file(&config.machine_id_file) {
-        Ok(fp) => {
-            tracing::info!("machine fingerprint {fp}");
-            Some(fp)
-        }
-        Err(e) => {
-            tracing::warn!(
-                "no machine fingerprint ({}: {e}); keys bound to machines will be refused",
-                config.machine_id_file.display()
+        None => {
+            let l = bind(&config.socket, config.socket_mode).map_err(|e| e.to_string())?;
+            tracing::info!(
+                "listening on {} (mode {:04o})",
+                config.socket.display(),
+                config.socket_mode
             );
-            None
+            Ok(Listener::Bound(l, config.socket.clone()))
         }
-    };
-    let admin = AdminPolicy::new(config.admin_group.as_deref())?;
+    }
+}
 
-    let clock = Clock::system();
-    tracing::info!("hours windows are checked in time zone {}", clock.zone_name());
+/// futu-authd, running in this process: [`Daemon::start`] does everything start-up does
+/// (keys, ledger, audit trail, metrics); [`Daemon::serve`] serves on a listener until a
+/// shutdown future resolves, then drains and flushes. `main.rs` adds the signals and
+/// systemd's notifications; tests and benchmarks can run it as it is.
+pub struct Daemon {
+    authd: Arc<Authd>,
+    audit_writer: crate::audit::Writer,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    limits: connection::Limits,
+    max_connections: usize,
+    uid_share: usize,
+}
+
+impl Daemon {
+    /// Loads keys.json (a bad file is an error), replays the ledger, opens the audit trail
+    /// and the metrics endpoint.
+    pub async fn start(config: &Config) -> Result<Daemon, String> {
+        let text = store::read_text(&config.keys_file).map_err(|e| e.to_string())?;
+        let file = KeysFile::parse(&text, &config.keys_file).map_err(|e| e.to_string())?;
+        let loaded_digest = store::text_digest(&text);
+        drop(text);
+        if let Some(w) = store::mode_warning(&config.keys_file) {
+            tracing::warn!("{w}");
+        }
+        tracing::info!(
+            "keys_loaded={} keys file loaded (Bearer auth enabled)",
+            file.keys.len()
+        );
+        tracing::info!("keys file: {}", config.keys_file.display());
+
+        let host = match fingerprint_from_file(&config.machine_id_file) {
+            Ok(fp) => {
+                tracing::info!("machine fingerprint {fp}");
+                Some(fp)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "no machine fingerprint ({}: {e}); keys bound to machines will be refused",
+                    config.machine_id_file.display()
+                );
+                None
+            }
+        };
+        let admin = AdminPolicy::new(config.admin_group.as_deref())?;
+
+        let clock = Clock::system();
+        tracing::info!("hours windows are checked in time zone {}", clock.zone_name());
+        let ledger = open_ledger(config, &clock)?;
+
+        let journald = config.journald_enabled();
+        let (audit, audit_writer) = Audit::start(journald).map_err(|e| e.to_string())?;
+        let audit_file = match &config.audit_log {
+            Some(p) => {
+                match audit::tidy_tail(p) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(
+                        "audit log {}: cut a half-written last record ({n} bytes)",
+                        p.display()
+                    ),
+                    Err(e) => return Err(format!("audit log {}: {e}", p.display())),
+                }
+                let file = AuditFile::open(p).map_err(|e| e.to_string())?;
+                tracing::info!(
+                    "audit JSONL logger enabled (target=futu_audit → file {})",
+                    p.display()
+                );
+                Some(file)
+            }
+            None => None,
+        };
+
+        let metrics = Arc::new(Metrics::new());
+        let commit = Committer::new(audit_file, Arc::clone(&metrics));
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        if let MetricsListen::At(addr) = config.metrics_listen {
+            let listener = metrics::bind(addr).await.map_err(|e| e.to_string())?;
+            tracing::info!("metrics on http://{addr}/metrics");
+            tracker.spawn(metrics::serve(listener, Arc::clone(&metrics), shutdown.clone()));
+        }
+        let keys = Arc::new(KeyRing::new(
+            config.keys_file.clone(),
+            file,
+            Some(loaded_digest),
+            host,
+            Arc::clone(&metrics),
+        ));
+        let authd = Arc::new(Authd::new(keys, ledger, commit, audit, metrics, clock, admin));
+        // The text and records of keys.json are freed; let the system have them back.
+        crate::heap::give_back_freed_memory();
+        tracker.spawn(sync_every_second(Arc::clone(&authd), shutdown.clone()));
+        Ok(Daemon {
+            authd,
+            audit_writer,
+            shutdown,
+            tracker,
+            limits: connection::Limits {
+                max_in_flight: config.max_in_flight,
+                hello_timeout: config.hello_timeout,
+                frame_timeout: config.frame_timeout,
+            },
+            max_connections: config.max_connections,
+            uid_share: config.uid_share(),
+        })
+    }
+
+    /// The daemon's state: keys, ledger, metrics (for reloads and for tests).
+    pub fn authd(&self) -> &Arc<Authd> {
+        &self.authd
+    }
+
+    /// Serves connections on `listener` until `stop` resolves; then stops accepting,
+    /// answers what is in flight (for at most 10 s), flushes the audit trail and the
+    /// ledger.
+    pub async fn serve(self, listener: Listener, stop: impl std::future::Future<Output = ()>) {
+        let Daemon {
+            authd,
+            audit_writer,
+            shutdown,
+            tracker,
+            limits,
+            max_connections,
+            uid_share,
+        } = self;
+        authd.metrics.set_ready(true);
+        tracing::info!("futu-authd {} ready", env!("CARGO_PKG_VERSION"));
+        let slots = Arc::new(Semaphore::new(max_connections));
+        let per_uid: Arc<std::sync::Mutex<HashMap<u32, usize>>> = Arc::default();
+        tokio::pin!(stop);
+        loop {
+            let (permit, accepted) = tokio::select! {
+                _ = &mut stop => break,
+                next = accept(listener.inner(), &slots) => next,
+            };
+            let stream = match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let peer = match stream.peer_cred() {
+                Ok(c) => Peer {
+                    uid: c.uid(),
+                    gid: c.gid(),
+                    pid: c.pid().map(|p| p as u32).unwrap_or(0),
+                },
+                Err(e) => {
+                    tracing::warn!("dropping a connection whose credentials cannot be read: {e}");
+                    continue;
+                }
+            };
+            // One uid holds at most its share, so another uid's gateway always finds room.
+            let admitted = {
+                let mut counts = per_uid.lock().unwrap_or_else(|p| p.into_inner());
+                let n = counts.entry(peer.uid).or_insert(0);
+                let room = *n < uid_share;
+                *n += usize::from(room);
+                room
+            };
+            if !admitted {
+                authd
+                    .metrics
+                    .connection_closed(connection::Closed::UidShare.as_str());
+                tracing::warn!(
+                    "closing a new connection of pid {} uid {}: that uid already holds {uid_share} connections (--max-connections-per-uid)",
+                    peer.pid,
+                    peer.uid
+                );
+                continue;
+            }
+            let authd = Arc::clone(&authd);
+            let stop = shutdown.clone();
+            let per_uid = Arc::clone(&per_uid);
+            authd.metrics.connection(1);
+            tracker.spawn(async move {
+                let closed = connection::serve(Arc::clone(&authd), stream, peer, limits, stop).await;
+                authd.metrics.connection_closed(closed.as_str());
+                authd.metrics.connection(-1);
+                let mut counts = per_uid.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(n) = counts.get_mut(&peer.uid) {
+                    *n -= 1;
+                    if *n == 0 {
+                        counts.remove(&peer.uid);
+                    }
+                }
+                drop(permit);
+            });
+        }
+
+        tracing::info!("shutting down: no new connections; answering what is in flight");
+        authd.metrics.set_ready(false);
+        if let Listener::Bound(_, path) = &listener {
+            let _ = std::fs::remove_file(path);
+        }
+        drop(listener);
+        shutdown.cancel();
+        tracker.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await.is_err() {
+            tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+        }
+        authd.audit.close(audit_writer).await;
+        if let Err(e) = authd.ledger.sync() {
+            tracing::error!("ledger sync at shutdown failed: {e}");
+        }
+        if let Err(e) = authd.commit.sync_audit().await {
+            tracing::error!("audit log sync at shutdown failed: {e}");
+        }
+        tracing::info!("futu-authd stopped");
+    }
+}
+
+/// Replays the ledger in `--state-dir`: its newest commit counts only if its audit
+/// records reached the audit file.
+fn open_ledger(config: &Config, clock: &Clock) -> Result<Arc<dyn LedgerStore>, String> {
     let ledger = Ledger::new();
-    let moment = crate::ledger_log::Moment {
+    let moment = Moment {
         unix_ns: jiff::Timestamp::now().as_nanosecond() as i64,
         mono_ns: clock.mono_ns(),
     };
-    // The ledger's newest commit counts only if its audit records reached the audit file.
     let audit_path = config.audit_log.clone();
-    let audited = |mark: &crate::ledger_log::AuditMark| match &audit_path {
+    let audited = |mark: &AuditMark| match &audit_path {
         Some(path) => audit::settle(path, mark),
         None => Audited::Unknown,
     };
@@ -184,181 +379,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         replay.entries,
         log.path().display()
     );
-
-    let journald = config.journald_enabled();
-    let (audit, audit_writer) = Audit::start(journald).map_err(|e| e.to_string())?;
-    let audit_file = match &config.audit_log {
-        Some(p) => {
-            match audit::tidy_tail(p) {
-                Ok(0) => {}
-                Ok(n) => tracing::warn!(
-                    "audit log {}: cut a half-written last record ({n} bytes)",
-                    p.display()
-                ),
-                Err(e) => return Err(format!("audit log {}: {e}", p.display())),
-            }
-            let file = AuditFile::open(p).map_err(|e| e.to_string())?;
-            tracing::info!(
-                "audit JSONL logger enabled (target=futu_audit → file {})",
-                p.display()
-            );
-            Some(file)
-        }
-        None => None,
-    };
-
-    let metrics = Arc::new(Metrics::new());
-    let commit = Committer::new(audit_file, Arc::clone(&metrics));
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
-    if let MetricsListen::At(addr) = config.metrics_listen {
-        let listener = metrics::bind(addr).await.map_err(|e| e.to_string())?;
-        tracing::info!("metrics on http://{addr}/metrics");
-        tracker.spawn(metrics::serve(listener, Arc::clone(&metrics), shutdown.clone()));
-    }
-
-    let listener = match activated().map_err(|e| format!("socket activation: {e}"))? {
-        Some(l) => {
-            tracing::info!("listening on the socket passed by systemd");
-            Listener::Activated(l)
-        }
-        None => {
-            let l = bind(&config.socket, config.socket_mode).map_err(|e| e.to_string())?;
-            tracing::info!(
-                "listening on {} (mode {:04o})",
-                config.socket.display(),
-                config.socket_mode
-            );
-            Listener::Bound(l, config.socket.clone())
-        }
-    };
-
-    let authd = Arc::new(Authd::new(
-        config.keys_file.clone(),
-        file,
-        Some(loaded_digest),
-        host,
-        ledger,
-        log,
-        commit,
-        audit.clone(),
-        Arc::clone(&metrics),
-        clock,
-        admin,
-    ));
-    // The text and records of keys.json are freed; let the system have them back.
-    crate::heap::give_back_freed_memory();
-
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    tracker.spawn(notify::watchdog(shutdown.clone()));
-    tracker.spawn(sync_every_second(Arc::clone(&authd), shutdown.clone()));
-
-    metrics.set_ready(true);
-    notify::ready(authd.keys_loaded());
-    tracing::info!("futu-authd {} ready", env!("CARGO_PKG_VERSION"));
-
-    let slots = Arc::new(Semaphore::new(config.max_connections));
-    let per_uid: Arc<std::sync::Mutex<HashMap<u32, usize>>> = Arc::default();
-    let uid_share = config.uid_share();
-    let limits = connection::Limits {
-        max_in_flight: config.max_in_flight,
-        hello_timeout: config.hello_timeout,
-        frame_timeout: config.frame_timeout,
-    };
-    loop {
-        let (permit, accepted) = tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => {
-                // Off the accept loop: a reload of many keys must not hold up new connections.
-                tokio::spawn(on_hangup(Arc::clone(&authd)));
-                continue;
-            }
-            next = accept(listener.inner(), &slots) => next,
-        };
-        let stream = match accepted {
-            Ok((s, _)) => s,
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let peer = match stream.peer_cred() {
-            Ok(c) => Peer {
-                uid: c.uid(),
-                gid: c.gid(),
-                pid: c.pid().map(|p| p as u32).unwrap_or(0),
-            },
-            Err(e) => {
-                tracing::warn!("dropping a connection whose credentials cannot be read: {e}");
-                continue;
-            }
-        };
-        // One uid holds at most its share, so another uid's gateway always finds room.
-        let held = {
-            let mut counts = per_uid.lock().unwrap_or_else(|p| p.into_inner());
-            let n = counts.entry(peer.uid).or_insert(0);
-            if *n >= uid_share {
-                None
-            } else {
-                *n += 1;
-                Some(*n)
-            }
-        };
-        if held.is_none() {
-            authd
-                .metrics
-                .connection_closed(connection::Closed::UidShare.as_str());
-            tracing::warn!(
-                "closing a new connection of pid {} uid {}: that uid already holds {uid_share} connections (--max-connections-per-uid)",
-                peer.pid,
-                peer.uid
-            );
-            continue;
-        }
-        let authd = Arc::clone(&authd);
-        let stop = shutdown.clone();
-        let per_uid = Arc::clone(&per_uid);
-        authd.metrics.connection(1);
-        tracker.spawn(async move {
-            let closed = connection::serve(Arc::clone(&authd), stream, peer, limits, stop).await;
-            authd.metrics.connection_closed(closed.as_str());
-            authd.metrics.connection(-1);
-            let mut counts = per_uid.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(n) = counts.get_mut(&peer.uid) {
-                *n -= 1;
-                if *n == 0 {
-                    counts.remove(&peer.uid);
-                }
-            }
-            drop(permit);
-        });
-    }
-
-    tracing::info!("shutting down: no new connections; answering what is in flight");
-    notify::stopping();
-    metrics.set_ready(false);
-    if let Listener::Bound(_, path) = &listener {
-        let _ = std::fs::remove_file(path);
-    }
-    drop(listener);
-    shutdown.cancel();
-    tracker.close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await.is_err() {
-        tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
-    }
-    audit.close(audit_writer).await;
-    if let Err(e) = authd.log.sync() {
-        tracing::error!("ledger log sync at shutdown failed: {e}");
-    }
-    if let Err(e) = authd.commit.sync_audit() {
-        tracing::error!("audit log sync at shutdown failed: {e}");
-    }
-    tracing::info!("futu-authd stopped");
-    Ok(())
+    let clock = clock.clone();
+    Ok(Arc::new(LocalLedger::new(ledger, log, move || Moment {
+        unix_ns: jiff::Timestamp::now().as_nanosecond() as i64,
+        mono_ns: clock.mono_ns(),
+    })))
 }
 
 /// Waits for a free connection slot, then for a connection.
@@ -376,14 +401,12 @@ async fn accept(
     (permit, listener.accept().await)
 }
 
-async fn on_hangup(authd: Arc<Authd>) {
+/// SIGHUP: reopens the audit file (for logrotate), then reloads keys.json.
+pub async fn hangup(authd: &Authd) {
     tracing::info!("SIGHUP: reopening the audit log and reloading keys file");
     // The audit file first: once READY=1 follows the reload, records go to the new file.
-    let me = Arc::clone(&authd);
-    match tokio::task::spawn_blocking(move || me.commit.reopen_audit()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!("reopening the audit log failed: {e}"),
-        Err(e) => tracing::error!("reopening the audit log failed: {e}"),
+    if let Err(e) = authd.commit.reopen_audit().await {
+        tracing::error!("reopening the audit log failed: {e}");
     }
     let _ = authd.reload("SIGHUP").await;
 }
@@ -398,15 +421,13 @@ async fn sync_every_second(authd: Arc<Authd>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let me = Arc::clone(&authd);
-        let _ = tokio::task::spawn_blocking(move || {
-            if let Err(e) = me.log.sync() {
-                tracing::warn!("ledger journal sync failed: {e}");
-            }
-            if let Err(e) = me.commit.sync_audit() {
-                tracing::warn!("audit log sync failed: {e}");
-            }
-        })
-        .await;
+        let ledger = Arc::clone(&authd.ledger);
+        let synced = tokio::task::spawn_blocking(move || ledger.sync()).await;
+        if let Ok(Err(e)) = synced {
+            tracing::warn!("ledger journal sync failed: {e}");
+        }
+        if let Err(e) = authd.commit.sync_audit().await {
+            tracing::warn!("audit log sync failed: {e}");
+        }
     }
 }

@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futu_auth_keys::store::KeysFile;
 use futu_auth_proto::{Fingerprint, HoursWindow, KeyHash, KeyId, KeyRecord, Market, Scope, TrdSide};
 use jiff::Timestamp;
 
 use crate::money::Money;
-use crate::store::KeysFile;
 
 /// How a key's `allowed_machines` applies to this host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

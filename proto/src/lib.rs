@@ -2,13 +2,13 @@
 //!
 //! A gateway front-end (REST, gRPC, WebSocket, MCP) asks futu-authd over a Unix socket
 //! whether a request may go through. Every frame on that socket is a big-endian `u32`
-//! length followed by one bincode message (see `docs/PROTOCOL.md`):
+//! length followed by one encoded message (see `docs/PROTOCOL.md`):
 //!
 //! * [`message`] — the requests, responses and decisions that travel in frames;
 //! * [`key`] — the keys.json model ([`key::KeyRecord`], [`key::Limits`]) and its validated
 //!   value types (scopes, markets, symbols, trade sides, hours windows, fingerprints);
-//! * [`codec`] — the only module that knows the bytes: framing plus bincode, and
-//!   nothing else in the workspace calls bincode;
+//! * [`codec`] — the only module that knows the bytes: the framing, the message
+//!   encoding, and how key records look on the wire;
 //! * [`money`] — exact amounts in 10⁻⁸ units: what a cap is, and an order's value.
 //!
 //! ```
@@ -35,6 +35,6 @@ pub use key::{
     Token, TrdSide,
 };
 pub use message::{
-    Check, CheckScope, Decision, ErrorKind, Hello, Iface, Order, Reason, Request, Response, TrdEnv, Usage,
-    PROTOCOL_VERSION,
+    Admin, AdminOp, Check, CheckScope, Decision, ErrorKind, Hello, Iface, Order, Reason, Request, Response,
+    Route, TrdEnv, Usage, PROTOCOL_VERSION,
 };

@@ -4,7 +4,9 @@
 //! Every request but [`Hello`] carries a `request_id` chosen by the client, and every
 //! response to it carries the same id back, so a client may pipeline many requests and
 //! match the answers. The variant order of every enum here is part of the wire format
-//! (bincode writes the variant index): add new variants at the end only.
+//! (a frame carries the variant index): add new variants at the end only. How the key
+//! records in admin messages are laid out in a frame is [`crate::codec`]'s, which these
+//! types name in `#[serde(with = …)]`.
 
 use std::fmt;
 
@@ -164,6 +166,7 @@ pub enum Request {
         /// Echoed in the response.
         request_id: u64,
         /// What the key may do.
+        #[serde(with = "crate::codec::record::key_spec")]
         spec: KeySpec,
     },
     /// Admin: every key record. Answered by [`Response::Keys`].
@@ -230,18 +233,42 @@ impl Request {
         }
     }
 
-    /// Whether only an administrator may send it.
+    /// Whether only an administrator may send it. With [`Request::route`], the one
+    /// definition of the admin requests (no wildcard: a new request does not compile until
+    /// it is sorted here).
     pub fn is_admin(&self) -> bool {
-        matches!(
-            self,
+        match self {
+            Request::Hello(_) | Request::Check(_) | Request::CheckScope(_) | Request::Release { .. } => false,
             Request::GenKey { .. }
-                | Request::ListKeys { .. }
-                | Request::RevokeKey { .. }
-                | Request::BindKey { .. }
-                | Request::Reload { .. }
-                | Request::Usage { .. }
-                | Request::ListKeysPage { .. }
-        )
+            | Request::ListKeys { .. }
+            | Request::RevokeKey { .. }
+            | Request::BindKey { .. }
+            | Request::Reload { .. }
+            | Request::Usage { .. }
+            | Request::ListKeysPage { .. } => true,
+        }
+    }
+
+    /// The request sorted by who may send it.
+    pub fn route(self) -> Route {
+        let admin = |request_id, op| Route::Admin(Admin { request_id, op });
+        match self {
+            Request::Hello(h) => Route::Hello(h),
+            Request::Check(c) => Route::Check(c),
+            Request::CheckScope(c) => Route::CheckScope(c),
+            Request::Release { request_id, ticket } => Route::Release { request_id, ticket },
+            Request::GenKey { request_id, spec } => admin(request_id, AdminOp::GenKey(spec)),
+            Request::ListKeys { request_id } => admin(request_id, AdminOp::ListKeys),
+            Request::RevokeKey { request_id, id } => admin(request_id, AdminOp::RevokeKey(id)),
+            Request::BindKey { request_id, id, op } => admin(request_id, AdminOp::BindKey(id, op)),
+            Request::Reload { request_id } => admin(request_id, AdminOp::Reload),
+            Request::Usage { request_id, id } => admin(request_id, AdminOp::Usage(id)),
+            Request::ListKeysPage {
+                request_id,
+                listing,
+                offset,
+            } => admin(request_id, AdminOp::ListKeysPage { listing, offset }),
+        }
     }
 
     /// The message name, for logs (`Check`, `GenKey`, …).
@@ -258,6 +285,84 @@ impl Request {
             Request::Reload { .. } => "Reload",
             Request::Usage { .. } => "Usage",
             Request::ListKeysPage { .. } => "ListKeysPage",
+        }
+    }
+}
+
+/// A [`Request`] sorted by who may send it ([`Request::route`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// Opens the conversation.
+    Hello(Hello),
+    /// A check, from any front-end.
+    Check(Check),
+    /// A scope check, from any front-end.
+    CheckScope(CheckScope),
+    /// A refund, from the front-end that holds the ticket.
+    Release {
+        /// Echoed in the response.
+        request_id: u64,
+        /// From the order's Allow.
+        ticket: u64,
+    },
+    /// Only for administrators.
+    Admin(Admin),
+}
+
+/// An admin request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    /// Echoed in the response.
+    pub request_id: u64,
+    /// What it asks for.
+    pub op: AdminOp,
+}
+
+/// What an admin request asks for (the fields of its [`Request`] variant).
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // moved once per admin request, like the Request it came from
+pub enum AdminOp {
+    /// [`Request::GenKey`].
+    GenKey(KeySpec),
+    /// [`Request::ListKeys`].
+    ListKeys,
+    /// [`Request::RevokeKey`].
+    RevokeKey(KeyId),
+    /// [`Request::BindKey`].
+    BindKey(KeyId, BindOp),
+    /// [`Request::Reload`].
+    Reload,
+    /// [`Request::Usage`].
+    Usage(KeyId),
+    /// [`Request::ListKeysPage`].
+    ListKeysPage {
+        /// 0 to start, then the listing of the previous page.
+        listing: u64,
+        /// Records received so far.
+        offset: u32,
+    },
+}
+
+impl AdminOp {
+    /// The request's name, for logs, audit and metrics (`GenKey`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            AdminOp::GenKey(_) => "GenKey",
+            AdminOp::ListKeys => "ListKeys",
+            AdminOp::RevokeKey(_) => "RevokeKey",
+            AdminOp::BindKey(..) => "BindKey",
+            AdminOp::Reload => "Reload",
+            AdminOp::Usage(_) => "Usage",
+            AdminOp::ListKeysPage { .. } => "ListKeysPage",
+        }
+    }
+
+    /// The key it is about, if one.
+    pub fn target(&self) -> Option<&KeyId> {
+        match self {
+            AdminOp::GenKey(spec) => Some(&spec.id),
+            AdminOp::RevokeKey(id) | AdminOp::BindKey(id, _) | AdminOp::Usage(id) => Some(id),
+            AdminOp::ListKeys | AdminOp::Reload | AdminOp::ListKeysPage { .. } => None,
         }
     }
 }
@@ -500,6 +605,7 @@ pub enum Response {
         /// Show once, then forget.
         plaintext: Token,
         /// What keys.json now holds for it.
+        #[serde(with = "crate::codec::record::key_record")]
         record: KeyRecord,
         /// The keys file it was written to.
         stored_in: String,
@@ -509,6 +615,7 @@ pub enum Response {
         /// From the request.
         request_id: u64,
         /// In keys.json order.
+        #[serde(with = "crate::codec::record::key_records")]
         keys: Vec<KeyRecord>,
     },
     /// The key is gone.
@@ -523,6 +630,7 @@ pub enum Response {
         /// From the request.
         request_id: u64,
         /// The record after the change.
+        #[serde(with = "crate::codec::record::key_record")]
         record: KeyRecord,
     },
     /// keys.json was read again.
@@ -555,6 +663,7 @@ pub enum Response {
         /// `offset + keys.len() == total`.
         total: u32,
         /// The records, in keys.json order.
+        #[serde(with = "crate::codec::record::key_records")]
         keys: Vec<KeyRecord>,
     },
 }

@@ -226,6 +226,12 @@ impl Money {
         self.0.checked_add(other.0).map(Money)
     }
 
+    /// `self + other`, at most the largest amount a `u128` holds (totals of restored or
+    /// refunded values never wrap).
+    pub fn saturating_add(self, other: Money) -> Money {
+        Money(self.0.saturating_add(other.0))
+    }
+
     /// `self − other`, never below zero.
     pub fn saturating_sub(self, other: Money) -> Money {
         Money(self.0.saturating_sub(other.0))

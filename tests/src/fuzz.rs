@@ -13,24 +13,28 @@
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
+use futu_auth_keys::store::KeysFile;
 use futu_auth_proto::codec::decode_message;
 use futu_auth_proto::{CodecError, FrameCodec, Request, Response};
 use futu_authd::ledger::{utc_day, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
 use futu_authd::ledger_log::{AuditMark, Audited, LedgerLog, Moment, BASE_NAME, FILE_NAME};
-use futu_authd::{KeysFile, Ledger};
+use futu_authd::Ledger;
 use tokio_util::bytes::BytesMut;
 use tokio_util::codec::Decoder;
 
+/// A fuzz target's body: must not panic on any input.
+pub type Target = fn(&[u8]);
+
 /// The fuzz targets by name, as in `fuzz/Cargo.toml` and the `fuzz/corpus/` and
 /// `fuzz/regressions/` directories.
-pub const TARGETS: [(&str, fn(&[u8])); 3] = [
+pub const TARGETS: [(&str, Target); 3] = [
     ("frame_decoder", frame_decoder),
     ("keys_json", keys_json),
     ("ledger_replay", ledger_replay),
 ];
 
 /// The target called `name` (one of [`TARGETS`]).
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 
@@ -104,7 +108,10 @@ where
             codec.decode(buf)
         };
         if let Ok(Some(_)) = &got {
-            assert!(buf.len() < before, "FrameCodec returned a message without consuming input");
+            assert!(
+                buf.len() < before,
+                "FrameCodec returned a message without consuming input"
+            );
         }
         got
     };
@@ -182,7 +189,7 @@ pub fn ledger_replay(data: &[u8]) {
         std::fs::write(dir.path().join(BASE_NAME), base).expect("write ledger.base");
     }
     std::fs::write(dir.path().join(FILE_NAME), journal).expect("write ledger.log");
-    let audited = |mark: &AuditMark| match (mark.at ^ mark.len) % 3 {
+    let audited = |mark: &AuditMark| match (mark.at ^ mark.records) % 3 {
         0 => Audited::Yes,
         1 => Audited::No,
         _ => Audited::Unknown,

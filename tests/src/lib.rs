@@ -84,12 +84,12 @@ pub fn token_for(label: &str) -> String {
 
 /// The keys.json `hash` of a plaintext (64 lower-case hex digits).
 pub fn hash_of(token: &str) -> String {
-    futu_authd::key::digest(&Token::new(token)).to_hex()
+    futu_auth_keys::token::digest(&Token::new(token)).to_hex()
 }
 
 /// The fingerprint of the harness's [`MACHINE_ID`], i.e. of "this host" for the daemon.
 pub fn this_fingerprint() -> String {
-    futu_authd::machine::fingerprint_of(MACHINE_ID)
+    futu_auth_keys::machine::fingerprint_of(MACHINE_ID)
         .as_str()
         .to_owned()
 }

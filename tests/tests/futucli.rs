@@ -1422,7 +1422,7 @@ fn machine_id_prints_this_hosts_fingerprint() {
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
         "fp_ and 16 lower-case hex digits: {fp:?}"
     );
-    assert_eq!(fp, futu_authd::machine::fingerprint_of(MACHINE_ID).as_str());
+    assert_eq!(fp, futu_auth_keys::machine::fingerprint_of(MACHINE_ID).as_str());
     assert_eq!(fp, this_fingerprint(), "the fingerprint the daemon uses");
     assert!(
         !fp.contains(&MACHINE_ID[..8]),
@@ -1858,7 +1858,7 @@ fn after_a_root_edit_on_the_file_the_daemons_user_can_still_change_keys() {
         run.code,
         Some(0),
         "gen-key through the daemon after an offline edit: {run:#?} (lock file: {:?})",
-        std::fs::metadata(futu_authd::store::lock_path(&cli.keys_file)).map(|m| (
+        std::fs::metadata(futu_auth_keys::store::lock_path(&cli.keys_file)).map(|m| (
             std::os::unix::fs::MetadataExt::uid(&m),
             m.permissions().mode() & 0o777
         ))

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futu_auth_client::{AuthClient, Decision, Iface};
+use futu_auth_keys::store::KeysFile;
+use futu_auth_keys::token::digest;
 use futu_auth_proto::key::Cap;
 use futu_auth_proto::{Fingerprint, KeyHash, KeyRecord, Limits, Market, Scope, Token, TrdSide};
-use futu_authd::key::digest;
-use futu_authd::store::KeysFile;
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;

@@ -2,8 +2,8 @@ use super::*;
 use futu_auth_proto::key::Cap;
 use futu_auth_proto::{Fingerprint, Iface, KeyRecord, Limits, Market, Token, TrdEnv, TrdSide};
 
-use crate::machine::fingerprint_of;
-use crate::store::KeysFile;
+use futu_auth_keys::machine::fingerprint_of;
+use futu_auth_keys::store::KeysFile;
 
 const S: u64 = 1_000_000_000;
 const RESEARCH: &str = "fc_00000000000000000000000000000001";
@@ -614,25 +614,72 @@ fn check_scope_filters_pushes_by_scope() {
     );
 }
 
+/// A check that draws `reason` from the rules, or `None` for the reasons only the server
+/// gives. The match is exhaustive: a new reason does not compile until it has a case here.
+fn scenario(reason: Reason) -> Option<Verdict> {
+    const OLD: &str = "fc_00000000000000000000000000000003";
+    const ICE: &str = "fc_00000000000000000000000000000004";
+    const FAR: &str = "fc_00000000000000000000000000000005";
+    const THRIFTY: &str = "fc_00000000000000000000000000000006";
+    const HASTY: &str = "fc_00000000000000000000000000000007";
+    let mut keys = seed_keys();
+    let mut old = record("old", OLD, &[Scope::QotRead]);
+    old.expires_at = Some("2026-01-01T00:00:00Z".parse().unwrap());
+    let mut ice = record("ice", ICE, &[Scope::QotRead]);
+    ice.allowed_machines = Some(vec![]);
+    let mut far = record("far", FAR, &[Scope::QotRead]);
+    far.allowed_machines = Some(vec![fingerprint_of("another-host")]);
+    let mut thrifty = record("thrifty", THRIFTY, &[Scope::TradeSimulate]);
+    thrifty.limits.max_daily_value = Some(Cap::try_from(1.0).unwrap());
+    let mut hasty = record("hasty", HASTY, &[Scope::TradeSimulate]);
+    hasty.limits.max_orders_per_minute = Some(0);
+    keys.extend([old, ice, far, thrifty, hasty]);
+    let s = snapshot(keys);
+    let ledger = Ledger::new();
+    let run_at = |now: Now, token: &str, endpoint: &str, order: Option<Order>| {
+        decide(&s, &ledger, &now, &check(token, endpoint, order))
+    };
+    let run = |token: &str, endpoint: &str, order: Option<Order>| run_at(at(10, 0), token, endpoint, order);
+    let with = |f: fn(&mut Order)| {
+        let mut o = sell(1.0, 1.0);
+        f(&mut o);
+        Some(o)
+    };
+    Some(match reason {
+        Reason::UnknownKey => run("fc_nope", "Qot_GetBasicQot", None),
+        Reason::Expired => run(OLD, "Qot_GetBasicQot", None),
+        Reason::Frozen => run(ICE, "Qot_GetBasicQot", None),
+        Reason::Machine => run(FAR, "Qot_GetBasicQot", None),
+        Reason::Scope => run(RESEARCH, "Trd_GetFunds", None),
+        Reason::UnknownEndpoint => run(BOT, "Qot_Nope", None),
+        Reason::Market => run(
+            BOT,
+            "Trd_PlaceOrder",
+            with(|o| {
+                o.market = Market::US;
+                o.symbol = "US.AAPL".into();
+            }),
+        ),
+        Reason::Symbol => run(BOT, "Trd_PlaceOrder", with(|o| o.symbol = "HK.00005".into())),
+        Reason::Side => run(BOT, "Trd_PlaceOrder", with(|o| o.side = TrdSide::BUY)),
+        Reason::Hours => run_at(at(17, 0), BOT, "Qot_GetBasicQot", None),
+        Reason::OrderValue => run(BOT, "Trd_PlaceOrder", Some(sell(1000.0, 1000.0))),
+        Reason::DailyValue => run(THRIFTY, "Trd_PlaceOrder", Some(sell(2.0, 1.0))),
+        Reason::Rate => run(HASTY, "Trd_PlaceOrder", Some(sell(1.0, 1.0))),
+        Reason::BadOrder => run(BOT, "Trd_PlaceOrder", None),
+        Reason::Forbidden | Reason::Internal => return None,
+    })
+}
+
 #[test]
 fn every_reason_but_forbidden_and_internal_comes_from_decide() {
-    // forbidden and internal are the server's; the rest are reachable here (tests above).
-    let reachable = [
-        run("fc_nope", "Qot_GetBasicQot", None),
-        run(BOT, "Qot_Nope", None),
-        run(RESEARCH, "Trd_GetFunds", None),
-        run(BOT, "Trd_PlaceOrder", None),
-    ];
-    let got: Vec<_> = reachable.iter().filter_map(reason).collect();
-    assert_eq!(
-        got,
-        vec![
-            Reason::UnknownKey,
-            Reason::UnknownEndpoint,
-            Reason::Scope,
-            Reason::BadOrder
-        ]
-    );
+    for r in Reason::ALL {
+        match scenario(r) {
+            Some(v) => assert_eq!(reason(&v), Some(r), "{r}: {v:?}"),
+            // The server's own: a peer that is not an administrator, a failure.
+            None => assert!(matches!(r, Reason::Forbidden | Reason::Internal), "{r}"),
+        }
+    }
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use futu_auth_proto::key::InvalidValue;
+use futu_auth_proto::key::{redact, InvalidValue};
 use futu_auth_proto::{BindOp, KeyId, KeyRecord, KeySpec, Token};
 use jiff::Timestamp;
 use nix::fcntl::{Flock, FlockArg};
@@ -23,7 +23,7 @@ use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use sha2::Digest;
 
-use crate::key::{digest, generate_token, redact};
+use crate::token::{digest, generate_token};
 
 /// The only keys.json version this daemon reads and writes.
 pub const KEYS_FILE_VERSION: u32 = 1;
@@ -386,12 +386,10 @@ pub fn lock(path: &Path) -> Result<Flock<File>, StoreError> {
 
 /// Opens (creating, mode 0600, handed to `owner` when root) the lock file `path` and takes
 /// an exclusive `flock` on it: waiting with `LockExclusive`, failing at once with
-/// `LockExclusiveNonblock`.
-pub(crate) fn exclusive_lock(
-    path: &Path,
-    owner: Option<(u32, u32)>,
-    how: FlockArg,
-) -> io::Result<Flock<File>> {
+/// `LockExclusiveNonblock`. The lock is held until the returned [`Flock`] is dropped.
+/// keys.json's writers take it through [`lock`]; the daemon also takes it on its state
+/// directory, so that two daemons never share one ledger.
+pub fn exclusive_lock(path: &Path, owner: Option<(u32, u32)>, how: FlockArg) -> io::Result<Flock<File>> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)

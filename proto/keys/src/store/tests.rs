@@ -428,7 +428,7 @@ fn a_cap_of_negative_zero_in_keys_json_loads_as_zero_and_is_written_as_0() {
     for c in [limits.max_order_value, limits.max_daily_value] {
         let c = c.expect("the cap is set");
         assert_eq!(c.get().to_bits(), 0.0f64.to_bits(), "+0, not -0");
-        assert_eq!(c.money(), crate::money::Money::ZERO);
+        assert_eq!(c.money(), futu_auth_proto::money::Money::ZERO);
     }
     let json = f.to_json();
     assert!(json.contains("\"max_order_value\": 0.0"), "{json}");

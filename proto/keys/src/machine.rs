@@ -2,18 +2,15 @@
 //!
 //! The fingerprint is `fp_` followed by the first 16 hex digits of
 //! `SHA-256("futu-authd machine fingerprint v1\n" + machine-id)`, where machine-id is the
-//! first line of /etc/machine-id (or /var/lib/dbus/machine-id), trimmed. It is stable for
-//! the life of the installation, and the raw machine-id (which other software treats as
-//! confidential) cannot be read back from it.
+//! first line of the machine-id file (`/etc/machine-id` unless told otherwise), trimmed. It
+//! is stable for the life of the installation, and the raw machine-id (which other software
+//! treats as confidential) cannot be read back from it.
 
 use std::io;
 use std::path::Path;
 
 use futu_auth_proto::Fingerprint;
 use sha2::{Digest, Sha256};
-
-/// Where the machine id is read from, in order.
-pub const MACHINE_ID_PATHS: [&str; 2] = ["/etc/machine-id", "/var/lib/dbus/machine-id"];
 
 /// The fingerprint of a machine id.
 pub fn fingerprint_of(machine_id: &str) -> Fingerprint {
@@ -38,18 +35,6 @@ pub fn fingerprint_from_file(path: &Path) -> io::Result<Fingerprint> {
         ));
     }
     Ok(fingerprint_of(id))
-}
-
-/// This host's fingerprint.
-pub fn this_machine() -> io::Result<Fingerprint> {
-    let mut last = None;
-    for p in MACHINE_ID_PATHS {
-        match fingerprint_from_file(Path::new(p)) {
-            Ok(fp) => return Ok(fp),
-            Err(e) => last = Some(io::Error::new(e.kind(), format!("{p}: {e}"))),
-        }
-    }
-    Err(last.unwrap_or_else(|| io::Error::other("no machine id")))
 }
 
 #[cfg(test)]

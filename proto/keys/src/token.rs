@@ -21,8 +21,6 @@ pub fn digest(token: &Token) -> KeyHash {
     KeyHash(Sha256::digest(token.expose().as_bytes()).into())
 }
 
-pub use futu_auth_proto::key::redact;
-
 #[cfg(test)]
 mod tests {
     use super::*;

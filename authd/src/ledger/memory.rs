@@ -1,5 +1,5 @@
-//! The limit ledger: per key, the orders allowed in the last 60 s and the value allowed
-//! today (UTC), plus the tickets that let a rejected order's value be released.
+//! The ledger in memory: per key, the orders allowed in the last 60 s and the value
+//! allowed today (UTC), plus the tickets that let a rejected order's value be released.
 //!
 //! Counters are kept by key id, not by snapshot, so a reload never resets them (and a key
 //! revoked and made again under the same id keeps its day's total). Check-and-consume for
@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use dashmap::DashMap;
 use futu_auth_proto::{ErrorKind, KeyId};
 
+use super::{Charge, Charged};
 use crate::money::Money;
 use crate::ticket::TicketCipher;
 
@@ -33,6 +34,10 @@ pub const MAX_TICKETS: usize = 1_000_000;
 /// For a key without `max_orders_per_minute`, the window is kept only for `usage`, and
 /// only its newest this many orders: usage then reads "at least" this many.
 pub const UNLIMITED_WINDOW_CAP: usize = 10_000;
+
+/// Ledger numbers restored from a journal are below this (2^62): no ledger hands out that
+/// many, so a larger one is damage, and is not allowed to exhaust the numbers after it.
+pub const MAX_NUMBER: u64 = 1 << 62;
 
 /// Seconds in a UTC day.
 const DAY_SECS: i64 = 86_400;
@@ -242,16 +247,25 @@ impl TicketBook {
         if number < self.base {
             return; // Older than everything held: past the window already.
         }
+        // The ring holds at most MAX_TICKETS consecutive numbers ending at the newest: a
+        // number far past the others (a damaged journal could hold any) forgets the ones it
+        // leaves behind rather than growing the ring to reach it.
+        let keep_from = number.saturating_sub(MAX_TICKETS as u64 - 1);
+        if keep_from > self.base {
+            let drop = usize::try_from(keep_from - self.base).unwrap_or(usize::MAX);
+            if drop >= self.ring.len() {
+                self.ring.clear();
+            } else {
+                self.ring.drain(..drop);
+            }
+            self.base = keep_from;
+        }
         let i = (number - self.base) as usize;
         if i >= self.ring.len() {
             self.ring.resize(i + 1, None);
         }
         self.ring[i] = Some(ticket);
-        self.next = self.next.max(number + 1);
-        while self.ring.len() > MAX_TICKETS {
-            self.ring.pop_front();
-            self.base += 1;
-        }
+        self.next = self.next.max(number.saturating_add(1));
     }
 }
 
@@ -262,7 +276,7 @@ impl Default for Ledger {
 }
 
 /// A key's counters, locked: check and consume happen while this is held.
-pub struct KeySlot<'a> {
+pub(crate) struct KeySlot<'a> {
     counters: MutexGuard<'a, KeyCounters>,
     ledger: &'a Ledger,
     key_id: &'a KeyId,
@@ -302,8 +316,27 @@ impl Ledger {
         Arc::clone(&self.keys.entry(key_id.clone()).or_default())
     }
 
+    /// Checks `charge` against its key's rate window and daily total and, when both pass
+    /// and it is not a dry run, takes them: atomically, under the key's lock.
+    pub fn take(&self, charge: &Charge, mono_ns: u64, unix_ns: i128, day: i64) -> Charged {
+        self.with_key(&charge.key_id, |slot| {
+            match slot.check(
+                mono_ns,
+                day,
+                charge.value,
+                charge.max_orders_per_minute,
+                charge.max_daily_value,
+            ) {
+                LimitCheck::Rate { in_window } => Charged::Rate { in_window },
+                LimitCheck::Daily { used } => Charged::Daily { used },
+                LimitCheck::Pass if charge.dry_run => Charged::Passed(None),
+                LimitCheck::Pass => Charged::Passed(Some(slot.consume(mono_ns, unix_ns, day, charge.value))),
+            }
+        })
+    }
+
     /// Runs `f` with the key's counters locked; `f` gets a [`KeySlot`] to check and consume.
-    pub fn with_key<T>(&self, key_id: &KeyId, f: impl FnOnce(&mut KeySlot<'_>) -> T) -> T {
+    pub(crate) fn with_key<T>(&self, key_id: &KeyId, f: impl FnOnce(&mut KeySlot<'_>) -> T) -> T {
         let counters = self.counters(key_id);
         let guard = lock(&counters);
         let mut slot = KeySlot {
@@ -339,7 +372,7 @@ impl Ledger {
         let counters = self.counters(&r.key_id);
         let mut c = lock(&counters);
         if c.day == r.day {
-            c.used = c.used.checked_add(r.refunded).unwrap_or(Money(u128::MAX));
+            c.used = c.used.saturating_add(r.refunded);
         }
     }
 
@@ -415,7 +448,7 @@ impl Ledger {
         let mut k = lock(&counters);
         k.advance(now_mono_ns, today);
         if day == today {
-            k.used = k.used.checked_add(used).unwrap_or(Money(u128::MAX));
+            k.used = k.used.saturating_add(used);
         }
     }
 
@@ -431,6 +464,11 @@ impl Ledger {
                 let pos = k.recent.partition_point(|t| *t <= c.mono_ns);
                 k.recent.insert(pos, c.mono_ns);
             }
+        }
+        if c.number >= MAX_NUMBER {
+            // No ledger hands out that many numbers: a damaged journal. Its value counts
+            // (above); its number is not taken up, or every later order would share it.
+            return;
         }
         let mut book = lock(&self.tickets);
         book.forget_before(now_mono_ns);
@@ -492,7 +530,7 @@ impl Ledger {
     /// Continues ticket numbers from a restored ledger (never backwards).
     pub fn restore_next_ticket(&self, next: u64) {
         let mut book = lock(&self.tickets);
-        book.next = book.next.max(next);
+        book.next = book.next.max(next.min(MAX_NUMBER));
         if book.ring.is_empty() {
             book.base = book.next;
         }
@@ -557,7 +595,7 @@ impl KeySlot<'_> {
         if self.limit.is_none() && c.recent.len() > UNLIMITED_WINDOW_CAP {
             c.recent.pop_front();
         }
-        c.used = c.used.checked_add(value).unwrap_or(Money(u128::MAX));
+        c.used = c.used.saturating_add(value);
         let (number, ticket) = self.ledger.issue_ticket(self.key_id, mono_ns, day, value);
         Consumption {
             key_id: self.key_id.clone(),

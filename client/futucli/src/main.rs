@@ -11,8 +11,8 @@ use clap::{CommandFactory, Parser};
 use futu_auth_client::{
     AuthClient, BindOp, ClientError, Decision, KeyId, KeyRecord, KeySpec, Limits, Order, Token,
 };
-use futu_authd::machine::fingerprint_from_file;
-use futu_authd::store::{self, KeysFile, StoreError};
+use futu_auth_keys::machine::fingerprint_from_file;
+use futu_auth_keys::store::{self, KeysFile, StoreError};
 use jiff::{Span, Timestamp};
 
 use args::{BindKey, CheckArgs, Cli, Command, GenKey};

@@ -335,3 +335,118 @@ fn a_ticket_does_not_reveal_its_neighbours() {
         }
     }
 }
+
+/// What a [`prop_ledger_op`] does.
+#[derive(Debug, Clone)]
+enum Op {
+    /// An order of this many units after this many ns.
+    Order(u64, u128),
+    /// A release of the n-th admitted order (modulo), after this many ns.
+    Release(u64, usize),
+    /// A release of a ticket nobody was given.
+    Guess(u64),
+    /// The UTC day turns.
+    Midnight,
+}
+
+fn prop_ledger_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u64..20_000_000_000, 0u128..300).prop_map(|(dt, v)| Op::Order(dt, v)),
+        3 => (0u64..20_000_000_000, any::<usize>()).prop_map(|(dt, i)| Op::Release(dt, i)),
+        1 => any::<u64>().prop_map(Op::Guess),
+        1 => Just(Op::Midnight),
+    ]
+}
+
+proptest! {
+    /// Across UTC day rollovers and releases of any admitted ticket (or a guessed one), the
+    /// day's total is exactly what was admitted that day less what was released that day,
+    /// never above the cap; a ticket is released once, within its window, and refunds
+    /// nothing once its day is over; guesses release nothing.
+    #[test]
+    fn days_roll_over_and_any_ticket_releases_exactly_once(
+        ops in proptest::collection::vec(prop_ledger_op(), 1..250),
+        rate in 1u32..6,
+        cap in 1u128..1000,
+    ) {
+        struct Admitted { t: u64, value: Money, ticket: u64, day: i64, released: bool }
+        let l = Ledger::new();
+        let k = id("p");
+        let (mut t, mut day) = (S, 100i64);
+        let mut admitted: Vec<Admitted> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Midnight => day += 1,
+                Op::Order(dt, v) => {
+                    t += dt;
+                    if let Ok(c) = take(&l, &k, t, day, m(v), Some(rate), Some(m(cap))) {
+                        prop_assert_eq!(c.day, day);
+                        admitted.push(Admitted { t, value: m(v), ticket: c.ticket, day, released: false });
+                    }
+                }
+                Op::Release(dt, i) if !admitted.is_empty() => {
+                    t += dt;
+                    let n = admitted.len();
+                    let a = &mut admitted[i % n];
+                    let got = l.release(a.ticket, t);
+                    // A ticket past its window may also be forgotten already (Unknown).
+                    let past = t - a.t >= RELEASE_WINDOW_NS;
+                    if a.released {
+                        prop_assert!(
+                            got == Err(ReleaseError::AlreadyReleased) || (past && got == Err(ReleaseError::Unknown)),
+                            "{got:?}"
+                        );
+                    } else if past {
+                        prop_assert!(
+                            matches!(got, Err(ReleaseError::Expired | ReleaseError::Unknown)),
+                            "{got:?}"
+                        );
+                    } else {
+                        let r = got.unwrap();
+                        let want = if a.day == day { a.value } else { Money::ZERO };
+                        prop_assert_eq!(r.refunded, want);
+                        a.released = true;
+                    }
+                }
+                Op::Release(..) => {}
+                Op::Guess(ticket) => {
+                    if !admitted.iter().any(|a| a.ticket == ticket) {
+                        prop_assert_eq!(l.release(ticket, t), Err(ReleaseError::Unknown));
+                    }
+                }
+            }
+            let (_, used) = l.usage(&k, t, day);
+            let today: u128 = admitted
+                .iter()
+                .filter(|a| a.day == day && !a.released)
+                .map(|a| a.value.0)
+                .sum();
+            prop_assert_eq!(used.0, today);
+            prop_assert!(used <= m(cap));
+        }
+    }
+}
+
+#[test]
+fn a_damaged_journal_with_huge_ticket_numbers_neither_overflows_nor_grows_the_ring() {
+    let l = Ledger::new();
+    let c = |number| Consumption {
+        key_id: id("bot"),
+        number,
+        ticket: 0,
+        mono_ns: 100 * S,
+        unix_ns: 0,
+        day: 7,
+        value: m(1),
+    };
+    l.restore_consumption(&c(1), 110 * S, 7);
+    l.restore_consumption(&c(1_000_000_000_000), 110 * S, 7);
+    l.restore_consumption(&c(u64::MAX), 110 * S, 7);
+    assert_eq!(l.usage(&id("bot"), 110 * S, 7).1, m(3), "every value counts");
+    assert!(l.tickets.lock().unwrap().ring.len() <= MAX_TICKETS);
+    let next = take(&l, &id("bot"), 111 * S, 7, m(1), None, None).unwrap();
+    assert_eq!(
+        next.number, 1_000_000_000_001,
+        "numbers go on after the largest sane one"
+    );
+}

@@ -1,6 +1,8 @@
 //! The bytes. This is the only module that calls bincode: a frame is a big-endian `u32`
 //! length and then one message in bincode 2's standard configuration (variable-length
-//! integers, little-endian where fixed width). Swapping the encoding touches this file only.
+//! integers, little-endian where fixed width). Swapping the encoding touches this module
+//! only: this file frames and encodes messages, and `record.rs` says how the key records
+//! inside admin messages are laid out (every field, where keys.json leaves some out).
 
 use std::io;
 use std::marker::PhantomData;
@@ -9,6 +11,10 @@ use bytes::{Buf, BufMut, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio_util::codec::{Decoder, Encoder};
+
+pub(crate) mod record;
+
+pub use record::Wire;
 
 /// The largest frame body either side accepts, in bytes on the wire (64 KiB): the body
 /// length a frame's prefix announces, for every message in both directions.

@@ -1,0 +1,136 @@
+//! The one authoritative limit ledger: per key, the orders allowed in the last 60 s and
+//! the value allowed today (UTC), and the tickets that refund a rejected order.
+//!
+//! The rules ([`decide`](mod@crate::decide)) say what an allowed order would take — a [`Charge`]; a
+//! [`LedgerStore`] checks and takes it, atomically per key, for a whole burst in one call,
+//! makes it durable, releases tickets and reports usage. Where the counters live is the
+//! store's business: [`local::LocalLedger`] keeps them in memory ([`memory`]) with a
+//! journal in the state directory ([`crate::ledger_log`]); a store across the network fits
+//! the same trait (async, one call per batch, errors that say whether they are transient).
+//! The per-key lock never leaves the store.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use futu_auth_proto::KeyId;
+
+use crate::decide::Now;
+use crate::ledger_log::AuditMark;
+use crate::money::Money;
+
+pub mod local;
+pub mod memory;
+
+pub use memory::{
+    utc_day, Consumption, KeyCounters, Ledger, LedgerDump, LimitCheck, ReleaseError, Released, MAX_TICKETS,
+    RATE_WINDOW_NS, RELEASE_WINDOW_NS, UNLIMITED_WINDOW_CAP,
+};
+
+/// A future a [`LedgerStore`] returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What an order that passed rules 1–7 would take from its key's limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// The key.
+    pub key_id: KeyId,
+    /// The order's value (zero for an order without a price, allowed when no value cap
+    /// applies).
+    pub value: Money,
+    /// The key's `max_orders_per_minute`.
+    pub max_orders_per_minute: Option<u32>,
+    /// The key's `max_daily_value`.
+    pub max_daily_value: Option<Money>,
+    /// Check only, take nothing.
+    pub dry_run: bool,
+}
+
+/// What the store found for one [`Charge`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Charged {
+    /// Both limits passed; what was taken (`None` for a dry run).
+    Passed(Option<Consumption>),
+    /// `max_orders_per_minute` orders were already allowed in the window.
+    Rate {
+        /// Orders in the window.
+        in_window: u32,
+    },
+    /// Today's total plus this value would pass the daily cap.
+    Daily {
+        /// Today's total so far.
+        used: Money,
+    },
+}
+
+/// The store could not do what was asked; nothing of it was done.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct LedgerError {
+    /// Whether trying again later can work (a full disk, a database that is away) rather
+    /// than never (a corrupt store).
+    pub transient: bool,
+    /// One line for a person.
+    pub message: String,
+}
+
+/// Why a release was not made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReleaseFailure {
+    /// The ticket cannot be released (unknown, released before, too old).
+    #[error(transparent)]
+    Refused(#[from] ReleaseError),
+    /// The store failed; nothing was released.
+    #[error(transparent)]
+    Store(#[from] LedgerError),
+}
+
+/// Where the limit ledger lives.
+///
+/// The caller serializes the calls that change the ledger — `charge`, `cancel`,
+/// `release`, `cancel_release` and `maintain` — under its commit lock, and writes the
+/// burst's audit records between a `charge` and the next call: a store may rely on it (the
+/// local journal is cut back by `cancel`).
+pub trait LedgerStore: Send + Sync {
+    /// Checks the charges of one burst, in order, each atomically against its key's rate
+    /// window and daily total, and takes those that pass; what was taken is durable when
+    /// this returns `Ok`, together with `note` (where the burst's audit records will go, so
+    /// that after a crash between the two writes the store can tell whether they were
+    /// written). On `Err` nothing was taken.
+    fn charge<'a>(
+        &'a self,
+        at: &'a Now,
+        charges: &'a [Charge],
+        note: Option<AuditMark>,
+    ) -> BoxFuture<'a, Result<Vec<Charged>, LedgerError>>;
+
+    /// Takes back everything the last `charge` took (its audit records could not be
+    /// written): the orders were refused, and leave no trace.
+    fn cancel<'a>(&'a self, taken: &'a [Consumption]) -> BoxFuture<'a, ()>;
+
+    /// Refunds the order a client's ticket names, durably (with `note`, as for `charge`).
+    fn release<'a>(
+        &'a self,
+        at: &'a Now,
+        ticket: u64,
+        note: Option<AuditMark>,
+    ) -> BoxFuture<'a, Result<Released, ReleaseFailure>>;
+
+    /// Takes back the last `release` (its audit record could not be written).
+    fn cancel_release<'a>(&'a self, released: &'a Released) -> BoxFuture<'a, ()>;
+
+    /// Orders in the last 60 s and value used today by `key_id`.
+    fn usage<'a>(
+        &'a self,
+        at: &'a Now,
+        key_id: &'a KeyId,
+    ) -> BoxFuture<'a, Result<(u32, Money), LedgerError>>;
+
+    /// Housekeeping between bursts (the local journal compacts itself here).
+    fn maintain(&self) {}
+
+    /// Makes everything written so far survive a power loss (the caller does it every
+    /// second and at shutdown).
+    fn sync(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,187 @@
+//! Generations and compaction: every journal starts with its generation, and the base
+//! names the newest generation it covers, so the journals it covers can go.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use super::entry::{key_hex, parse_line, push_line, Entry};
+use super::journal::Journal;
+use super::replay::Moment;
+use super::{LedgerLog, BASE_NAME, COMPACT_AT_BYTES, FILE_NAME};
+use crate::ledger::{Ledger, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
+use crate::money::Money;
+
+impl LedgerLog {
+    /// Whether the journal has grown past [`COMPACT_AT_BYTES`] and the last base, and no
+    /// compaction is under way; the caller that gets `true` runs [`LedgerLog::compact`].
+    pub fn wants_compaction(&self) -> bool {
+        let size = self.size.load(Ordering::Relaxed);
+        size > COMPACT_AT_BYTES
+            && size > self.base_size.load(Ordering::Relaxed)
+            && self
+                .compacting
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// Folds the journal into a new base: [`LedgerLog::rotate`], then
+    /// [`LedgerLog::finish_compaction`].
+    pub fn compact(&self, ledger: &Ledger, now: impl FnOnce() -> Moment) -> io::Result<()> {
+        let rotated = self.rotate(ledger, now)?;
+        self.finish_compaction(rotated)
+    }
+
+    /// The part of a compaction that must not overlap a commit: copies the ledger and
+    /// starts the next journal (memory work and a rename). Run it between commits; the
+    /// slow part, [`LedgerLog::finish_compaction`], may run anywhere after.
+    pub fn rotate(&self, ledger: &Ledger, now: impl FnOnce() -> Moment) -> io::Result<Rotated> {
+        let result = (|| {
+            let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
+            let moment = now();
+            let dump = ledger.dump();
+            let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+            let covers = j.gen;
+            fs::rename(self.path(), self.dir.join(format!("{FILE_NAME}.{covers}")))?;
+            *j = start_journal(&self.dir, covers + 1)?;
+            self.size.store(0, Ordering::Relaxed);
+            Ok(Rotated { dump, covers, moment })
+        })();
+        if result.is_err() {
+            self.compacting.store(false, Ordering::Release);
+        }
+        result.map_err(|e: io::Error| {
+            io::Error::new(e.kind(), format!("compacting {}: {e}", self.dir.display()))
+        })
+    }
+
+    /// Writes the base of a rotation and removes the journals it covers.
+    pub fn finish_compaction(&self, rotated: Rotated) -> io::Result<()> {
+        let result = (|| {
+            let size = write_base(&self.dir, &rotated.dump, rotated.covers, rotated.moment)?;
+            self.base_size.store(size, Ordering::Relaxed);
+            remove_journals(&self.dir, rotated.covers)
+        })();
+        self.compacting.store(false, Ordering::Release);
+        result.map_err(|e| io::Error::new(e.kind(), format!("compacting {}: {e}", self.dir.display())))
+    }
+}
+
+/// A rotated journal waiting for its base ([`LedgerLog::finish_compaction`]).
+#[derive(Debug)]
+pub struct Rotated {
+    dump: LedgerDump,
+    covers: u64,
+    moment: Moment,
+}
+
+/// Creates the journal of generation `gen`, header first.
+pub(super) fn start_journal(dir: &Path, gen: u64) -> io::Result<Journal> {
+    let path = dir.join(FILE_NAME);
+    let mut file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    let mut header = Vec::new();
+    push_line(&mut header, &Entry::Journal { gen })?;
+    file.write_all(&header)?;
+    let len = file.metadata()?.len();
+    Ok(Journal {
+        file,
+        gen,
+        len,
+        dirty: false,
+    })
+}
+
+/// Every journal file in `dir` with its generation (from its first line).
+pub(super) fn journals(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name != FILE_NAME && !name.starts_with(&format!("{FILE_NAME}.")) {
+            continue;
+        }
+        let text = fs::read(&path)?;
+        let first = text.split(|b| *b == b'\n').next().unwrap_or_default();
+        match parse_line(first) {
+            Ok(Entry::Journal { gen }) => found.push((gen, path)),
+            _ => tracing::warn!(
+                "{}: not a ledger journal (no header line); ignored",
+                path.display()
+            ),
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Removes the journals of generation `up_to_gen` and older (the base covers them).
+pub(super) fn remove_journals(dir: &Path, up_to_gen: u64) -> io::Result<()> {
+    for (gen, path) in journals(dir)? {
+        if gen <= up_to_gen {
+            fs::remove_file(&path)?;
+        }
+    }
+    File::open(dir)?.sync_all()
+}
+
+/// Writes `dump` as the base covering journals up to `covers`, atomically; returns its
+/// size.
+pub(super) fn write_base(dir: &Path, dump: &LedgerDump, covers: u64, now: Moment) -> io::Result<u64> {
+    let today = now.today();
+    let mut text = Vec::new();
+    let mut push = |e: &Entry| push_line(&mut text, e);
+    push(&Entry::Base {
+        covers,
+        next_ticket: dump.next_ticket,
+        ticket_key: Some(key_hex(&dump.ticket_key)),
+    })?;
+    for (key_id, day, used) in &dump.totals {
+        if *day == today && *used > Money::ZERO {
+            push(&Entry::Total {
+                key_id: key_id.clone(),
+                day: *day,
+                used: used.0,
+            })?;
+        }
+    }
+    let keep = RELEASE_WINDOW_NS.max(RATE_WINDOW_NS);
+    for (c, released) in &dump.recent {
+        if now.mono_ns.saturating_sub(c.mono_ns) < keep {
+            push(&Entry::Recent {
+                unix_ns: now.unix_of(c.mono_ns),
+                key_id: c.key_id.clone(),
+                ticket: c.number,
+                day: c.day,
+                value: c.value.0,
+                released: *released,
+            })?;
+        }
+    }
+    let path = dir.join(BASE_NAME);
+    let tmp = dir.join(format!(".{BASE_NAME}.tmp"));
+    let write = || -> io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&text)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))?;
+    Ok(text.len() as u64)
+}

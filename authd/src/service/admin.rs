@@ -1,0 +1,298 @@
+//! Admin requests: making, listing, binding and revoking keys, reloading keys.json and
+//! reporting usage — for administrators only (SO_PEERCRED, [`crate::peer::AdminPolicy`]),
+//! each audited before it is answered.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futu_auth_keys::store::StoreError;
+use futu_auth_proto::codec::{self, Wire};
+use futu_auth_proto::{
+    Admin, AdminOp, Decision, ErrorKind, KeyId, KeyRecord, KeySpec, Reason, Response, Usage,
+};
+use jiff::Timestamp;
+
+use super::keyring::KeyRingError;
+use super::Authd;
+use crate::audit::{AuditRecord, Kind, Outcome};
+use crate::money::Money;
+use crate::peer::Peer;
+
+/// Listings kept at once; more start by replacing the oldest.
+const MAX_LISTINGS: usize = 4;
+
+/// A listing left this long without a page request is forgotten.
+const LISTING_IDLE: Duration = Duration::from_secs(60);
+
+/// Room for a page's records in a frame, after the page's own fields.
+const PAGE_BUDGET: usize = futu_auth_proto::MAX_FRAME_LEN - 64;
+
+/// keys.json as read for the listings being paged through
+/// ([`futu_auth_proto::Request::ListKeysPage`]), so a listing of any size reads the file
+/// once and its pages agree with each other; the oldest go first.
+#[derive(Default)]
+pub(super) struct Listings {
+    open: Mutex<VecDeque<Listing>>,
+}
+
+struct Listing {
+    id: u64,
+    keys: Arc<Vec<KeyRecord>>,
+    used: Instant,
+}
+
+impl Listings {
+    /// Keeps `keys` as a new listing; returns its id.
+    fn start(&self, keys: Arc<Vec<KeyRecord>>) -> Result<u64, String> {
+        let mut id = [0u8; 8];
+        getrandom::fill(&mut id).map_err(|e| format!("the OS random source failed: {e}"))?;
+        let id = u64::from_le_bytes(id).max(1);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|x| x.used.elapsed() < LISTING_IDLE);
+        while open.len() >= MAX_LISTINGS {
+            open.pop_front();
+        }
+        open.push_back(Listing {
+            id,
+            keys,
+            used: Instant::now(),
+        });
+        Ok(id)
+    }
+
+    /// The records of listing `id`, if it is still kept.
+    fn get(&self, id: u64) -> Option<Arc<Vec<KeyRecord>>> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|x| x.used.elapsed() < LISTING_IDLE);
+        let x = open.iter_mut().find(|x| x.id == id)?;
+        x.used = Instant::now();
+        Some(Arc::clone(&x.keys))
+    }
+
+    /// Forgets listing `id` (its last page was sent).
+    fn finish(&self, id: u64) {
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|x| x.id != id);
+    }
+}
+
+impl Authd {
+    /// Answers an admin request from `peer`, or refuses it `forbidden`.
+    pub(super) async fn admin(self: &Arc<Self>, admin: Admin, peer: Peer, received: Instant) -> Response {
+        let Admin { request_id, op } = admin;
+        let name = op.name();
+        let target = op.target().cloned();
+        if !self.admin.is_admin(&peer) {
+            self.metrics.admin(name, "reject");
+            let detail = format!("{name} needs an administrator; uid {} is not one", peer.uid);
+            let mut rec = AuditRecord::new(Kind::Admin, name, Outcome::Reject, request_id, peer)
+                .reason(Reason::Forbidden);
+            rec.key_id = target;
+            rec.detail = Some(detail.clone());
+            rec.latency_us = received.elapsed().as_micros() as u64;
+            self.write_audit(rec).await;
+            return Response::Decision {
+                request_id,
+                decision: Decision::Deny {
+                    reason: Reason::Forbidden,
+                    key_id: None,
+                    detail,
+                },
+            };
+        }
+        let resp = match op {
+            AdminOp::GenKey(spec) => self.gen_key(request_id, spec).await,
+            // keys.json itself, as futucli shows it when the daemon is down.
+            AdminOp::ListKeys => match self.keys.read_file().await {
+                Ok(file) => Response::Keys {
+                    request_id,
+                    keys: file.keys,
+                },
+                Err(e) => keyring_error(request_id, e),
+            },
+            AdminOp::RevokeKey(id) => {
+                let revoked = id.clone();
+                match self.keys.update(move |f| f.revoke(&revoked)).await {
+                    Ok(_) => Response::KeyRevoked { request_id, id },
+                    Err(e) => keyring_error(request_id, e),
+                }
+            }
+            AdminOp::BindKey(id, op) => match self.keys.update(move |f| f.bind(&id, op)).await {
+                Ok(record) => Response::KeyBound { request_id, record },
+                Err(e) => keyring_error(request_id, e),
+            },
+            AdminOp::Reload => match self.reload("admin request").await {
+                Ok(n) => Response::Reloaded {
+                    request_id,
+                    keys_loaded: n as u32,
+                },
+                Err(e) => error(request_id, ErrorKind::Store, e.to_string()),
+            },
+            AdminOp::Usage(id) => self.usage(request_id, &id).await,
+            AdminOp::ListKeysPage { listing, offset } => self.list_page(request_id, listing, offset).await,
+        };
+        let (outcome, err) = match &resp {
+            Response::Error { kind, .. } => (Outcome::Error, Some(*kind)),
+            _ => (Outcome::Allow, None),
+        };
+        self.metrics.admin(name, outcome.as_str());
+        let mut rec = AuditRecord::new(Kind::Admin, name, outcome, request_id, peer);
+        rec.key_id = target;
+        rec.error = err.map(ErrorKind::as_str);
+        if let Response::Error { message, .. } = &resp {
+            rec.detail = Some(message.clone());
+        }
+        rec.latency_us = received.elapsed().as_micros() as u64;
+        self.write_audit(rec).await;
+        resp
+    }
+
+    async fn gen_key(&self, request_id: u64, spec: KeySpec) -> Response {
+        if spec.scopes.is_empty() {
+            return error(
+                request_id,
+                ErrorKind::InvalidSpec,
+                "a key needs at least one scope".into(),
+            );
+        }
+        let now = Timestamp::now();
+        if spec.expires_at.is_some_and(|t| t <= now) {
+            return error(
+                request_id,
+                ErrorKind::InvalidSpec,
+                "expires_at is in the past".into(),
+            );
+        }
+        let stored_in = self.keys.keys_file().display().to_string();
+        match self.keys.update(move |f| f.gen_key(spec, now)).await {
+            Ok((plaintext, record)) => Response::KeyGenerated {
+                request_id,
+                plaintext,
+                record,
+                stored_in,
+            },
+            Err(e) => keyring_error(request_id, e),
+        }
+    }
+
+    /// One page of a listing; `listing` 0 starts one by reading keys.json.
+    async fn list_page(&self, request_id: u64, listing: u64, offset: u32) -> Response {
+        let (listing, keys) =
+            if listing == 0 {
+                let keys = match self.keys.read_file().await {
+                    Ok(file) => Arc::new(file.keys),
+                    Err(e) => return keyring_error(request_id, e),
+                };
+                match self.listings.start(Arc::clone(&keys)) {
+                    Ok(id) => (id, keys),
+                    Err(why) => return error(request_id, ErrorKind::Internal, why),
+                }
+            } else {
+                match self.listings.get(listing) {
+                    Some(keys) => (listing, keys),
+                    None => return error(
+                        request_id,
+                        ErrorKind::ListingExpired,
+                        "this listing is gone (unused for a minute, or replaced by newer ones); start again"
+                            .into(),
+                    ),
+                }
+            };
+        let start = (offset as usize).min(keys.len());
+        let mut size = 0;
+        let mut page = Vec::new();
+        for record in &keys[start..] {
+            // A record's size in a frame, every field written (its keys.json form omits some).
+            let len = codec::encode_message(&Wire(record)).map_or(usize::MAX, |b| b.len());
+            if size + len > PAGE_BUDGET {
+                if page.is_empty() {
+                    return error(
+                        request_id,
+                        ErrorKind::Internal,
+                        format!(
+                            "key {:?} has a record too large for a frame; read {} directly",
+                            record.id.as_str(),
+                            self.keys.keys_file().display()
+                        ),
+                    );
+                }
+                break;
+            }
+            size += len;
+            page.push(record.clone());
+        }
+        if start + page.len() == keys.len() {
+            self.listings.finish(listing);
+        }
+        Response::KeysPage {
+            request_id,
+            listing,
+            offset: start as u32,
+            total: keys.len() as u32,
+            keys: page,
+        }
+    }
+
+    async fn usage(&self, request_id: u64, id: &KeyId) -> Response {
+        let (max_daily_value, max_orders_per_minute) = {
+            let snapshot = self.keys.snapshot();
+            let Some(key) = snapshot.by_id(id.as_str()) else {
+                return error(
+                    request_id,
+                    ErrorKind::UnknownKey,
+                    format!("no key with id {:?}", id.as_str()),
+                );
+            };
+            (key.max_daily_value, key.max_orders_per_minute)
+        };
+        let now = self.clock.load().now();
+        match self.ledger.usage(&now, id).await {
+            Ok((orders, used)) => Response::Usage(Usage {
+                request_id,
+                id: id.clone(),
+                day: now.utc.strftime("%Y-%m-%d").to_string(),
+                daily_value_used: used.as_f64(),
+                max_daily_value: max_daily_value.map(Money::as_f64),
+                orders_last_minute: orders,
+                max_orders_per_minute,
+            }),
+            Err(e) => error(request_id, ErrorKind::Internal, e.to_string()),
+        }
+    }
+
+    /// Writes an admin request's record to the audit file (before its answer is sent)
+    /// and queues journald's copy.
+    pub(super) async fn write_audit(&self, rec: AuditRecord) {
+        let mut bytes = Vec::new();
+        rec.write_json(&mut bytes);
+        if let Err(e) = self.commit.begin().await.write_records(&bytes) {
+            tracing::error!(
+                "the audit record of {} {} was not written: {e}",
+                rec.endpoint,
+                rec.request_id
+            );
+        }
+        self.journald(rec).await;
+    }
+}
+
+fn error(request_id: u64, kind: ErrorKind, message: String) -> Response {
+    Response::Error {
+        request_id,
+        kind,
+        message,
+    }
+}
+
+fn keyring_error(request_id: u64, e: KeyRingError) -> Response {
+    let kind = match &e {
+        KeyRingError::Store(StoreError::DuplicateKey(_)) => ErrorKind::DuplicateKey,
+        KeyRingError::Store(StoreError::UnknownKey(_)) => ErrorKind::UnknownKey,
+        KeyRingError::Store(StoreError::Io { .. } | StoreError::Invalid(_)) => ErrorKind::Store,
+        KeyRingError::Store(StoreError::Random(_)) | KeyRingError::Task(_) => ErrorKind::Internal,
+    };
+    error(request_id, kind, e.to_string())
+}

@@ -1,0 +1,315 @@
+//! Checks, scope checks and releases: decided by the rules, charged to the ledger store and
+//! audited in one group commit per burst ([`crate::commit`]) before any answer is sent.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futu_auth_proto::{Check, CheckScope, Decision, ErrorKind, Iface, KeyId, Reason, Response};
+
+use super::{Answer, Authd};
+use crate::audit::{AuditOrder, AuditRecord, Kind, Outcome, TryRecord};
+use crate::decide::{decide_scope, evaluate, settle, Evaluation, Now, Verdict};
+use crate::ledger::{Charge, Consumption, ReleaseFailure, Released};
+use crate::peer::Peer;
+use crate::snapshot::Snapshot;
+
+/// A check or scope check waiting for its group commit, or an answer made otherwise.
+pub(super) enum Pending {
+    /// A check: what the rules made of it, then (after the commit) its verdict.
+    Check(Check, Evaluation),
+    /// A scope check and its verdict.
+    Scope(CheckScope, Verdict),
+    /// Answered otherwise (a future, or an error).
+    Ready(Answer),
+}
+
+impl Pending {
+    /// Rules 1–7 for a check; a panic is a deny `internal`, never a crash.
+    pub(super) fn check(snapshot: &Snapshot, now: &Now, c: Check) -> Pending {
+        let e = catch_unwind(AssertUnwindSafe(|| evaluate(snapshot, now, &c))).unwrap_or_else(|_| {
+            tracing::error!("deciding request {} panicked; denied", c.request_id);
+            Evaluation::Decided(Verdict::internal(
+                None,
+                None,
+                "the daemon failed while deciding".into(),
+            ))
+        });
+        Pending::Check(c, e)
+    }
+
+    /// The scope rules for a scope check.
+    pub(super) fn scope(snapshot: &Snapshot, now: &Now, c: CheckScope) -> Pending {
+        let v = catch_unwind(AssertUnwindSafe(|| decide_scope(snapshot, now, &c))).unwrap_or_else(|_| {
+            Verdict::internal(None, Some(c.scope), "the daemon failed while deciding".into())
+        });
+        Pending::Scope(c, v)
+    }
+
+    fn verdict_mut(&mut self) -> Option<&mut Verdict> {
+        match self {
+            Pending::Check(_, Evaluation::Decided(v)) | Pending::Scope(_, v) => Some(v),
+            Pending::Check(_, Evaluation::Charge { .. }) | Pending::Ready(_) => None,
+        }
+    }
+
+    fn record(&self, peer: Peer, latency: Duration) -> Option<AuditRecord> {
+        match self {
+            Pending::Check(c, Evaluation::Decided(v)) => Some(check_record(c, v, peer, latency)),
+            Pending::Scope(c, v) => Some(scope_record(c, v, peer, latency)),
+            Pending::Check(_, Evaluation::Charge { .. }) | Pending::Ready(_) => None,
+        }
+    }
+}
+
+impl Authd {
+    /// Charges the burst's orders to the ledger store and writes every decision's audit
+    /// record, in one commit. When the ledger cannot take them, the orders are refused
+    /// `internal` and leave no trace; when the records cannot be written, what the ledger
+    /// took is given back and every allow becomes a deny `internal`: nothing is allowed that
+    /// is not both counted and audited.
+    pub(super) async fn commit_checks(
+        &self,
+        pending: &mut [Pending],
+        now: &Now,
+        peer: Peer,
+        latency: Duration,
+    ) {
+        let charges: Vec<Charge> = pending
+            .iter()
+            .filter_map(|p| match p {
+                Pending::Check(_, Evaluation::Charge { charge, .. }) => Some(charge.clone()),
+                _ => None,
+            })
+            .collect();
+        let records = pending.iter().filter(|p| !matches!(p, Pending::Ready(_))).count();
+        if records == 0 {
+            return;
+        }
+        let mut commit = self.commit.begin().await;
+        if !charges.is_empty() {
+            let charged = self.ledger.charge(now, &charges, commit.mark(records)).await;
+            self.commit.ledger_written(charged.as_ref().err().map(|e| e as _));
+            let (mut outcomes, failure) = match charged {
+                Ok(o) => (Some(o.into_iter()), String::new()),
+                Err(e) => (None, e.to_string()),
+            };
+            for p in pending.iter_mut() {
+                let Pending::Check(_, e @ Evaluation::Charge { .. }) = p else {
+                    continue;
+                };
+                let Evaluation::Charge { charge, scope, value } = &*e else {
+                    continue;
+                };
+                let v = match outcomes.as_mut().and_then(Iterator::next) {
+                    Some(outcome) => settle(charge, *scope, *value, outcome),
+                    None => Verdict::internal(Some(charge.key_id.clone()), *scope, failure.clone()),
+                };
+                *e = Evaluation::Decided(v);
+            }
+        }
+        if !commit.has_audit_file() {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(records * 400);
+        for p in pending.iter() {
+            if let Some(rec) = p.record(peer, latency) {
+                rec.write_json(&mut bytes);
+            }
+        }
+        if let Err(e) = commit.write_records(&bytes) {
+            let taken: Vec<Consumption> = pending
+                .iter_mut()
+                .filter_map(|p| p.verdict_mut()?.consumption.take())
+                .collect();
+            self.ledger.cancel(&taken).await;
+            for v in pending.iter_mut().filter_map(Pending::verdict_mut) {
+                if v.decision.is_allow() {
+                    let key_id = decision_key(&v.decision).cloned();
+                    *v = Verdict::internal(
+                        key_id,
+                        v.scope,
+                        format!("the audit trail could not be written: {e}"),
+                    );
+                }
+            }
+        }
+        self.ledger.maintain();
+    }
+
+    /// The answer of a decided check or scope check, counted in the metrics, with
+    /// journald's copy of its record queued.
+    pub(super) fn answer_decided(self: &Arc<Self>, p: Pending, peer: Peer, latency: Duration) -> Answer {
+        let rec = if self.audit.is_on() {
+            p.record(peer, latency)
+        } else {
+            None
+        };
+        let (request_id, iface, v) = match p {
+            Pending::Ready(answer) => return answer,
+            Pending::Check(c, Evaluation::Decided(v)) => (c.request_id, c.iface, v),
+            Pending::Check(c, Evaluation::Charge { charge, scope, .. }) => {
+                // Not reached: every charge is settled by the commit.
+                let why = "the order was not charged".to_owned();
+                (
+                    c.request_id,
+                    c.iface,
+                    Verdict::internal(Some(charge.key_id), scope, why),
+                )
+            }
+            Pending::Scope(c, v) => {
+                if v.decision.reason().is_some() && c.iface == Iface::Ws {
+                    self.metrics.ws_filtered(c.scope, decision_key(&v.decision));
+                }
+                (c.request_id, c.iface, v)
+            }
+        };
+        self.metrics.decision(
+            iface,
+            decision_key(&v.decision),
+            v.decision.reason(),
+            latency.as_secs_f64(),
+        );
+        let resp = Response::Decision {
+            request_id,
+            decision: v.decision,
+        };
+        self.journald_copy(resp, rec)
+    }
+
+    /// `resp`, once journald's copy of `rec` is queued: at once when there is room, else
+    /// as a future that waits for it (records are never dropped).
+    fn journald_copy(self: &Arc<Self>, resp: Response, rec: Option<AuditRecord>) -> Answer {
+        let Some(rec) = rec else {
+            return Answer::Now(resp);
+        };
+        match self.audit.try_record(rec) {
+            Ok(()) => Answer::Now(resp),
+            Err(TryRecord::Full(rec)) => {
+                let me = Arc::clone(self);
+                Answer::Later(Box::pin(async move {
+                    let _ = me.audit.record(rec).await;
+                    resp
+                }))
+            }
+            Err(TryRecord::Closed) => Answer::Now(resp),
+        }
+    }
+
+    /// Refunds the order a ticket names: the release and its audit record in one commit.
+    pub(super) async fn release(
+        &self,
+        request_id: u64,
+        ticket: u64,
+        peer: Peer,
+        received: Instant,
+    ) -> Response {
+        let record = |result: &Result<Released, (ErrorKind, String)>| {
+            let outcome = if result.is_ok() {
+                Outcome::Allow
+            } else {
+                Outcome::Error
+            };
+            let mut rec = AuditRecord::new(Kind::Release, "Release", outcome, request_id, peer);
+            rec.ticket = Some(ticket);
+            rec.latency_us = received.elapsed().as_micros() as u64;
+            match result {
+                Ok(r) => {
+                    rec.key_id = Some(r.key_id.clone());
+                    rec.detail = Some(format!("refunded {}", r.refunded.as_f64()));
+                }
+                Err((kind, _)) => rec.error = Some(kind.as_str()),
+            }
+            rec
+        };
+        let now = self.clock.load().now();
+        let mut commit = self.commit.begin().await;
+        let released = self.ledger.release(&now, ticket, commit.mark(1)).await;
+        if let Err(ReleaseFailure::Store(e)) = &released {
+            self.commit.ledger_written(Some(e));
+        }
+        let mut result = released.map_err(|f| match f {
+            ReleaseFailure::Refused(e) => (e.kind(), format!("ticket {ticket}: {e}")),
+            ReleaseFailure::Store(e) => (ErrorKind::Internal, format!("the release was not made: {e}")),
+        });
+        let mut bytes = Vec::new();
+        record(&result).write_json(&mut bytes);
+        if let Err(e) = commit.write_records(&bytes) {
+            if let Ok(r) = &result {
+                self.ledger.cancel_release(r).await;
+                result = Err((
+                    ErrorKind::Internal,
+                    format!("the release was not made: the audit trail could not be written: {e}"),
+                ));
+            }
+        }
+        self.ledger.maintain();
+        drop(commit);
+        let rec = record(&result);
+        let resp = match result {
+            Ok(r) => Response::Released {
+                request_id,
+                key_id: r.key_id,
+                refunded_value: r.refunded.as_f64(),
+            },
+            Err((kind, message)) => Response::Error {
+                request_id,
+                kind,
+                message,
+            },
+        };
+        self.journald(rec).await;
+        resp
+    }
+}
+
+/// The key a decision is about.
+pub(super) fn decision_key(d: &Decision) -> Option<&KeyId> {
+    match d {
+        Decision::Allow { key_id, .. } => Some(key_id),
+        Decision::Deny { key_id, .. } => key_id.as_ref(),
+    }
+}
+
+fn check_record(c: &Check, v: &Verdict, peer: Peer, latency: Duration) -> AuditRecord {
+    let mut rec = decision_record(Kind::Check, &c.endpoint, c.request_id, c.iface, peer, v, latency);
+    rec.order = c.order.as_ref().map(|o| AuditOrder::of(o, v.value));
+    rec.dry_run = c.dry_run;
+    rec
+}
+
+fn scope_record(c: &CheckScope, v: &Verdict, peer: Peer, latency: Duration) -> AuditRecord {
+    decision_record(
+        Kind::CheckScope,
+        c.scope.as_str(),
+        c.request_id,
+        c.iface,
+        peer,
+        v,
+        latency,
+    )
+}
+
+fn decision_record(
+    kind: Kind,
+    endpoint: &str,
+    request_id: u64,
+    iface: Iface,
+    peer: Peer,
+    v: &Verdict,
+    latency: Duration,
+) -> AuditRecord {
+    let (outcome, ticket, reason, detail) = match &v.decision {
+        Decision::Allow { ticket, .. } => (Outcome::Allow, *ticket, None, None),
+        Decision::Deny { reason, detail, .. } => (Outcome::Reject, None, Some(*reason), Some(detail.clone())),
+    };
+    let mut rec = AuditRecord::new(kind, endpoint, outcome, request_id, peer)
+        .iface(iface)
+        .scope(v.scope);
+    rec.key_id = decision_key(&v.decision).cloned();
+    rec.reason = reason.map(Reason::as_str);
+    rec.detail = detail;
+    rec.ticket = ticket;
+    rec.latency_us = latency.as_micros() as u64;
+    rec
+}

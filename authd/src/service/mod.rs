@@ -1,0 +1,162 @@
+//! The daemon's state and what it does with each request, by responsibility:
+//!
+//! * [`keyring`] — the keys in service, swapped whole on reload and after admin changes;
+//! * [`checks`] — checks, scope checks and releases: the rules, the ledger store and the
+//!   group commit that writes the ledger and the audit records before any answer;
+//! * [`admin`] — admin requests, for administrators only.
+//!
+//! Every request gets exactly one response and, for checks, releases and admin requests,
+//! exactly one audit record, written to the audit file before the response is sent
+//! ([`crate::commit`]). Which requests are admin is decided in one place,
+//! [`futu_auth_proto::Request::route`], matched here without a wildcard.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use futu_auth_proto::{ErrorKind, Request, Response, Route};
+use jiff::Timestamp;
+
+use crate::audit::{Audit, AuditRecord};
+use crate::clock::Clock;
+use crate::commit::Committer;
+use crate::ledger::LedgerStore;
+use crate::ledger_log::Moment;
+use crate::metrics::Metrics;
+use crate::peer::{AdminPolicy, Peer};
+
+mod admin;
+mod checks;
+pub mod keyring;
+
+use checks::Pending;
+pub use keyring::{KeyRing, KeyRingError};
+
+/// Everything a request handler needs, shared by every connection.
+pub struct Authd {
+    /// The keys in service and keys.json.
+    pub keys: Arc<KeyRing>,
+    /// The one authoritative limit ledger.
+    pub ledger: Arc<dyn LedgerStore>,
+    /// The group commit: the commit lock and the audit file.
+    pub commit: Committer,
+    /// journald's copy of the audit trail.
+    pub audit: Audit,
+    /// Counters for /metrics.
+    pub metrics: Arc<Metrics>,
+    /// Wall, local and monotonic time (its time zone is read again on reload).
+    clock: ArcSwap<Clock>,
+    /// Who may send admin requests.
+    admin: AdminPolicy,
+    /// Listings being paged through.
+    listings: admin::Listings,
+}
+
+/// The answer to a request: ready now, or once a future completes.
+#[allow(clippy::large_enum_variant)] // the common case is `Now`; boxing it would allocate per answer
+pub enum Answer {
+    /// Ready.
+    Now(Response),
+    /// Ready when this completes.
+    Later(Pin<Box<dyn Future<Output = Response> + Send>>),
+}
+
+impl Authd {
+    /// Assembles the daemon's state.
+    pub fn new(
+        keys: Arc<KeyRing>,
+        ledger: Arc<dyn LedgerStore>,
+        commit: Committer,
+        audit: Audit,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+        admin: AdminPolicy,
+    ) -> Authd {
+        Authd {
+            keys,
+            ledger,
+            commit,
+            audit,
+            metrics,
+            clock: ArcSwap::from_pointee(clock),
+            admin,
+            listings: admin::Listings::default(),
+        }
+    }
+
+    /// Keys in service now.
+    pub fn keys_loaded(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The current wall and monotonic time, for the ledger log.
+    pub fn moment(&self) -> Moment {
+        Moment {
+            unix_ns: Timestamp::now().as_nanosecond() as i64,
+            mono_ns: self.clock.load().mono_ns(),
+        }
+    }
+
+    /// Re-reads keys.json (and the host's time zone). A file that does not load leaves
+    /// the keys in service as they were.
+    pub async fn reload(&self, why: &str) -> Result<usize, KeyRingError> {
+        let result = self.keys.reload(why).await;
+        let mut clock = Clock::clone(&self.clock.load());
+        clock.refresh_time_zone();
+        self.clock.store(Arc::new(clock));
+        result
+    }
+
+    /// Answers requests read together from `peer` at `received`, in order: checks and
+    /// scope checks at once (decided together; the burst's ledger changes and audit
+    /// records written in one group commit before any of them is answered), releases and
+    /// admin requests as futures.
+    pub async fn answer_all(
+        self: &Arc<Self>,
+        reqs: Vec<Request>,
+        peer: Peer,
+        received: Instant,
+    ) -> Vec<Answer> {
+        let now = self.clock.load().now();
+        let mut pending: Vec<Pending> = {
+            let snapshot = self.keys.snapshot();
+            reqs.into_iter()
+                .map(|req| match req.route() {
+                    Route::Check(c) => Pending::check(&snapshot, &now, c),
+                    Route::CheckScope(c) => Pending::scope(&snapshot, &now, c),
+                    Route::Hello(_) => Pending::Ready(Answer::Now(Response::Error {
+                        request_id: 0,
+                        kind: ErrorKind::HelloFirst,
+                        message: "Hello is only valid as the first message".into(),
+                    })),
+                    Route::Release { request_id, ticket } => {
+                        let me = Arc::clone(self);
+                        Pending::Ready(Answer::Later(Box::pin(async move {
+                            me.release(request_id, ticket, peer, received).await
+                        })))
+                    }
+                    Route::Admin(admin) => {
+                        let me = Arc::clone(self);
+                        Pending::Ready(Answer::Later(Box::pin(async move {
+                            me.admin(admin, peer, received).await
+                        })))
+                    }
+                })
+                .collect()
+        };
+        let latency = received.elapsed();
+        self.commit_checks(&mut pending, &now, peer, latency).await;
+        pending
+            .into_iter()
+            .map(|p| self.answer_decided(p, peer, latency))
+            .collect()
+    }
+
+    async fn journald(&self, rec: AuditRecord) {
+        if self.audit.record(rec).await.is_err() {
+            tracing::error!("audit writer stopped; a journald record could not be queued");
+        }
+    }
+}

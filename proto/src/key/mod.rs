@@ -1,0 +1,38 @@
+//! The keys.json model: one [`KeyRecord`] per API key, and the validated value types its
+//! fields are made of.
+//!
+//! Every value type checks its text when it is deserialized, so a malformed scope, market,
+//! symbol, trade side, hours window, fingerprint or hash is an error at the place it was read
+//! (serde_json reports the line). The same types travel on the wire inside admin messages;
+//! how they look there is [`crate::codec`]'s business, not this module's.
+//!
+//! One file per value type (`scope.rs`, `market.rs`, `hours_window.rs`, …); `record.rs`
+//! puts them together into [`KeyRecord`], [`Limits`] and [`KeySpec`]; `redact.rs` is the
+//! rule that keeps a plaintext out of every message ([`redact()`]), and `invalid.rs` the
+//! error every value type returns.
+
+mod cap;
+mod fingerprint;
+mod hours_window;
+mod invalid;
+mod key_id;
+mod market;
+mod record;
+mod redact;
+mod scope;
+mod symbol;
+mod token;
+mod trd_side;
+
+pub use cap::Cap;
+pub use fingerprint::Fingerprint;
+pub use hours_window::HoursWindow;
+pub use invalid::InvalidValue;
+pub use key_id::KeyId;
+pub use market::Market;
+pub use record::{BindOp, KeyRecord, KeySpec, Limits};
+pub use redact::redact;
+pub use scope::Scope;
+pub use symbol::{Symbol, SYMBOL_PREFIXES};
+pub use token::{KeyHash, Token};
+pub use trd_side::TrdSide;

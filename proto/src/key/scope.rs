@@ -1,0 +1,83 @@
+//! Scopes: the permissions a key holds.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::invalid::{invalid, InvalidValue};
+
+/// A permission a key holds. The spelling is the seed's (`qot:read`, …) in JSON, a variant
+/// index on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Scope {
+    /// Quote read and subscribe.
+    #[serde(rename = "qot:read")]
+    QotRead,
+    /// Account read-only.
+    #[serde(rename = "acc:read")]
+    AccRead,
+    /// Simulated trading writes.
+    #[serde(rename = "trade:simulate")]
+    TradeSimulate,
+    /// Real trading writes.
+    #[serde(rename = "trade:real")]
+    TradeReal,
+    /// Unlocking trade (the MCP `futu_unlock_trade` tool).
+    #[serde(rename = "trade:unlock")]
+    TradeUnlock,
+}
+
+impl Scope {
+    /// Every scope, in wire order.
+    pub const ALL: [Scope; 5] = [
+        Scope::QotRead,
+        Scope::AccRead,
+        Scope::TradeSimulate,
+        Scope::TradeReal,
+        Scope::TradeUnlock,
+    ];
+
+    /// The seed's spelling, e.g. `trade:simulate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::QotRead => "qot:read",
+            Scope::AccRead => "acc:read",
+            Scope::TradeSimulate => "trade:simulate",
+            Scope::TradeReal => "trade:real",
+            Scope::TradeUnlock => "trade:unlock",
+        }
+    }
+
+    /// The part before the colon (`qot`, `acc`, `trade`), used as the `required_scope`
+    /// label of `futu_ws_filtered_pushes_total`.
+    pub fn family(self) -> &'static str {
+        match self {
+            Scope::QotRead => "qot",
+            Scope::AccRead => "acc",
+            Scope::TradeSimulate | Scope::TradeReal | Scope::TradeUnlock => "trade",
+        }
+    }
+
+    /// A bit of its own, for scope sets kept as a `u8`.
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::ALL.into_iter().find(|sc| sc.as_str() == s).ok_or_else(|| {
+            invalid(format!(
+                "unknown scope {s:?} (expected qot:read, acc:read, trade:simulate, trade:real or trade:unlock)"
+            ))
+        })
+    }
+}
