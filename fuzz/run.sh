@@ -15,8 +15,9 @@
 #
 # Needs a nightly compiler (`cargo +nightly`); without one it uses the stable compiler with
 # RUSTC_BOOTSTRAP=1. Installs cargo-fuzz (`cargo install cargo-fuzz --locked`) when it is
-# missing. Environment: FUZZ_SANITIZER (address, the default, or none to run about twice
-# as fast), FUZZ_TIMEOUT (seconds one input may take before it counts as a hang, 30).
+# missing. Environment: FUZZ_SANITIZER (address, the default, or none: faster, without
+# AddressSanitizer), FUZZ_TIMEOUT (seconds one input may take before it counts as a hang,
+# 30).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -87,7 +88,7 @@ for t in "${targets[@]}"; do
 		crashed+=("$t")
 		echo "!!! $t crashed; the input is saved for \`make test\` to replay:"
 		printf '    %s\n' "${new[@]}"
-		echo "    reproduce: cd fuzz && ${fuzz[*]} run $t ${new[0]#fuzz/}"
+		echo "    reproduce: cd fuzz && ${fuzz[*]} run --debug-assertions $t ${new[0]#fuzz/}"
 		echo "    rename it to say what it exercises, fix the bug, and commit both"
 	elif [ "$status" -ne 0 ] && [[ " ${crashed[*]} " != *" $t "* ]]; then
 		crashed+=("$t")

@@ -17,7 +17,7 @@ use futu_auth_keys::store::KeysFile;
 use futu_auth_proto::codec::decode_message;
 use futu_auth_proto::{CodecError, FrameCodec, Request, Response};
 use futu_authd::ledger::{utc_day, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
-use futu_authd::ledger_log::{AuditMark, Audited, LedgerLog, Moment, BASE_NAME, FILE_NAME};
+use futu_authd::ledger_log::{AuditMark, Audited, LedgerLog, Moment, Replay, BASE_NAME, FILE_NAME};
 use futu_authd::Ledger;
 use tokio_util::bytes::BytesMut;
 use tokio_util::codec::Decoder;
@@ -173,27 +173,13 @@ pub const REPLAY_MOMENT: Moment = Moment {
 /// `n` bytes become `ledger.base` (none when `n` is 0) and the others `ledger.log`, in a
 /// fresh state directory, which `LedgerLog::open` then replays at [`REPLAY_MOMENT`]. The
 /// newest commit's audit records count as written, missing or unknown depending on its
-/// audit mark (`(at ^ len) % 3`).
+/// audit mark (`(at ^ records) % 3`).
 ///
 /// Property: opening never panics (an `Err` is fine); when it succeeds, the base and
 /// journal it wrote open again without a corrupt tail, to the same ledger (as far as a
 /// base keeps it: see `kept`).
 pub fn ledger_replay(data: &[u8]) {
-    let (split, rest) = match data.split_first() {
-        Some((&split, rest)) => (split, rest),
-        None => (0, data),
-    };
-    let (base, journal) = rest.split_at(usize::from(split) % (rest.len() + 1));
-    let dir = scratch_dir();
-    if !base.is_empty() {
-        std::fs::write(dir.path().join(BASE_NAME), base).expect("write ledger.base");
-    }
-    std::fs::write(dir.path().join(FILE_NAME), journal).expect("write ledger.log");
-    let audited = |mark: &AuditMark| match (mark.at ^ mark.records) % 3 {
-        0 => Audited::Yes,
-        1 => Audited::No,
-        _ => Audited::Unknown,
-    };
+    let dir = state_dir_of(data);
     let ledger = Ledger::new();
     let Ok((log, _replay)) = LedgerLog::open(dir.path(), &ledger, REPLAY_MOMENT, &audited) else {
         return;
@@ -213,6 +199,77 @@ pub fn ledger_replay(data: &[u8]) {
         kept(ledger.dump()),
         "the ledger.base just written replays to another ledger:\n{written}"
     );
+}
+
+/// What opening the state of a [`ledger_replay`] input once reports.
+fn ledger_replay_report(data: &[u8]) -> std::io::Result<Replay> {
+    let dir = state_dir_of(data);
+    LedgerLog::open(dir.path(), &Ledger::new(), REPLAY_MOMENT, &audited).map(|(_, replay)| replay)
+}
+
+/// Checks that `data`, a seed of target `name` meant to be valid, still is in the
+/// current format, so that a format change cannot leave the corpus exercising nothing but
+/// the error paths: for `frame_decoder` the bytes after the split byte are whole frames
+/// of requests or of responses; for `keys_json` the text loads; for `ledger_replay` the
+/// log opens and reports no damaged tail. `Err` says what is wrong.
+pub fn check_valid_seed(name: &str, data: &[u8]) -> Result<(), String> {
+    match name {
+        "frame_decoder" => {
+            let stream = data.get(1..).unwrap_or_default();
+            let requests = decode_stream::<Request>(&[stream]);
+            let responses = decode_stream::<Response>(&[stream]);
+            let whole = |out: &[String]| out.len() > 1 && out.last().is_some_and(|l| l == "end");
+            if whole(&requests) || whole(&responses) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "not whole frames: as requests {requests:?}, as responses {responses:?}"
+                ))
+            }
+        }
+        "keys_json" => {
+            let text = std::str::from_utf8(data).map_err(|e| e.to_string())?;
+            KeysFile::parse(text, Path::new("keys.json"))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        "ledger_replay" => match ledger_replay_report(data) {
+            Ok(Replay {
+                corrupt_tail: None, ..
+            }) => Ok(()),
+            Ok(Replay {
+                corrupt_tail: Some(why),
+                ..
+            }) => Err(format!("the replay reports a damaged tail: {why}")),
+            Err(e) => Err(format!("the log does not open: {e}")),
+        },
+        _ => Err(format!("no fuzz target {name}")),
+    }
+}
+
+/// A fresh state directory holding the `ledger.base` and `ledger.log` of an input.
+fn state_dir_of(data: &[u8]) -> tempfile::TempDir {
+    let (split, rest) = match data.split_first() {
+        Some((&split, rest)) => (split, rest),
+        None => (0, data),
+    };
+    let (base, journal) = rest.split_at(usize::from(split) % (rest.len() + 1));
+    let dir = scratch_dir();
+    if !base.is_empty() {
+        std::fs::write(dir.path().join(BASE_NAME), base).expect("write ledger.base");
+    }
+    std::fs::write(dir.path().join(FILE_NAME), journal).expect("write ledger.log");
+    dir
+}
+
+/// Whether the audit records of the commit with this mark reached the audit file, as
+/// [`ledger_replay`] pretends: chosen by the mark, so the input decides.
+fn audited(mark: &AuditMark) -> Audited {
+    match (mark.at ^ mark.records) % 3 {
+        0 => Audited::Yes,
+        1 => Audited::No,
+        _ => Audited::Unknown,
+    }
 }
 
 /// What of a ledger a base must keep: today's non-zero totals, the tickets still in the

@@ -9,13 +9,15 @@
 //! that aborts, exhausts memory or hangs fails its target's test, named, instead of taking
 //! the whole test run (or the machine) down.
 //!
-//! Files whose names start with `.` (such as `.gitkeep`) or `README` are not inputs.
+//! Files whose names start with `.` (such as `.gitkeep`) or `README` are not inputs. A seed
+//! whose name starts with `bad-` is meant to be refused (or reported damaged); every other
+//! seed must still be valid in the current format ([`check_valid_seed`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futu_authd_tests::fuzz::{target, TARGETS};
+use futu_authd_tests::fuzz::{check_valid_seed, target, TARGETS};
 
 /// The variables that make [`replay_one_input_in_this_process`] replay one input.
 const CHILD_TARGET: &str = "FUTU_FUZZ_REPLAY_TARGET";
@@ -184,6 +186,31 @@ fn keys_json_survives_its_corpus_and_every_saved_crash() {
 #[test]
 fn ledger_replay_survives_its_corpus_and_every_saved_crash() {
     replay("ledger_replay");
+}
+
+/// A seed not named `bad-…` is still a valid input in the current format: a change of the
+/// wire format, of keys.json or of the ledger journal must come with new seeds, or the
+/// fuzzer would start from inputs that only reach the error paths.
+#[test]
+fn every_seed_not_named_bad_is_valid_in_the_current_format() {
+    let mut stale = Vec::new();
+    for (name, _) in TARGETS {
+        for file in inputs(&fuzz_dir().join("corpus").join(name)) {
+            let file_name = file.file_name().unwrap_or_default().to_string_lossy();
+            if file_name.starts_with("bad-") {
+                continue;
+            }
+            let data = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            if let Err(why) = check_valid_seed(name, &data) {
+                stale.push(format!("{}: {why}", file.display()));
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "seeds that are no longer valid (remake them in the current format, or name them bad-…):\n  {}",
+        stale.join("\n  ")
+    );
 }
 
 /// The targets `make fuzz` runs (fuzz/Cargo.toml), the functions here and the corpus
