@@ -8,7 +8,7 @@ CARGO ?= cargo
 TEST_PACKAGES := jq prometheus systemd util-linux mount procps make
 RUN := run
 
-.PHONY: build release test deps bench-deps lint fmt bench bench-quick run clean-run install uninstall
+.PHONY: build release test deps bench-deps lint fmt bench bench-quick fuzz run clean-run install uninstall
 
 build:
 	$(CARGO) build --workspace --all-targets
@@ -56,6 +56,12 @@ bench-deps:
 bench: bench-deps
 	$(CARGO) bench -p futu-authd --bench decide
 	$(CARGO) bench -p futu-authd --bench load
+
+## Coverage-guided fuzzing (cargo-fuzz): each target for FUZZ_SECONDS (default 600); a
+## crash lands in fuzz/regressions/, which `make test` replays. See docs/TESTING.md.
+FUZZ_SECONDS ?= 600
+fuzz:
+	fuzz/run.sh $(FUZZ_SECONDS)
 
 ## The load benchmark in under a minute; the last line is the JSON summary.
 bench-quick: bench-deps
