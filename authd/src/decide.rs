@@ -388,7 +388,7 @@ pub fn settle(charge: &Charge, scope: Option<Scope>, value: Option<Money>, outco
         consumption: None,
     };
     match outcome {
-        Charged::Rate { in_window } => deny(
+        Charged::Rate { in_window, .. } => deny(
             Reason::Rate,
             format!(
                 "{in_window} orders in the last 60 s; max_orders_per_minute is {}",

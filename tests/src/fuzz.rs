@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 
 use futu_auth_keys::store::KeysFile;
 use futu_auth_proto::codec::decode_message;
-use futu_auth_proto::{CodecError, FrameCodec, Request, Response};
-use futu_authd::ledger::{utc_day, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
-use futu_authd::ledger_log::{AuditMark, Audited, LedgerLog, Moment, Replay, BASE_NAME, FILE_NAME};
+use futu_auth_proto::{CodecError, FrameCodec, KeyId, Request, Response};
+use futu_authd::ledger::{utc_day, Consumption, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
+use futu_authd::ledger_log::{AuditMark, Audited, Entries, LedgerLog, Moment, Replay, BASE_NAME, FILE_NAME};
+use futu_authd::money::Money;
 use futu_authd::Ledger;
 use tokio_util::bytes::BytesMut;
 use tokio_util::codec::Decoder;
@@ -177,7 +178,8 @@ pub const REPLAY_MOMENT: Moment = Moment {
 ///
 /// Property: opening never panics (an `Err` is fine); when it succeeds, the base and
 /// journal it wrote open again without a corrupt tail, to the same ledger (as far as a
-/// base keeps it: see `kept`).
+/// base keeps it: see `kept`); and an order appended to the journal after that second
+/// start is counted after a third (nothing written after a restart is lost).
 pub fn ledger_replay(data: &[u8]) {
     let dir = state_dir_of(data);
     let ledger = Ledger::new();
@@ -189,7 +191,6 @@ pub fn ledger_replay(data: &[u8]) {
     let again = Ledger::new();
     let (log, replay) = LedgerLog::open(dir.path(), &again, REPLAY_MOMENT, &audited)
         .unwrap_or_else(|e| panic!("the ledger.base just written does not open again: {e}\n{written}"));
-    drop(log);
     assert_eq!(
         replay.corrupt_tail, None,
         "the ledger.base just written has a corrupt tail:\n{written}"
@@ -199,7 +200,41 @@ pub fn ledger_replay(data: &[u8]) {
         kept(ledger.dump()),
         "the ledger.base just written replays to another ledger:\n{written}"
     );
+
+    // An order of a key of its own, logged as the daemon logs one, survives a restart.
+    let probe: KeyId = "fuzz-probe".parse().expect("a valid key id");
+    let now = REPLAY_MOMENT;
+    let today = utc_day(now.unix_ns.div_euclid(1_000_000_000));
+    let number = again.dump().next_ticket;
+    let order = Consumption {
+        key_id: probe.clone(),
+        number,
+        ticket: again.public_ticket(number),
+        mono_ns: now.mono_ns,
+        unix_ns: i128::from(now.unix_ns),
+        day: today,
+        value: Money(PROBE_VALUE),
+    };
+    let mut entries = Entries::new();
+    entries.consume(&order);
+    if log.append(&entries, None).is_err() {
+        return; // A full disk, say: the daemon refuses the order; nothing to check.
+    }
+    drop(log);
+    let third = Ledger::new();
+    let (log, _) = LedgerLog::open(dir.path(), &third, now, &audited)
+        .unwrap_or_else(|e| panic!("the log does not open after an order was appended: {e}"));
+    drop(log);
+    assert_eq!(
+        third.usage(&probe, now.mono_ns, today),
+        (1, Money(PROBE_VALUE)),
+        "an order appended after a restart is lost at the next restart; ledger.log was:\n{}",
+        String::from_utf8_lossy(&std::fs::read(dir.path().join(FILE_NAME)).unwrap_or_default())
+    );
 }
+
+/// The value of the order [`ledger_replay`] appends (1.5 in the ledger's units of 10⁻⁸).
+const PROBE_VALUE: u128 = 150_000_000;
 
 /// What opening the state of a [`ledger_replay`] input once reports.
 fn ledger_replay_report(data: &[u8]) -> std::io::Result<Replay> {

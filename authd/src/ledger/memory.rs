@@ -93,6 +93,9 @@ pub enum LimitCheck {
     Rate {
         /// Orders in the window.
         in_window: u32,
+        /// Until the oldest of them leaves the window (0 with a rate of 0: waiting does
+        /// not help).
+        retry_after_ns: u64,
     },
     /// Today's total plus this value would pass the daily cap.
     Daily {
@@ -327,7 +330,13 @@ impl Ledger {
                 charge.max_orders_per_minute,
                 charge.max_daily_value,
             ) {
-                LimitCheck::Rate { in_window } => Charged::Rate { in_window },
+                LimitCheck::Rate {
+                    in_window,
+                    retry_after_ns,
+                } => Charged::Rate {
+                    in_window,
+                    retry_after_ns,
+                },
                 LimitCheck::Daily { used } => Charged::Daily { used },
                 LimitCheck::Pass if charge.dry_run => Charged::Passed(None),
                 LimitCheck::Pass => Charged::Passed(Some(slot.consume(mono_ns, unix_ns, day, charge.value))),
@@ -571,8 +580,10 @@ impl KeySlot<'_> {
         c.advance(mono_ns, day);
         if let Some(max) = max_per_minute {
             if c.recent.len() as u64 >= u64::from(max) {
+                let oldest = c.recent.iter().rev().nth(max.saturating_sub(1) as usize);
                 return LimitCheck::Rate {
                     in_window: c.recent.len() as u32,
+                    retry_after_ns: oldest.map_or(0, |t| RATE_WINDOW_NS.saturating_sub(mono_ns.saturating_sub(*t))),
                 };
             }
         }

@@ -54,6 +54,9 @@ pub enum Charged {
     Rate {
         /// Orders in the window.
         in_window: u32,
+        /// Until enough of them leave the window for one more order (0 when waiting does
+        /// not help: a rate of 0).
+        retry_after_ns: u64,
     },
     /// Today's total plus this value would pass the daily cap.
     Daily {

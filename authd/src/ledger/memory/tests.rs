@@ -36,7 +36,10 @@ fn the_rate_window_slides_over_60_seconds() {
     }
     assert_eq!(
         take(&l, &k, 69 * S, 0, Money::ZERO, Some(3), None).unwrap_err(),
-        LimitCheck::Rate { in_window: 3 }
+        LimitCheck::Rate {
+            in_window: 3,
+            retry_after_ns: S, // until the first order, at 10 s, is 60 s old
+        }
     );
     // 60 s after the first order its slot is free again, and only its slot.
     assert!(take(&l, &k, 70 * S, 0, Money::ZERO, Some(3), None).is_ok());
