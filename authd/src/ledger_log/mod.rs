@@ -93,9 +93,27 @@ impl LedgerLog {
         fs::create_dir_all(state_dir)
             .map_err(|e| io::Error::new(e.kind(), format!("state dir {}: {e}", state_dir.display())))?;
         let owner = lock_state_dir(state_dir)?;
-        let (replay, newest_gen) = replay_dir(state_dir, ledger, now, audited)?;
+        let (mut replay, newest_gen) = replay_dir(state_dir, ledger, now, audited)?;
         let base_size = write_base(state_dir, &ledger.dump(), newest_gen, now)?;
         remove_journals(state_dir, newest_gen)?;
+        // A journal whose header could not be read was not replayed; appending behind its
+        // bad first line would make every later entry unreadable too. Keep it aside.
+        let current = state_dir.join(FILE_NAME);
+        if current.exists() {
+            let aside = state_dir.join(format!(
+                "damaged-{FILE_NAME}.{}",
+                now.unix_ns.div_euclid(1_000_000_000)
+            ));
+            fs::rename(&current, &aside)?;
+            let note = format!(
+                "{FILE_NAME}: no journal header; kept aside as {}",
+                aside.display()
+            );
+            replay.corrupt_tail = Some(match replay.corrupt_tail.take() {
+                Some(before) => format!("{before}; {note}"),
+                None => note,
+            });
+        }
         let journal = start_journal(state_dir, newest_gen + 1)?;
         Ok((
             LedgerLog {

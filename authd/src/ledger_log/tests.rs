@@ -387,3 +387,29 @@ fn tickets_handed_out_before_a_restart_stay_releasable() {
     LedgerLog::open(dir.path(), &fresh, later, &|_| Audited::Yes).unwrap();
     assert_eq!(fresh.release(c.ticket, later.mono_ns).unwrap().refunded, c.value);
 }
+
+#[test]
+fn a_journal_with_a_torn_header_is_kept_aside_and_orders_after_it_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = at(100, 3600, 5000);
+    fs::write(dir.path().join(FILE_NAME), b"\0{\"journ").unwrap();
+    let ledger = Ledger::new();
+    let (log, replay) = LedgerLog::open(dir.path(), &ledger, now, &|_| Audited::Yes).unwrap();
+    assert!(
+        replay
+            .corrupt_tail
+            .as_deref()
+            .unwrap_or("")
+            .contains("kept aside"),
+        "{replay:?}"
+    );
+    order(&log, &ledger, now, 15);
+    drop(log);
+    let fresh = Ledger::new();
+    LedgerLog::open(dir.path(), &fresh, now, &|_| Audited::Yes).unwrap();
+    assert_eq!(
+        fresh.usage(&key(), now.mono_ns, now.today()).1,
+        Money(15 * 100_000_000),
+        "the order written after the damaged journal counts after the next restart"
+    );
+}
