@@ -9,6 +9,7 @@ use futu_auth_proto::{Check, CheckScope, Decision, ErrorKind, Iface, KeyId, Reas
 
 use super::{Answer, Authd};
 use crate::audit::{AuditOrder, AuditRecord, Kind, Outcome, TryRecord};
+use crate::commit::Commit;
 use crate::decide::{decide_scope, evaluate, settle, Evaluation, Now, Verdict};
 use crate::ledger::{Charge, Consumption, ReleaseFailure, Released};
 use crate::peer::Peer;
@@ -108,9 +109,22 @@ impl Authd {
                 *e = Evaluation::Decided(v);
             }
         }
-        if !commit.has_audit_file() {
-            return;
+        if commit.has_audit_file() {
+            self.audit_decisions(&mut commit, pending, peer, latency).await;
         }
+        self.ledger.maintain();
+    }
+
+    /// Writes the burst's audit records; when that fails, gives back what the ledger took
+    /// and turns every allow into a deny `internal`.
+    async fn audit_decisions(
+        &self,
+        commit: &mut Commit<'_>,
+        pending: &mut [Pending],
+        peer: Peer,
+        latency: Duration,
+    ) {
+        let records = pending.iter().filter(|p| !matches!(p, Pending::Ready(_))).count();
         let mut bytes = Vec::with_capacity(records * 400);
         for p in pending.iter() {
             if let Some(rec) = p.record(peer, latency) {
@@ -134,7 +148,6 @@ impl Authd {
                 }
             }
         }
-        self.ledger.maintain();
     }
 
     /// The answer of a decided check or scope check, counted in the metrics, with
