@@ -4,11 +4,18 @@ CARGO ?= cargo
 # Debian packages the tests use; installed when missing. systemd: systemd-analyze,
 # journalctl, systemd-socket-activate and systemd-journald; util-linux: setpriv and
 # prlimit; mount: mount and umount (a small tmpfs); procps: /bin/kill (the unit's
-# ExecReload, which systemd-analyze verify checks); make: the install test runs it.
-TEST_PACKAGES := jq prometheus systemd util-linux mount procps make
+# ExecReload, which systemd-analyze verify checks); make: the install test runs it;
+# python3-venv: the virtual environment of the gRPC client (VENV); curl: the REST client
+# of the gateway tests.
+TEST_PACKAGES := jq prometheus systemd util-linux mount procps make python3-venv curl postgresql-15 faketime
 RUN := run
+# The Python gRPC client of the gateway tests (tests/python/grpc_client.py) and the stub
+# generator it needs, in a virtual environment of their own (tests/tests/gateway.rs
+# looks for it here, or where FUTU_TEST_PYTHON names its python).
+VENV := target/venv
+GRPCIO_VERSION := 1.85.1
 
-.PHONY: build release test deps bench-deps lint fmt bench bench-quick fuzz run clean-run install uninstall
+.PHONY: build release test deps debian-deps venv bench-deps lint fmt bench bench-quick fuzz run clean-run install uninstall
 
 build:
 	$(CARGO) build --workspace --all-targets
@@ -16,10 +23,13 @@ build:
 release:
 	$(CARGO) build --release --workspace --bins
 
-## Installs what the tests need (as root, from Debian's packages: apt-get update, then
-## apt-get install) when it is missing. When that cannot be done the tests that need it
-## say they are skipped, unless FUTU_TEST_STRICT=1: then this target fails.
-deps:
+## Installs what the tests need when it is missing: Debian's packages (debian-deps), then
+## the Python gRPC client (venv). When that cannot be done the tests that need it say
+## they are skipped, unless FUTU_TEST_STRICT=1: then this target fails.
+deps: debian-deps venv
+
+## Debian's packages of TEST_PACKAGES (as root: apt-get update, then apt-get install).
+debian-deps:
 	@missing=""; for p in $(TEST_PACKAGES); do \
 		[ "$$(dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null)" = "ii " ] || missing="$$missing $$p"; \
 	done; \
@@ -35,6 +45,21 @@ deps:
 	fi; \
 	echo "$$why; the tests that need them say they are skipped"
 
+## VENV with grpcio and grpcio-tools (python3 -m venv, then pip install); at once when it
+## is already there.
+venv:
+	@if $(VENV)/bin/python -c 'import sys, grpc, grpc_tools; sys.exit(grpc.__version__ != "$(GRPCIO_VERSION)")' 2>/dev/null; then exit 0; fi; \
+	echo "making $(VENV): grpcio and grpcio-tools $(GRPCIO_VERSION)"; \
+	if ! python3 -m venv $(VENV); then why="python3 -m venv $(VENV) failed (python3-venv missing?)"; \
+	elif ! $(VENV)/bin/pip install -q --disable-pip-version-check grpcio==$(GRPCIO_VERSION) grpcio-tools==$(GRPCIO_VERSION); then \
+		why="pip could not install grpcio and grpcio-tools into $(VENV)"; \
+	else exit 0; fi; \
+	if [ "$${FUTU_TEST_STRICT:-}" = 1 ]; then \
+		echo "make venv: $$why, and FUTU_TEST_STRICT=1 forbids skipping the gRPC tests of the gateway" >&2; \
+		exit 1; \
+	fi; \
+	echo "$$why; the gRPC tests of the gateway say they are skipped"
+
 ## Builds once, then runs every test (unit, golden vectors, end-to-end with the real binaries).
 test: deps
 	$(CARGO) build --workspace --bins
@@ -47,15 +72,19 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## Installs redis-server (the baseline the load benchmark compares with) when missing.
+## Installs redis-server (the baseline the load benchmark compares with) and PostgreSQL
+## (its scenario of the shared ledger) when missing.
 bench-deps:
-	@$(MAKE) -s deps TEST_PACKAGES=redis-server
+	@$(MAKE) -s debian-deps TEST_PACKAGES="redis-server postgresql-15"
 
 ## The decide() micro-benchmark, then the full load benchmark (echo floor, futu-authd,
-## redis, key counts, RSS, reload, client library); its last line is a JSON summary.
+## redis, key counts, RSS, reload, client library); its last line is a JSON summary. Then
+## the HTTP layer's cost: futu-gw-demo's REST quote route with and without it.
 bench: bench-deps
 	$(CARGO) bench -p futu-authd --bench decide
 	$(CARGO) bench -p futu-authd --bench load
+	$(CARGO) build --release -p futu-authd --bins
+	$(CARGO) bench -p futu-gw-demo --bench rest
 
 ## Coverage-guided fuzzing (cargo-fuzz): each target for FUZZ_SECONDS (default 600); a
 ## crash lands in fuzz/regressions/, which `make test` replays. See docs/TESTING.md.
@@ -63,10 +92,13 @@ FUZZ_SECONDS ?= 600
 fuzz:
 	fuzz/run.sh $(FUZZ_SECONDS)
 
-## The load benchmark in under a minute; the last line is the JSON summary.
+## The load benchmark in under a minute, then the HTTP layer's cost in ~10 s; each ends
+## with its JSON summary.
 bench-quick: bench-deps
 	@$(CARGO) build --release -q -p futu-authd --benches
 	$(CARGO) bench -q -p futu-authd --bench load -- --quick
+	@$(CARGO) build --release -q -p futu-authd --bins
+	$(CARGO) bench -q -p futu-gw-demo --bench rest -- --quick
 
 ## Starts futu-authd in the foreground on a development setup inside the repository:
 ## socket ./run/auth.sock, keys ./run/keys.json (a demo key is made on first run and its

@@ -2,7 +2,8 @@
 //! protocol (an echo server) and to what a user would deploy instead (redis-server with the
 //! same decision in Lua), all driven by one client harness; then check latency with 1,
 //! 1 000 and 100 000 keys, the daemon's RSS with 100 000 keys, a SIGHUP reload of 100 000
-//! keys under load, and the overhead of futu-auth-client.
+//! keys under load, the overhead of futu-auth-client, and the ledger on PostgreSQL (one and
+//! two daemons on a throwaway cluster, next to the local journal; `--pg` for that alone).
 //!
 //! ```sh
 //! cargo bench -p futu-authd --bench load -- [--quick] [--duration SECS] [--connections N] [--depth D] [--json-only]
@@ -30,6 +31,12 @@ mod daemon;
 mod futu;
 #[path = "load/harness.rs"]
 mod harness;
+#[path = "load/pg.rs"]
+mod pg;
+// The end-to-end tests' throwaway cluster; they use more of it than the benchmark.
+#[allow(dead_code)]
+#[path = "../../tests/src/postgres.rs"]
+mod postgres;
 #[path = "load/procs.rs"]
 mod procs;
 #[path = "load/redis.rs"]
@@ -77,9 +84,21 @@ struct Args {
     /// Worker threads of the harness's runtime; 0 = tokio's current-thread runtime.
     #[arg(long, default_value_t = 0)]
     client_threads: usize,
-    /// Run only these scenarios (comma-separated: echo, authd, client, redis, keys, reload).
+    /// Run only these scenarios (comma-separated: echo, authd, client, redis, keys, reload,
+    /// pg).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Run only the PostgreSQL ledger (`--only pg`): a throwaway cluster, one and two
+    /// daemons on it, next to the local journal.
+    #[arg(long)]
+    pg: bool,
+    /// The throwaway cluster's `synchronous_commit` (`on`: a commit is acknowledged once
+    /// its WAL is on disk; `off`: once it is in the WAL buffers).
+    #[arg(long, default_value = "on")]
+    pg_synchronous_commit: String,
+    /// The daemons' --ledger-timeout, in milliseconds.
+    #[arg(long, default_value_t = 30)]
+    pg_timeout_ms: u64,
     /// Keys of the big keys.json (RSS, reload, latency).
     #[arg(long, default_value_t = 100_000)]
     big_keys: usize,
@@ -332,6 +351,8 @@ struct Results {
     reload_load: Option<Stats>,
     reload_failed: u64,
     reload_failed_in_window: usize,
+    /// The PostgreSQL ledger.
+    pg: Option<pg::PgResults>,
     checks: u64,
     audit_lines: u64,
     audit_mismatch: bool,
@@ -369,7 +390,10 @@ struct Bench {
 }
 
 impl Bench {
-    fn new(args: Args, out: Out) -> Result<Bench, String> {
+    fn new(mut args: Args, out: Out) -> Result<Bench, String> {
+        if args.pg && !args.only.iter().any(|s| s == "pg") {
+            args.only.push("pg".into());
+        }
         if args.connections == 0 || args.depth == 0 {
             return Err("--connections and --depth must be at least 1".into());
         }
@@ -515,6 +539,9 @@ impl Bench {
         }
         if self.wants("keys") || self.wants("reload") {
             self.keys_rss_reload()?;
+        }
+        if self.wants("pg") {
+            self.pg()?;
         }
         self.report(started.elapsed());
         Ok(())
@@ -963,6 +990,9 @@ impl Bench {
             &format!("reload of {big} keys < 300 ms with zero failed checks"),
             reload_max.map(|m| m < Duration::from_millis(300) && r.reload_failed == 0),
         );
+        for (label, ok) in self.pg_targets() {
+            target(&label, ok);
+        }
         self.out.line(format!(
             "checks         {} answered with a decision, {} audit lines{}",
             r.checks,
@@ -1061,6 +1091,7 @@ impl Bench {
             )
             .set("load", stats_json(r.reload_load.as_ref()));
         j.set("reload", re);
+        j.set("pg", self.pg_json());
         let mut cfg = Json::obj();
         cfg.set("connections", Json::Int(self.plan.connections as u64))
             .set("depth", Json::Int(self.plan.depth as u64))

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::ledger::pg::LedgerUrl;
+
 /// futu-authd: the authorization sidecar of a Futu OpenD style gateway.
 ///
 /// Holds keys.json and the one limit ledger; gateway front-ends (REST, gRPC, WebSocket,
@@ -23,8 +25,20 @@ pub struct Config {
     pub keys_file: PathBuf,
 
     /// Directory for the ledger log (daily totals and rate windows that survive restarts).
+    /// Not used with --ledger-url.
     #[arg(long, env = "FUTU_AUTHD_STATE_DIR", default_value = "/var/lib/futu-authd")]
     pub state_dir: PathBuf,
+
+    /// The limit ledger on PostgreSQL, shared by the futu-authd of several gateway hosts,
+    /// e.g. `postgres://futu@db.example/futu` or `postgres:///futu?host=/run/postgresql`
+    /// (default: the journal in --state-dir, this host's alone).
+    #[arg(long, env = "FUTU_AUTHD_LEDGER_URL")]
+    pub ledger_url: Option<LedgerUrl>,
+
+    /// How long an order check waits for the PostgreSQL ledger before the order is refused
+    /// `internal` (keep it below the clients' deadline, 50 ms by default).
+    #[arg(long, env = "FUTU_AUTHD_LEDGER_TIMEOUT", default_value = "30ms", value_parser = parse_duration)]
+    pub ledger_timeout: Duration,
 
     /// Append audit records, one JSON object a line, to this file.
     #[arg(long, env = "FUTU_AUTHD_AUDIT_LOG")]
@@ -157,6 +171,27 @@ mod tests {
         );
         assert_eq!(c.socket_mode, 0o660);
         assert_eq!(c.audit_log, None);
+        assert!(c.ledger_url.is_none());
+        assert_eq!(c.ledger_timeout, Duration::from_millis(30));
+    }
+
+    #[test]
+    fn the_ledger_url_is_checked_and_never_shown_with_its_password() {
+        let c = Config::try_parse_from([
+            "futu-authd",
+            "--ledger-url",
+            "postgres://futu:pw@db.example/futu",
+            "--ledger-timeout",
+            "20ms",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.ledger_url.as_ref().map(ToString::to_string).as_deref(),
+            Some("postgres://futu@db.example/futu")
+        );
+        assert!(!format!("{c:?}").contains("pw@"));
+        assert_eq!(c.ledger_timeout, Duration::from_millis(20));
+        assert!(Config::try_parse_from(["futu-authd", "--ledger-url", "redis://x"]).is_err());
     }
 
     #[test]

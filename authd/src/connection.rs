@@ -1,8 +1,11 @@
 //! One client connection: Hello first, then requests pipelined and answered in the order
 //! they came, with a bound on how many are being answered at once.
 //!
-//! A malformed frame, a request before Hello or a wrong protocol version gets an error
-//! reply where possible, then this connection (and only this one) is closed.
+//! Hello agrees on the protocol version the connection speaks (the client's newest or the
+//! daemon's, whichever is older); every answer after it is written in that version.
+//!
+//! A malformed frame, a request before Hello or a protocol version not spoken here gets an
+//! error reply where possible, then this connection (and only this one) is closed.
 //!
 //! So that no peer can hold connections it does not use, a connection that sends no Hello
 //! within `hello_timeout`, or stops in the middle of a frame for `frame_timeout`, is closed.
@@ -16,7 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futu_auth_proto::key::redact;
-use futu_auth_proto::{CodecError, ErrorKind, FrameCodec, Request, Response, PROTOCOL_VERSION};
+use futu_auth_proto::{
+    CodecError, ErrorKind, FrameCodec, Request, Response, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
+};
 use futures_util::future::OptionFuture;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::UnixStream;
@@ -40,7 +45,7 @@ pub enum Closed {
     UidShare,
     /// A malformed, oversized or cut-short frame.
     BadFrame,
-    /// A Hello with another protocol version.
+    /// A Hello with a protocol version not spoken here (0).
     Version,
     /// A request before Hello, or a second Hello.
     HelloFirst,
@@ -110,28 +115,34 @@ pub async fn serve(
     };
     let refusal = match first {
         None => return Closed::ByClient,
-        Some(Ok(Request::Hello(h))) if h.protocol_version == PROTOCOL_VERSION => {
-            tracing::debug!(peer_pid = peer.pid, peer_uid = peer.uid, client = %redact(&h.client_name).escape_debug(), "hello");
-            let ok = Response::HelloOk {
-                protocol_version: PROTOCOL_VERSION,
-                server_version: env!("CARGO_PKG_VERSION").to_owned(),
-            };
-            if writer.send(ok).await.is_err() {
-                return Closed::Io;
+        Some(Ok(Request::Hello(h))) => match h.agreed_version() {
+            Some(version) => {
+                tracing::debug!(peer_pid = peer.pid, peer_uid = peer.uid, client = %redact(&h.client_name).escape_debug(), version, "hello");
+                let ok = Response::HelloOk {
+                    protocol_version: version,
+                    server_version: env!("CARGO_PKG_VERSION").to_owned(),
+                };
+                if writer.send(ok).await.is_err() {
+                    return Closed::Io;
+                }
+                // Every answer from here on is in the agreed version (requests read the
+                // same in all of them).
+                writer.encoder_mut().set_version(version);
+                reader.decoder_mut().set_version(version);
+                None
             }
-            None
-        }
-        Some(Ok(Request::Hello(h))) => Some((
-            "version",
-            Response::Error {
-                request_id: 0,
-                kind: ErrorKind::Version,
-                message: format!(
-                    "protocol version {} is not spoken here; this futu-authd speaks {PROTOCOL_VERSION}",
-                    h.protocol_version
-                ),
-            },
-        )),
+            None => Some((
+                "version",
+                Response::Error {
+                    request_id: 0,
+                    kind: ErrorKind::Version,
+                    message: format!(
+                        "protocol version {} is not spoken here; this futu-authd speaks versions {} to {PROTOCOL_VERSION}",
+                        h.protocol_version, PROTOCOL_VERSIONS[0]
+                    ),
+                },
+            )),
+        },
         Some(Ok(other)) => Some((
             "hello_first",
             Response::Error {

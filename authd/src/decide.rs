@@ -22,6 +22,12 @@
 //!    — `daily_value`; then both are consumed together (unless `dry_run`).
 //!
 //! [`decide`] runs all eight against an in-memory [`Ledger`] (tests, the micro-benchmark).
+//!
+//! A deny by a limit carries the limit's figures ([`LimitFigures`]) and, where waiting
+//! helps, how long until asking again can succeed (`retry_after_ms`): `rate`, until enough
+//! orders leave the 60 s window; `daily_value`, until the next UTC midnight (unless the
+//! order alone is above the cap); `hours`, until the window next opens in local time.
+//! `order_value` has figures and no wait; every other reason neither.
 
 // The `Err` of the helpers below is the deny verdict itself, built once on the deny path.
 #![allow(clippy::result_large_err)]
@@ -30,7 +36,9 @@ use std::fmt::Write as _;
 
 use futu_auth_keys::token::digest;
 use futu_auth_proto::key::redact;
-use futu_auth_proto::{Check, CheckScope, Decision, KeyId, Order, Reason, Scope, Symbol};
+use futu_auth_proto::{
+    Check, CheckScope, Decision, HoursWindow, KeyId, LimitFigures, Order, Reason, Scope, Symbol,
+};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
@@ -89,6 +97,8 @@ impl Verdict {
                 reason,
                 key_id: key.map(|k| k.id.clone()),
                 detail: redact(&detail).into_owned(),
+                retry_after_ms: None,
+                limit: None,
             },
             scope: None,
             value: None,
@@ -103,11 +113,27 @@ impl Verdict {
                 reason: Reason::Internal,
                 key_id,
                 detail,
+                retry_after_ms: None,
+                limit: None,
             },
             scope,
             value: None,
             consumption: None,
         }
+    }
+
+    /// A deny by a limit: its figures, and how long until asking again can succeed.
+    fn with_limit(mut self, figures: LimitFigures, retry_after_ms: Option<u64>) -> Verdict {
+        if let Decision::Deny {
+            retry_after_ms: retry,
+            limit,
+            ..
+        } = &mut self.decision
+        {
+            *retry = retry_after_ms;
+            *limit = Some(figures);
+        }
+        self
     }
 
     fn with_scope(mut self, scope: Option<Scope>) -> Verdict {
@@ -173,19 +199,47 @@ fn scope_and_hours(key: &CompiledKey, scope: Option<Scope>, now: &Now) -> Result
     if let Some(w) = key.hours_window {
         if !w.contains(now.local_secs) {
             let t = now.local_secs;
+            let local_time = format!("{:02}:{:02}", t / 3600, t / 60 % 60);
             return Err(Verdict::deny(
                 Reason::Hours,
                 Some(key),
-                format!(
-                    "local time {:02}:{:02} is outside hours_window {w}",
-                    t / 3600,
-                    t / 60 % 60
-                ),
+                format!("local time {local_time} is outside hours_window {w}"),
+            )
+            .with_limit(
+                LimitFigures::Hours {
+                    local_time,
+                    hours_window: w,
+                },
+                Some(until_window_opens(&w, now)),
             )
             .with_scope(scope));
         }
     }
     Ok(())
+}
+
+const NS_PER_MS: u64 = 1_000_000;
+const NS_PER_S: u64 = 1_000_000_000;
+
+/// Milliseconds from now until `w` next opens, local time (now is outside it, so the
+/// start is ahead: later today, or tomorrow). Counted with the UTC offset in force now;
+/// across a daylight-saving change it is off by the change, and the check then says so.
+fn until_window_opens(w: &HoursWindow, now: &Now) -> u64 {
+    const DAY_S: u64 = 86_400;
+    let start = u64::from(w.start_min) * 60;
+    let whole_s = (start + DAY_S - u64::from(now.local_secs) % DAY_S) % DAY_S;
+    // local_secs counts whole seconds; the part of this one already gone comes off.
+    let into_second = now.utc.as_nanosecond().rem_euclid(i128::from(NS_PER_S)) as u64;
+    (whole_s * NS_PER_S)
+        .saturating_sub(into_second)
+        .div_ceil(NS_PER_MS)
+}
+
+/// Milliseconds from now until the next UTC midnight, when the daily totals start again.
+fn until_next_utc_day(now: &Now) -> u64 {
+    let midnight = i128::from(now.day() + 1) * 86_400 * i128::from(NS_PER_S);
+    let ns = (midnight - now.utc.as_nanosecond()).max(0);
+    u64::try_from(ns).unwrap_or(u64::MAX).div_ceil(NS_PER_MS)
 }
 
 fn allow(key_id: &KeyId, scope: Option<Scope>, ticket: Option<u64>) -> Decision {
@@ -220,7 +274,7 @@ pub fn decide(snapshot: &Snapshot, ledger: &Ledger, now: &Now, req: &Check) -> V
         Evaluation::Decided(v) => v,
         Evaluation::Charge { charge, scope, value } => {
             let outcome = ledger.take(&charge, now.mono_ns, now.utc.as_nanosecond(), now.day());
-            settle(&charge, scope, value, outcome)
+            settle(&charge, scope, value, outcome, now)
         }
     }
 }
@@ -370,39 +424,74 @@ fn check_order(key: &CompiledKey, o: &Order) -> Result<Option<Money>, Verdict> {
             Some(key),
             format!("order value {v} is above max_order_value {cap}"),
         )
+        // Waiting does not make the order smaller.
+        .with_limit(
+            LimitFigures::OrderValue {
+                order_value: v.as_f64(),
+                max_order_value: cap.as_f64(),
+            },
+            None,
+        )
         .with_value(Some(v))),
         _ => Ok(value),
     }
 }
 
-/// Step 8: the verdict of what the ledger store found for an order's charge.
-pub fn settle(charge: &Charge, scope: Option<Scope>, value: Option<Money>, outcome: Charged) -> Verdict {
-    let deny = |reason, detail| Verdict {
+/// Step 8: the verdict of what the ledger store found for an order's charge, checked at
+/// `now`.
+pub fn settle(
+    charge: &Charge,
+    scope: Option<Scope>,
+    value: Option<Money>,
+    outcome: Charged,
+    now: &Now,
+) -> Verdict {
+    let deny = |reason, detail, figures, retry_after_ms| Verdict {
         decision: Decision::Deny {
             reason,
             key_id: Some(charge.key_id.clone()),
             detail,
+            retry_after_ms,
+            limit: Some(figures),
         },
         scope,
         value,
         consumption: None,
     };
     match outcome {
-        Charged::Rate { in_window, .. } => deny(
-            Reason::Rate,
-            format!(
-                "{in_window} orders in the last 60 s; max_orders_per_minute is {}",
-                charge.max_orders_per_minute.unwrap_or(0)
-            ),
-        ),
-        Charged::Daily { used } => deny(
-            Reason::DailyValue,
-            format!(
-                "today's value {used} + {} would pass max_daily_value {}",
-                charge.value,
-                charge.max_daily_value.unwrap_or_default()
-            ),
-        ),
+        Charged::Rate {
+            in_window,
+            retry_after_ns,
+        } => {
+            let max = charge.max_orders_per_minute.unwrap_or(0);
+            deny(
+                Reason::Rate,
+                format!("{in_window} orders in the last 60 s; max_orders_per_minute is {max}"),
+                LimitFigures::Rate {
+                    orders_in_window: in_window,
+                    max_orders_per_minute: max,
+                },
+                // 0: a rate of 0, which no wait changes.
+                (retry_after_ns > 0).then(|| retry_after_ns.div_ceil(NS_PER_MS)),
+            )
+        }
+        Charged::Daily { used } => {
+            let cap = charge.max_daily_value.unwrap_or_default();
+            deny(
+                Reason::DailyValue,
+                format!(
+                    "today's value {used} + {} would pass max_daily_value {cap}",
+                    charge.value
+                ),
+                LimitFigures::DailyValue {
+                    used: used.as_f64(),
+                    order_value: charge.value.as_f64(),
+                    max_daily_value: cap.as_f64(),
+                },
+                // An order above the cap on its own passes it on any day.
+                (charge.value <= cap).then(|| until_next_utc_day(now)),
+            )
+        }
         Charged::Passed(taken) => Verdict {
             decision: allow(&charge.key_id, scope, taken.as_ref().map(|c| c.ticket)),
             scope,

@@ -101,10 +101,10 @@ impl WrittenFile {
         }
     }
 
-    /// For log lines: `ledger journal` or `audit file`.
+    /// For log lines: `ledger` (its journal or database) or `audit file`.
     pub fn describe(self) -> &'static str {
         match self {
-            WrittenFile::Ledger => "ledger journal",
+            WrittenFile::Ledger => "ledger",
             WrittenFile::Audit => "audit file",
         }
     }
@@ -140,6 +140,8 @@ pub struct Metrics {
     writable: Family<FileLabels, Gauge>,
     write_errors: Family<FileLabels, Counter>,
     closed: Family<ReasonLabels, Counter>,
+    ledger_up: Gauge,
+    ledger_errors: Family<KindLabels, Counter>,
     ready: AtomicBool,
 }
 
@@ -165,6 +167,9 @@ impl Metrics {
         let writable = Family::<FileLabels, Gauge>::default();
         let write_errors = Family::<FileLabels, Counter>::default();
         let closed = Family::<ReasonLabels, Counter>::default();
+        let ledger_up = Gauge::default();
+        ledger_up.set(1);
+        let ledger_errors = Family::<KindLabels, Counter>::default();
         registry.register(
             "futu_auth_events",
             "Decisions by front-end, outcome and key",
@@ -221,6 +226,16 @@ impl Metrics {
             "Client connections closed, by reason",
             closed.clone(),
         );
+        registry.register(
+            "futu_auth_ledger_up",
+            "Whether the ledger store answered its last call (1) or not (0); orders are refused while 0",
+            ledger_up.clone(),
+        );
+        registry.register(
+            "futu_auth_ledger_errors",
+            "Failed calls to the ledger database, by kind: unreachable, timeout, schema, database",
+            ledger_errors.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -235,6 +250,8 @@ impl Metrics {
             writable,
             write_errors,
             closed,
+            ledger_up,
+            ledger_errors,
             ready: AtomicBool::new(false),
         }
     }
@@ -315,6 +332,17 @@ impl Metrics {
     /// Counts a connection closed for `reason`.
     pub fn connection_closed(&self, reason: &'static str) {
         self.closed.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Sets whether the ledger store answers.
+    pub fn ledger_up(&self, up: bool) {
+        self.ledger_up.set(i64::from(up));
+    }
+
+    /// Counts a failed call to the ledger database (`kind`: unreachable, timeout, schema,
+    /// database).
+    pub fn ledger_error(&self, kind: &'static str) {
+        self.ledger_errors.get_or_create(&KindLabels { kind }).inc();
     }
 
     /// Marks the daemon ready for /healthz.

@@ -26,6 +26,7 @@ use crate::commit::Committer;
 use crate::config::{Config, MetricsListen};
 use crate::connection;
 use crate::ledger::local::LocalLedger;
+use crate::ledger::pg::PgLedger;
 use crate::ledger::{Ledger, LedgerStore};
 use crate::ledger_log::{AuditMark, Audited, LedgerLog, Moment};
 use crate::metrics::{self, Metrics};
@@ -180,7 +181,8 @@ impl Daemon {
 
         let clock = Clock::system();
         tracing::info!("hours windows are checked in time zone {}", clock.zone_name());
-        let ledger = open_ledger(config, &clock)?;
+        let metrics = Arc::new(Metrics::new());
+        let ledger = open_ledger(config, &clock, &metrics).await?;
 
         let journald = config.journald_enabled();
         let (audit, audit_writer) = Audit::start(journald).map_err(|e| e.to_string())?;
@@ -204,7 +206,6 @@ impl Daemon {
             None => None,
         };
 
-        let metrics = Arc::new(Metrics::new());
         let commit = Committer::new(audit_file, Arc::clone(&metrics));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -346,9 +347,18 @@ impl Daemon {
     }
 }
 
-/// Replays the ledger in `--state-dir`: its newest commit counts only if its audit
-/// records reached the audit file.
-fn open_ledger(config: &Config, clock: &Clock) -> Result<Arc<dyn LedgerStore>, String> {
+/// The ledger on PostgreSQL with `--ledger-url` (nothing is kept in `--state-dir` then);
+/// otherwise the journal in `--state-dir`, replayed: its newest commit counts only if its
+/// audit records reached the audit file.
+async fn open_ledger(
+    config: &Config,
+    clock: &Clock,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<dyn LedgerStore>, String> {
+    if let Some(url) = &config.ledger_url {
+        let pg = PgLedger::open(url, config.ledger_timeout, Arc::clone(metrics)).await?;
+        return Ok(Arc::new(pg));
+    }
     let ledger = Ledger::new();
     let moment = Moment {
         unix_ns: jiff::Timestamp::now().as_nanosecond() as i64,

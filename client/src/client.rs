@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futu_auth_proto::{
-    BindOp, Check, CheckScope, Decision, FrameCodec, Hello, Iface, KeyId, KeyRecord, KeySpec, Order, Reason,
-    Request, Response, Scope, Token, Usage, PROTOCOL_VERSION,
+    BindOp, Check, CheckScope, Decision, ErrorKind, FrameCodec, Hello, Iface, KeyId, KeyRecord, KeySpec,
+    Order, Reason, Request, Response, Scope, Token, Usage, PROTOCOL_VERSIONS,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::UnixStream;
@@ -296,7 +296,7 @@ impl AuthClient {
                     }
                     Ok(other) => return Err(unexpected(other)),
                     Err(ClientError::Refused {
-                        kind: futu_auth_proto::ErrorKind::ListingExpired,
+                        kind: ErrorKind::ListingExpired,
                         ..
                     }) if tries < 3 => {
                         tries += 1;
@@ -424,29 +424,22 @@ impl AuthClient {
 }
 
 /// Connects, says Hello, and starts the connection's reader and writer tasks.
+///
+/// Hello offers the newest protocol version; a daemon that does not speak it refuses with
+/// Error `version` and closes, and the next older version is offered on a new connection
+/// (a daemon of version 1 is served so: its denies have no `retry_after_ms` or `limit`).
 async fn open(path: &Path, client_name: &str) -> Result<Conn, ClientError> {
-    let stream = UnixStream::connect(path)
-        .await
-        .map_err(|source| ClientError::Connect {
-            path: path.to_owned(),
-            source,
-        })?;
-    let mut framed = Framed::new(stream, FrameCodec::<Response, Request>::new());
-    framed
-        .send(Request::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
-            client_name: client_name.to_owned(),
-        }))
-        .await?;
-    match framed.next().await {
-        Some(Ok(Response::HelloOk { .. })) => {}
-        Some(Ok(Response::Error { kind, message, .. })) => {
-            return Err(ClientError::Refused { kind, message })
+    let mut versions = PROTOCOL_VERSIONS.iter().rev().copied().peekable();
+    let framed = loop {
+        let version = versions.next().expect("PROTOCOL_VERSIONS is not empty");
+        match hello(path, client_name, version).await {
+            Err(ClientError::Refused {
+                kind: ErrorKind::Version,
+                ..
+            }) if versions.peek().is_some() => continue,
+            other => break other?,
         }
-        Some(Ok(other)) => return Err(unexpected(other)),
-        Some(Err(e)) => return Err(e.into()),
-        None => return Err(ClientError::Closed),
-    }
+    };
     let (mut sink, mut stream) = framed.split();
     let pending: Pending = Arc::default();
     let failure: Arc<Mutex<Option<String>>> = Arc::default();
@@ -498,6 +491,39 @@ async fn open(path: &Path, client_name: &str) -> Result<Conn, ClientError> {
         // Dropping `rx` marks the connection dead for the next call.
     });
     Ok(Conn { tx, pending, failure })
+}
+
+type Connection = Framed<UnixStream, FrameCodec<Response, Request>>;
+
+/// Connects and says Hello offering protocol `version`; returns the connection set to the
+/// version the daemon answered with.
+async fn hello(path: &Path, client_name: &str, version: u16) -> Result<Connection, ClientError> {
+    let stream = UnixStream::connect(path)
+        .await
+        .map_err(|source| ClientError::Connect {
+            path: path.to_owned(),
+            source,
+        })?;
+    let mut framed = Framed::new(stream, FrameCodec::<Response, Request>::with_version(version));
+    framed
+        .send(Request::Hello(Hello {
+            protocol_version: version,
+            client_name: client_name.to_owned(),
+        }))
+        .await?;
+    match framed.next().await {
+        // The daemon may answer with an older version it speaks; never a newer one.
+        Some(Ok(Response::HelloOk { protocol_version, .. }))
+            if protocol_version <= version && PROTOCOL_VERSIONS.contains(&protocol_version) =>
+        {
+            framed.codec_mut().set_version(protocol_version);
+            Ok(framed)
+        }
+        Some(Ok(Response::Error { kind, message, .. })) => Err(ClientError::Refused { kind, message }),
+        Some(Ok(other)) => Err(unexpected(other)),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(ClientError::Closed),
+    }
 }
 
 fn decision(resp: Response) -> Result<Decision, ClientError> {

@@ -9,6 +9,17 @@
 //! `Err` — daemon not running, the 50 ms deadline passed, the connection broke — means the
 //! request must be refused, exactly like a [`Decision::Deny`].
 //!
+//! **Denies a caller can act on.** A deny by a limit carries its figures
+//! ([`LimitFigures`]) and, where waiting helps (`rate`, `daily_value`, `hours`), how long
+//! until asking again can succeed ([`Decision::retry_after`]): a REST front-end can answer
+//! 429 with `Retry-After`. The client speaks protocol version 2 and falls back to
+//! version 1 with a daemon that only speaks that; then both are always None.
+//!
+//! **HTTP front-ends** (feature `http`): `http::AuthLayer` is one tower layer for axum,
+//! hyper and tonic that does all of this for every request — the key from the request,
+//! the check, a typed extension on an allow, and one response for every refusal (401, 403,
+//! 400, 429 with `Retry-After`, 503; gRPC status codes for gRPC).
+//!
 //! ```no_run
 //! use futu_auth_client::{token, AuthClient, Decision, Iface, Market, Order, TrdEnv, TrdSide};
 //!
@@ -34,6 +45,10 @@
 //!             let _ = auth.release(t).await;
 //!         }
 //!     }
+//!     // A limit that waiting lifts (rate, daily_value, hours): tell the caller when.
+//!     Ok(Decision::Deny { reason, detail, retry_after_ms: Some(ms), .. }) => {
+//!         eprintln!("429 {reason}: {detail}; Retry-After: {}", ms.div_ceil(1000))
+//!     }
 //!     Ok(Decision::Deny { reason, detail, .. }) => eprintln!("403 {reason}: {detail}"),
 //!     Err(e) => eprintln!("503, refused (fail closed): {e}"),
 //! }
@@ -46,12 +61,14 @@
 mod blocking;
 mod client;
 mod error;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod token;
 
 pub use blocking::BlockingAuthClient;
 pub use client::{AuthClient, Builder, DEFAULT_DEADLINE, MAX_BACKOFF};
 pub use error::ClientError;
 pub use futu_auth_proto::{
-    BindOp, Decision, ErrorKind, Fingerprint, Iface, KeyId, KeyRecord, KeySpec, Limits, Market, Order,
-    Reason, Scope, Token, TrdEnv, TrdSide, Usage,
+    BindOp, Decision, ErrorKind, Fingerprint, HoursWindow, Iface, KeyId, KeyRecord, KeySpec, LimitFigures,
+    Limits, Market, Order, Reason, Scope, Token, TrdEnv, TrdSide, Usage,
 };

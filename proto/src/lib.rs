@@ -35,6 +35,6 @@ pub use key::{
     Token, TrdSide,
 };
 pub use message::{
-    Admin, AdminOp, Check, CheckScope, Decision, ErrorKind, Hello, Iface, Order, Reason, Request, Response,
-    Route, TrdEnv, Usage, PROTOCOL_VERSION,
+    Admin, AdminOp, Check, CheckScope, Decision, ErrorKind, Hello, Iface, LimitFigures, Order, Reason,
+    Request, Response, Route, TrdEnv, Usage, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
 };

@@ -12,10 +12,16 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::key::{BindOp, KeyId, KeyRecord, KeySpec, Market, Scope, Token, TrdSide};
+use crate::key::{BindOp, HoursWindow, KeyId, KeyRecord, KeySpec, Market, Scope, Token, TrdSide};
 
-/// The protocol version this crate speaks; a [`Hello`] with another is refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The newest protocol version this crate speaks: what a client offers in its [`Hello`].
+/// Version 2 added `retry_after_ms` and `limit` to [`Decision::Deny`].
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// Every protocol version this crate speaks, oldest first. A connection speaks one of
+/// them, agreed on at [`Hello`] ([`Hello::agreed_version`]); only a [`Decision::Deny`]
+/// looks different from one to the next (see `docs/PROTOCOL.md`).
+pub const PROTOCOL_VERSIONS: [u16; 2] = [1, 2];
 
 /// The front-end a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -108,10 +114,21 @@ pub struct Order {
 /// The first message of every connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
-    /// Must equal [`PROTOCOL_VERSION`].
+    /// The newest version the client speaks (it speaks every older one down to some
+    /// version of its own); the daemon answers with the version the connection will speak.
     pub protocol_version: u16,
     /// Who is asking (`rest`, `grpc`, `futucli`, …); goes to the log, never trusted.
     pub client_name: String,
+}
+
+impl Hello {
+    /// The version a connection opened with this Hello speaks: the client's newest or
+    /// this crate's, whichever is older; `None` when this crate does not speak that one
+    /// (a client offering version 0), and the Hello is refused.
+    pub fn agreed_version(&self) -> Option<u16> {
+        let v = self.protocol_version.min(PROTOCOL_VERSION);
+        PROTOCOL_VERSIONS.contains(&v).then_some(v)
+    }
 }
 
 /// May this token call this endpoint (with this order)?
@@ -477,6 +494,49 @@ pub enum Decision {
         key_id: Option<KeyId>,
         /// One line for a person; never the token.
         detail: String,
+        /// How long until asking again can succeed (rate, daily_value, hours); None when
+        /// waiting does not help, and always None from a version-1 peer.
+        retry_after_ms: Option<u64>,
+        /// The figures of the limit that refused; None for other reasons and from a
+        /// version-1 peer.
+        limit: Option<LimitFigures>,
+    },
+}
+
+/// The figures behind a limit's refusal, so that a gateway can tell its caller more than
+/// a reason: the key's setting and where the key stands against it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitFigures {
+    /// `rate`: the orders allowed in the last 60 s and the key's cap.
+    Rate {
+        /// Orders allowed in the last 60 s.
+        orders_in_window: u32,
+        /// The key's `max_orders_per_minute`.
+        max_orders_per_minute: u32,
+    },
+    /// `daily_value`: today's (UTC) total, this order's value and the key's cap.
+    DailyValue {
+        /// Value of today's allowed orders, less released ones.
+        used: f64,
+        /// The refused order's value (qty × price).
+        order_value: f64,
+        /// The key's `max_daily_value`.
+        max_daily_value: f64,
+    },
+    /// `order_value`: the order's value and the key's cap.
+    OrderValue {
+        /// The refused order's value (qty × price).
+        order_value: f64,
+        /// The key's `max_order_value`.
+        max_order_value: f64,
+    },
+    /// `hours`: the daemon host's local time and the key's window.
+    Hours {
+        /// The local time of day the check was made at, `HH:MM`.
+        local_time: String,
+        /// The key's `hours_window`.
+        hours_window: HoursWindow,
     },
 }
 
@@ -491,6 +551,23 @@ impl Decision {
         match self {
             Decision::Allow { .. } => None,
             Decision::Deny { reason, .. } => Some(*reason),
+        }
+    }
+
+    /// `retry_after_ms` as a Duration: how long until asking again can succeed, for a
+    /// deny where waiting helps.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Decision::Allow { .. } => None,
+            Decision::Deny { retry_after_ms, .. } => retry_after_ms.map(std::time::Duration::from_millis),
+        }
+    }
+
+    /// The figures of the limit that refused, for a deny by a limit.
+    pub fn limit(&self) -> Option<&LimitFigures> {
+        match self {
+            Decision::Allow { .. } => None,
+            Decision::Deny { limit, .. } => limit.as_ref(),
         }
     }
 }
@@ -576,7 +653,7 @@ impl fmt::Display for ErrorKind {
 pub enum Response {
     /// The Hello was accepted.
     HelloOk {
-        /// The version both sides now speak.
+        /// The version both sides now speak ([`Hello::agreed_version`]).
         protocol_version: u16,
         /// The daemon's version, e.g. `0.1.0`.
         server_version: String,

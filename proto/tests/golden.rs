@@ -10,14 +10,14 @@
 use std::fmt::Debug;
 
 use bytes::BytesMut;
-use futu_auth_proto::codec::{self, CodecError, FrameCodec, MAX_FRAME_LEN};
+use futu_auth_proto::codec::{self, CodecError, FrameCodec, Versioned, MAX_FRAME_LEN};
 use futu_auth_proto::key::{
     BindOp, Cap, Fingerprint, HoursWindow, KeyHash, KeyId, KeyRecord, KeySpec, Limits, Market, Scope, Symbol,
     Token, TrdSide,
 };
 use futu_auth_proto::message::{
-    Check, CheckScope, Decision, ErrorKind, Hello, Iface, Order, Reason, Request, Response, TrdEnv, Usage,
-    PROTOCOL_VERSION,
+    Check, CheckScope, Decision, ErrorKind, Hello, Iface, LimitFigures, Order, Reason, Request, Response,
+    TrdEnv, Usage, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
 };
 use jiff::Timestamp;
 use proptest::prelude::*;
@@ -50,20 +50,58 @@ fn from_hex(hex: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Encodes `value` as a frame, checks it against the concatenated `fields`, and decodes the
-/// vector's body back into a value equal to `value`.
-fn assert_golden<T>(value: &T, fields: &[&str])
-where
-    T: Serialize + DeserializeOwned + PartialEq + Debug,
-{
+/// A message of the protocol, as the vectors see it.
+trait Message: Versioned + PartialEq + Debug {
+    /// Whether protocol version 2 writes it otherwise than version 1 (only a Deny).
+    fn differs_in_v2(&self) -> bool;
+}
+
+impl Message for Request {
+    fn differs_in_v2(&self) -> bool {
+        false
+    }
+}
+
+impl Message for Response {
+    fn differs_in_v2(&self) -> bool {
+        matches!(
+            self,
+            Response::Decision {
+                decision: Decision::Deny { .. },
+                ..
+            }
+        )
+    }
+}
+
+/// The vector of `value` for a peer of protocol version 1: encodes `value` as a frame,
+/// checks it against the concatenated `fields`, and decodes the vector's body back into a
+/// value equal to `value`. Every message but a Deny has the same vector in version 2.
+fn assert_golden<T: Message>(value: &T, fields: &[&str]) {
+    assert_golden_v(1, value, fields);
+    if !value.differs_in_v2() {
+        assert_golden_v(2, value, fields);
+    }
+}
+
+/// [`assert_golden`] for a peer of protocol `version`.
+fn assert_golden_v<T: Message>(version: u16, value: &T, fields: &[&str]) {
     let expected = fields.concat();
-    let frame = codec::encode_frame(value).expect("the value encodes");
-    assert_eq!(to_hex(&frame), expected, "wire bytes of {value:?}");
+    let frame = codec::encode_frame_v(value, version).expect("the value encodes");
+    assert_eq!(
+        to_hex(&frame),
+        expected,
+        "version {version} wire bytes of {value:?}"
+    );
+    if version == PROTOCOL_VERSION {
+        // The types' own layout is the newest version's.
+        assert_eq!(codec::encode_frame(value).unwrap(), frame);
+    }
 
     let bytes = from_hex(&expected);
     let announced = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
     assert_eq!(announced, bytes.len() - 4, "length prefix of {value:?}");
-    let decoded: T = codec::decode_message(&bytes[4..]).expect("the vector decodes");
+    let decoded: T = codec::decode_message_v(&bytes[4..], version).expect("the vector decodes");
     assert_eq!(&decoded, value);
 }
 
@@ -195,9 +233,10 @@ fn check_with_order() -> Request {
     })
 }
 
+/// A version-1 client's Hello.
 fn hello() -> Request {
     Request::Hello(Hello {
-        protocol_version: PROTOCOL_VERSION,
+        protocol_version: 1,
         client_name: "rest".into(),
     })
 }
@@ -525,6 +564,8 @@ fn deny_decision_has_pinned_bytes() {
             reason: Reason::DailyValue,
             key_id: Some(key_id("sim-bot")),
             detail: "daily value cap reached".into(),
+            retry_after_ms: None,
+            limit: None,
         },
     };
     assert_golden(
@@ -706,6 +747,312 @@ fn error_has_pinned_bytes() {
             "1e756e737570706f727465642070726f746f636f6c2076657273696f6e2032", // message
         ],
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Protocol version 2: negotiation, and a Deny's retry_after_ms and limit
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_hello_offering_version_2_has_pinned_bytes() {
+    let value = Request::Hello(Hello {
+        protocol_version: 2,
+        client_name: "rest".into(),
+    });
+    assert_golden(
+        &value,
+        &[
+            "00000007",   // length 7
+            "00",         // Request::Hello
+            "02",         // protocol_version 2
+            "0472657374", // client_name "rest"
+        ],
+    );
+    let ok = Response::HelloOk {
+        protocol_version: 2,
+        server_version: "0.1.0".into(),
+    };
+    assert_golden(&ok, &["00000008", "00", "02", "05302e312e30"]);
+}
+
+#[test]
+fn the_daemon_answers_the_older_of_the_clients_version_and_its_own() {
+    assert_eq!(PROTOCOL_VERSIONS, [1, 2]);
+    assert_eq!(PROTOCOL_VERSION, *PROTOCOL_VERSIONS.last().unwrap());
+    let agreed = |v| {
+        Hello {
+            protocol_version: v,
+            client_name: "rest".into(),
+        }
+        .agreed_version()
+    };
+    assert_eq!(agreed(0), None, "version 0 is refused (Error version)");
+    assert_eq!(agreed(1), Some(1), "a version-1 client is served version 1");
+    assert_eq!(agreed(2), Some(2));
+    assert_eq!(agreed(3), Some(2), "a newer client is answered with 2");
+    assert_eq!(agreed(u16::MAX), Some(2));
+}
+
+/// `Response::Decision` for request 2 with a Deny by sim-bot.
+fn v2_deny(
+    reason: Reason,
+    detail: &str,
+    retry_after_ms: Option<u64>,
+    limit: Option<LimitFigures>,
+) -> Response {
+    Response::Decision {
+        request_id: 2,
+        decision: Decision::Deny {
+            reason,
+            key_id: Some(key_id("sim-bot")),
+            detail: detail.into(),
+            retry_after_ms,
+            limit,
+        },
+    }
+}
+
+/// The Deny of `deny_decision_has_pinned_bytes` as version 1 writes it (today's bytes).
+const DAILY_DENY_V1: [&str; 7] = [
+    "00000025",                                         // length 37
+    "01",                                               // Response::Decision
+    "02",                                               // request_id 2
+    "01",                                               // decision: Decision::Deny
+    "0b",                                               //   reason daily_value (11)
+    "010773696d2d626f74",                               //   key_id Some("sim-bot")
+    "176461696c792076616c7565206361702072656163686564", //   detail "daily value cap reached"
+];
+
+fn daily_figures() -> LimitFigures {
+    LimitFigures::DailyValue {
+        used: 400000.0,
+        order_value: 150000.0,
+        max_daily_value: 500000.0,
+    }
+}
+
+#[test]
+fn a_version_2_deny_without_retry_or_limit_ends_in_two_nones() {
+    assert_golden_v(
+        2,
+        &v2_deny(Reason::DailyValue, "daily value cap reached", None, None),
+        &[
+            "00000027", // length 39
+            &DAILY_DENY_V1[1..].concat(),
+            "00", //   retry_after_ms None
+            "00", //   limit None
+        ],
+    );
+}
+
+#[test]
+fn a_version_2_daily_value_deny_has_pinned_bytes() {
+    assert_golden_v(
+        2,
+        &v2_deny(
+            Reason::DailyValue,
+            "daily value cap reached",
+            Some(30_000),
+            Some(daily_figures()),
+        ),
+        &[
+            "00000043", // length 67
+            &DAILY_DENY_V1[1..].concat(),
+            "01fb3075",         //   retry_after_ms Some(30000)
+            "01",               //   limit Some
+            "01",               //     LimitFigures::DailyValue
+            "00000000006a1841", //     used 400000.0
+            "00000000804f0241", //     order_value 150000.0
+            "0000000080841e41", //     max_daily_value 500000.0
+        ],
+    );
+}
+
+#[test]
+fn a_version_2_rate_deny_has_pinned_bytes() {
+    assert_golden_v(
+        2,
+        &v2_deny(
+            Reason::Rate,
+            "rate",
+            Some(12_345),
+            Some(LimitFigures::Rate {
+                orders_in_window: 5,
+                max_orders_per_minute: 5,
+            }),
+        ),
+        &[
+            "0000001a",           // length 26
+            "01",                 // Response::Decision
+            "02",                 // request_id 2
+            "01",                 // decision: Decision::Deny
+            "0c",                 //   reason rate (12)
+            "010773696d2d626f74", //   key_id Some("sim-bot")
+            "0472617465",         //   detail "rate"
+            "01fb3930",           //   retry_after_ms Some(12345)
+            "01",                 //   limit Some
+            "00",                 //     LimitFigures::Rate
+            "05",                 //     orders_in_window 5
+            "05",                 //     max_orders_per_minute 5
+        ],
+    );
+}
+
+#[test]
+fn a_version_2_order_value_deny_has_pinned_bytes_and_no_retry() {
+    assert_golden_v(
+        2,
+        &v2_deny(
+            Reason::OrderValue,
+            "",
+            None,
+            Some(LimitFigures::OrderValue {
+                order_value: 120000.0,
+                max_order_value: 100000.0,
+            }),
+        ),
+        &[
+            "00000021",           // length 33
+            "01",                 // Response::Decision
+            "02",                 // request_id 2
+            "01",                 // decision: Decision::Deny
+            "0a",                 //   reason order_value (10)
+            "010773696d2d626f74", //   key_id Some("sim-bot")
+            "00",                 //   detail ""
+            "00",                 //   retry_after_ms None
+            "01",                 //   limit Some
+            "02",                 //     LimitFigures::OrderValue
+            "00000000004cfd40",   //     order_value 120000.0
+            "00000000006af840",   //     max_order_value 100000.0
+        ],
+    );
+}
+
+#[test]
+fn a_version_2_hours_deny_has_pinned_bytes() {
+    assert_golden_v(
+        2,
+        &v2_deny(
+            Reason::Hours,
+            "",
+            Some(5_400_000),
+            Some(LimitFigures::Hours {
+                local_time: "08:00".into(),
+                hours_window: "09:30-16:00".parse().unwrap(),
+            }),
+        ),
+        &[
+            "00000028",                 // length 40
+            "01",                       // Response::Decision
+            "02",                       // request_id 2
+            "01",                       // decision: Decision::Deny
+            "09",                       //   reason hours (9)
+            "010773696d2d626f74",       //   key_id Some("sim-bot")
+            "00",                       //   detail ""
+            "01fcc0655200",             //   retry_after_ms Some(5400000)
+            "01",                       //   limit Some
+            "03",                       //     LimitFigures::Hours
+            "0530383a3030",             //     local_time "08:00"
+            "0b30393a33302d31363a3030", //     hours_window "09:30-16:00"
+        ],
+    );
+}
+
+#[test]
+fn a_version_2_deny_encoded_for_a_version_1_peer_is_todays_bytes() {
+    let v2 = v2_deny(
+        Reason::DailyValue,
+        "daily value cap reached",
+        Some(30_000),
+        Some(daily_figures()),
+    );
+    let today = DAILY_DENY_V1.concat();
+    assert_eq!(to_hex(&codec::encode_frame_v(&v2, 1).unwrap()), today);
+    // The same through the daemon's codec set to version 1.
+    let mut server = FrameCodec::<Request, Response>::with_version(1);
+    let mut wire = BytesMut::new();
+    server.encode(v2.clone(), &mut wire).unwrap();
+    assert_eq!(to_hex(&wire), today);
+    // A version-1 client reads it with both new fields None.
+    let mut client = FrameCodec::<Response, Request>::with_version(1);
+    assert_eq!(
+        feed(&mut client, &[&wire]),
+        vec![v2_deny(Reason::DailyValue, "daily value cap reached", None, None)]
+    );
+}
+
+#[test]
+fn every_limit_figures_variant_has_its_wire_index_and_snake_case_name() {
+    let hours = "22:00-04:00".parse::<HoursWindow>().unwrap();
+    let cases = [
+        (
+            LimitFigures::Rate {
+                orders_in_window: 1,
+                max_orders_per_minute: 1,
+            },
+            0u8,
+            "rate",
+        ),
+        (daily_figures(), 1, "daily_value"),
+        (
+            LimitFigures::OrderValue {
+                order_value: 2.0,
+                max_order_value: 1.0,
+            },
+            2,
+            "order_value",
+        ),
+        (
+            LimitFigures::Hours {
+                local_time: "12:00".into(),
+                hours_window: hours,
+            },
+            3,
+            "hours",
+        ),
+    ];
+    for (figures, index, name) in cases {
+        assert_eq!(codec::encode_message(&figures).unwrap()[0], index, "{figures:?}");
+        let json = serde_json::to_value(&figures).unwrap();
+        assert!(json.get(name).is_some(), "{json}");
+        assert_eq!(serde_json::from_value::<LimitFigures>(json).unwrap(), figures);
+    }
+}
+
+#[test]
+fn a_deny_read_in_the_other_version_is_malformed_not_misread() {
+    let v2 = v2_deny(Reason::Rate, "rate", Some(1), None);
+    let body_v2 = codec::encode_message_v(&v2, 2).unwrap();
+    let body_v1 = codec::encode_message_v(&v2, 1).unwrap();
+    assert!(matches!(
+        codec::decode_message_v::<Response>(&body_v2, 1),
+        Err(CodecError::Malformed(_))
+    ));
+    assert!(matches!(
+        codec::decode_message_v::<Response>(&body_v1, 2),
+        Err(CodecError::Malformed(_))
+    ));
+}
+
+#[test]
+fn pipelined_frames_round_trip_through_version_1_codecs() {
+    let mut client = FrameCodec::<Response, Request>::with_version(1);
+    let mut server = FrameCodec::<Request, Response>::with_version(1);
+    let mut wire = BytesMut::new();
+    for request in requests() {
+        client.encode(request, &mut wire).unwrap();
+    }
+    assert_eq!(feed(&mut server, &[&wire]), requests());
+    let mut wire = BytesMut::new();
+    for response in responses() {
+        server.encode(response, &mut wire).unwrap();
+    }
+    let expected: Vec<u8> = responses()
+        .iter()
+        .flat_map(|r| codec::encode_frame_v(r, 1).unwrap())
+        .collect();
+    assert_eq!(wire[..], expected[..]);
+    assert_eq!(feed(&mut client, &[&wire]), responses());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1065,6 +1412,8 @@ fn responses() -> Vec<Response> {
                 reason: Reason::Scope,
                 key_id: Some(key_id("research")),
                 detail: "missing qot:read".into(),
+                retry_after_ms: None,
+                limit: None,
             },
         },
         Response::Keys {
@@ -1247,7 +1596,7 @@ fn fingerprints_filling(mut wire: usize) -> Vec<Fingerprint> {
 /// more) is refused: an Encode error when encoding, FrameTooLarge when decoding.
 fn assert_limit_is_wire_bytes<T>(fits: &T, over: &T)
 where
-    T: Serialize + DeserializeOwned + PartialEq + Debug + Clone,
+    T: Versioned + PartialEq + Debug + Clone,
 {
     let frame = codec::encode_frame(fits).expect("a body of exactly 64 KiB encodes");
     assert_eq!(frame.len(), 4 + MAX_FRAME_LEN);
@@ -1378,7 +1727,7 @@ fn a_gen_key_of_exactly_64_kib_goes_through_and_one_byte_more_does_not() {
 /// codecs; returns its body length.
 fn round_trip<T>(value: &T) -> usize
 where
-    T: Serialize + DeserializeOwned + PartialEq + Debug + Clone,
+    T: Versioned + PartialEq + Debug + Clone,
 {
     let frame = codec::encode_frame(value).expect("encodes");
     assert_eq!(&codec::decode_message::<T>(&frame[4..]).expect("decodes"), value);

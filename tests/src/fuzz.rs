@@ -14,8 +14,10 @@ use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
 use futu_auth_keys::store::KeysFile;
-use futu_auth_proto::codec::decode_message;
-use futu_auth_proto::{CodecError, FrameCodec, KeyId, Request, Response};
+use futu_auth_proto::codec::decode_message_v;
+use futu_auth_proto::{
+    CodecError, FrameCodec, KeyId, Request, Response, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
+};
 use futu_authd::ledger::{utc_day, Consumption, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
 use futu_authd::ledger_log::{AuditMark, Audited, Entries, LedgerLog, Moment, Replay, BASE_NAME, FILE_NAME};
 use futu_authd::money::Money;
@@ -44,11 +46,12 @@ pub fn target(name: &str) -> Option<Target> {
 ///
 /// * The rest, and the rest after a 4-byte length prefix (so that a whole-frame input
 ///   reaches the body decoders too), are decoded with
-///   `codec::decode_message::<Request>` and `::<Response>`.
+///   `codec::decode_message_v::<Request>`, and `::<Response>` in every protocol version
+///   (requests read the same in all of them).
 /// * The rest is fed to `FrameCodec` (both directions: the daemon's, which reads
-///   `Request`s, and a client's, which reads `Response`s) as `Framed` does: `decode`
-///   until it wants more, the second part after the split, then `decode_eof` at the end
-///   of the stream; the first error ends the stream.
+///   `Request`s, and a client's, which reads `Response`s, in every protocol version)
+///   as `Framed` does: `decode` until it wants more, the second part after the split, then
+///   `decode_eof` at the end of the stream; the first error ends the stream.
 ///
 /// Property: nothing panics, the decoder always makes progress, and where the stream is
 /// split changes nothing: the messages and the error are the same as when all the bytes
@@ -58,40 +61,46 @@ pub fn frame_decoder(data: &[u8]) {
         Some((&split, rest)) => (split, rest),
         None => (0, data),
     };
+    // Requests read the same in every version; responses do not (a Deny).
     for body in [stream, stream.get(4..).unwrap_or_default()] {
-        let _ = decode_message::<Request>(body);
-        let _ = decode_message::<Response>(body);
+        let _ = decode_message_v::<Request>(body, PROTOCOL_VERSION);
+        for version in PROTOCOL_VERSIONS {
+            let _ = decode_message_v::<Response>(body, version);
+        }
     }
     let at = usize::from(split) % (stream.len() + 1);
-    same_stream::<Request>(stream, at);
-    same_stream::<Response>(stream, at);
+    same_stream::<Request>(stream, at, PROTOCOL_VERSION);
+    for version in PROTOCOL_VERSIONS {
+        same_stream::<Response>(stream, at, version);
+    }
 }
 
-/// Checks that `stream` decodes to the same messages whether it arrives whole or split
-/// at `at`.
-fn same_stream<In: Debug>(stream: &[u8], at: usize)
+/// Checks that `stream` decodes to the same messages of protocol `version` whether it
+/// arrives whole or split at `at`.
+fn same_stream<In: Debug>(stream: &[u8], at: usize, version: u16)
 where
     FrameCodec<In, ()>: Decoder<Item = In, Error = CodecError>,
 {
-    let whole = decode_stream::<In>(&[stream]);
+    let whole = decode_stream::<In>(&[stream], version);
     let (first, second) = stream.split_at(at);
-    let split = decode_stream::<In>(&[first, second]);
+    let split = decode_stream::<In>(&[first, second], version);
     assert_eq!(
         whole,
         split,
-        "FrameCodec<{}> decodes {} bytes differently when they arrive split at byte {at}",
+        "FrameCodec<{}> of version {version} decodes {} bytes differently when they arrive split at byte {at}",
         std::any::type_name::<In>(),
         stream.len()
     );
 }
 
-/// What a `FrameCodec` reading `In` makes of `chunks` arriving one after the other and
-/// then the end of the stream: each message's `Debug` text, then `error: …` or `end`.
-fn decode_stream<In: Debug>(chunks: &[&[u8]]) -> Vec<String>
+/// What a `FrameCodec` of protocol `version` reading `In` makes of `chunks` arriving one
+/// after the other and then the end of the stream: each message's `Debug` text, then
+/// `error: …` or `end`.
+fn decode_stream<In: Debug>(chunks: &[&[u8]], version: u16) -> Vec<String>
 where
     FrameCodec<In, ()>: Decoder<Item = In, Error = CodecError>,
 {
-    let mut codec = FrameCodec::<In, ()>::new();
+    let mut codec = FrameCodec::<In, ()>::with_version(version);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     let total: usize = chunks.iter().map(|c| c.len()).sum();
@@ -245,22 +254,25 @@ fn ledger_replay_report(data: &[u8]) -> std::io::Result<Replay> {
 /// Checks that `data`, a seed of target `name` meant to be valid, still is in the
 /// current format, so that a format change cannot leave the corpus exercising nothing but
 /// the error paths: for `frame_decoder` the bytes after the split byte are whole frames
-/// of requests or of responses; for `keys_json` the text loads; for `ledger_replay` the
+/// of requests or of responses, in some protocol version; for `keys_json` the text loads; for `ledger_replay` the
 /// log opens and reports no damaged tail. `Err` says what is wrong.
 pub fn check_valid_seed(name: &str, data: &[u8]) -> Result<(), String> {
     match name {
         "frame_decoder" => {
             let stream = data.get(1..).unwrap_or_default();
-            let requests = decode_stream::<Request>(&[stream]);
-            let responses = decode_stream::<Response>(&[stream]);
             let whole = |out: &[String]| out.len() > 1 && out.last().is_some_and(|l| l == "end");
-            if whole(&requests) || whole(&responses) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "not whole frames: as requests {requests:?}, as responses {responses:?}"
-                ))
+            let mut seen = Vec::new();
+            for version in PROTOCOL_VERSIONS {
+                let requests = decode_stream::<Request>(&[stream], version);
+                let responses = decode_stream::<Response>(&[stream], version);
+                if whole(&requests) || whole(&responses) {
+                    return Ok(());
+                }
+                seen.push(format!(
+                    "in version {version}, as requests {requests:?}, as responses {responses:?}"
+                ));
             }
+            Err(format!("not whole frames: {}", seen.join("; ")))
         }
         "keys_json" => {
             let text = std::str::from_utf8(data).map_err(|e| e.to_string())?;

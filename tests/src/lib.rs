@@ -38,6 +38,7 @@ use tokio::net::UnixStream;
 use tokio_util::codec::Framed;
 
 pub mod fuzz;
+pub mod postgres;
 
 /// How long any single wait of the harness lasts before it gives up and fails the test.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -661,17 +662,30 @@ impl Client {
         }
     }
 
-    /// Sends Hello (protocol version 1) and checks the answer is HelloOk.
+    /// Sends Hello (the newest protocol version, [`PROTOCOL_VERSION`]) and checks the
+    /// answer is HelloOk for it.
     pub async fn hello(&mut self) {
+        self.hello_version(PROTOCOL_VERSION).await;
+    }
+
+    /// Sends Hello offering protocol `version` and checks the answer is HelloOk for it;
+    /// the connection then reads and writes that version.
+    pub async fn hello_version(&mut self, version: u16) {
         self.send(Request::Hello(Hello {
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: version,
             client_name: "e2e".into(),
         }))
         .await;
         match self.recv().await {
-            Response::HelloOk { protocol_version, .. } => assert_eq!(protocol_version, PROTOCOL_VERSION),
+            Response::HelloOk { protocol_version, .. } => assert_eq!(protocol_version, version),
             other => panic!("Hello answered with {other:?}"),
         }
+    }
+
+    /// The protocol version this connection reads and writes: [`PROTOCOL_VERSION`] until
+    /// a HelloOk says otherwise.
+    pub fn version(&self) -> u16 {
+        self.framed.codec().version()
     }
 
     /// A fresh request id for this connection.
@@ -718,10 +732,16 @@ impl Client {
 
     /// The next frame: `None` when the daemon closed the connection. Fails the test when
     /// nothing arrives within [`DEADLINE`].
+    ///
+    /// A HelloOk sets the version the connection speaks from then on, as a client does.
     pub async fn next_frame(&mut self) -> Option<Result<Response, CodecError>> {
-        tokio::time::timeout(DEADLINE, self.framed.next())
+        let frame = tokio::time::timeout(DEADLINE, self.framed.next())
             .await
-            .unwrap_or_else(|_| panic!("no answer from futu-authd within {DEADLINE:?}"))
+            .unwrap_or_else(|_| panic!("no answer from futu-authd within {DEADLINE:?}"));
+        if let Some(Ok(Response::HelloOk { protocol_version, .. })) = &frame {
+            self.framed.codec_mut().set_version(*protocol_version);
+        }
+        frame
     }
 
     /// The next response; fails the test on close, error or timeout.

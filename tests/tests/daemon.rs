@@ -285,6 +285,8 @@ async fn each_rule_denies_with_its_own_reason_code_and_allows_name_the_key() {
                 reason: got,
                 key_id,
                 detail,
+                retry_after_ms,
+                limit,
             } => {
                 assert_eq!(got, *reason, "{endpoint} with key {key:?}: {detail}");
                 assert_eq!(
@@ -293,6 +295,18 @@ async fn each_rule_denies_with_its_own_reason_code_and_allows_name_the_key() {
                     "the deny names the key"
                 );
                 assert!(!detail.is_empty(), "a deny explains itself");
+                // Protocol version 2: a limit's figures, and when waiting helps.
+                let by_limit = matches!(
+                    reason,
+                    Reason::Rate | Reason::DailyValue | Reason::OrderValue | Reason::Hours
+                );
+                assert_eq!(limit.is_some(), by_limit, "{reason}: {limit:?}");
+                let waiting_helps = matches!(reason, Reason::Rate | Reason::DailyValue | Reason::Hours);
+                assert_eq!(
+                    retry_after_ms.is_some(),
+                    waiting_helps,
+                    "{reason}: {retry_after_ms:?}"
+                );
             }
             allow => panic!("expected {reason} for key {key:?} on {endpoint}, got {allow:?}"),
         }
@@ -974,12 +988,13 @@ async fn bad_frames_get_an_error_and_close_only_their_own_connection() {
     early.send(Request::Check(check)).await;
     expect_refusal(&mut early, ErrorKind::HelloFirst, false).await;
 
-    // A Hello for protocol version 2.
+    // A Hello for protocol version 0, which no futu-authd speaks (a newer version than the
+    // daemon's is answered with the daemon's: tests/tests/versions.rs).
     let mut future = Client::connect(&d.socket_path()).await;
     future
         .send(Request::Hello(Hello {
-            protocol_version: 2,
-            client_name: "from-the-future".into(),
+            protocol_version: 0,
+            client_name: "from-the-void".into(),
         }))
         .await;
     match future.next_frame().await {

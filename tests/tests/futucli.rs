@@ -1178,6 +1178,8 @@ fn check_exits_0_on_allow_and_1_on_reject_with_the_reason() {
     assert_eq!(run.code, Some(1));
     let v: Value = serde_json::from_str(run.stdout.trim()).expect("check --json prints JSON");
     assert_eq!((&v["outcome"], &v["reason"]), (&json!("reject"), &json!("scope")));
+    // Not a limit: nothing to wait for, no figures.
+    assert_eq!((&v["retry_after_ms"], &v["limit"]), (&Value::Null, &Value::Null));
 
     // The token can come from FUTU_AUTH_TOKEN instead of the command line.
     let run = cli
@@ -1219,6 +1221,11 @@ fn dry_run_checks_consume_nothing() {
     );
     let v: Value = serde_json::from_str(run.stdout.trim()).expect("JSON");
     assert_eq!((&v["outcome"], &v["reason"]), (&json!("reject"), &json!("rate")));
+    assert!(v["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0), "{v}");
+    assert_eq!(
+        v["limit"],
+        json!({ "rate": { "orders_in_window": 1, "max_orders_per_minute": 1 } })
+    );
 }
 
 /// A Unix socket server that is not futu-authd: it accepts connections, answers Hello if

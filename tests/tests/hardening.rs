@@ -144,7 +144,7 @@ async fn a_full_state_disk_refuses_orders_and_leaves_no_trace_in_memory_or_after
         Some(0.0)
     );
     assert!(metric_value(&m, "futu_auth_write_errors_total", &[("file", "ledger")]).unwrap() >= 5.0);
-    d.wait_stderr("the ledger journal cannot be written");
+    d.wait_stderr("the ledger cannot be written");
     // Reads need no ledger write: they go on, and are audited.
     assert!(c.check(&bot, "Qot_GetBasicQot", None).await.is_allow());
 
@@ -156,7 +156,7 @@ async fn a_full_state_disk_refuses_orders_and_leaves_no_trace_in_memory_or_after
     }
     let over = c.check(&bot, "Trd_PlaceOrder", one()).await;
     assert_eq!(deny_reason(&over), Reason::DailyValue, "{over:?}");
-    d.wait_stderr("the ledger journal can be written again");
+    d.wait_stderr("the ledger can be written again");
     assert_eq!(
         metric_value(
             &d.metrics_text(),

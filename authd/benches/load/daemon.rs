@@ -146,6 +146,18 @@ impl Daemon {
         token: &Token,
         host: Option<&Fingerprint>,
     ) -> Result<Daemon, String> {
+        Daemon::start_with_args(binary, keys, fillers, token, host, &[])
+    }
+
+    /// [`Daemon::start`] with more command-line arguments (e.g. `--ledger-url`).
+    pub fn start_with_args(
+        binary: &Path,
+        keys: usize,
+        fillers: Fillers,
+        token: &Token,
+        host: Option<&Fingerprint>,
+        args: &[String],
+    ) -> Result<Daemon, String> {
         let dir = procs::temp_dir("futu-load-")?;
         let keys_file = dir.path().join("keys.json");
         write_keys(&keys_file, keys, fillers, token, host)?;
@@ -173,6 +185,7 @@ impl Daemon {
                 "--socket-mode",
                 "0600",
             ])
+            .args(args)
             .env("NOTIFY_SOCKET", notify.path())
             .env_remove("LISTEN_FDS")
             .env_remove("LISTEN_PID")

@@ -47,6 +47,17 @@ pub fn kill_all_children() {
     }
 }
 
+/// Adds a process that is not our child (PostgreSQL's postmaster, which `pg_ctl`
+/// daemonizes) to those [`kill_all_children`] kills.
+pub fn watch_pid(pid: u32) {
+    registry().push(pid);
+}
+
+/// Takes a process added by [`watch_pid`] off the list (it was stopped).
+pub fn forget_pid(pid: u32) {
+    registry().retain(|p| *p != pid);
+}
+
 /// A child process that is killed (SIGKILL) and reaped when this is dropped, unless it
 /// was stopped and reaped before.
 pub struct ChildGuard {

@@ -136,6 +136,7 @@ fn emit(rec: &AuditRecord) {
         value = o.and_then(|o| o.value),
         dry_run = rec.dry_run,
         ticket = rec.ticket,
+        retry_after_ms = rec.retry_after_ms,
         request_id = rec.request_id,
         peer_uid = rec.peer_uid,
         peer_pid = rec.peer_pid,

@@ -125,6 +125,10 @@ pub struct AuditRecord {
     pub dry_run: bool,
     /// The ticket of an allowed order, or the ticket released.
     pub ticket: Option<u64>,
+    /// For a reject where waiting helps (rate, daily_value, hours): how long until asking
+    /// again can succeed, as the client was told. Left out of the line otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
     /// The client's request id.
     pub request_id: u64,
     /// The connecting process's uid (SO_PEERCRED).
@@ -161,6 +165,7 @@ impl AuditRecord {
             order: None,
             dry_run: false,
             ticket: None,
+            retry_after_ms: None,
             request_id,
             peer_uid: peer.uid,
             peer_pid: peer.pid,

@@ -1054,3 +1054,232 @@ fn the_cap_oracle_compares_decimals_exactly() {
     );
     assert_eq!(Dec::of(5e-324).unwrap().decimal_places(), 324);
 }
+
+// ---- what a deny by a limit tells the client (protocol version 2) -----------------------
+
+/// The `retry_after_ms` and `limit` of a deny.
+fn retry_and_limit(v: &Verdict) -> (Option<u64>, Option<LimitFigures>) {
+    match &v.decision {
+        Decision::Deny {
+            retry_after_ms,
+            limit,
+            ..
+        } => (*retry_after_ms, limit.clone()),
+        allow => panic!("expected a deny, got {allow:?}"),
+    }
+}
+
+#[test]
+fn a_rate_deny_says_when_the_oldest_counted_order_leaves_the_window() {
+    let s = snapshot(seed_keys());
+    let l = Ledger::new();
+    let c = check(BOT, "Trd_PlaceOrder", Some(sell(1.0, 1.0)));
+    let t0 = at(10, 0);
+    let after = |ns| Now {
+        mono_ns: t0.mono_ns + ns,
+        ..t0
+    };
+    // max_orders_per_minute 3: orders at 0 s, 10 s and 20 s.
+    for i in 0..3 {
+        assert!(decide(&s, &l, &after(i * 10 * S), &c).decision.is_allow());
+    }
+    let v = decide(&s, &l, &after(30 * S), &c);
+    assert_eq!(reason(&v), Some(Reason::Rate));
+    let figures = LimitFigures::Rate {
+        orders_in_window: 3,
+        max_orders_per_minute: 3,
+    };
+    // The order at 0 s leaves the window at 60 s.
+    assert_eq!(retry_and_limit(&v), (Some(30_000), Some(figures.clone())));
+    // Rounded up to the millisecond: asking again after it is never early.
+    let v = decide(&s, &l, &after(30 * S + 400_000), &c);
+    assert_eq!(retry_and_limit(&v), (Some(30_000), Some(figures)));
+    let v = decide(&s, &l, &after(59 * S + 999_999_999), &c);
+    assert_eq!(retry_and_limit(&v).0, Some(1));
+    // And then it is so.
+    assert!(decide(&s, &l, &after(60 * S), &c).decision.is_allow());
+}
+
+#[test]
+fn a_rate_of_zero_has_figures_and_no_retry() {
+    let mut keys = seed_keys();
+    keys[1].limits.max_orders_per_minute = Some(0);
+    let v = decide(
+        &snapshot(keys),
+        &Ledger::new(),
+        &at(10, 0),
+        &check(BOT, "Trd_PlaceOrder", Some(sell(1.0, 1.0))),
+    );
+    assert_eq!(reason(&v), Some(Reason::Rate));
+    assert_eq!(
+        retry_and_limit(&v),
+        (
+            None,
+            Some(LimitFigures::Rate {
+                orders_in_window: 0,
+                max_orders_per_minute: 0
+            })
+        )
+    );
+}
+
+#[test]
+fn a_daily_value_deny_says_how_long_until_the_next_utc_midnight() {
+    let mut keys = seed_keys();
+    keys[1].limits.max_orders_per_minute = None;
+    keys[1].limits.hours_window = None;
+    keys[1].limits.max_order_value = None;
+    let s = snapshot(keys);
+    let l = Ledger::new();
+    let order = |qty, price| check(BOT, "Trd_PlaceOrder", Some(sell(qty, price)));
+    assert!(decide(&s, &l, &at(10, 0), &order(1000.0, 400.0))
+        .decision
+        .is_allow());
+    let late = Now::new(
+        "2026-04-20T23:59:30Z".parse().unwrap(),
+        &TimeZone::UTC,
+        at(10, 0).mono_ns + S,
+    );
+    let v = decide(&s, &l, &late, &order(1.0, 100_000.01));
+    assert_eq!(reason(&v), Some(Reason::DailyValue));
+    assert_eq!(
+        retry_and_limit(&v),
+        (
+            Some(30_000),
+            Some(LimitFigures::DailyValue {
+                used: 400_000.0,
+                order_value: 100_000.01,
+                max_daily_value: 500_000.0,
+            })
+        )
+    );
+    // In a time zone far from UTC it is still UTC midnight: the day the totals count.
+    let hk = TimeZone::get("Asia/Hong_Kong").unwrap();
+    let morning = Now::new("2026-04-20T23:00:00Z".parse().unwrap(), &hk, late.mono_ns);
+    let v = decide(&s, &l, &morning, &order(1.0, 100_000.01));
+    assert_eq!(retry_and_limit(&v).0, Some(3_600_000));
+}
+
+#[test]
+fn an_order_above_the_daily_cap_on_its_own_has_no_retry() {
+    let mut keys = seed_keys();
+    keys[1].limits.max_order_value = None;
+    let v = decide(
+        &snapshot(keys),
+        &Ledger::new(),
+        &at(10, 0),
+        &check(BOT, "Trd_PlaceOrder", Some(sell(1000.0, 600.0))),
+    );
+    assert_eq!(reason(&v), Some(Reason::DailyValue));
+    assert_eq!(
+        retry_and_limit(&v),
+        (
+            None,
+            Some(LimitFigures::DailyValue {
+                used: 0.0,
+                order_value: 600_000.0,
+                max_daily_value: 500_000.0,
+            })
+        )
+    );
+}
+
+#[test]
+fn an_order_value_deny_has_the_value_and_the_cap_and_no_retry() {
+    let v = run(BOT, "Trd_PlaceOrder", Some(sell(1000.0, 120.5)));
+    assert_eq!(reason(&v), Some(Reason::OrderValue));
+    assert_eq!(
+        retry_and_limit(&v),
+        (
+            None,
+            Some(LimitFigures::OrderValue {
+                order_value: 120_500.0,
+                max_order_value: 100_000.0,
+            })
+        )
+    );
+}
+
+#[test]
+fn an_hours_deny_says_when_the_window_opens_next_in_local_time() {
+    let s = snapshot(seed_keys());
+    let l = Ledger::new();
+    let c = check(BOT, "Qot_GetBasicQot", None);
+    let nine_thirty: HoursWindow = "09:30-16:00".parse().unwrap();
+    let hours = |local_time: &str| LimitFigures::Hours {
+        local_time: local_time.into(),
+        hours_window: nine_thirty,
+    };
+    // 09:30-16:00 at 08:00: an hour and a half.
+    let v = decide(&s, &l, &at(8, 0), &c);
+    assert_eq!(retry_and_limit(&v), (Some(5_400_000), Some(hours("08:00"))));
+    // At 16:00, the end: 09:30 tomorrow, 17 h 30 min on.
+    let v = decide(&s, &l, &at(16, 0), &c);
+    assert_eq!(retry_and_limit(&v), (Some(63_000_000), Some(hours("16:00"))));
+    // 09:29:59.75: a quarter of a second.
+    let almost = Now::new("2026-04-20T09:29:59.75Z".parse().unwrap(), &TimeZone::UTC, S);
+    assert_eq!(retry_and_limit(&decide(&s, &l, &almost, &c)).0, Some(250));
+    // The host's time zone is the rule's: 00:00 UTC is 08:00 in Hong Kong.
+    let hk = TimeZone::get("Asia/Hong_Kong").unwrap();
+    let v = decide(
+        &s,
+        &l,
+        &Now::new("2026-04-20T00:00:00Z".parse().unwrap(), &hk, S),
+        &c,
+    );
+    assert_eq!(retry_and_limit(&v), (Some(5_400_000), Some(hours("08:00"))));
+}
+
+#[test]
+fn an_hours_deny_of_a_window_across_midnight_waits_for_the_evening() {
+    let mut keys = seed_keys();
+    keys[1].limits.hours_window = Some("22:00-04:00".parse().unwrap());
+    let s = snapshot(keys);
+    let l = Ledger::new();
+    let c = check(BOT, "Qot_GetBasicQot", None);
+    // 22:00-04:00 at 12:00: ten hours.
+    let v = decide(&s, &l, &at(12, 0), &c);
+    assert_eq!(reason(&v), Some(Reason::Hours));
+    assert_eq!(retry_and_limit(&v).0, Some(36_000_000));
+    // At 04:00, the end: eighteen hours.
+    assert_eq!(
+        retry_and_limit(&decide(&s, &l, &at(4, 0), &c)).0,
+        Some(64_800_000)
+    );
+    // A scope check is refused the same way.
+    let req = CheckScope {
+        request_id: 1,
+        token: Token::new(BOT),
+        iface: Iface::Ws,
+        scope: Scope::QotRead,
+    };
+    let v = decide_scope(&s, &at(21, 59), &req);
+    assert_eq!(
+        retry_and_limit(&v),
+        (
+            Some(60_000),
+            Some(LimitFigures::Hours {
+                local_time: "21:59".into(),
+                hours_window: "22:00-04:00".parse().unwrap(),
+            })
+        )
+    );
+}
+
+#[test]
+fn only_limits_give_figures_and_only_waits_that_help_give_a_retry() {
+    for r in Reason::ALL {
+        let Some(v) = scenario(r) else { continue };
+        let (retry, limit) = retry_and_limit(&v);
+        let by_limit = matches!(
+            r,
+            Reason::Rate | Reason::DailyValue | Reason::OrderValue | Reason::Hours
+        );
+        assert_eq!(limit.is_some(), by_limit, "{r}: {v:?}");
+        // The scenarios' rate is 0 and their daily order is above the cap on its own:
+        // of them, only the hours window opens by waiting.
+        assert_eq!(retry.is_some(), r == Reason::Hours, "{r}: {v:?}");
+    }
+    let internal = Verdict::internal(None, None, "the ledger failed".into());
+    assert_eq!(retry_and_limit(&internal), (None, None));
+}

@@ -580,10 +580,15 @@ impl KeySlot<'_> {
         c.advance(mono_ns, day);
         if let Some(max) = max_per_minute {
             if c.recent.len() as u64 >= u64::from(max) {
-                let oldest = c.recent.iter().rev().nth(max.saturating_sub(1) as usize);
+                // The max-th newest order: once it has left the window, one more fits.
+                // None with a rate of 0, which no wait changes.
+                let oldest = max
+                    .checked_sub(1)
+                    .and_then(|n| c.recent.iter().rev().nth(n as usize));
                 return LimitCheck::Rate {
                     in_window: c.recent.len() as u32,
-                    retry_after_ns: oldest.map_or(0, |t| RATE_WINDOW_NS.saturating_sub(mono_ns.saturating_sub(*t))),
+                    retry_after_ns: oldest
+                        .map_or(0, |t| RATE_WINDOW_NS.saturating_sub(mono_ns.saturating_sub(*t))),
                 };
             }
         }

@@ -20,6 +20,7 @@ use crate::money::Money;
 
 pub mod local;
 pub mod memory;
+pub mod pg;
 
 pub use memory::{
     utc_day, Consumption, KeyCounters, Ledger, LedgerDump, LimitCheck, ReleaseError, Released, MAX_TICKETS,

@@ -100,6 +100,8 @@ impl Authd {
                     reason: Reason::Forbidden,
                     key_id: None,
                     detail,
+                    retry_after_ms: None,
+                    limit: None,
                 },
             };
         }

@@ -103,7 +103,7 @@ impl Authd {
                     continue;
                 };
                 let v = match outcomes.as_mut().and_then(Iterator::next) {
-                    Some(outcome) => settle(charge, *scope, *value, outcome),
+                    Some(outcome) => settle(charge, *scope, *value, outcome, now),
                     None => Verdict::internal(Some(charge.key_id.clone()), *scope, failure.clone()),
                 };
                 *e = Evaluation::Decided(v);
@@ -312,9 +312,20 @@ fn decision_record(
     v: &Verdict,
     latency: Duration,
 ) -> AuditRecord {
-    let (outcome, ticket, reason, detail) = match &v.decision {
-        Decision::Allow { ticket, .. } => (Outcome::Allow, *ticket, None, None),
-        Decision::Deny { reason, detail, .. } => (Outcome::Reject, None, Some(*reason), Some(detail.clone())),
+    let (outcome, ticket, reason, detail, retry_after_ms) = match &v.decision {
+        Decision::Allow { ticket, .. } => (Outcome::Allow, *ticket, None, None, None),
+        Decision::Deny {
+            reason,
+            detail,
+            retry_after_ms,
+            ..
+        } => (
+            Outcome::Reject,
+            None,
+            Some(*reason),
+            Some(detail.clone()),
+            *retry_after_ms,
+        ),
     };
     let mut rec = AuditRecord::new(kind, endpoint, outcome, request_id, peer)
         .iface(iface)
@@ -323,6 +334,7 @@ fn decision_record(
     rec.reason = reason.map(Reason::as_str);
     rec.detail = detail;
     rec.ticket = ticket;
+    rec.retry_after_ms = retry_after_ms;
     rec.latency_us = latency.as_micros() as u64;
     rec
 }

@@ -1,6 +1,6 @@
 //! How futucli prints things.
 
-use futu_auth_client::{Decision, KeyRecord, Token, Usage};
+use futu_auth_client::{Decision, KeyRecord, LimitFigures, Token, Usage};
 
 /// The seed's gen-key output.
 pub fn generated(record: &KeyRecord, token: &Token, stored_in: &str) -> String {
@@ -137,7 +137,9 @@ pub fn usage(u: &Usage) -> String {
     )
 }
 
-/// `check` output.
+/// `check` output: one line. A deny by a limit adds when to retry (if waiting helps) and
+/// the limit's figures, e.g. `reject: rate (key sim-bot): 5 orders in the last 60 s;
+/// max_orders_per_minute is 5; retry after 12.345 s; orders in window 5 of 5`.
 pub fn decision(d: &Decision) -> String {
     match d {
         Decision::Allow {
@@ -158,10 +160,45 @@ pub fn decision(d: &Decision) -> String {
             reason,
             key_id,
             detail,
-        } => match key_id {
-            Some(k) => format!("reject: {reason} (key {k}): {detail}"),
-            None => format!("reject: {reason}: {detail}"),
-        },
+            retry_after_ms,
+            limit,
+        } => {
+            let mut s = match key_id {
+                Some(k) => format!("reject: {reason} (key {k}): {detail}"),
+                None => format!("reject: {reason}: {detail}"),
+            };
+            if let Some(ms) = retry_after_ms {
+                s.push_str(&format!("; retry after {}.{:03} s", ms / 1000, ms % 1000));
+            }
+            if let Some(l) = limit {
+                s.push_str("; ");
+                s.push_str(&figures(l));
+            }
+            s
+        }
+    }
+}
+
+/// A limit's figures, in a few words.
+fn figures(l: &LimitFigures) -> String {
+    match l {
+        LimitFigures::Rate {
+            orders_in_window,
+            max_orders_per_minute,
+        } => format!("orders in window {orders_in_window} of {max_orders_per_minute}"),
+        LimitFigures::DailyValue {
+            used,
+            order_value,
+            max_daily_value,
+        } => format!("daily value used {used}, this order {order_value}, max_daily_value {max_daily_value}"),
+        LimitFigures::OrderValue {
+            order_value,
+            max_order_value,
+        } => format!("order value {order_value}, max_order_value {max_order_value}"),
+        LimitFigures::Hours {
+            local_time,
+            hours_window,
+        } => format!("local time {local_time}, hours_window {hours_window}"),
     }
 }
 
@@ -182,11 +219,15 @@ pub fn decision_json(d: &Decision) -> String {
             reason,
             key_id,
             detail,
+            retry_after_ms,
+            limit,
         } => serde_json::json!({
             "outcome": "reject",
             "reason": reason.as_str(),
             "key_id": key_id.as_ref().map(|k| k.as_str()),
             "detail": detail,
+            "retry_after_ms": retry_after_ms,
+            "limit": limit,
         }),
     };
     v.to_string()

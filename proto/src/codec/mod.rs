@@ -1,8 +1,14 @@
 //! The bytes. This is the only module that calls bincode: a frame is a big-endian `u32`
 //! length and then one message in bincode 2's standard configuration (variable-length
 //! integers, little-endian where fixed width). Swapping the encoding touches this module
-//! only: this file frames and encodes messages, and `record.rs` says how the key records
-//! inside admin messages are laid out (every field, where keys.json leaves some out).
+//! only: this file frames and encodes messages, `record.rs` says how the key records
+//! inside admin messages are laid out (every field, where keys.json leaves some out), and
+//! `v1.rs` how a Deny looks to a peer that speaks protocol version 1.
+//!
+//! The message types' own layout is the newest version's ([`PROTOCOL_VERSION`]): that is
+//! what [`encode_message`] and [`decode_message`] write and read. A connection speaks the
+//! version agreed on at Hello; [`encode_message_v`], [`decode_message_v`] and a
+//! [`FrameCodec`] set to it ([`FrameCodec::set_version`]) write and read that version's.
 
 use std::io;
 use std::marker::PhantomData;
@@ -13,8 +19,11 @@ use serde::Serialize;
 use tokio_util::codec::{Decoder, Encoder};
 
 pub(crate) mod record;
+mod v1;
 
 pub use record::Wire;
+
+use crate::message::{Request, Response, PROTOCOL_VERSION};
 
 /// The largest frame body either side accepts, in bytes on the wire (64 KiB): the body
 /// length a frame's prefix announces, for every message in both directions.
@@ -71,8 +80,8 @@ pub enum CodecError {
     Io(#[from] io::Error),
 }
 
-/// Encodes one message body (no length prefix); a body over [`MAX_FRAME_LEN`] bytes is
-/// an [`CodecError::Encode`] error.
+/// Encodes one message body (no length prefix), in the newest protocol version's layout;
+/// a body over [`MAX_FRAME_LEN`] bytes is an [`CodecError::Encode`] error.
 pub fn encode_message<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
     let body = bincode::serde::encode_to_vec(msg, CONFIG).map_err(|e| CodecError::Encode(e.to_string()))?;
     if body.len() > MAX_FRAME_LEN {
@@ -84,8 +93,8 @@ pub fn encode_message<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
     Ok(body)
 }
 
-/// Decodes one message body; trailing bytes are an error, and so is a body over
-/// [`MAX_FRAME_LEN`] bytes ([`CodecError::FrameTooLarge`]).
+/// Decodes one message body, in the newest protocol version's layout; trailing bytes are
+/// an error, and so is a body over [`MAX_FRAME_LEN`] bytes ([`CodecError::FrameTooLarge`]).
 pub fn decode_message<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
     if body.len() > MAX_FRAME_LEN {
         return Err(CodecError::FrameTooLarge {
@@ -104,41 +113,127 @@ pub fn decode_message<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError>
     Ok(msg)
 }
 
-/// Encodes a whole frame: length prefix and body.
+/// Encodes a whole frame, length prefix and body, in the newest protocol version's layout.
 pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
-    let body = encode_message(msg)?;
+    Ok(framed(encode_message(msg)?))
+}
+
+/// A message whose bytes may depend on the protocol version a connection speaks: the
+/// requests (the same in every version) and the responses (a `Decision::Deny` gained two
+/// fields in version 2).
+///
+/// A version is read as the newest this crate speaks at or below it: 0 and 1 are
+/// version 1's layout, 2 and above version 2's.
+pub trait Versioned: Serialize + DeserializeOwned {
+    /// The body a peer speaking `version` reads.
+    fn encode_for(&self, version: u16) -> Result<Vec<u8>, CodecError>;
+
+    /// The message in a body a peer speaking `version` wrote. What that version does not
+    /// carry is left empty (a version-1 Deny has no `retry_after_ms` and no `limit`).
+    fn decode_from(body: &[u8], version: u16) -> Result<Self, CodecError>;
+}
+
+impl Versioned for Request {
+    fn encode_for(&self, _version: u16) -> Result<Vec<u8>, CodecError> {
+        encode_message(self)
+    }
+
+    fn decode_from(body: &[u8], _version: u16) -> Result<Self, CodecError> {
+        decode_message(body)
+    }
+}
+
+impl Versioned for Response {
+    fn encode_for(&self, version: u16) -> Result<Vec<u8>, CodecError> {
+        if version < 2 {
+            v1::encode_response(self)
+        } else {
+            encode_message(self)
+        }
+    }
+
+    fn decode_from(body: &[u8], version: u16) -> Result<Self, CodecError> {
+        if version < 2 {
+            v1::decode_response(body)
+        } else {
+            decode_message(body)
+        }
+    }
+}
+
+/// Encodes one message body (no length prefix) as a peer speaking `version` reads it.
+pub fn encode_message_v<T: Versioned>(msg: &T, version: u16) -> Result<Vec<u8>, CodecError> {
+    msg.encode_for(version)
+}
+
+/// Decodes one message body a peer speaking `version` wrote.
+pub fn decode_message_v<T: Versioned>(body: &[u8], version: u16) -> Result<T, CodecError> {
+    T::decode_from(body, version)
+}
+
+/// Encodes a whole frame, length prefix and body, as a peer speaking `version` reads it.
+pub fn encode_frame_v<T: Versioned>(msg: &T, version: u16) -> Result<Vec<u8>, CodecError> {
+    Ok(framed(msg.encode_for(version)?))
+}
+
+/// The length prefix, then `body`.
+fn framed(body: Vec<u8>) -> Vec<u8> {
     let mut out = Vec::with_capacity(4 + body.len());
     out.extend_from_slice(&(body.len() as u32).to_be_bytes());
     out.extend_from_slice(&body);
-    Ok(out)
+    out
 }
 
 /// A tokio-util codec that reads messages of type `In` and writes messages of type `Out`
 /// (the daemon reads [`crate::Request`] and writes [`crate::Response`]; a client the other
-/// way round).
+/// way round), in the protocol version the connection speaks.
+///
+/// A new codec speaks [`PROTOCOL_VERSION`]; Hello, HelloOk and Error look the same in
+/// every version, so each side sets the version agreed on once Hello is answered
+/// ([`FrameCodec::set_version`]).
 ///
 /// It frames by hand rather than through `LengthDelimitedCodec` so that an announced
 /// length over the limit is a typed [`CodecError::FrameTooLarge`], raised from the four
 /// prefix bytes alone, before anything of that size is reserved.
 #[derive(Debug)]
 pub struct FrameCodec<In, Out> {
+    /// The protocol version of the messages read and written.
+    version: u16,
     _types: PhantomData<fn(Out) -> In>,
 }
 
 impl<In, Out> Default for FrameCodec<In, Out> {
     fn default() -> Self {
-        FrameCodec { _types: PhantomData }
+        FrameCodec::with_version(PROTOCOL_VERSION)
     }
 }
 
 impl<In, Out> FrameCodec<In, Out> {
-    /// A codec with the 64 KiB frame limit.
+    /// A codec with the 64 KiB frame limit, speaking [`PROTOCOL_VERSION`].
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// A codec with the 64 KiB frame limit, speaking protocol `version`.
+    pub fn with_version(version: u16) -> Self {
+        FrameCodec {
+            version,
+            _types: PhantomData,
+        }
+    }
+
+    /// The protocol version it reads and writes.
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// Reads and writes protocol `version` from now on (the version agreed on at Hello).
+    pub fn set_version(&mut self, version: u16) {
+        self.version = version;
+    }
 }
 
-impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
+impl<In: Versioned, Out> Decoder for FrameCodec<In, Out> {
     type Item = In;
     type Error = CodecError;
 
@@ -159,7 +254,7 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
         }
         src.advance(4);
         let body = src.split_to(announced);
-        decode_message(&body).map(Some)
+        In::decode_from(&body, self.version).map(Some)
     }
 
     /// At the end of the stream, bytes of an unfinished frame are a typed
@@ -174,11 +269,11 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
     }
 }
 
-impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
+impl<In, Out: Versioned> Encoder<Out> for FrameCodec<In, Out> {
     type Error = CodecError;
 
     fn encode(&mut self, msg: Out, dst: &mut BytesMut) -> Result<(), CodecError> {
-        let body = encode_message(&msg)?;
+        let body = msg.encode_for(self.version)?;
         dst.reserve(4 + body.len());
         dst.put_u32(body.len() as u32);
         dst.extend_from_slice(&body);

@@ -54,6 +54,20 @@ fn a_rate_of_zero_allows_nothing() {
 }
 
 #[test]
+fn a_rate_lowered_to_zero_says_waiting_does_not_help() {
+    let l = Ledger::new();
+    let k = id("k");
+    assert!(take(&l, &k, S, 0, Money::ZERO, Some(5), None).is_ok());
+    assert_eq!(
+        take(&l, &k, 2 * S, 0, Money::ZERO, Some(0), None).unwrap_err(),
+        LimitCheck::Rate {
+            in_window: 1,
+            retry_after_ns: 0,
+        }
+    );
+}
+
+#[test]
 fn the_daily_cap_is_inclusive_and_never_passed_by_one_unit() {
     let l = Ledger::new();
     let k = id("bot");

@@ -1,0 +1,651 @@
+//! [`PgLedger`]: the limit ledger on PostgreSQL, shared by the futu-authd of several
+//! gateway hosts (`--ledger-url`), so a key bound to two machines gets its daily cap and
+//! its orders per minute once, not once per host.
+//!
+//! # Schema (version 1, in the schema `futu_ledger`; [`schema`], `pg/v1.sql`)
+//!
+//! * `keys` — one row a key: `day` and `used` (today's total, UTC), `window_count` and
+//!   `window_edge` (the orders of the last 60 s, counted incrementally: a charge subtracts
+//!   the consumptions that left the window since the last one), `last_at`.
+//! * `consumptions` — one row an allowed order: `ticket` (the primary key: 64 random bits
+//!   from the OS of the host that allowed it), `key_id`, `at`, `day`, `value`, `released`;
+//!   kept for the 15-minute release window.
+//! * `schema_version` — the versions applied, by whom and when.
+//!
+//! Amounts are whole units of 1e-8 ([`Money`]) as `numeric`, exact to the cent and
+//! beyond. The database's clock (`clock_timestamp()`, read after the key's row is locked,
+//! never behind the key's last order) decides the 60 s window, the UTC day and the release
+//! window, so hosts whose clocks disagree still agree on the caps.
+//!
+//! # One round trip a burst
+//!
+//! A burst's charges go in one call of the PL/pgSQL function `futu_ledger.charge(keys,
+//! values, rates, caps, dry_runs, tickets)` — a prepared statement, sent as Bind, Execute
+//! and Sync in one write — which locks each key's row (`SELECT … FOR UPDATE`, keys in
+//! sorted order so hosts never deadlock), checks and takes each charge in order, inserts
+//! the consumptions and updates the row: one statement, one implicit transaction, answered
+//! once it is committed. No read-then-write from the daemon; the row lock makes a key's
+//! check and consumption atomic across hosts. `cancel`, `release`, `cancel_release` and
+//! `usage` are one call each too. A transaction never waits on the daemon, so a daemon
+//! killed mid-call holds no lock: the statement commits or aborts on its own.
+//!
+//! # Failing closed
+//!
+//! Every call has a deadline (`--ledger-timeout`, 30 ms by default: shorter than the
+//! client's 50 ms). The database unreachable, late or failing makes the call fail
+//! transient, so the service refuses the burst's orders `internal`; reads never reach the
+//! store. A charge whose outcome is unknown (late after it was sent) is never retried: what
+//! it may have taken stays counted, the safe side, and its connection is closed. While the
+//! database is unreachable, lacks the schema, or was late three calls in a row, calls are
+//! refused at once (the commit lock is not held a deadline per burst, so the reads queued
+//! behind it go on) and a probe runs every 25 ms ([`health`]); the first that works
+//! resumes service, and re-creates the schema if the database lost it.
+//!
+//! Housekeeping, off the checks' path every 10 s: keys idle for a minute get an empty
+//! window, and consumptions older than the release window are deleted in batches.
+
+use std::str::FromStr;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futu_auth_proto::KeyId;
+use tokio::time::{timeout_at, Instant};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use super::{
+    BoxFuture, Charge, Charged, Consumption, LedgerError, LedgerStore, ReleaseError, ReleaseFailure, Released,
+};
+use crate::decide::Now;
+use crate::ledger_log::AuditMark;
+use crate::metrics::Metrics;
+use crate::money::Money;
+
+pub mod health;
+pub mod schema;
+
+use health::{Health, Trouble};
+
+/// Connections kept: charges are serialized by the commit lock; usage, probes and
+/// housekeeping use the others.
+const POOL_SIZE: usize = 4;
+
+/// How often the housekeeping probes a database that is down (a probe runs off the
+/// checks' path; a short stall of the database then refuses orders only briefly).
+const PROBE_EVERY: Duration = Duration::from_millis(25);
+
+/// The deadline of a probe (it may have to connect, and to create the schema).
+const PROBE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// How long the start waits for the database before it starts refusing orders instead.
+const START_DEADLINE: Duration = Duration::from_secs(5);
+
+/// How often old consumptions are deleted, and how many a statement.
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+const PRUNE_BATCH: i32 = 20_000;
+
+/// The slowest usage report waits this long at least (an admin request, off the order path).
+const USAGE_DEADLINE: Duration = Duration::from_secs(1);
+
+const CHARGE: &str = "SELECT r_idx, r_outcome, r_in_window, r_retry_ns, r_used, r_at, r_day \
+                      FROM futu_ledger.charge($1, $2, $3, $4, $5, $6)";
+const CANCEL: &str = "SELECT futu_ledger.cancel($1)";
+const RELEASE: &str = "SELECT r_outcome, r_key_id, r_refunded, r_day FROM futu_ledger.release($1)";
+const CANCEL_RELEASE: &str = "SELECT futu_ledger.cancel_release($1, $2, $3, $4)";
+const USAGE: &str = "SELECT r_in_window, r_used FROM futu_ledger.usage($1)";
+const PRUNE: &str = "SELECT futu_ledger.prune($1)";
+
+/// `--ledger-url`: a PostgreSQL connection URL (`postgres://user@host/db`, or with
+/// `?host=/run/postgresql` for a Unix socket) or `key=value` string. Shown without its
+/// password.
+#[derive(Clone)]
+pub struct LedgerUrl {
+    config: tokio_postgres::Config,
+    shown: String,
+}
+
+impl FromStr for LedgerUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let config = tokio_postgres::Config::from_str(s)
+            .map_err(|e| format!("not a PostgreSQL URL such as postgres://futu@db.example/futu ({e})"))?;
+        if config.get_hosts().is_empty() {
+            return Err(
+                "the URL names no host (for a Unix socket: postgres:///futu?host=/run/postgresql)".into(),
+            );
+        }
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect();
+        let shown = format!(
+            "postgres://{}@{}/{}",
+            config.get_user().unwrap_or(""),
+            hosts.join(","),
+            config.get_dbname().unwrap_or("")
+        );
+        Ok(LedgerUrl { config, shown })
+    }
+}
+
+impl std::fmt::Display for LedgerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl std::fmt::Debug for LedgerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LedgerUrl({})", self.shown)
+    }
+}
+
+/// The limit ledger on PostgreSQL, behind [`LedgerStore`].
+pub struct PgLedger {
+    db: Arc<Db>,
+}
+
+impl std::fmt::Debug for PgLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgLedger")
+            .field("target", &self.db.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pool, the deadline and the health every call shares with the housekeeping.
+struct Db {
+    pool: Pool,
+    /// How long a call may take before it is given up.
+    deadline: Duration,
+    health: Health,
+    /// Where, without a password, for log lines.
+    target: String,
+}
+
+impl PgLedger {
+    /// Connects to the ledger database and creates or migrates its schema. A database that
+    /// cannot be reached within a few seconds is not an error — the daemon starts, refusing
+    /// orders until it answers — but a schema newer than this daemon knows is.
+    pub async fn open(
+        url: &LedgerUrl,
+        deadline: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<PgLedger, String> {
+        let mut config = url.config.clone();
+        if config.get_application_name().is_none() {
+            config.application_name("futu-authd");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(PROBE_DEADLINE);
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| format!("the ledger database pool: {e}"))?;
+        let target = url.to_string();
+        let db = Arc::new(Db {
+            pool,
+            deadline,
+            health: Health::new(target.clone(), metrics),
+            target,
+        });
+        match db.probe(START_DEADLINE).await {
+            Ok(()) => tracing::info!(
+                "ledger: PostgreSQL at {} (schema {}.{}, deadline {deadline:?})",
+                db.target,
+                schema::SCHEMA,
+                schema::VERSION
+            ),
+            Err(Probe::Schema(e @ schema::SchemaError::TooNew { .. })) => return Err(e.to_string()),
+            Err(e) => tracing::error!(
+                "ledger: PostgreSQL at {} does not serve the ledger yet ({e}); orders are refused until it does",
+                db.target
+            ),
+        }
+        tokio::spawn(housekeeping(Arc::downgrade(&db)));
+        Ok(PgLedger { db })
+    }
+}
+
+/// Why a probe failed.
+enum Probe {
+    Schema(schema::SchemaError),
+    Call(LedgerError),
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Probe::Schema(e) => e.fmt(f),
+            Probe::Call(e) => e.fmt(f),
+        }
+    }
+}
+
+impl Db {
+    /// Gets a connection and makes sure the schema is there; notes the outcome in the health.
+    async fn probe(&self, deadline: Duration) -> Result<(), Probe> {
+        let until = Instant::now() + deadline;
+        let mut client = match timeout_at(until, self.pool.get()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(Probe::Call(self.health.failed(Trouble::Unreachable, e))),
+            Err(_) => {
+                return Err(Probe::Call(
+                    self.health
+                        .failed(Trouble::Timeout, "no connection within the deadline"),
+                ))
+            }
+        };
+        match timeout_at(until, schema::ensure(&mut client)).await {
+            Ok(Ok(applied)) => {
+                for v in applied {
+                    tracing::info!("ledger: schema {}.{v} created in {}", schema::SCHEMA, self.target);
+                }
+                self.health.answered();
+                Ok(())
+            }
+            Ok(Err(schema::SchemaError::Database(e))) => {
+                let kind = trouble_of(&e);
+                Err(Probe::Call(self.health.failed(kind, describe(&e))))
+            }
+            Ok(Err(e)) => {
+                self.health.failed(Trouble::Database, &e);
+                Err(Probe::Schema(e))
+            }
+            Err(_) => {
+                drop(deadpool_postgres::Object::take(client));
+                Err(Probe::Call(self.health.failed(
+                    Trouble::Timeout,
+                    "the schema check did not finish in time",
+                )))
+            }
+        }
+    }
+
+    /// Runs the prepared statement `sql` once, within `deadline`: one round trip once the
+    /// connection has prepared it. Refused at once while the database is down.
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        deadline: Duration,
+    ) -> Result<Vec<Row>, LedgerError> {
+        if let Some(e) = self.health.refusal() {
+            return Err(e);
+        }
+        let until = Instant::now() + deadline;
+        let client = match timeout_at(until, self.pool.get()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(self.health.failed(Trouble::Unreachable, e)),
+            Err(_) => {
+                return Err(self
+                    .health
+                    .failed(Trouble::Timeout, "no connection within the deadline"))
+            }
+        };
+        let answered = timeout_at(until, async {
+            let statement = client.prepare_cached(sql).await?;
+            client.query(&statement, params).await
+        })
+        .await;
+        match answered {
+            Ok(Ok(rows)) => {
+                self.health.answered();
+                Ok(rows)
+            }
+            Ok(Err(e)) => {
+                let kind = trouble_of(&e);
+                if kind != Trouble::Database {
+                    drop(deadpool_postgres::Object::take(client));
+                }
+                Err(self.health.failed(kind, describe(&e)))
+            }
+            Err(_) => {
+                // The statement may still commit: what it took stays counted. Its
+                // connection is not reused, so nothing waits behind it.
+                drop(deadpool_postgres::Object::take(client));
+                Err(self
+                    .health
+                    .failed(Trouble::Timeout, format!("no answer within {deadline:?}")))
+            }
+        }
+    }
+}
+
+/// Probes a database that is down every [`PROBE_EVERY`]; prunes every [`PRUNE_EVERY`].
+/// Ends when the store is dropped.
+async fn housekeeping(db: Weak<Db>) {
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune = Instant::now();
+    loop {
+        tick.tick().await;
+        let Some(db) = db.upgrade() else {
+            return;
+        };
+        if db.health.is_refusing() {
+            let _ = db.probe(PROBE_DEADLINE).await;
+        } else if last_prune.elapsed() >= PRUNE_EVERY {
+            last_prune = Instant::now();
+            prune(&db).await;
+        }
+    }
+}
+
+/// Deletes consumptions past the release window, a batch at a time, and empties idle
+/// keys' windows.
+async fn prune(db: &Db) {
+    let mut gone = 0i64;
+    // Bounded: a backlog left by a long outage is worked off over the next rounds.
+    for _ in 0..50 {
+        let batch = match db.query(PRUNE, &[&PRUNE_BATCH], PROBE_DEADLINE).await {
+            Ok(rows) => rows.first().map_or(0, |r| r.get::<_, i64>(0)),
+            Err(e) => {
+                tracing::warn!("ledger: pruning old consumptions failed: {e}");
+                return;
+            }
+        };
+        gone += batch;
+        if batch < i64::from(PRUNE_BATCH) {
+            break;
+        }
+    }
+    if gone > 0 {
+        tracing::debug!("ledger: pruned {gone} consumptions past the release window");
+    }
+}
+
+/// Whether an error means the connection is gone, rather than a statement that failed.
+fn trouble_of(e: &tokio_postgres::Error) -> Trouble {
+    if e.is_closed() {
+        return Trouble::Unreachable;
+    }
+    match e.code() {
+        None => Trouble::Unreachable,
+        // Class 08 (connection exception) and 57P0x (the server shutting down, or gone).
+        Some(code)
+            if code.code().starts_with("08")
+                || *code == SqlState::ADMIN_SHUTDOWN
+                || *code == SqlState::CRASH_SHUTDOWN
+                || *code == SqlState::CANNOT_CONNECT_NOW =>
+        {
+            Trouble::Unreachable
+        }
+        Some(code)
+            if *code == SqlState::UNDEFINED_FUNCTION
+                || *code == SqlState::UNDEFINED_TABLE
+                || *code == SqlState::INVALID_SCHEMA_NAME =>
+        {
+            Trouble::Schema
+        }
+        Some(_) => Trouble::Database,
+    }
+}
+
+/// An error's text with the database's message when there is one.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// A money amount the database sent as the text of a whole number of 1e-8 units.
+fn money(text: &str) -> Result<Money, LedgerError> {
+    let whole = text.split_once('.').map_or(text, |(w, _)| w);
+    whole.parse::<u128>().map(Money).map_err(|_| LedgerError {
+        transient: true,
+        message: format!("the ledger database sent an amount that is not one: {text:?}"),
+    })
+}
+
+fn unix_ns(t: SystemTime) -> i128 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    }
+}
+
+/// A fresh random ticket a charge (never 0).
+fn random_tickets(n: usize) -> Result<Vec<i64>, LedgerError> {
+    let mut bytes = vec![0u8; n * 8];
+    getrandom::fill(&mut bytes).map_err(|e| LedgerError {
+        transient: true,
+        message: format!("the OS random source failed: {e}"),
+    })?;
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| {
+            let t = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            t.max(1) as i64
+        })
+        .collect())
+}
+
+fn broken(what: impl std::fmt::Display) -> LedgerError {
+    LedgerError {
+        transient: true,
+        message: format!("the ledger database answered unexpectedly: {what}"),
+    }
+}
+
+impl PgLedger {
+    async fn charge_all(&self, at: &Now, charges: &[Charge]) -> Result<Vec<Charged>, LedgerError> {
+        if charges.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<&str> = charges.iter().map(|c| c.key_id.as_str()).collect();
+        let values: Vec<String> = charges.iter().map(|c| c.value.0.to_string()).collect();
+        let rates: Vec<Option<i64>> = charges
+            .iter()
+            .map(|c| c.max_orders_per_minute.map(i64::from))
+            .collect();
+        let caps: Vec<Option<String>> = charges
+            .iter()
+            .map(|c| c.max_daily_value.map(|m| m.0.to_string()))
+            .collect();
+        let dry: Vec<bool> = charges.iter().map(|c| c.dry_run).collect();
+        let tickets = random_tickets(charges.len())?;
+        let rows = self
+            .db
+            .query(
+                CHARGE,
+                &[&keys, &values, &rates, &caps, &dry, &tickets],
+                self.db.deadline,
+            )
+            .await?;
+        let mut outcomes: Vec<Option<Charged>> = vec![None; charges.len()];
+        for row in rows {
+            let idx: i32 = row.get(0);
+            let i = usize::try_from(idx - 1)
+                .ok()
+                .filter(|i| *i < charges.len())
+                .ok_or_else(|| broken(format!("charge number {idx}")))?;
+            let outcome: i8 = row.get(1);
+            let charge = &charges[i];
+            outcomes[i] = Some(match outcome as u8 {
+                b'P' => {
+                    let at_db: SystemTime = row.get(5);
+                    let day: i32 = row.get(6);
+                    let ticket = tickets[i] as u64;
+                    Charged::Passed(Some(Consumption {
+                        key_id: charge.key_id.clone(),
+                        number: ticket,
+                        ticket,
+                        mono_ns: at.mono_ns,
+                        unix_ns: unix_ns(at_db),
+                        day: i64::from(day),
+                        value: charge.value,
+                    }))
+                }
+                b'D' => Charged::Passed(None),
+                b'R' => {
+                    let in_window: i64 = row.get(2);
+                    let retry: i64 = row.get(3);
+                    Charged::Rate {
+                        in_window: u32::try_from(in_window.max(0)).unwrap_or(u32::MAX),
+                        retry_after_ns: u64::try_from(retry).unwrap_or(0),
+                    }
+                }
+                b'V' => Charged::Daily {
+                    used: money(row.get(4))?,
+                },
+                other => return Err(broken(format!("outcome {:?}", other as char))),
+            });
+        }
+        outcomes
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| broken("fewer outcomes than charges"))
+    }
+}
+
+impl LedgerStore for PgLedger {
+    /// `note` is not needed: a consumption is counted once the database committed it,
+    /// whether or not its audit records were written (the safe side).
+    fn charge<'a>(
+        &'a self,
+        at: &'a Now,
+        charges: &'a [Charge],
+        _note: Option<AuditMark>,
+    ) -> BoxFuture<'a, Result<Vec<Charged>, LedgerError>> {
+        Box::pin(self.charge_all(at, charges))
+    }
+
+    fn cancel<'a>(&'a self, taken: &'a [Consumption]) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if taken.is_empty() {
+                return;
+            }
+            let tickets: Vec<i64> = taken.iter().map(|c| c.ticket as i64).collect();
+            if let Err(e) = self.db.query(CANCEL, &[&tickets], self.db.deadline).await {
+                tracing::error!(
+                    "ledger: {} refused orders could not be taken back ({e}); they stay counted",
+                    taken.len()
+                );
+            }
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        _at: &'a Now,
+        ticket: u64,
+        _note: Option<AuditMark>,
+    ) -> BoxFuture<'a, Result<Released, ReleaseFailure>> {
+        Box::pin(async move {
+            let rows = self
+                .db
+                .query(RELEASE, &[&(ticket as i64)], self.db.deadline)
+                .await?;
+            let row = rows.first().ok_or_else(|| broken("no release outcome"))?;
+            let outcome: i8 = row.get(0);
+            match outcome as u8 {
+                b'R' => {
+                    let key: String = row.get(1);
+                    let key_id = KeyId::try_from(key).map_err(|e| broken(format!("key id: {e}")))?;
+                    let day: i32 = row.get(3);
+                    Ok(Released {
+                        number: ticket,
+                        key_id,
+                        refunded: money(row.get(2))?,
+                        day: i64::from(day),
+                    })
+                }
+                b'U' => Err(ReleaseError::Unknown.into()),
+                b'A' => Err(ReleaseError::AlreadyReleased.into()),
+                b'E' => Err(ReleaseError::Expired.into()),
+                other => Err(broken(format!("release outcome {:?}", other as char)).into()),
+            }
+        })
+    }
+
+    fn cancel_release<'a>(&'a self, released: &'a Released) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let refunded = released.refunded.0.to_string();
+            let day = i32::try_from(released.day).unwrap_or(i32::MAX);
+            let params: [&(dyn ToSql + Sync); 4] = [
+                &(released.number as i64),
+                &released.key_id.as_str(),
+                &refunded,
+                &day,
+            ];
+            if let Err(e) = self.db.query(CANCEL_RELEASE, &params, self.db.deadline).await {
+                tracing::error!(
+                    "ledger: the release of a ticket of {} could not be taken back ({e}); it stays released",
+                    released.key_id
+                );
+            }
+        })
+    }
+
+    fn usage<'a>(
+        &'a self,
+        _at: &'a Now,
+        key_id: &'a KeyId,
+    ) -> BoxFuture<'a, Result<(u32, Money), LedgerError>> {
+        Box::pin(async move {
+            let deadline = self.db.deadline.max(USAGE_DEADLINE);
+            let rows = self.db.query(USAGE, &[&key_id.as_str()], deadline).await?;
+            let row = rows.first().ok_or_else(|| broken("no usage"))?;
+            let in_window: i64 = row.get(0);
+            Ok((
+                u32::try_from(in_window.max(0)).unwrap_or(u32::MAX),
+                money(row.get(1))?,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        let url: LedgerUrl = "postgres://futu:s3cret@db.example:5433/ledger".parse().unwrap();
+        assert_eq!(url.to_string(), "postgres://futu@db.example/ledger");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let socket: LedgerUrl = "postgresql:///ledger?host=/run/postgresql&user=futu"
+            .parse()
+            .unwrap();
+        assert_eq!(socket.to_string(), "postgres://futu@/run/postgresql/ledger");
+        assert!("mysql://nope".parse::<LedgerUrl>().is_err());
+    }
+
+    #[test]
+    fn amounts_come_back_exact() {
+        assert_eq!(money("0").unwrap(), Money::ZERO);
+        assert_eq!(
+            money("123456789012345678901234567").unwrap(),
+            Money(123_456_789_012_345_678_901_234_567)
+        );
+        assert_eq!(money("42.00000000").unwrap(), Money(42));
+        assert!(money("-1").is_err());
+    }
+
+    #[test]
+    fn tickets_are_random_and_never_zero() {
+        let t = random_tickets(1000).unwrap();
+        let mut sorted = t.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 1000);
+        assert!(!t.contains(&0));
+    }
+}

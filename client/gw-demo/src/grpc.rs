@@ -1,0 +1,111 @@
+//! The gRPC front-end (tonic): `Gateway/Request`, one generic call whose protocol id is in
+//! the body, behind the auth layer. The layer requires a key; the handler names the
+//! endpoint once it has decoded the id.
+
+use std::sync::Arc;
+
+use futu_auth_client::http::{Endpoint, OrderHandle, Refusal, Routes};
+use futu_auth_client::Order;
+use serde::Deserialize;
+use tonic::{Request, Response, Status};
+
+use crate::broker::Broker;
+
+/// The code tonic generates from `proto/gateway.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("futu.gateway");
+}
+
+use pb::gateway_server::{Gateway, GatewayServer};
+use pb::{ProtoReply, ProtoRequest};
+
+/// Qot_GetBasicQot.
+const QOT_GET_BASIC_QOT: u32 = 3004;
+/// Trd_GetFunds.
+const TRD_GET_FUNDS: u32 = 2101;
+/// Trd_PlaceOrder.
+const TRD_PLACE_ORDER: u32 = 2202;
+
+/// The gRPC method path, for the auth layer: its endpoint is in the body.
+pub fn routes() -> Routes {
+    Routes::new().grpc("/futu.gateway.Gateway/Request", Endpoint::in_body())
+}
+
+/// The service, ready for `Server::builder().layer(auth).add_service(…)`.
+pub fn service(broker: Arc<Broker>) -> GatewayServer<GatewayService> {
+    GatewayServer::new(GatewayService { broker })
+}
+
+/// `Gateway` over the demo broker.
+#[derive(Debug)]
+pub struct GatewayService {
+    broker: Arc<Broker>,
+}
+
+#[derive(Deserialize)]
+struct QuoteBody {
+    symbol: String,
+}
+
+#[tonic::async_trait]
+impl Gateway for GatewayService {
+    async fn request(&self, req: Request<ProtoRequest>) -> Result<Response<ProtoReply>, Status> {
+        let auth = req
+            .extensions()
+            .get::<OrderHandle>()
+            .cloned()
+            .ok_or_else(|| Status::internal("no auth layer in front of this service"))?;
+        let ProtoRequest { proto_id, body_json } = req.into_inner();
+        let endpoint = proto_id.to_string();
+        let body_json = if proto_id == TRD_PLACE_ORDER {
+            self.order(&auth, &endpoint, body(&body_json)?).await?
+        } else {
+            let allowed = auth.check(&endpoint).await.map_err(status)?;
+            match proto_id {
+                QOT_GET_BASIC_QOT => self.quote(body(&body_json)?)?,
+                TRD_GET_FUNDS => json(&self.broker.funds(allowed.key_id.as_str()))?,
+                other => {
+                    return Err(Status::unimplemented(format!(
+                        "the demo broker does not serve {other}"
+                    )))
+                }
+            }
+        };
+        Ok(Response::new(ProtoReply { body_json }))
+    }
+}
+
+impl GatewayService {
+    /// 2202 Trd_PlaceOrder: the order's check is `place_as`, here, where the body is
+    /// decoded.
+    async fn order(&self, auth: &OrderHandle, endpoint: &str, order: Order) -> Result<String, Status> {
+        let placed = auth.place_as(endpoint, order.clone()).await.map_err(status)?;
+        match self.broker.place(&order, placed).await {
+            Ok(ack) => json(&ack),
+            Err(rejection) => Err(Status::failed_precondition(json(&rejection)?)),
+        }
+    }
+
+    /// 3004 Qot_GetBasicQot.
+    fn quote(&self, QuoteBody { symbol }: QuoteBody) -> Result<String, Status> {
+        let quote = self.broker.quote(&symbol);
+        json(&quote.ok_or_else(|| Status::not_found(format!("no quote for {symbol}")))?)
+    }
+}
+
+/// The refusal as tonic's `Status`: the same trailers as the layer's own refusals.
+fn status(refusal: Refusal) -> Status {
+    Status::from_header_map(refusal.into_response().headers())
+        .unwrap_or_else(|| Status::internal("a refusal without grpc-status"))
+}
+
+/// A reply body.
+fn json<T: serde::Serialize>(value: &T) -> Result<String, Status> {
+    serde_json::to_string(value).map_err(|e| Status::internal(e.to_string()))
+}
+
+/// A request body, or INVALID_ARGUMENT.
+fn body<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, Status> {
+    serde_json::from_str(json).map_err(|e| Status::invalid_argument(format!("body_json: {e}")))
+}

@@ -1,0 +1,108 @@
+//! The REST front-end (axum): three routes, each a few lines, behind the auth layer.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use futu_auth_client::http::{Authorized, Endpoint, OrderHandle, Refusal, Routes};
+use futu_auth_client::Order;
+use serde::Deserialize;
+
+use crate::broker::{Broker, Funds, OrderAck, Quote, Rejection};
+
+/// Which Futu endpoint each route calls, for the auth layer.
+pub fn routes() -> Routes {
+    Routes::new()
+        .route(Method::GET, "/api/quote", Endpoint::read("Qot_GetBasicQot"))
+        .route(Method::GET, "/api/funds", Endpoint::read("Trd_GetFunds"))
+        .route(Method::POST, "/api/order", Endpoint::order("Trd_PlaceOrder"))
+}
+
+/// The routes and their handlers (the auth layer goes on top: `router(…).layer(auth)`).
+pub fn router(broker: Arc<Broker>) -> Router {
+    Router::new()
+        .route("/api/quote", get(quote))
+        .route("/api/funds", get(funds))
+        .route("/api/order", post(order))
+        .with_state(broker)
+}
+
+#[derive(Deserialize)]
+struct QuoteQuery {
+    symbol: String,
+}
+
+/// `GET /api/quote?symbol=HK.00700`: Qot_GetBasicQot.
+async fn quote(
+    State(broker): State<Arc<Broker>>,
+    Query(q): Query<QuoteQuery>,
+) -> Result<Json<Quote>, ApiError> {
+    broker
+        .quote(&q.symbol)
+        .map(Json)
+        .ok_or(ApiError::NoQuote(q.symbol))
+}
+
+/// `GET /api/funds`: Trd_GetFunds, for the key the layer matched.
+async fn funds(State(broker): State<Arc<Broker>>, Extension(auth): Extension<Authorized>) -> Json<Funds> {
+    Json(broker.funds(auth.key_id.as_str()))
+}
+
+/// `POST /api/order` with the order as JSON: Trd_PlaceOrder. The order's check is
+/// `place`, here, where the body is decoded.
+async fn order(
+    State(broker): State<Arc<Broker>>,
+    Extension(auth): Extension<OrderHandle>,
+    Json(order): Json<Order>,
+) -> Result<Json<OrderAck>, ApiError> {
+    let placed = auth.place(order.clone()).await?;
+    Ok(Json(broker.place(&order, placed).await?))
+}
+
+/// What a handler answers instead of its result.
+enum ApiError {
+    /// futu-authd refused (or gave no decision): the layer's own response.
+    Refused(Refusal),
+    /// The demo market has no such symbol.
+    NoQuote(String),
+    /// The broker rejected the order; its value was given back.
+    Rejected(Rejection),
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        ApiError::Refused(r)
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        ApiError::Rejected(r)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Refused(r) => r.into_response().into_response(),
+            ApiError::NoQuote(symbol) => (
+                StatusCode::NOT_FOUND,
+                Json(serde_json::json!({"error": "no_quote", "detail": format!("no quote for {symbol}")})),
+            )
+                .into_response(),
+            ApiError::Rejected(r) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(serde_json::json!({
+                    "error": "broker_rejected",
+                    "detail": r.detail,
+                    "refunded_value": r.refunded_value,
+                    "release_error": r.release_error,
+                })),
+            )
+                .into_response(),
+        }
+    }
+}

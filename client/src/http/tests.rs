@@ -1,0 +1,578 @@
+//! The layer in front of an in-memory service, asking a fake futu-authd on a Unix socket
+//! of a temporary directory: a token names the answer the fake gives (`deny-rate`,
+//! `allow`, …), and the fake keeps every request it was sent.
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futu_auth_proto::{
+    Decision, FrameCodec, KeyId, Market, Order, Reason, Request as Msg, Response as Answer, Scope, TrdEnv,
+    TrdSide,
+};
+use futures_util::{SinkExt, StreamExt};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tokio::net::UnixListener;
+use tokio_util::codec::Framed;
+use tower::{service_fn, Layer, ServiceExt};
+
+use super::*;
+use crate::{AuthClient, Iface};
+
+/// A token shaped like a real one, to look for in Debug output.
+const SECRET: &str = "fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f";
+
+/// A futu-authd that answers by the token: `deny-<reason>` denies with that reason (and
+/// `retry_after_ms` 1500 for `rate` and `daily_value`); `real-only` holds `trade:real`
+/// but not `trade:simulate`; `silent` is never answered; anything else is allowed as key
+/// `k`, with ticket 7 for an order.
+struct FakeDaemon {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    /// Every request but Hello, in the order received.
+    seen: Arc<Mutex<Vec<Msg>>>,
+}
+
+impl FakeDaemon {
+    async fn start() -> FakeDaemon {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let seen: Arc<Mutex<Vec<Msg>>> = Arc::default();
+        let log = Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let log = Arc::clone(&log);
+                tokio::spawn(async move {
+                    let mut framed = Framed::new(stream, FrameCodec::<Msg, Answer>::new());
+                    while let Some(Ok(msg)) = framed.next().await {
+                        if !matches!(msg, Msg::Hello(_)) {
+                            log.lock().unwrap().push(msg.clone());
+                        }
+                        if let Some(answer) = answer(msg) {
+                            if framed.send(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        FakeDaemon {
+            _dir: dir,
+            path,
+            seen,
+        }
+    }
+
+    fn client(&self) -> AuthClient {
+        AuthClient::builder(&self.path).build()
+    }
+
+    fn seen(&self) -> Vec<Msg> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn answer(msg: Msg) -> Option<Answer> {
+    let decide = |token: &str, scope: Option<Scope>, ticket: Option<u64>| -> Option<Decision> {
+        if token == "silent" {
+            return None;
+        }
+        if token == "real-only" && scope == Some(Scope::TradeSimulate) {
+            return Some(deny(Reason::Scope));
+        }
+        match token.strip_prefix("deny-") {
+            Some(name) => {
+                let reason = Reason::ALL.into_iter().find(|r| r.as_str() == name).unwrap();
+                Some(deny(reason))
+            }
+            None => Some(Decision::Allow {
+                key_id: "k".parse::<KeyId>().unwrap(),
+                scope,
+                ticket,
+            }),
+        }
+    };
+    let decision =
+        |request_id, d: Option<Decision>| d.map(|decision| Answer::Decision { request_id, decision });
+    match msg {
+        Msg::Hello(h) => Some(Answer::HelloOk {
+            protocol_version: h.protocol_version,
+            server_version: "fake".into(),
+        }),
+        Msg::Check(c) => {
+            let scope = Some(if c.order.is_some() {
+                Scope::TradeSimulate
+            } else {
+                Scope::QotRead
+            });
+            let ticket = c.order.as_ref().map(|_| 7);
+            decision(c.request_id, decide(c.token.expose(), scope, ticket))
+        }
+        Msg::CheckScope(c) => decision(c.request_id, decide(c.token.expose(), Some(c.scope), None)),
+        Msg::Release { request_id, .. } => Some(Answer::Released {
+            request_id,
+            key_id: "k".parse::<KeyId>().unwrap(),
+            refunded_value: 38820.0,
+        }),
+        other => panic!("the fake daemon was sent {other:?}"),
+    }
+}
+
+fn deny(reason: Reason) -> Decision {
+    let waits = matches!(reason, Reason::Rate | Reason::DailyValue);
+    Decision::Deny {
+        reason,
+        key_id: None,
+        detail: format!("{reason} says no"),
+        retry_after_ms: waits.then_some(1500),
+        limit: None,
+    }
+}
+
+fn order() -> Order {
+    Order {
+        env: TrdEnv::Simulate,
+        market: Market::HK,
+        symbol: "HK.00700".into(),
+        side: TrdSide::BUY,
+        qty: 100.0,
+        price: Some(388.2),
+    }
+}
+
+fn routes() -> Routes {
+    Routes::new()
+        .route(Method::GET, "/api/quote", Endpoint::read("Qot_GetBasicQot"))
+        .route(Method::POST, "/api/order", Endpoint::order("Trd_PlaceOrder"))
+        .grpc("/futu.gateway.Gateway/Request", Endpoint::in_body())
+}
+
+fn request(method: Method, uri: &str, token: Option<&str>, grpc: bool) -> Request<Full<Bytes>> {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        b = b.header(AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if grpc {
+        b = b.header(CONTENT_TYPE, "application/grpc");
+    }
+    b.body(Full::new(Bytes::new())).unwrap()
+}
+
+/// A service that answers 200 with the Debug text of what it received.
+fn echo() -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = Response<Full<Bytes>>,
+    Error = Infallible,
+    Future = impl Send,
+> + Clone
+       + Send
+       + 'static {
+    service_fn(|req: Request<Full<Bytes>>| async move {
+        let seen = format!(
+            "{:?} {:?} {:?} {:?}",
+            req.uri(),
+            req.headers(),
+            req.extensions().get::<Authorized>(),
+            req.extensions().get::<OrderHandle>()
+        );
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(seen))))
+    })
+}
+
+async fn body_text<B: http_body::Body>(res: Response<B>) -> String
+where
+    B::Error: std::fmt::Debug,
+{
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn every_reason_becomes_its_status_through_the_layer() {
+    let daemon = FakeDaemon::start().await;
+    let layer = AuthLayer::new(daemon.client(), Iface::Rest, routes());
+    for reason in Reason::ALL {
+        let token = format!("deny-{reason}");
+        let res = layer
+            .layer(echo())
+            .oneshot(request(Method::GET, "/api/quote", Some(&token), false))
+            .await
+            .unwrap();
+        let class = Cause::Denied(reason).class();
+        assert_eq!(res.status(), class.http_status(), "{reason}");
+        assert_eq!(
+            res.headers().contains_key(WWW_AUTHENTICATE),
+            class == Class::Unauthenticated
+        );
+        assert_eq!(
+            res.headers().contains_key(RETRY_AFTER),
+            class == Class::ResourceExhausted,
+            "{reason}"
+        );
+        if class == Class::ResourceExhausted {
+            assert_eq!(res.headers()[RETRY_AFTER], "2", "1500 ms is 2 s, rounded up");
+        }
+        let json: serde_json::Value = serde_json::from_str(&body_text(res).await).unwrap();
+        assert_eq!(json["reason"], reason.as_str());
+        assert_eq!(json["detail"], format!("{reason} says no"));
+
+        let res = layer
+            .layer(echo())
+            .oneshot(request(Method::GET, "/api/quote", Some(&token), true))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{reason}: gRPC refuses in trailers");
+        assert_eq!(
+            res.headers()["grpc-status"],
+            class.grpc_code().to_string().as_str()
+        );
+        assert_eq!(res.headers()["futu-reason"], reason.as_str());
+        assert_eq!(
+            res.headers()["grpc-message"],
+            format!("{reason} says no").as_str()
+        );
+        assert_eq!(
+            res.headers()
+                .get("retry-after-ms")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            (class == Class::ResourceExhausted).then(|| "1500".to_owned())
+        );
+        assert_eq!(body_text(res).await, "", "trailers-only: no body");
+    }
+}
+
+#[tokio::test]
+async fn an_allowed_read_goes_on_with_its_key_id_and_without_the_token() {
+    let daemon = FakeDaemon::start().await;
+    let svc = AuthLayer::new(daemon.client(), Iface::Rest, routes()).layer(echo());
+    let res = svc
+        .oneshot(request(
+            Method::GET,
+            "/api/quote?symbol=HK.00700",
+            Some(SECRET),
+            false,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let seen = body_text(res).await;
+    assert!(seen.contains("key_id: KeyId(\"k\")"), "{seen}");
+    assert!(seen.contains("Qot_GetBasicQot"), "{seen}");
+    assert!(!seen.contains("8a3f"), "the token reached the service: {seen}");
+    assert!(!seen.contains("authorization"), "{seen}");
+    match &daemon.seen()[..] {
+        [Msg::Check(c)] => {
+            assert_eq!(c.token.expose(), SECRET);
+            assert_eq!(c.endpoint, "Qot_GetBasicQot");
+            assert_eq!(c.iface, Iface::Rest);
+            assert!(c.order.is_none() && !c.dry_run);
+        }
+        other => panic!("expected one check, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn no_token_is_refused_without_asking_the_daemon() {
+    let daemon = FakeDaemon::start().await;
+    let layer = AuthLayer::new(daemon.client(), Iface::Rest, routes());
+    let res = layer
+        .layer(echo())
+        .oneshot(request(Method::GET, "/api/quote", None, false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()[WWW_AUTHENTICATE], "Bearer");
+    assert_eq!(
+        res.extensions().get::<Refusal>().map(Refusal::cause),
+        Some(Cause::NoToken)
+    );
+    let json: serde_json::Value = serde_json::from_str(&body_text(res).await).unwrap();
+    assert_eq!(json["reason"], "no_token");
+    assert_eq!(json["retry_after_ms"], serde_json::Value::Null);
+
+    let res = layer
+        .layer(echo())
+        .oneshot(request(Method::POST, "/futu.gateway.Gateway/Request", None, true))
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["grpc-status"], "16");
+    assert_eq!(res.headers()["futu-reason"], "no_token");
+    assert!(daemon.seen().is_empty());
+}
+
+#[tokio::test]
+async fn a_query_token_counts_only_where_the_gateway_enables_it() {
+    let daemon = FakeDaemon::start().await;
+    let uri = format!("/api/quote?symbol=HK.00700&token={SECRET}");
+    let off = AuthLayer::new(daemon.client(), Iface::Ws, routes());
+    let res = off
+        .layer(echo())
+        .oneshot(request(Method::GET, &uri, None, false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    let on = off.query_token(true);
+    let res = on
+        .layer(echo())
+        .oneshot(request(Method::GET, &uri, None, false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let seen = body_text(res).await;
+    assert!(seen.starts_with("/api/quote?symbol=HK.00700 "), "{seen}");
+    assert!(!seen.contains("8a3f"), "{seen}");
+}
+
+#[tokio::test]
+async fn a_request_no_route_maps_is_refused_unknown_endpoint() {
+    let daemon = FakeDaemon::start().await;
+    let layer = AuthLayer::new(daemon.client(), Iface::Rest, routes());
+    let res = layer
+        .layer(echo())
+        .oneshot(request(Method::DELETE, "/api/quote", Some(SECRET), false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let json: serde_json::Value = serde_json::from_str(&body_text(res).await).unwrap();
+    assert_eq!(json["reason"], "unknown_endpoint");
+    assert!(daemon.seen().is_empty());
+}
+
+#[tokio::test]
+async fn an_order_is_checked_once_where_the_handler_places_it() {
+    let daemon = FakeDaemon::start().await;
+    let layer = AuthLayer::new(daemon.client(), Iface::Rest, routes());
+    let placed: Arc<Mutex<Option<(u64, String)>>> = Arc::default();
+    let out = Arc::clone(&placed);
+    let handler = service_fn(move |req: Request<Full<Bytes>>| {
+        let out = Arc::clone(&out);
+        async move {
+            let handle = req.extensions().get::<OrderHandle>().unwrap().clone();
+            let debug = format!("{handle:?} {:?}", req.extensions());
+            let p = handle.place(order()).await.unwrap();
+            let again = handle.place(order()).await.unwrap_err();
+            assert_eq!(again.cause(), Cause::NoDecision, "one decision a request");
+            *out.lock().unwrap() = Some((p.ticket.unwrap(), debug));
+            assert_eq!(p.release().await.unwrap(), 38820.0);
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        }
+    });
+    let svc = layer.layer(handler);
+    let res = svc
+        .oneshot(request(Method::POST, "/api/order", Some(SECRET), false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let (ticket, debug) = placed.lock().unwrap().take().unwrap();
+    assert_eq!(ticket, 7);
+    assert!(!debug.contains("8a3f"), "{debug}");
+    match &daemon.seen()[..] {
+        [Msg::CheckScope(s), Msg::Check(c), Msg::Release { ticket: 7, .. }] => {
+            assert_eq!(s.scope, Scope::TradeSimulate, "the layer checks a trading scope");
+            assert_eq!(c.endpoint, "Trd_PlaceOrder");
+            assert_eq!(c.order, Some(order()));
+            assert!(!c.dry_run, "the order's check takes its rate slot and value");
+        }
+        other => panic!("expected a scope check, one order check and a release, got {other:?}"),
+    }
+    assert_eq!(layer.vault_held(), 0, "the key left the vault");
+}
+
+#[tokio::test]
+async fn a_key_that_holds_only_trade_real_may_reach_an_order_route() {
+    let daemon = FakeDaemon::start().await;
+    let layer = AuthLayer::new(daemon.client(), Iface::Rest, routes());
+    let res = layer
+        .layer(echo())
+        .oneshot(request(Method::POST, "/api/order", Some("real-only"), false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let scopes: Vec<Scope> = daemon
+        .seen()
+        .iter()
+        .filter_map(|m| match m {
+            Msg::CheckScope(s) => Some(s.scope),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(scopes, [Scope::TradeSimulate, Scope::TradeReal]);
+
+    let real = Routes::new().route(
+        Method::POST,
+        "/api/order",
+        Endpoint::order("Trd_PlaceOrder").env(TrdEnv::Real),
+    );
+    let daemon = FakeDaemon::start().await;
+    let res = AuthLayer::new(daemon.client(), Iface::Rest, real)
+        .layer(echo())
+        .oneshot(request(Method::POST, "/api/order", Some("real-only"), false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(matches!(&daemon.seen()[..], [Msg::CheckScope(s)] if s.scope == Scope::TradeReal));
+}
+
+#[tokio::test]
+async fn a_dropped_handle_takes_its_key_out_of_the_layer() {
+    let daemon = FakeDaemon::start().await;
+    let layer = AuthLayer::new(daemon.client(), Iface::Rest, routes());
+    let res = layer
+        .layer(echo())
+        .oneshot(request(Method::POST, "/api/order", Some(SECRET), false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(layer.vault_held(), 0);
+}
+
+#[tokio::test]
+async fn the_generic_call_names_its_endpoint_in_the_handler() {
+    let daemon = FakeDaemon::start().await;
+    let layer = AuthLayer::new(daemon.client(), Iface::Grpc, routes());
+    let handler = service_fn(|req: Request<Full<Bytes>>| async move {
+        let handle = req.extensions().get::<OrderHandle>().unwrap().clone();
+        assert!(handle.key_id().is_none(), "nothing was asked yet");
+        let res = match handle.place(order()).await {
+            Err(refusal) => refusal.into_response(),
+            Ok(_) => panic!("place() has no endpoint on an in_body route"),
+        };
+        assert_eq!(res.headers()["grpc-status"], "14");
+        let handle = req.extensions().get::<OrderHandle>().unwrap().clone();
+        let allowed = handle.check("3004").await;
+        Ok::<_, Infallible>(match allowed {
+            Ok(a) => Response::new(Full::new(Bytes::from(format!("{a:?}")))),
+            Err(r) => r.into_response(),
+        })
+    });
+    let res = layer
+        .clone()
+        .layer(handler)
+        .oneshot(request(
+            Method::POST,
+            "/futu.gateway.Gateway/Request",
+            Some(SECRET),
+            true,
+        ))
+        .await
+        .unwrap();
+    // place() without an endpoint asked nothing, so the key was still there for check().
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(body_text(res).await.contains("3004"));
+    assert!(matches!(&daemon.seen()[..], [Msg::Check(c)] if c.endpoint == "3004" && c.iface == Iface::Grpc));
+
+    let deny = service_fn(|req: Request<Full<Bytes>>| async move {
+        let handle = req.extensions().get::<OrderHandle>().unwrap().clone();
+        Ok::<_, Infallible>(match handle.place_as("2202", order()).await {
+            Ok(_) => Response::new(Full::new(Bytes::new())),
+            Err(r) => r.into_response(),
+        })
+    });
+    let res = layer
+        .layer(deny)
+        .oneshot(request(
+            Method::POST,
+            "/futu.gateway.Gateway/Request",
+            Some("deny-rate"),
+            true,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["grpc-status"], "8");
+    assert_eq!(res.headers()["retry-after-ms"], "1500");
+}
+
+#[tokio::test]
+async fn no_daemon_is_503_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = AuthClient::builder(dir.path().join("nobody.sock")).build();
+    let layer = AuthLayer::new(client, Iface::Rest, routes());
+    let res = layer
+        .layer(echo())
+        .oneshot(request(Method::GET, "/api/quote", Some(SECRET), false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let refusal = res.extensions().get::<Refusal>().unwrap().clone();
+    assert!(
+        std::error::Error::source(&refusal).is_some(),
+        "the client's error is kept for logs"
+    );
+    let json: serde_json::Value = serde_json::from_str(&body_text(res).await).unwrap();
+    assert_eq!(json["reason"], "unavailable");
+    assert!(
+        !json["detail"].as_str().unwrap().contains("nobody.sock"),
+        "{json}"
+    );
+
+    let res = layer
+        .layer(echo())
+        .oneshot(request(Method::GET, "/api/quote", Some(SECRET), true))
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["grpc-status"], "14");
+}
+
+#[tokio::test]
+async fn a_daemon_that_does_not_answer_in_time_is_503() {
+    let daemon = FakeDaemon::start().await;
+    let client = AuthClient::builder(&daemon.path)
+        .deadline(Duration::from_millis(50))
+        .build();
+    let res = AuthLayer::new(client, Iface::Rest, routes())
+        .layer(echo())
+        .oneshot(request(Method::GET, "/api/quote", Some("silent"), false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let json: serde_json::Value = serde_json::from_str(&body_text(res).await).unwrap();
+    assert_eq!(json["reason"], "unavailable");
+    assert!(json["detail"].as_str().unwrap().contains("50 ms"), "{json}");
+}
+
+#[tokio::test]
+async fn nothing_the_layer_makes_shows_the_token_in_debug() {
+    let daemon = FakeDaemon::start().await;
+    let layer = AuthLayer::new(daemon.client(), Iface::Rest, routes());
+    let svc = layer.layer(echo());
+    let shown: Arc<Mutex<Vec<String>>> = Arc::default();
+    let out = Arc::clone(&shown);
+    let handler = service_fn(move |req: Request<Full<Bytes>>| {
+        let out = Arc::clone(&out);
+        async move {
+            let handle = req.extensions().get::<OrderHandle>().unwrap().clone();
+            let mut seen = vec![
+                format!("{req:?}"),
+                format!("{:?}", req.extensions()),
+                format!("{handle:?}"),
+            ];
+            let placed = handle.place(order()).await.unwrap();
+            seen.push(format!("{placed:?}"));
+            let refused = handle.place(order()).await.unwrap_err();
+            seen.push(format!("{refused:?} {refused}"));
+            out.lock().unwrap().extend(seen);
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        }
+    });
+    let order_svc = layer.layer(handler);
+    let res = order_svc
+        .clone()
+        .oneshot(request(Method::POST, "/api/order", Some(SECRET), false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut texts = shown.lock().unwrap().clone();
+    texts.push(format!("{layer:?}"));
+    texts.push(format!("{svc:?}"));
+    texts.push(format!("{order_svc:?}"));
+    for text in &texts {
+        assert!(!text.contains("8a3f"), "a token in Debug output: {text}");
+    }
+}
