@@ -51,14 +51,23 @@ async fn a_daemon_in_this_process_answers_reloads_and_stops_when_told() {
         .await
         .unwrap();
     let token = Token::new(TOKEN);
-    let read = client.check(&token, Iface::Rest, "Qot_GetBasicQot", None).await.unwrap();
+    let read = client
+        .check(&token, Iface::Rest, "Qot_GetBasicQot", None)
+        .await
+        .unwrap();
     assert!(matches!(read, Decision::Allow { .. }), "{read:?}");
-    let funds = client.check(&token, Iface::Rest, "Trd_GetFunds", None).await.unwrap();
+    let funds = client
+        .check(&token, Iface::Rest, "Trd_GetFunds", None)
+        .await
+        .unwrap();
     assert!(!funds.is_allow(), "research lacks acc:read: {funds:?}");
 
     std::fs::write(&keys, keys_json(r#""qot:read","acc:read""#)).unwrap();
     assert_eq!(authd.reload("test").await.unwrap(), 1);
-    let funds = client.check(&token, Iface::Rest, "Trd_GetFunds", None).await.unwrap();
+    let funds = client
+        .check(&token, Iface::Rest, "Trd_GetFunds", None)
+        .await
+        .unwrap();
     assert!(funds.is_allow(), "the reload is in service at once: {funds:?}");
 
     stop.send(()).unwrap();
