@@ -122,13 +122,13 @@ impl Broker {
             });
         }
         let order_id = self.last_order_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let price = order.price.map_or_else(|| "market".to_owned(), |p| p.to_string());
         tracing::info!(
-            "order {order_id} of {}: {} {:?} {} @ {:?}",
+            "order {order_id} of {}: {} {} {} @ {price}",
             placed.key_id,
-            order.symbol,
-            order.side,
+            order.side.as_str(),
             order.qty,
-            order.price
+            order.symbol
         );
         Ok(OrderAck {
             order_id,
