@@ -5,15 +5,19 @@ CARGO ?= cargo
 # journalctl, systemd-socket-activate and systemd-journald; util-linux: setpriv and
 # prlimit; mount: mount and umount (a small tmpfs); procps: /bin/kill (the unit's
 # ExecReload, which systemd-analyze verify checks); make: the install test runs it;
-# python3-venv: the virtual environment of the gRPC client (VENV); curl: the REST client
+# python3-venv: the virtual environment of the Python clients (VENV); curl: the REST client
 # of the gateway tests.
 TEST_PACKAGES := jq prometheus systemd util-linux mount procps make python3-venv curl postgresql-15 faketime
 RUN := run
-# The Python gRPC client of the gateway tests (tests/python/grpc_client.py) and the stub
-# generator it needs, in a virtual environment of their own (tests/tests/gateway.rs
-# looks for it here, or where FUTU_TEST_PYTHON names its python).
+# The Python clients of the gateway tests, in a virtual environment of their own
+# (tests/tests/gateway.rs and four_front_ends.rs look for it here, or where
+# FUTU_TEST_PYTHON names its python): grpcio and its stub generator
+# (tests/python/grpc_client.py), websockets (ws_client.py) and the official MCP SDK
+# (mcp_client.py, stdio and streamable HTTP).
 VENV := target/venv
 GRPCIO_VERSION := 1.85.1
+WEBSOCKETS_VERSION := 17.4
+MCP_VERSION := 2.3.0
 
 .PHONY: build release test deps debian-deps venv bench-deps lint fmt bench bench-quick fuzz run clean-run install uninstall
 
@@ -24,7 +28,7 @@ release:
 	$(CARGO) build --release --workspace --bins
 
 ## Installs what the tests need when it is missing: Debian's packages (debian-deps), then
-## the Python gRPC client (venv). When that cannot be done the tests that need it say
+## the Python clients of the gateway tests (venv). When that cannot be done the tests that need it say
 ## they are skipped, unless FUTU_TEST_STRICT=1: then this target fails.
 deps: debian-deps venv
 
@@ -45,20 +49,21 @@ debian-deps:
 	fi; \
 	echo "$$why; the tests that need them say they are skipped"
 
-## VENV with grpcio and grpcio-tools (python3 -m venv, then pip install); at once when it
-## is already there.
+## VENV with grpcio, grpcio-tools, websockets and mcp (python3 -m venv, then pip
+## install); at once when they are all there at their versions.
 venv:
-	@if $(VENV)/bin/python -c 'import sys, grpc, grpc_tools; sys.exit(grpc.__version__ != "$(GRPCIO_VERSION)")' 2>/dev/null; then exit 0; fi; \
-	echo "making $(VENV): grpcio and grpcio-tools $(GRPCIO_VERSION)"; \
+	@if $(VENV)/bin/python -c 'import sys, grpc, grpc_tools, websockets; from importlib.metadata import version; sys.exit((grpc.__version__, websockets.__version__, version("mcp")) != ("$(GRPCIO_VERSION)", "$(WEBSOCKETS_VERSION)", "$(MCP_VERSION)"))' 2>/dev/null; then exit 0; fi; \
+	echo "making $(VENV): grpcio and grpcio-tools $(GRPCIO_VERSION), websockets $(WEBSOCKETS_VERSION), mcp $(MCP_VERSION)"; \
 	if ! python3 -m venv $(VENV); then why="python3 -m venv $(VENV) failed (python3-venv missing?)"; \
-	elif ! $(VENV)/bin/pip install -q --disable-pip-version-check grpcio==$(GRPCIO_VERSION) grpcio-tools==$(GRPCIO_VERSION); then \
-		why="pip could not install grpcio and grpcio-tools into $(VENV)"; \
+	elif ! $(VENV)/bin/pip install -q --disable-pip-version-check grpcio==$(GRPCIO_VERSION) grpcio-tools==$(GRPCIO_VERSION) \
+		websockets==$(WEBSOCKETS_VERSION) mcp==$(MCP_VERSION); then \
+		why="pip could not install grpcio, grpcio-tools, websockets and mcp into $(VENV)"; \
 	else exit 0; fi; \
 	if [ "$${FUTU_TEST_STRICT:-}" = 1 ]; then \
-		echo "make venv: $$why, and FUTU_TEST_STRICT=1 forbids skipping the gRPC tests of the gateway" >&2; \
+		echo "make venv: $$why, and FUTU_TEST_STRICT=1 forbids skipping the gateway tests that need them" >&2; \
 		exit 1; \
 	fi; \
-	echo "$$why; the gRPC tests of the gateway say they are skipped"
+	echo "$$why; the gateway tests that need them say they are skipped"
 
 ## Builds once, then runs every test (unit, golden vectors, end-to-end with the real binaries).
 test: deps

@@ -18,7 +18,10 @@
 //! **HTTP front-ends** (feature `http`): `http::AuthLayer` is one tower layer for axum,
 //! hyper and tonic that does all of this for every request — the key from the request,
 //! the check, a typed extension on an allow, and one response for every refusal (401, 403,
-//! 400, 429 with `Retry-After`, 503; gRPC status codes for gRPC).
+//! 400, 429 with `Retry-After`, 503; gRPC status codes for gRPC). On top of its sessions,
+//! `ws` (feature `ws`) runs a WebSocket connection — requests decided, pushes filtered
+//! by scope, a revoked key's socket closed with 1008 — and `mcp` (feature `mcp`) is the
+//! glue of an MCP server on rmcp: a tool call's session, a refusal as a tool error.
 //!
 //! ```no_run
 //! use futu_auth_client::{token, AuthClient, Decision, Iface, Market, Order, TrdEnv, TrdSide};
@@ -63,7 +66,11 @@ mod client;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "mcp")]
+pub mod mcp;
 pub mod token;
+#[cfg(feature = "ws")]
+pub mod ws;
 
 pub use blocking::BlockingAuthClient;
 pub use client::{AuthClient, Builder, DEFAULT_DEADLINE, MAX_BACKOFF};

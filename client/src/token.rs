@@ -26,12 +26,6 @@ pub fn from_query(query: &str) -> Option<Token> {
     (!decoded.is_empty()).then(|| Token::new(decoded))
 }
 
-/// The `api_key` argument of an MCP tool call's `arguments` object.
-pub fn from_mcp_arguments(arguments: &serde_json::Value) -> Option<Token> {
-    let key = arguments.get("api_key")?.as_str()?.trim();
-    (!key.is_empty()).then(|| Token::new(key))
-}
-
 fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -79,13 +73,5 @@ mod tests {
         assert_eq!(from_query("tokens=x"), None);
         assert_eq!(from_query("token="), None);
         assert_eq!(from_query("token=%zz"), None);
-    }
-
-    #[test]
-    fn the_mcp_api_key_argument_is_found() {
-        let args = serde_json::json!({"api_key": T, "symbol": "HK.00700"});
-        assert_eq!(from_mcp_arguments(&args), Some(Token::new(T)));
-        assert_eq!(from_mcp_arguments(&serde_json::json!({"api_key": 5})), None);
-        assert_eq!(from_mcp_arguments(&serde_json::json!({})), None);
     }
 }

@@ -1,12 +1,34 @@
 //! The demo broker: fixed quotes and funds, and orders that it accepts — unless their
 //! quantity is above [`MAX_QTY`], which it rejects, and then the order's daily value is
-//! given back to its key.
+//! given back to its key; and the pushes a gateway would send, every [`PUSH_EVERY`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use futu_auth_client::http::Placed;
-use futu_auth_client::Order;
+use futu_auth_client::ws::Push;
+use futu_auth_client::{Order, Scope};
 use serde::Serialize;
+use serde_json::json;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// How often the broker pushes a quote and an order update.
+pub const PUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Qot_GetBasicQot.
+pub const QOT_GET_BASIC_QOT: u32 = 3004;
+/// Trd_GetFunds.
+pub const TRD_GET_FUNDS: u32 = 2101;
+/// Trd_PlaceOrder.
+pub const TRD_PLACE_ORDER: u32 = 2202;
+/// Trd_UnlockTrade (needs `trade:unlock`).
+pub const TRD_UNLOCK_TRADE: u32 = 2005;
+/// Qot_UpdateBasicQot: a quote push (needs `qot:read`).
+pub const QOT_UPDATE_BASIC_QOT: u32 = 3005;
+/// Trd_UpdateOrder: an order update push (needs a trading scope; filtered with
+/// `trade:simulate`).
+pub const TRD_UPDATE_ORDER: u32 = 2208;
 
 /// The largest quantity the demo broker accepts.
 pub const MAX_QTY: f64 = 1_000_000.0;
@@ -66,13 +88,58 @@ pub struct Rejection {
 }
 
 /// The demo broker.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Broker {
     /// The last order id given.
     last_order_id: AtomicU64,
+    /// Where its pushes go, to every WebSocket connection (each filters them for its key).
+    pushes: broadcast::Sender<Push>,
+}
+
+impl Default for Broker {
+    fn default() -> Broker {
+        Broker {
+            last_order_id: AtomicU64::new(0),
+            pushes: broadcast::channel(64).0,
+        }
+    }
 }
 
 impl Broker {
+    /// Every push from now on (a slow receiver misses the oldest).
+    pub fn subscribe(&self) -> broadcast::Receiver<Push> {
+        self.pushes.subscribe()
+    }
+
+    /// Pushes a quote and an order update every [`PUSH_EVERY`] until `stop`.
+    pub async fn push_until(&self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(PUSH_EVERY);
+        let mut n: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stop.cancelled() => return,
+            }
+            n += 1;
+            // No receiver is no error: nobody is connected.
+            let _ = self.pushes.send(Push {
+                proto_id: QOT_UPDATE_BASIC_QOT,
+                scope: Scope::QotRead,
+                body: json!({"symbol": "HK.00700", "price": 388.2 + (n % 10) as f64 / 10.0, "seq": n}),
+            });
+            let _ = self.pushes.send(Push {
+                proto_id: TRD_UPDATE_ORDER,
+                scope: Scope::TradeSimulate,
+                body: json!({"order_id": n, "symbol": "HK.00700", "status": "FILLED_ALL", "seq": n}),
+            });
+        }
+    }
+
+    /// Unlocks trading (Trd_UnlockTrade): the demo broker has nothing to unlock.
+    pub fn unlock(&self, key_id: &str) -> serde_json::Value {
+        json!({"unlocked": true, "key_id": key_id})
+    }
+
     /// The quote of `symbol`, if the demo market lists it.
     pub fn quote(&self, symbol: &str) -> Option<Quote> {
         QUOTES

@@ -9,7 +9,7 @@ use futu_auth_client::Order;
 use serde::Deserialize;
 use tonic::{Request, Response, Status};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, QOT_GET_BASIC_QOT, TRD_GET_FUNDS, TRD_PLACE_ORDER};
 
 /// The code tonic generates from `proto/gateway.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -19,13 +19,6 @@ pub mod pb {
 
 use pb::gateway_server::{Gateway, GatewayServer};
 use pb::{ProtoReply, ProtoRequest};
-
-/// Qot_GetBasicQot.
-const QOT_GET_BASIC_QOT: u32 = 3004;
-/// Trd_GetFunds.
-const TRD_GET_FUNDS: u32 = 2101;
-/// Trd_PlaceOrder.
-const TRD_PLACE_ORDER: u32 = 2202;
 
 /// The gRPC method path, for the auth layer: its endpoint is in the body.
 pub fn routes() -> Routes {

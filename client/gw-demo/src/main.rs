@@ -1,11 +1,14 @@
 //! `futu-gw-demo`: a demonstration gateway over a demo broker, and the test bed of
-//! futu-auth-client's HTTP layer. REST (axum) and gRPC (tonic) front-ends, each behind
-//! one `AuthLayer` asking futu-authd; the command line, logging and the two servers here,
-//! the handlers in `rest.rs` and `grpc.rs`, the broker in `broker.rs`.
+//! futu-auth-client's adapters. REST (axum), gRPC (tonic), WebSocket (`/ws` on the REST
+//! listener) and MCP (rmcp, streamable HTTP or stdio) front-ends, each behind one
+//! `AuthLayer` asking futu-authd; the command line, logging and the servers here, the
+//! handlers in `rest.rs`, `grpc.rs`, `ws.rs` and `mcp.rs`, the broker in `broker.rs`.
 
 mod broker;
 mod grpc;
+mod mcp;
 mod rest;
+mod ws;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,7 +18,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use futu_auth_client::http::AuthLayer;
+use futu_auth_client::mcp::KeySource;
 use futu_auth_client::{AuthClient, Iface};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::ServiceExt;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
@@ -24,17 +31,22 @@ use tracing_subscriber::EnvFilter;
 use crate::broker::Broker;
 
 /// A demonstration gateway over a demo broker — fixed quotes and funds, orders accepted
-/// unless their qty is above 1 000 000 — and the test bed of futu-auth-client's HTTP
-/// layer. Not a gateway to trade with.
+/// unless their qty is above 1 000 000, a quote and an order update pushed every 100 ms —
+/// and the test bed of futu-auth-client's adapters. Not a gateway to trade with.
 ///
 /// REST: GET /api/quote?symbol=HK.00700 (Qot_GetBasicQot), GET /api/funds
 /// (Trd_GetFunds), POST /api/order with {"env","market","symbol","side","qty","price"}
 /// (Trd_PlaceOrder). gRPC: futu.gateway.Gateway/Request with a proto id (3004, 2101,
-/// 2202) and its body as JSON (client/gw-demo/proto/gateway.proto). The key:
-/// `Authorization: Bearer fc_…` (gRPC: the `authorization` metadata).
+/// 2202) and its body as JSON (client/gw-demo/proto/gateway.proto). WebSocket: /ws on
+/// the REST listener, frames {"id","proto_id","body"} (3004, 2101, 2202, 2005), pushes
+/// {"push","body"} (3005 quotes, 2208 order updates) filtered by the key's scopes. MCP:
+/// tools get_quote, get_funds, place_order, unlock_trade, over streamable HTTP
+/// (--mcp-listen, path /mcp) or stdio (--mcp-stdio). The key: `Authorization: Bearer
+/// fc_…` (gRPC: the `authorization` metadata; WebSocket: also `?token=`; MCP on stdio:
+/// FUTU_MCP_API_KEY).
 #[derive(Debug, Parser)]
 #[command(name = "futu-gw-demo", version, about, long_about)]
-#[command(group = clap::ArgGroup::new("listen").required(true).multiple(true).args(["rest_listen", "grpc_listen"]))]
+#[command(group = clap::ArgGroup::new("listen").required(true).multiple(true).args(["rest_listen", "grpc_listen", "mcp_listen", "mcp_stdio"]))]
 struct Args {
     /// futu-authd's socket.
     #[arg(
@@ -56,18 +68,28 @@ struct Args {
     /// says which).
     #[arg(long, value_name = "ADDR")]
     grpc_listen: Option<SocketAddr>,
+    /// Serve MCP over streamable HTTP on this address, path /mcp, e.g. 127.0.0.1:8081
+    /// (port 0: a free port; the log says which). The key: each request's Bearer token.
+    #[arg(long, value_name = "ADDR")]
+    mcp_listen: Option<SocketAddr>,
+    /// Serve MCP on stdin and stdout, with the key in FUTU_MCP_API_KEY (never a tool
+    /// argument); the gateway exits when stdin closes.
+    #[arg(long)]
+    mcp_stdio: bool,
     /// FOR BENCHMARKING ONLY: serve REST without the auth layer and without futu-authd,
     /// so that `make bench` can measure what the layer costs. Quotes go out unchecked;
-    /// funds and orders are refused (they need the layer's extensions); not with
-    /// --grpc-listen.
-    #[arg(long, conflicts_with = "grpc_listen")]
+    /// funds and orders are refused (they need the layer's extensions); no /ws; not with
+    /// --grpc-listen or MCP.
+    #[arg(long, conflicts_with_all = ["grpc_listen", "mcp_listen", "mcp_stdio"])]
     no_auth: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("FUTU_GW_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_env("FUTU_GW_LOG").unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn")),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(false)
@@ -88,7 +110,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Binds both listeners, then serves until SIGTERM or SIGINT.
+/// Binds the listeners, then serves until SIGTERM or SIGINT (or, with --mcp-stdio, until
+/// stdin closes).
 async fn run(args: Args) -> Result<(), String> {
     let stop = CancellationToken::new();
     let (mut term, mut int) = (
@@ -105,6 +128,9 @@ async fn run(args: Args) -> Result<(), String> {
     });
 
     let broker = Arc::new(Broker::default());
+    let pushing = Arc::clone(&broker);
+    let stop_pushing = stop.clone();
+    tokio::spawn(async move { pushing.push_until(stop_pushing).await });
     let auth = if args.no_auth {
         None
     } else {
@@ -121,7 +147,11 @@ async fn run(args: Args) -> Result<(), String> {
                     "REST auth via futu-authd at {} (Bearer auth enabled)",
                     args.auth_socket.display()
                 );
+                tracing::info!("WebSocket auth via futu-authd on /ws (Bearer or ?token=)");
+                let ws = ws::router(Arc::clone(&broker))
+                    .layer(AuthLayer::new(client.clone(), Iface::Ws, ws::routes()).query_token(true));
                 app.layer(AuthLayer::new(client.clone(), Iface::Rest, rest::routes()))
+                    .merge(ws)
             }
             None => {
                 tracing::warn!(
@@ -141,7 +171,7 @@ async fn run(args: Args) -> Result<(), String> {
     }
 
     if let Some(addr) = args.grpc_listen {
-        let client = auth.ok_or("--no-auth serves REST only")?;
+        let client = auth.clone().ok_or("--no-auth serves REST only")?;
         let listener = bind(addr, "gRPC").await?;
         tracing::info!(
             "gRPC auth via futu-authd at {} (Bearer auth enabled)",
@@ -162,13 +192,72 @@ async fn run(args: Args) -> Result<(), String> {
         });
     }
 
+    if let Some(addr) = args.mcp_listen {
+        let client = auth.clone().ok_or("--no-auth serves REST only")?;
+        let listener = bind(addr, "MCP").await?;
+        let layer = AuthLayer::new(client, Iface::Mcp, futu_auth_client::mcp::routes());
+        let broker = Arc::clone(&broker);
+        let config = StreamableHttpServerConfig::default()
+            .with_allowed_hosts([
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+                addr.ip().to_string(),
+            ])
+            .with_cancellation_token(stop.child_token());
+        let service: StreamableHttpService<mcp::Tools, LocalSessionManager> = StreamableHttpService::new(
+            move || Ok(mcp::Tools::new(Arc::clone(&broker), KeySource::Http)),
+            Arc::default(),
+            config,
+        );
+        let app = axum::Router::new().nest_service("/mcp", service).layer(layer);
+        tracing::info!(
+            "MCP auth via futu-authd at {} (Bearer auth enabled)",
+            args.auth_socket.display()
+        );
+        tracing::info!("MCP listening on http://{}/mcp", local_addr(&listener));
+        let stop = stop.clone();
+        servers.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .map_err(|e| format!("MCP server: {e}"))
+        });
+    }
+
+    if args.mcp_stdio {
+        let client = auth.clone().ok_or("--no-auth serves REST only")?;
+        let layer = AuthLayer::new(client, Iface::Mcp, futu_auth_client::mcp::routes());
+        let keys = KeySource::stdio(&layer).await.map_err(|e| e.to_string())?;
+        tracing::info!("MCP on stdio, with the key of FUTU_MCP_API_KEY");
+        let tools = mcp::Tools::new(Arc::clone(&broker), keys);
+        let stop = stop.clone();
+        servers.spawn(async move {
+            let server = tools
+                .serve(rmcp::transport::stdio())
+                .await
+                .map_err(|e| format!("MCP on stdio: {e}"));
+            let outcome = match server {
+                Ok(server) => server
+                    .waiting()
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("MCP on stdio: {e}")),
+                Err(e) => Err(e),
+            };
+            // stdin closed: the gateway's client is gone.
+            stop.cancel();
+            outcome
+        });
+    }
+
     while let Some(done) = servers.join_next().await {
         done.map_err(|e| format!("a server task failed: {e}"))??;
     }
     Ok(())
 }
 
-/// The gateway's one futu-authd client, shared by both front-ends. Connects now to say
+/// The gateway's one futu-authd client, shared by every front-end. Connects now to say
 /// early whether the daemon answers; it does not have to: requests are refused (503,
 /// UNAVAILABLE) until it does, and the client reconnects by itself.
 async fn connect(args: &Args) -> AuthClient {

@@ -18,6 +18,7 @@ use super::credentials::{is_grpc, take_token};
 use super::order::{OrderHandle, Vault};
 use super::refusal::{Allowed, Refusal};
 use super::routes::{EndpointMap, Kind};
+use super::session::Session;
 use crate::AuthClient;
 
 /// The body of a response through the layer: the service's own, or a refusal's.
@@ -100,7 +101,15 @@ impl AuthLayer {
         }
     }
 
-    /// How many keys wait in the layer for their request's one decision.
+    /// A [`Session`] for a key that did not come in an HTTP request — an MCP server on
+    /// stdio, whose key is in its environment — once the key is proved usable, as on an
+    /// [`Endpoint::session`](super::Endpoint::session) route.
+    pub async fn session(&self, token: Token) -> Result<Session, Refusal> {
+        Ok(self.shared.open_session(token, false).await?.0)
+    }
+
+    /// How many keys wait in the layer (for their request's one decision, or for their
+    /// session's end).
     #[cfg(test)]
     pub(crate) fn vault_held(&self) -> usize {
         self.shared.vault.held()
@@ -197,6 +206,11 @@ impl Shared {
             Kind::InBody => {
                 req.extensions_mut()
                     .insert(OrderHandle::new(self, token, None, None, grpc));
+            }
+            Kind::Session => {
+                let (session, authorized) = self.open_session(token, grpc).await?;
+                req.extensions_mut().insert(authorized);
+                req.extensions_mut().insert(session);
             }
         }
         Ok(())

@@ -12,10 +12,10 @@
 //!    [`EndpointMap`], such as a closure over method and path);
 //! 3. asks futu-authd, and either passes the request on with a typed extension —
 //!    [`Authorized`] (key id, scope) and, where the decision waits for the body, an
-//!    [`OrderHandle`] — or answers with the response of its [`Refusal`], built in one
-//!    place ([`Refusal::into_response`]).
+//!    [`OrderHandle`], or for a long-lived connection a [`Session`] — or answers with the
+//!    response of its [`Refusal`], built in one place ([`Refusal::into_response`]).
 //!
-//! # Three kinds of route
+//! # Four kinds of route
 //!
 //! * [`Endpoint::read`] (quotes, account reads): decided in the layer, by a check that
 //!   consumes nothing.
@@ -31,10 +31,16 @@
 //!   `Request(ProtoRequest { proto_id, … })`): the layer only requires a key; the handler
 //!   decodes the id and calls [`OrderHandle::check`] (reads) or [`OrderHandle::place_as`]
 //!   (order writes) — one line each.
+//! * [`Endpoint::session`] (a WebSocket upgrade, an MCP endpoint): the layer proves the
+//!   key usable — a dry run of the system endpoint `KeepAlive`, which needs no scope and
+//!   consumes nothing — so a refusal is a 401 or 403 before any upgrade, and puts a
+//!   [`Session`] in the extensions, asked many times: [`Session::check`],
+//!   [`Session::place_as`], [`Session::filter`] for pushes (the crate's `ws` and `mcp`
+//!   modules build on it).
 //!
 //! The key of a request whose decision waits for its body stays in the layer: the
 //! extension holds only a slot number, and the key leaves the layer's store when it is
-//! used or when the handle is dropped. `Debug` of an extension, a handle or a refusal
+//! used or when the handle is dropped (a session's: when its last handle is dropped). `Debug` of an extension, a handle or a refusal
 //! never shows a key.
 //!
 //! # Refusals
@@ -84,11 +90,13 @@ mod layer;
 mod order;
 mod refusal;
 mod routes;
+mod session;
 
 pub use layer::{AuthBody, AuthLayer, AuthService, Authorized};
 pub use order::{OrderHandle, Placed};
 pub use refusal::{Cause, Class, Refusal};
 pub use routes::{Endpoint, EndpointMap, Routes};
+pub use session::Session;
 
 #[cfg(test)]
 mod tests;

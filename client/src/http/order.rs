@@ -13,8 +13,9 @@ use super::layer::{Authorized, Shared};
 use super::refusal::{Allowed, Refusal};
 use crate::{AuthClient, ClientError};
 
-/// The keys of requests whose decision waits for their body, by slot number. A key leaves
-/// when its one decision is asked, or when its request's handle is dropped.
+/// The keys of requests whose decision waits for their body, and of sessions, by slot
+/// number. A request's key leaves when its one decision is asked, or when its handle is
+/// dropped; a session's when its last handle is dropped.
 #[derive(Default)]
 pub(crate) struct Vault {
     /// The next slot: a counter, so two requests never share one. It need not be
@@ -26,14 +27,19 @@ pub(crate) struct Vault {
 }
 
 impl Vault {
-    fn deposit(&self, token: Token) -> u64 {
+    pub(super) fn deposit(&self, token: Token) -> u64 {
         let slot = self.next_slot.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(slot, token);
         slot
     }
 
-    fn withdraw(&self, slot: u64) -> Option<Token> {
+    pub(super) fn withdraw(&self, slot: u64) -> Option<Token> {
         self.lock().remove(&slot)
+    }
+
+    /// A copy of the key in `slot`, which stays (a session's key, asked with many times).
+    pub(super) fn peek(&self, slot: u64) -> Option<Token> {
+        self.lock().get(&slot).cloned()
     }
 
     /// How many keys are waiting.
@@ -129,13 +135,8 @@ impl OrderHandle {
     /// [`place`](OrderHandle::place) for a route whose endpoint is in the body: the order
     /// write the body names (`Trd_PlaceOrder`, or its id `2202`).
     pub async fn place_as(&self, endpoint: &str, order: Order) -> Result<Placed, Refusal> {
-        let (key_id, scope, ticket) = self.decide(endpoint, Some(order)).await?;
-        Ok(Placed {
-            key_id,
-            scope,
-            ticket,
-            client: self.held.shared.client.clone(),
-        })
+        let allowed = self.decide(endpoint, Some(order)).await?;
+        Ok(Placed::new(allowed, &self.held.shared.client))
     }
 
     /// The check of an endpoint that takes no order, named by the body (a generic call's
@@ -191,6 +192,15 @@ pub struct Placed {
 }
 
 impl Placed {
+    pub(super) fn new((key_id, scope, ticket): Allowed, client: &AuthClient) -> Placed {
+        Placed {
+            key_id,
+            scope,
+            ticket,
+            client: client.clone(),
+        }
+    }
+
     /// The broker rejected the order: gives its daily value back (once, within 15 minutes
     /// of the check). Returns the value refunded. An `Err` leaves the value counted — the
     /// safe side — and says why.

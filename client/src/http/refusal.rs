@@ -274,6 +274,29 @@ impl Refusal {
         self.limit.as_ref()
     }
 
+    /// Whether the key itself is no longer usable — revoked (`unknown_key`), `expired`,
+    /// `frozen`, or bound to other machines (`machine`) — so that a session opened with it
+    /// must end (a WebSocket closes with 1008, policy violation).
+    pub fn ends_session(&self) -> bool {
+        matches!(
+            self.cause,
+            Cause::Denied(Reason::UnknownKey | Reason::Expired | Reason::Frozen | Reason::Machine)
+        )
+    }
+
+    /// `{"reason", "detail", "retry_after_ms"}`: the body of an HTTP refusal, and what a
+    /// WebSocket error frame and an MCP tool error carry.
+    pub fn to_json(&self) -> String {
+        // Written by hand to keep the fields in this order.
+        format!(
+            r#"{{"reason":"{}","detail":{},"retry_after_ms":{}}}"#,
+            self.cause.as_str(),
+            serde_json::Value::from(self.detail.as_str()),
+            self.retry_after_ms
+                .map_or_else(|| "null".to_owned(), |ms| ms.to_string()),
+        )
+    }
+
     /// Whether the response is gRPC's trailers-only form.
     pub fn is_grpc(&self) -> bool {
         self.grpc
@@ -299,14 +322,7 @@ impl Refusal {
             }
             res
         } else {
-            // Written by hand to keep the fields in this order.
-            let body = format!(
-                r#"{{"reason":"{}","detail":{},"retry_after_ms":{}}}"#,
-                self.cause.as_str(),
-                serde_json::Value::from(self.detail.as_str()),
-                self.retry_after_ms
-                    .map_or_else(|| "null".to_owned(), |ms| ms.to_string()),
-            );
+            let body = self.to_json();
             let mut res = Response::new(Full::new(Bytes::from(body)));
             *res.status_mut() = class.http_status();
             let h = res.headers_mut();

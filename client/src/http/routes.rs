@@ -26,6 +26,9 @@ pub(crate) enum Kind {
     },
     /// The protocol is named in the body; the handler asks once it has decoded it.
     InBody,
+    /// A long-lived connection (a WebSocket, an MCP session): the layer proves the key
+    /// usable and the handler asks for each request over it.
+    Session,
 }
 
 impl Endpoint {
@@ -69,11 +72,20 @@ impl Endpoint {
         Endpoint { kind: Kind::InBody }
     }
 
+    /// A route that opens a session — a WebSocket upgrade, an MCP endpoint — over which
+    /// many requests go: the layer checks that the key is usable (a dry run of the system
+    /// endpoint `KeepAlive`, which needs no scope and consumes nothing) and puts a
+    /// [`Session`](super::Session) in the extensions; the handler asks for each request
+    /// through it. The key stays in the layer while the session lives.
+    pub fn session() -> Endpoint {
+        Endpoint { kind: Kind::Session }
+    }
+
     /// The protocol, when the route names it.
     pub fn protocol(&self) -> Option<&str> {
         match &self.kind {
             Kind::Read(name) | Kind::Order { name, .. } => Some(name),
-            Kind::InBody => None,
+            Kind::InBody | Kind::Session => None,
         }
     }
 }

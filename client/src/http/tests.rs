@@ -576,3 +576,87 @@ async fn nothing_the_layer_makes_shows_the_token_in_debug() {
         assert!(!text.contains("8a3f"), "a token in Debug output: {text}");
     }
 }
+
+#[tokio::test]
+async fn a_session_route_proves_the_key_by_a_dry_run_and_holds_it_while_the_session_lives() {
+    let daemon = FakeDaemon::start().await;
+    let layer = AuthLayer::new(
+        daemon.client(),
+        Iface::Ws,
+        Routes::new().route(Method::GET, "/ws", Endpoint::session()),
+    )
+    .query_token(true);
+    let kept: Arc<Mutex<Option<Session>>> = Arc::default();
+    let keep = Arc::clone(&kept);
+    let handler = service_fn(move |req: Request<Full<Bytes>>| {
+        let keep = Arc::clone(&keep);
+        async move {
+            *keep.lock().unwrap() = req.extensions().get::<Session>().cloned();
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        }
+    });
+    let res = layer
+        .layer(handler.clone())
+        .oneshot(request(Method::GET, &format!("/ws?token={SECRET}"), None, false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        matches!(&daemon.seen()[..], [Msg::Check(c)] if c.dry_run && c.endpoint == "KeepAlive" && c.iface == Iface::Ws)
+    );
+    let session = kept.lock().unwrap().take().expect("a session in the extensions");
+    assert_eq!(layer.vault_held(), 1, "the key stays for the session");
+    for _ in 0..3 {
+        session.check("Qot_GetBasicQot").await.expect("allowed");
+    }
+    let placed = session
+        .place_as("Trd_PlaceOrder", order())
+        .await
+        .expect("allowed");
+    assert_eq!(placed.ticket, Some(7));
+    assert!(!format!("{session:?}").contains("8a3f"));
+    drop(session);
+    assert_eq!(layer.vault_held(), 0, "and leaves with it");
+
+    let refused = layer
+        .layer(handler)
+        .oneshot(request(Method::GET, "/ws", Some("deny-unknown_key"), false))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::UNAUTHORIZED,
+        "refused before any upgrade"
+    );
+    assert_eq!(layer.vault_held(), 0);
+}
+
+#[tokio::test]
+async fn a_session_filters_pushes_by_scope_and_ends_when_its_key_does() {
+    let daemon = FakeDaemon::start().await;
+    let layer = AuthLayer::new(daemon.client(), Iface::Ws, routes());
+    let session = layer
+        .session(futu_auth_proto::Token::new("real-only"))
+        .await
+        .unwrap();
+    let pass = session
+        .filter(vec![
+            (Scope::QotRead, 1),
+            (Scope::TradeSimulate, 2),
+            (Scope::QotRead, 3),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(pass, [1, 3], "the push its scopes do not cover is held back");
+
+    let revoked = layer.session(futu_auth_proto::Token::new("allow")).await.unwrap();
+    assert!(revoked.recheck().await.is_ok());
+    let ended = layer
+        .session(futu_auth_proto::Token::new("deny-unknown_key"))
+        .await
+        .expect_err("an unknown key opens no session");
+    assert!(ended.ends_session());
+    assert!(!Refusal::judge(Ok(deny(Reason::Rate)), false)
+        .unwrap_err()
+        .ends_session());
+}

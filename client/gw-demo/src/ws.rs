@@ -1,0 +1,103 @@
+//! The WebSocket front-end: `/ws` on the REST listener, behind its own auth layer (the
+//! key checked at the upgrade, from `?token=` or the Bearer header). Requests are JSON
+//! text frames `{"id", "proto_id", "body"}` (3004, 2101, 2202, 2005); the broker's
+//! pushes (quotes 3005, order updates 2208) go out filtered by the key's scopes.
+//! futu-auth-client's `ws::serve` runs the connection; this file answers requests.
+
+use std::sync::Arc;
+
+use axum::extract::{State, WebSocketUpgrade};
+use axum::http::Method;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Router};
+use futu_auth_client::http::{Endpoint, Routes, Session};
+use futu_auth_client::ws::{self, Failure, Handler, Push};
+use futu_auth_client::Order;
+use futures_util::Stream;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::broker::{Broker, QOT_GET_BASIC_QOT, TRD_GET_FUNDS, TRD_PLACE_ORDER, TRD_UNLOCK_TRADE};
+
+/// The upgrade route, for its auth layer: a session.
+pub fn routes() -> Routes {
+    Routes::new().route(Method::GET, "/ws", Endpoint::session())
+}
+
+/// `/ws` and its handler (its auth layer goes on top: `router(…).layer(auth)`).
+pub fn router(broker: Arc<Broker>) -> Router {
+    Router::new()
+        .route("/ws", get(upgrade))
+        .with_state(Arc::new(WsGateway { broker }))
+}
+
+/// `GET /ws`: the layer found the key usable; the connection gets the broker's pushes.
+async fn upgrade(
+    upgrade: WebSocketUpgrade,
+    Extension(session): Extension<Session>,
+    State(gateway): State<Arc<WsGateway>>,
+) -> Response {
+    let pushes = pushes(gateway.broker.subscribe());
+    upgrade.on_upgrade(move |socket| ws::serve(socket, session, gateway, pushes))
+}
+
+/// The broker's pushes as a stream; a connection too slow for them misses the oldest.
+fn pushes(rx: broadcast::Receiver<Push>) -> impl Stream<Item = Push> + Unpin + Send {
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(push) => return Some((push, rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }))
+}
+
+/// The requests a connection may send, over the demo broker.
+struct WsGateway {
+    broker: Arc<Broker>,
+}
+
+impl Handler for WsGateway {
+    async fn request(&self, session: &Session, proto_id: u32, body: Value) -> Result<Value, Failure> {
+        let endpoint = proto_id.to_string();
+        if proto_id == TRD_PLACE_ORDER {
+            let order: Order = parse(body)?;
+            let placed = session.place_as(&endpoint, order.clone()).await?;
+            return match self.broker.place(&order, placed).await {
+                Ok(ack) => Ok(to_value(&ack)),
+                Err(rejection) => Err(Failure::new("broker_rejected", rejection.detail)),
+            };
+        }
+        let allowed = session.check(&endpoint).await?;
+        match proto_id {
+            QOT_GET_BASIC_QOT => {
+                #[derive(serde::Deserialize)]
+                struct QuoteBody {
+                    symbol: String,
+                }
+                let QuoteBody { symbol } = parse(body)?;
+                let quote = self.broker.quote(&symbol);
+                quote
+                    .map(|q| to_value(&q))
+                    .ok_or_else(|| Failure::new("no_quote", format!("no quote for {symbol}")))
+            }
+            TRD_GET_FUNDS => Ok(to_value(&self.broker.funds(allowed.key_id.as_str()))),
+            TRD_UNLOCK_TRADE => Ok(self.broker.unlock(allowed.key_id.as_str())),
+            other => Err(Failure::new(
+                "unimplemented",
+                format!("the demo broker does not serve {other}"),
+            )),
+        }
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, Failure> {
+    serde_json::from_value(body).map_err(|e| Failure::new("bad_request", format!("body: {e}")))
+}
+
+fn to_value<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
