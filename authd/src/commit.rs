@@ -63,11 +63,6 @@ impl Committer {
         }
     }
 
-    /// Whether there is an audit file (records are built for it).
-    pub async fn has_audit_file(&self) -> bool {
-        self.audit.lock().await.is_some()
-    }
-
     /// Opens the audit file again at its path (after logrotate moved it).
     pub async fn reopen_audit(&self) -> io::Result<()> {
         match self.audit.lock().await.as_mut() {

@@ -49,16 +49,6 @@ impl LocalLedger {
         }
     }
 
-    /// The counters in memory (for tests and the benchmark's checks).
-    pub fn memory(&self) -> &Ledger {
-        &self.ledger
-    }
-
-    /// The journal.
-    pub fn log(&self) -> &LedgerLog {
-        &self.log
-    }
-
     fn append(&self, entries: &Entries, note: Option<AuditMark>) -> Result<(), LedgerError> {
         match self.log.append(entries, note) {
             Ok(before) => {
