@@ -62,6 +62,9 @@ use crate::redis::{RedisServer, RedisWire};
 /// hold order checks for seconds under sustained load (a shorter one turns them into errors).
 const CLIENT_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The connections of the many-connections run (the order write at depth 1).
+const MANY_CONNECTIONS: usize = 1000;
+
 /// futu-authd's load benchmark (see the file's documentation).
 #[derive(Debug, Parser)]
 #[command(name = "load", about)]
@@ -340,6 +343,11 @@ struct Results {
     client: Option<Stats>,
     redis_order: Option<Stats>,
     redis_read: Option<Stats>,
+    /// Echo and the order write at 1 connection × depth 1, measured in turns.
+    depth1_echo: Option<Stats>,
+    depth1_authd: Option<Stats>,
+    /// The order write at [`MANY_CONNECTIONS`] connections × depth 1.
+    many_connections: Option<Stats>,
     /// Latency at depth 1 on one connection, by keys served.
     keys: Vec<KeysRun>,
     /// VmRSS and VmHWM in KiB with the big keys.json.
@@ -548,6 +556,17 @@ impl Bench {
     }
 
     fn echo(&mut self) -> Result<(), String> {
+        let (_dir, socket, guard) = self.start_echo()?;
+        let wire = FutuWire::new(CheckKind::Order, &self.token);
+        let st = self.load("echo", wire, &socket, guard.pid(), self.plan, None)?;
+        self.out.line(describe("echo", &st, &self.shape()));
+        drop(guard);
+        self.results.echo = Some(st);
+        Ok(())
+    }
+
+    /// Starts the echo server; it runs until the guard is dropped.
+    fn start_echo(&self) -> Result<(tempfile::TempDir, PathBuf, ChildGuard), String> {
         let dir = procs::temp_dir("futu-load-echo-")?;
         let socket = dir.path().join("echo.sock");
         let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
@@ -567,12 +586,73 @@ impl Bench {
                 None => Ok(()),
             },
         )?;
+        Ok((dir, socket, guard))
+    }
+
+    /// Echo and the order write at 1 connection × depth 1, in turns of 0.5 s (as the key
+    /// counts are: depth-1 latency on two cores depends on how idle they are).
+    fn depth1(&mut self) -> Result<(), String> {
+        let (_dir, echo_socket, echo) = self.start_echo()?;
+        let mut d = self.fresh_daemon()?;
+        let turn = Plan {
+            connections: 1,
+            depth: 1,
+            warmup: Duration::from_millis(100),
+            duration: Duration::from_millis(500),
+        };
+        let turns = if self.args.quick { 4 } else { 10 };
+        let (mut echo_slices, mut authd_slices) = (Vec::new(), Vec::new());
+        for _ in 0..turns {
+            let wire = FutuWire::new(CheckKind::Order, &self.token);
+            echo_slices.push(self.load("echo-depth1", wire, &echo_socket, echo.pid(), turn, None)?);
+            let wire = FutuWire::new(CheckKind::Order, &self.token);
+            let st = self.load("authd-order-depth1", wire, &d.socket, d.pid(), turn, None)?;
+            d.checks += st.decisions();
+            authd_slices.push(st);
+        }
+        drop(echo);
+        let shape = format!("1 conn × depth 1, {turns} turns of 0.5 s");
+        let (e, a) = (combine(echo_slices), combine(authd_slices));
+        self.out.line(describe("echo 1×1", &e, &shape));
+        self.out.line(describe("authd order 1×1", &a, &shape));
+        self.results.depth1_echo = Some(e);
+        self.results.depth1_authd = Some(a);
+        self.stop_daemon(d)
+    }
+
+    /// The order write at [`MANY_CONNECTIONS`] connections × depth 1, on a daemon that
+    /// admits them all.
+    fn many_connections(&mut self) -> Result<(), String> {
+        let limit = (2 * MANY_CONNECTIONS).to_string();
+        let args = [
+            "--max-connections".to_owned(),
+            limit.clone(),
+            "--max-connections-per-uid".to_owned(),
+            limit,
+        ];
+        let mut d = Daemon::start_with_args(
+            &self.authd_bin,
+            1,
+            Fillers::EveryLimit,
+            &self.token,
+            self.host.as_ref(),
+            &args,
+        )?;
+        let plan = Plan {
+            connections: MANY_CONNECTIONS,
+            depth: 1,
+            ..self.plan
+        };
         let wire = FutuWire::new(CheckKind::Order, &self.token);
-        let st = self.load("echo", wire, &socket, guard.pid(), self.plan, None)?;
-        self.out.line(describe("echo", &st, &self.shape()));
-        drop(guard);
-        self.results.echo = Some(st);
-        Ok(())
+        let st = self.load("authd-order-1000", wire, &d.socket, d.pid(), plan, None)?;
+        d.checks += st.decisions();
+        self.out.line(describe(
+            "authd 1000 conn",
+            &st,
+            &format!("{MANY_CONNECTIONS} conn × depth 1"),
+        ));
+        self.results.many_connections = Some(st);
+        self.stop_daemon(d)
     }
 
     /// Starts a daemon with one key (the benchmark's).
@@ -622,6 +702,9 @@ impl Bench {
             self.out.line(describe("authd dry run", &st, &self.shape()));
             self.results.authd_order_dry_run = Some(st);
             self.stop_daemon(d)?;
+
+            self.depth1()?;
+            self.many_connections()?;
         }
         if self.wants("client") {
             let mut d = self.fresh_daemon()?;
@@ -943,7 +1026,16 @@ impl Bench {
                 "authd_redis_throughput",
                 ratio(tput(&r.authd_order), tput(&r.redis_order)),
             ),
+            (
+                "depth1_authd_echo_p50",
+                ratio(q(&r.depth1_authd, 0.5), q(&r.depth1_echo, 0.5)),
+            ),
+            (
+                "depth1_authd_echo_p99",
+                ratio(q(&r.depth1_authd, 0.99), q(&r.depth1_echo, 0.99)),
+            ),
         ];
+        let many_ratio = ratio(tput(&r.many_connections), tput(&r.authd_order));
         let key_p50 = |n: usize| {
             r.keys
                 .iter()
@@ -990,6 +1082,19 @@ impl Bench {
             &format!("reload of {big} keys < 300 ms with zero failed checks"),
             reload_max.map(|m| m < Duration::from_millis(300) && r.reload_failed == 0),
         );
+        target("authd 1×1 p50 ≤ 1.1× echo 1×1 p50", ratios[4].1.map(|v| v <= 1.1));
+        target(
+            "authd 1×1 p99 ≤ 1.25× echo 1×1 p99",
+            ratios[5].1.map(|v| v <= 1.25),
+        );
+        target(
+            &format!(
+                "{MANY_CONNECTIONS} connections ≥ 0.8× the throughput of {} (ratio {})",
+                self.plan.connections,
+                shown(many_ratio)
+            ),
+            many_ratio.map(|v| v >= 0.8),
+        );
         for (label, ok) in self.pg_targets() {
             target(&label, ok);
         }
@@ -1011,6 +1116,14 @@ impl Bench {
             rj.set(name, Json::opt(*v, 3));
         }
         j.set("ratios", rj).set("checks", Json::Int(r.checks));
+        let mut cj = Json::obj();
+        cj.set("connections", Json::Int(MANY_CONNECTIONS as u64))
+            .set("depth", Json::Int(1))
+            .set("throughput_ratio", Json::opt(many_ratio, 3))
+            .set("stats", stats_json(r.many_connections.as_ref()));
+        j.set("connections_1000", cj)
+            .set("depth1_echo", stats_json(r.depth1_echo.as_ref()))
+            .set("depth1_authd_order", stats_json(r.depth1_authd.as_ref()));
         j.set("audit_lines", Json::Int(r.audit_lines))
             .set("audit_equal", Json::Bool(!r.audit_mismatch))
             .set("unclean_stops", Json::Int(r.unclean_stops))

@@ -12,6 +12,7 @@ use crate::audit::{AuditOrder, AuditRecord, Kind, Outcome, TryRecord};
 use crate::commit::Commit;
 use crate::decide::{decide_scope, evaluate, settle, Evaluation, Now, Verdict};
 use crate::ledger::{Charge, Consumption, ReleaseFailure, Released};
+use crate::metrics::DecisionTally;
 use crate::peer::Peer;
 use crate::snapshot::Snapshot;
 
@@ -150,9 +151,15 @@ impl Authd {
         }
     }
 
-    /// The answer of a decided check or scope check, counted in the metrics, with
-    /// journald's copy of its record queued.
-    pub(super) fn answer_decided(self: &Arc<Self>, p: Pending, peer: Peer, latency: Duration) -> Answer {
+    /// The answer of a decided check or scope check, noted in `tally` (the burst's
+    /// metrics), with journald's copy of its record queued.
+    pub(super) fn answer_decided(
+        self: &Arc<Self>,
+        p: Pending,
+        peer: Peer,
+        latency: Duration,
+        tally: &mut DecisionTally,
+    ) -> Answer {
         let rec = if self.audit.is_on() {
             p.record(peer, latency)
         } else {
@@ -177,12 +184,7 @@ impl Authd {
                 (c.request_id, c.iface, v)
             }
         };
-        self.metrics.decision(
-            iface,
-            decision_key(&v.decision),
-            v.decision.reason(),
-            latency.as_secs_f64(),
-        );
+        tally.add(iface, decision_key(&v.decision), v.decision.reason());
         let resp = Response::Decision {
             request_id,
             decision: v.decision,

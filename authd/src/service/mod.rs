@@ -24,7 +24,7 @@ use crate::clock::Clock;
 use crate::commit::Committer;
 use crate::ledger::LedgerStore;
 use crate::ledger_log::Moment;
-use crate::metrics::Metrics;
+use crate::metrics::{DecisionTally, Metrics};
 use crate::peer::{AdminPolicy, Peer};
 
 mod admin;
@@ -148,10 +148,13 @@ impl Authd {
         };
         let latency = received.elapsed();
         self.commit_checks(&mut pending, &now, peer, latency).await;
-        pending
+        let mut tally = DecisionTally::default();
+        let answers = pending
             .into_iter()
-            .map(|p| self.answer_decided(p, peer, latency))
-            .collect()
+            .map(|p| self.answer_decided(p, peer, latency, &mut tally))
+            .collect();
+        self.metrics.decisions(tally, latency.as_secs_f64());
+        answers
     }
 
     async fn journald(&self, rec: AuditRecord) {
