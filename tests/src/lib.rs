@@ -805,6 +805,22 @@ impl Client {
         decision_of(id, self.request(Request::Check(c)).await)
     }
 
+    /// The key's value used today and orders in the last 60 s, from the daemon's Usage
+    /// answer (an admin request: the harness runs as the daemon's own user).
+    pub async fn usage(&mut self, id: &str) -> (f64, u32) {
+        let request_id = self.next_id();
+        match self
+            .request(Request::Usage {
+                request_id,
+                id: id.parse().expect("a valid key id"),
+            })
+            .await
+        {
+            Response::Usage(u) => (u.daily_value_used, u.orders_last_minute),
+            other => panic!("expected usage, got {other:?}"),
+        }
+    }
+
     /// Asks whether `token` holds `scope`, through `iface`.
     pub async fn check_scope(&mut self, token: &str, iface: Iface, scope: Scope) -> Decision {
         let id = self.next_id();

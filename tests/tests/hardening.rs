@@ -91,21 +91,6 @@ impl Drop for SmallDisk {
     }
 }
 
-/// The key's value used today and orders in the last minute, from the daemon.
-async fn usage(c: &mut Client, id: &str) -> (f64, u32) {
-    let request_id = c.next_id();
-    match c
-        .request(Request::Usage {
-            request_id,
-            id: id.parse().unwrap(),
-        })
-        .await
-    {
-        Response::Usage(u) => (u.daily_value_used, u.orders_last_minute),
-        other => panic!("expected usage, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn a_full_state_disk_refuses_orders_and_leaves_no_trace_in_memory_or_after_a_restart() {
     let disk = match SmallDisk::mount(256) {
@@ -134,7 +119,7 @@ async fn a_full_state_disk_refuses_orders_and_leaves_no_trace_in_memory_or_after
         assert_eq!(deny_reason(&refused), Reason::Internal, "{refused:?}");
     }
     assert_eq!(
-        usage(&mut c, "bot").await,
+        c.usage("bot").await,
         (f64::from(allowed), allowed),
         "refused orders took nothing"
     );
@@ -171,7 +156,7 @@ async fn a_full_state_disk_refuses_orders_and_leaves_no_trace_in_memory_or_after
     d.wait_exit();
     d.restart();
     let mut c = d.client().await;
-    assert_eq!(usage(&mut c, "bot").await.0, 200.0);
+    assert_eq!(c.usage("bot").await.0, 200.0);
     let allows = d
         .audit_records()
         .iter()
@@ -219,7 +204,7 @@ async fn a_full_audit_disk_refuses_every_check_until_it_has_room_again() {
     }
     d.wait_stderr("the audit file cannot be written");
     assert_eq!(
-        usage(&mut c, "bot").await.0,
+        c.usage("bot").await.0,
         f64::from(allowed),
         "the refused orders took nothing"
     );
@@ -243,7 +228,7 @@ async fn a_full_audit_disk_refuses_every_check_until_it_has_room_again() {
     d.restart();
     let mut c = d.client().await;
     assert_eq!(
-        usage(&mut c, "bot").await.0,
+        c.usage("bot").await.0,
         f64::from(allowed + 1),
         "the ledger agrees with the audit file"
     );
@@ -334,7 +319,7 @@ async fn after_kill_9_under_load_the_ledger_and_the_audit_file_hold_exactly_the_
         seen += load.await.unwrap();
         d.restart();
         let mut c = d.client().await;
-        let counted = usage(&mut c, "bot").await.0 as u64;
+        let counted = c.usage("bot").await.0 as u64;
         let audited = d
             .audit_records()
             .iter()

@@ -131,20 +131,6 @@ async fn at_once(daemons: &[&Daemon], token: &str, n: usize, qty: f64, price: f6
     out
 }
 
-async fn usage(c: &mut Client, id: &str) -> (f64, u32) {
-    let request_id = c.next_id();
-    match c
-        .request(Request::Usage {
-            request_id,
-            id: id.parse().unwrap(),
-        })
-        .await
-    {
-        Response::Usage(u) => (u.daily_value_used, u.orders_last_minute),
-        other => panic!("expected usage, got {other:?}"),
-    }
-}
-
 async fn release(c: &mut Client, ticket: u64) -> Response {
     let request_id = c.next_id();
     c.request(Request::Release { request_id, ticket }).await
@@ -199,13 +185,9 @@ async fn two_hosts_on_one_database_share_the_rate_window_and_the_daily_cap() {
         Reason::DailyValue,
         "100.00 is used to the cent"
     );
-    assert_eq!(usage(&mut ca, "daily").await.0, 100.0);
-    assert_eq!(usage(&mut cb, "daily").await.0, 100.0);
-    assert_eq!(
-        usage(&mut cb, "fast").await.1,
-        5,
-        "usage shows both hosts' orders"
-    );
+    assert_eq!(ca.usage("daily").await.0, 100.0);
+    assert_eq!(cb.usage("daily").await.0, 100.0);
+    assert_eq!(cb.usage("fast").await.1, 5, "usage shows both hosts' orders");
 
     // Nothing of it is kept in the state directory.
     assert!(
@@ -368,7 +350,7 @@ async fn kill_9_under_load_loses_no_consumption_and_any_host_releases_a_ticket_o
     a.restart();
     let mut ca = a.client().await;
     let ticket = ticket_of(&ca.check(&token, "Trd_PlaceOrder", sell(2.0, 50.0)).await);
-    let (used_before, _) = usage(&mut ca, "load").await;
+    let (used_before, _) = ca.usage("load").await;
     let mut cb = b.client().await;
     match release(&mut cb, ticket).await {
         Response::Released {
@@ -391,7 +373,7 @@ async fn kill_9_under_load_loses_no_consumption_and_any_host_releases_a_ticket_o
             "{again:?}"
         );
     }
-    let (used_after, _) = usage(&mut ca, "load").await;
+    let (used_after, _) = ca.usage("load").await;
     assert!(
         (used_before - used_after - 100.0).abs() < 1e-6,
         "{used_before} → {used_after}"
@@ -474,7 +456,7 @@ async fn a_host_whose_clock_is_hours_off_counts_the_same_window_and_day() {
     let a_day = audit_day(&a.wait_audit(1)[0]);
     let b_day = audit_day(&b.wait_audit(1)[0]);
     assert_eq!(b_day, a_day + 1, "the second host's clock is in tomorrow");
-    assert_eq!(usage(&mut cb, "daily").await.0, 100.0);
+    assert_eq!(cb.usage("daily").await.0, 100.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -538,7 +520,7 @@ async fn an_order_whose_outcome_is_unknown_is_refused_and_stays_counted_once() {
         pg.psql("SELECT count(*) FROM futu_ledger.consumptions").unwrap(),
         "2"
     );
-    assert_eq!(usage(&mut c, "late").await.0, 300.0);
+    assert_eq!(c.usage("late").await.0, 300.0);
     // Service goes on: 700 is left of the cap.
     assert!(c
         .check(&token, "Trd_PlaceOrder", sell(7.0, 100.0))
@@ -600,7 +582,7 @@ async fn old_tickets_expire_and_housekeeping_prunes_them() {
         "{unknown:?}"
     );
     // The window still holds the order of a moment ago, and only it.
-    assert_eq!(usage(&mut c, "old").await.1, 1);
+    assert_eq!(c.usage("old").await.1, 1);
     assert!(c.check(&token, "Trd_PlaceOrder", sell(1.0, 1.0)).await.is_allow());
     assert!(c.check(&token, "Trd_PlaceOrder", sell(1.0, 1.0)).await.is_allow());
     let d4 = c.check(&token, "Trd_PlaceOrder", sell(1.0, 1.0)).await;
@@ -698,5 +680,5 @@ async fn a_daemon_started_before_its_database_serves_reads_then_orders_once_it_a
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     d.wait_stderr("schema futu_ledger.1 created");
-    assert_eq!(usage(&mut c, "early").await.1, 1);
+    assert_eq!(c.usage("early").await.1, 1);
 }
