@@ -3,7 +3,6 @@
 //! host). A snapshot is immutable; a reload builds a new one and swaps it in.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use futu_auth_keys::store::KeysFile;
 use futu_auth_proto::{Fingerprint, HoursWindow, KeyHash, KeyId, KeyRecord, Market, Scope, TrdSide};
@@ -34,8 +33,8 @@ pub struct CompiledKey {
     pub scopes: u8,
     /// Allowed markets as bits ([`Market::bit`]); `None` for any.
     pub markets: Option<u16>,
-    /// Allowed symbols, sorted for binary search; `None` for any.
-    pub symbols: Option<Box<[Box<str>]>>,
+    /// Allowed symbols; `None` for any.
+    pub symbols: Option<SymbolSet>,
     /// Allowed sides as bits ([`TrdSide::bit`]); `None` for any.
     pub sides: Option<u8>,
     /// Per-order cap, exact.
@@ -53,31 +52,33 @@ pub struct CompiledKey {
 }
 
 impl CompiledKey {
-    fn compile(record: KeyRecord, host: Option<&Fingerprint>) -> (KeyHash, CompiledKey) {
-        let l = record.limits;
+    /// Compiles `record` into allocations of its own (none shared with the record), so
+    /// that dropping keys.json as parsed frees its memory whole.
+    fn compile(record: &KeyRecord, host: Option<&Fingerprint>) -> (KeyHash, CompiledKey) {
+        let l = &record.limits;
         let binding = match &record.allowed_machines {
             None => Binding::Unbound,
             Some(list) if list.is_empty() => Binding::Frozen,
             Some(list) if host.is_some_and(|h| list.contains(h)) => Binding::ThisHost,
             Some(_) => Binding::OtherHosts,
         };
-        let symbols = l.allowed_symbols.map(|v| {
-            let mut s: Vec<Box<str>> = v.into_iter().map(|s| String::from(s).into_boxed_str()).collect();
-            s.sort_unstable();
-            s.dedup();
-            s.into_boxed_slice()
-        });
+        let symbols = l
+            .allowed_symbols
+            .as_ref()
+            .map(|v| SymbolSet::new(v.iter().map(|s| s.as_str())));
         // Every cap is exact by construction (checked by `Money::try_cap` when read).
         let exact = |c: Option<futu_auth_proto::key::Cap>| c.map(|c| c.money());
         let key = CompiledKey {
-            id: record.id,
+            id: record.id.fresh_copy(),
             scopes: record.scopes.iter().fold(0, |acc, s| acc | s.bit()),
             markets: l
                 .allowed_markets
+                .as_ref()
                 .map(|v| v.iter().fold(0, |acc, m| acc | m.bit())),
             symbols,
             sides: l
                 .allowed_trd_sides
+                .as_ref()
                 .map(|v| v.iter().fold(0, |acc, s| acc | s.bit())),
             max_order_value: exact(l.max_order_value),
             max_daily_value: exact(l.max_daily_value),
@@ -101,9 +102,7 @@ impl CompiledKey {
 
     /// Whether `symbol` is allowed.
     pub fn allows_symbol(&self, symbol: &str) -> bool {
-        self.symbols
-            .as_ref()
-            .is_none_or(|s| s.binary_search_by(|x| (**x).cmp(symbol)).is_ok())
+        self.symbols.as_ref().is_none_or(|s| s.contains(symbol))
     }
 
     /// Whether `side` is allowed.
@@ -112,10 +111,87 @@ impl CompiledKey {
     }
 }
 
-/// The keys in service and the host they are checked on.
+/// A key's `allowed_symbols`, sorted and without duplicates, in one allocation: the
+/// number of symbols and the end of each (little-endian `u32`s), then their text. 100 000
+/// keys with a few symbols each would otherwise hold three or more small allocations a key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SymbolSet(Box<[u8]>);
+
+impl SymbolSet {
+    /// The set of `symbols`.
+    pub fn new<'a>(symbols: impl IntoIterator<Item = &'a str>) -> SymbolSet {
+        let mut list: Vec<&str> = symbols.into_iter().collect();
+        list.sort_unstable();
+        list.dedup();
+        let text: usize = list.iter().map(|s| s.len()).sum();
+        let mut bytes = Vec::with_capacity(4 * (1 + list.len()) + text);
+        bytes.extend_from_slice(&(list.len() as u32).to_le_bytes());
+        let mut end = 0u32;
+        for s in &list {
+            end += s.len() as u32;
+            bytes.extend_from_slice(&end.to_le_bytes());
+        }
+        for s in &list {
+            bytes.extend_from_slice(s.as_bytes());
+        }
+        SymbolSet(bytes.into_boxed_slice())
+    }
+
+    fn word(&self, i: usize) -> usize {
+        let at = 4 * i;
+        u32::from_le_bytes([self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]]) as usize
+    }
+
+    /// How many symbols the set holds.
+    pub fn len(&self) -> usize {
+        self.word(0)
+    }
+
+    /// Whether the set is empty (no symbol allowed).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`-th symbol in sorted order.
+    fn get(&self, i: usize) -> &[u8] {
+        let text = 4 * (1 + self.len());
+        let start = if i == 0 { 0 } else { self.word(i) };
+        &self.0[text + start..text + self.word(i + 1)]
+    }
+
+    /// The symbols, sorted.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        // Built from `&str`s cut at their own boundaries: always UTF-8.
+        (0..self.len()).map(|i| std::str::from_utf8(self.get(i)).unwrap_or_default())
+    }
+
+    /// Whether `symbol` is in the set (a binary search).
+    pub fn contains(&self, symbol: &str) -> bool {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.get(mid).cmp(symbol.as_bytes()) {
+                std::cmp::Ordering::Equal => return true,
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        false
+    }
+}
+
+impl std::fmt::Debug for SymbolSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// The keys in service and the host they are checked on: the compiled keys in one vector
+/// (one allocation, not one per key), found through an index by digest.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    by_hash: HashMap<KeyHash, Arc<CompiledKey>>,
+    keys: Vec<CompiledKey>,
+    by_hash: HashMap<KeyHash, u32>,
     host: Option<Fingerprint>,
 }
 
@@ -123,22 +199,36 @@ impl Snapshot {
     /// Compiles keys.json for a host with fingerprint `host`. Without a fingerprint (no
     /// machine id could be read) no host is in any `allowed_machines` list.
     pub fn new(file: KeysFile, host: Option<Fingerprint>) -> Snapshot {
+        let mut keys = Vec::with_capacity(file.keys.len());
         let mut by_hash = HashMap::with_capacity(file.keys.len());
-        for record in file.keys {
+        // Compiled from the records by reference, each key into new allocations above
+        // those of the parsed file; the file is then freed whole and its pages can go back
+        // to the system (compiling record by record while freeing them would scatter the
+        // keys across the parsed file's pages and keep them all resident).
+        for record in &file.keys {
             let (hash, key) = CompiledKey::compile(record, host.as_ref());
-            by_hash.insert(hash, Arc::new(key));
+            // keys.json holds each digest once (checked when it is read); should one come
+            // twice, the later wins, as it would in a map.
+            match by_hash.entry(hash) {
+                std::collections::hash_map::Entry::Occupied(e) => keys[*e.get() as usize] = key,
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(keys.len() as u32);
+                    keys.push(key);
+                }
+            }
         }
-        Snapshot { by_hash, host }
+        drop(file);
+        Snapshot { keys, by_hash, host }
     }
 
     /// The key whose plaintext has this digest.
-    pub fn by_hash(&self, hash: &KeyHash) -> Option<&Arc<CompiledKey>> {
-        self.by_hash.get(hash)
+    pub fn by_hash(&self, hash: &KeyHash) -> Option<&CompiledKey> {
+        self.by_hash.get(hash).map(|&i| &self.keys[i as usize])
     }
 
     /// The key with this id (a scan: admin paths only).
-    pub fn by_id(&self, id: &str) -> Option<&Arc<CompiledKey>> {
-        self.by_hash.values().find(|k| k.id.as_str() == id)
+    pub fn by_id(&self, id: &str) -> Option<&CompiledKey> {
+        self.keys.iter().find(|k| k.id.as_str() == id)
     }
 
     /// How many keys are in service.
@@ -154,5 +244,39 @@ impl Snapshot {
     /// This host's fingerprint, if known.
     pub fn host(&self) -> Option<&Fingerprint> {
         self.host.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SymbolSet;
+
+    #[test]
+    fn a_symbol_set_finds_exactly_its_symbols() {
+        let set = SymbolSet::new(["US.AAPL", "HK.00700", "HK.00700", "HK.09988", "SH.600519"]);
+        assert_eq!(set.len(), 4);
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            ["HK.00700", "HK.09988", "SH.600519", "US.AAPL"]
+        );
+        for s in ["US.AAPL", "HK.00700", "HK.09988", "SH.600519"] {
+            assert!(set.contains(s), "{s}");
+        }
+        for s in ["", "HK.0070", "HK.007000", "US.AAPM", "ZZ", "A", "hk.00700"] {
+            assert!(!set.contains(s), "{s}");
+        }
+        let empty = SymbolSet::new([]);
+        assert!(empty.is_empty());
+        assert!(!empty.contains("HK.00700"));
+    }
+
+    #[test]
+    fn a_symbol_set_agrees_with_a_sorted_list() {
+        let many: Vec<String> = (0..1000).map(|i| format!("HK.{:05}", i * 7)).collect();
+        let set = SymbolSet::new(many.iter().map(String::as_str));
+        for i in 0..7100 {
+            let s = format!("HK.{i:05}");
+            assert_eq!(set.contains(&s), i % 7 == 0 && i < 7000, "{s}");
+        }
     }
 }

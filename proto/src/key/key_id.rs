@@ -16,6 +16,12 @@ use super::redact::redact;
 pub struct KeyId(Arc<str>);
 
 impl KeyId {
+    /// The same id in an allocation of its own, not shared with `self` (so that what holds
+    /// the copy does not keep `self`'s allocation, and its neighbours, alive).
+    pub fn fresh_copy(&self) -> KeyId {
+        KeyId(Arc::from(self.as_str()))
+    }
+
     /// The id text.
     pub fn as_str(&self) -> &str {
         &self.0
