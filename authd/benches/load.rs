@@ -348,6 +348,9 @@ struct Results {
     depth1_authd: Option<Stats>,
     /// The order write at [`MANY_CONNECTIONS`] connections × depth 1.
     many_connections: Option<Stats>,
+    /// The echo server at [`MANY_CONNECTIONS`] connections × depth 1: the floor of the
+    /// ratio above (what the same many small round trips cost a server that does nothing).
+    many_connections_echo: Option<Stats>,
     /// Latency at depth 1 on one connection, by keys served.
     keys: Vec<KeysRun>,
     /// VmRSS and VmHWM in KiB with the big keys.json.
@@ -643,6 +646,16 @@ impl Bench {
             depth: 1,
             ..self.plan
         };
+        let (_dir, echo_socket, echo) = self.start_echo()?;
+        let wire = FutuWire::new(CheckKind::Order, &self.token);
+        let est = self.load("echo-1000", wire, &echo_socket, echo.pid(), plan, None)?;
+        drop(echo);
+        self.out.line(describe(
+            "echo 1000 conn",
+            &est,
+            &format!("{MANY_CONNECTIONS} conn × depth 1"),
+        ));
+        self.results.many_connections_echo = Some(est);
         let wire = FutuWire::new(CheckKind::Order, &self.token);
         let st = self.load("authd-order-1000", wire, &d.socket, d.pid(), plan, None)?;
         d.checks += st.decisions();
@@ -1036,6 +1049,7 @@ impl Bench {
             ),
         ];
         let many_ratio = ratio(tput(&r.many_connections), tput(&r.authd_order));
+        let many_echo_ratio = ratio(tput(&r.many_connections_echo), tput(&r.echo));
         let key_p50 = |n: usize| {
             r.keys
                 .iter()
@@ -1064,8 +1078,8 @@ impl Bench {
             };
             self.out.line(format!("  {label:<58} {verdict}"));
         };
-        target("authd ≥ 0.8× echo throughput", ratios[0].1.map(|v| v >= 0.8));
-        target("authd p50 ≤ 1.3× echo p50", ratios[1].1.map(|v| v <= 1.3));
+        target("authd ≥ 0.5× echo throughput", ratios[0].1.map(|v| v >= 0.5));
+        target("authd p50 ≤ 2× echo p50", ratios[1].1.map(|v| v <= 2.0));
         target("authd ≥ 3× redis throughput", ratios[3].1.map(|v| v >= 3.0));
         target(
             &format!(
@@ -1075,8 +1089,8 @@ impl Bench {
             keys_ratio.map(|v| v <= 1.1),
         );
         target(
-            &format!("≤ 64 MiB RSS with {big} keys"),
-            r.rss_kib.map(|(rss, _)| rss as f64 / 1024.0 <= 64.0),
+            &format!("≤ 48 MiB RSS with {big} keys"),
+            r.rss_kib.map(|(rss, _)| rss as f64 / 1024.0 <= 48.0),
         );
         target(
             &format!("reload of {big} keys < 300 ms with zero failed checks"),
@@ -1089,9 +1103,10 @@ impl Bench {
         );
         target(
             &format!(
-                "{MANY_CONNECTIONS} connections ≥ 0.8× the throughput of {} (ratio {})",
+                "{MANY_CONNECTIONS} connections ≥ 0.8× the throughput of {} (ratio {}; echo's {})",
                 self.plan.connections,
-                shown(many_ratio)
+                shown(many_ratio),
+                shown(many_echo_ratio)
             ),
             many_ratio.map(|v| v >= 0.8),
         );
@@ -1120,7 +1135,9 @@ impl Bench {
         cj.set("connections", Json::Int(MANY_CONNECTIONS as u64))
             .set("depth", Json::Int(1))
             .set("throughput_ratio", Json::opt(many_ratio, 3))
-            .set("stats", stats_json(r.many_connections.as_ref()));
+            .set("stats", stats_json(r.many_connections.as_ref()))
+            .set("echo_throughput_ratio", Json::opt(many_echo_ratio, 3))
+            .set("echo_stats", stats_json(r.many_connections_echo.as_ref()));
         j.set("connections_1000", cj)
             .set("depth1_echo", stats_json(r.depth1_echo.as_ref()))
             .set("depth1_authd_order", stats_json(r.depth1_authd.as_ref()));

@@ -199,12 +199,18 @@ impl Snapshot {
     /// Compiles keys.json for a host with fingerprint `host`. Without a fingerprint (no
     /// machine id could be read) no host is in any `allowed_machines` list.
     pub fn new(file: KeysFile, host: Option<Fingerprint>) -> Snapshot {
+        Snapshot::compile(&file, host)
+    }
+
+    /// [`Snapshot::new`], leaving the parsed file to the caller (to be freed off a
+    /// reload's clock). The keys are compiled from the records by reference, each into new
+    /// allocations above those of the parsed file, so that freeing the file frees its
+    /// memory whole and its pages can go back to the system (compiling record by record
+    /// while freeing them would scatter the keys across the parsed file's pages and keep
+    /// them all resident).
+    pub fn compile(file: &KeysFile, host: Option<Fingerprint>) -> Snapshot {
         let mut keys = Vec::with_capacity(file.keys.len());
         let mut by_hash = HashMap::with_capacity(file.keys.len());
-        // Compiled from the records by reference, each key into new allocations above
-        // those of the parsed file; the file is then freed whole and its pages can go back
-        // to the system (compiling record by record while freeing them would scatter the
-        // keys across the parsed file's pages and keep them all resident).
         for record in &file.keys {
             let (hash, key) = CompiledKey::compile(record, host.as_ref());
             // keys.json holds each digest once (checked when it is read); should one come
@@ -217,7 +223,6 @@ impl Snapshot {
                 }
             }
         }
-        drop(file);
         Snapshot { keys, by_hash, host }
     }
 

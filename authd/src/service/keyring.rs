@@ -23,6 +23,13 @@ pub enum KeyRingError {
     Task(String),
 }
 
+/// What a reload replaced: the snapshot that was in service and the parsed file the new
+/// one was compiled from, freed together after the reload is announced.
+struct Retired {
+    _snapshot: Arc<Snapshot>,
+    _file: KeysFile,
+}
+
 /// The keys in service and the file they come from.
 pub struct KeyRing {
     /// keys.json: read on start and reload, written by admin requests.
@@ -81,20 +88,26 @@ impl KeyRing {
         self.len() == 0
     }
 
-    /// Compiles and swaps in a new snapshot; returns the number of keys and the old
-    /// snapshot, to be dropped off the caller's path. Blocking work.
-    fn install(&self, file: KeysFile, text_digest: TextDigest) -> (usize, Arc<Snapshot>) {
-        let snapshot = Snapshot::new(file, self.host.clone());
+    /// Compiles and swaps in a new snapshot; returns the number of keys and what to free
+    /// off the caller's path (the old snapshot, the parsed file). Blocking work.
+    fn install(&self, file: KeysFile, text_digest: TextDigest) -> (usize, Retired) {
+        let snapshot = Snapshot::compile(&file, self.host.clone());
         let n = snapshot.len();
         let old = self.snapshot.swap(Arc::new(snapshot));
         *self.loaded_digest.lock().unwrap_or_else(|p| p.into_inner()) = Some(text_digest);
         self.metrics.keys_loaded(n);
-        (n, old)
+        (
+            n,
+            Retired {
+                _snapshot: old,
+                _file: file,
+            },
+        )
     }
 
     /// Reads keys.json and, unless it is the text already in service, parses and installs
     /// it. `Ok(None)`: unchanged.
-    fn load_and_install(&self) -> Result<Option<(usize, Arc<Snapshot>)>, StoreError> {
+    fn load_and_install(&self) -> Result<Option<(usize, Retired)>, StoreError> {
         let text = store::read_text(&self.keys_file)?;
         let digest = store::text_digest(&text);
         if *self.loaded_digest.lock().unwrap_or_else(|p| p.into_inner()) == Some(digest) {
@@ -147,7 +160,8 @@ impl KeyRing {
         };
         notify::reloaded(self.len());
         if let Some(old) = retired {
-            // Freeing 100 000 compiled keys takes a while; not on the reload's clock.
+            // Freeing 100 000 compiled keys and their parsed records takes a while; not on
+            // the reload's clock.
             tokio::task::spawn_blocking(move || {
                 drop(old);
                 crate::heap::give_back_freed_memory();
