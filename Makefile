@@ -10,16 +10,21 @@ CARGO ?= cargo
 TEST_PACKAGES := jq prometheus systemd util-linux mount procps make python3-venv curl postgresql-15 faketime
 RUN := run
 # The Python clients of the gateway tests, in a virtual environment of their own
-# (tests/tests/gateway.rs and four_front_ends.rs look for it here, or where
-# FUTU_TEST_PYTHON names its python): grpcio and its stub generator
-# (tests/python/grpc_client.py), websockets (ws_client.py) and the official MCP SDK
-# (mcp_client.py, stdio and streamable HTTP).
+# (tests/tests/gateway.rs, four_front_ends.rs and python_client.rs look for it here, or
+# where FUTU_TEST_PYTHON names its python): grpcio and its stub generator
+# (tests/python/grpc_client.py), websockets (ws_client.py), the official MCP SDK
+# (mcp_client.py, stdio and streamable HTTP), and this repository's own Python client
+# (client/python, futu-auth-client).
 VENV := target/venv
 GRPCIO_VERSION := 1.85.1
 WEBSOCKETS_VERSION := 17.4
 MCP_VERSION := 2.3.0
+# The Python client package (client/python), installed in VENV by `make venv`.
+PY_CLIENT_FILES := client/python/pyproject.toml client/python/README.md \
+	$(wildcard client/python/src/futu_auth_client/*.py) client/python/src/futu_auth_client/py.typed
+PY_CLIENT_STAMP := $(VENV)/.futu-auth-client-installed
 
-.PHONY: build release test deps debian-deps venv bench-deps lint fmt bench bench-quick fuzz run clean-run install uninstall
+.PHONY: build release test deps debian-deps venv venv-packages bench-deps lint fmt bench bench-quick fuzz run clean-run install uninstall
 
 build:
 	$(CARGO) build --workspace --all-targets
@@ -50,8 +55,10 @@ debian-deps:
 	echo "$$why; the tests that need them say they are skipped"
 
 ## VENV with grpcio, grpcio-tools, websockets and mcp (python3 -m venv, then pip
-## install); at once when they are all there at their versions.
-venv:
+## install); at once when they are all there at their versions. Then the Python client.
+venv: venv-packages $(PY_CLIENT_STAMP)
+
+venv-packages:
 	@if $(VENV)/bin/python -c 'import sys, grpc, grpc_tools, websockets; from importlib.metadata import version; sys.exit((grpc.__version__, websockets.__version__, version("mcp")) != ("$(GRPCIO_VERSION)", "$(WEBSOCKETS_VERSION)", "$(MCP_VERSION)"))' 2>/dev/null; then exit 0; fi; \
 	echo "making $(VENV): grpcio and grpcio-tools $(GRPCIO_VERSION), websockets $(WEBSOCKETS_VERSION), mcp $(MCP_VERSION)"; \
 	if ! python3 -m venv $(VENV); then why="python3 -m venv $(VENV) failed (python3-venv missing?)"; \
@@ -64,6 +71,25 @@ venv:
 		exit 1; \
 	fi; \
 	echo "$$why; the gateway tests that need them say they are skipped"
+
+## The Python client (client/python) installed in VENV as a user installs it (pip install, not
+## editable), from a copy so that the build leaves nothing in the tree; again whenever one
+## of its files changed since the last install (PY_CLIENT_STAMP).
+$(PY_CLIENT_STAMP): $(PY_CLIENT_FILES) | venv-packages
+	@if [ ! -x $(VENV)/bin/python ]; then why="there is no $(VENV) to install client/python into"; \
+	else \
+		echo "installing client/python (futu-auth-client) into $(VENV)"; \
+		tmp=$$(mktemp -d) && cp -r client/python/pyproject.toml client/python/README.md client/python/src "$$tmp"/ && \
+		if $(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall "$$tmp"; then \
+			rm -rf "$$tmp"; touch $@; exit 0; \
+		fi; \
+		rm -rf "$$tmp"; why="pip could not install client/python into $(VENV)"; \
+	fi; \
+	if [ "$${FUTU_TEST_STRICT:-}" = 1 ]; then \
+		echo "make venv: $$why, and FUTU_TEST_STRICT=1 forbids going on without it" >&2; \
+		exit 1; \
+	fi; \
+	echo "$$why; going on without it"
 
 ## Builds once, then runs every test (unit, golden vectors, end-to-end with the real binaries).
 test: deps

@@ -1,0 +1,435 @@
+"""Both clients against fake daemons (tests/fakes.py): answers matched by request id in
+any order, version negotiation, deadlines, reconnection, and failing closed whatever goes
+wrong."""
+
+import asyncio
+import os
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from fakes import CLOSE, FakeDaemon, SocketDir  # noqa: E402
+
+from futu_auth_client import (  # noqa: E402
+    AsyncAuthClient,
+    AuthClient,
+    AuthError,
+    ConnectError,
+    ConnectionLost,
+    DeadlineExceeded,
+    Decision,
+    ErrorKind,
+    ForbiddenError,
+    InvalidRequest,
+    KeyHash,
+    KeyRecord,
+    KeySpec,
+    Limits,
+    Order,
+    ProtocolError,
+    RateFigures,
+    Reason,
+    Scope,
+    UnavailableError,
+)
+from futu_auth_client.messages import (  # noqa: E402
+    Check,
+    CheckScope,
+    DecisionResponse,
+    ErrorResponse,
+    GenKey,
+    KeysPage,
+    ListKeysPage,
+    Release,
+    Released,
+    UsageRequest,
+)
+
+T = "fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f"
+STRANGER = "fc_00000000000000000000000000000000"
+#: Slack on top of a deadline, for a loaded machine.
+SLACK = 0.25
+
+
+def record(key_id: str) -> KeyRecord:
+    return KeyRecord(key_id, KeyHash("ab" * 32), (Scope.QOT_READ,), Limits(), None, "2026-01-01T00:00:00Z")
+
+
+def decide(daemon, req, version):
+    """A daemon's rules in miniature: T is key `research` (qot:read); an endpoint `E<n>`
+    is answered with key `k<n>` so that a caller can tell its own answer."""
+    if isinstance(req, Check):
+        if req.endpoint.startswith("E"):
+            return [DecisionResponse(req.request_id, Decision.allow("k" + req.endpoint[1:]))]
+        if req.token.expose() != T:
+            return [DecisionResponse(req.request_id, Decision.deny("unknown_key", None, "no key has this token"))]
+        if req.endpoint == "Trd_PlaceOrder":
+            return [DecisionResponse(req.request_id, Decision.deny(
+                "rate", "research", "5 orders in the last 60 s", 1234, RateFigures(5, 5)))]
+        return [DecisionResponse(req.request_id, Decision.allow("research", Scope.QOT_READ))]
+    if isinstance(req, CheckScope):
+        return [DecisionResponse(req.request_id, Decision.allow("research", req.scope))]
+    if isinstance(req, Release):
+        if req.ticket == 7:
+            return [Released(req.request_id, "research", 388.2)]
+        return [ErrorResponse(req.request_id, ErrorKind.UNKNOWN_TICKET, "no outstanding ticket has this number")]
+    if isinstance(req, GenKey):
+        if req.spec.id == "taken":
+            return [ErrorResponse(req.request_id, ErrorKind.DUPLICATE_KEY, "a key with id taken exists")]
+        return [DecisionResponse(req.request_id, Decision.deny("forbidden", None, "admin requests need an admin"))]
+    if isinstance(req, UsageRequest):
+        return [ErrorResponse(req.request_id, ErrorKind.UNKNOWN_KEY, "no key %s" % req.id)]
+    return [ErrorResponse(req.request_id, ErrorKind.INTERNAL, "not in this fake")]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.dir = SocketDir()
+        self.daemons = []
+
+    def tearDown(self):
+        for d in self.daemons:
+            d.stop()
+        self.dir.cleanup()
+
+    def daemon(self, handler=decide, name="auth.sock", **kw) -> FakeDaemon:
+        d = FakeDaemon(self.dir.path(name), handler, **kw)
+        self.daemons.append(d)
+        return d
+
+    def assert_fail_closed(self, d: Decision, error_type):
+        self.assertFalse(d.allowed)
+        self.assertFalse(d)
+        self.assertEqual(d.reason, Reason.INTERNAL)
+        self.assertFalse(d.from_daemon)
+        self.assertIsInstance(d.error, error_type, d)
+        self.assertTrue(d.detail)
+
+
+class Decisions(Base):
+    def test_decisions_are_read_as_the_daemon_sent_them(self):
+        d = self.daemon()
+        with AuthClient(d.path, timeout=5) as auth:
+            allow = auth.check(T, "Qot_GetBasicQot")
+            self.assertTrue(allow.allowed and allow.from_daemon)
+            self.assertEqual((allow.key_id, allow.scope, allow.ticket, allow.reason), ("research", "qot:read", None,
+                                                                                    None))
+            deny = auth.check(STRANGER, "Qot_GetBasicQot", iface="grpc")
+            self.assertEqual((deny.allowed, deny.reason, deny.key_id), (False, "unknown_key", None))
+            rate = auth.check(T, "Trd_PlaceOrder", Order("simulate", "HK", "HK.00700", "SELL", 100, 388.2))
+            self.assertEqual((rate.reason, rate.retry_after_ms, rate.limit), ("rate", 1234, RateFigures(5, 5)))
+            self.assertEqual(rate.to_dict()["limit"], {"rate": {"orders_in_window": 5, "max_orders_per_minute": 5}})
+            scope = auth.check_scope(T, "trade:real", iface="ws")
+            self.assertEqual(scope.scope, Scope.TRADE_REAL)
+            self.assertEqual(auth.protocol_version, 2)
+            self.assertEqual(auth.server_version, "fake")
+        sent = [r for r in d.requests if isinstance(r, (Check, CheckScope))]
+        self.assertEqual([r.iface.value for r in sent], ["rest", "grpc", "rest", "ws"])
+        self.assertEqual(len({r.request_id for r in sent}), 4, "fresh request ids")
+        self.assertEqual(sent[2].order.price, 388.2)
+        self.assertEqual(d.offered, [2])
+
+    def test_errors_and_refusals_of_the_other_calls_raise_typed_exceptions(self):
+        d = self.daemon()
+        auth = AuthClient(d.path, timeout=5)
+        self.assertEqual(auth.release(7), Released(auth_last_id(d), "research", 388.2))
+        with self.assertRaises(AuthError) as e:
+            auth.release(8)
+        self.assertEqual(e.exception.kind, ErrorKind.UNKNOWN_TICKET)
+        self.assertIn("no outstanding ticket", e.exception.message)
+        with self.assertRaises(AuthError) as e:
+            auth.gen_key(KeySpec("taken", ["qot:read"]))
+        self.assertEqual(e.exception.kind, "duplicate_key")
+        with self.assertRaises(ForbiddenError) as e:
+            auth.gen_key(KeySpec("new", ["qot:read"]))
+        self.assertIn("admin", e.exception.detail)
+        with self.assertRaises(AuthError) as e:
+            auth.usage("nobody")
+        self.assertEqual(e.exception.kind, ErrorKind.UNKNOWN_KEY)
+        auth.close()
+
+    def test_an_error_answering_a_check_is_a_deny(self):
+        def broken(daemon, req, version):
+            return [ErrorResponse(req.request_id, ErrorKind.INTERNAL, "the ledger is unreachable")]
+        d = self.daemon(broken)
+        with AuthClient(d.path, timeout=5) as auth:
+            self.assert_fail_closed(auth.check(T, "Qot_GetBasicQot"), AuthError)
+
+    def test_a_request_that_cannot_be_sent_is_a_deny_and_sends_nothing(self):
+        d = self.daemon()
+        with AuthClient(d.path, timeout=5) as auth:
+            self.assert_fail_closed(auth.check(T, "Qot_GetBasicQot", iface="telnet"), InvalidRequest)
+            self.assert_fail_closed(auth.check(T, "x" * 70000), InvalidRequest)
+            self.assert_fail_closed(auth.check(T, "Trd_PlaceOrder", {"env": "simulate"}), InvalidRequest)
+            self.assertTrue(auth.check(T, "Qot_GetBasicQot").allowed)
+        self.assertEqual(len(d.requests), 1)
+
+
+def auth_last_id(d: FakeDaemon) -> int:
+    with d.lock:
+        return d.requests[-1].request_id
+
+
+class Pipelining(Base):
+    def reverse_after(self, n):
+        """A handler that holds answers until `n` requests arrived, then answers them last
+        first: only matching by request id gets them to their callers."""
+        held = []
+
+        def handler(daemon, req, version):
+            held.extend(decide(daemon, req, version))
+            if len(held) < n:
+                return None
+            out = list(reversed(held))
+            held.clear()
+            return out
+        return handler
+
+    def test_threads_share_one_connection_and_each_gets_its_own_answer(self):
+        n = 40
+        d = self.daemon(self.reverse_after(n))
+        auth = AuthClient(d.path, timeout=10)
+        auth.connect()
+        results = [None] * n
+        barrier = threading.Barrier(n)
+
+        def caller(i):
+            barrier.wait()
+            results[i] = auth.check(T, "E%d" % i)
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual([r.key_id for r in results], ["k%d" % i for i in range(n)])
+        self.assertEqual((auth.connections_opened, d.connections), (1, 1))
+        self.assertEqual(auth.in_flight, 0)
+        auth.close()
+
+    def test_two_hundred_coroutines_in_flight_on_one_connection(self):
+        n = 200
+        d = self.daemon(self.reverse_after(n))
+
+        async def main():
+            async with AsyncAuthClient(d.path, timeout=10) as auth:
+                await auth.connect()
+                calls = [asyncio.ensure_future(auth.check(T, "E%d" % i)) for i in range(n)]
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                peak = auth.in_flight
+                results = await asyncio.gather(*calls)
+                return peak, results, auth.connections_opened
+        peak, results, opened = run(main())
+        self.assertEqual(peak, n)
+        self.assertEqual([r.key_id for r in results], ["k%d" % i for i in range(n)])
+        self.assertEqual((opened, d.connections), (1, 1))
+
+
+class Versions(Base):
+    def test_a_daemon_of_version_1_is_spoken_to_in_version_1(self):
+        def v1(daemon, req, version):
+            return [DecisionResponse(req.request_id, Decision.deny("rate", "sim-bot", "too fast", 5, RateFigures(1, 1)))]
+        d = self.daemon(v1, versions=(1,), negotiates=False)
+        with AuthClient(d.path, timeout=5) as auth:
+            deny = auth.check(T, "Trd_PlaceOrder")
+            self.assertEqual(auth.protocol_version, 1)
+        # The fake wrote version 1's bytes (no retry, no figures), read as such.
+        self.assertTrue(deny.from_daemon)
+        self.assertEqual((deny.reason, deny.key_id, deny.detail), ("rate", "sim-bot", "too fast"))
+        self.assertIsNone(deny.retry_after_ms)
+        self.assertIsNone(deny.limit)
+        self.assertEqual(d.offered, [2, 1])
+
+        async def main():
+            async with AsyncAuthClient(d.path, timeout=5) as auth:
+                return await auth.check(T, "Trd_PlaceOrder"), auth.protocol_version
+        deny, version = run(main())
+        self.assertEqual((deny.reason, deny.retry_after_ms, version), ("rate", None, 1))
+        self.assertEqual(d.offered, [2, 1, 2, 1])
+
+    def test_a_hello_answered_with_a_newer_version_is_not_a_daemon_to_talk_to(self):
+        d = self.daemon(hello_version=3)
+        with AuthClient(d.path, timeout=5) as auth:
+            self.assert_fail_closed(auth.check(T, "Qot_GetBasicQot"), ProtocolError)
+        self.assertEqual(d.requests, [])
+
+
+class Deadlines(Base):
+    def assert_denied_in_time(self, check, timeout):
+        start = time.monotonic()
+        d = check()
+        took = time.monotonic() - start
+        self.assert_fail_closed(d, DeadlineExceeded)
+        self.assertGreaterEqual(took, timeout * 0.9)
+        self.assertLessEqual(took, timeout + SLACK)
+
+    def test_a_daemon_that_never_says_hello(self):
+        d = self.daemon(hello=False)
+        auth = AuthClient(d.path, timeout=0.2)
+        self.assert_denied_in_time(lambda: auth.check(T, "Qot_GetBasicQot"), 0.2)
+        # Right after, the backoff answers at once, still a deny.
+        start = time.monotonic()
+        again = auth.check(T, "Qot_GetBasicQot")
+        self.assertLess(time.monotonic() - start, 0.1)
+        self.assert_fail_closed(again, UnavailableError)
+        auth.close()
+
+        async def main():
+            async with AsyncAuthClient(d.path, timeout=0.2) as a:
+                return await a.check(T, "Qot_GetBasicQot")
+        self.assert_denied_in_time(lambda: run(main()), 0.2)
+
+    def test_a_daemon_that_says_hello_then_nothing(self):
+        d = self.daemon(lambda daemon, req, version: None)
+        auth = AuthClient(d.path, timeout=0.2)
+        auth.connect(timeout=5)
+        for _ in range(2):
+            self.assert_denied_in_time(lambda: auth.check(T, "Qot_GetBasicQot"), 0.2)
+            self.assert_denied_in_time(lambda: auth.check_scope(T, "qot:read"), 0.2)
+        with self.assertRaises(DeadlineExceeded):
+            auth.usage("research")
+        # A call's own timeout.
+        self.assert_denied_in_time(lambda: auth.check(T, "Qot_GetBasicQot", timeout=0.4), 0.4)
+        self.assertEqual(auth.connections_opened, 1, "a late answer does not cost the connection")
+        auth.close()
+
+        async def main():
+            async with AsyncAuthClient(d.path, timeout=0.2) as a:
+                await a.connect(timeout=5)
+                start = time.monotonic()
+                r = await a.check(T, "Qot_GetBasicQot")
+                return r, time.monotonic() - start, a.in_flight
+        r, took, in_flight = run(main())
+        self.assert_fail_closed(r, DeadlineExceeded)
+        self.assertLessEqual(took, 0.2 + SLACK)
+        self.assertEqual(in_flight, 0)
+
+
+class FailClosed(Base):
+    def test_no_daemon_is_a_deny_at_once_and_an_error_for_the_other_calls(self):
+        path = self.dir.path("absent.sock")
+        auth = AuthClient(path, timeout=0.5)
+        start = time.monotonic()
+        d = auth.check(T, "Qot_GetBasicQot")
+        self.assertLess(time.monotonic() - start, 0.5)
+        self.assert_fail_closed(d, ConnectError)
+        self.assertTrue(d.error.is_not_running)
+        with self.assertRaises(UnavailableError) as e:
+            auth.usage("research")
+        self.assertTrue(e.exception.is_not_running)
+        time.sleep(0.05)
+        with self.assertRaises(ConnectError):
+            auth.reload()
+
+        async def main():
+            a = AsyncAuthClient(path, timeout=0.5)
+            return await a.check(T, "Qot_GetBasicQot")
+        self.assert_fail_closed(run(main()), ConnectError)
+
+    def test_an_answer_that_cannot_be_read_is_a_deny_and_the_next_call_reconnects(self):
+        def garbage_once(daemon, req, version):
+            if daemon.connections == 1:
+                return [b"\x00\x00\x00\x02\x63\x00"]  # Response variant 99
+            return decide(daemon, req, version)
+        d = self.daemon(garbage_once)
+        with AuthClient(d.path, timeout=5) as auth:
+            self.assert_fail_closed(auth.check(T, "Qot_GetBasicQot"), ProtocolError)
+            self.assertTrue(auth.check(T, "Qot_GetBasicQot").allowed)
+            self.assertEqual(auth.connections_opened, 2)
+
+    def test_a_frame_announced_over_64_kib_is_a_deny(self):
+        d = self.daemon(lambda daemon, req, version: [b"\x00\x01\x00\x01"])
+        with AuthClient(d.path, timeout=5) as auth:
+            self.assert_fail_closed(auth.check(T, "Qot_GetBasicQot"), ProtocolError)
+
+        async def main():
+            async with AsyncAuthClient(d.path, timeout=5) as a:
+                return await a.check(T, "Qot_GetBasicQot")
+        self.assert_fail_closed(run(main()), ProtocolError)
+
+    def test_a_connection_closed_before_the_answer_is_a_deny_and_the_next_call_reconnects(self):
+        def close_once(daemon, req, version):
+            if daemon.connections == 1:
+                return CLOSE
+            return decide(daemon, req, version)
+        d = self.daemon(close_once)
+        with AuthClient(d.path, timeout=5) as auth:
+            self.assert_fail_closed(auth.check(T, "Qot_GetBasicQot"), ConnectionLost)
+            self.assertTrue(auth.check(T, "Qot_GetBasicQot").allowed)
+
+        d2 = self.daemon(close_once, name="b.sock")
+
+        async def main():
+            async with AsyncAuthClient(d2.path, timeout=5) as a:
+                return await a.check(T, "Qot_GetBasicQot"), await a.check(T, "Qot_GetBasicQot")
+        first, second = run(main())
+        self.assert_fail_closed(first, ConnectionLost)
+        self.assertTrue(second.allowed)
+
+    def test_a_fatal_error_then_close_is_a_deny(self):
+        # An Error answering no request (id 0), then the close: what the daemon does
+        # with a frame it cannot read.
+        d = self.daemon(lambda daemon, req, version: [ErrorResponse(0, ErrorKind.BAD_FRAME, "malformed message"),
+                                                      CLOSE])
+        with AuthClient(d.path, timeout=5) as auth:
+            deny = auth.check(T, "Qot_GetBasicQot")
+        self.assert_fail_closed(deny, ProtocolError)
+        self.assertIn("bad_frame", deny.detail)
+
+    def test_a_closed_client_denies(self):
+        d = self.daemon()
+        auth = AuthClient(d.path, timeout=5)
+        self.assertTrue(auth.check(T, "Qot_GetBasicQot").allowed)
+        auth.close()
+        self.assert_fail_closed(auth.check(T, "Qot_GetBasicQot"), ConnectionLost)
+
+    def test_a_restarted_daemon_is_reconnected_to(self):
+        d = self.daemon()
+        auth = AuthClient(d.path, timeout=5)
+        self.assertTrue(auth.check(T, "Qot_GetBasicQot").allowed)
+        d.stop()
+        self.daemons.remove(d)
+        down = auth.check(T, "Qot_GetBasicQot")
+        self.assertFalse(down.allowed)
+        self.assertIsInstance(down.error, (ConnectionLost, ConnectError))
+        self.daemon()
+        time.sleep(0.05)  # past the first backoff
+        self.assertTrue(auth.check(T, "Qot_GetBasicQot").allowed)
+        auth.close()
+
+    def test_the_async_client_survives_a_new_event_loop(self):
+        d = self.daemon()
+        auth = AsyncAuthClient(d.path, timeout=5)
+        self.assertTrue(run(auth.check(T, "Qot_GetBasicQot")).allowed)
+        self.assertTrue(run(auth.check(T, "Qot_GetBasicQot")).allowed)
+
+
+class Paging(Base):
+    def test_a_listing_expired_under_way_is_started_again(self):
+        keys = [record("k%d" % i) for i in range(5)]
+        state = {"expired_once": False}
+
+        def pages(daemon, req, version):
+            assert isinstance(req, ListKeysPage)
+            if req.listing == 0:
+                return [KeysPage(req.request_id, 9, 0, 5, tuple(keys[:2]))]
+            if req.offset == 2 and not state["expired_once"]:
+                state["expired_once"] = True
+                return [ErrorResponse(req.request_id, ErrorKind.LISTING_EXPIRED, "listing 9 is gone")]
+            return [KeysPage(req.request_id, 9, req.offset, 5, tuple(keys[req.offset:req.offset + 2]))]
+        d = self.daemon(pages)
+        with AuthClient(d.path, timeout=5) as auth:
+            self.assertEqual([k.id for k in auth.list_keys()], ["k0", "k1", "k2", "k3", "k4"])
+        asked = [(r.listing, r.offset) for r in d.requests]
+        self.assertEqual(asked, [(0, 0), (9, 2), (0, 0), (9, 2), (9, 4)])
+
+
+if __name__ == "__main__":
+    unittest.main()
