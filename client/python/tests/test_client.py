@@ -134,7 +134,7 @@ class Decisions(Base):
         self.assertEqual([r.iface.value for r in sent], ["rest", "grpc", "rest", "ws"])
         self.assertEqual(len({r.request_id for r in sent}), 4, "fresh request ids")
         self.assertEqual(sent[2].order.price, 388.2)
-        self.assertEqual(d.offered, [2])
+        self.assertEqual(d.offered, [3])
 
     def test_errors_and_refusals_of_the_other_calls_raise_typed_exceptions(self):
         d = self.daemon()
@@ -245,20 +245,39 @@ class Versions(Base):
         self.assertEqual((deny.reason, deny.key_id, deny.detail), ("rate", "sim-bot", "too fast"))
         self.assertIsNone(deny.retry_after_ms)
         self.assertIsNone(deny.limit)
-        self.assertEqual(d.offered, [2, 1])
+        self.assertEqual(d.offered, [3, 2, 1])
 
         async def main():
             async with AsyncAuthClient(d.path, timeout=5) as auth:
                 return await auth.check(T, "Trd_PlaceOrder"), auth.protocol_version
         deny, version = run(main())
         self.assertEqual((deny.reason, deny.retry_after_ms, version), ("rate", None, 1))
-        self.assertEqual(d.offered, [2, 1, 2, 1])
+        self.assertEqual(d.offered, [3, 2, 1, 3, 2, 1])
 
     def test_a_hello_answered_with_a_newer_version_is_not_a_daemon_to_talk_to(self):
-        d = self.daemon(hello_version=3)
+        d = self.daemon(hello_version=4)
         with AuthClient(d.path, timeout=5) as auth:
             self.assert_fail_closed(auth.check(T, "Qot_GetBasicQot"), ProtocolError)
         self.assertEqual(d.requests, [])
+
+    def test_version_3_requests_are_not_sent_to_an_older_daemon(self):
+        d = self.daemon()  # speaks versions 1 and 2
+        with AuthClient(d.path, timeout=5) as auth:
+            with self.assertRaises(ProtocolError) as e:
+                auth.rotate_key("sim-bot", 3600)
+            self.assertIn("RotateKey needs protocol version 3", str(e.exception))
+            with self.assertRaises(ProtocolError):
+                auth.key_activity(["sim-bot"])
+            self.assertEqual(auth.protocol_version, 2)
+
+        async def main():
+            async with AsyncAuthClient(d.path, timeout=5) as auth:
+                with self.assertRaises(ProtocolError):
+                    await auth.rotate_key("sim-bot")
+                with self.assertRaises(ProtocolError):
+                    await auth.key_activity(["sim-bot"])
+        run(main())
+        self.assertEqual(d.requests, [], "nothing sent that a version-2 daemon cannot read")
 
 
 class Deadlines(Base):

@@ -32,6 +32,11 @@ from futu_auth_client.codec import MAX_FRAME, DecodeError, FrameTooLarge, Reader
 from futu_auth_client.messages import (
     REQUESTS,
     RESPONSES,
+    KeyActivity,
+    KeyActivityRequest,
+    KeyActivityResponse,
+    KeyRotated,
+    RotateKey,
     BindKey,
     Check,
     CheckScope,
@@ -271,6 +276,9 @@ def golden_requests():
         (UsageRequest(13, "sim-bot"), ["0000000a", "09", "0d", SIM_BOT_FIELD]),
         (ListKeysPage(7, 0, 0), ["00000004", "0a070000"]),
         (ListKeysPage(7, 1 << 32, 300), ["0000000e", "0a07fd0000000001000000fb2c01"]),
+        # Version 3 (the same bytes as proto/tests/golden.rs pins).
+        (RotateKey(7, "bot", 86_400), ["0000000b", "0b", "07", "03626f74", "fc80510100"]),
+        (KeyActivityRequest(8, ("bot", "ops")), ["0000000b", "0c", "08", "02", "03626f74", "036f7073"]),
     ]
 
 
@@ -296,6 +304,12 @@ def golden_responses():
         (ErrorResponse(0, ErrorKind.VERSION, "unsupported protocol version 2"),
          ["00000022", "09", "00", "00", "1e756e737570706f727465642070726f746f636f6c2076657273696f6e2032"], (1, 2)),
         (KeysPage(7, 5, 0, 1, ()), ["00000006", "0a0705000100"], (1, 2)),
+        (KeyRotated(7, "bot", Token("fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f"), "2026-12-01T08:00:00Z", "k"),
+         ["00000042", "0b", "07", "03626f74",
+          "2366635f3861336632623963316535643761346238633266396531643361356237633966",
+          "01", "14323032362d31322d30315430383a30303a30305a", "016b"], (3,)),
+        (KeyActivityResponse(8, (KeyActivity("bot", "2026-11-30T08:00:00Z", None),)),
+         ["0000001e", "0c", "08", "01", "03626f74", "01", "14323032362d31312d33305430383a30303a30305a", "00"], (3,)),
         (v2_deny(Reason.DAILY_VALUE, "daily value cap reached", None, None),
          ["00000027", hex_of(DENY_V1)[8:], "00", "00"], (2,)),
         (v2_deny(Reason.RATE, "rate", 12345, RateFigures(5, 5)),
@@ -327,11 +341,11 @@ class GoldenVectors(unittest.TestCase):
                     self.assertEqual(decode_response(bytes.fromhex(vector)[4:], version), value)
 
     def test_every_message_class_is_in_its_variant_slot(self):
-        self.assertEqual([cls.VARIANT for cls in REQUESTS], list(range(11)))
-        self.assertEqual([cls.VARIANT for cls in RESPONSES], list(range(11)))
+        self.assertEqual([cls.VARIANT for cls in REQUESTS], list(range(13)))
+        self.assertEqual([cls.VARIANT for cls in RESPONSES], list(range(13)))
         admin = {cls.__name__ for cls in REQUESTS if cls.ADMIN}
         self.assertEqual(admin, {"GenKey", "ListKeys", "RevokeKey", "BindKey", "Reload", "UsageRequest",
-                                 "ListKeysPage"})
+                                 "ListKeysPage", "RotateKey", "KeyActivityRequest"})
 
     def test_a_deny_read_in_the_other_version_is_malformed_not_misread(self):
         value = v2_deny(Reason.RATE, "rate", 1, None)

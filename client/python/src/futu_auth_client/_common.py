@@ -169,3 +169,13 @@ def protocol_failure(e: BaseException) -> ProtocolError:
 def fatal_error(resp: ErrorResponse) -> ProtocolError:
     """An Error answering no request (request id 0): the daemon closes the connection."""
     return ProtocolError("futu-authd closed the connection with an error (%s): %s" % (resp.kind.value, resp.message))
+
+
+def require_version(spoken: int, needed: int, what: str) -> None:
+    """Raises :class:`ProtocolError` when the connection speaks a protocol older than
+    ``needed``: the daemon would read ``what`` as a malformed frame and close the
+    connection, so it is not sent."""
+    if spoken < needed:
+        raise ProtocolError(
+            "%s needs protocol version %d; this futu-authd speaks %d (upgrade futu-authd)" % (what, needed, spoken)
+        )

@@ -26,8 +26,12 @@ from .messages import (
     GenKey,
     Hello,
     KeyBound,
+    KeyActivity,
+    KeyActivityRequest,
+    KeyActivityResponse,
     KeyGenerated,
     KeyRevoked,
+    KeyRotated,
     Keys,
     KeysPage,
     ListKeys,
@@ -39,6 +43,7 @@ from .messages import (
     Request,
     Response,
     RevokeKey,
+    RotateKey,
     Usage,
     UsageRequest,
     decode_response,
@@ -175,7 +180,7 @@ class AsyncAuthClient:
 
     Every caller's requests go over one connection, pipelined, matched to their answers by
     request id; the connection is made on the first call (or :meth:`connect`), says
-    Hello with protocol version 2 (1 with a daemon that speaks only that), and is made
+    Hello with protocol version 3 (an older one with a daemon that speaks only that), and is made
     again after it is lost, with a backoff between failed attempts (10 ms doubling to
     1 s). Each call has a deadline of ``timeout`` seconds (50 ms unless set), connecting
     included.
@@ -435,4 +440,23 @@ class AsyncAuthClient:
     async def usage(self, key_id: str, timeout: Optional[float] = None) -> Usage:
         """Admin: a key's consumption today."""
         return c.expect(await self.call(lambda rid: UsageRequest(rid, key_id), timeout), Usage)
+
+    async def rotate_key(self, key_id: str, overlap_secs: int = 86_400, timeout: Optional[float] = None) -> KeyRotated:
+        """Admin (protocol version 3): a new plaintext for a key, which keeps its id, scopes,
+        limits, binding and counters; the old plaintext stays valid for ``overlap_secs``
+        (never past the key's ``expires_at``; 0: refused at once). The answer has the new
+        plaintext (show it once) and until when the old one is accepted.
+        :class:`AuthError` ``unknown_key``; :class:`ProtocolError` when the daemon speaks
+        an older protocol (nothing is sent)."""
+        c.require_version(await self.connect(timeout), 3, "RotateKey")
+        return c.expect(await self.call(lambda rid: RotateKey(rid, key_id, overlap_secs), timeout), KeyRotated)
+
+    async def key_activity(self, key_ids: List[str], timeout: Optional[float] = None) -> List[KeyActivity]:
+        """Admin (protocol version 3): when each key was last allowed (to the minute) and
+        until when its plaintext before the last rotation is accepted, for the ids that
+        keys.json holds, in the order asked (at most 500 a call).
+        :class:`ProtocolError` when the daemon speaks an older protocol (nothing is sent)."""
+        ids = tuple(key_ids)
+        c.require_version(await self.connect(timeout), 3, "KeyActivity")
+        return list(c.expect(await self.call(lambda rid: KeyActivityRequest(rid, ids), timeout), KeyActivityResponse).keys)
 

@@ -51,8 +51,12 @@ __all__ = [
     "Hello",
     "HelloOk",
     "KeyBound",
+    "KeyActivity",
+    "KeyActivityRequest",
+    "KeyActivityResponse",
     "KeyGenerated",
     "KeyRevoked",
+    "KeyRotated",
     "Keys",
     "KeysPage",
     "ListKeys",
@@ -64,6 +68,8 @@ __all__ = [
     "Request",
     "Response",
     "RevokeKey",
+    "RotateKey",
+    "MAX_ACTIVITY_IDS",
     "Usage",
     "UsageRequest",
     "decode_request",
@@ -75,9 +81,11 @@ __all__ = [
 ]
 
 #: The newest protocol version this package speaks (offered in Hello).
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 #: Every version it speaks, oldest first.
-PROTOCOL_VERSIONS = (1, 2)
+PROTOCOL_VERSIONS = (1, 2, 3)
+#: The most key ids one :class:`KeyActivityRequest` may ask about.
+MAX_ACTIVITY_IDS = 500
 
 
 class Request:
@@ -510,9 +518,64 @@ class ListKeysPage(Request):
         return cls(r.u64(), r.u64(), r.u32())
 
 
+@dataclasses.dataclass(frozen=True)
+class RotateKey(Request):
+    """Admin (protocol version 3): a new plaintext for key ``id``, which keeps its id,
+    scopes, limits, binding and counters; the old plaintext stays valid for
+    ``overlap_secs`` more seconds (never past the key's ``expires_at``). Answered by
+    :class:`KeyRotated`."""
+
+    VARIANT: ClassVar[int] = 11
+    ADMIN: ClassVar[bool] = True
+    request_id: int
+    id: str
+    overlap_secs: int = 86_400
+
+    def __post_init__(self) -> None:
+        validate_key_id(self.id)
+        if not isinstance(self.overlap_secs, int) or not 0 <= self.overlap_secs < 2**64:
+            raise ValueError("RotateKey.overlap_secs is a number of seconds, 0 to 2^64-1")
+
+    def write(self, w: Writer) -> None:
+        w.u64(self.request_id)
+        w.string(self.id)
+        w.u64(self.overlap_secs)
+
+    @classmethod
+    def read(cls, r: Reader) -> "RotateKey":
+        return _checked(cls, r.u64(), r.string(), r.u64())
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyActivityRequest(Request):
+    """Admin (protocol version 3): when keys were last used, and how long a rotated key's
+    old plaintext stays valid (``Request::KeyActivity``). Answered by
+    :class:`KeyActivityResponse`."""
+
+    VARIANT: ClassVar[int] = 12
+    ADMIN: ClassVar[bool] = True
+    request_id: int
+    ids: Tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.ids) > MAX_ACTIVITY_IDS:
+            raise ValueError("KeyActivity asks about at most %d keys, not %d" % (MAX_ACTIVITY_IDS, len(self.ids)))
+        for key_id in self.ids:
+            validate_key_id(key_id)
+
+    def write(self, w: Writer) -> None:
+        w.u64(self.request_id)
+        w.seq(self.ids, w.string)
+
+    @classmethod
+    def read(cls, r: Reader) -> "KeyActivityRequest":
+        return _checked(cls, r.u64(), tuple(r.seq(r.string)))
+
+
 #: The request classes, by variant index.
 REQUESTS: Tuple[Type[Request], ...] = (
     Hello, Check, CheckScope, Release, GenKey, ListKeys, RevokeKey, BindKey, Reload, UsageRequest, ListKeysPage,
+    RotateKey, KeyActivityRequest,
 )
 
 
@@ -736,10 +799,73 @@ class KeysPage(Response):
         return cls(r.u64(), r.u64(), r.u32(), r.u32(), tuple(r.seq(lambda: read_key_record(r))))
 
 
+@dataclasses.dataclass(frozen=True)
+class KeyRotated(Response):
+    """A key's new plaintext (protocol version 3). ``plaintext`` is in this answer and
+    nowhere else: show it once (its ``repr()`` is redacted). ``previous_valid_until`` (RFC
+    3339, or ``None``): until when the old plaintext is still accepted."""
+
+    VARIANT: ClassVar[int] = 11
+    request_id: int
+    id: str
+    plaintext: Token
+    previous_valid_until: Optional[str]
+    stored_in: str
+
+    def write(self, w: Writer, version: int) -> None:
+        w.u64(self.request_id)
+        w.string(self.id)
+        w.string(self.plaintext.expose())
+        w.option(self.previous_valid_until, w.string)
+        w.string(self.stored_in)
+
+    @classmethod
+    def read(cls, r: Reader, version: int) -> "KeyRotated":
+        return cls(r.u64(), _checked(validate_key_id, r.string()), Token(r.string()), r.option(r.string), r.string())
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyActivity:
+    """One key's activity: ``last_used`` (RFC 3339, to the minute; ``None``: not used since
+    the daemon began keeping it) and ``previous_valid_until`` (until when its plaintext
+    before the last rotation is accepted; ``None``: no overlap in force)."""
+
+    id: str
+    last_used: Optional[str]
+    previous_valid_until: Optional[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyActivityResponse(Response):
+    """The activity of the keys asked about that keys.json holds, in the order asked
+    (``Response::KeyActivity``, protocol version 3)."""
+
+    VARIANT: ClassVar[int] = 12
+    request_id: int
+    keys: Tuple[KeyActivity, ...]
+
+    def write(self, w: Writer, version: int) -> None:
+        w.u64(self.request_id)
+
+        def entry(k: KeyActivity) -> None:
+            w.string(k.id)
+            w.option(k.last_used, w.string)
+            w.option(k.previous_valid_until, w.string)
+
+        w.seq(self.keys, entry)
+
+    @classmethod
+    def read(cls, r: Reader, version: int) -> "KeyActivityResponse":
+        def entry() -> KeyActivity:
+            return KeyActivity(_checked(validate_key_id, r.string()), r.option(r.string), r.option(r.string))
+
+        return cls(r.u64(), tuple(r.seq(entry)))
+
+
 #: The response classes, by variant index.
 RESPONSES: Tuple[Type[Response], ...] = (
     HelloOk, DecisionResponse, Released, KeyGenerated, Keys, KeyRevoked, KeyBound, Reloaded, Usage, ErrorResponse,
-    KeysPage,
+    KeysPage, KeyRotated, KeyActivityResponse,
 )
 
 
