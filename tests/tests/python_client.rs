@@ -581,8 +581,8 @@ fn checks_answer_as_futucli_check_does() {
             &state["async_connections"],
             &state["sync_version"]
         ),
-        (&json!(1), &json!(1), &json!(2)),
-        "one connection each, protocol version 2: {state}"
+        (&json!(1), &json!(1), &json!(futu_auth_proto::PROTOCOL_VERSION)),
+        "one connection each, the daemon's newest protocol version: {state}"
     );
 }
 
