@@ -135,6 +135,8 @@ impl Authd {
             },
             AdminOp::Usage(id) => self.usage(request_id, &id).await,
             AdminOp::ListKeysPage { listing, offset } => self.list_page(request_id, listing, offset).await,
+            AdminOp::RotateKey { id, overlap_secs } => self.rotate_key(request_id, id, overlap_secs).await,
+            AdminOp::KeyActivity(ids) => self.key_activity(request_id, ids).await,
         };
         let (outcome, err) = match &resp {
             Response::Error { kind, .. } => (Outcome::Error, Some(*kind)),
