@@ -4,7 +4,8 @@
 //! Pure: no IO, no locks, the clock comes in as [`Now`]. A request is allowed only when
 //! every rule says yes, checked in this order (the first that says no is the reason):
 //!
-//! 1. the token's digest names a key — `unknown_key`;
+//! 1. the token's digest names a key — its current plaintext, or its previous one while
+//!    a rotation's overlap lasts — `unknown_key`;
 //! 2. its `expires_at` has not passed — `expired`;
 //! 3. `allowed_machines` is not `[]` — `frozen` — and, when a list, holds this host —
 //!    `machine`;
@@ -153,7 +154,7 @@ fn usable_key<'s>(
     token: &futu_auth_proto::Token,
     now: &Now,
 ) -> Result<&'s CompiledKey, Verdict> {
-    let Some(key) = snapshot.by_hash(&digest(token)) else {
+    let Some(key) = snapshot.by_hash_at(&digest(token), now.utc) else {
         return Err(Verdict::deny(
             Reason::UnknownKey,
             None,

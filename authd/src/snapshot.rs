@@ -1,6 +1,7 @@
 //! The keys in service: keys.json compiled for lookup by digest, with every limit turned
 //! into the form a check needs (bit sets, exact money, the binding resolved against this
-//! host). A snapshot is immutable; a reload builds a new one and swaps it in.
+//! host), and the previous plaintexts of rotated keys with the end of their overlap. A
+//! snapshot is immutable; a reload builds a new one and swaps it in.
 
 use std::collections::HashMap;
 
@@ -187,12 +188,25 @@ impl std::fmt::Debug for SymbolSet {
 }
 
 /// The keys in service and the host they are checked on: the compiled keys in one vector
-/// (one allocation, not one per key), found through an index by digest.
+/// (one allocation, not one per key), found through an index by digest, and a second
+/// index for the previous plaintexts of rotated keys.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     keys: Vec<CompiledKey>,
     by_hash: HashMap<KeyHash, u32>,
+    /// keys.json's `rotations`: the digest of a rotated key's previous plaintext, the key
+    /// and the end of its overlap. Empty, with no allocation, unless keys.json has some.
+    previous: HashMap<KeyHash, Previous>,
     host: Option<Fingerprint>,
+}
+
+/// A rotated key's previous plaintext: which key it names, and until when.
+#[derive(Debug, Clone, Copy)]
+struct Previous {
+    /// Index of the key in [`Snapshot::keys`].
+    key: u32,
+    /// Accepted while `now < until`.
+    until: Timestamp,
 }
 
 impl Snapshot {
@@ -223,12 +237,65 @@ impl Snapshot {
                 }
             }
         }
-        Snapshot { keys, by_hash, host }
+        let previous = Snapshot::index_rotations(file, &keys);
+        Snapshot {
+            keys,
+            by_hash,
+            previous,
+            host,
+        }
     }
 
-    /// The key whose plaintext has this digest.
+    /// The previous-plaintext index of keys.json's `rotations` (each names a key of the
+    /// file: checked when it is read).
+    fn index_rotations(file: &KeysFile, keys: &[CompiledKey]) -> HashMap<KeyHash, Previous> {
+        if file.rotations.is_empty() {
+            return HashMap::new();
+        }
+        let by_id: HashMap<&str, u32> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.id.as_str(), i as u32))
+            .collect();
+        file.rotations
+            .iter()
+            .filter_map(|r| {
+                let key = *by_id.get(r.id.as_str())?;
+                Some((r.previous_hash, Previous { key, until: r.until }))
+            })
+            .collect()
+    }
+
+    /// The key whose current plaintext has this digest.
     pub fn by_hash(&self, hash: &KeyHash) -> Option<&CompiledKey> {
         self.by_hash.get(hash).map(|&i| &self.keys[i as usize])
+    }
+
+    /// The key a plaintext with this digest names at `now`: the key whose current
+    /// plaintext it is, or the key it was before a rotation, while that rotation's overlap
+    /// lasts (`now < until`). Anything else names no key.
+    pub fn by_hash_at(&self, hash: &KeyHash, now: Timestamp) -> Option<&CompiledKey> {
+        if let Some(key) = self.by_hash(hash) {
+            return Some(key);
+        }
+        if self.previous.is_empty() {
+            return None;
+        }
+        self.previous
+            .get(hash)
+            .filter(|p| now < p.until)
+            .map(|p| &self.keys[p.key as usize])
+    }
+
+    /// Until when key `id`'s plaintext before its last rotation is accepted, as keys.json
+    /// records it; `None` when it has no rotation. The time may have passed already (the
+    /// entry stays until keys.json next changes): compare it with now.
+    pub fn previous_valid_until(&self, id: &str) -> Option<Timestamp> {
+        if self.previous.is_empty() {
+            return None;
+        }
+        let key = self.keys.iter().position(|k| k.id.as_str() == id)? as u32;
+        self.previous.values().find(|p| p.key == key).map(|p| p.until)
     }
 
     /// The key with this id (a scan: admin paths only).

@@ -11,6 +11,7 @@ use futu_auth_proto::{
     Order, Reason, Request, Response, Scope, Token, Usage, PROTOCOL_VERSIONS,
 };
 use futures_util::{SinkExt, StreamExt};
+use jiff::Timestamp;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
@@ -33,6 +34,8 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
 /// A live connection: requests go to its writer task, responses come back by request id.
 struct Conn {
     tx: mpsc::Sender<Request>,
+    /// The protocol version agreed in Hello: requests newer than it are not sent.
+    version: u16,
     pending: Pending,
     /// Why the reader stopped, when it was not a plain close: a frame it could not decode
     /// is a protocol error, never reported as a closed connection.
@@ -340,6 +343,40 @@ impl AuthClient {
         }
     }
 
+    /// Admin: gives key `id` a new plaintext, keeping its id, scopes, limits, binding and
+    /// counters; the old plaintext is still accepted for `overlap` (whole seconds; never
+    /// past the key's expiry; zero: refused at once).
+    ///
+    /// Needs a daemon of protocol version 3: with an older one this returns
+    /// [`ClientError::TooOld`] without sending anything (that daemon could not read the
+    /// request).
+    pub async fn rotate_key(&self, id: &KeyId, overlap: Duration) -> Result<Rotated, ClientError> {
+        let id = id.clone();
+        let overlap_secs = overlap.as_secs();
+        let resp = self
+            .call(|request_id| Request::RotateKey {
+                request_id,
+                id,
+                overlap_secs,
+            })
+            .await?;
+        match resp {
+            Response::KeyRotated {
+                id,
+                plaintext,
+                previous_valid_until,
+                stored_in,
+                ..
+            } => Ok(Rotated {
+                id,
+                plaintext,
+                previous_valid_until,
+                stored_in,
+            }),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Admin: a key's consumption today.
     pub async fn usage(&self, id: &KeyId) -> Result<Usage, ClientError> {
         let id = id.clone();
@@ -351,15 +388,24 @@ impl AuthClient {
 
     /// Sends one request built with a fresh request id and waits for its answer, within
     /// the deadline. Error responses become [`ClientError::Refused`], a `forbidden` deny of
-    /// an admin request [`ClientError::Forbidden`].
+    /// an admin request [`ClientError::Forbidden`]. A request the connection's protocol
+    /// version does not have is not sent: [`ClientError::TooOld`].
     pub async fn call(&self, make: impl FnOnce(u64) -> Request) -> Result<Response, ClientError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let req = make(id);
         let admin = req.is_admin();
+        let needs = first_version_with(&req);
         let deadline = self.inner.deadline;
         let mut registered: Option<Pending> = None;
         let result = tokio::time::timeout(deadline, async {
             let conn = self.connection().await?;
+            if conn.version < needs {
+                return Err(ClientError::TooOld {
+                    request: req.name(),
+                    needs,
+                    speaks: conn.version,
+                });
+            }
             let (tx, rx) = oneshot::channel();
             lock(&conn.pending).insert(id, tx);
             registered = Some(Arc::clone(&conn.pending));
@@ -440,6 +486,7 @@ async fn open(path: &Path, client_name: &str) -> Result<Conn, ClientError> {
             other => break other?,
         }
     };
+    let version = framed.codec().version();
     let (mut sink, mut stream) = framed.split();
     let pending: Pending = Arc::default();
     let failure: Arc<Mutex<Option<String>>> = Arc::default();
@@ -490,7 +537,12 @@ async fn open(path: &Path, client_name: &str) -> Result<Conn, ClientError> {
         }
         // Dropping `rx` marks the connection dead for the next call.
     });
-    Ok(Conn { tx, pending, failure })
+    Ok(Conn {
+        tx,
+        version,
+        pending,
+        failure,
+    })
 }
 
 type Connection = Framed<UnixStream, FrameCodec<Response, Request>>;
@@ -524,6 +576,38 @@ async fn hello(path: &Path, client_name: &str, version: u16) -> Result<Connectio
         Some(Err(e)) => Err(e.into()),
         None => Err(ClientError::Closed),
     }
+}
+
+/// The first protocol version that has `req` (no wildcard: a new request does not compile
+/// until it is placed here). A daemon of an older version could not read it.
+fn first_version_with(req: &Request) -> u16 {
+    match req {
+        Request::Hello(_)
+        | Request::Check(_)
+        | Request::CheckScope(_)
+        | Request::Release { .. }
+        | Request::GenKey { .. }
+        | Request::ListKeys { .. }
+        | Request::RevokeKey { .. }
+        | Request::BindKey { .. }
+        | Request::Reload { .. }
+        | Request::Usage { .. }
+        | Request::ListKeysPage { .. } => 1,
+        Request::RotateKey { .. } | Request::KeyActivity { .. } => 3,
+    }
+}
+
+/// A rotated key's new plaintext, from [`AuthClient::rotate_key`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rotated {
+    /// The key.
+    pub id: KeyId,
+    /// The new plaintext: show it once, then forget it (its `Debug` is redacted).
+    pub plaintext: Token,
+    /// Until when the old plaintext is still accepted; `None`: it is refused already.
+    pub previous_valid_until: Option<Timestamp>,
+    /// The keys file the daemon wrote.
+    pub stored_in: String,
 }
 
 fn decision(resp: Response) -> Result<Decision, ClientError> {

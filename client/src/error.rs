@@ -45,6 +45,16 @@ pub enum ClientError {
     /// Bytes that are not the protocol, or an answer that does not fit the request.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The daemon speaks a protocol version without this request; it was not sent.
+    #[error("futu-authd speaks protocol version {speaks}, and {request} needs version {needs}: upgrade futu-authd")]
+    TooOld {
+        /// The request, e.g. `RotateKey`.
+        request: &'static str,
+        /// The protocol version that has it.
+        needs: u16,
+        /// The version the connection agreed on.
+        speaks: u16,
+    },
 }
 
 impl From<CodecError> for ClientError {

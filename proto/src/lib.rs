@@ -35,6 +35,6 @@ pub use key::{
     Token, TrdSide,
 };
 pub use message::{
-    Admin, AdminOp, Check, CheckScope, Decision, ErrorKind, Hello, Iface, LimitFigures, Order, Reason,
-    Request, Response, Route, TrdEnv, Usage, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
+    Admin, AdminOp, Check, CheckScope, Decision, ErrorKind, Hello, Iface, KeyActivity, LimitFigures, Order,
+    Reason, Request, Response, Route, TrdEnv, Usage, MAX_ACTIVITY_IDS, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
 };

@@ -10,18 +10,19 @@
 
 use std::fmt;
 
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::key::{BindOp, HoursWindow, KeyId, KeyRecord, KeySpec, Market, Scope, Token, TrdSide};
 
 /// The newest protocol version this crate speaks: what a client offers in its [`Hello`].
 /// Version 2 added `retry_after_ms` and `limit` to [`Decision::Deny`].
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Every protocol version this crate speaks, oldest first. A connection speaks one of
 /// them, agreed on at [`Hello`] ([`Hello::agreed_version`]); only a [`Decision::Deny`]
 /// looks different from one to the next (see `docs/PROTOCOL.md`).
-pub const PROTOCOL_VERSIONS: [u16; 2] = [1, 2];
+pub const PROTOCOL_VERSIONS: [u16; 3] = [1, 2, 3];
 
 /// The front-end a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -230,6 +231,41 @@ pub enum Request {
         /// Records already received: where this page starts.
         offset: u32,
     },
+    /// Admin (protocol version 3): give a key a new plaintext, keeping its id, scopes,
+    /// limits, binding and counters; the old plaintext keeps working for `overlap_secs`
+    /// more (never past the key's `expires_at`). Answered by [`Response::KeyRotated`].
+    RotateKey {
+        /// Echoed in the response.
+        request_id: u64,
+        /// The key's id.
+        id: KeyId,
+        /// How long the old plaintext stays valid, in seconds (0: refused at once).
+        overlap_secs: u64,
+    },
+    /// Admin (protocol version 3): when keys were last used and how long a rotated key's
+    /// old plaintext stays valid. Answered by [`Response::KeyActivity`].
+    KeyActivity {
+        /// Echoed in the response.
+        request_id: u64,
+        /// The keys asked about (at most [`MAX_ACTIVITY_IDS`]).
+        ids: Vec<KeyId>,
+    },
+}
+
+/// The most key ids one [`Request::KeyActivity`] may ask about (its answer fits a frame).
+pub const MAX_ACTIVITY_IDS: usize = 500;
+
+/// One key's activity, in [`Response::KeyActivity`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyActivity {
+    /// The key.
+    pub id: KeyId,
+    /// Its last allowed check, to the minute (rounded down); `None`: not used since the
+    /// daemon began keeping it.
+    pub last_used: Option<Timestamp>,
+    /// Until when the plaintext it had before its last rotation is still accepted; `None`:
+    /// no overlap in force.
+    pub previous_valid_until: Option<Timestamp>,
 }
 
 impl Request {
@@ -246,7 +282,9 @@ impl Request {
             | Request::BindKey { request_id, .. }
             | Request::Reload { request_id }
             | Request::Usage { request_id, .. }
-            | Request::ListKeysPage { request_id, .. } => *request_id,
+            | Request::ListKeysPage { request_id, .. }
+            | Request::RotateKey { request_id, .. }
+            | Request::KeyActivity { request_id, .. } => *request_id,
         }
     }
 
@@ -262,7 +300,9 @@ impl Request {
             | Request::BindKey { .. }
             | Request::Reload { .. }
             | Request::Usage { .. }
-            | Request::ListKeysPage { .. } => true,
+            | Request::ListKeysPage { .. }
+            | Request::RotateKey { .. }
+            | Request::KeyActivity { .. } => true,
         }
     }
 
@@ -285,6 +325,12 @@ impl Request {
                 listing,
                 offset,
             } => admin(request_id, AdminOp::ListKeysPage { listing, offset }),
+            Request::RotateKey {
+                request_id,
+                id,
+                overlap_secs,
+            } => admin(request_id, AdminOp::RotateKey { id, overlap_secs }),
+            Request::KeyActivity { request_id, ids } => admin(request_id, AdminOp::KeyActivity(ids)),
         }
     }
 
@@ -302,6 +348,8 @@ impl Request {
             Request::Reload { .. } => "Reload",
             Request::Usage { .. } => "Usage",
             Request::ListKeysPage { .. } => "ListKeysPage",
+            Request::RotateKey { .. } => "RotateKey",
+            Request::KeyActivity { .. } => "KeyActivity",
         }
     }
 }
@@ -358,6 +406,15 @@ pub enum AdminOp {
         /// Records received so far.
         offset: u32,
     },
+    /// [`Request::RotateKey`].
+    RotateKey {
+        /// The key's id.
+        id: KeyId,
+        /// Seconds the old plaintext stays valid.
+        overlap_secs: u64,
+    },
+    /// [`Request::KeyActivity`].
+    KeyActivity(Vec<KeyId>),
 }
 
 impl AdminOp {
@@ -371,6 +428,8 @@ impl AdminOp {
             AdminOp::Reload => "Reload",
             AdminOp::Usage(_) => "Usage",
             AdminOp::ListKeysPage { .. } => "ListKeysPage",
+            AdminOp::RotateKey { .. } => "RotateKey",
+            AdminOp::KeyActivity(_) => "KeyActivity",
         }
     }
 
@@ -378,8 +437,13 @@ impl AdminOp {
     pub fn target(&self) -> Option<&KeyId> {
         match self {
             AdminOp::GenKey(spec) => Some(&spec.id),
-            AdminOp::RevokeKey(id) | AdminOp::BindKey(id, _) | AdminOp::Usage(id) => Some(id),
-            AdminOp::ListKeys | AdminOp::Reload | AdminOp::ListKeysPage { .. } => None,
+            AdminOp::RevokeKey(id)
+            | AdminOp::BindKey(id, _)
+            | AdminOp::Usage(id)
+            | AdminOp::RotateKey { id, .. } => Some(id),
+            AdminOp::ListKeys | AdminOp::Reload | AdminOp::ListKeysPage { .. } | AdminOp::KeyActivity(_) => {
+                None
+            }
         }
     }
 }
@@ -743,6 +807,27 @@ pub enum Response {
         #[serde(with = "crate::codec::record::key_records")]
         keys: Vec<KeyRecord>,
     },
+    /// A key's new plaintext (protocol version 3); the plaintext is in this message and
+    /// nowhere else.
+    KeyRotated {
+        /// From the request.
+        request_id: u64,
+        /// The key.
+        id: KeyId,
+        /// Show once, then forget.
+        plaintext: Token,
+        /// Until when the old plaintext is still accepted (`None`: not at all).
+        previous_valid_until: Option<Timestamp>,
+        /// The keys file it was written to.
+        stored_in: String,
+    },
+    /// The keys asked about that keys.json holds, in the order asked (protocol version 3).
+    KeyActivity {
+        /// From the request.
+        request_id: u64,
+        /// One entry a key.
+        keys: Vec<KeyActivity>,
+    },
 }
 
 impl Response {
@@ -759,7 +844,9 @@ impl Response {
             | Response::KeyBound { request_id, .. }
             | Response::Reloaded { request_id, .. }
             | Response::Error { request_id, .. }
-            | Response::KeysPage { request_id, .. } => *request_id,
+            | Response::KeysPage { request_id, .. }
+            | Response::KeyRotated { request_id, .. }
+            | Response::KeyActivity { request_id, .. } => *request_id,
         }
     }
 }

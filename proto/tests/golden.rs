@@ -777,7 +777,7 @@ fn a_hello_offering_version_2_has_pinned_bytes() {
 
 #[test]
 fn the_daemon_answers_the_older_of_the_clients_version_and_its_own() {
-    assert_eq!(PROTOCOL_VERSIONS, [1, 2]);
+    assert_eq!(PROTOCOL_VERSIONS, [1, 2, 3]);
     assert_eq!(PROTOCOL_VERSION, *PROTOCOL_VERSIONS.last().unwrap());
     let agreed = |v| {
         Hello {
@@ -789,8 +789,70 @@ fn the_daemon_answers_the_older_of_the_clients_version_and_its_own() {
     assert_eq!(agreed(0), None, "version 0 is refused (Error version)");
     assert_eq!(agreed(1), Some(1), "a version-1 client is served version 1");
     assert_eq!(agreed(2), Some(2));
-    assert_eq!(agreed(3), Some(2), "a newer client is answered with 2");
-    assert_eq!(agreed(u16::MAX), Some(2));
+    assert_eq!(agreed(3), Some(3));
+    assert_eq!(agreed(4), Some(3), "a newer client is answered with 3");
+    assert_eq!(agreed(u16::MAX), Some(3));
+}
+
+/// Version 3's requests and answers: appended to the enums, nothing else moved.
+#[test]
+fn version_3_rotate_key_and_key_activity() {
+    let rotate = Request::RotateKey {
+        request_id: 7,
+        id: "bot".parse().unwrap(),
+        overlap_secs: 86_400,
+    };
+    // index 11, request 7, "bot", 86 400 as a varint (0xfc, then 4 bytes LE).
+    assert_golden(&rotate, &["0000000b", "0b", "07", "03626f74", "fc80510100"]);
+    let activity = Request::KeyActivity {
+        request_id: 8,
+        ids: vec!["bot".parse().unwrap(), "ops".parse().unwrap()],
+    };
+    assert_golden(&activity, &["0000000b", "0c", "08", "02", "03626f74", "036f7073"]);
+    let rotated = Response::KeyRotated {
+        request_id: 7,
+        id: "bot".parse().unwrap(),
+        plaintext: Token::new("fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f".to_owned()),
+        previous_valid_until: Some("2026-12-01T08:00:00Z".parse().unwrap()),
+        stored_in: "k".into(),
+    };
+    assert_golden(
+        &rotated,
+        &[
+            "00000042",
+            "0b",
+            "07",
+            "03626f74",
+            "23", // 35 bytes of plaintext
+            "66635f3861336632623963316535643761346238633266396531643361356237633966",
+            "01",
+            "14", // 20 bytes of RFC 3339
+            "323032362d31322d30315430383a30303a30305a",
+            "016b",
+        ],
+    );
+    let answer = Response::KeyActivity {
+        request_id: 8,
+        keys: vec![futu_auth_proto::KeyActivity {
+            id: "bot".parse().unwrap(),
+            last_used: Some("2026-11-30T08:00:00Z".parse().unwrap()),
+            previous_valid_until: None,
+        }],
+    };
+    assert_golden(
+        &answer,
+        &[
+            "0000001e",
+            "0c",
+            "08",
+            "01",
+            "03626f74",
+            "01",
+            "14",
+            "323032362d31312d33305430383a30303a30305a",
+            "00",
+        ],
+    );
 }
 
 /// `Response::Decision` for request 2 with a Deny by sim-bot.

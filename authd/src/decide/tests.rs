@@ -1283,3 +1283,49 @@ fn only_limits_give_figures_and_only_waits_that_help_give_a_retry() {
     let internal = Verdict::internal(None, None, "the ledger failed".into());
     assert_eq!(retry_and_limit(&internal), (None, None));
 }
+
+/// research's plaintext before a rotation, accepted until 10:30 UTC.
+const RESEARCH_BEFORE: &str = "fc_000000000000000000000000000000aa";
+
+fn rotated_snapshot() -> Snapshot {
+    let file = KeysFile {
+        keys: seed_keys(),
+        rotations: vec![futu_auth_keys::store::Rotation {
+            id: "research".parse().unwrap(),
+            previous_hash: digest(&Token::new(RESEARCH_BEFORE)),
+            until: "2026-04-20T10:30:00Z".parse().unwrap(),
+        }],
+        ..KeysFile::default()
+    };
+    Snapshot::new(file, Some(host()))
+}
+
+#[test]
+fn a_rotated_keys_previous_plaintext_names_the_key_until_its_overlap_ends() {
+    let s = rotated_snapshot();
+    let l = Ledger::new();
+    let read = |token, now: &Now| decide(&s, &l, now, &check(token, "Qot_GetBasicQot", None));
+    let v = read(RESEARCH_BEFORE, &at(10, 29));
+    assert!(
+        matches!(&v.decision, Decision::Allow { key_id, .. } if key_id.as_str() == "research"),
+        "{:?}",
+        v.decision
+    );
+    let v = read(RESEARCH_BEFORE, &at(10, 30));
+    assert_eq!(reason(&v), Some(Reason::UnknownKey), "refused from `until` on");
+    assert!(matches!(v.decision, Decision::Deny { key_id: None, .. }));
+    assert_eq!(
+        v.decision,
+        read("fc_ffffffffffffffffffffffffffffffff", &at(10, 30)).decision
+    );
+    assert!(
+        read(RESEARCH, &at(10, 30)).decision.is_allow(),
+        "the new one goes on"
+    );
+    assert_eq!(
+        s.previous_valid_until("research"),
+        Some("2026-04-20T10:30:00Z".parse().unwrap())
+    );
+    assert_eq!(s.previous_valid_until("sim-bot"), None);
+    assert_eq!(s.len(), 2, "a previous plaintext is not a key of its own");
+}

@@ -1,5 +1,5 @@
-//! Admin requests: making, listing, binding and revoking keys, reloading keys.json and
-//! reporting usage — for administrators only (SO_PEERCRED, [`crate::peer::AdminPolicy`]),
+//! Admin requests: making, listing, binding, rotating and revoking keys, reloading
+//! keys.json and reporting usage — for administrators only (SO_PEERCRED, [`crate::peer::AdminPolicy`]),
 //! each audited before it is answered.
 
 use std::collections::VecDeque;
@@ -135,6 +135,8 @@ impl Authd {
             },
             AdminOp::Usage(id) => self.usage(request_id, &id).await,
             AdminOp::ListKeysPage { listing, offset } => self.list_page(request_id, listing, offset).await,
+            AdminOp::RotateKey { id, overlap_secs } => self.rotate_key(request_id, id, overlap_secs).await,
+            AdminOp::KeyActivity(ids) => self.key_activity(request_id, ids).await,
         };
         let (outcome, err) = match &resp {
             Response::Error { kind, .. } => (Outcome::Error, Some(*kind)),
@@ -289,9 +291,11 @@ fn error(request_id: u64, kind: ErrorKind, message: String) -> Response {
     }
 }
 
-fn keyring_error(request_id: u64, e: KeyRingError) -> Response {
+/// The error answer of a key ring change that failed.
+pub(super) fn keyring_error(request_id: u64, e: KeyRingError) -> Response {
     let kind = match &e {
         KeyRingError::Store(StoreError::DuplicateKey(_)) => ErrorKind::DuplicateKey,
+        KeyRingError::Store(StoreError::OverlapTooLong(_)) => ErrorKind::InvalidSpec,
         KeyRingError::Store(StoreError::UnknownKey(_)) => ErrorKind::UnknownKey,
         KeyRingError::Store(StoreError::Io { .. } | StoreError::Invalid(_)) => ErrorKind::Store,
         KeyRingError::Store(StoreError::Random(_)) | KeyRingError::Task(_) => ErrorKind::Internal,

@@ -27,9 +27,11 @@ use crate::ledger_log::Moment;
 use crate::metrics::{DecisionTally, Metrics};
 use crate::peer::{AdminPolicy, Peer};
 
+mod activity;
 mod admin;
 mod checks;
 pub mod keyring;
+mod rotation;
 
 use checks::Pending;
 pub use keyring::{KeyRing, KeyRingError};

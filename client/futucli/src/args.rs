@@ -1,19 +1,21 @@
 //! futucli's command line, with the seed's commands, flags and spelling.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;
 use futu_auth_client::{Fingerprint, Iface, KeyId, Market, Scope, TrdEnv, TrdSide};
+use futu_auth_keys::store::MAX_OVERLAP;
 use futu_auth_proto::key::Cap;
 use futu_auth_proto::{HoursWindow, Symbol};
 
-/// futucli: make, list, bind and revoke futu-authd API keys, and ask the daemon for
+/// futucli: make, list, bind, rotate and revoke futu-authd API keys, and ask the daemon for
 /// decisions.
 ///
 /// Mutations go through the daemon when its socket answers (effective at once); when it
-/// does not, gen-key, list-keys, revoke-key and bind-key edit the keys file directly,
-/// with the same lock and atomic write.
+/// does not, gen-key, list-keys, rotate-key, revoke-key and bind-key edit the keys file
+/// directly, with the same lock and atomic write.
 #[derive(Debug, Parser)]
 #[command(name = "futucli", version, propagate_version = true)]
 pub struct Cli {
@@ -60,6 +62,16 @@ pub enum Command {
     RevokeKey {
         /// The key's id.
         id: KeyId,
+    },
+    /// Give a key a new plaintext, printed once; its id, scopes, limits, binding and
+    /// counters stay. The old plaintext keeps working for the overlap, then is refused.
+    RotateKey {
+        /// The key's id.
+        id: KeyId,
+        /// How long the old plaintext keeps working: 24h, 90m, 7d, 3600s, or 0 (refused at
+        /// once); at most 90d, and never past the key's expiry.
+        #[arg(long, default_value = "24h", value_parser = parse_overlap)]
+        overlap: Duration,
     },
     /// Change a key's machine binding in place (the plaintext does not change).
     BindKey(BindKey),
@@ -199,6 +211,40 @@ pub struct CheckArgs {
 fn parse_cap(s: &str) -> Result<Cap, String> {
     let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     Cap::try_from(v).map_err(|e| e.to_string())
+}
+
+/// `--overlap`: a whole number and a unit, `s`, `m`, `h` or `d` (`3600s`, `90m`, `24h`,
+/// `7d`), or `0`; at most [`MAX_OVERLAP`]. clap names the flag in front of the reason.
+pub fn parse_overlap(s: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "{s:?} is not a duration: expected a whole number and a unit, such as 24h, 90m, 7d, 3600s, or 0"
+        )
+    };
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = s.len().saturating_sub(1);
+    let (n, unit) = (s.get(..split).ok_or_else(bad)?, s.get(split..).ok_or_else(bad)?);
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    // Only digits: a number too large for u64 is simply too long.
+    let n: u64 = n.parse().unwrap_or(u64::MAX);
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    let secs = n.saturating_mul(unit_secs);
+    if secs > MAX_OVERLAP.as_secs() {
+        return Err(format!(
+            "{s} is longer than the longest overlap, 90d (the old plaintext of a rotated key must not stay valid for months)"
+        ));
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 fn parse_env(s: &str) -> Result<TrdEnv, String> {

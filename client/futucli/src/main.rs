@@ -13,7 +13,7 @@ use futu_auth_client::{
 };
 use futu_auth_keys::machine::fingerprint_from_file;
 use futu_auth_keys::store::{self, KeysFile, StoreError};
-use jiff::{Span, Timestamp};
+use jiff::{SignedDuration, Span, Timestamp};
 
 use args::{BindKey, CheckArgs, Cli, Command, GenKey};
 
@@ -76,6 +76,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::GenKey(g) => gen_key(&ctx, g).await,
         Command::ListKeys { json } => list_keys(&ctx, json).await,
         Command::RevokeKey { id } => revoke_key(&ctx, id).await,
+        Command::RotateKey { id, overlap } => rotate_key(&ctx, id, overlap).await,
         Command::BindKey(b) => bind_key(&ctx, b).await,
         Command::MachineId => {
             let fp = fingerprint_from_file(&ctx.machine_id_file)
@@ -283,6 +284,34 @@ async fn revoke_key(ctx: &Ctx, id: KeyId) -> Result<u8, Failure> {
     Ok(0)
 }
 
+async fn rotate_key(ctx: &Ctx, id: KeyId, overlap: Duration) -> Result<u8, Failure> {
+    let now = Timestamp::now();
+    let (token, until, stored_in) = match ctx.target().await? {
+        Target::Daemon(c) => match c.rotate_key(&id, overlap).await {
+            Ok(r) => (r.plaintext, r.previous_valid_until, r.stored_in),
+            Err(ClientError::TooOld { speaks, needs, .. }) => {
+                return Err(Failure::new(format!(
+                    "futu-authd at {} is too old for rotate-key (it speaks protocol version {speaks}; rotate-key needs {needs}): upgrade it, then rotate again. {} was not changed: edited under this daemon, it would be refused at the daemon's next reload (it does not know keys.json's `rotations`)",
+                    ctx.socket.display(),
+                    ctx.keys_file.display()
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        },
+        Target::File(path) => {
+            let (token, until) = store::update(&path, |f| f.rotate(&id, overlap, now))?.value;
+            (token, until, path.display().to_string())
+        }
+    };
+    // Shorter than asked (by more than the whole second keys.json rounds to): the expiry.
+    let asked = now
+        .checked_add(SignedDuration::from_secs(overlap.as_secs() as i64))
+        .ok();
+    let clamped = matches!((until, asked), (Some(u), Some(a)) if u < a - SignedDuration::from_secs(2));
+    print!("{}", show::rotated(&id, &token, until, clamped, &stored_in));
+    Ok(0)
+}
+
 async fn bind_key(ctx: &Ctx, b: BindKey) -> Result<u8, Failure> {
     let mut machines = b.machines.unwrap_or_default();
     if b.this_machine {
@@ -380,6 +409,28 @@ mod tests {
         );
         for bad in ["30", "d", "-1d", "0d", "30y", "tomorrow", ""] {
             assert!(parse_expiry(bad, now).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn overlap_accepts_seconds_minutes_hours_days_and_zero_up_to_90_days() {
+        let secs = |s: &str| args::parse_overlap(s).map(|d| d.as_secs());
+        assert_eq!(secs("24h"), Ok(86_400));
+        assert_eq!(secs("90m"), Ok(5_400));
+        assert_eq!(secs("7d"), Ok(604_800));
+        assert_eq!(secs("3600s"), Ok(3_600));
+        assert_eq!(secs("0"), Ok(0));
+        assert_eq!(secs("0h"), Ok(0));
+        assert_eq!(secs("90d"), Ok(7_776_000));
+        for bad in [
+            "", "24", "h", "-1h", "+1h", "1.5h", "1w", "24 h", "1e3s", "tomorrow", "١h",
+        ] {
+            let e = args::parse_overlap(bad).unwrap_err();
+            assert!(e.contains("such as 24h, 90m, 7d, 3600s, or 0"), "{bad}: {e}");
+        }
+        for long in ["91d", "7776001s", "99999999999999999999d"] {
+            let e = args::parse_overlap(long).unwrap_err();
+            assert!(e.contains("longer than the longest overlap, 90d"), "{long}: {e}");
         }
     }
 }

@@ -1,6 +1,7 @@
 //! How futucli prints things.
 
-use futu_auth_client::{Decision, KeyRecord, LimitFigures, Token, Usage};
+use futu_auth_client::{Decision, KeyId, KeyRecord, LimitFigures, Token, Usage};
+use jiff::Timestamp;
 
 /// The seed's gen-key output.
 pub fn generated(record: &KeyRecord, token: &Token, stored_in: &str) -> String {
@@ -9,6 +10,26 @@ pub fn generated(record: &KeyRecord, token: &Token, stored_in: &str) -> String {
         record.id,
         token.expose(),
         stored_in
+    )
+}
+
+/// rotate-key's output, in gen-key's style: the new plaintext once, and how long the old
+/// one still works (`clamped`: cut short by the key's expiry).
+pub fn rotated(
+    id: &KeyId,
+    token: &Token,
+    until: Option<Timestamp>,
+    clamped: bool,
+    stored_in: &str,
+) -> String {
+    let old = match until {
+        Some(t) if clamped => format!("accepted until {t} (the key's expires_at), then refused"),
+        Some(t) => format!("accepted until {t}, then refused"),
+        None => "refused from now on".into(),
+    };
+    format!(
+        "✅ Rotated key \"{id}\"\nplaintext: {} ← save this; the terminal output is your only copy\nold plaintext: {old}\nstored in: {stored_in}\n",
+        token.expose(),
     )
 }
 

@@ -7,6 +7,9 @@
 //! keys.json and fsyncs the directory, with mode 0600; a crash at any point leaves either
 //! the old file or the new one. Writers hold an exclusive `flock` on a sibling
 //! `.keys.json.lock` for the whole read-modify-write, so two writers never interleave.
+//!
+//! A rotated key's previous plaintext, still accepted for an overlap, is recorded in the
+//! top-level `rotations` array ([`Rotation`], [`KeysFile::rotate`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,10 +28,15 @@ use sha2::Digest;
 
 use crate::token::{digest, generate_token};
 
+mod rotation;
+
+pub use rotation::{Rotation, MAX_OVERLAP};
+
 /// The only keys.json version this daemon reads and writes.
 pub const KEYS_FILE_VERSION: u32 = 1;
 
-/// The whole keys.json: `{"version": 1, "keys": [...]}`.
+/// The whole keys.json: `{"version": 1, "keys": [...]}`, and `"rotations": [...]` while a
+/// rotated key's previous plaintext is still accepted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeysFile {
@@ -37,6 +45,10 @@ pub struct KeysFile {
     /// Every key, in the order they were made.
     #[serde(deserialize_with = "unique_keys")]
     pub keys: Vec<KeyRecord>,
+    /// The overlaps of rotated keys, oldest rotation first; omitted when there is none, so
+    /// a file without rotations is exactly what daemons before rotation read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotations: Vec<Rotation>,
 }
 
 /// The `version` field; anything but 1 is refused when read.
@@ -104,6 +116,7 @@ impl Default for KeysFile {
         KeysFile {
             version: Version(KEYS_FILE_VERSION),
             keys: Vec::new(),
+            rotations: Vec::new(),
         }
     }
 }
@@ -131,6 +144,9 @@ pub enum StoreError {
     /// The OS random source failed while making a key.
     #[error("cannot make a key: the OS random source failed: {0}")]
     Random(String),
+    /// A rotation's overlap (in seconds) is longer than [`MAX_OVERLAP`].
+    #[error("an overlap of {0} s is longer than the longest allowed, 90 days (7776000 s)")]
+    OverlapTooLong(u64),
 }
 
 /// Where and why keys.json was refused.
@@ -175,9 +191,17 @@ impl KeysFile {
     pub fn parse(text: &str, path: &Path) -> Result<KeysFile, StoreError> {
         // The plain parse is twice as fast; the path-tracking one runs only to explain an
         // error.
-        if let Ok(file) = serde_json::from_str::<KeysFile>(text) {
-            return Ok(file);
-        }
+        let file = match serde_json::from_str::<KeysFile>(text) {
+            Ok(file) => file,
+            Err(_) => KeysFile::parse_explained(text, path)?,
+        };
+        file.check_rotations()
+            .map_err(|fault| fault.into_invalid(text, path))?;
+        Ok(file)
+    }
+
+    /// The path-tracking parse: the error names the line, column, key and field.
+    fn parse_explained(text: &str, path: &Path) -> Result<KeysFile, StoreError> {
         let mut de = serde_json::Deserializer::from_str(text);
         let parsed: Result<KeysFile, _> = serde_path_to_error::deserialize(&mut de);
         let file = parsed.map_err(|e| {
@@ -292,13 +316,15 @@ impl KeysFile {
         Ok((token, record))
     }
 
-    /// Removes a key; returns what it was.
+    /// Removes a key, and its rotation (its previous plaintext is refused too); returns
+    /// what it was.
     pub fn revoke(&mut self, id: &KeyId) -> Result<KeyRecord, StoreError> {
         let i = self
             .keys
             .iter()
             .position(|k| &k.id == id)
             .ok_or_else(|| StoreError::UnknownKey(id.to_string()))?;
+        self.rotations.retain(|r| &r.id != id);
         Ok(self.keys.remove(i))
     }
 
@@ -337,7 +363,8 @@ impl KeysFile {
 
 /// Reads keys.json (an absent file counts as empty), applies `change`, and saves the result
 /// if `change` succeeded — all under the exclusive lock, so concurrent writers (the daemon,
-/// several `futucli` processes) never lose each other's changes.
+/// several `futucli` processes) never lose each other's changes. Rotations whose overlap
+/// has ended are dropped from what is saved.
 pub fn update<T>(
     path: &Path,
     change: impl FnOnce(&mut KeysFile) -> Result<T, StoreError>,
@@ -349,6 +376,7 @@ pub fn update<T>(
         Err(e) => return Err(io_err(path)(e)),
     };
     let value = change(&mut file)?;
+    file.drop_ended_rotations(Timestamp::now());
     let digest = file.save(path)?;
     Ok(Updated { value, file, digest })
 }
@@ -459,9 +487,13 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-/// The id of the key `keys[N]` in `field` points into, read leniently from the raw text.
+/// The id of the key `keys[N]` or the rotation `rotations[N]` in `field` points into, read
+/// leniently from the raw text.
 fn key_id_at(text: &str, field: &str) -> Option<String> {
-    let rest = field.strip_prefix("keys[")?;
+    let (rotation, rest) = match field.strip_prefix("keys[") {
+        Some(rest) => (false, rest),
+        None => (true, field.strip_prefix("rotations[")?),
+    };
     let index: usize = rest[..rest.find(']')?].parse().ok()?;
     // Only the ids are read: serde_json skips other values without converting them, so a
     // number out of range elsewhere does not stop this.
@@ -469,6 +501,8 @@ fn key_id_at(text: &str, field: &str) -> Option<String> {
     struct Ids {
         #[serde(default)]
         keys: Vec<IdOf>,
+        #[serde(default)]
+        rotations: Vec<IdOf>,
     }
     #[derive(Deserialize)]
     struct IdOf {
@@ -476,7 +510,8 @@ fn key_id_at(text: &str, field: &str) -> Option<String> {
         id: Option<String>,
     }
     let ids: Ids = serde_json::from_str(text).ok()?;
-    ids.keys.into_iter().nth(index)?.id
+    let list = if rotation { ids.rotations } else { ids.keys };
+    list.into_iter().nth(index)?.id
 }
 
 #[cfg(test)]

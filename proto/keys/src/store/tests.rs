@@ -1,6 +1,7 @@
 use super::*;
 use futu_auth_proto::{Fingerprint, Market, Scope, TrdSide};
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
 fn h(c: char) -> String {
     std::iter::repeat_n(c, 64).collect()
@@ -500,4 +501,264 @@ fn gen_key_stores_each_scope_and_whitelisted_value_once_in_first_seen_order() {
     );
     assert_eq!(rec.allowed_machines, Some(vec![b, a]));
     assert_eq!(f.keys[0], rec, "what is stored is what is returned");
+}
+
+// Rotation.
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+/// The seed file with a `rotations` array of these entries (JSON text each).
+fn with_rotations(entries: &[String]) -> String {
+    let text = seed_file();
+    let end = text.rfind(']').unwrap();
+    format!(
+        "{}],\n  \"rotations\": [\n    {}\n  ]\n}}\n",
+        &text[..end],
+        entries.join(",\n    ")
+    )
+}
+
+fn rotation(id: &str, previous: &str, until: &str) -> String {
+    format!(r#"{{"id": "{id}", "previous_hash": "{previous}", "until": "{until}"}}"#)
+}
+
+#[test]
+fn rotate_gives_a_new_plaintext_and_keeps_the_old_digest_until_the_overlap_ends() {
+    let mut f = parse(&seed_file()).unwrap();
+    let before = f.keys[1].clone();
+    let bot: KeyId = "sim-bot".parse().unwrap();
+    let now = ts("2026-04-20T10:00:00.5Z");
+    let (token, until) = f.rotate(&bot, Duration::from_secs(3600), now).unwrap();
+    assert_eq!(until, Some(ts("2026-04-20T11:00:00Z")), "whole seconds");
+    let after = &f.keys[1];
+    assert_eq!(after.hash, digest(&token));
+    assert_ne!(after.hash, before.hash);
+    let mut same = after.clone();
+    same.hash = before.hash;
+    assert_eq!(same, before, "everything but the hash stays");
+    assert_eq!(
+        f.rotations,
+        vec![Rotation {
+            id: bot,
+            previous_hash: before.hash,
+            until: ts("2026-04-20T11:00:00Z"),
+        }]
+    );
+    let text = f.to_json();
+    assert!(!text.contains(token.expose()), "no plaintext in keys.json");
+    assert!(
+        text.contains(&format!("\"previous_hash\": \"{}\"", h('c'))),
+        "{text}"
+    );
+    assert_eq!(parse(&text).unwrap(), f, "a file with rotations round-trips");
+}
+
+#[test]
+fn a_file_without_rotations_is_written_without_the_field() {
+    let f = parse(&seed_file()).unwrap();
+    assert!(f.rotations.is_empty());
+    assert!(!f.to_json().contains("rotations"));
+}
+
+#[test]
+fn overlap_zero_records_no_rotation_and_ends_an_earlier_one() {
+    let mut f = parse(&seed_file()).unwrap();
+    let research: KeyId = "research".parse().unwrap();
+    let now = ts("2026-04-20T10:00:00Z");
+    let (_, until) = f.rotate(&research, Duration::from_secs(86_400), now).unwrap();
+    assert!(until.is_some());
+    let (token, until) = f.rotate(&research, Duration::ZERO, now).unwrap();
+    assert_eq!(until, None);
+    assert!(f.rotations.is_empty(), "{:?}", f.rotations);
+    assert_eq!(f.keys[0].hash, digest(&token));
+}
+
+#[test]
+fn the_overlap_never_passes_the_keys_expiry() {
+    let mut f = parse(&seed_file()).unwrap();
+    let bot: KeyId = "sim-bot".parse().unwrap();
+    // sim-bot expires at 2026-05-15T10:00:00Z.
+    let (_, until) = f
+        .rotate(&bot, Duration::from_secs(86_400), ts("2026-05-15T00:00:00Z"))
+        .unwrap();
+    assert_eq!(until, Some(ts("2026-05-15T10:00:00Z")));
+    assert_eq!(f.rotations[0].until, ts("2026-05-15T10:00:00Z"));
+    // An expired key's old plaintext gets no overlap at all.
+    let (_, until) = f
+        .rotate(&bot, Duration::from_secs(86_400), ts("2026-06-01T00:00:00Z"))
+        .unwrap();
+    assert_eq!(until, None);
+    assert!(f.rotations.is_empty());
+}
+
+#[test]
+fn rotating_again_gives_the_overlap_to_the_plaintext_just_replaced_only() {
+    let mut f = parse(&seed_file()).unwrap();
+    let research: KeyId = "research".parse().unwrap();
+    let now = ts("2026-04-20T10:00:00Z");
+    let (first, _) = f.rotate(&research, Duration::from_secs(3600), now).unwrap();
+    let (second, _) = f
+        .rotate(&research, Duration::from_secs(7200), ts("2026-04-20T10:30:00Z"))
+        .unwrap();
+    assert_eq!(f.rotations.len(), 1);
+    assert_eq!(f.rotations[0].previous_hash, digest(&first));
+    assert_eq!(f.rotations[0].until, ts("2026-04-20T12:30:00Z"));
+    assert_eq!(f.keys[0].hash, digest(&second));
+    parse(&f.to_json()).unwrap();
+}
+
+#[test]
+fn revoking_a_key_removes_its_rotation() {
+    let mut f = parse(&seed_file()).unwrap();
+    let now = ts("2026-04-20T10:00:00Z");
+    for id in ["research", "sim-bot"] {
+        f.rotate(&id.parse().unwrap(), Duration::from_secs(3600), now)
+            .unwrap();
+    }
+    f.revoke(&"research".parse().unwrap()).unwrap();
+    assert_eq!(f.rotations.len(), 1);
+    assert_eq!(f.rotations[0].id.as_str(), "sim-bot");
+    parse(&f.to_json()).unwrap();
+}
+
+#[test]
+fn ended_rotations_are_dropped_on_the_next_change() {
+    let mut f = parse(&seed_file()).unwrap();
+    let research: KeyId = "research".parse().unwrap();
+    let bot: KeyId = "sim-bot".parse().unwrap();
+    f.rotate(&research, Duration::from_secs(60), ts("2026-04-20T10:00:00Z"))
+        .unwrap();
+    f.rotate(&bot, Duration::from_secs(60), ts("2026-04-20T11:00:00Z"))
+        .unwrap();
+    assert_eq!(f.rotations.len(), 1, "research's overlap ended before");
+    assert_eq!(f.rotations[0].id, bot);
+
+    // Through update (the clock is today's): an overlap of 2020 is gone after any change.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    let old = rotation("research", &h('b'), "2020-01-01T00:00:00Z");
+    fs::write(&path, with_rotations(&[old])).unwrap();
+    assert_eq!(KeysFile::load(&path).unwrap().rotations.len(), 1, "loads as is");
+    update(&path, |f| f.bind(&bot, BindOp::Clear)).unwrap();
+    assert!(KeysFile::load(&path).unwrap().rotations.is_empty());
+    assert!(!fs::read_to_string(&path).unwrap().contains("rotations"));
+}
+
+#[test]
+fn rotate_refuses_an_unknown_key_and_an_overlap_over_90_days() {
+    let mut f = parse(&seed_file()).unwrap();
+    let now = ts("2026-04-20T10:00:00Z");
+    assert!(matches!(
+        f.rotate(&"nope".parse().unwrap(), Duration::from_secs(60), now),
+        Err(StoreError::UnknownKey(_))
+    ));
+    let e = f
+        .rotate(
+            &"research".parse().unwrap(),
+            MAX_OVERLAP + Duration::from_secs(1),
+            now,
+        )
+        .unwrap_err();
+    assert!(matches!(e, StoreError::OverlapTooLong(7_776_001)), "{e:?}");
+    assert!(e.to_string().contains("90 days"), "{e}");
+    assert_eq!(f, parse(&seed_file()).unwrap(), "nothing changed");
+    let (_, until) = f.rotate(&"research".parse().unwrap(), MAX_OVERLAP, now).unwrap();
+    assert_eq!(until, Some(ts("2026-07-19T10:00:00Z")));
+}
+
+#[test]
+fn a_rotation_for_an_unknown_key_names_the_entry_and_its_line() {
+    let text = with_rotations(&[rotation("ghost", &h('b'), "2026-12-01T08:00:00Z")]);
+    let e = invalid(&text);
+    assert_eq!(e.field, "rotations[0].id");
+    assert_eq!(e.key_id.as_deref(), Some("ghost"));
+    assert!(e.message.contains("no key has id \"ghost\""), "{}", e.message);
+    let line = text.lines().position(|l| l.contains("ghost")).unwrap() + 1;
+    assert_eq!(e.line, line);
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with(&format!("keys.json:{line}:")) && shown.contains("field rotations[0].id"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_previous_hash_used_twice_or_in_service_is_refused() {
+    let e = invalid(&with_rotations(&[
+        rotation("research", &h('b'), "2026-12-01T08:00:00Z"),
+        rotation("sim-bot", &h('b'), "2026-12-01T08:00:00Z"),
+    ]));
+    assert_eq!(e.field, "rotations[1].previous_hash");
+    assert_eq!(e.key_id.as_deref(), Some("sim-bot"));
+    assert!(
+        e.message.contains("same previous_hash as rotations[0]"),
+        "{}",
+        e.message
+    );
+    assert!(e.line > 0 && e.column > 0);
+
+    let e = invalid(&with_rotations(&[rotation(
+        "research",
+        &h('c'),
+        "2026-12-01T08:00:00Z",
+    )]));
+    assert_eq!(e.field, "rotations[0].previous_hash");
+    assert!(
+        e.message.contains("hash of keys[1] (\"sim-bot\")"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn a_key_has_at_most_one_rotation() {
+    let e = invalid(&with_rotations(&[
+        rotation("research", &h('b'), "2026-12-01T08:00:00Z"),
+        rotation("research", &h('d'), "2026-12-01T08:00:00Z"),
+    ]));
+    assert_eq!(e.field, "rotations[1].id");
+    assert!(e.message.contains("two rotations"), "{}", e.message);
+}
+
+#[test]
+fn a_malformed_rotation_entry_names_its_field() {
+    let e = invalid(&with_rotations(&[
+        r#"{"id": "research", "previous_hash": "abc", "until": "2026-12-01T08:00:00Z"}"#.into(),
+    ]));
+    assert_eq!(e.field, "rotations[0].previous_hash");
+    assert_eq!(e.key_id.as_deref(), Some("research"));
+    assert!(e.message.contains("malformed hash"), "{}", e.message);
+
+    let e = invalid(&with_rotations(&[format!(
+        r#"{{"id": "research", "previous_hash": "{}", "until": "2026-12-01T08:00:00Z", "note": "x"}}"#,
+        h('b')
+    )]));
+    assert!(e.field.starts_with("rotations[0]"), "{}", e.field);
+    assert!(e.message.contains("unknown field `note`"), "{}", e.message);
+
+    let e = invalid(&with_rotations(&[format!(
+        r#"{{"id": "research", "previous_hash": "{}", "until": "soon"}}"#,
+        h('b')
+    )]));
+    assert_eq!(e.field, "rotations[0].until");
+
+    let e = invalid(&with_rotations(&[format!(
+        r#"{{"id": "research", "previous_hash": "{}"}}"#,
+        h('b')
+    )]));
+    assert!(e.message.contains("missing field `until`"), "{}", e.message);
+}
+
+#[test]
+fn a_valid_rotation_loads() {
+    let f = parse(&with_rotations(&[rotation(
+        "sim-bot",
+        &format!("sha256:{}", h('b')),
+        "2026-12-01T08:00:00Z",
+    )]))
+    .unwrap();
+    assert_eq!(f.rotations.len(), 1);
+    assert_eq!(f.rotations[0].previous_hash.to_hex(), h('b'));
 }

@@ -1,0 +1,192 @@
+//! Key rotation in keys.json: a key gets a new plaintext and keeps everything else (id,
+//! scopes, limits, binding — and its counters, which the ledger keeps by id), while its
+//! previous plaintext is still accepted for an overlap.
+//!
+//! The overlap is recorded in the top-level `rotations` array, beside the keys, so that key
+//! records keep their fields and their wire layout:
+//!
+//! ```json
+//! "rotations": [{"id": "bot", "previous_hash": "<64 hex>", "until": "2026-12-01T08:00:00Z"}]
+//! ```
+//!
+//! Loading checks the array against the keys ([`KeysFile::parse`] refuses a file that
+//! breaks a rule, naming the entry and field): each entry names a key of the file, at most
+//! one entry a key, and no `previous_hash` is a key's hash or another entry's.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use futu_auth_proto::key::redact;
+use futu_auth_proto::{KeyHash, KeyId, Token};
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::{InvalidFile, KeysFile, StoreError};
+use crate::token::{digest, generate_token};
+
+/// The longest overlap a rotation may give the previous plaintext: 90 days.
+pub const MAX_OVERLAP: Duration = Duration::from_secs(90 * 86_400);
+
+/// One entry of keys.json's `rotations`: key `id` was given a new plaintext, and the
+/// previous one (digest `previous_hash`) is accepted until `until`, then refused as
+/// `unknown_key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotation {
+    /// The rotated key; a key of the same file.
+    pub id: KeyId,
+    /// The SHA-256 of the plaintext the key had before its last rotation (never a
+    /// plaintext: keys.json holds digests only).
+    pub previous_hash: KeyHash,
+    /// When the previous plaintext stops being accepted (never after the key's
+    /// `expires_at`).
+    pub until: Timestamp,
+}
+
+/// A `rotations` entry that breaks a rule: which, which field, and why.
+#[derive(Debug)]
+pub(super) struct RotationFault {
+    index: usize,
+    field: &'static str,
+    id: String,
+    message: String,
+}
+
+impl RotationFault {
+    /// The positioned error [`KeysFile::parse`] reports, read from the file's `text`.
+    pub(super) fn into_invalid(self, text: &str, path: &Path) -> StoreError {
+        let (line, column) = position_of(text, self.index, self.field).unwrap_or((0, 0));
+        StoreError::Invalid(Box::new(InvalidFile {
+            path: path.to_owned(),
+            line,
+            column,
+            key_id: Some(redact(&self.id).into_owned()),
+            field: format!("rotations[{}].{}", self.index, self.field),
+            message: redact(&self.message).into_owned(),
+        }))
+    }
+}
+
+impl KeysFile {
+    /// Gives key `id` a new plaintext, returned with until when the previous one is still
+    /// accepted: `now + overlap`, never past the key's `expires_at`; `None` when the
+    /// previous plaintext is refused at once (`overlap` zero, or the key expired). Only
+    /// the plaintext replaced now gets an overlap: an earlier rotation of the key ends.
+    /// Rotations whose overlap has ended are dropped. An overlap longer than
+    /// [`MAX_OVERLAP`] is refused.
+    pub fn rotate(
+        &mut self,
+        id: &KeyId,
+        overlap: Duration,
+        now: Timestamp,
+    ) -> Result<(Token, Option<Timestamp>), StoreError> {
+        if overlap > MAX_OVERLAP {
+            return Err(StoreError::OverlapTooLong(overlap.as_secs()));
+        }
+        let i = self
+            .keys
+            .iter()
+            .position(|k| &k.id == id)
+            .ok_or_else(|| StoreError::UnknownKey(id.to_string()))?;
+        let token = generate_token().map_err(|e| StoreError::Random(e.to_string()))?;
+        let key = &mut self.keys[i];
+        let previous_hash = std::mem::replace(&mut key.hash, digest(&token));
+        // keys.json keeps whole seconds, as the seed's examples do.
+        let start = Timestamp::from_second(now.as_second()).unwrap_or(now);
+        let until = start
+            .checked_add(SignedDuration::from_secs(overlap.as_secs() as i64))
+            .ok()
+            .map(|t| key.expires_at.map_or(t, |e| e.min(t)))
+            .filter(|&t| t > now);
+        let id = key.id.clone();
+        self.drop_ended_rotations(now);
+        self.rotations.retain(|r| r.id != id);
+        if let Some(until) = until {
+            self.rotations.push(Rotation {
+                id,
+                previous_hash,
+                until,
+            });
+        }
+        Ok((token, until))
+    }
+
+    /// Forgets the rotations whose overlap has ended by `now` (their previous plaintexts
+    /// are refused already).
+    pub fn drop_ended_rotations(&mut self, now: Timestamp) {
+        self.rotations.retain(|r| r.until > now);
+    }
+
+    /// The rules `rotations` must keep; the first entry that breaks one.
+    pub(super) fn check_rotations(&self) -> Result<(), RotationFault> {
+        if self.rotations.is_empty() {
+            return Ok(());
+        }
+        let keys: HashMap<&KeyId, usize> = self.keys.iter().enumerate().map(|(i, k)| (&k.id, i)).collect();
+        let hashes: HashMap<[u8; 32], usize> =
+            self.keys.iter().enumerate().map(|(i, k)| (k.hash.0, i)).collect();
+        let mut ids: HashMap<&KeyId, usize> = HashMap::new();
+        let mut previous: HashMap<[u8; 32], usize> = HashMap::new();
+        for (i, r) in self.rotations.iter().enumerate() {
+            let fault = |field, message| {
+                Err(RotationFault {
+                    index: i,
+                    field,
+                    id: r.id.to_string(),
+                    message,
+                })
+            };
+            let id = r.id.as_str();
+            if !keys.contains_key(&r.id) {
+                return fault(
+                    "id",
+                    format!(
+                        "no key has id {id:?}: a rotation must name a key of this file; remove the entry"
+                    ),
+                );
+            }
+            if let Some(first) = ids.insert(&r.id, i) {
+                return fault(
+                    "id",
+                    format!("key {id:?} has two rotations (rotations[{first}] and rotations[{i}]); a key has at most one"),
+                );
+            }
+            if let Some(&k) = hashes.get(&r.previous_hash.0) {
+                return fault(
+                    "previous_hash",
+                    format!(
+                        "previous_hash is the hash of keys[{k}] ({:?}), a plaintext in service; it must be the digest of a replaced plaintext",
+                        self.keys[k].id.as_str()
+                    ),
+                );
+            }
+            if let Some(first) = previous.insert(r.previous_hash.0, i) {
+                return fault(
+                    "previous_hash",
+                    format!(
+                        "the same previous_hash as rotations[{first}]; each replaced plaintext has one entry"
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The 1-based line and column where `rotations[index].field`'s value starts in `text`
+/// (which loaded, so it is valid JSON).
+fn position_of(text: &str, index: usize, field: &str) -> Option<(usize, usize)> {
+    #[derive(Deserialize)]
+    struct Top<'a> {
+        #[serde(borrow, default)]
+        rotations: Vec<HashMap<String, &'a serde_json::value::RawValue>>,
+    }
+    let top: Top<'_> = serde_json::from_str(text).ok()?;
+    let value = top.rotations.get(index)?.get(field)?.get();
+    let offset = (value.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let before = text.get(..offset)?;
+    let line = before.matches('\n').count() + 1;
+    let column = offset - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+    Some((line, column))
+}
