@@ -23,6 +23,9 @@
 //!    — `daily_value`; then both are consumed together (unless `dry_run`).
 //!
 //! [`decide`] runs all eight against an in-memory [`Ledger`] (tests, the micro-benchmark).
+//! Rule 1 is the only one that needs the token: [`evaluate_key`] and [`decide_scope_key`]
+//! run the rest for a key found already, which is how the audit trail is decided again
+//! ([`crate::replay`]) without one.
 //!
 //! A deny by a limit carries the limit's figures ([`LimitFigures`]) and, where waiting
 //! helps, how long until asking again can succeed (`retry_after_ms`): `rate`, until enough
@@ -148,19 +151,20 @@ impl Verdict {
     }
 }
 
-/// Steps 1–3: the key behind a token, usable on this host now.
-fn usable_key<'s>(
+/// Step 1: the key behind a token now (a rotated key's old plaintext only until its
+/// overlap ends).
+fn key_of<'s>(
     snapshot: &'s Snapshot,
     token: &futu_auth_proto::Token,
     now: &Now,
 ) -> Result<&'s CompiledKey, Verdict> {
-    let Some(key) = snapshot.by_hash_at(&digest(token), now.utc) else {
-        return Err(Verdict::deny(
-            Reason::UnknownKey,
-            None,
-            "no key matches this token".into(),
-        ));
-    };
+    snapshot
+        .by_hash_at(&digest(token), now.utc)
+        .ok_or_else(|| Verdict::deny(Reason::UnknownKey, None, "no key matches this token".into()))
+}
+
+/// Steps 2–3: the key is usable on this host now.
+fn usable(snapshot: &Snapshot, key: &CompiledKey, now: &Now) -> Result<(), Verdict> {
     if let Some(at) = key.expires_at {
         if now.utc >= at {
             return Err(Verdict::deny(
@@ -171,7 +175,7 @@ fn usable_key<'s>(
         }
     }
     match key.binding {
-        Binding::Unbound | Binding::ThisHost => Ok(key),
+        Binding::Unbound | Binding::ThisHost => Ok(()),
         Binding::Frozen => Err(Verdict::deny(
             Reason::Frozen,
             Some(key),
@@ -268,10 +272,15 @@ pub enum Evaluation {
     },
 }
 
-/// Decides a [`Check`] against an in-memory ledger: [`evaluate`], then the charge taken
-/// from `ledger`, then [`settle`].
+/// Decides a [`Check`] against an in-memory ledger: [`evaluate`], then [`charge_and_settle`].
 pub fn decide(snapshot: &Snapshot, ledger: &Ledger, now: &Now, req: &Check) -> Verdict {
-    match evaluate(snapshot, now, req) {
+    charge_and_settle(ledger, now, evaluate(snapshot, now, req))
+}
+
+/// What an [`Evaluation`] comes to against an in-memory ledger: a decided one as it is; a
+/// charge taken from `ledger` at `now`, then [`settle`]d.
+pub fn charge_and_settle(ledger: &Ledger, now: &Now, evaluation: Evaluation) -> Verdict {
+    match evaluation {
         Evaluation::Decided(v) => v,
         Evaluation::Charge { charge, scope, value } => {
             let outcome = ledger.take(&charge, now.mono_ns, now.utc.as_nanosecond(), now.day());
@@ -280,32 +289,56 @@ pub fn decide(snapshot: &Snapshot, ledger: &Ledger, now: &Now, req: &Check) -> V
     }
 }
 
-/// Rules 1–7 for a [`Check`].
+/// Rules 1–7 for a [`Check`]: the key its token names, then [`evaluate_key`].
 pub fn evaluate(snapshot: &Snapshot, now: &Now, req: &Check) -> Evaluation {
-    match evaluate_rules(snapshot, now, req) {
+    match key_of(snapshot, &req.token, now) {
+        Ok(key) => evaluate_key(snapshot, key, now, &req.endpoint, req.order.as_ref(), req.dry_run),
+        Err(v) => Evaluation::Decided(v),
+    }
+}
+
+/// Rules 2–7 for a check of `endpoint` (with `order`) by `key`, a key of `snapshot` found
+/// already: by a token's digest ([`evaluate`]), or by its id when the audit trail is
+/// replayed ([`crate::replay`]).
+pub fn evaluate_key(
+    snapshot: &Snapshot,
+    key: &CompiledKey,
+    now: &Now,
+    endpoint: &str,
+    order: Option<&Order>,
+    dry_run: bool,
+) -> Evaluation {
+    match evaluate_rules(snapshot, key, now, endpoint, order, dry_run) {
         Ok(e) => e,
         Err(v) => Evaluation::Decided(v),
     }
 }
 
-fn evaluate_rules(snapshot: &Snapshot, now: &Now, req: &Check) -> Result<Evaluation, Verdict> {
-    let key = usable_key(snapshot, &req.token, now)?;
-    let Some(class) = classify(&req.endpoint) else {
+fn evaluate_rules(
+    snapshot: &Snapshot,
+    key: &CompiledKey,
+    now: &Now,
+    endpoint: &str,
+    order: Option<&Order>,
+    dry_run: bool,
+) -> Result<Evaluation, Verdict> {
+    usable(snapshot, key, now)?;
+    let Some(class) = classify(endpoint) else {
         return Err(Verdict::deny(
             Reason::UnknownEndpoint,
             Some(key),
             format!(
                 "endpoint \"{}\" is not in the daemon's table",
-                shown_endpoint(&req.endpoint)
+                shown_endpoint(endpoint)
             ),
         ));
     };
-    let order = match (class, &req.order) {
+    let order = match (class, order) {
         (EndpointClass::OrderWrite, None) => {
             return Err(Verdict::deny(
                 Reason::BadOrder,
                 Some(key),
-                format!("{} is an order write and needs an order", req.endpoint),
+                format!("{endpoint} is an order write and needs an order"),
             ))
         }
         (EndpointClass::OrderWrite, Some(o)) => Some(o),
@@ -317,7 +350,7 @@ fn evaluate_rules(snapshot: &Snapshot, now: &Now, req: &Check) -> Result<Evaluat
                 Some(key),
                 format!(
                     "{} is not an order write; a check for it must not carry an order",
-                    shown_endpoint(&req.endpoint)
+                    shown_endpoint(endpoint)
                 ),
             ))
         }
@@ -340,7 +373,7 @@ fn evaluate_rules(snapshot: &Snapshot, now: &Now, req: &Check) -> Result<Evaluat
             value: value.unwrap_or(Money::ZERO),
             max_orders_per_minute: key.max_orders_per_minute,
             max_daily_value: key.max_daily_value,
-            dry_run: req.dry_run,
+            dry_run,
         },
         scope,
         value,
@@ -502,20 +535,28 @@ pub fn settle(
     }
 }
 
-/// Decides a [`CheckScope`]: steps 1–3, then the scope and the hours window.
+/// Decides a [`CheckScope`]: step 1, then [`decide_scope_key`].
 pub fn decide_scope(snapshot: &Snapshot, now: &Now, req: &CheckScope) -> Verdict {
-    let key = match usable_key(snapshot, &req.token, now) {
-        Ok(k) => k,
-        Err(v) => return v,
-    };
-    match scope_and_hours(key, Some(req.scope), now) {
+    match key_of(snapshot, &req.token, now) {
+        Ok(key) => decide_scope_key(snapshot, key, now, req.scope),
+        Err(v) => v,
+    }
+}
+
+/// Whether `key`, a key of `snapshot` found already, may have `scope` now: steps 2–3, then
+/// the scope and the hours window.
+pub fn decide_scope_key(snapshot: &Snapshot, key: &CompiledKey, now: &Now, scope: Scope) -> Verdict {
+    if let Err(v) = usable(snapshot, key, now) {
+        return v;
+    }
+    match scope_and_hours(key, Some(scope), now) {
         Ok(()) => Verdict {
-            decision: allow(&key.id, Some(req.scope), None),
-            scope: Some(req.scope),
+            decision: allow(&key.id, Some(scope), None),
+            scope: Some(scope),
             value: None,
             consumption: None,
         },
-        Err(v) => v.with_scope(Some(req.scope)),
+        Err(v) => v.with_scope(Some(scope)),
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! * [`endpoint`] maps Futu OpenAPI protocols to the scope they need;
 //! * [`snapshot`] compiles keys.json for checking; [`ledger`] counts orders and value;
-//! * [`decide`](mod@decide) is the pure decision engine; [`money`] keeps amounts exact.
+//! * [`decide`](mod@decide) is the pure decision engine; [`money`] keeps amounts exact;
+//! * [`replay`](mod@replay) decides an audit file's checks again against candidate keys.
 //!
 //! keys.json on disk (the store, key generation, the machine fingerprint) is the
 //! `futu_auth_keys` crate, which `futucli` shares without linking the daemon.
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod money;
 pub mod notify;
 pub mod peer;
+pub mod replay;
 pub mod server;
 pub mod service;
 pub mod snapshot;

@@ -303,6 +303,11 @@ impl Snapshot {
         self.keys.iter().find(|k| k.id.as_str() == id)
     }
 
+    /// Every key in service, in keys.json's order.
+    pub fn iter(&self) -> impl Iterator<Item = &CompiledKey> {
+        self.keys.iter()
+    }
+
     /// How many keys are in service.
     pub fn len(&self) -> usize {
         self.by_hash.len()

@@ -87,6 +87,9 @@ pub enum Command {
     /// Ask the daemon for a real decision. Exit 0 allow, 1 reject, 2 usage or transport
     /// error.
     Check(CheckArgs),
+    /// Decide the checks of an audit file again against candidate keys, offline, and show
+    /// the decisions that would change. Exit 0 whether or not any would; 1 on an error.
+    Replay(ReplayArgs),
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -201,6 +204,32 @@ pub struct CheckArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Print the decision as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The daemon's audit file (JSON lines).
+    #[arg(long)]
+    pub audit: PathBuf,
+    /// The candidate keys.json to decide them by.
+    #[arg(long)]
+    pub keys: PathBuf,
+    /// Compare only records from this time: RFC 3339 (2026-11-23T09:30:00Z) or a date
+    /// (2026-11-23: local midnight). Earlier records still fill the rate windows and daily
+    /// totals.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Replay only records before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Judge allowed_machines for the host with this fingerprint (`futucli machine-id` on
+    /// it prints it) instead of this host.
+    #[arg(long)]
+    pub machine: Option<Fingerprint>,
+    /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }

@@ -1,6 +1,7 @@
 //! `futucli`: the key-management command line of futu-authd.
 
 mod args;
+mod replay;
 mod show;
 
 use std::path::{Path, PathBuf};
@@ -95,6 +96,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Check(c) => check(&ctx, c).await,
+        Command::Replay(r) => replay::run(r, &ctx.machine_id_file),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "futucli", &mut std::io::stdout());
             Ok(0)

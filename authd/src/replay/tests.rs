@@ -1,0 +1,160 @@
+use super::*;
+use futu_auth_keys::store::KeysFile;
+use futu_auth_proto::key::Cap;
+use futu_auth_proto::{KeyRecord, Limits};
+use serde_json::json;
+
+fn key(id: &str, limits: Limits) -> KeyRecord {
+    KeyRecord {
+        id: id.parse().unwrap(),
+        hash: futu_auth_keys::token::digest(&futu_auth_proto::Token::new(format!("fc_{id:0>32}"))),
+        scopes: vec![Scope::QotRead, Scope::TradeSimulate],
+        limits,
+        allowed_machines: None,
+        created_at: "2026-04-15T10:00:00Z".parse().unwrap(),
+        expires_at: None,
+        note: None,
+    }
+}
+
+fn snapshot(keys: Vec<KeyRecord>) -> Snapshot {
+    Snapshot::new(
+        KeysFile {
+            keys,
+            ..KeysFile::default()
+        },
+        None,
+    )
+}
+
+/// An allowed order of `value` (qty 1) by `key` at 10:00:`s` UTC, with `ticket`.
+fn order_line(s: u32, key: &str, value: f64, ticket: Option<u64>) -> String {
+    json!({
+        "ts": format!("2026-04-20T10:00:{s:02}.000000Z"),
+        "kind": "check", "iface": "rest", "endpoint": "Trd_PlaceOrder", "key_id": key,
+        "outcome": "allow", "reason": null, "error": null, "detail": null,
+        "scope": "trade:simulate",
+        "order": {"env": "simulate", "market": "HK", "symbol": "HK.00700", "side": "BUY",
+                  "qty": 1.0, "price": value, "value": value},
+        "dry_run": false, "ticket": ticket, "request_id": s, "peer_uid": 0, "peer_pid": 1,
+        "latency_us": 5,
+    })
+    .to_string()
+}
+
+fn release_line(s: u32, key: &str, ticket: u64) -> String {
+    json!({
+        "ts": format!("2026-04-20T10:00:{s:02}.000000Z"),
+        "kind": "release", "iface": null, "endpoint": "Release", "key_id": key,
+        "outcome": "allow", "reason": null, "error": null, "detail": "refunded 600",
+        "scope": null, "order": null, "dry_run": false, "ticket": ticket, "request_id": 99,
+        "peer_uid": 0, "peer_pid": 1, "latency_us": 5,
+    })
+    .to_string()
+}
+
+fn run(lines: &[String], snapshot: &Snapshot, since: Option<&str>) -> Result<Report, ReplayError> {
+    let text = lines.join("\n") + "\n";
+    replay(
+        text.as_bytes(),
+        snapshot,
+        Options {
+            since: since.map(|s| s.parse().unwrap()),
+            until: None,
+            time_zone: TimeZone::UTC,
+        },
+    )
+}
+
+#[test]
+fn a_rate_limit_refuses_the_order_past_it_and_only_that_one() {
+    let limits = Limits {
+        max_orders_per_minute: Some(2),
+        ..Limits::default()
+    };
+    let lines: Vec<String> = (1..=3)
+        .map(|s| order_line(s * 10, "bot", 10.0, Some(s.into())))
+        .collect();
+    let r = run(&lines, &snapshot(vec![key("bot", limits)]), None).unwrap();
+    assert_eq!((r.records.replayed, r.records.changed), (3, 1));
+    let g = &r.changes[0];
+    assert_eq!(
+        (g.from.label(), g.to.label(), g.count),
+        ("allow".into(), "reject rate".into(), 1)
+    );
+    assert_eq!(g.examples[0].line, 3);
+}
+
+#[test]
+fn a_release_refunds_the_candidates_charge_of_its_order() {
+    let limits = Limits {
+        max_daily_value: Some(Cap::try_from(1000.0).unwrap()),
+        ..Limits::default()
+    };
+    let keys = snapshot(vec![key("bot", limits)]);
+    let with_release = [
+        order_line(1, "bot", 600.0, Some(11)),
+        release_line(2, "bot", 11),
+        order_line(3, "bot", 600.0, Some(12)),
+    ];
+    let r = run(&with_release, &keys, None).unwrap();
+    assert_eq!((r.records.changed, r.records.releases.refunded), (0, 1));
+    let without = [
+        order_line(1, "bot", 600.0, Some(11)),
+        order_line(3, "bot", 600.0, Some(12)),
+    ];
+    let r = run(&without, &keys, None).unwrap();
+    assert_eq!(r.records.changed, 1);
+    assert_eq!(r.changes[0].to.label(), "reject daily_value");
+}
+
+#[test]
+fn orders_before_since_fill_the_window_but_are_not_compared() {
+    let limits = Limits {
+        max_orders_per_minute: Some(1),
+        ..Limits::default()
+    };
+    let lines = [
+        order_line(1, "bot", 10.0, Some(1)),
+        order_line(20, "bot", 10.0, Some(2)),
+    ];
+    let r = run(
+        &lines,
+        &snapshot(vec![key("bot", limits)]),
+        Some("2026-04-20T10:00:10Z"),
+    )
+    .unwrap();
+    assert_eq!(r.records.skipped.before_since, 1);
+    assert_eq!((r.records.replayed, r.records.changed), (1, 1));
+    assert_eq!(r.changes[0].to.label(), "reject rate");
+}
+
+#[test]
+fn a_key_missing_from_the_candidate_is_unknown_key_and_no_key_id_is_skipped() {
+    let mut unknown: serde_json::Value = serde_json::from_str(&order_line(2, "x", 1.0, None)).unwrap();
+    unknown["key_id"] = json!(null);
+    unknown["outcome"] = json!("reject");
+    unknown["reason"] = json!("unknown_key");
+    let lines = [order_line(1, "gone", 10.0, Some(1)), unknown.to_string()];
+    let r = run(&lines, &snapshot(vec![key("bot", Limits::default())]), None).unwrap();
+    assert_eq!(r.records.skipped.no_key_id, 1);
+    assert_eq!(r.changes.len(), 1);
+    assert_eq!(r.changes[0].key_id, "gone");
+    assert_eq!(r.changes[0].to.label(), "reject unknown_key");
+}
+
+#[test]
+fn a_line_that_is_not_json_is_an_error_naming_it() {
+    let lines = [order_line(1, "bot", 10.0, Some(1)), "{\"ts\": tru".into()];
+    match run(&lines, &snapshot(vec![key("bot", Limits::default())]), None) {
+        Err(ReplayError::Line { line: 2, message }) => assert!(message.starts_with("not JSON"), "{message}"),
+        other => panic!("expected an error on line 2, got {other:?}"),
+    }
+    let lines = ["{\"ts\": \"2026-04-20T10:00:00Z\"}".to_owned()];
+    match run(&lines, &snapshot(vec![]), None) {
+        Err(ReplayError::Line { line: 1, message }) => {
+            assert!(message.starts_with("not an audit record"), "{message}")
+        }
+        other => panic!("expected an error on line 1, got {other:?}"),
+    }
+}
