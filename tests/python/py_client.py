@@ -33,6 +33,10 @@ Then, for each JSON line read from stdin, one JSON line is printed. Every comman
                                                   -> {"record"}
     {"op": "reload"}                              -> {"keys_loaded"}
     {"op": "usage", "id"}                         -> the Usage fields
+    {"op": "rotate_key", "id", "overlap_secs"?}   -> {"id", "plaintext", "digest",
+                                                      "previous_valid_until", "stored_in", "repr"}
+    {"op": "key_activity", "ids"}                 -> {"keys": [{"id", "last_used",
+                                                      "previous_valid_until"}, ...]}
     {"op": "token", "token"}                      -> the token functions' results for it
     {"op": "generate", "n"}                       -> {"tokens": [{"token", "digest"}, ...]}
     {"op": "state"}                               -> connections opened, protocol versions
@@ -237,6 +241,16 @@ class Driver:
         u = self.call(cmd, "usage", cmd["id"])
         return {"id": u.id, "day": u.day, "daily_value_used": u.daily_value_used, "max_daily_value": u.max_daily_value,
                 "orders_last_minute": u.orders_last_minute, "max_orders_per_minute": u.max_orders_per_minute}
+
+    def op_rotate_key(self, cmd):
+        r = self.call(cmd, "rotate_key", cmd["id"], cmd.get("overlap_secs", 86_400))
+        return {"id": r.id, "plaintext": r.plaintext.expose(), "digest": tokens.digest(r.plaintext),
+                "previous_valid_until": r.previous_valid_until, "stored_in": r.stored_in, "repr": repr(r)}
+
+    def op_key_activity(self, cmd):
+        keys = self.call(cmd, "key_activity", cmd["ids"])
+        return {"keys": [{"id": k.id, "last_used": k.last_used, "previous_valid_until": k.previous_valid_until}
+                         for k in keys]}
 
     def op_token(self, cmd):
         text = cmd["token"]
