@@ -236,6 +236,11 @@ impl Snapshot {
         self.keys.iter().find(|k| k.id.as_str() == id)
     }
 
+    /// The ids of the keys in service, in keys.json order.
+    pub fn ids(&self) -> impl Iterator<Item = &KeyId> {
+        self.keys.iter().map(|k| &k.id)
+    }
+
     /// How many keys are in service.
     pub fn len(&self) -> usize {
         self.by_hash.len()

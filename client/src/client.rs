@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futu_auth_proto::{
-    BindOp, Check, CheckScope, Decision, ErrorKind, FrameCodec, Hello, Iface, KeyId, KeyRecord, KeySpec,
-    Order, Reason, Request, Response, Scope, Token, Usage, PROTOCOL_VERSIONS,
+    BindOp, Check, CheckScope, Decision, ErrorKind, FrameCodec, Hello, Iface, KeyActivity, KeyId, KeyRecord,
+    KeySpec, Order, Reason, Request, Response, Scope, Token, Usage, MAX_ACTIVITY_IDS, PROTOCOL_VERSIONS,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::UnixStream;
@@ -37,6 +37,8 @@ struct Conn {
     /// Why the reader stopped, when it was not a plain close: a frame it could not decode
     /// is a protocol error, never reported as a closed connection.
     failure: Arc<Mutex<Option<String>>>,
+    /// The protocol version agreed in Hello.
+    version: u16,
 }
 
 impl Conn {
@@ -349,10 +351,46 @@ impl AuthClient {
         }
     }
 
+    /// Admin (protocol version 3): when each of `ids` (at most
+    /// [`MAX_ACTIVITY_IDS`](futu_auth_proto::MAX_ACTIVITY_IDS)) was last allowed a check,
+    /// for those the daemon has in service, in the order asked. A daemon that speaks an
+    /// older version is not asked: [`ClientError::TooOld`].
+    pub async fn key_activity(&self, ids: &[KeyId]) -> Result<Vec<KeyActivity>, ClientError> {
+        if ids.len() > MAX_ACTIVITY_IDS {
+            return Err(ClientError::Protocol(format!(
+                "KeyActivity asks about at most {MAX_ACTIVITY_IDS} keys at a time, not {}",
+                ids.len()
+            )));
+        }
+        let ids = ids.to_vec();
+        match self
+            .call_from(3, "KeyActivity", |request_id| Request::KeyActivity {
+                request_id,
+                ids,
+            })
+            .await?
+        {
+            Response::KeyActivity { keys, .. } => Ok(keys),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Sends one request built with a fresh request id and waits for its answer, within
     /// the deadline. Error responses become [`ClientError::Refused`], a `forbidden` deny of
     /// an admin request [`ClientError::Forbidden`].
     pub async fn call(&self, make: impl FnOnce(u64) -> Request) -> Result<Response, ClientError> {
+        self.call_from(1, "", make).await
+    }
+
+    /// [`AuthClient::call`] for a request (named `what`) that protocol versions before
+    /// `version` do not have: on a connection that agreed on an older one it is not sent,
+    /// and the answer is [`ClientError::TooOld`].
+    async fn call_from(
+        &self,
+        version: u16,
+        what: &'static str,
+        make: impl FnOnce(u64) -> Request,
+    ) -> Result<Response, ClientError> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let req = make(id);
         let admin = req.is_admin();
@@ -360,6 +398,13 @@ impl AuthClient {
         let mut registered: Option<Pending> = None;
         let result = tokio::time::timeout(deadline, async {
             let conn = self.connection().await?;
+            if conn.version < version {
+                return Err(ClientError::TooOld {
+                    request: what,
+                    needs: version,
+                    speaks: conn.version,
+                });
+            }
             let (tx, rx) = oneshot::channel();
             lock(&conn.pending).insert(id, tx);
             registered = Some(Arc::clone(&conn.pending));
@@ -440,6 +485,7 @@ async fn open(path: &Path, client_name: &str) -> Result<Conn, ClientError> {
             other => break other?,
         }
     };
+    let version = framed.codec().version();
     let (mut sink, mut stream) = framed.split();
     let pending: Pending = Arc::default();
     let failure: Arc<Mutex<Option<String>>> = Arc::default();
@@ -490,7 +536,12 @@ async fn open(path: &Path, client_name: &str) -> Result<Conn, ClientError> {
         }
         // Dropping `rx` marks the connection dead for the next call.
     });
-    Ok(Conn { tx, pending, failure })
+    Ok(Conn {
+        tx,
+        pending,
+        failure,
+        version,
+    })
 }
 
 type Connection = Framed<UnixStream, FrameCodec<Response, Request>>;

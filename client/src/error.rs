@@ -42,6 +42,18 @@ pub enum ClientError {
     /// An admin request from a peer that is not an administrator.
     #[error("futu-authd refused: {0}")]
     Forbidden(String),
+    /// A request the daemon's protocol version does not have; it was not sent.
+    #[error(
+        "futu-authd speaks protocol version {speaks}; {request} needs version {needs} (upgrade futu-authd)"
+    )]
+    TooOld {
+        /// The request, e.g. `KeyActivity`.
+        request: &'static str,
+        /// The version that has it.
+        needs: u16,
+        /// The version the connection agreed on.
+        speaks: u16,
+    },
     /// Bytes that are not the protocol, or an answer that does not fit the request.
     #[error("protocol error: {0}")]
     Protocol(String),

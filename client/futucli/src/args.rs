@@ -50,11 +50,15 @@ pub struct Cli {
 pub enum Command {
     /// Make a key; its plaintext is printed once and stored nowhere.
     GenKey(GenKey),
-    /// List the keys (never their hashes).
+    /// List the keys (never their hashes), with when each was last used.
     ListKeys {
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
+        /// Only keys not used for this long (30d, 12h, 90m): last used before then, or never
+        /// used and made before then. Needs the daemon.
+        #[arg(long, value_name = "DURATION", value_parser = parse_unused_for, allow_hyphen_values = true)]
+        unused_for: Option<UnusedFor>,
     },
     /// Remove a key.
     RevokeKey {
@@ -65,7 +69,8 @@ pub enum Command {
     BindKey(BindKey),
     /// Print this host's machine fingerprint, to paste into --machines.
     MachineId,
-    /// A key's consumption today: value used of its daily cap, orders in the last 60 s.
+    /// A key's consumption today: value used of its daily cap, orders in the last 60 s; and
+    /// when it was last used.
     Usage {
         /// The key's id.
         id: KeyId,
@@ -201,10 +206,67 @@ fn parse_cap(s: &str) -> Result<Cap, String> {
     Cap::try_from(v).map_err(|e| e.to_string())
 }
 
+/// `list-keys --unused-for`: a duration as typed and in seconds.
+#[derive(Debug, Clone)]
+pub struct UnusedFor {
+    /// As typed, e.g. `30d`.
+    pub text: String,
+    /// In seconds.
+    pub secs: i64,
+}
+
+/// `30d`, `12h` or `90m`: a positive whole number of days, hours or minutes.
+fn parse_unused_for(s: &str) -> Result<UnusedFor, String> {
+    let bad = || format!("{s:?} is not a duration: expected days, hours or minutes such as 30d, 12h or 90m");
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let unit_secs: i64 = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        _ => return Err(bad()),
+    };
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    // Past 100 years a cut-off means nothing: refuse rather than overflow.
+    if n <= 0 || n.saturating_mul(unit_secs) > 100 * 366 * 86_400 {
+        return Err(bad());
+    }
+    Ok(UnusedFor {
+        text: s.to_owned(),
+        secs: n * unit_secs,
+    })
+}
+
 fn parse_env(s: &str) -> Result<TrdEnv, String> {
     match s {
         "simulate" => Ok(TrdEnv::Simulate),
         "real" => Ok(TrdEnv::Real),
         _ => Err(format!("{s:?} is not simulate or real")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_unused_for;
+
+    #[test]
+    fn unused_for_takes_days_hours_or_minutes() {
+        assert_eq!(parse_unused_for("30d").unwrap().secs, 30 * 86_400);
+        assert_eq!(parse_unused_for("12h").unwrap().secs, 12 * 3_600);
+        assert_eq!(parse_unused_for("90m").unwrap().secs, 90 * 60);
+        for bad in [
+            "30",
+            "d",
+            "0d",
+            "-1d",
+            "2w",
+            "30s",
+            "1.5d",
+            "tomorrow",
+            "",
+            "99999999999d",
+        ] {
+            let e = parse_unused_for(bad).unwrap_err();
+            assert!(e.contains("30d, 12h or 90m"), "{bad}: {e}");
+        }
     }
 }
