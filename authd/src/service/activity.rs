@@ -34,7 +34,7 @@ impl Authd {
                 .map(|id| KeyActivity {
                     id: id.clone(),
                     last_used: self.last_used.get(id),
-                    // Filled from the snapshot's rotation data.
+                    // Filled from the snapshot's rotation data (RotateKey is not served yet).
                     previous_valid_until: None,
                 })
                 .collect()
