@@ -24,8 +24,8 @@ pub struct Config {
     #[arg(long, env = "FUTU_AUTHD_KEYS_FILE", default_value = "/etc/futu/keys.json")]
     pub keys_file: PathBuf,
 
-    /// Directory for the ledger log (daily totals and rate windows that survive restarts).
-    /// Not used with --ledger-url.
+    /// Directory for the ledger log (daily totals and rate windows that survive restarts;
+    /// not used with --ledger-url) and last-used.json (when each key was last used).
     #[arg(long, env = "FUTU_AUTHD_STATE_DIR", default_value = "/var/lib/futu-authd")]
     pub state_dir: PathBuf,
 

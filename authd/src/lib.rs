@@ -25,6 +25,7 @@ pub mod connection;
 pub mod decide;
 pub mod endpoint;
 pub mod heap;
+pub mod last_used;
 pub mod ledger;
 pub mod ledger_log;
 pub mod metrics;

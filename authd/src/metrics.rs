@@ -119,6 +119,11 @@ impl WrittenFile {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KeyLabels {
+    key_id: KeyLabel,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AdminLabels {
     op: &'static str,
     outcome: &'static str,
@@ -142,6 +147,7 @@ pub struct Metrics {
     closed: Family<ReasonLabels, Counter>,
     ledger_up: Gauge,
     ledger_errors: Family<KindLabels, Counter>,
+    key_last_used: Family<KeyLabels, Gauge>,
     ready: AtomicBool,
 }
 
@@ -170,6 +176,7 @@ impl Metrics {
         let ledger_up = Gauge::default();
         ledger_up.set(1);
         let ledger_errors = Family::<KindLabels, Counter>::default();
+        let key_last_used = Family::<KeyLabels, Gauge>::default();
         registry.register(
             "futu_auth_events",
             "Decisions by front-end, outcome and key",
@@ -236,6 +243,11 @@ impl Metrics {
             "Failed calls to the ledger database, by kind: unreachable, timeout, schema, database",
             ledger_errors.clone(),
         );
+        registry.register(
+            "futu_auth_key_last_used_timestamp_seconds",
+            "When each key was last allowed a check (Unix seconds, to the minute); keys never used have no sample",
+            key_last_used.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -252,6 +264,7 @@ impl Metrics {
             closed,
             ledger_up,
             ledger_errors,
+            key_last_used,
             ready: AtomicBool::new(false),
         }
     }
@@ -357,6 +370,23 @@ impl Metrics {
         self.ledger_errors.get_or_create(&KindLabels { kind }).inc();
     }
 
+    /// Sets when `key` was last used (Unix seconds).
+    pub fn key_last_used(&self, key: &KeyId, unix_secs: i64) {
+        self.key_last_used
+            .get_or_create(&KeyLabels {
+                // Its own copy: the family must not keep a snapshot's allocation alive.
+                key_id: KeyLabel(Some(key.fresh_copy())),
+            })
+            .set(unix_secs);
+    }
+
+    /// Removes `key`'s last-used gauge (the key is no longer in keys.json).
+    pub fn forget_key_last_used(&self, key: &KeyId) {
+        self.key_last_used.remove(&KeyLabels {
+            key_id: KeyLabel(Some(key.clone())),
+        });
+    }
+
     /// Marks the daemon ready for /healthz.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
@@ -438,6 +468,19 @@ pub struct DecisionTally {
 }
 
 impl DecisionTally {
+    /// The keys the burst allowed something, each once per run of its decisions.
+    pub fn allowed_keys(&self) -> impl Iterator<Item = &KeyId> {
+        let mut last: Option<&KeyId> = None;
+        self.runs.iter().filter_map(move |(_, key, reason, _)| {
+            let key = key.as_ref().filter(|_| reason.is_none())?;
+            if last == Some(key) {
+                return None;
+            }
+            last = Some(key);
+            Some(key)
+        })
+    }
+
     /// Notes one decision.
     pub fn add(&mut self, iface: Iface, key_id: Option<&KeyId>, reason: Option<Reason>) {
         if let Some((i, k, r, n)) = self.runs.last_mut() {

@@ -2,9 +2,10 @@
 //! runs in any process; `main.rs` adds the signals and systemd's notifications.
 //!
 //! Start-up loads keys.json (refusing to start on a bad file), replays the ledger log and
-//! opens the audit trail and the metrics endpoint, on a listener bound first — the socket
-//! systemd handed over, or `--socket`. Shutdown stops accepting, answers what is in flight,
-//! flushes the audit trail and the ledger.
+//! opens the audit trail and the metrics endpoint, reads the last-used file, on a listener
+//! bound first — the socket systemd handed over, or `--socket`. Shutdown stops accepting,
+//! answers what is in flight, flushes the audit trail and the ledger and writes the
+//! last-used file.
 
 use std::collections::HashMap;
 use std::io;
@@ -25,6 +26,7 @@ use crate::clock::Clock;
 use crate::commit::Committer;
 use crate::config::{Config, MetricsListen};
 use crate::connection;
+use crate::last_used::{self, LastUsed};
 use crate::ledger::local::LocalLedger;
 use crate::ledger::pg::PgLedger;
 use crate::ledger::{Ledger, LedgerStore};
@@ -221,10 +223,18 @@ impl Daemon {
             host,
             Arc::clone(&metrics),
         ));
-        let authd = Arc::new(Authd::new(keys, ledger, commit, audit, metrics, clock, admin));
+        let last_used = Arc::new(LastUsed::open(
+            &config.state_dir,
+            &keys.snapshot(),
+            Arc::clone(&metrics),
+        ));
+        let authd = Arc::new(Authd::new(
+            keys, ledger, commit, audit, metrics, last_used, clock, admin,
+        ));
         // The text and records of keys.json are freed; let the system have them back.
         crate::heap::give_back_freed_memory();
         tracker.spawn(sync_every_second(Arc::clone(&authd), shutdown.clone()));
+        tracker.spawn(save_last_used_every_minute(Arc::clone(&authd), shutdown.clone()));
         Ok(Daemon {
             authd,
             audit_writer,
@@ -343,6 +353,7 @@ impl Daemon {
         if let Err(e) = authd.commit.sync_audit().await {
             tracing::error!("audit log sync at shutdown failed: {e}");
         }
+        authd.save_last_used().await;
         tracing::info!("futu-authd stopped");
     }
 }
@@ -419,6 +430,21 @@ pub async fn hangup(authd: &Authd) {
         tracing::error!("reopening the audit log failed: {e}");
     }
     let _ = authd.reload("SIGHUP").await;
+}
+
+/// Writes the last-used file once a minute when something changed (and drops keys no
+/// longer in service from it): a crash loses at most the last minute of last-used times.
+async fn save_last_used_every_minute(authd: Arc<Authd>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(last_used::WRITE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is at once
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        authd.save_last_used().await;
+    }
 }
 
 /// Writes reach the kernel before answers are sent; this puts them on disk once a second,

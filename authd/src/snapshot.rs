@@ -291,11 +291,17 @@ impl Snapshot {
     /// records it; `None` when it has no rotation. The time may have passed already (the
     /// entry stays until keys.json next changes): compare it with now.
     pub fn previous_valid_until(&self, id: &str) -> Option<Timestamp> {
-        if self.previous.is_empty() {
-            return None;
-        }
-        let key = self.keys.iter().position(|k| k.id.as_str() == id)? as u32;
-        self.previous.values().find(|p| p.key == key).map(|p| p.until)
+        self.overlaps()
+            .find(|(key, _)| key.as_str() == id)
+            .map(|(_, until)| until)
+    }
+
+    /// Every rotated key's id and until when its previous plaintext is accepted, as
+    /// keys.json records it (the time may have passed: compare it with now).
+    pub fn overlaps(&self) -> impl Iterator<Item = (&KeyId, Timestamp)> {
+        self.previous
+            .values()
+            .map(|p| (&self.keys[p.key as usize].id, p.until))
     }
 
     /// The key with this id (a scan: admin paths only).
@@ -306,6 +312,11 @@ impl Snapshot {
     /// Every key in service, in keys.json's order.
     pub fn iter(&self) -> impl Iterator<Item = &CompiledKey> {
         self.keys.iter()
+    }
+
+    /// The ids of the keys in service, in keys.json order.
+    pub fn ids(&self) -> impl Iterator<Item = &KeyId> {
+        self.keys.iter().map(|k| &k.id)
     }
 
     /// How many keys are in service.

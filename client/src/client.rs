@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futu_auth_proto::{
-    BindOp, Check, CheckScope, Decision, ErrorKind, FrameCodec, Hello, Iface, KeyId, KeyRecord, KeySpec,
-    Order, Reason, Request, Response, Scope, Token, Usage, PROTOCOL_VERSIONS,
+    BindOp, Check, CheckScope, Decision, ErrorKind, FrameCodec, Hello, Iface, KeyActivity, KeyId, KeyRecord,
+    KeySpec, Order, Reason, Request, Response, Scope, Token, Usage, MAX_ACTIVITY_IDS, PROTOCOL_VERSIONS,
 };
 use futures_util::{SinkExt, StreamExt};
 use jiff::Timestamp;
@@ -382,6 +382,27 @@ impl AuthClient {
         let id = id.clone();
         match self.call(|request_id| Request::Usage { request_id, id }).await? {
             Response::Usage(u) => Ok(u),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Admin (protocol version 3): when each of `ids` (at most
+    /// [`MAX_ACTIVITY_IDS`](futu_auth_proto::MAX_ACTIVITY_IDS)) was last allowed a check,
+    /// for those the daemon has in service, in the order asked. A daemon that speaks an
+    /// older version is not asked: [`ClientError::TooOld`].
+    pub async fn key_activity(&self, ids: &[KeyId]) -> Result<Vec<KeyActivity>, ClientError> {
+        if ids.len() > MAX_ACTIVITY_IDS {
+            return Err(ClientError::Protocol(format!(
+                "KeyActivity asks about at most {MAX_ACTIVITY_IDS} keys at a time, not {}",
+                ids.len()
+            )));
+        }
+        let ids = ids.to_vec();
+        match self
+            .call(|request_id| Request::KeyActivity { request_id, ids })
+            .await?
+        {
+            Response::KeyActivity { keys, .. } => Ok(keys),
             other => Err(unexpected(other)),
         }
     }

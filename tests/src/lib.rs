@@ -257,6 +257,8 @@ pub struct DaemonBuilder {
     env: Vec<(OsString, OsString)>,
     metrics: bool,
     dir_mode: Option<u32>,
+    /// Files put in `state/` before the daemon starts: (name, text).
+    state_files: Vec<(String, String)>,
 }
 
 impl DaemonBuilder {
@@ -273,7 +275,15 @@ impl DaemonBuilder {
             env: Vec::new(),
             metrics: false,
             dir_mode: None,
+            state_files: Vec::new(),
         }
+    }
+
+    /// A file in the state directory (`state/name`, mode 0600) before the daemon first
+    /// starts, e.g. a `last-used.json` from an earlier run.
+    pub fn state_file(mut self, name: &str, text: impl Into<String>) -> Self {
+        self.state_files.push((name.to_owned(), text.into()));
+        self
     }
 
     /// An extra command-line argument.
@@ -312,6 +322,12 @@ impl DaemonBuilder {
                 .expect("chmod the temporary directory");
         }
         write_private(&dir.path().join("keys.json"), &self.keys);
+        if !self.state_files.is_empty() {
+            std::fs::create_dir(dir.path().join("state")).expect("make the state directory");
+            for (name, text) in &self.state_files {
+                write_private(&dir.path().join("state").join(name), text);
+            }
+        }
         std::fs::write(dir.path().join("machine-id"), format!("{MACHINE_ID}\n")).expect("write machine-id");
         let notify = UnixDatagram::bind(dir.path().join("notify.sock")).expect("bind the notify socket");
         notify.set_nonblocking(true).expect("non-blocking notify socket");
@@ -452,6 +468,11 @@ impl Daemon {
     /// The JSONL audit file.
     pub fn audit_path(&self) -> PathBuf {
         self.dir().join("audit.jsonl")
+    }
+
+    /// The state directory (`--state-dir`).
+    pub fn state_path(&self) -> PathBuf {
+        self.dir().join("state")
     }
 
     /// The daemon's process id.

@@ -3,7 +3,8 @@
 //! * [`keyring`] — the keys in service, swapped whole on reload and after admin changes;
 //! * [`checks`] — checks, scope checks and releases: the rules, the ledger store and the
 //!   group commit that writes the ledger and the audit records before any answer;
-//! * [`admin`] — admin requests, for administrators only.
+//! * [`admin`] — admin requests, for administrators only;
+//! * [`activity`] — when keys were last used (noted once a burst, [`crate::last_used`]).
 //!
 //! Every request gets exactly one response and, for checks, releases and admin requests,
 //! exactly one audit record, written to the audit file before the response is sent
@@ -22,6 +23,7 @@ use jiff::Timestamp;
 use crate::audit::{Audit, AuditRecord};
 use crate::clock::Clock;
 use crate::commit::Committer;
+use crate::last_used::LastUsed;
 use crate::ledger::LedgerStore;
 use crate::ledger_log::Moment;
 use crate::metrics::{DecisionTally, Metrics};
@@ -48,6 +50,8 @@ pub struct Authd {
     pub audit: Audit,
     /// Counters for /metrics.
     pub metrics: Arc<Metrics>,
+    /// When each key was last allowed a check.
+    pub last_used: Arc<LastUsed>,
     /// Wall, local and monotonic time (its time zone is read again on reload).
     clock: ArcSwap<Clock>,
     /// Who may send admin requests.
@@ -67,12 +71,14 @@ pub enum Answer {
 
 impl Authd {
     /// Assembles the daemon's state.
+    #[allow(clippy::too_many_arguments)] // one each of the parts above
     pub fn new(
         keys: Arc<KeyRing>,
         ledger: Arc<dyn LedgerStore>,
         commit: Committer,
         audit: Audit,
         metrics: Arc<Metrics>,
+        last_used: Arc<LastUsed>,
         clock: Clock,
         admin: AdminPolicy,
     ) -> Authd {
@@ -82,6 +88,7 @@ impl Authd {
             commit,
             audit,
             metrics,
+            last_used,
             clock: ArcSwap::from_pointee(clock),
             admin,
             listings: admin::Listings::default(),
@@ -155,8 +162,24 @@ impl Authd {
             .into_iter()
             .map(|p| self.answer_decided(p, peer, latency, &mut tally))
             .collect();
+        let used_at = now.utc.as_second();
+        for key in tally.allowed_keys() {
+            self.last_used.note(key, used_at);
+        }
         self.metrics.decisions(tally, latency.as_secs_f64());
         answers
+    }
+
+    /// Writes the last-used file if anything changed, dropping keys no longer in service
+    /// (off the runtime's threads).
+    pub async fn save_last_used(&self) {
+        let last_used = Arc::clone(&self.last_used);
+        let snapshot = Arc::clone(&self.keys.snapshot());
+        match tokio::task::spawn_blocking(move || last_used.save(&snapshot)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("last-used file not written (tried again in a minute): {e}"),
+            Err(e) => tracing::warn!("last-used file not written: the task failed: {e}"),
+        }
     }
 
     async fn journald(&self, rec: AuditRecord) {

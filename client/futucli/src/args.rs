@@ -52,11 +52,15 @@ pub struct Cli {
 pub enum Command {
     /// Make a key; its plaintext is printed once and stored nowhere.
     GenKey(GenKey),
-    /// List the keys (never their hashes).
+    /// List the keys (never their hashes), with when each was last used.
     ListKeys {
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
+        /// Only keys not used for this long (30d, 12h, 90m): last used before then, or never
+        /// used and made before then. Needs the daemon.
+        #[arg(long, value_name = "DURATION", value_parser = parse_unused_for, allow_hyphen_values = true)]
+        unused_for: Option<UnusedFor>,
     },
     /// Remove a key.
     RevokeKey {
@@ -77,7 +81,8 @@ pub enum Command {
     BindKey(BindKey),
     /// Print this host's machine fingerprint, to paste into --machines.
     MachineId,
-    /// A key's consumption today: value used of its daily cap, orders in the last 60 s.
+    /// A key's consumption today: value used of its daily cap, orders in the last 60 s; and
+    /// when it was last used.
     Usage {
         /// The key's id.
         id: KeyId,
@@ -242,16 +247,17 @@ fn parse_cap(s: &str) -> Result<Cap, String> {
     Cap::try_from(v).map_err(|e| e.to_string())
 }
 
-/// `--overlap`: a whole number and a unit, `s`, `m`, `h` or `d` (`3600s`, `90m`, `24h`,
-/// `7d`), or `0`; at most [`MAX_OVERLAP`]. clap names the flag in front of the reason.
-pub fn parse_overlap(s: &str) -> Result<Duration, String> {
+/// A duration as futucli's flags take it: a whole number and a unit, `s`, `m`, `h` or `d`
+/// (`3600s`, `90m`, `24h`, `7d`), or `0`; in seconds (saturating). The error says what was
+/// expected.
+fn parse_secs(s: &str) -> Result<u64, String> {
     let bad = || {
         format!(
             "{s:?} is not a duration: expected a whole number and a unit, such as 24h, 90m, 7d, 3600s, or 0"
         )
     };
     if s == "0" {
-        return Ok(Duration::ZERO);
+        return Ok(0);
     }
     let split = s.len().saturating_sub(1);
     let (n, unit) = (s.get(..split).ok_or_else(bad)?, s.get(split..).ok_or_else(bad)?);
@@ -267,7 +273,13 @@ pub fn parse_overlap(s: &str) -> Result<Duration, String> {
         "d" => 86_400,
         _ => return Err(bad()),
     };
-    let secs = n.saturating_mul(unit_secs);
+    Ok(n.saturating_mul(unit_secs))
+}
+
+/// `--overlap`: [a duration](parse_secs) of at most [`MAX_OVERLAP`]. clap names the flag
+/// in front of the reason.
+pub fn parse_overlap(s: &str) -> Result<Duration, String> {
+    let secs = parse_secs(s)?;
     if secs > MAX_OVERLAP.as_secs() {
         return Err(format!(
             "{s} is longer than the longest overlap, 90d (the old plaintext of a rotated key must not stay valid for months)"
@@ -276,10 +288,61 @@ pub fn parse_overlap(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// `list-keys --unused-for`: a duration as typed and in seconds.
+#[derive(Debug, Clone)]
+pub struct UnusedFor {
+    /// As typed, e.g. `30d`.
+    pub text: String,
+    /// In seconds.
+    pub secs: i64,
+}
+
+/// `--unused-for`: [a duration](parse_secs) above 0 and at most 100 years (past that a
+/// cut-off means nothing).
+fn parse_unused_for(s: &str) -> Result<UnusedFor, String> {
+    let secs = parse_secs(s)?;
+    if secs == 0 || secs > 100 * 366 * 86_400 {
+        return Err(format!(
+            "{s:?} is not a useful cut-off: expected more than 0 and at most 100 years, such as 30d, 12h or 90m"
+        ));
+    }
+    Ok(UnusedFor {
+        text: s.to_owned(),
+        secs: secs as i64,
+    })
+}
+
 fn parse_env(s: &str) -> Result<TrdEnv, String> {
     match s {
         "simulate" => Ok(TrdEnv::Simulate),
         "real" => Ok(TrdEnv::Real),
         _ => Err(format!("{s:?} is not simulate or real")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_unused_for;
+
+    #[test]
+    fn unused_for_takes_days_hours_or_minutes() {
+        assert_eq!(parse_unused_for("30d").unwrap().secs, 30 * 86_400);
+        assert_eq!(parse_unused_for("12h").unwrap().secs, 12 * 3_600);
+        assert_eq!(parse_unused_for("90m").unwrap().secs, 90 * 60);
+        for bad in [
+            "30",
+            "d",
+            "0d",
+            "-1d",
+            "2w",
+            "30s",
+            "1.5d",
+            "tomorrow",
+            "",
+            "99999999999d",
+        ] {
+            let e = parse_unused_for(bad).unwrap_err();
+            assert!(e.contains("30d, 12h or 90m"), "{bad}: {e}");
+        }
     }
 }

@@ -4,6 +4,7 @@ mod args;
 mod replay;
 mod show;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,9 +15,10 @@ use futu_auth_client::{
 };
 use futu_auth_keys::machine::fingerprint_from_file;
 use futu_auth_keys::store::{self, KeysFile, StoreError};
+use futu_auth_proto::MAX_ACTIVITY_IDS;
 use jiff::{SignedDuration, Span, Timestamp};
 
-use args::{BindKey, CheckArgs, Cli, Command, GenKey};
+use args::{BindKey, CheckArgs, Cli, Command, GenKey, UnusedFor};
 
 /// Admin requests write keys.json with fsync; give them time.
 const ADMIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -75,7 +77,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     };
     match cli.command {
         Command::GenKey(g) => gen_key(&ctx, g).await,
-        Command::ListKeys { json } => list_keys(&ctx, json).await,
+        Command::ListKeys { json, unused_for } => match unused_for {
+            None => list_keys(&ctx, json).await,
+            Some(d) => list_unused_keys(&ctx, json, &d).await,
+        },
         Command::RevokeKey { id } => revoke_key(&ctx, id).await,
         Command::RotateKey { id, overlap } => rotate_key(&ctx, id, overlap).await,
         Command::BindKey(b) => bind_key(&ctx, b).await,
@@ -86,8 +91,18 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(0)
         }
         Command::Usage { id } => {
-            let u = ctx.daemon().await?.usage(&id).await?;
+            let daemon = ctx.daemon().await?;
+            let u = daemon.usage(&id).await?;
             println!("{}", show::usage(&u));
+            let last_used = match daemon.key_activity(std::slice::from_ref(&id)).await {
+                Ok(a) => show::last_used(a.first().map(|a| a.last_used)),
+                Err(e @ ClientError::TooOld { .. }) => {
+                    eprintln!("futucli: {e}");
+                    show::last_used(None)
+                }
+                Err(e) => return Err(e.into()),
+            };
+            println!("last used: {last_used}");
             Ok(0)
         }
         Command::Reload => {
@@ -154,11 +169,18 @@ impl Ctx {
 
     /// The daemon when it answers; the keys file when it is not running.
     async fn target(&self) -> Result<Target, Failure> {
+        self.target_or("editing", "send SIGHUP to a running daemon to load it")
+            .await
+    }
+
+    /// [`Ctx::target`], saying on the one line for the file that futucli is `doing`
+    /// (editing, reading) it directly, and `note`.
+    async fn target_or(&self, doing: &str, note: &str) -> Result<Target, Failure> {
         match self.connect().await {
             Ok(c) => Ok(Target::Daemon(c)),
             Err(e) if e.is_not_running() => {
                 eprintln!(
-                    "futucli: futu-authd not reached at {}; editing {} directly (send SIGHUP to a running daemon to load it)",
+                    "futucli: futu-authd not reached at {}; {doing} {} directly ({note})",
                     self.socket.display(),
                     self.keys_file.display()
                 );
@@ -258,21 +280,88 @@ fn ensure_dir(path: &Path) -> Result<(), Failure> {
 }
 
 async fn list_keys(ctx: &Ctx, json: bool) -> Result<u8, Failure> {
-    let keys = match ctx.target().await? {
+    let target = ctx
+        .target_or("reading", "LAST USED is known only to the daemon: shown as -")
+        .await?;
+    let (keys, activity) = match target {
         // A page at a time: any number of keys.
-        Target::Daemon(c) => c.list_keys().await?,
+        Target::Daemon(c) => {
+            let keys = c.list_keys().await?;
+            let activity = match last_used_of(&c, &keys).await {
+                Ok(a) => Some(a),
+                Err(e @ ClientError::TooOld { .. }) => {
+                    eprintln!("futucli: {e}; LAST USED is shown as -");
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            };
+            (keys, activity)
+        }
         Target::File(path) => match KeysFile::load(&path) {
-            Ok(f) => f.keys,
-            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Ok(f) => (f.keys, None),
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                (Vec::new(), None)
+            }
             Err(e) => return Err(e.into()),
         },
     };
-    if json {
-        println!("{}", show::keys_json(&keys));
-    } else {
-        print!("{}", show::keys_table(&keys));
-    }
+    print_keys(&keys, activity.as_ref(), json, "no keys");
     Ok(0)
+}
+
+/// `list-keys --unused-for`: only the daemon knows when keys were last used.
+async fn list_unused_keys(ctx: &Ctx, json: bool, unused_for: &UnusedFor) -> Result<u8, Failure> {
+    let c = ctx.connect().await.map_err(|e| {
+        Failure::new(format!(
+            "list-keys --unused-for needs futu-authd, which alone knows when keys were last used: {e}"
+        ))
+    })?;
+    let keys = c.list_keys().await?;
+    let activity = last_used_of(&c, &keys).await?;
+    let cutoff = Timestamp::now().as_second() - unused_for.secs;
+    let unused: Vec<KeyRecord> = keys
+        .into_iter()
+        .filter(|r| match activity.get(&r.id) {
+            Some(Some(t)) => t.as_second() < cutoff,
+            Some(None) => r.created_at.as_second() < cutoff,
+            // Not in service (keys.json edited and not reloaded): nothing is known.
+            None => false,
+        })
+        .collect();
+    let empty = format!("no keys unused for {}", unused_for.text);
+    print_keys(&unused, Some(&activity), json, &empty);
+    Ok(0)
+}
+
+/// When each of `keys` was last used (`None`: never), for the keys the daemon has in
+/// service: asked [`MAX_ACTIVITY_IDS`] at a time.
+async fn last_used_of(
+    c: &AuthClient,
+    keys: &[KeyRecord],
+) -> Result<HashMap<KeyId, Option<Timestamp>>, ClientError> {
+    let mut found = HashMap::with_capacity(keys.len());
+    for page in keys.chunks(MAX_ACTIVITY_IDS) {
+        let ids: Vec<KeyId> = page.iter().map(|r| r.id.clone()).collect();
+        for a in c.key_activity(&ids).await? {
+            found.insert(a.id, a.last_used);
+        }
+    }
+    Ok(found)
+}
+
+fn print_keys(
+    keys: &[KeyRecord],
+    activity: Option<&HashMap<KeyId, Option<Timestamp>>>,
+    json: bool,
+    empty: &str,
+) {
+    if json {
+        println!("{}", show::keys_json(keys, activity));
+    } else if keys.is_empty() {
+        println!("{empty}");
+    } else {
+        print!("{}", show::keys_table(keys, activity));
+    }
 }
 
 async fn revoke_key(ctx: &Ctx, id: KeyId) -> Result<u8, Failure> {

@@ -1,7 +1,13 @@
 //! How futucli prints things.
 
+use std::collections::HashMap;
+
 use futu_auth_client::{Decision, KeyId, KeyRecord, LimitFigures, Token, Usage};
 use jiff::Timestamp;
+
+/// When each key was last used, as the daemon said (`None`: never); a key it does not have
+/// in service is missing.
+pub type Activity = HashMap<KeyId, Option<Timestamp>>;
 
 /// The seed's gen-key output.
 pub fn generated(record: &KeyRecord, token: &Token, stored_in: &str) -> String {
@@ -89,13 +95,32 @@ fn limits(r: &KeyRecord) -> String {
     }
 }
 
-/// The list-keys table.
-pub fn keys_table(keys: &[KeyRecord]) -> String {
+/// A last use as futucli shows it: `2026-11-30 08:41Z`, `never`, or `-` when not known.
+pub fn last_used(t: Option<Option<Timestamp>>) -> String {
+    match t {
+        Some(Some(t)) => t.strftime("%Y-%m-%d %H:%MZ").to_string(),
+        Some(None) => "never".into(),
+        None => "-".into(),
+    }
+}
+
+/// The list-keys table; LAST USED is `-` for every key without `activity` (the daemon
+/// was not asked).
+pub fn keys_table(keys: &[KeyRecord], activity: Option<&Activity>) -> String {
     if keys.is_empty() {
         return "no keys\n".into();
     }
-    let header = ["ID", "SCOPES", "LIMITS", "MACHINES", "EXPIRES", "NOTE"].map(String::from);
-    let rows: Vec<[String; 6]> = keys
+    let header = [
+        "ID",
+        "SCOPES",
+        "LIMITS",
+        "MACHINES",
+        "EXPIRES",
+        "LAST USED",
+        "NOTE",
+    ]
+    .map(String::from);
+    let rows: Vec<[String; 7]> = keys
         .iter()
         .map(|r| {
             [
@@ -106,11 +131,12 @@ pub fn keys_table(keys: &[KeyRecord]) -> String {
                 r.expires_at
                     .map(|t| t.to_string())
                     .unwrap_or_else(|| "never".into()),
+                last_used(activity.and_then(|a| a.get(&r.id).copied())),
                 r.note.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    let mut width = [0usize; 6];
+    let mut width = [0usize; 7];
     for row in std::iter::once(&header).chain(rows.iter()) {
         for (w, cell) in width.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -129,14 +155,21 @@ pub fn keys_table(keys: &[KeyRecord]) -> String {
     out
 }
 
-/// list-keys --json: the records as in keys.json, without `hash`.
-pub fn keys_json(keys: &[KeyRecord]) -> String {
+/// list-keys --json: the records as in keys.json, without `hash`; with `activity`, each key
+/// the daemon has in service gets `last_used` (RFC 3339, or null: never used).
+pub fn keys_json(keys: &[KeyRecord], activity: Option<&Activity>) -> String {
     let list: Vec<serde_json::Value> = keys
         .iter()
         .map(|r| {
             let mut v = serde_json::to_value(r).expect("a key record serializes");
             if let Some(obj) = v.as_object_mut() {
                 obj.remove("hash");
+                if let Some(used) = activity.and_then(|a| a.get(&r.id)) {
+                    obj.insert(
+                        "last_used".into(),
+                        used.map_or(serde_json::Value::Null, |t| t.to_string().into()),
+                    );
+                }
             }
             v
         })
