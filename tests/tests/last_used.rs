@@ -350,7 +350,7 @@ async fn unused_for_lists_keys_used_long_ago_and_old_keys_never_used() {
     json.sort();
     assert_eq!(json, ["never-old", "stale"]);
 
-    for bad in ["30", "30s", "2w", "0d", "-5d", "soon"] {
+    for bad in ["30", "2w", "0d", "-5d", "soon", "100000d"] {
         let run = futucli(&d, &["list-keys", "--unused-for", bad]);
         assert_eq!(run.code, Some(2), "{bad}: {run:#?}");
         assert!(

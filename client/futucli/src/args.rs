@@ -300,11 +300,12 @@ pub struct UnusedFor {
 /// `--unused-for`: [a duration](parse_secs) above 0 and at most 100 years (past that a
 /// cut-off means nothing).
 fn parse_unused_for(s: &str) -> Result<UnusedFor, String> {
-    let secs = parse_secs(s)?;
+    let bad = || {
+        format!("{s:?} is not a cut-off: expected a whole number above 0 and a unit, such as 30d, 12h or 90m")
+    };
+    let secs = parse_secs(s).map_err(|_| bad())?;
     if secs == 0 || secs > 100 * 366 * 86_400 {
-        return Err(format!(
-            "{s:?} is not a useful cut-off: expected more than 0 and at most 100 years, such as 30d, 12h or 90m"
-        ));
+        return Err(bad());
     }
     Ok(UnusedFor {
         text: s.to_owned(),
