@@ -1042,3 +1042,138 @@ fn token_functions_give_what_futucli_and_the_daemon_compute() {
         assert_eq!(got["key_id"], format!("py-{i}"), "{got}");
     }
 }
+
+/// Protocol version 3 from Python: a rotation seen in keys.json and by the daemon at once,
+/// and the activity the daemon reports, as futucli lists it.
+#[test]
+fn rotation_and_key_activity_from_python_match_keys_json_and_futucli() {
+    let Some(pkg) = package() else { return };
+    away_from_utc_midnight();
+    let research = token_for("research");
+    let bot = token_for("bot");
+    let d = DaemonBuilder::new(&[
+        key_json("research", &research, &["qot:read"]),
+        key_json("bot", &bot, &["qot:read"]),
+        key_json("idle", &token_for("idle"), &["qot:read"]),
+    ])
+    .start();
+    let mut py = pkg.driver(&d.socket_path(), 5.0);
+    let allowed = |py: &mut Driver, client: &str, token: &str| {
+        let d = py.check(client, token, "Qot_GetBasicQot", None);
+        (
+            d["outcome"].as_str().map(str::to_owned),
+            d["reason"].as_str().map(str::to_owned),
+        )
+    };
+    assert_eq!(allowed(&mut py, "sync", &research).0.as_deref(), Some("allow"));
+
+    // Rotate bot with an hour's overlap: keys.json holds the new digest and the old one
+    // with its end; both plaintexts are allowed at once, as bot.
+    let started = jiff::Timestamp::now();
+    let rotated = py.run(json!({"op": "rotate_key", "id": "bot", "overlap_secs": 3600}));
+    let fresh = rotated["plaintext"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{rotated}"))
+        .to_owned();
+    assert_ne!(fresh, bot);
+    assert!(
+        !rotated["repr"].as_str().unwrap().contains(&fresh[3..]),
+        "repr() hides it: {rotated}"
+    );
+    let file = keys_file(&d);
+    assert_eq!(key_record(&d, "bot").unwrap()["hash"], json!(hash_of(&fresh)));
+    let rotations = file["rotations"].as_array().expect("a rotations array");
+    assert_eq!(rotations.len(), 1, "{file}");
+    assert_eq!(rotations[0]["id"], "bot");
+    assert_eq!(rotations[0]["previous_hash"], json!(hash_of(&bot)));
+    assert_eq!(
+        rotations[0]["until"], rotated["previous_valid_until"],
+        "{rotated}"
+    );
+    let until: jiff::Timestamp = rotated["previous_valid_until"].as_str().unwrap().parse().unwrap();
+    let overlap = until.duration_since(started).as_secs();
+    assert!((3590..=3610).contains(&overlap), "an hour's overlap: {overlap} s");
+    assert!(
+        !std::fs::read_to_string(d.keys_path()).unwrap().contains(&fresh),
+        "no plaintext stored"
+    );
+    for (client, token) in [("sync", &bot), ("async", &fresh)] {
+        let got = py.check(client, token, "Qot_GetBasicQot", None);
+        assert_eq!(
+            (&got["outcome"], &got["key_id"]),
+            (&json!("allow"), &json!("bot")),
+            "{got}"
+        );
+    }
+
+    // The activity: research and bot used this minute, bot's overlap reported, idle never
+    // used, an unknown id left out; futucli lists the same last uses.
+    let activity =
+        py.run(json!({"op": "key_activity", "ids": ["research", "bot", "idle", "ghost"], "client": "async"}));
+    let keys = activity["keys"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{activity}"));
+    let ids: Vec<&str> = keys.iter().map(|k| k["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["research", "bot", "idle"], "{activity}");
+    let minute = |t: jiff::Timestamp| t.as_second() - t.as_second().rem_euclid(60);
+    for k in &keys[..2] {
+        let used: jiff::Timestamp = k["last_used"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{k}"))
+            .parse()
+            .unwrap();
+        let now = jiff::Timestamp::now();
+        assert!(
+            (minute(started)..=minute(now)).contains(&used.as_second()),
+            "used this minute: {k}"
+        );
+    }
+    assert_eq!(keys[0]["previous_valid_until"], Value::Null);
+    assert_eq!(keys[1]["previous_valid_until"], rotated["previous_valid_until"]);
+    assert_eq!(
+        (&keys[2]["last_used"], &keys[2]["previous_valid_until"]),
+        (&Value::Null, &Value::Null)
+    );
+    let cli = futucli(&d, &["list-keys", "--json"]);
+    let cli: Value = serde_json::from_slice(&cli.stdout).expect("futucli list-keys --json");
+    for k in keys {
+        let listed = cli
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == k["id"])
+            .unwrap_or_else(|| panic!("{} in futucli's list", k["id"]));
+        let (a, b) = (&listed["last_used"], &k["last_used"]);
+        let at = |v: &Value| v.as_str().map(|s| s.parse::<jiff::Timestamp>().unwrap());
+        assert_eq!(at(a), at(b), "futucli and Python agree on {}", k["id"]);
+    }
+
+    // Rotating again with no overlap: only the newest plaintext works, refused at once
+    // for the one just replaced and for the first.
+    let again = py.run(json!({"op": "rotate_key", "id": "bot", "overlap_secs": 0}));
+    assert_eq!(again["previous_valid_until"], Value::Null, "{again}");
+    let newest = again["plaintext"].as_str().unwrap().to_owned();
+    assert_eq!(allowed(&mut py, "sync", &newest).0.as_deref(), Some("allow"));
+    for token in [&fresh, &bot] {
+        assert_eq!(
+            allowed(&mut py, "async", token),
+            (Some("reject".to_owned()), Some("unknown_key".to_owned()))
+        );
+    }
+    assert!(
+        keys_file(&d).get("rotations").is_none(),
+        "no overlap left in keys.json"
+    );
+
+    // Errors: an unknown key is AuthError unknown_key; more than 500 ids is refused
+    // before anything is sent.
+    let ghost = py.run(json!({"op": "rotate_key", "id": "ghost"}));
+    assert_eq!(
+        (&ghost["raised"], &ghost["kind"]),
+        (&json!("AuthError"), &json!("unknown_key")),
+        "{ghost}"
+    );
+    let many: Vec<String> = (0..501).map(|i| format!("k{i}")).collect();
+    let refused = py.run(json!({"op": "key_activity", "ids": many}));
+    assert!(refused["raised"].is_string(), "{refused}");
+}
