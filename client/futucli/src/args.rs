@@ -326,17 +326,18 @@ mod tests {
     use super::parse_unused_for;
 
     #[test]
-    fn unused_for_takes_days_hours_or_minutes() {
+    fn unused_for_takes_days_hours_minutes_or_seconds() {
         assert_eq!(parse_unused_for("30d").unwrap().secs, 30 * 86_400);
         assert_eq!(parse_unused_for("12h").unwrap().secs, 12 * 3_600);
         assert_eq!(parse_unused_for("90m").unwrap().secs, 90 * 60);
+        assert_eq!(parse_unused_for("45s").unwrap().secs, 45);
         for bad in [
             "30",
             "d",
             "0d",
             "-1d",
             "2w",
-            "30s",
+            "0",
             "1.5d",
             "tomorrow",
             "",
