@@ -11,9 +11,8 @@
 //! is logged and ignored, and a failed write is logged and tried again a minute later.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
@@ -188,7 +187,7 @@ impl LastUsed {
         };
         let mut text = serde_json::to_string_pretty(&file).map_err(io::Error::other)?;
         text.push('\n');
-        write_atomically(path, text.as_bytes()).inspect_err(|_| {
+        crate::atomic_file::replace(path, text.as_bytes()).inspect_err(|_| {
             // Try again at the next write.
             self.changed.store(true, Ordering::Relaxed);
         })?;
@@ -217,34 +216,6 @@ fn read_file(path: &Path) -> Result<Option<BTreeMap<KeyId, Timestamp>>, String> 
         ));
     }
     Ok(Some(file.last_used))
-}
-
-/// Writes `bytes` to `path` as a whole: a temporary file (mode 0600) in the same directory,
-/// fsynced, renamed over `path`, then the directory fsynced.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let at = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written.map_err(at)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod activation;
+pub mod atomic_file;
 pub mod audit;
 pub mod clock;
 pub mod commit;

@@ -912,3 +912,24 @@ pub fn executable_copy(program: &Path, dir: &Path) -> PathBuf {
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod 0755");
     copy
 }
+
+/// What one run of a command (futucli, mostly) printed, and how it exited.
+#[derive(Debug)]
+pub struct Run {
+    /// The exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8(out.stdout).expect("the command prints UTF-8"),
+            stderr: String::from_utf8(out.stderr).expect("the command prints UTF-8"),
+        }
+    }
+}

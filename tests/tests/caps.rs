@@ -4,30 +4,12 @@
 //! written by hand, and a negative quantity reaches the daemon to be refused there.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use futu_authd_tests::{
-    daemon_binary, futucli_command, key_json, keys_json, token_for, with, Daemon, DaemonBuilder,
+    daemon_binary, futucli_command, key_json, keys_json, token_for, with, Daemon, DaemonBuilder, Run,
 };
 use serde_json::{json, Value};
-
-/// What one futucli run printed, and how it exited.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(out: Output) -> Run {
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-}
 
 /// Runs futucli against `d`'s socket, keys file and machine id.
 fn futucli(d: &Daemon, args: &[&str]) -> Run {

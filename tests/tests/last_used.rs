@@ -6,14 +6,14 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::Duration;
 
 use futu_auth_client::{AuthClient, ClientError};
 use futu_auth_proto::codec::{decode_message_v, encode_frame_v};
 use futu_auth_proto::{Iface, KeyId, Market, Request, Response, Scope, TrdSide, Usage, MAX_ACTIVITY_IDS};
 use futu_authd_tests::{
-    deny_reason, futucli_command, key_json, metric_value, order, skip, token_for, with, Daemon, DaemonBuilder,
+    deny_reason, futucli_command, key_json, metric_value, order, skip, token_for, with, Daemon,
+    DaemonBuilder, Run,
 };
 use jiff::{Span, Timestamp};
 use serde_json::{json, Value};
@@ -27,24 +27,6 @@ const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// The last-used file in the state directory.
 const FILE: &str = "last-used.json";
-
-/// What one futucli run printed.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl From<Output> for Run {
-    fn from(out: Output) -> Run {
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8(out.stdout).expect("futucli prints UTF-8"),
-            stderr: String::from_utf8(out.stderr).expect("futucli prints UTF-8"),
-        }
-    }
-}
 
 /// futucli with `d`'s socket, keys file and machine id.
 fn futucli(d: &Daemon, args: &[&str]) -> Run {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use futu_auth_proto::{Decision, Iface, Market, Request, Response, Scope, TrdSide};
 use futu_authd_tests::{
     decision_of, deny_reason, futucli_command, key_json, keys_json, order, this_fingerprint, token_for, with,
-    write_private, Client, Daemon, DaemonBuilder,
+    write_private, Client, Daemon, DaemonBuilder, Run,
 };
 use jiff::Timestamp;
 use serde_json::{json, Value};
@@ -143,11 +143,7 @@ impl Recorded {
             .args(args)
             .output()
             .expect("run futucli");
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8(out.stdout).expect("UTF-8"),
-            stderr: String::from_utf8(out.stderr).expect("UTF-8"),
-        }
+        Run::from(out)
     }
 
     /// `futucli replay --json`, which must succeed.
@@ -158,13 +154,6 @@ impl Recorded {
         assert_eq!(run.code, Some(0), "futucli replay failed: {run:#?}");
         serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("--json is not JSON ({e}): {run:#?}"))
     }
-}
-
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
 }
 
 async fn dry_run(c: &mut Client, token: &str, o: futu_auth_proto::Order) -> Decision {

@@ -14,7 +14,7 @@ use futu_auth_proto::codec::{decode_message_v, encode_frame_v};
 use futu_auth_proto::{ErrorKind, Market, Reason, Request, Response, TrdSide};
 use futu_authd_tests::{
     allowed_key, daemon_binary, deny_reason, futucli_command, hash_of, key_json, keys_json, order, skip,
-    token_for, with, write_private, Client, Daemon, DaemonBuilder,
+    token_for, with, write_private, Client, Daemon, DaemonBuilder, Run,
 };
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
@@ -28,14 +28,6 @@ const NOT_REACHED: &str = "futu-authd not reached at";
 
 // ---- futucli ---------------------------------------------------------------------------
 
-/// What one futucli run did.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 /// Runs futucli against `socket` and `keys_file`.
 fn futucli(socket: &Path, keys_file: &Path, args: &[&str]) -> Run {
     let out = futucli_command()
@@ -46,11 +38,7 @@ fn futucli(socket: &Path, keys_file: &Path, args: &[&str]) -> Run {
         .args(args)
         .output()
         .expect("run futucli");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).expect("futucli prints UTF-8"),
-        stderr: String::from_utf8(out.stderr).expect("futucli prints UTF-8"),
-    }
+    Run::from(out)
 }
 
 /// futucli against the daemon `d` (its socket and keys file).

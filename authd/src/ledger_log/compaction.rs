@@ -169,19 +169,7 @@ pub(super) fn write_base(dir: &Path, dump: &LedgerDump, covers: u64, now: Moment
         }
     }
     let path = dir.join(BASE_NAME);
-    let tmp = dir.join(format!(".{BASE_NAME}.tmp"));
-    let write = || -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&text)?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        File::open(dir)?.sync_all()
-    };
-    write().map_err(|e| io::Error::new(e.kind(), format!("writing {}: {e}", path.display())))?;
+    crate::atomic_file::replace(&path, &text)
+        .map_err(|e| io::Error::new(e.kind(), format!("writing {e}")))?;
     Ok(text.len() as u64)
 }
