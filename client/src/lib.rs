@@ -76,6 +76,6 @@ pub use blocking::BlockingAuthClient;
 pub use client::{AuthClient, Builder, Rotated, DEFAULT_DEADLINE, MAX_BACKOFF};
 pub use error::ClientError;
 pub use futu_auth_proto::{
-    BindOp, Decision, ErrorKind, Fingerprint, HoursWindow, Iface, KeyId, KeyRecord, KeySpec, LimitFigures,
-    Limits, Market, Order, Reason, Scope, Token, TrdEnv, TrdSide, Usage,
+    BindOp, Decision, ErrorKind, Fingerprint, HoursWindow, Iface, KeyActivity, KeyId, KeyRecord, KeySpec,
+    LimitFigures, Limits, Market, Order, Reason, Scope, Token, TrdEnv, TrdSide, Usage,
 };

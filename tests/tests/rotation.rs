@@ -231,6 +231,16 @@ async fn the_old_plaintext_works_during_the_overlap_and_is_unknown_key_after_it(
     // At once, both work, as the same key.
     assert_eq!(quote(&mut c, &r.token).await, Ok("bot".into()));
     assert_eq!(quote(&mut c, &old).await, Ok("bot".into()));
+    // list-keys says the overlap is in force, until when.
+    let overlap_note = format!("bot: rotated; the old plaintext is accepted until {until}");
+    let table = cli(&d, &["list-keys"]);
+    assert!(table.stdout.contains(&overlap_note), "{table:#?}");
+    let listed: Value = serde_json::from_str(&cli(&d, &["list-keys", "--json"]).stdout).unwrap();
+    assert_eq!(
+        listed[0]["previous_valid_until"],
+        json!(until.to_string()),
+        "{listed}"
+    );
 
     // An hour later, inside the overlap: still.
     clock.set_offset(SignedDuration::from_hours(1));
@@ -247,6 +257,12 @@ async fn the_old_plaintext_works_during_the_overlap_and_is_unknown_key_after_it(
         Ok("bot".into()),
         "the new one goes on"
     );
+    assert!(
+        !cli(&d, &["list-keys"]).stdout.contains("rotated;"),
+        "the overlap is over"
+    );
+    let listed: Value = serde_json::from_str(&cli(&d, &["list-keys", "--json"]).stdout).unwrap();
+    assert!(listed[0].get("previous_valid_until").is_none(), "{listed}");
 
     // The rotation is audited as an admin request on the key, with no plaintext anywhere.
     let audit = d.wait_audit(1);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 use futu_auth_client::{
-    AuthClient, BindOp, ClientError, Decision, KeyId, KeyRecord, KeySpec, Limits, Order, Token,
+    AuthClient, BindOp, ClientError, Decision, KeyActivity, KeyId, KeyRecord, KeySpec, Limits, Order, Token,
 };
 use futu_auth_keys::machine::fingerprint_from_file;
 use futu_auth_keys::store::{self, KeysFile, StoreError};
@@ -322,8 +322,10 @@ async fn list_unused_keys(ctx: &Ctx, json: bool, unused_for: &UnusedFor) -> Resu
     let unused: Vec<KeyRecord> = keys
         .into_iter()
         .filter(|r| match activity.get(&r.id) {
-            Some(Some(t)) => t.as_second() < cutoff,
-            Some(None) => r.created_at.as_second() < cutoff,
+            Some(KeyActivity {
+                last_used: Some(t), ..
+            }) => t.as_second() < cutoff,
+            Some(KeyActivity { last_used: None, .. }) => r.created_at.as_second() < cutoff,
             // Not in service (keys.json edited and not reloaded): nothing is known.
             None => false,
         })
@@ -333,28 +335,20 @@ async fn list_unused_keys(ctx: &Ctx, json: bool, unused_for: &UnusedFor) -> Resu
     Ok(0)
 }
 
-/// When each of `keys` was last used (`None`: never), for the keys the daemon has in
-/// service: asked [`MAX_ACTIVITY_IDS`] at a time.
-async fn last_used_of(
-    c: &AuthClient,
-    keys: &[KeyRecord],
-) -> Result<HashMap<KeyId, Option<Timestamp>>, ClientError> {
+/// What the daemon says of each of `keys` it has in service (last use, rotation overlap):
+/// asked [`MAX_ACTIVITY_IDS`] at a time.
+async fn last_used_of(c: &AuthClient, keys: &[KeyRecord]) -> Result<show::Activity, ClientError> {
     let mut found = HashMap::with_capacity(keys.len());
     for page in keys.chunks(MAX_ACTIVITY_IDS) {
         let ids: Vec<KeyId> = page.iter().map(|r| r.id.clone()).collect();
         for a in c.key_activity(&ids).await? {
-            found.insert(a.id, a.last_used);
+            found.insert(a.id.clone(), a);
         }
     }
     Ok(found)
 }
 
-fn print_keys(
-    keys: &[KeyRecord],
-    activity: Option<&HashMap<KeyId, Option<Timestamp>>>,
-    json: bool,
-    empty: &str,
-) {
+fn print_keys(keys: &[KeyRecord], activity: Option<&show::Activity>, json: bool, empty: &str) {
     if json {
         println!("{}", show::keys_json(keys, activity));
     } else if keys.is_empty() {

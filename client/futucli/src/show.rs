@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 
-use futu_auth_client::{Decision, KeyId, KeyRecord, LimitFigures, Token, Usage};
+use futu_auth_client::{Decision, KeyActivity, KeyId, KeyRecord, LimitFigures, Token, Usage};
 use jiff::Timestamp;
 
-/// When each key was last used, as the daemon said (`None`: never); a key it does not have
-/// in service is missing.
-pub type Activity = HashMap<KeyId, Option<Timestamp>>;
+/// What the daemon said of each key it has in service: when it was last used (`None`:
+/// never) and until when its old plaintext is accepted after a rotation; a key it does not
+/// have in service is missing.
+pub type Activity = HashMap<KeyId, KeyActivity>;
 
 /// The seed's gen-key output.
 pub fn generated(record: &KeyRecord, token: &Token, stored_in: &str) -> String {
@@ -131,7 +132,7 @@ pub fn keys_table(keys: &[KeyRecord], activity: Option<&Activity>) -> String {
                 r.expires_at
                     .map(|t| t.to_string())
                     .unwrap_or_else(|| "never".into()),
-                last_used(activity.and_then(|a| a.get(&r.id).copied())),
+                last_used(activity.and_then(|a| a.get(&r.id)).map(|k| k.last_used)),
                 r.note.clone().unwrap_or_default(),
             ]
         })
@@ -152,11 +153,24 @@ pub fn keys_table(keys: &[KeyRecord], activity: Option<&Activity>) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
+    // Rotations still in their overlap, under the table.
+    for r in keys {
+        if let Some(until) = activity
+            .and_then(|a| a.get(&r.id))
+            .and_then(|k| k.previous_valid_until)
+        {
+            out.push_str(&format!(
+                "{}: rotated; the old plaintext is accepted until {until}\n",
+                r.id
+            ));
+        }
+    }
     out
 }
 
 /// list-keys --json: the records as in keys.json, without `hash`; with `activity`, each key
-/// the daemon has in service gets `last_used` (RFC 3339, or null: never used).
+/// the daemon has in service gets `last_used` (RFC 3339, or null: never used) and, while a
+/// rotation's overlap lasts, `previous_valid_until` (RFC 3339).
 pub fn keys_json(keys: &[KeyRecord], activity: Option<&Activity>) -> String {
     let list: Vec<serde_json::Value> = keys
         .iter()
@@ -164,11 +178,15 @@ pub fn keys_json(keys: &[KeyRecord], activity: Option<&Activity>) -> String {
             let mut v = serde_json::to_value(r).expect("a key record serializes");
             if let Some(obj) = v.as_object_mut() {
                 obj.remove("hash");
-                if let Some(used) = activity.and_then(|a| a.get(&r.id)) {
+                if let Some(k) = activity.and_then(|a| a.get(&r.id)) {
                     obj.insert(
                         "last_used".into(),
-                        used.map_or(serde_json::Value::Null, |t| t.to_string().into()),
+                        k.last_used
+                            .map_or(serde_json::Value::Null, |t| t.to_string().into()),
                     );
+                    if let Some(until) = k.previous_valid_until {
+                        obj.insert("previous_valid_until".into(), until.to_string().into());
+                    }
                 }
             }
             v
