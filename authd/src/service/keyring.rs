@@ -109,11 +109,26 @@ impl KeyRing {
     /// it. `Ok(None)`: unchanged.
     fn load_and_install(&self) -> Result<Option<(usize, Retired)>, StoreError> {
         let text = store::read_text(&self.keys_file)?;
-        let digest = store::text_digest(&text);
+        // The digest (which keeps the snapshot when the text is unchanged) is taken on a
+        // thread of its own while the text is parsed: a reload of a large file waits for
+        // the longer of the two, not for both. An unchanged text (a SIGHUP for logrotate)
+        // is parsed for nothing.
+        let (digest, parsed) = std::thread::scope(|s| {
+            let digest = std::thread::Builder::new()
+                .name("keys-digest".into())
+                .spawn_scoped(s, || store::text_digest(&text));
+            let parsed = KeysFile::parse(&text, &self.keys_file);
+            let digest = match digest {
+                Ok(thread) => thread.join().unwrap_or_else(|_| store::text_digest(&text)),
+                // No thread to be had: here, after the parse.
+                Err(_) => store::text_digest(&text),
+            };
+            (digest, parsed)
+        });
         if *self.loaded_digest.lock().unwrap_or_else(|p| p.into_inner()) == Some(digest) {
             return Ok(None);
         }
-        let file = KeysFile::parse(&text, &self.keys_file)?;
+        let file = parsed?;
         drop(text);
         Ok(Some(self.install(file, digest)))
     }
