@@ -495,6 +495,23 @@ impl Daemon {
         kill(Pid::from_raw(self.pid() as i32), sig).expect("signal the daemon");
     }
 
+    /// Stops the daemon (SIGSTOP) and waits until the kernel says every thread of it is
+    /// stopped: `kill` returns before a thread running on another core has stopped, and
+    /// a request sent in that moment would still be answered. Its socket still accepts;
+    /// nobody answers until [`Daemon::resume`].
+    pub fn pause(&self) {
+        self.signal(Signal::SIGSTOP);
+        let pid = self.pid();
+        poll("the daemon stopped by SIGSTOP", || {
+            (process_state(pid) == Some('T')).then_some(())
+        });
+    }
+
+    /// Lets a paused daemon go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(Signal::SIGCONT);
+    }
+
     /// Waits (up to [`DEADLINE`]) for the daemon to exit.
     pub fn wait_exit(&mut self) -> ExitStatus {
         let child = self.child.as_mut().expect("the daemon was started");
@@ -932,4 +949,10 @@ impl From<Output> for Run {
             stderr: String::from_utf8(out.stderr).expect("the command prints UTF-8"),
         }
     }
+}
+
+/// The state letter of process `pid` in `/proc/PID/stat` (`R`, `S`, `T` for stopped, …).
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
 }

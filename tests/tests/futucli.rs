@@ -27,7 +27,6 @@ use futu_authd_tests::{
     Client, Daemon, DaemonBuilder, MACHINE_ID,
 };
 use jiff::{Span, Timestamp};
-use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -1304,9 +1303,9 @@ fn check_without_an_answering_daemon_exits_2_within_its_deadline() {
     cli.run(&check_args(&research, "Qot_GetBasicQot", &[])).ok();
 
     // Paused (SIGSTOP): the socket accepts, nobody answers.
-    d.signal(Signal::SIGSTOP);
+    d.pause();
     let run = cli.run(&check_args(&research, "Qot_GetBasicQot", &[]));
-    d.signal(Signal::SIGCONT);
+    d.resume();
     let line = problem_line(&run, 2);
     assert!(line.contains("futu-authd"), "{line:?}");
     assert!(

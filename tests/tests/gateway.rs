@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use futu_authd_tests::{key_json, poll, target_dir, token_for, with, DaemonBuilder};
 use gw::*;
-use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 // ---- the tests --------------------------------------------------------------------------
@@ -411,13 +410,10 @@ fn futu_authd_away_is_503_and_the_gateway_recovers_by_itself() {
     assert_eq!(quote(&gw).status, 200);
 
     // Not answering in time (stopped, its socket still open): refused, fail closed.
-    d.signal(Signal::SIGSTOP);
-    poll("futu-authd stopped by SIGSTOP", || {
-        (process_state(d.pid()) == Some('T')).then_some(())
-    });
+    d.pause();
     let frozen = quote(&gw);
     let frozen_grpc = grpc.one(&gw, call(QOT, quote_body(), Some(&reader)));
-    d.signal(Signal::SIGCONT);
+    d.resume();
     assert_eq!(
         (frozen.status, frozen.reason().as_str()),
         (503, "unavailable"),

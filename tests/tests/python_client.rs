@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use futu_authd_tests::{
     futucli_command, hash_of, key_json, skip, this_fingerprint, token_for, with, Daemon, DaemonBuilder,
 };
-use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -682,14 +681,14 @@ fn a_socket_that_never_answers_is_a_deny_after_the_deadline() {
             "allow"
         );
     }
-    d.signal(Signal::SIGSTOP);
+    d.pause();
     let mut paused = Vec::new();
     for client in CLIENTS {
         paused.push(py.run(json!({
             "op": "check", "client": client, "timeout": 0.3, "token": research, "endpoint": "Qot_GetBasicQot",
         })));
     }
-    d.signal(Signal::SIGCONT);
+    d.resume();
     for (client, got) in CLIENTS.iter().zip(&paused) {
         assert_fail_closed(got, &["DeadlineExceeded"], &format!("{client}, paused daemon"));
         let took = elapsed(got);

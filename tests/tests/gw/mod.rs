@@ -333,11 +333,6 @@ pub fn daily_value_used(d: &Daemon, id: &str) -> f64 {
 }
 
 /// The state letter of process `pid` in /proc (`T` when stopped).
-pub fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
-}
-
 pub fn ts_ms(record: &Value) -> f64 {
     let ts: jiff::Timestamp = record["ts"]
         .as_str()
