@@ -501,9 +501,13 @@ impl Daemon {
     /// nobody answers until [`Daemon::resume`].
     pub fn pause(&self) {
         self.signal(Signal::SIGSTOP);
-        let pid = self.pid();
-        poll("the daemon stopped by SIGSTOP", || {
-            (process_state(pid) == Some('T')).then_some(())
+        let tasks = format!("/proc/{}/task", self.pid());
+        poll("every thread of the daemon stopped by SIGSTOP", || {
+            let mut states = std::fs::read_dir(&tasks)
+                .ok()?
+                .filter_map(|t| t.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .map(|tid| task_state(self.pid(), tid));
+            states.all(|s| s == Some('T')).then_some(())
         });
     }
 
@@ -951,8 +955,9 @@ impl From<Output> for Run {
     }
 }
 
-/// The state letter of process `pid` in `/proc/PID/stat` (`R`, `S`, `T` for stopped, …).
-pub fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// The state letter of thread `tid` of process `pid` in `/proc/PID/task/TID/stat` (`R`,
+/// `S`, `T` for stopped, …).
+fn task_state(pid: u32, tid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
