@@ -36,7 +36,7 @@ fn workspace() -> PathBuf {
 const COMMAND_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Slack on top of a deadline on a loaded machine.
-const SLACK: Duration = Duration::from_millis(400);
+const SLACK: Duration = Duration::from_millis(1000);
 
 /// The package as pip installed it, and the Python that runs it.
 struct Package {
