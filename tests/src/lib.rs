@@ -450,6 +450,18 @@ impl Daemon {
         }
     }
 
+    /// `futucli` pointed at this daemon: its socket, keys file and machine id.
+    pub fn futucli(&self) -> Command {
+        let mut cmd = futucli_command();
+        cmd.arg("--socket")
+            .arg(self.socket_path())
+            .arg("--keys-file")
+            .arg(self.keys_path())
+            .arg("--machine-id-file")
+            .arg(self.dir().join("machine-id"));
+        cmd
+    }
+
     /// The daemon's temporary directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -6,24 +6,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use futu_authd_tests::{
-    daemon_binary, futucli_command, key_json, keys_json, token_for, with, Daemon, DaemonBuilder, Run,
-};
+use futu_authd_tests::{daemon_binary, key_json, keys_json, token_for, with, Daemon, DaemonBuilder, Run};
 use serde_json::{json, Value};
 
 /// Runs futucli against `d`'s socket, keys file and machine id.
 fn futucli(d: &Daemon, args: &[&str]) -> Run {
-    futucli_command()
-        .arg("--socket")
-        .arg(d.socket_path())
-        .arg("--keys-file")
-        .arg(d.keys_path())
-        .arg("--machine-id-file")
-        .arg(d.dir().join("machine-id"))
-        .args(args)
-        .output()
-        .expect("run futucli")
-        .into()
+    d.futucli().args(args).output().expect("run futucli").into()
 }
 
 /// `futu-authd --check-config` on `keys_file`.

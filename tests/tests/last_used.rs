@@ -12,8 +12,7 @@ use futu_auth_client::{AuthClient, ClientError};
 use futu_auth_proto::codec::{decode_message_v, encode_frame_v};
 use futu_auth_proto::{Iface, KeyId, Market, Request, Response, Scope, TrdSide, Usage, MAX_ACTIVITY_IDS};
 use futu_authd_tests::{
-    deny_reason, futucli_command, key_json, metric_value, order, skip, token_for, with, Daemon,
-    DaemonBuilder, Run,
+    deny_reason, key_json, metric_value, order, skip, token_for, with, Daemon, DaemonBuilder, Run,
 };
 use jiff::{Span, Timestamp};
 use serde_json::{json, Value};
@@ -30,19 +29,7 @@ const FILE: &str = "last-used.json";
 
 /// futucli with `d`'s socket, keys file and machine id.
 fn futucli(d: &Daemon, args: &[&str]) -> Run {
-    futucli_at(&d.socket_path(), &d.keys_path(), args)
-}
-
-fn futucli_at(socket: &Path, keys: &Path, args: &[&str]) -> Run {
-    futucli_command()
-        .arg("--socket")
-        .arg(socket)
-        .arg("--keys-file")
-        .arg(keys)
-        .args(args)
-        .output()
-        .expect("run futucli")
-        .into()
+    d.futucli().args(args).output().expect("run futucli").into()
 }
 
 /// futucli, which must succeed.

@@ -17,9 +17,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futu_authd_tests::{
-    futucli_command, hash_of, key_json, skip, this_fingerprint, token_for, with, Daemon, DaemonBuilder,
-};
+use futu_authd_tests::{hash_of, key_json, skip, this_fingerprint, token_for, with, Daemon, DaemonBuilder};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -260,16 +258,7 @@ const CLIENTS: [&str; 2] = ["sync", "async"];
 
 /// `futucli` pointed at the daemon's socket, keys file and machine id.
 fn futucli(d: &Daemon, args: &[&str]) -> std::process::Output {
-    futucli_command()
-        .arg("--socket")
-        .arg(d.socket_path())
-        .arg("--keys-file")
-        .arg(d.keys_path())
-        .arg("--machine-id-file")
-        .arg(d.dir().join("machine-id"))
-        .args(args)
-        .output()
-        .expect("run futucli")
+    d.futucli().args(args).output().expect("run futucli")
 }
 
 /// `futucli check --json` for the same question, as a JSON value.

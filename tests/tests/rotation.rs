@@ -43,7 +43,7 @@ fn futucli(socket: &Path, keys_file: &Path, args: &[&str]) -> Run {
 
 /// futucli against the daemon `d` (its socket and keys file).
 fn cli(d: &Daemon, args: &[&str]) -> Run {
-    futucli(&d.socket_path(), &d.keys_path(), args)
+    d.futucli().args(args).output().expect("run futucli").into()
 }
 
 /// What rotate-key printed: the new plaintext and its "old plaintext" line.

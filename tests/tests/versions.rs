@@ -13,7 +13,7 @@ use futu_auth_proto::{
     TrdSide, PROTOCOL_VERSION,
 };
 use futu_authd_tests::{
-    futucli_command, have_program, key_json, order, skip, token_for, with, Daemon, DaemonBuilder, DEADLINE,
+    have_program, key_json, order, skip, token_for, with, Daemon, DaemonBuilder, DEADLINE,
 };
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -251,13 +251,7 @@ async fn a_rate_limited_key_is_denied_to_each_client_in_its_own_version() {
 
 /// `futucli check` of one order against daemon `d`.
 fn futucli_check(d: &Daemon, token: &str, extra: &[&str]) -> std::process::Output {
-    futucli_command()
-        .arg("--socket")
-        .arg(d.socket_path())
-        .arg("--keys-file")
-        .arg(d.keys_path())
-        .arg("--machine-id-file")
-        .arg(d.dir().join("machine-id"))
+    d.futucli()
         .args(["check", "--token", token, "--endpoint", "Trd_PlaceOrder"])
         .args(["--market", "HK", "--symbol", "HK.00700", "--side", "SELL"])
         .args(["--qty", "100", "--price", "388.2"])
