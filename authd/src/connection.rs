@@ -269,7 +269,7 @@ type Writer = FramedWrite<tokio::net::unix::OwnedWriteHalf, FrameCodec<Request, 
 async fn send_answer(writer: &mut Writer, resp: Response) -> Result<(), CodecError> {
     let request_id = resp.request_id();
     match writer.feed(resp).await {
-        Err(CodecError::Encode(why)) => {
+        Err(why @ (CodecError::Encode(_) | CodecError::TooLarge { .. })) => {
             tracing::warn!("answer to request {request_id} not sent: {why}");
             writer
                 .feed(Response::Error {
@@ -290,7 +290,7 @@ fn bad_frame(e: &CodecError) -> (&'static str, Response) {
         CodecError::FrameTooLarge { .. } => "too_large",
         CodecError::Malformed(_) => "malformed",
         CodecError::Truncated { .. } => "truncated",
-        CodecError::Encode(_) | CodecError::Io(_) => "io",
+        CodecError::Encode(_) | CodecError::TooLarge { .. } | CodecError::Io(_) => "io",
     };
     (
         kind,

@@ -305,13 +305,13 @@ impl Metrics {
     }
 
     /// Counts a WebSocket push withheld for lack of `scope`.
-    pub fn ws_filtered(&self, scope: Scope, key_id: Option<&KeyId>) {
+    pub fn ws_filtered(&self, scope: Scope, key_id: Option<&KeyId>, pushes: u32) {
         self.ws_filtered
             .get_or_create(&PushLabels {
                 required_scope: scope.family(),
                 key_id: KeyLabel(key_id.cloned()),
             })
-            .inc();
+            .inc_by(u64::from(pushes));
     }
 
     /// Counts a reload.
@@ -504,7 +504,7 @@ mod tests {
         let bot: KeyId = "sim-bot".parse().unwrap();
         m.decision(Iface::Rest, Some(&research), None, 1e-5);
         m.decision(Iface::Grpc, Some(&bot), Some(Reason::Rate), 1e-5);
-        m.ws_filtered(Scope::TradeReal, Some(&research));
+        m.ws_filtered(Scope::TradeReal, Some(&research), 1);
         let text = m.encode();
         assert!(
             text.contains(r#"futu_auth_events_total{iface="rest",outcome="allow",key_id="research"} 1"#),

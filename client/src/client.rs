@@ -1,22 +1,20 @@
 //! [`AuthClient`]: one multiplexed connection to futu-authd shared by every caller.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futu_auth_proto::{
-    BindOp, Check, CheckScope, Decision, ErrorKind, FrameCodec, Hello, Iface, KeyActivity, KeyId, KeyRecord,
-    KeySpec, Order, Reason, Request, Response, Scope, Token, Usage, MAX_ACTIVITY_IDS, PROTOCOL_VERSIONS,
+    BindOp, Check, CheckScope, Decision, ErrorKind, Iface, KeyActivity, KeyId, KeyRecord, KeySpec, Order,
+    Reason, Request, Response, Scope, SessionCheck, SessionOutcome, SessionSubject, Token, Usage,
+    MAX_ACTIVITY_IDS,
 };
-use futures_util::{SinkExt, StreamExt};
 use jiff::Timestamp;
-use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::Framed;
 
+use crate::conn::{self, Conn, Counters};
 use crate::error::ClientError;
+use crate::sessions::{SessionBook, SessionSlot, SessionsFull, DEFAULT_MAX_SESSIONS_PER_KEY};
 
 /// The default per-call deadline.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(50);
@@ -25,38 +23,6 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(50);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(10);
-
-/// Requests queued for the connection's writer; callers wait past this.
-const QUEUE: usize = 1024;
-
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
-
-/// A live connection: requests go to its writer task, responses come back by request id.
-struct Conn {
-    tx: mpsc::Sender<Request>,
-    /// The protocol version agreed in Hello: requests newer than it are not sent.
-    version: u16,
-    pending: Pending,
-    /// Why the reader stopped, when it was not a plain close: a frame it could not decode
-    /// is a protocol error, never reported as a closed connection.
-    failure: Arc<Mutex<Option<String>>>,
-}
-
-impl Conn {
-    /// The error for a call whose answer will not come.
-    fn lost(&self) -> ClientError {
-        match lock(&self.failure).clone() {
-            Some(why) => ClientError::Protocol(why),
-            None => ClientError::Closed,
-        }
-    }
-}
-
-impl Conn {
-    fn is_alive(&self) -> bool {
-        !self.tx.is_closed()
-    }
-}
 
 struct State {
     conn: Option<Arc<Conn>>,
@@ -69,8 +35,13 @@ struct Inner {
     path: PathBuf,
     client_name: String,
     deadline: Duration,
-    next_id: AtomicU64,
+    /// Request ids, the connection's own (late releases) included.
+    next_id: Arc<AtomicU64>,
     state: tokio::sync::Mutex<State>,
+    /// What the connections count, over the client's life.
+    counters: Arc<Counters>,
+    /// The long-lived sessions each key holds through this client.
+    sessions: Arc<SessionBook>,
 }
 
 /// A client of futu-authd for gateway processes.
@@ -102,6 +73,7 @@ pub struct Builder {
     path: PathBuf,
     client_name: String,
     deadline: Duration,
+    max_sessions_per_key: usize,
 }
 
 impl Builder {
@@ -117,6 +89,15 @@ impl Builder {
         self
     }
 
+    /// The most long-lived sessions (WebSocket connections, MCP sessions) one key may
+    /// hold at once through this client and its clones, every front-end together;
+    /// default [`DEFAULT_MAX_SESSIONS_PER_KEY`]. The HTTP layer refuses the next one
+    /// (429, reason `sessions`).
+    pub fn max_sessions_per_key(mut self, max: usize) -> Self {
+        self.max_sessions_per_key = max;
+        self
+    }
+
     /// A client that connects on its first call.
     pub fn build(self) -> AuthClient {
         AuthClient {
@@ -124,12 +105,14 @@ impl Builder {
                 path: self.path,
                 client_name: self.client_name,
                 deadline: self.deadline,
-                next_id: AtomicU64::new(1),
+                next_id: Arc::new(AtomicU64::new(1)),
                 state: tokio::sync::Mutex::new(State {
                     conn: None,
                     retry_at: None,
                     backoff: FIRST_BACKOFF,
                 }),
+                counters: Arc::default(),
+                sessions: Arc::new(SessionBook::new(self.max_sessions_per_key)),
             }),
         }
     }
@@ -152,6 +135,7 @@ impl AuthClient {
             path: socket_path.as_ref().to_owned(),
             client_name: "futu-auth-client".into(),
             deadline: DEFAULT_DEADLINE,
+            max_sessions_per_key: DEFAULT_MAX_SESSIONS_PER_KEY,
         }
     }
 
@@ -163,6 +147,27 @@ impl AuthClient {
     /// The socket this client talks to.
     pub fn socket_path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// How many orders were allowed after their caller gave up (the deadline passed, or
+    /// the caller went away) and were therefore released, over the client's life.
+    pub fn late_releases(&self) -> u64 {
+        self.inner.counters.late_releases.load(Ordering::Relaxed)
+    }
+
+    /// Long-lived sessions open through this client now, every key together.
+    pub fn sessions_open(&self) -> usize {
+        self.inner.sessions.total()
+    }
+
+    /// Long-lived sessions `key_id` holds through this client now.
+    pub fn sessions_of(&self, key_id: &KeyId) -> usize {
+        self.inner.sessions.of(key_id)
+    }
+
+    /// A place for one more session of `key_id`, unless it holds the most it may.
+    pub(crate) fn open_session_slot(&self, key_id: &KeyId) -> Result<SessionSlot, SessionsFull> {
+        self.inner.sessions.open(key_id)
     }
 
     /// May `token` call `endpoint` (with `order`, for order writes)? Consumes the key's
@@ -229,6 +234,41 @@ impl AuthClient {
             })
             .await?;
         decision(resp)
+    }
+
+    /// A decision a long-lived session asks again and again — may its pushes that need a
+    /// scope go out ([`SessionSubject::Pushes`]), is its key still usable
+    /// ([`SessionSubject::KeepAlive`]) — audited by the daemon only when its outcome
+    /// differs from `previous`, the one the session had before. A daemon older than
+    /// protocol version 4 is asked the equivalent `CheckScope` or dry-run check, which it
+    /// audits every time.
+    pub async fn session_check(
+        &self,
+        token: &Token,
+        iface: Iface,
+        subject: SessionSubject,
+        previous: SessionOutcome,
+    ) -> Result<Decision, ClientError> {
+        let asked = self
+            .call(|request_id| {
+                Request::SessionCheck(SessionCheck {
+                    request_id,
+                    token: token.clone(),
+                    iface,
+                    subject,
+                    previous,
+                })
+            })
+            .await;
+        match (asked, subject) {
+            (Err(ClientError::TooOld { .. }), SessionSubject::Pushes { scope, .. }) => {
+                self.check_scope(token, iface, scope).await
+            }
+            (Err(ClientError::TooOld { .. }), SessionSubject::KeepAlive) => {
+                self.check_dry_run(token, iface, KEEP_ALIVE, None).await
+            }
+            (asked, _) => decision(asked?),
+        }
     }
 
     /// Gives back the daily value of an allowed order the broker then rejected; `ticket`
@@ -417,8 +457,7 @@ impl AuthClient {
         let admin = req.is_admin();
         let needs = first_version_with(&req);
         let deadline = self.inner.deadline;
-        let mut registered: Option<Pending> = None;
-        let result = tokio::time::timeout(deadline, async {
+        let resp = tokio::time::timeout(deadline, async {
             let conn = self.connection().await?;
             if conn.version < needs {
                 return Err(ClientError::TooOld {
@@ -427,22 +466,10 @@ impl AuthClient {
                     speaks: conn.version,
                 });
             }
-            let (tx, rx) = oneshot::channel();
-            lock(&conn.pending).insert(id, tx);
-            registered = Some(Arc::clone(&conn.pending));
-            conn.tx.send(req).await.map_err(|_| conn.lost())?;
-            rx.await.map_err(|_| conn.lost())
+            conn.ask(id, &req).await
         })
-        .await;
-        let resp = match result {
-            Ok(r) => r,
-            Err(_) => {
-                if let Some(p) = registered {
-                    lock(&p).remove(&id);
-                }
-                Err(ClientError::Timeout(deadline))
-            }
-        }?;
+        .await
+        .map_err(|_| ClientError::Timeout(deadline))??;
         match resp {
             Response::Error { kind, message, .. } => Err(ClientError::Refused { kind, message }),
             Response::Decision {
@@ -473,7 +500,14 @@ impl AuthClient {
                 });
             }
         }
-        match open(&self.inner.path, &self.inner.client_name).await {
+        let opened = conn::open(
+            &self.inner.path,
+            &self.inner.client_name,
+            Arc::clone(&self.inner.next_id),
+            Arc::clone(&self.inner.counters),
+        )
+        .await;
+        match opened {
             Ok(conn) => {
                 let conn = Arc::new(conn);
                 state.conn = Some(Arc::clone(&conn));
@@ -487,115 +521,6 @@ impl AuthClient {
                 Err(e)
             }
         }
-    }
-}
-
-/// Connects, says Hello, and starts the connection's reader and writer tasks.
-///
-/// Hello offers the newest protocol version; a daemon that does not speak it refuses with
-/// Error `version` and closes, and the next older version is offered on a new connection
-/// (a daemon of version 1 is served so: its denies have no `retry_after_ms` or `limit`).
-async fn open(path: &Path, client_name: &str) -> Result<Conn, ClientError> {
-    let mut versions = PROTOCOL_VERSIONS.iter().rev().copied().peekable();
-    let framed = loop {
-        let version = versions.next().expect("PROTOCOL_VERSIONS is not empty");
-        match hello(path, client_name, version).await {
-            Err(ClientError::Refused {
-                kind: ErrorKind::Version,
-                ..
-            }) if versions.peek().is_some() => continue,
-            other => break other?,
-        }
-    };
-    let version = framed.codec().version();
-    let (mut sink, mut stream) = framed.split();
-    let pending: Pending = Arc::default();
-    let failure: Arc<Mutex<Option<String>>> = Arc::default();
-    let (tx, mut rx) = mpsc::channel::<Request>(QUEUE);
-    let reader_pending = Arc::clone(&pending);
-    let reader_failure = Arc::clone(&failure);
-    let (dead_tx, mut dead_rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        loop {
-            match stream.next().await {
-                Some(Ok(resp)) => {
-                    let waiter = lock(&reader_pending).remove(&resp.request_id());
-                    if let Some(w) = waiter {
-                        let _ = w.send(resp);
-                    }
-                }
-                Some(Err(futu_auth_proto::CodecError::Io(_))) | None => break,
-                Some(Err(e)) => {
-                    *lock(&reader_failure) =
-                        Some(format!("an answer from futu-authd could not be read: {e}"));
-                    break;
-                }
-            }
-        }
-        // The connection is gone: fail everyone waiting, and stop the writer.
-        lock(&reader_pending).clear();
-        let _ = dead_tx.send(());
-    });
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = &mut dead_rx => break,
-                req = rx.recv() => {
-                    let Some(req) = req else { break };
-                    if sink.feed(req).await.is_err() {
-                        break;
-                    }
-                    while let Ok(more) = rx.try_recv() {
-                        if sink.feed(more).await.is_err() {
-                            return;
-                        }
-                    }
-                    if sink.flush().await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        // Dropping `rx` marks the connection dead for the next call.
-    });
-    Ok(Conn {
-        tx,
-        version,
-        pending,
-        failure,
-    })
-}
-
-type Connection = Framed<UnixStream, FrameCodec<Response, Request>>;
-
-/// Connects and says Hello offering protocol `version`; returns the connection set to the
-/// version the daemon answered with.
-async fn hello(path: &Path, client_name: &str, version: u16) -> Result<Connection, ClientError> {
-    let stream = UnixStream::connect(path)
-        .await
-        .map_err(|source| ClientError::Connect {
-            path: path.to_owned(),
-            source,
-        })?;
-    let mut framed = Framed::new(stream, FrameCodec::<Response, Request>::with_version(version));
-    framed
-        .send(Request::Hello(Hello {
-            protocol_version: version,
-            client_name: client_name.to_owned(),
-        }))
-        .await?;
-    match framed.next().await {
-        // The daemon may answer with an older version it speaks; never a newer one.
-        Some(Ok(Response::HelloOk { protocol_version, .. }))
-            if protocol_version <= version && PROTOCOL_VERSIONS.contains(&protocol_version) =>
-        {
-            framed.codec_mut().set_version(protocol_version);
-            Ok(framed)
-        }
-        Some(Ok(Response::Error { kind, message, .. })) => Err(ClientError::Refused { kind, message }),
-        Some(Ok(other)) => Err(unexpected(other)),
-        Some(Err(e)) => Err(e.into()),
-        None => Err(ClientError::Closed),
     }
 }
 
@@ -615,8 +540,13 @@ fn first_version_with(req: &Request) -> u16 {
         | Request::Usage { .. }
         | Request::ListKeysPage { .. } => 1,
         Request::RotateKey { .. } | Request::KeyActivity { .. } => 3,
+        Request::SessionCheck(_) => 4,
     }
 }
+
+/// The system endpoint a session's key is proved usable with: 1xxx needs no scope, and a
+/// dry run consumes nothing.
+pub(crate) const KEEP_ALIVE: &str = "KeepAlive";
 
 /// A rotated key's new plaintext, from [`AuthClient::rotate_key`].
 #[derive(Debug, Clone, PartialEq)]
@@ -638,10 +568,6 @@ fn decision(resp: Response) -> Result<Decision, ClientError> {
     }
 }
 
-fn unexpected(resp: Response) -> ClientError {
+pub(crate) fn unexpected(resp: Response) -> ClientError {
     ClientError::Protocol(format!("unexpected response {resp:?}"))
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }

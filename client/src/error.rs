@@ -45,6 +45,22 @@ pub enum ClientError {
     /// Bytes that are not the protocol, or an answer that does not fit the request.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The request cannot be sent: encoded, it would be longer than a frame (64 KiB) — a
+    /// token, an order or a symbol far larger than any valid one. Only this call fails.
+    #[error("the request is too large to send to futu-authd: {size} bytes, the limit is {max}")]
+    TooLarge {
+        /// The encoded request's length.
+        size: usize,
+        /// The frame limit.
+        max: usize,
+    },
+    /// Too many calls are waiting for futu-authd on this connection (it is not
+    /// answering); this one was not sent.
+    #[error("{waiting} calls are already waiting for futu-authd; this one was not sent")]
+    Overloaded {
+        /// How many calls wait.
+        waiting: usize,
+    },
     /// The daemon speaks a protocol version without this request; it was not sent.
     #[error("futu-authd speaks protocol version {speaks}, and {request} needs version {needs}: upgrade futu-authd")]
     TooOld {
@@ -68,6 +84,14 @@ impl From<CodecError> for ClientError {
 }
 
 impl ClientError {
+    /// The error of a request that could not be encoded: only that call fails.
+    pub(crate) fn from_encode(e: CodecError) -> ClientError {
+        match e {
+            CodecError::TooLarge { size, max } => ClientError::TooLarge { size, max },
+            other => ClientError::Protocol(other.to_string()),
+        }
+    }
+
     /// Whether the daemon was not there at all (socket missing or nobody listening), as
     /// opposed to refusing or failing: what `futucli` falls back to editing the file on.
     pub fn is_not_running(&self) -> bool {

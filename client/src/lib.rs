@@ -63,11 +63,14 @@
 
 mod blocking;
 mod client;
+mod conn;
 mod error;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "mcp")]
 pub mod mcp;
+pub mod redact;
+mod sessions;
 pub mod token;
 #[cfg(feature = "ws")]
 pub mod ws;
@@ -77,5 +80,7 @@ pub use client::{AuthClient, Builder, Rotated, DEFAULT_DEADLINE, MAX_BACKOFF};
 pub use error::ClientError;
 pub use futu_auth_proto::{
     BindOp, Decision, ErrorKind, Fingerprint, HoursWindow, Iface, KeyActivity, KeyId, KeyRecord, KeySpec,
-    LimitFigures, Limits, Market, Order, Reason, Scope, Token, TrdEnv, TrdSide, Usage,
+    LimitFigures, Limits, Market, Order, Reason, Scope, SessionOutcome, SessionSubject, Token, TrdEnv,
+    TrdSide, Usage,
 };
+pub use sessions::DEFAULT_MAX_SESSIONS_PER_KEY;

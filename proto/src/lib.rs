@@ -36,5 +36,6 @@ pub use key::{
 };
 pub use message::{
     Admin, AdminOp, Check, CheckScope, Decision, ErrorKind, Hello, Iface, KeyActivity, LimitFigures, Order,
-    Reason, Request, Response, Route, TrdEnv, Usage, MAX_ACTIVITY_IDS, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
+    Reason, Request, Response, Route, SessionCheck, SessionOutcome, SessionSubject, TrdEnv, Usage,
+    MAX_ACTIVITY_IDS, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
 };

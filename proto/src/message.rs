@@ -16,13 +16,14 @@ use serde::{Deserialize, Serialize};
 use crate::key::{BindOp, HoursWindow, KeyId, KeyRecord, KeySpec, Market, Scope, Token, TrdSide};
 
 /// The newest protocol version this crate speaks: what a client offers in its [`Hello`].
-/// Version 2 added `retry_after_ms` and `limit` to [`Decision::Deny`].
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Version 2 added `retry_after_ms` and `limit` to [`Decision::Deny`]; version 3 the
+/// requests `RotateKey` and `KeyActivity`; version 4 [`Request::SessionCheck`].
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Every protocol version this crate speaks, oldest first. A connection speaks one of
 /// them, agreed on at [`Hello`] ([`Hello::agreed_version`]); only a [`Decision::Deny`]
 /// looks different from one to the next (see `docs/PROTOCOL.md`).
-pub const PROTOCOL_VERSIONS: [u16; 3] = [1, 2, 3];
+pub const PROTOCOL_VERSIONS: [u16; 4] = [1, 2, 3, 4];
 
 /// The front-end a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -162,6 +163,61 @@ pub struct CheckScope {
     pub scope: Scope,
 }
 
+/// A decision a long-lived session — a WebSocket, an MCP session — asks again and again
+/// (protocol version 4): may its pushes that need a scope go out, is its key still
+/// usable? It is decided like a [`CheckScope`] or a dry run of `KeepAlive`, and audited
+/// only when its outcome differs from `previous`, the outcome the session had before: a
+/// session that is told the same thing a thousand times leaves one record, not a thousand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCheck {
+    /// Echoed in the response.
+    pub request_id: u64,
+    /// The key's plaintext.
+    pub token: Token,
+    /// Which front-end asks.
+    pub iface: Iface,
+    /// What is asked.
+    pub subject: SessionSubject,
+    /// The outcome the session had for this subject before: the daemon audits the
+    /// decision only when it differs.
+    pub previous: SessionOutcome,
+}
+
+/// What a [`SessionCheck`] asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionSubject {
+    /// Is the session's key still usable? Decided as a dry-run check of the system
+    /// endpoint `KeepAlive` (no scope, nothing consumed).
+    KeepAlive,
+    /// May `pushes` pushes that need `scope` go out? Decided as a [`CheckScope`]; when
+    /// refused on a WebSocket, the pushes are counted in `futu_ws_filtered_pushes_total`.
+    Pushes {
+        /// The scope the pushes need.
+        scope: Scope,
+        /// How many pushes the decision is for (at least 1).
+        pushes: u32,
+    },
+}
+
+/// What a decision came to, as a session remembers it: allowed, or refused for a reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SessionOutcome {
+    /// Allowed.
+    Allow,
+    /// Refused for this reason.
+    Deny(Reason),
+}
+
+impl SessionOutcome {
+    /// The outcome of `decision`.
+    pub fn of(decision: &Decision) -> SessionOutcome {
+        match decision.reason() {
+            None => SessionOutcome::Allow,
+            Some(reason) => SessionOutcome::Deny(reason),
+        }
+    }
+}
+
 /// Every request a client can send.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
@@ -250,6 +306,9 @@ pub enum Request {
         /// The keys asked about (at most [`MAX_ACTIVITY_IDS`]).
         ids: Vec<KeyId>,
     },
+    /// Protocol version 4: a session's repeated decision, audited only when it changes.
+    /// Answered by [`Response::Decision`].
+    SessionCheck(SessionCheck),
 }
 
 /// The most key ids one [`Request::KeyActivity`] may ask about (its answer fits a frame).
@@ -275,6 +334,7 @@ impl Request {
             Request::Hello(_) => 0,
             Request::Check(c) => c.request_id,
             Request::CheckScope(c) => c.request_id,
+            Request::SessionCheck(c) => c.request_id,
             Request::Release { request_id, .. }
             | Request::GenKey { request_id, .. }
             | Request::ListKeys { request_id }
@@ -293,7 +353,11 @@ impl Request {
     /// it is sorted here).
     pub fn is_admin(&self) -> bool {
         match self {
-            Request::Hello(_) | Request::Check(_) | Request::CheckScope(_) | Request::Release { .. } => false,
+            Request::Hello(_)
+            | Request::Check(_)
+            | Request::CheckScope(_)
+            | Request::Release { .. }
+            | Request::SessionCheck(_) => false,
             Request::GenKey { .. }
             | Request::ListKeys { .. }
             | Request::RevokeKey { .. }
@@ -331,6 +395,7 @@ impl Request {
                 overlap_secs,
             } => admin(request_id, AdminOp::RotateKey { id, overlap_secs }),
             Request::KeyActivity { request_id, ids } => admin(request_id, AdminOp::KeyActivity(ids)),
+            Request::SessionCheck(c) => Route::SessionCheck(c),
         }
     }
 
@@ -350,6 +415,7 @@ impl Request {
             Request::ListKeysPage { .. } => "ListKeysPage",
             Request::RotateKey { .. } => "RotateKey",
             Request::KeyActivity { .. } => "KeyActivity",
+            Request::SessionCheck(_) => "SessionCheck",
         }
     }
 }
@@ -363,6 +429,8 @@ pub enum Route {
     Check(Check),
     /// A scope check, from any front-end.
     CheckScope(CheckScope),
+    /// A session's repeated decision, from any front-end.
+    SessionCheck(SessionCheck),
     /// A refund, from the front-end that holds the ticket.
     Release {
         /// Echoed in the response.

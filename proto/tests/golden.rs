@@ -17,7 +17,7 @@ use futu_auth_proto::key::{
 };
 use futu_auth_proto::message::{
     Check, CheckScope, Decision, ErrorKind, Hello, Iface, LimitFigures, Order, Reason, Request, Response,
-    TrdEnv, Usage, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
+    SessionCheck, SessionOutcome, SessionSubject, TrdEnv, Usage, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
 };
 use jiff::Timestamp;
 use proptest::prelude::*;
@@ -777,7 +777,7 @@ fn a_hello_offering_version_2_has_pinned_bytes() {
 
 #[test]
 fn the_daemon_answers_the_older_of_the_clients_version_and_its_own() {
-    assert_eq!(PROTOCOL_VERSIONS, [1, 2, 3]);
+    assert_eq!(PROTOCOL_VERSIONS, [1, 2, 3, 4]);
     assert_eq!(PROTOCOL_VERSION, *PROTOCOL_VERSIONS.last().unwrap());
     let agreed = |v| {
         Hello {
@@ -790,8 +790,58 @@ fn the_daemon_answers_the_older_of_the_clients_version_and_its_own() {
     assert_eq!(agreed(1), Some(1), "a version-1 client is served version 1");
     assert_eq!(agreed(2), Some(2));
     assert_eq!(agreed(3), Some(3));
-    assert_eq!(agreed(4), Some(3), "a newer client is answered with 3");
-    assert_eq!(agreed(u16::MAX), Some(3));
+    assert_eq!(agreed(4), Some(4));
+    assert_eq!(agreed(5), Some(4), "a newer client is answered with 4");
+    assert_eq!(agreed(u16::MAX), Some(4));
+}
+
+/// Version 4's request: appended to the enum, nothing else moved.
+#[test]
+fn version_4_session_check() {
+    let pushes = Request::SessionCheck(SessionCheck {
+        request_id: 5,
+        token: token(),
+        iface: Iface::Ws,
+        subject: SessionSubject::Pushes {
+            scope: Scope::TradeSimulate,
+            pushes: 3,
+        },
+        previous: SessionOutcome::Deny(Reason::Scope),
+    });
+    assert_golden(
+        &pushes,
+        &[
+            "0000002c",  // length 44
+            "0d",        // Request::SessionCheck (index 13)
+            "05",        // request_id 5
+            TOKEN_FIELD, // token
+            "02",        // iface Ws
+            "01",        // subject Pushes
+            "02",        //   scope TradeSimulate
+            "03",        //   pushes 3
+            "01",        // previous Deny
+            "04",        //   reason Scope
+        ],
+    );
+    let keep_alive = Request::SessionCheck(SessionCheck {
+        request_id: 6,
+        token: token(),
+        iface: Iface::Mcp,
+        subject: SessionSubject::KeepAlive,
+        previous: SessionOutcome::Allow,
+    });
+    assert_golden(
+        &keep_alive,
+        &[
+            "00000029",  // length 41
+            "0d",        // Request::SessionCheck
+            "06",        // request_id 6
+            TOKEN_FIELD, // token
+            "03",        // iface Mcp
+            "00",        // subject KeepAlive
+            "00",        // previous Allow
+        ],
+    );
 }
 
 /// Version 3's requests and answers: appended to the enums, nothing else moved.
@@ -1426,12 +1476,15 @@ fn message_over_64_kib_cannot_be_encoded() {
         kind: ErrorKind::Internal,
         message: "x".repeat(MAX_FRAME_LEN),
     };
-    assert!(matches!(codec::encode_frame(&value), Err(CodecError::Encode(_))));
+    assert!(matches!(
+        codec::encode_frame(&value),
+        Err(CodecError::TooLarge { .. })
+    ));
     let mut server = FrameCodec::<Request, Response>::new();
     let mut dst = BytesMut::new();
     assert!(matches!(
         server.encode(value.clone(), &mut dst),
-        Err(CodecError::Encode(_))
+        Err(CodecError::TooLarge { .. })
     ));
 }
 
@@ -1451,6 +1504,16 @@ fn requests() -> Vec<Request> {
             id: key_id("sim-bot"),
             op: BindOp::Replace(vec![fp(FP_BOT), fp(FP_BACKUP)]),
         },
+        Request::SessionCheck(SessionCheck {
+            request_id: 10,
+            token: token(),
+            iface: Iface::Ws,
+            subject: SessionSubject::Pushes {
+                scope: Scope::QotRead,
+                pushes: 7,
+            },
+            previous: SessionOutcome::Allow,
+        }),
     ]
 }
 
@@ -1678,16 +1741,25 @@ where
     assert!(wire.is_empty());
 
     match codec::encode_message(over) {
-        Err(CodecError::Encode(why)) => assert!(
-            why.contains("65537 bytes is over the 65536-byte frame limit"),
-            "{why}"
+        Err(
+            e @ CodecError::TooLarge {
+                size: 65537,
+                max: 65536,
+            },
+        ) => assert!(
+            e.to_string()
+                .contains("65537 bytes is over the 65536-byte frame limit"),
+            "{e}"
         ),
-        other => panic!("expected an Encode error for 65537 bytes, got {other:?}"),
+        other => panic!("expected a TooLarge error for 65537 bytes, got {other:?}"),
     }
-    assert!(matches!(codec::encode_frame(over), Err(CodecError::Encode(_))));
+    assert!(matches!(
+        codec::encode_frame(over),
+        Err(CodecError::TooLarge { .. })
+    ));
     assert!(matches!(
         sender.encode(over.clone(), &mut BytesMut::new()),
-        Err(CodecError::Encode(_))
+        Err(CodecError::TooLarge { .. })
     ));
 
     // A body of 65537 bytes is refused by its length, before bincode reads it.

@@ -137,6 +137,7 @@ fn emit(rec: &AuditRecord) {
         dry_run = rec.dry_run,
         ticket = rec.ticket,
         retry_after_ms = rec.retry_after_ms,
+        pushes = rec.pushes,
         request_id = rec.request_id,
         peer_uid = rec.peer_uid,
         peer_pid = rec.peer_pid,

@@ -129,6 +129,10 @@ pub struct AuditRecord {
     /// again can succeed, as the client was told. Left out of the line otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// For a session's push decision (a `check_scope` record of a SessionCheck): how many
+    /// pushes it was for. Left out of the line otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pushes: Option<u32>,
     /// The client's request id.
     pub request_id: u64,
     /// The connecting process's uid (SO_PEERCRED).
@@ -166,6 +170,7 @@ impl AuditRecord {
             dry_run: false,
             ticket: None,
             retry_after_ms: None,
+            pushes: None,
             request_id,
             peer_uid: peer.uid,
             peer_pid: peer.pid,
@@ -233,6 +238,10 @@ impl AuditRecord {
         if let Some(ms) = self.retry_after_ms {
             out.extend_from_slice(b",\"retry_after_ms\":");
             json_u64(ms, out);
+        }
+        if let Some(n) = self.pushes {
+            out.extend_from_slice(b",\"pushes\":");
+            json_u64(n.into(), out);
         }
         out.extend_from_slice(b",\"request_id\":");
         json_u64(self.request_id, out);

@@ -5,7 +5,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futu_auth_proto::{Check, CheckScope, Decision, ErrorKind, Iface, KeyId, Reason, Response};
+use futu_auth_proto::{
+    Check, CheckScope, Decision, ErrorKind, Iface, KeyId, Reason, Response, SessionCheck, SessionOutcome,
+    SessionSubject,
+};
 
 use super::{Answer, Authd};
 use crate::audit::{AuditOrder, AuditRecord, Kind, Outcome, TryRecord};
@@ -22,6 +25,8 @@ pub(super) enum Pending {
     Check(Check, Evaluation),
     /// A scope check and its verdict.
     Scope(CheckScope, Verdict),
+    /// A session's repeated decision and its verdict.
+    Session(SessionCheck, Verdict),
     /// Answered otherwise (a future, or an error).
     Ready(Answer),
 }
@@ -48,21 +53,82 @@ impl Pending {
         Pending::Scope(c, v)
     }
 
+    /// A session's decision: a scope check for pushes, a dry run of `KeepAlive` for the
+    /// key itself; a panic is a deny `internal`.
+    pub(super) fn session(snapshot: &Snapshot, now: &Now, c: SessionCheck) -> Pending {
+        let v = catch_unwind(AssertUnwindSafe(|| match c.subject {
+            SessionSubject::Pushes { scope, .. } => decide_scope(snapshot, now, &as_scope_check(&c, scope)),
+            SessionSubject::KeepAlive => match evaluate(snapshot, now, &as_keep_alive(&c)) {
+                Evaluation::Decided(v) => v,
+                // A dry run takes nothing; a charge here would be a bug, refused.
+                Evaluation::Charge { charge, scope, .. } => Verdict::internal(
+                    Some(charge.key_id),
+                    scope,
+                    "a dry run of KeepAlive asked for a charge".into(),
+                ),
+            },
+        }))
+        .unwrap_or_else(|_| Verdict::internal(None, None, "the daemon failed while deciding".into()));
+        Pending::Session(c, v)
+    }
+
     fn verdict_mut(&mut self) -> Option<&mut Verdict> {
         match self {
-            Pending::Check(_, Evaluation::Decided(v)) | Pending::Scope(_, v) => Some(v),
+            Pending::Check(_, Evaluation::Decided(v)) | Pending::Scope(_, v) | Pending::Session(_, v) => {
+                Some(v)
+            }
             Pending::Check(_, Evaluation::Charge { .. }) | Pending::Ready(_) => None,
         }
     }
 
+    /// Whether it leaves a record in the audit trail: every check and scope check; a
+    /// session's decision only when its outcome changed (the audit policy of sessions, in
+    /// PROTOCOL.md).
+    fn audited(&self) -> bool {
+        match self {
+            Pending::Check(..) | Pending::Scope(..) => true,
+            Pending::Session(c, v) => SessionOutcome::of(&v.decision) != c.previous,
+            Pending::Ready(_) => false,
+        }
+    }
+
     fn record(&self, peer: Peer, latency: Duration) -> Option<AuditRecord> {
+        if !self.audited() {
+            return None;
+        }
         match self {
             Pending::Check(c, Evaluation::Decided(v)) => Some(check_record(c, v, peer, latency)),
             Pending::Scope(c, v) => Some(scope_record(c, v, peer, latency)),
+            Pending::Session(c, v) => Some(session_record(c, v, peer, latency)),
             Pending::Check(_, Evaluation::Charge { .. }) | Pending::Ready(_) => None,
         }
     }
 }
+
+/// The scope check a session's pushes amount to.
+fn as_scope_check(c: &SessionCheck, scope: futu_auth_proto::Scope) -> CheckScope {
+    CheckScope {
+        request_id: c.request_id,
+        token: c.token.clone(),
+        iface: c.iface,
+        scope,
+    }
+}
+
+/// The check a session's keep-alive amounts to: a dry run of the system endpoint.
+fn as_keep_alive(c: &SessionCheck) -> Check {
+    Check {
+        request_id: c.request_id,
+        token: c.token.clone(),
+        iface: c.iface,
+        endpoint: KEEP_ALIVE.into(),
+        order: None,
+        dry_run: true,
+    }
+}
+
+/// The system endpoint a session's key is kept alive with.
+const KEEP_ALIVE: &str = "KeepAlive";
 
 impl Authd {
     /// Charges the burst's orders to the ledger store and writes every decision's audit
@@ -84,8 +150,8 @@ impl Authd {
                 _ => None,
             })
             .collect();
-        let records = pending.iter().filter(|p| !matches!(p, Pending::Ready(_))).count();
-        if records == 0 {
+        let records = pending.iter().filter(|p| p.audited()).count();
+        if records == 0 && charges.is_empty() {
             return;
         }
         let mut commit = self.commit.begin().await;
@@ -125,7 +191,10 @@ impl Authd {
         peer: Peer,
         latency: Duration,
     ) {
-        let records = pending.iter().filter(|p| !matches!(p, Pending::Ready(_))).count();
+        let records = pending.iter().filter(|p| p.audited()).count();
+        if records == 0 {
+            return;
+        }
         let mut bytes = Vec::with_capacity(records * 400);
         for p in pending.iter() {
             if let Some(rec) = p.record(peer, latency) {
@@ -179,7 +248,15 @@ impl Authd {
             }
             Pending::Scope(c, v) => {
                 if v.decision.reason().is_some() && c.iface == Iface::Ws {
-                    self.metrics.ws_filtered(c.scope, decision_key(&v.decision));
+                    self.metrics.ws_filtered(c.scope, decision_key(&v.decision), 1);
+                }
+                (c.request_id, c.iface, v)
+            }
+            Pending::Session(c, v) => {
+                if let SessionSubject::Pushes { scope, pushes } = c.subject {
+                    if v.decision.reason().is_some() && c.iface == Iface::Ws {
+                        self.metrics.ws_filtered(scope, decision_key(&v.decision), pushes);
+                    }
                 }
                 (c.request_id, c.iface, v)
             }
@@ -303,6 +380,17 @@ fn scope_record(c: &CheckScope, v: &Verdict, peer: Peer, latency: Duration) -> A
         v,
         latency,
     )
+}
+
+fn session_record(c: &SessionCheck, v: &Verdict, peer: Peer, latency: Duration) -> AuditRecord {
+    match c.subject {
+        SessionSubject::Pushes { scope, pushes } => {
+            let mut rec = scope_record(&as_scope_check(c, scope), v, peer, latency);
+            rec.pushes = Some(pushes);
+            rec
+        }
+        SessionSubject::KeepAlive => check_record(&as_keep_alive(c), v, peer, latency),
+    }
 }
 
 fn decision_record(

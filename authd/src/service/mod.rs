@@ -135,6 +135,7 @@ impl Authd {
                 .map(|req| match req.route() {
                     Route::Check(c) => Pending::check(&snapshot, &now, c),
                     Route::CheckScope(c) => Pending::scope(&snapshot, &now, c),
+                    Route::SessionCheck(c) => Pending::session(&snapshot, &now, c),
                     Route::Hello(_) => Pending::Ready(Answer::Now(Response::Error {
                         request_id: 0,
                         kind: ErrorKind::HelloFirst,

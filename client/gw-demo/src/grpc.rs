@@ -27,8 +27,12 @@ pub fn routes() -> Routes {
 
 /// The service, ready for `Server::builder().layer(auth).add_service(…)`.
 pub fn service(broker: Arc<Broker>) -> GatewayServer<GatewayService> {
-    GatewayServer::new(GatewayService { broker })
+    GatewayServer::new(GatewayService { broker }).max_decoding_message_size(MAX_MESSAGE)
 }
+
+/// The largest request message the gateway reads: a call is some 200 bytes. A larger one
+/// is refused RESOURCE_EXHAUSTED before it is decoded.
+const MAX_MESSAGE: usize = 64 * 1024;
 
 /// `Gateway` over the demo broker.
 #[derive(Debug)]

@@ -7,6 +7,7 @@
 mod broker;
 mod grpc;
 mod mcp;
+mod metrics;
 mod rest;
 mod ws;
 
@@ -18,9 +19,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use futu_auth_client::http::AuthLayer;
-use futu_auth_client::mcp::KeySource;
-use futu_auth_client::{AuthClient, Iface};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use futu_auth_client::mcp::{KeySource, McpAuthLayer};
+use futu_auth_client::redact::Redacting;
+use futu_auth_client::{AuthClient, Iface, DEFAULT_MAX_SESSIONS_PER_KEY};
+use rmcp::transport::streamable_http_server::session::local::{LocalSessionManager, SessionConfig};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::ServiceExt;
 use tokio::net::TcpListener;
@@ -29,6 +31,10 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use crate::broker::Broker;
+
+/// How long an MCP session may go without a request before it ends (rmcp's keep-alive,
+/// and the auth layer's: the session's place among its key's sessions is freed then).
+const MCP_IDLE: Duration = Duration::from_secs(300);
 
 /// A demonstration gateway over a demo broker — fixed quotes and funds, orders accepted
 /// unless their qty is above 1 000 000, a quote and an order update pushed every 100 ms —
@@ -76,6 +82,15 @@ struct Args {
     /// argument); the gateway exits when stdin closes.
     #[arg(long)]
     mcp_stdio: bool,
+    /// The most WebSocket connections and MCP sessions one key may hold at once, every
+    /// front-end together; the next is refused (429, reason `sessions`, Retry-After).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SESSIONS_PER_KEY)]
+    max_sessions_per_key: usize,
+    /// Serve the gateway's own Prometheus metrics (refusals by front-end and reason,
+    /// sessions open, late releases) on this address, path /metrics, e.g.
+    /// 127.0.0.1:9465 (port 0: a free port; the log says which).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// FOR BENCHMARKING ONLY: serve REST without the auth layer and without futu-authd,
     /// so that `make bench` can measure what the layer costs. Quotes go out unchecked;
     /// funds and orders are refused (they need the layer's extensions); no /ws; not with
@@ -90,7 +105,9 @@ fn main() -> ExitCode {
         .with_env_filter(
             EnvFilter::try_from_env("FUTU_GW_LOG").unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn")),
         )
-        .with_writer(std::io::stderr)
+        // A library's trace output may print a request body or a tool argument verbatim:
+        // nothing shaped like a key reaches the log.
+        .with_writer(|| Redacting::new(std::io::stderr()))
         .with_target(false)
         .with_ansi(false)
         .init();
@@ -136,6 +153,7 @@ async fn run(args: Args) -> Result<(), String> {
     } else {
         Some(connect(&args).await)
     };
+    let metrics = metrics::Metrics::default();
     let mut servers = tokio::task::JoinSet::new();
 
     if let Some(addr) = args.rest_listen {
@@ -149,8 +167,10 @@ async fn run(args: Args) -> Result<(), String> {
                 );
                 tracing::info!("WebSocket auth via futu-authd on /ws (Bearer or ?token=)");
                 let ws = ws::router(Arc::clone(&broker))
-                    .layer(AuthLayer::new(client.clone(), Iface::Ws, ws::routes()).query_token(true));
+                    .layer(AuthLayer::new(client.clone(), Iface::Ws, ws::routes()).query_token(true))
+                    .layer(metrics.refusals(Iface::Ws));
                 app.layer(AuthLayer::new(client.clone(), Iface::Rest, rest::routes()))
+                    .layer(metrics.refusals(Iface::Rest))
                     .merge(ws)
             }
             None => {
@@ -182,8 +202,10 @@ async fn run(args: Args) -> Result<(), String> {
         let service = grpc::service(Arc::clone(&broker));
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
         let stop = stop.clone();
+        let counted = metrics.refusals(Iface::Grpc);
         servers.spawn(async move {
             tonic::transport::Server::builder()
+                .layer(counted)
                 .layer(layer)
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
@@ -195,9 +217,10 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(addr) = args.mcp_listen {
         let client = auth.clone().ok_or("--no-auth serves REST only")?;
         let listener = bind(addr, "MCP").await?;
-        let layer = AuthLayer::new(client, Iface::Mcp, futu_auth_client::mcp::routes());
+        let layer = McpAuthLayer::new(client).idle(MCP_IDLE);
         let broker = Arc::clone(&broker);
         let config = StreamableHttpServerConfig::default()
+            .with_max_request_body_bytes(futu_auth_client::mcp::MAX_BODY)
             .with_allowed_hosts([
                 "localhost".to_owned(),
                 "127.0.0.1".to_owned(),
@@ -205,12 +228,21 @@ async fn run(args: Args) -> Result<(), String> {
                 addr.ip().to_string(),
             ])
             .with_cancellation_token(stop.child_token());
+        let mut sessions = LocalSessionManager::default();
+        sessions.session_config = {
+            let mut c = SessionConfig::default();
+            c.keep_alive = Some(MCP_IDLE);
+            c
+        };
         let service: StreamableHttpService<mcp::Tools, LocalSessionManager> = StreamableHttpService::new(
             move || Ok(mcp::Tools::new(Arc::clone(&broker), KeySource::Http)),
-            Arc::default(),
+            Arc::new(sessions),
             config,
         );
-        let app = axum::Router::new().nest_service("/mcp", service).layer(layer);
+        let app = axum::Router::new()
+            .nest_service("/mcp", service)
+            .layer(layer)
+            .layer(metrics.refusals(Iface::Mcp));
         tracing::info!(
             "MCP auth via futu-authd at {} (Bearer auth enabled)",
             args.auth_socket.display()
@@ -251,6 +283,19 @@ async fn run(args: Args) -> Result<(), String> {
         });
     }
 
+    if let Some(addr) = args.metrics_listen {
+        let listener = bind(addr, "metrics").await?;
+        tracing::info!("metrics listening on http://{}/metrics", local_addr(&listener));
+        let app = metrics.router(auth.clone());
+        let stop = stop.clone();
+        servers.spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .map_err(|e| format!("metrics server: {e}"))
+        });
+    }
+
     while let Some(done) = servers.join_next().await {
         done.map_err(|e| format!("a server task failed: {e}"))??;
     }
@@ -263,7 +308,8 @@ async fn run(args: Args) -> Result<(), String> {
 async fn connect(args: &Args) -> AuthClient {
     let builder = AuthClient::builder(&args.auth_socket)
         .client_name("futu-gw-demo")
-        .deadline(Duration::from_millis(args.auth_deadline_ms));
+        .deadline(Duration::from_millis(args.auth_deadline_ms))
+        .max_sessions_per_key(args.max_sessions_per_key);
     match builder.clone().connect().await {
         Ok(client) => client,
         Err(e) => {

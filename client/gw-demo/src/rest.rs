@@ -1,17 +1,26 @@
-//! The REST front-end (axum): three routes, each a few lines, behind the auth layer.
+//! The REST front-end (axum): three routes, each a few lines, behind the auth layer. Every
+//! error a caller can get has the auth layer's shape, `{"reason", "detail",
+//! "retry_after_ms"}`: a body or a query that cannot be read is the layer's own
+//! `bad_request` refusal, and the broker's errors use the same three fields.
 
 use std::sync::Arc;
 
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use futu_auth_client::http::{Authorized, Endpoint, OrderHandle, Refusal, Routes};
+use futu_auth_client::http::{read_json, Authorized, BadRequest, Endpoint, OrderHandle, Refusal, Routes};
 use futu_auth_client::Order;
 use serde::Deserialize;
+use serde_json::json;
 
 use crate::broker::{Broker, Funds, OrderAck, Quote, Rejection};
+
+/// The largest order body the gateway reads: an order is some 100 bytes.
+const MAX_ORDER_BODY: usize = 16 * 1024;
 
 /// Which Futu endpoint each route calls, for the auth layer.
 pub fn routes() -> Routes {
@@ -38,8 +47,14 @@ struct QuoteQuery {
 /// `GET /api/quote?symbol=HK.00700`: Qot_GetBasicQot.
 async fn quote(
     State(broker): State<Arc<Broker>>,
-    Query(q): Query<QuoteQuery>,
+    query: Result<Query<QuoteQuery>, QueryRejection>,
 ) -> Result<Json<Quote>, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        Refusal::bad_request(
+            BadRequest::Malformed,
+            format!("the query must be ?symbol=…: {}", e.body_text()),
+        )
+    })?;
     broker
         .quote(&q.symbol)
         .map(Json)
@@ -56,15 +71,18 @@ async fn funds(State(broker): State<Arc<Broker>>, Extension(auth): Extension<Aut
 async fn order(
     State(broker): State<Arc<Broker>>,
     Extension(auth): Extension<OrderHandle>,
-    Json(order): Json<Order>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<OrderAck>, ApiError> {
+    let order: Order = read_json(&headers, body, MAX_ORDER_BODY).await?;
     let placed = auth.place(order.clone()).await?;
     Ok(Json(broker.place(&order, placed).await?))
 }
 
 /// What a handler answers instead of its result.
 enum ApiError {
-    /// futu-authd refused (or gave no decision): the layer's own response.
+    /// futu-authd refused (or gave no decision), or the request cannot be read: the
+    /// layer's own response.
     Refused(Refusal),
     /// The demo market has no such symbol.
     NoQuote(String),
@@ -90,14 +108,19 @@ impl IntoResponse for ApiError {
             ApiError::Refused(r) => r.into_response().into_response(),
             ApiError::NoQuote(symbol) => (
                 StatusCode::NOT_FOUND,
-                Json(serde_json::json!({"error": "no_quote", "detail": format!("no quote for {symbol}")})),
+                Json(json!({
+                    "reason": "no_quote",
+                    "detail": format!("no quote for {}", shown(&symbol)),
+                    "retry_after_ms": null,
+                })),
             )
                 .into_response(),
             ApiError::Rejected(r) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Json(serde_json::json!({
-                    "error": "broker_rejected",
+                Json(json!({
+                    "reason": "broker_rejected",
                     "detail": r.detail,
+                    "retry_after_ms": null,
                     "refunded_value": r.refunded_value,
                     "release_error": r.release_error,
                 })),
@@ -105,4 +128,14 @@ impl IntoResponse for ApiError {
                 .into_response(),
         }
     }
+}
+
+/// A caller's symbol as an answer may repeat it: short, and without a key in it.
+pub fn shown(symbol: &str) -> String {
+    let redacted = futu_auth_client::redact::redact(symbol);
+    let mut out: String = redacted.chars().take(64).collect();
+    if out.len() < redacted.len() {
+        out.push('…');
+    }
+    out
 }

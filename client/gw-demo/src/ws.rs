@@ -20,6 +20,10 @@ use tokio::sync::broadcast;
 
 use crate::broker::{Broker, QOT_GET_BASIC_QOT, TRD_GET_FUNDS, TRD_PLACE_ORDER, TRD_UNLOCK_TRADE};
 
+/// The largest message a connection may send: a request is some 200 bytes. A larger one
+/// closes the connection (1009, message too big).
+const MAX_MESSAGE: usize = 64 * 1024;
+
 /// The upgrade route, for its auth layer: a session.
 pub fn routes() -> Routes {
     Routes::new().route(Method::GET, "/ws", Endpoint::session())
@@ -39,7 +43,10 @@ async fn upgrade(
     State(gateway): State<Arc<WsGateway>>,
 ) -> Response {
     let pushes = pushes(gateway.broker.subscribe());
-    upgrade.on_upgrade(move |socket| ws::serve(socket, session, gateway, pushes))
+    upgrade
+        .max_message_size(MAX_MESSAGE)
+        .max_frame_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| ws::serve(socket, session, gateway, pushes))
 }
 
 /// The broker's pushes as a stream; a connection too slow for them misses the oldest.

@@ -42,7 +42,7 @@ pub struct Authorized {
 /// (see [the module](super)).
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 /// What every request through one layer shares.
@@ -179,6 +179,9 @@ impl Shared {
         let Some(token) = take_token(req, self.query_token) else {
             return Err(Refusal::no_token(grpc, self.query_token));
         };
+        if !token.is_well_formed() {
+            return Err(Refusal::not_a_key(grpc));
+        }
         let Some(endpoint) = self.routes.endpoint(req.method(), req.uri().path()) else {
             return Err(Refusal::unmapped(req.method(), req.uri().path(), grpc));
         };

@@ -85,16 +85,18 @@
 //!
 //! [`Layer`]: tower_layer::Layer
 
-mod credentials;
-mod layer;
+mod body;
+pub(crate) mod credentials;
+pub(crate) mod layer;
 mod order;
-mod refusal;
+pub(crate) mod refusal;
 mod routes;
-mod session;
+pub(crate) mod session;
 
+pub use body::{decode_json, read_json, MAX_JSON_BODY};
 pub use layer::{AuthBody, AuthLayer, AuthService, Authorized};
 pub use order::{OrderHandle, Placed};
-pub use refusal::{Cause, Class, Refusal};
+pub use refusal::{BadRequest, Cause, Class, Refusal};
 pub use routes::{Endpoint, EndpointMap, Routes};
 pub use session::Session;
 

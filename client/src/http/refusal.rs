@@ -26,22 +26,49 @@ const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 pub enum Cause {
     /// The request carried no key.
     NoToken,
-    /// futu-authd refused it, for this reason.
+    /// futu-authd refused it, for this reason — or the layer did, for a credential that
+    /// cannot be a key (`unknown_key`: not `fc_` and 32 hex digits), without asking.
     Denied(Reason),
     /// futu-authd gave no decision — not running, no answer within the client's deadline,
     /// the connection lost — so the request is refused: no answer is a deny.
     NoDecision,
+    /// The request itself cannot be read: its body does not decode, is too large, or is
+    /// not of the media type the route takes (`bad_request`).
+    BadRequest(BadRequest),
+    /// The key already holds the most long-lived sessions (WebSocket connections, MCP
+    /// sessions) it may hold at once (`sessions`).
+    Sessions,
+    /// No such session for this key: an MCP session id that is unknown, ended, or
+    /// another key's (`unknown_session`).
+    UnknownSession,
+}
+
+/// What is wrong with a request that cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRequest {
+    /// Its body is not what the route takes (not JSON, a field missing, twice or of the
+    /// wrong type, a number out of range): 400.
+    Malformed,
+    /// It is larger than the route takes, or too large to be checked at all (a token,
+    /// an order or a symbol that cannot fit in a 64 KiB frame): 413.
+    TooLarge,
+    /// Its body is not of the media type the route takes (e.g. not `application/json`):
+    /// 415.
+    MediaType,
 }
 
 impl Cause {
     /// The `reason` a refusal shows its caller: the daemon's reason code (`rate`,
-    /// `unknown_key`, …, as in the audit log and the metrics), or `no_token` and
-    /// `unavailable` for the two refusals the daemon did not make.
+    /// `unknown_key`, …, as in the audit log and the metrics), or one of the layer's own:
+    /// `no_token`, `unavailable`, `bad_request`, `sessions`, `unknown_session`.
     pub fn as_str(self) -> &'static str {
         match self {
             Cause::NoToken => "no_token",
             Cause::Denied(reason) => reason.as_str(),
             Cause::NoDecision => "unavailable",
+            Cause::BadRequest(_) => "bad_request",
+            Cause::Sessions => "sessions",
+            Cause::UnknownSession => "unknown_session",
         }
     }
 
@@ -51,6 +78,11 @@ impl Cause {
         match self {
             Cause::NoToken => Class::Unauthenticated,
             Cause::NoDecision => Class::Unavailable,
+            Cause::BadRequest(BadRequest::Malformed) => Class::InvalidArgument,
+            Cause::BadRequest(BadRequest::TooLarge) => Class::TooLarge,
+            Cause::BadRequest(BadRequest::MediaType) => Class::UnsupportedMediaType,
+            Cause::Sessions => Class::ResourceExhausted,
+            Cause::UnknownSession => Class::NotFound,
             Cause::Denied(reason) => match reason {
                 Reason::UnknownKey | Reason::Expired => Class::Unauthenticated,
                 Reason::Frozen
@@ -90,6 +122,12 @@ pub enum Class {
     ResourceExhausted,
     /// No decision could be had (fail closed): 503, gRPC UNAVAILABLE.
     Unavailable,
+    /// The request is larger than the route takes: 413, gRPC RESOURCE_EXHAUSTED.
+    TooLarge,
+    /// The body is not of a media type the route takes: 415, gRPC INVALID_ARGUMENT.
+    UnsupportedMediaType,
+    /// No such resource for this key (an MCP session): 404, gRPC NOT_FOUND.
+    NotFound,
 }
 
 impl Class {
@@ -101,6 +139,9 @@ impl Class {
             Class::InvalidArgument => StatusCode::BAD_REQUEST,
             Class::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
             Class::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Class::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Class::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Class::NotFound => StatusCode::NOT_FOUND,
         }
     }
 
@@ -109,9 +150,10 @@ impl Class {
         match self {
             Class::Unauthenticated => 16,
             Class::PermissionDenied => 7,
-            Class::InvalidArgument => 3,
-            Class::ResourceExhausted => 8,
+            Class::InvalidArgument | Class::UnsupportedMediaType => 3,
+            Class::ResourceExhausted | Class::TooLarge => 8,
             Class::Unavailable => 14,
+            Class::NotFound => 5,
         }
     }
 }
@@ -136,7 +178,14 @@ pub struct Refusal {
     grpc: bool,
     /// Why no decision came, for the gateway's logs (never sent to the caller).
     source: Option<Arc<ClientError>>,
+    /// The HTTP status of a refusal that is another server's error reshaped (an MCP
+    /// server's 406, say); `None`: the class's.
+    status: Option<StatusCode>,
 }
+
+/// The `Retry-After` of a `sessions` refusal: a session ends when its client goes, which
+/// cannot be foretold; asking again after a second is a fair pace.
+const SESSIONS_RETRY_AFTER_MS: u64 = 1000;
 
 /// What an allow says: the key, the scope it was checked for, the ticket of a charged
 /// order.
@@ -153,6 +202,50 @@ impl Refusal {
             "send `Authorization: Bearer fc_…`"
         };
         Refusal::new(Cause::NoToken, format!("no API key: {how}"), grpc)
+    }
+
+    /// A credential that cannot be a key (not `fc_` and 32 lower-case hex digits): no key
+    /// has it, so it is refused as `unknown_key` without asking futu-authd, whatever its
+    /// size.
+    pub(crate) fn not_a_key(grpc: bool) -> Refusal {
+        Refusal::new(
+            Cause::Denied(Reason::UnknownKey),
+            "the credential is not an API key (a key is fc_ followed by 32 hex digits)".into(),
+            grpc,
+        )
+    }
+
+    /// A request that cannot be read: `detail` says what and where.
+    pub fn bad_request(kind: BadRequest, detail: impl Into<String>) -> Refusal {
+        Refusal::new(Cause::BadRequest(kind), detail.into(), false)
+    }
+
+    /// The key holds `max` sessions already.
+    pub(crate) fn sessions(max: usize, key_id: KeyId, grpc: bool) -> Refusal {
+        let mut r = Refusal::new(
+            Cause::Sessions,
+            format!("key {key_id} already holds {max} sessions (WebSocket and MCP together), the most it may; close one"),
+            grpc,
+        );
+        r.retry_after_ms = Some(SESSIONS_RETRY_AFTER_MS);
+        r.key_id = Some(key_id);
+        r
+    }
+
+    /// An MCP session id that is unknown, ended or another key's: the same answer for
+    /// all three, so that nobody learns which ids exist.
+    pub(crate) fn unknown_session() -> Refusal {
+        Refusal::new(
+            Cause::UnknownSession,
+            "no such session for this key: start a new one (initialize)".into(),
+            false,
+        )
+    }
+
+    /// The same refusal, answered as gRPC (`true`) or plain HTTP.
+    pub fn with_grpc(mut self, grpc: bool) -> Refusal {
+        self.grpc = grpc;
+        self
     }
 
     /// A request no route maps to a Futu endpoint.
@@ -213,7 +306,15 @@ impl Refusal {
                 limit,
                 grpc,
                 source: None,
+                status: None,
             }),
+            Err(ClientError::TooLarge { size, max }) => Err(Refusal::new(
+                Cause::BadRequest(BadRequest::TooLarge),
+                format!(
+                    "the request is too large to be checked: {size} bytes where futu-authd reads at most {max}"
+                ),
+                grpc,
+            )),
             Err(e) => {
                 let what = match &e {
                     ClientError::Timeout(d) => format!("no answer within {} ms", d.as_millis()),
@@ -241,7 +342,31 @@ impl Refusal {
             limit: None,
             grpc,
             source: None,
+            status: None,
         }
+    }
+
+    /// An error answer of the service behind the layer (status `status`, plain text
+    /// `text`), reshaped as a refusal: `bad_request` for a 4xx (`unknown_session` for a
+    /// 404), `unavailable` for a 5xx, with the same status.
+    pub(crate) fn reshaped(status: StatusCode, text: &str) -> Refusal {
+        let cause = match status {
+            StatusCode::NOT_FOUND => Cause::UnknownSession,
+            StatusCode::PAYLOAD_TOO_LARGE => Cause::BadRequest(BadRequest::TooLarge),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Cause::BadRequest(BadRequest::MediaType),
+            s if s.is_server_error() => Cause::NoDecision,
+            _ => Cause::BadRequest(BadRequest::Malformed),
+        };
+        let mut detail: String = futu_auth_proto::key::redact(text.trim())
+            .chars()
+            .take(300)
+            .collect();
+        if detail.is_empty() {
+            detail = status.canonical_reason().unwrap_or("refused").to_owned();
+        }
+        let mut r = Refusal::new(cause, detail, false);
+        r.status = Some(status);
+        r
     }
 
     /// Why.
@@ -324,18 +449,22 @@ impl Refusal {
         } else {
             let body = self.to_json();
             let mut res = Response::new(Full::new(Bytes::from(body)));
-            *res.status_mut() = class.http_status();
+            *res.status_mut() = self.status.unwrap_or_else(|| class.http_status());
             let h = res.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             match (class, self.cause) {
                 (Class::Unauthenticated, Cause::NoToken) => {
                     h.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 }
-                (Class::Unauthenticated, _) => {
-                    h.insert(
-                        WWW_AUTHENTICATE,
-                        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                (Class::Unauthenticated, cause) => {
+                    // RFC 6750 §3: the reason, for a client (an MCP SDK, say) to show.
+                    let challenge = format!(
+                        "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                        cause.as_str()
                     );
+                    if let Ok(v) = HeaderValue::from_str(&challenge) {
+                        h.insert(WWW_AUTHENTICATE, v);
+                    }
                 }
                 (Class::ResourceExhausted, _) => {
                     if let Some(ms) = self.retry_after_ms {

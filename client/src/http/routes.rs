@@ -138,12 +138,12 @@ impl Routes {
 }
 
 impl EndpointMap for Routes {
+    /// The route of `method path`; a HEAD without a route of its own is its GET's (HTTP
+    /// servers answer HEAD as GET without the body).
     fn endpoint(&self, method: &Method, path: &str) -> Option<Endpoint> {
-        self.by_path
-            .get(path)?
-            .iter()
-            .find(|(m, _)| m == method)
-            .map(|(_, e)| e.clone())
+        let routes = self.by_path.get(path)?;
+        let find = |method: &Method| routes.iter().find(|(m, _)| m == method).map(|(_, e)| e.clone());
+        find(method).or_else(|| (method == Method::HEAD).then(|| find(&Method::GET)).flatten())
     }
 }
 
@@ -162,6 +162,12 @@ mod tests {
             Some(Endpoint::read("Qot_GetBasicQot"))
         );
         assert_eq!(routes.endpoint(&Method::POST, "/api/quote"), None);
+        assert_eq!(
+            routes.endpoint(&Method::HEAD, "/api/quote"),
+            Some(Endpoint::read("Qot_GetBasicQot")),
+            "a HEAD is its GET"
+        );
+        assert_eq!(routes.endpoint(&Method::HEAD, "/api/order"), None);
         assert_eq!(routes.endpoint(&Method::GET, "/api/quote/"), None);
         assert_eq!(
             routes

@@ -1,31 +1,40 @@
 //! [`Session`]: the key of a long-lived connection — a WebSocket, an MCP session — held
 //! by the layer while the connection lives, and asked with for every request and push
 //! over it.
+//!
+//! What a session asks again and again — may its pushes go out, is its key still usable —
+//! goes to futu-authd as a `SessionCheck` carrying what the session was told last: the
+//! daemon decides every one, but audits one only when its outcome changes. A session
+//! starts out allowed (it was opened by an audited check) and receiving no pushes, so the
+//! first push of a scope the key holds is audited as an allow, a key that lacks a scope
+//! leaves no record for it (the metric `futu_ws_filtered_pushes_total` counts what was
+//! held back), and a key revoked mid-session is audited at the decision that ends it.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use futu_auth_proto::{Decision, KeyId, Order, Reason, Scope, Token};
+use futu_auth_proto::{Decision, KeyId, Order, Reason, Scope, SessionOutcome, SessionSubject, Token};
 use futures_util::future::join_all;
 
 use super::layer::{Authorized, Shared};
 use super::order::Placed;
 use super::refusal::{Allowed, Refusal};
-
-/// The system endpoint a session's key is proved usable with: 1xxx needs no scope, and a
-/// dry run consumes nothing.
-pub(crate) const KEEP_ALIVE: &str = "KeepAlive";
+use crate::client::KEEP_ALIVE;
+use crate::sessions::SessionSlot;
+use crate::ClientError;
 
 /// In the extensions of a request on an [`Endpoint::session`](super::Endpoint::session)
 /// route, or from [`AuthLayer::session`](super::AuthLayer::session): a key the layer
 /// found usable, for a connection over which many requests go.
 ///
 /// Unlike an [`OrderHandle`](super::OrderHandle) it may be asked many times: every
-/// [`check`](Session::check), [`place_as`](Session::place_as) and
-/// [`filter`](Session::filter) is a decision of futu-authd's, so a key revoked, expired
-/// or frozen mid-session is refused at its next request or push (see
-/// [`Refusal::ends_session`]). The handle holds no key, only the number of its slot in
-/// the layer; the key leaves the layer when the last clone is dropped.
+/// [`check`](Session::check), [`place_as`](Session::place_as),
+/// [`filter`](Session::filter) and [`recheck`](Session::recheck) is a decision of
+/// futu-authd's, so a key revoked, expired or frozen mid-session is refused at its next
+/// request or push (see [`Refusal::ends_session`]). The handle holds no key, only the
+/// number of its slot in the layer; the key leaves the layer, and the session its place
+/// among the key's sessions, when the last clone is dropped.
 #[derive(Clone)]
 pub struct Session {
     held: Arc<Held>,
@@ -39,6 +48,28 @@ struct Held {
     slot: u64,
     /// The key the opening check matched.
     key_id: KeyId,
+    /// Its place among the sessions its key may hold; freed with the session.
+    _place: SessionSlot,
+    /// What the session was told last, by subject: the daemon audits a decision only
+    /// when it differs.
+    told: Mutex<Told>,
+}
+
+/// The outcomes a session was told last.
+struct Told {
+    /// Whether the key is usable: allowed at the opening.
+    keep_alive: SessionOutcome,
+    /// Whether pushes of a scope go out; a scope not asked about yet has none going out,
+    /// as if refused for want of the scope.
+    pushes: HashMap<Scope, SessionOutcome>,
+}
+
+impl Told {
+    const NO_PUSHES: SessionOutcome = SessionOutcome::Deny(Reason::Scope);
+
+    fn pushes(&self, scope: Scope) -> SessionOutcome {
+        self.pushes.get(&scope).copied().unwrap_or(Told::NO_PUSHES)
+    }
 }
 
 impl Drop for Held {
@@ -48,7 +79,8 @@ impl Drop for Held {
 }
 
 impl Shared {
-    /// Proves `token` usable (a dry run of `KeepAlive`) and holds it for a session.
+    /// Proves `token` usable (a dry run of `KeepAlive`, audited: a session's opening) and
+    /// holds it for a session, unless its key holds the most sessions it may.
     pub(crate) async fn open_session(
         self: &Arc<Self>,
         token: Token,
@@ -59,11 +91,20 @@ impl Shared {
             .check_dry_run(&token, self.iface, KEEP_ALIVE, None)
             .await;
         let (key_id, scope, _) = Refusal::judge(answer, grpc)?;
+        let place = self
+            .client
+            .open_session_slot(&key_id)
+            .map_err(|full| Refusal::sessions(full.max, key_id.clone(), grpc))?;
         let session = Session {
             held: Arc::new(Held {
                 slot: self.vault.deposit(token),
                 shared: Arc::clone(self),
                 key_id: key_id.clone(),
+                _place: place,
+                told: Mutex::new(Told {
+                    keep_alive: SessionOutcome::Allow,
+                    pushes: HashMap::new(),
+                }),
             }),
         };
         let authorized = Authorized {
@@ -99,36 +140,80 @@ impl Session {
         Ok(Placed::new(allowed, &self.held.shared.client))
     }
 
-    /// Whether the key is still usable, by the same dry run that opened the session: for
-    /// a connection that has been idle, whose key may have been revoked meanwhile.
+    /// Whether the key is still usable, by the decision that opened the session (a dry run
+    /// of `KeepAlive`): for a connection that has been idle, whose key may have been
+    /// revoked meanwhile. Audited only when the answer changes.
     pub async fn recheck(&self) -> Result<(), Refusal> {
-        let token = self.token()?;
-        let shared = &self.held.shared;
-        let answer = shared
-            .client
-            .check_dry_run(&token, shared.iface, KEEP_ALIVE, None)
-            .await;
+        let previous = self.told().keep_alive;
+        let answer = self.ask(SessionSubject::KeepAlive, previous).await;
+        if let Ok(d) = &answer {
+            self.told().keep_alive = SessionOutcome::of(d);
+        }
         Refusal::judge(answer, false).map(drop)
     }
 
-    /// The pushes of `batch` the key's scopes cover, in order: each is asked of
-    /// futu-authd with a scope check (all at once, pipelined on the client's one
-    /// connection), and the daemon counts the ones it holds back. A push without an
-    /// answer is held back too (fail closed). `Err` when the key is no longer usable
-    /// ([`Refusal::ends_session`]): the connection should close.
-    pub async fn filter<T>(&self, batch: Vec<(Scope, T)>) -> Result<Vec<T>, Refusal> {
-        let token = self.token()?;
+    /// Whether `token` — presented again on a request of this session (an MCP session's
+    /// next HTTP request) — is a usable key and the session's own: a decision audited
+    /// only when it refuses. `Err` when it is not usable (the refusal) or not this
+    /// session's key ([`Refusal`] `unknown_session`).
+    pub(crate) async fn belongs_to(&self, token: &Token, grpc: bool) -> Result<(), Refusal> {
         let shared = &self.held.shared;
-        let answers = join_all(
-            batch
+        let answer = shared
+            .client
+            .session_check(
+                token,
+                shared.iface,
+                SessionSubject::KeepAlive,
+                SessionOutcome::Allow,
+            )
+            .await;
+        let (key_id, _, _) = Refusal::judge(answer, grpc)?;
+        if key_id == self.held.key_id {
+            Ok(())
+        } else {
+            Err(Refusal::unknown_session().with_grpc(grpc))
+        }
+    }
+
+    /// Whether `token` is the plaintext the session was opened with.
+    pub(crate) fn holds(&self, token: &Token) -> bool {
+        self.token().is_ok_and(|t| t == *token)
+    }
+
+    /// The pushes of `batch` the key's scopes cover, in order: futu-authd decides each
+    /// scope of the batch once (all at once, pipelined on the client's one connection),
+    /// counts the pushes it holds back, and audits a decision only when it differs from
+    /// the one this session had for that scope. A push without an answer is held back too
+    /// (fail closed). `Err` when the key is no longer usable ([`Refusal::ends_session`]):
+    /// the connection should close.
+    pub async fn filter<T>(&self, batch: Vec<(Scope, T)>) -> Result<Vec<T>, Refusal> {
+        let mut scopes: Vec<(Scope, u32)> = Vec::new();
+        for (scope, _) in &batch {
+            match scopes.iter_mut().find(|(s, _)| s == scope) {
+                Some((_, n)) => *n += 1,
+                None => scopes.push((*scope, 1)),
+            }
+        }
+        let asked = {
+            let told = self.told();
+            scopes
                 .iter()
-                .map(|(scope, _)| shared.client.check_scope(&token, shared.iface, *scope)),
+                .map(|&(scope, pushes)| (SessionSubject::Pushes { scope, pushes }, told.pushes(scope)))
+                .collect::<Vec<_>>()
+        };
+        let answers = join_all(
+            asked
+                .iter()
+                .map(|&(subject, previous)| self.ask(subject, previous)),
         )
         .await;
-        let mut pass = Vec::with_capacity(batch.len());
-        for ((_, push), answer) in batch.into_iter().zip(answers) {
+        let mut pass_scopes = Vec::new();
+        for ((scope, _), answer) in scopes.iter().zip(answers) {
+            if let Ok(d) = &answer {
+                self.told().pushes.insert(*scope, SessionOutcome::of(d));
+            }
             match answer {
-                Ok(Decision::Allow { .. }) => pass.push(push),
+                Ok(Decision::Allow { .. }) => pass_scopes.push(*scope),
                 Ok(Decision::Deny {
                     reason: Reason::Scope | Reason::Hours,
                     ..
@@ -142,7 +227,21 @@ impl Session {
                 }
             }
         }
-        Ok(pass)
+        Ok(batch
+            .into_iter()
+            .filter(|(scope, _)| pass_scopes.contains(scope))
+            .map(|(_, push)| push)
+            .collect())
+    }
+
+    /// One of the session's repeated decisions, with the key it holds.
+    async fn ask(&self, subject: SessionSubject, previous: SessionOutcome) -> Result<Decision, ClientError> {
+        let token = self.token().map_err(|_| ClientError::Closed)?;
+        let shared = &self.held.shared;
+        shared
+            .client
+            .session_check(&token, shared.iface, subject, previous)
+            .await
     }
 
     /// One decision with the session's key, which stays in the layer.
@@ -159,6 +258,10 @@ impl Session {
             .vault
             .peek(self.held.slot)
             .ok_or_else(|| Refusal::spent(false))
+    }
+
+    fn told(&self) -> std::sync::MutexGuard<'_, Told> {
+        self.held.told.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -4,13 +4,14 @@
 
 use std::convert::Infallible;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futu_auth_proto::{
-    Decision, FrameCodec, KeyId, Market, Order, Reason, Request as Msg, Response as Answer, Scope, TrdEnv,
-    TrdSide,
+    Decision, FrameCodec, KeyId, Market, Order, Reason, Request as Msg, Response as Answer, Scope,
+    SessionOutcome, SessionSubject, TrdEnv, TrdSide,
 };
 use futures_util::{SinkExt, StreamExt};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -21,20 +22,54 @@ use tokio_util::codec::Framed;
 use tower::{service_fn, Layer, ServiceExt};
 
 use super::*;
-use crate::{AuthClient, Iface};
+use crate::{AuthClient, ClientError, Iface};
 
 /// A token shaped like a real one, to look for in Debug output.
 const SECRET: &str = "fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f";
 
-/// A futu-authd that answers by the token: `deny-<reason>` denies with that reason (and
+/// The names of the fake daemon's behaviours: `deny-<reason>` denies with that reason (and
 /// `retry_after_ms` 1500 for `rate` and `daily_value`); `real-only` holds `trade:real`
-/// but not `trade:simulate`; `silent` is never answered; anything else is allowed as key
-/// `k`, with ticket 7 for an order.
+/// but not `trade:simulate`; `silent` is never answered; `slow` is answered after 300 ms;
+/// anything else is allowed as key `k`, with ticket 7 for an order.
+fn behaviours() -> Vec<String> {
+    let mut names: Vec<String> = ["allow", "real-only", "silent", "slow", "other-key"]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    names.extend(Reason::ALL.iter().map(|r| format!("deny-{r}")));
+    names
+}
+
+/// A well-formed key whose digits name a behaviour of the fake daemon.
+fn key(behaviour: &str) -> String {
+    let i = behaviours()
+        .iter()
+        .position(|b| b == behaviour)
+        .unwrap_or_else(|| panic!("no behaviour {behaviour}"));
+    format!("fc_{:032x}", i + 1)
+}
+
+/// The behaviour a key names (`allow` for a key of none, such as [`SECRET`]).
+fn behaviour(token: &str) -> String {
+    let i = token
+        .strip_prefix("fc_")
+        .and_then(|hex| u128::from_str_radix(hex, 16).ok())
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0);
+    behaviours()
+        .get(i.wrapping_sub(1))
+        .cloned()
+        .unwrap_or_else(|| "allow".into())
+}
+
+/// A futu-authd that answers by the behaviour the token names ([`behaviours`]).
 struct FakeDaemon {
     _dir: tempfile::TempDir,
     path: PathBuf,
     /// Every request but Hello, in the order received.
     seen: Arc<Mutex<Vec<Msg>>>,
+    /// How many connections it accepted.
+    connections: Arc<AtomicUsize>,
 }
 
 impl FakeDaemon {
@@ -44,14 +79,21 @@ impl FakeDaemon {
         let listener = UnixListener::bind(&path).unwrap();
         let seen: Arc<Mutex<Vec<Msg>>> = Arc::default();
         let log = Arc::clone(&seen);
+        let connections: Arc<AtomicUsize> = Arc::default();
+        let accepted = Arc::clone(&connections);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let log = Arc::clone(&log);
                 tokio::spawn(async move {
                     let mut framed = Framed::new(stream, FrameCodec::<Msg, Answer>::new());
                     while let Some(Ok(msg)) = framed.next().await {
                         if !matches!(msg, Msg::Hello(_)) {
                             log.lock().unwrap().push(msg.clone());
+                        }
+                        let slow = token_of(&msg).is_some_and(|t| behaviour(t) == "slow");
+                        if slow {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
                         }
                         if let Some(answer) = answer(msg) {
                             if framed.send(answer).await.is_err() {
@@ -66,6 +108,7 @@ impl FakeDaemon {
             _dir: dir,
             path,
             seen,
+            connections,
         }
     }
 
@@ -78,21 +121,34 @@ impl FakeDaemon {
     }
 }
 
+/// The token a request carries.
+fn token_of(msg: &Msg) -> Option<&str> {
+    match msg {
+        Msg::Check(c) => Some(c.token.expose()),
+        Msg::CheckScope(c) => Some(c.token.expose()),
+        Msg::SessionCheck(c) => Some(c.token.expose()),
+        _ => None,
+    }
+}
+
 fn answer(msg: Msg) -> Option<Answer> {
     let decide = |token: &str, scope: Option<Scope>, ticket: Option<u64>| -> Option<Decision> {
-        if token == "silent" {
+        let behaviour = behaviour(token);
+        if behaviour == "silent" {
             return None;
         }
-        if token == "real-only" && scope == Some(Scope::TradeSimulate) {
+        if behaviour == "real-only" && scope == Some(Scope::TradeSimulate) {
             return Some(deny(Reason::Scope));
         }
-        match token.strip_prefix("deny-") {
+        match behaviour.strip_prefix("deny-") {
             Some(name) => {
                 let reason = Reason::ALL.into_iter().find(|r| r.as_str() == name).unwrap();
                 Some(deny(reason))
             }
             None => Some(Decision::Allow {
-                key_id: "k".parse::<KeyId>().unwrap(),
+                key_id: if behaviour == "other-key" { "other" } else { "k" }
+                    .parse::<KeyId>()
+                    .unwrap(),
                 scope,
                 ticket,
             }),
@@ -115,6 +171,13 @@ fn answer(msg: Msg) -> Option<Answer> {
             decision(c.request_id, decide(c.token.expose(), scope, ticket))
         }
         Msg::CheckScope(c) => decision(c.request_id, decide(c.token.expose(), Some(c.scope), None)),
+        Msg::SessionCheck(c) => {
+            let scope = match c.subject {
+                SessionSubject::Pushes { scope, .. } => Some(scope),
+                SessionSubject::KeepAlive => None,
+            };
+            decision(c.request_id, decide(c.token.expose(), scope, None))
+        }
         Msg::Release { request_id, .. } => Some(Answer::Released {
             request_id,
             key_id: "k".parse::<KeyId>().unwrap(),
@@ -198,7 +261,7 @@ async fn every_reason_becomes_its_status_through_the_layer() {
     let daemon = FakeDaemon::start().await;
     let layer = AuthLayer::new(daemon.client(), Iface::Rest, routes());
     for reason in Reason::ALL {
-        let token = format!("deny-{reason}");
+        let token = key(&format!("deny-{reason}"));
         let res = layer
             .layer(echo())
             .oneshot(request(Method::GET, "/api/quote", Some(&token), false))
@@ -391,7 +454,12 @@ async fn a_key_that_holds_only_trade_real_may_reach_an_order_route() {
     let layer = AuthLayer::new(daemon.client(), Iface::Rest, routes());
     let res = layer
         .layer(echo())
-        .oneshot(request(Method::POST, "/api/order", Some("real-only"), false))
+        .oneshot(request(
+            Method::POST,
+            "/api/order",
+            Some(&key("real-only")),
+            false,
+        ))
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -413,7 +481,12 @@ async fn a_key_that_holds_only_trade_real_may_reach_an_order_route() {
     let daemon = FakeDaemon::start().await;
     let res = AuthLayer::new(daemon.client(), Iface::Rest, real)
         .layer(echo())
-        .oneshot(request(Method::POST, "/api/order", Some("real-only"), false))
+        .oneshot(request(
+            Method::POST,
+            "/api/order",
+            Some(&key("real-only")),
+            false,
+        ))
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -480,7 +553,7 @@ async fn the_generic_call_names_its_endpoint_in_the_handler() {
         .oneshot(request(
             Method::POST,
             "/futu.gateway.Gateway/Request",
-            Some("deny-rate"),
+            Some(&key("deny-rate")),
             true,
         ))
         .await
@@ -528,7 +601,7 @@ async fn a_daemon_that_does_not_answer_in_time_is_503() {
         .build();
     let res = AuthLayer::new(client, Iface::Rest, routes())
         .layer(echo())
-        .oneshot(request(Method::GET, "/api/quote", Some("silent"), false))
+        .oneshot(request(Method::GET, "/api/quote", Some(&key("silent")), false))
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -620,7 +693,7 @@ async fn a_session_route_proves_the_key_by_a_dry_run_and_holds_it_while_the_sess
 
     let refused = layer
         .layer(handler)
-        .oneshot(request(Method::GET, "/ws", Some("deny-unknown_key"), false))
+        .oneshot(request(Method::GET, "/ws", Some(&key("deny-unknown_key")), false))
         .await
         .unwrap();
     assert_eq!(
@@ -636,7 +709,7 @@ async fn a_session_filters_pushes_by_scope_and_ends_when_its_key_does() {
     let daemon = FakeDaemon::start().await;
     let layer = AuthLayer::new(daemon.client(), Iface::Ws, routes());
     let session = layer
-        .session(futu_auth_proto::Token::new("real-only"))
+        .session(futu_auth_proto::Token::new(key("real-only")))
         .await
         .unwrap();
     let pass = session
@@ -649,14 +722,225 @@ async fn a_session_filters_pushes_by_scope_and_ends_when_its_key_does() {
         .unwrap();
     assert_eq!(pass, [1, 3], "the push its scopes do not cover is held back");
 
-    let revoked = layer.session(futu_auth_proto::Token::new("allow")).await.unwrap();
+    let revoked = layer
+        .session(futu_auth_proto::Token::new(key("allow")))
+        .await
+        .unwrap();
     assert!(revoked.recheck().await.is_ok());
     let ended = layer
-        .session(futu_auth_proto::Token::new("deny-unknown_key"))
+        .session(futu_auth_proto::Token::new(key("deny-unknown_key")))
         .await
         .expect_err("an unknown key opens no session");
     assert!(ended.ends_session());
     assert!(!Refusal::judge(Ok(deny(Reason::Rate)), false)
         .unwrap_err()
         .ends_session());
+}
+
+#[tokio::test]
+async fn a_credential_that_cannot_be_a_key_is_401_without_asking_the_daemon() {
+    let daemon = FakeDaemon::start().await;
+    let layer = AuthLayer::new(daemon.client(), Iface::Rest, routes());
+    let huge = "a".repeat(70_000);
+    for bad in [
+        huge.as_str(),
+        "fc_abc",
+        "fc_8A3F2B9C1E5D7A4B8C2F9E1D3A5B7C9F",
+        "bogus",
+    ] {
+        let res = layer
+            .layer(echo())
+            .oneshot(request(Method::GET, "/api/quote", Some(bad), false))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            res.headers()[WWW_AUTHENTICATE],
+            "Bearer error=\"invalid_token\", error_description=\"unknown_key\""
+        );
+        let json: serde_json::Value = serde_json::from_str(&body_text(res).await).unwrap();
+        assert_eq!(json["reason"], "unknown_key");
+        let res = layer
+            .layer(echo())
+            .oneshot(request(
+                Method::POST,
+                "/futu.gateway.Gateway/Request",
+                Some(bad),
+                true,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["grpc-status"], "16");
+    }
+    assert!(daemon.seen().is_empty(), "{:?}", daemon.seen());
+    assert_eq!(daemon.connections.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_order_too_large_for_a_frame_fails_alone_and_the_connection_serves_the_next() {
+    let daemon = FakeDaemon::start().await;
+    let client = daemon.client();
+    let layer = AuthLayer::new(client.clone(), Iface::Rest, routes());
+    let handler = service_fn(|req: Request<Full<Bytes>>| async move {
+        let handle = req.extensions().get::<OrderHandle>().unwrap().clone();
+        let mut big = order();
+        big.symbol = format!("HK.{}", "0".repeat(70_000));
+        Ok::<_, Infallible>(match handle.place(big).await {
+            Ok(_) => Response::new(Full::new(Bytes::new())),
+            Err(r) => r.into_response(),
+        })
+    });
+    let res = layer
+        .layer(handler)
+        .oneshot(request(Method::POST, "/api/order", Some(SECRET), false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let json: serde_json::Value = serde_json::from_str(&body_text(res).await).unwrap();
+    assert_eq!(json["reason"], "bad_request");
+    assert!(json["detail"].as_str().unwrap().contains("too large"), "{json}");
+    // Calls queued behind it and after it are answered on the same connection.
+    let secret = futu_auth_proto::Token::new(SECRET);
+    let answers = futures_util::future::join_all(
+        (0..50).map(|_| client.check(&secret, Iface::Rest, "Qot_GetBasicQot", None)),
+    )
+    .await;
+    assert!(
+        answers.iter().all(|a| matches!(a, Ok(Decision::Allow { .. }))),
+        "{answers:?}"
+    );
+    assert_eq!(
+        daemon.connections.load(Ordering::SeqCst),
+        1,
+        "one connection, still alive"
+    );
+}
+
+#[tokio::test]
+async fn an_order_allowed_after_its_caller_gave_up_is_released() {
+    let daemon = FakeDaemon::start().await;
+    let client = AuthClient::builder(&daemon.path)
+        .deadline(Duration::from_millis(50))
+        .build();
+    let slow = futu_auth_proto::Token::new(key("slow"));
+    let late = client
+        .check(&slow, Iface::Rest, "Trd_PlaceOrder", Some(order()))
+        .await;
+    assert!(matches!(late, Err(ClientError::Timeout(_))), "{late:?}");
+    // A caller whose future is dropped (its HTTP client went away) gives up too.
+    let c = client.clone();
+    let t = slow.clone();
+    let task = tokio::spawn(async move { c.check(&t, Iface::Rest, "Trd_PlaceOrder", Some(order())).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    task.abort();
+    // A read allowed late takes nothing and is not released.
+    let read = client.check(&slow, Iface::Rest, "Qot_GetBasicQot", None).await;
+    assert!(read.is_err());
+    let released = |d: &FakeDaemon| {
+        d.seen()
+            .iter()
+            .filter(|m| matches!(m, Msg::Release { ticket: 7, .. }))
+            .count()
+    };
+    for _ in 0..100 {
+        if released(&daemon) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(released(&daemon), 2, "{:?}", daemon.seen());
+    assert_eq!(client.late_releases(), 2);
+    // An order answered in time is not released.
+    let fast = client
+        .check(
+            &futu_auth_proto::Token::new(SECRET),
+            Iface::Rest,
+            "Trd_PlaceOrder",
+            Some(order()),
+        )
+        .await;
+    assert!(
+        matches!(fast, Ok(Decision::Allow { ticket: Some(7), .. })),
+        "{fast:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(released(&daemon), 2);
+}
+
+#[tokio::test]
+async fn a_key_holds_at_most_its_share_of_sessions_and_the_next_is_429_sessions() {
+    let daemon = FakeDaemon::start().await;
+    let client = AuthClient::builder(&daemon.path).max_sessions_per_key(2).build();
+    let ws = AuthLayer::new(client.clone(), Iface::Ws, routes());
+    let mcp = AuthLayer::new(client.clone(), Iface::Mcp, routes());
+    let token = || futu_auth_proto::Token::new(SECRET);
+    let first = ws.session(token()).await.unwrap();
+    let _second = mcp
+        .session(token())
+        .await
+        .expect("WebSocket and MCP share the key's places");
+    let refused = ws.session(token()).await.unwrap_err();
+    assert_eq!(refused.cause(), Cause::Sessions);
+    assert_eq!(refused.cause().as_str(), "sessions");
+    let res = refused.into_response();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()[RETRY_AFTER], "1");
+    let _other = ws
+        .session(futu_auth_proto::Token::new(key("other-key")))
+        .await
+        .expect("another key has places of its own");
+    assert_eq!(client.sessions_open(), 3);
+    drop(first);
+    assert_eq!(client.sessions_open(), 2);
+    let _again = ws.session(token()).await.expect("a place was freed");
+}
+
+#[tokio::test]
+async fn a_session_tells_the_daemon_what_it_was_told_before() {
+    let daemon = FakeDaemon::start().await;
+    let layer = AuthLayer::new(daemon.client(), Iface::Ws, routes());
+    let session = layer
+        .session(futu_auth_proto::Token::new(key("real-only")))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let pass = session
+            .filter(vec![
+                (Scope::QotRead, 1),
+                (Scope::TradeSimulate, 2),
+                (Scope::QotRead, 3),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(pass, [1, 3]);
+    }
+    session.recheck().await.unwrap();
+    let asked: Vec<(SessionSubject, SessionOutcome)> = daemon
+        .seen()
+        .iter()
+        .filter_map(|m| match m {
+            Msg::SessionCheck(c) => Some((c.subject, c.previous)),
+            _ => None,
+        })
+        .collect();
+    let qot = |pushes| SessionSubject::Pushes {
+        scope: Scope::QotRead,
+        pushes,
+    };
+    let trade = |pushes| SessionSubject::Pushes {
+        scope: Scope::TradeSimulate,
+        pushes,
+    };
+    let no_scope = SessionOutcome::Deny(Reason::Scope);
+    assert_eq!(
+        asked,
+        [
+            // A session starts out receiving nothing: the first allow is a change.
+            (qot(2), no_scope),
+            (trade(1), no_scope),
+            (qot(2), SessionOutcome::Allow),
+            (trade(1), no_scope),
+            (SessionSubject::KeepAlive, SessionOutcome::Allow),
+        ]
+    );
 }

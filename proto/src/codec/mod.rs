@@ -66,9 +66,17 @@ pub enum CodecError {
     /// The frame body is not a valid message.
     #[error("malformed message: {0}")]
     Malformed(String),
-    /// A message could not be encoded (it would not fit in a frame).
+    /// A message could not be encoded.
     #[error("cannot encode message: {0}")]
     Encode(String),
+    /// A message's body would be longer than [`MAX_FRAME_LEN`]: it cannot be sent.
+    #[error("cannot encode message: {size} bytes is over the {max}-byte frame limit")]
+    TooLarge {
+        /// The body's length in bytes.
+        size: usize,
+        /// [`MAX_FRAME_LEN`].
+        max: usize,
+    },
     /// The stream ended inside a frame: the peer closed after sending part of one.
     #[error("the stream ended inside a frame ({buffered} bytes of it received)")]
     Truncated {
@@ -81,14 +89,14 @@ pub enum CodecError {
 }
 
 /// Encodes one message body (no length prefix), in the newest protocol version's layout;
-/// a body over [`MAX_FRAME_LEN`] bytes is an [`CodecError::Encode`] error.
+/// a body over [`MAX_FRAME_LEN`] bytes is a [`CodecError::TooLarge`] error.
 pub fn encode_message<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
     let body = bincode::serde::encode_to_vec(msg, CONFIG).map_err(|e| CodecError::Encode(e.to_string()))?;
     if body.len() > MAX_FRAME_LEN {
-        return Err(CodecError::Encode(format!(
-            "{} bytes is over the {MAX_FRAME_LEN}-byte frame limit",
-            body.len()
-        )));
+        return Err(CodecError::TooLarge {
+            size: body.len(),
+            max: MAX_FRAME_LEN,
+        });
     }
     Ok(body)
 }

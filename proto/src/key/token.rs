@@ -23,6 +23,19 @@ impl Token {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether it has the shape of a key's plaintext, `fc_` and 32 lower-case hex digits
+    /// ([`Token::LEN`] bytes). Anything else matches no key: a gateway can refuse it
+    /// without asking futu-authd, whatever its size.
+    pub fn is_well_formed(&self) -> bool {
+        let b = self.0.as_bytes();
+        b.len() == Token::LEN
+            && b.starts_with(b"fc_")
+            && b[3..].iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+    }
+
+    /// The length of a key's plaintext in bytes: `fc_` and 32 hex digits.
+    pub const LEN: usize = 35;
 }
 
 impl fmt::Debug for Token {
@@ -119,6 +132,25 @@ mod tests {
             format!("{a:?}").len() < 30,
             "Debug must not print the whole digest"
         );
+    }
+
+    #[test]
+    fn only_fc_and_32_lower_case_hex_digits_is_well_formed() {
+        assert!(Token::new("fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f").is_well_formed());
+        for bad in [
+            "",
+            "fc_",
+            "fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9",
+            "fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f0",
+            "fc_8A3F2B9C1E5D7A4B8C2F9E1D3A5B7C9F",
+            "FC_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f",
+            "fc-8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f",
+            "fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9g",
+            "fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7cé",
+        ] {
+            assert!(!Token::new(bad).is_well_formed(), "{bad:?}");
+        }
+        assert!(!Token::new("a".repeat(70_000)).is_well_formed());
     }
 
     #[test]
