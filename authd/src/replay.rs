@@ -331,7 +331,7 @@ impl<'s> Replay<'s> {
         let Some(ours) = rec.ticket.and_then(|t| self.tickets.remove(&t)) else {
             return;
         };
-        if self.ledger.release(ours, now.mono_ns).is_ok() {
+        if self.ledger.release(ours, now.mono_ns, now.day()).is_ok() {
             self.totals.releases.refunded += 1;
         }
     }

@@ -136,6 +136,81 @@ pub fn write_private(path: &Path, text: &str) {
     std::fs::rename(&tmp, path).expect("rename keys file into place");
 }
 
+/// Where Debian's `faketime` package puts its library.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// The first UTC midnight at least two minutes from now (real time): where a
+/// [`FakeClock`] is put to cross one.
+pub fn next_utc_midnight() -> jiff::Timestamp {
+    let soon = jiff::Timestamp::now().as_second() + 120;
+    jiff::Timestamp::from_second((soon.div_euclid(86_400) + 1) * 86_400).expect("a time in range")
+}
+
+/// The wall clock of processes run under libfaketime ([`FakeClock::env`]): real time plus
+/// an offset read from a file on every call, which the test moves. Their monotonic clock
+/// stays real, so rate windows, release windows and timeouts are not affected. The file
+/// is readable by every user, so a process run as another user (PostgreSQL as `nobody`)
+/// reads the same clock.
+#[derive(Debug)]
+pub struct FakeClock {
+    dir: TempDir,
+}
+
+impl FakeClock {
+    /// A clock at real time, or `None` after [`skip`] without libfaketime.
+    pub fn new() -> Option<FakeClock> {
+        if !Path::new(LIBFAKETIME).is_file() {
+            skip("libfaketime is not installed (`make deps` installs Debian's faketime)");
+            return None;
+        }
+        // In /tmp, not $TMPDIR: another user must be able to reach it.
+        let dir = tempfile::Builder::new()
+            .prefix("futu-clock-")
+            .tempdir_in("/tmp")
+            .expect("a temporary directory");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod the clock's directory");
+        let clock = FakeClock { dir };
+        clock.set_offset(jiff::SignedDuration::ZERO);
+        Some(clock)
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("faketime")
+    }
+
+    /// From now on the clock reads real time plus `offset`, in whole seconds (rounded
+    /// toward zero).
+    pub fn set_offset(&self, offset: jiff::SignedDuration) {
+        let path = self.file();
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{:+}\n", offset.as_secs()))
+            .unwrap_or_else(|e| panic!("{}: {e}", tmp.display()));
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod the clock's file");
+        std::fs::rename(&tmp, &path).expect("rename the clock's file into place");
+    }
+
+    /// From now on the clock reads `t` or up to a second after it, and runs on from
+    /// there.
+    pub fn set_now(&self, t: jiff::Timestamp) {
+        let ahead = t.duration_since(jiff::Timestamp::now());
+        // Whole seconds, rounded up: never before `t`.
+        let secs = ahead.as_secs() + i64::from(ahead.subsec_nanos() > 0);
+        self.set_offset(jiff::SignedDuration::from_secs(secs));
+    }
+
+    /// The environment that puts a process on this clock.
+    pub fn env(&self) -> Vec<(OsString, OsString)> {
+        vec![
+            ("LD_PRELOAD".into(), LIBFAKETIME.into()),
+            ("FAKETIME_TIMESTAMP_FILE".into(), self.file().into()),
+            ("FAKETIME_NO_CACHE".into(), "1".into()),
+            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+        ]
+    }
+}
+
 /// A simulated order.
 pub fn order(market: Market, symbol: &str, side: TrdSide, qty: f64, price: Option<f64>) -> Order {
     Order {
@@ -295,6 +370,12 @@ impl DaemonBuilder {
     /// An extra environment variable for the daemon (e.g. `TZ`, `FUTU_AUTHD_LOG`).
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The daemon's wall clock is `clock` (libfaketime).
+    pub fn clock(mut self, clock: &FakeClock) -> Self {
+        self.env.extend(clock.env());
         self
     }
 

@@ -7,6 +7,7 @@
 //!
 //! Uses std, `tempfile` and `nix` only, so that the benchmark can include it.
 
+use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -72,20 +73,36 @@ pub struct Postgres {
     bin: PathBuf,
     /// The uid and gid it runs as, when this process is root.
     owner: Option<(u32, u32)>,
+    /// Extra environment of the server (e.g. libfaketime's, to fake the database's clock).
+    env: Vec<(OsString, OsString)>,
 }
 
 impl Postgres {
     /// A cluster for tests: `fsync = off` (a test needs no disk flushes; commits are still
     /// acknowledged only after they are written), plus `settings` lines.
     pub fn start_for_tests(settings: &[&str]) -> Result<Postgres, String> {
+        Postgres::start_for_tests_with_env(settings, Vec::new())
+    }
+
+    /// [`Postgres::start_for_tests`] with `env` added to the server's environment (e.g.
+    /// `FakeClock::env`, to fake the database's clock).
+    pub fn start_for_tests_with_env(
+        settings: &[&str],
+        env: Vec<(OsString, OsString)>,
+    ) -> Result<Postgres, String> {
         let mut all = vec!["fsync = off", "full_page_writes = off"];
         all.extend_from_slice(settings);
-        Postgres::start(&all)
+        Postgres::start_with_env(&all, env)
     }
 
     /// Makes a cluster with `initdb`, adds `settings` (postgresql.conf lines) to the
     /// Unix-socket-only configuration, and starts it.
     pub fn start(settings: &[&str]) -> Result<Postgres, String> {
+        Postgres::start_with_env(settings, Vec::new())
+    }
+
+    /// [`Postgres::start`] with `env` added to the server's environment (not initdb's).
+    fn start_with_env(settings: &[&str], env: Vec<(OsString, OsString)>) -> Result<Postgres, String> {
         if let Some(why) = unavailable() {
             return Err(why);
         }
@@ -111,7 +128,7 @@ impl Postgres {
         }
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
             .map_err(|e| format!("chmod {}: {e}", dir.path().display()))?;
-        let pg = Postgres { dir, bin, owner };
+        let pg = Postgres { dir, bin, owner, env };
         let data = pg.data_dir();
         pg.run(
             "initdb",
@@ -168,10 +185,24 @@ impl Postgres {
         )
     }
 
-    /// Runs one of the cluster's programs as its owner; an error with its output when it
-    /// fails.
+    /// Runs one of the cluster's programs as its owner (`pg_ctl`, which starts the server,
+    /// with the server's extra environment); an error with its output when it fails.
     fn run(&self, program: &str, args: &[&std::ffi::OsStr]) -> Result<Output, String> {
         let path = self.bin.join(program);
+        // The server's extra environment goes through env(1), after setpriv: a preloaded
+        // library (libfaketime) must start in a process of the cluster's owner, not in
+        // root's setpriv, or the owner cannot open what it made.
+        let mut argv: Vec<OsString> = Vec::new();
+        if program == "pg_ctl" && !self.env.is_empty() {
+            argv.push("env".into());
+            argv.extend(self.env.iter().map(|(k, v)| {
+                let mut kv = k.clone();
+                kv.push("=");
+                kv.push(v);
+                kv
+            }));
+        }
+        argv.push(path.clone().into_os_string());
         let mut cmd = match self.owner {
             Some((uid, gid)) => {
                 let mut c = Command::new("setpriv");
@@ -179,10 +210,14 @@ impl Postgres {
                     .arg(format!("--regid={gid}"))
                     .arg("--clear-groups")
                     .arg("--")
-                    .arg(&path);
+                    .args(&argv);
                 c
             }
-            None => Command::new(&path),
+            None => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
         };
         let out = cmd
             .args(args)

@@ -13,6 +13,7 @@ use futu_auth_proto::codec::{decode_message_v, encode_frame_v};
 use futu_auth_proto::{Iface, KeyId, Market, Request, Response, Scope, TrdSide, Usage, MAX_ACTIVITY_IDS};
 use futu_authd_tests::{
     deny_reason, key_json, metric_value, order, skip, token_for, with, Daemon, DaemonBuilder, Run,
+    LIBFAKETIME,
 };
 use jiff::{Span, Timestamp};
 use serde_json::{json, Value};
@@ -20,9 +21,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The gauge of a key's last use.
 const GAUGE: &str = "futu_auth_key_last_used_timestamp_seconds";
-
-/// Where Debian's `faketime` package puts its library.
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// The last-used file in the state directory.
 const FILE: &str = "last-used.json";

@@ -13,7 +13,7 @@ use futu_auth_proto::{Decision, ErrorKind, Market, Reason, Request, Response, Tr
 use futu_authd_tests::postgres::{self, Postgres};
 use futu_authd_tests::{
     deny_reason, key_json, metric_value, skip, this_fingerprint, token_for, with, Client, Daemon,
-    DaemonBuilder,
+    DaemonBuilder, FakeClock, LIBFAKETIME,
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -21,9 +21,6 @@ use tempfile::TempDir;
 
 /// The machine id of the second host (the first is the harness's).
 const SECOND_MACHINE_ID: &str = "b2b0a1b2c3d4e5f60718293a4b5c6d7f";
-
-/// Where Debian's `faketime` package puts its library.
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// A cluster, or `None` after saying why the test is skipped.
 fn cluster() -> Option<Postgres> {
@@ -204,7 +201,7 @@ async fn two_hosts_on_one_database_share_the_rate_window_and_the_daily_cap() {
     assert_eq!(
         pg.psql("SELECT max(version) FROM futu_ledger.schema_version")
             .unwrap(),
-        "1"
+        "2"
     );
 }
 
@@ -681,4 +678,96 @@ async fn a_daemon_started_before_its_database_serves_reads_then_orders_once_it_a
     }
     d.wait_stderr("schema futu_ledger.1 created");
     assert_eq!(c.usage("early").await.1, 1);
+}
+
+/// The ledger's schema as a futu-authd of schema version 1 made it.
+const SCHEMA_V1: &str = include_str!("../../authd/src/ledger/pg/v1.sql");
+
+/// The database's UTC day, by its clock.
+fn database_day(pg: &Postgres) -> i64 {
+    pg.psql("SELECT floor(extract(epoch FROM clock_timestamp()) / 86400)::bigint")
+        .expect("the database's clock")
+        .parse()
+        .expect("a day number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_just_after_utc_midnight_by_the_database_clock_refunds_nothing() {
+    let Some(clock) = FakeClock::new() else { return };
+    if let Some(why) = postgres::unavailable() {
+        return skip(&why);
+    }
+    // The database runs on the fake clock too: it is the clock the ledger goes by.
+    let pg = Postgres::start_for_tests_with_env(&[], clock.env())
+        .unwrap_or_else(|e| panic!("starting PostgreSQL: {e}"));
+    // A database an older futu-authd made, at schema version 1: the daemon migrates it.
+    pg.psql(&format!(
+        "CREATE SCHEMA futu_ledger;
+         CREATE TABLE futu_ledger.schema_version (
+             version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(),
+             applied_by text NOT NULL);
+         {SCHEMA_V1}
+         INSERT INTO futu_ledger.schema_version (version, applied_by) VALUES (1, 'futu-authd 0.1.0');"
+    ))
+    .expect("the schema of version 1");
+    let token = token_for("pg-midnight");
+    let keys = [on_both_hosts("late", &token, json!({ "max_daily_value": 100 }))];
+    let mut d = first_host(&pg, &keys).clock(&clock).start();
+    assert_eq!(
+        pg.psql("SELECT max(version) FROM futu_ledger.schema_version")
+            .unwrap(),
+        "2"
+    );
+    let mut c = d.client().await;
+
+    let midnight = futu_authd_tests::next_utc_midnight();
+    let today = midnight.as_second() / 86_400;
+    clock.set_now(midnight - jiff::SignedDuration::from_secs(6)); // 23:59:54
+    assert_eq!(
+        database_day(&pg),
+        today - 1,
+        "the database's clock is the fake one"
+    );
+    let early = ticket_of(&c.check(&token, "Trd_PlaceOrder", sell(1.0, 40.0)).await);
+    let late = ticket_of(&c.check(&token, "Trd_PlaceOrder", sell(1.0, 60.0)).await);
+    let refunded = |r: Response| match r {
+        Response::Released { refunded_value, .. } => refunded_value,
+        other => panic!("expected Released, got {other:?}"),
+    };
+    assert_eq!(
+        refunded(release(&mut c, early).await),
+        40.0,
+        "before midnight the order's day is not over"
+    );
+
+    clock.set_now(midnight + jiff::SignedDuration::from_secs(1)); // 00:00:01
+    assert_eq!(database_day(&pg), today);
+    assert_eq!(
+        refunded(release(&mut c, late).await),
+        0.0,
+        "the order's UTC day is over: nothing is refunded"
+    );
+    // Nothing charged the key since: its row still holds the day before (lazily rolled
+    // over by the next charge), which is what the release must not go by.
+    assert_eq!(
+        pg.psql("SELECT day, used FROM futu_ledger.keys WHERE key_id = 'late'")
+            .unwrap(),
+        format!("{}|6000000000", today - 1)
+    );
+    assert_eq!(c.usage("late").await.0, 0.0);
+    let records: Vec<Value> = d
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["kind"] == "release")
+        .collect();
+    let details: Vec<&Value> = records.iter().map(|r| &r["detail"]).collect();
+    assert_eq!(details, ["refunded 40", "refunded 0"], "{records:#?}");
+    assert!(c
+        .check(&token, "Trd_PlaceOrder", sell(1.0, 100.0))
+        .await
+        .is_allow());
+    let over = c.check(&token, "Trd_PlaceOrder", sell(1.0, 0.01)).await;
+    assert_eq!(deny_reason(&over), Reason::DailyValue);
+    // Stopped, not killed: libfaketime then removes what it made in /dev/shm.
+    assert!(d.stop().success());
 }

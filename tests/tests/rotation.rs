@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -13,15 +13,11 @@ use futu_auth_client::{AuthClient, ClientError};
 use futu_auth_proto::codec::{decode_message_v, encode_frame_v};
 use futu_auth_proto::{ErrorKind, Market, Reason, Request, Response, TrdSide};
 use futu_authd_tests::{
-    allowed_key, daemon_binary, deny_reason, futucli_command, hash_of, key_json, keys_json, order, skip,
-    token_for, with, write_private, Client, Daemon, DaemonBuilder, Run,
+    allowed_key, daemon_binary, deny_reason, futucli_command, hash_of, key_json, keys_json, order, token_for,
+    with, write_private, Client, Daemon, DaemonBuilder, FakeClock, Run,
 };
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
-use tempfile::TempDir;
-
-/// Where Debian's `faketime` package puts its library.
-const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 /// What futucli prints on stderr when it edits keys.json because the daemon is not running.
 const NOT_REACHED: &str = "futu-authd not reached at";
@@ -129,48 +125,6 @@ fn assert_no_plaintext(dir: &Path, log: &str, tokens: &[&str]) {
     }
 }
 
-// ---- the daemon's clock ----------------------------------------------------------------
-
-/// The clock of a daemon run under libfaketime: real time plus an offset read from a
-/// file on every call, which the test moves forward.
-struct FakeClock {
-    dir: TempDir,
-}
-
-impl FakeClock {
-    /// A clock at real time, or None (the test skipped) without libfaketime.
-    fn new() -> Option<FakeClock> {
-        if !Path::new(LIBFAKETIME).is_file() {
-            skip("libfaketime is not installed (`make deps` installs Debian's faketime)");
-            return None;
-        }
-        let clock = FakeClock {
-            dir: tempfile::tempdir().expect("a temporary directory"),
-        };
-        clock.set_offset(SignedDuration::ZERO);
-        Some(clock)
-    }
-
-    fn file(&self) -> PathBuf {
-        self.dir.path().join("faketime")
-    }
-
-    /// From now on the daemon's wall clock is real time plus `offset` (its monotonic clock
-    /// stays real: rate windows and timeouts are not affected).
-    fn set_offset(&self, offset: SignedDuration) {
-        write_private(&self.file(), &format!("+{}\n", offset.as_secs()));
-    }
-
-    /// A daemon of `keys` that reads this clock.
-    fn daemon(&self, keys: &[Value]) -> DaemonBuilder {
-        DaemonBuilder::new(keys)
-            .env("LD_PRELOAD", LIBFAKETIME)
-            .env("FAKETIME_TIMESTAMP_FILE", self.file())
-            .env("FAKETIME_NO_CACHE", "1")
-            .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-    }
-}
-
 // ---- checks ----------------------------------------------------------------------------
 
 /// The key a quote read with `token` is allowed for, or the reason it is refused.
@@ -197,7 +151,7 @@ fn bot(token: &str) -> Value {
 async fn the_old_plaintext_works_during_the_overlap_and_is_unknown_key_after_it() {
     let Some(clock) = FakeClock::new() else { return };
     let old = token_for("rotation-overlap");
-    let d = clock.daemon(&[bot(&old)]).start();
+    let d = DaemonBuilder::new(&[bot(&old)]).clock(&clock).start();
     let mut c = d.client().await;
     assert_eq!(quote(&mut c, &old).await, Ok("bot".into()));
 
@@ -433,7 +387,7 @@ async fn rotating_an_unknown_key_or_with_a_bad_overlap_is_one_line_and_changes_n
 async fn with_the_daemon_stopped_rotate_key_edits_keys_json_and_the_daemon_serves_the_overlap() {
     let Some(clock) = FakeClock::new() else { return };
     let old = token_for("rotation-file");
-    let mut d = clock.daemon(&[bot(&old)]).start();
+    let mut d = DaemonBuilder::new(&[bot(&old)]).clock(&clock).start();
     assert!(d.stop().success());
 
     let run = cli(&d, &["rotate-key", "bot", "--overlap", "90m"]);

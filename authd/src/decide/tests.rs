@@ -510,7 +510,12 @@ fn an_allowed_order_carries_a_ticket_and_its_consumption() {
     assert_eq!(c.value.to_string(), "3882");
     assert_eq!(c.day, at(10, 0).day());
     assert!(matches!(v.decision, Decision::Allow { ticket: Some(t), .. } if t == c.ticket));
-    assert_eq!(l.release(c.ticket, at(10, 0).mono_ns).unwrap().refunded, c.value);
+    assert_eq!(
+        l.release(c.ticket, at(10, 0).mono_ns, at(10, 0).day())
+            .unwrap()
+            .refunded,
+        c.value
+    );
 }
 
 #[test]

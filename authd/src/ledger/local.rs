@@ -117,7 +117,7 @@ impl LedgerStore for LocalLedger {
     ) -> BoxFuture<'a, Result<Released, ReleaseFailure>> {
         Box::pin(async move {
             let _gate = self.log.gate();
-            let r = self.ledger.release(ticket, at.mono_ns)?;
+            let r = self.ledger.release(ticket, at.mono_ns, at.day())?;
             let mut entries = Entries::new();
             entries.release(r.number);
             if let Err(e) = self.append(&entries, note) {

@@ -366,10 +366,11 @@ impl Ledger {
     }
 
     /// Refunds the value of the order a client's `ticket` names to its key's daily total:
-    /// once, within the window.
-    pub fn release(&self, ticket: u64, mono_ns: u64) -> Result<Released, ReleaseError> {
+    /// once, within the window, and nothing once the order's UTC day is over (`today` is
+    /// the UTC day at the release).
+    pub fn release(&self, ticket: u64, mono_ns: u64, today: i64) -> Result<Released, ReleaseError> {
         let number = lock(&self.tickets).cipher.number(ticket);
-        self.refund(number, Some(mono_ns))
+        self.refund(number, Some(mono_ns), today)
     }
 
     /// Takes back a release that could not be made durable: the ticket is outstanding
@@ -412,7 +413,12 @@ impl Ledger {
         }
     }
 
-    fn refund(&self, number: u64, within_window_at: Option<u64>) -> Result<Released, ReleaseError> {
+    fn refund(
+        &self,
+        number: u64,
+        within_window_at: Option<u64>,
+        today: i64,
+    ) -> Result<Released, ReleaseError> {
         let t = {
             let mut book = lock(&self.tickets);
             let t = book.get_mut(number).ok_or(ReleaseError::Unknown)?;
@@ -429,7 +435,11 @@ impl Ledger {
         };
         let counters = self.counters(&t.key_id);
         let mut c = lock(&counters);
-        let refunded = if c.day == t.day {
+        // The key's counters roll over only when the key is next used (`advance`): right
+        // after midnight they may still hold the order's day although that day is over. So
+        // the order's day must be the counters' day and not before `today` (a wall clock
+        // stepped back counts as the newer day, as in `advance`).
+        let refunded = if t.day == c.day && t.day >= today {
             t.value.min(c.used)
         } else {
             Money::ZERO
@@ -491,9 +501,10 @@ impl Ledger {
 
     /// Replays a release of ledger number `number` read back from the ledger log (it was
     /// within its window when it was made; a ticket already released or forgotten changes
-    /// nothing).
-    pub fn restore_release(&self, number: u64) {
-        let _ = self.refund(number, None);
+    /// nothing). `today` is the UTC day at the replay: an order of an earlier day had its
+    /// day's total dropped, and refunds nothing.
+    pub fn restore_release(&self, number: u64, today: i64) {
+        let _ = self.refund(number, None, today);
     }
 
     /// Every key's day and total, and every ticket still in its release window: what

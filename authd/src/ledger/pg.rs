@@ -2,7 +2,7 @@
 //! gateway hosts (`--ledger-url`), so a key bound to two machines gets its daily cap and
 //! its orders per minute once, not once per host.
 //!
-//! # Schema (version 1, in the schema `futu_ledger`; [`schema`], `pg/v1.sql`)
+//! # Schema (version 2, in the schema `futu_ledger`; [`schema`], `pg/v1.sql` and `pg/v2.sql`)
 //!
 //! * `keys` — one row a key: `day` and `used` (today's total, UTC), `window_count` and
 //!   `window_edge` (the orders of the last 60 s, counted incrementally: a charge subtracts

@@ -244,7 +244,7 @@ fn apply(entry: Entry, ledger: &Ledger, now: Moment, today: i64) {
             now.mono_ns,
             today,
         ),
-        Entry::Release { ticket } => ledger.restore_release(ticket),
+        Entry::Release { ticket } => ledger.restore_release(ticket, today),
         Entry::Total { key_id, day, used } => {
             ledger.restore_total(&key_id, day, Money(used), now.mono_ns, today)
         }

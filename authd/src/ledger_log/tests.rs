@@ -60,7 +60,7 @@ fn a_restart_keeps_the_daily_total_the_rate_window_and_releases() {
     let second = order(&log, &ledger, at(100, 3610, 5010), 30);
     {
         let _g = log.gate();
-        let r = ledger.release(second.ticket, 5011 * S).unwrap();
+        let r = ledger.release(second.ticket, 5011 * S, 100).unwrap();
         let mut entries = Entries::new();
         entries.release(r.number);
         log.append(&entries, None).unwrap();
@@ -85,7 +85,7 @@ fn a_restart_keeps_the_daily_total_the_rate_window_and_releases() {
         (2, Money(40 * 100_000_000))
     );
     assert!(
-        again.release(second.ticket, now.mono_ns).is_err(),
+        again.release(second.ticket, now.mono_ns, now.today()).is_err(),
         "released once only"
     );
 }
@@ -106,6 +106,46 @@ fn earlier_utc_days_are_dropped_on_load() {
     );
     let text = fs::read_to_string(dir.path().join(BASE_NAME)).unwrap();
     assert!(!text.contains("\"total\""), "{text}");
+}
+
+#[test]
+fn a_release_just_after_utc_midnight_refunds_nothing_and_a_restart_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::new();
+    let late = at(100, 86_394, 5000); // 23:59:54 UTC
+    let (log, _) = LedgerLog::open(dir.path(), &ledger, late, &|_| Audited::Yes).unwrap();
+    let c = order(&log, &ledger, late, 60);
+    let after = at(101, 1, 5007); // 00:00:01, nothing has used the key since
+    {
+        let _g = log.gate();
+        let r = ledger.release(c.ticket, after.mono_ns, after.today()).unwrap();
+        assert_eq!(r.refunded, Money::ZERO, "the order's UTC day is over");
+        let mut entries = Entries::new();
+        entries.release(r.number);
+        log.append(&entries, None).unwrap();
+    }
+    drop(log); // as after kill -9
+
+    let now = at(101, 5, 5011);
+    let running = ledger.usage(&key(), now.mono_ns, now.today());
+    assert_eq!(running, (1, Money::ZERO));
+    let fresh = Ledger::new();
+    let (log, replay) = LedgerLog::open(dir.path(), &fresh, now, &|_| Audited::Yes).unwrap();
+    drop(log);
+    assert_eq!(replay.entries, 2);
+    assert_eq!(
+        fresh.usage(&key(), now.mono_ns, now.today()),
+        running,
+        "memory and the state after a restart agree"
+    );
+    assert_eq!(
+        fresh.release(c.ticket, now.mono_ns, now.today()),
+        Err(crate::ledger::ReleaseError::AlreadyReleased)
+    );
+    // And again from the base the restart wrote.
+    let again = Ledger::new();
+    LedgerLog::open(dir.path(), &again, now, &|_| Audited::Yes).unwrap();
+    assert_eq!(again.usage(&key(), now.mono_ns, now.today()), running);
 }
 
 #[test]
@@ -385,7 +425,13 @@ fn tickets_handed_out_before_a_restart_stay_releasable() {
     let fresh = Ledger::new();
     let later = at(100, 3610, 6000);
     LedgerLog::open(dir.path(), &fresh, later, &|_| Audited::Yes).unwrap();
-    assert_eq!(fresh.release(c.ticket, later.mono_ns).unwrap().refunded, c.value);
+    assert_eq!(
+        fresh
+            .release(c.ticket, later.mono_ns, later.today())
+            .unwrap()
+            .refunded,
+        c.value
+    );
 }
 
 #[test]

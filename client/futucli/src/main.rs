@@ -1,6 +1,9 @@
 //! `futucli`: the key-management command line of futu-authd.
+// Everything printed goes through `output`, which a closed pipe does not make panic.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod args;
+mod output;
 mod replay;
 mod show;
 
@@ -19,6 +22,7 @@ use futu_auth_proto::MAX_ACTIVITY_IDS;
 use jiff::{SignedDuration, Span, Timestamp};
 
 use args::{BindKey, CheckArgs, Cli, Command, GenKey, UnusedFor};
+use output::{errln, out, outln};
 
 /// Admin requests write keys.json with fsync; give them time.
 const ADMIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -51,18 +55,30 @@ impl From<ClientError> for Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help, --version or a usage error: clap's own text (coloured on a terminal),
+        // and a closed stdout treated as everywhere else.
+        Err(e) => {
+            if let Err(written) = e.print() {
+                if !e.use_stderr() {
+                    output::exit_if_closed(&written);
+                }
+            }
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("futucli: cannot start: {e}");
+            errln!("futucli: cannot start: {e}");
             return ExitCode::from(2);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
-            eprintln!("futucli: {}", f.message);
+            errln!("futucli: {}", f.message);
             ExitCode::from(f.code)
         }
     }
@@ -87,33 +103,36 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::MachineId => {
             let fp = fingerprint_from_file(&ctx.machine_id_file)
                 .map_err(|e| Failure::new(format!("{}: {e}", ctx.machine_id_file.display())))?;
-            println!("{fp}");
+            outln!("{fp}");
             Ok(0)
         }
         Command::Usage { id } => {
             let daemon = ctx.daemon().await?;
             let u = daemon.usage(&id).await?;
-            println!("{}", show::usage(&u));
+            outln!("{}", show::usage(&u));
             let last_used = match daemon.key_activity(std::slice::from_ref(&id)).await {
                 Ok(a) => show::last_used(a.first().map(|a| a.last_used)),
                 Err(e @ ClientError::TooOld { .. }) => {
-                    eprintln!("futucli: {e}");
+                    errln!("futucli: {e}");
                     show::last_used(None)
                 }
                 Err(e) => return Err(e.into()),
             };
-            println!("last used: {last_used}");
+            outln!("last used: {last_used}");
             Ok(0)
         }
         Command::Reload => {
             let n = ctx.daemon().await?.reload().await?;
-            println!("✅ Reloaded: {n} keys in service");
+            outln!("✅ Reloaded: {n} keys in service");
             Ok(0)
         }
         Command::Check(c) => check(&ctx, c).await,
         Command::Replay(r) => replay::run(r, &ctx.machine_id_file),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "futucli", &mut std::io::stdout());
+            // Into memory first: clap_complete panics when its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "futucli", &mut script);
+            output::stdout_bytes(&script);
             Ok(0)
         }
     }
@@ -179,7 +198,7 @@ impl Ctx {
         match self.connect().await {
             Ok(c) => Ok(Target::Daemon(c)),
             Err(e) if e.is_not_running() => {
-                eprintln!(
+                errln!(
                     "futucli: futu-authd not reached at {}; {doing} {} directly ({note})",
                     self.socket.display(),
                     self.keys_file.display()
@@ -261,7 +280,7 @@ async fn gen_key(ctx: &Ctx, g: GenKey) -> Result<u8, Failure> {
             (token, record, path.display().to_string())
         }
     };
-    print!("{}", show::generated(&record, &token, &stored_in));
+    out!("{}", show::generated(&record, &token, &stored_in));
     Ok(0)
 }
 
@@ -290,7 +309,7 @@ async fn list_keys(ctx: &Ctx, json: bool) -> Result<u8, Failure> {
             let activity = match last_used_of(&c, &keys).await {
                 Ok(a) => Some(a),
                 Err(e @ ClientError::TooOld { .. }) => {
-                    eprintln!("futucli: {e}; LAST USED is shown as -");
+                    errln!("futucli: {e}; LAST USED is shown as -");
                     None
                 }
                 Err(e) => return Err(e.into()),
@@ -350,11 +369,11 @@ async fn last_used_of(c: &AuthClient, keys: &[KeyRecord]) -> Result<show::Activi
 
 fn print_keys(keys: &[KeyRecord], activity: Option<&show::Activity>, json: bool, empty: &str) {
     if json {
-        println!("{}", show::keys_json(keys, activity));
+        outln!("{}", show::keys_json(keys, activity));
     } else if keys.is_empty() {
-        println!("{empty}");
+        outln!("{empty}");
     } else {
-        print!("{}", show::keys_table(keys, activity));
+        out!("{}", show::keys_table(keys, activity));
     }
 }
 
@@ -365,7 +384,7 @@ async fn revoke_key(ctx: &Ctx, id: KeyId) -> Result<u8, Failure> {
             store::update(&path, |f| f.revoke(&id))?;
         }
     }
-    println!("✅ Revoked key \"{id}\"");
+    outln!("✅ Revoked key \"{id}\"");
     Ok(0)
 }
 
@@ -393,7 +412,7 @@ async fn rotate_key(ctx: &Ctx, id: KeyId, overlap: Duration) -> Result<u8, Failu
         .checked_add(SignedDuration::from_secs(overlap.as_secs() as i64))
         .ok();
     let clamped = matches!((until, asked), (Some(u), Some(a)) if u < a - SignedDuration::from_secs(2));
-    print!("{}", show::rotated(&id, &token, until, clamped, &stored_in));
+    out!("{}", show::rotated(&id, &token, until, clamped, &stored_in));
     Ok(0)
 }
 
@@ -415,7 +434,7 @@ async fn bind_key(ctx: &Ctx, b: BindKey) -> Result<u8, Failure> {
         Target::Daemon(c) => c.bind_key(&b.id, op).await?,
         Target::File(path) => store::update(&path, |f| f.bind(&b.id, op))?.value,
     };
-    println!("✅ Key \"{}\" {}", record.id, show::binding_sentence(&record));
+    outln!("✅ Key \"{}\" {}", record.id, show::binding_sentence(&record));
     Ok(0)
 }
 
@@ -448,7 +467,7 @@ async fn check(ctx: &Ctx, c: CheckArgs) -> Result<u8, Failure> {
         client.check(&token, c.iface, &c.endpoint, order).await
     }
     .map_err(transport)?;
-    println!(
+    outln!(
         "{}",
         if c.json {
             show::decision_json(&decision)

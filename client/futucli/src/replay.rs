@@ -15,6 +15,7 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
 use crate::args::ReplayArgs;
+use crate::output::{errln, out, outln};
 use crate::Failure;
 
 /// Runs the replay and prints its report; 0 whether or not any decision would change.
@@ -41,7 +42,7 @@ pub fn run(args: ReplayArgs, machine_id_file: &Path) -> Result<u8, Failure> {
         None => match fingerprint_from_file(machine_id_file) {
             Ok(fp) => Some(fp),
             Err(e) => {
-                eprintln!(
+                errln!(
                     "futucli: this host's machine id: {}: {e}; keys bound to machines are judged for no host (--machine fp_… judges them for one)",
                     machine_id_file.display()
                 );
@@ -68,12 +69,12 @@ pub fn run(args: ReplayArgs, machine_id_file: &Path) -> Result<u8, Failure> {
         })
     })?;
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).expect("a report always serializes")
         );
     } else {
-        print!("{}", human(&report, &args.audit, &args.keys));
+        out!("{}", human(&report, &args.audit, &args.keys));
     }
     Ok(0)
 }

@@ -1,5 +1,8 @@
 use super::*;
+use jiff::tz::TimeZone;
 use proptest::prelude::*;
+
+use crate::decide::Now;
 
 const S: u64 = 1_000_000_000;
 
@@ -109,12 +112,12 @@ fn release_refunds_the_daily_value_once_but_not_the_rate_slot() {
     let l = Ledger::new();
     let k = id("bot");
     let c = take(&l, &k, S, 3, m(100), Some(1), Some(m(100))).unwrap();
-    let r = l.release(c.ticket, 2 * S).unwrap();
+    let r = l.release(c.ticket, 2 * S, 3).unwrap();
     assert_eq!(r.refunded, m(100));
     assert_eq!(r.key_id, k);
     assert_eq!(l.usage(&k, 2 * S, 3), (1, Money::ZERO));
-    assert_eq!(l.release(c.ticket, 3 * S), Err(ReleaseError::AlreadyReleased));
-    assert_eq!(l.release(c.ticket + 100, 3 * S), Err(ReleaseError::Unknown));
+    assert_eq!(l.release(c.ticket, 3 * S, 3), Err(ReleaseError::AlreadyReleased));
+    assert_eq!(l.release(c.ticket + 100, 3 * S, 3), Err(ReleaseError::Unknown));
     // The rate slot is still taken.
     assert!(take(&l, &k, 4 * S, 3, m(1), Some(1), Some(m(100))).is_err());
 }
@@ -125,11 +128,11 @@ fn release_is_refused_after_the_window() {
     let k = id("bot");
     let c = take(&l, &k, S, 3, m(100), None, None).unwrap();
     assert_eq!(
-        l.release(c.ticket, S + RELEASE_WINDOW_NS),
+        l.release(c.ticket, S + RELEASE_WINDOW_NS, 3),
         Err(ReleaseError::Expired)
     );
     let c2 = take(&l, &k, S, 3, m(100), None, None).unwrap();
-    assert!(l.release(c2.ticket, S + RELEASE_WINDOW_NS - 1).is_ok());
+    assert!(l.release(c2.ticket, S + RELEASE_WINDOW_NS - 1, 3).is_ok());
 }
 
 #[test]
@@ -138,8 +141,43 @@ fn release_after_the_day_rolled_over_refunds_nothing() {
     let k = id("bot");
     let c = take(&l, &k, S, 3, m(100), None, None).unwrap();
     take(&l, &k, 2 * S, 4, m(7), None, None).unwrap();
-    assert_eq!(l.release(c.ticket, 3 * S).unwrap().refunded, Money::ZERO);
+    assert_eq!(l.release(c.ticket, 3 * S, 4).unwrap().refunded, Money::ZERO);
     assert_eq!(l.usage(&k, 3 * S, 4).1, m(7));
+}
+
+#[test]
+fn a_release_just_after_utc_midnight_refunds_nothing_though_the_key_was_not_used_since() {
+    let clock = |utc: &str, mono_ns: u64| Now::new(utc.parse().unwrap(), &TimeZone::UTC, mono_ns);
+    let l = Ledger::new();
+    let k = id("bot");
+    let cap = Some(m(100));
+    let first = clock("2026-12-06T23:59:54Z", 1_000 * S);
+    let second = clock("2026-12-06T23:59:55Z", 1_001 * S);
+    let a = take(&l, &k, first.mono_ns, first.day(), m(40), None, cap).unwrap();
+    let b = take(&l, &k, second.mono_ns, second.day(), m(60), None, cap).unwrap();
+
+    // Before midnight the day is not over: the value goes back.
+    let late = clock("2026-12-06T23:59:59.999Z", 1_005 * S);
+    assert_eq!(
+        l.release(a.ticket, late.mono_ns, late.day()).unwrap().refunded,
+        m(40)
+    );
+
+    // Just after it, with the key's counters not rolled over yet (nothing used the key
+    // since): nothing goes back, whatever the counters still hold of yesterday.
+    let after = clock("2026-12-07T00:00:00.6Z", 1_006 * S);
+    let r = l.release(b.ticket, after.mono_ns, after.day()).unwrap();
+    assert_eq!(r.refunded, Money::ZERO, "the order's UTC day is over");
+    assert_eq!(r.day, second.day());
+    assert_eq!(
+        l.usage(&k, after.mono_ns, after.day()),
+        (2, Money::ZERO),
+        "today starts at zero; the rate slots stay"
+    );
+    assert!(
+        take(&l, &k, after.mono_ns, after.day(), m(100), None, cap).is_ok(),
+        "today's whole cap is there"
+    );
 }
 
 #[test]
@@ -166,7 +204,7 @@ fn restored_consumptions_count_toward_today_and_the_window() {
     l.restore_consumption(&c(5, 100 * S, 9, 40), 130 * S, 10);
     l.restore_consumption(&c(6, 120 * S, 10, 30), 130 * S, 10);
     l.restore_consumption(&c(7, 125 * S, 10, 20), 130 * S, 10);
-    l.restore_release(7);
+    l.restore_release(7, 10);
     // Yesterday's value does not count; today's less the release does.
     assert_eq!(l.usage(&k, 130 * S, 10), (3, m(30)));
     let next = take(&l, &k, 131 * S, 10, m(1), None, None).unwrap();
@@ -211,7 +249,7 @@ proptest! {
             t += dt;
             if release {
                 if let Some((_, value, ticket)) = admitted.last() {
-                    if l.release(*ticket, t).is_ok() {
+                    if l.release(*ticket, t, 0).is_ok() {
                         released = released.checked_add(*value).unwrap();
                     }
                 }
@@ -237,7 +275,7 @@ fn a_dump_restored_into_a_new_ledger_gives_the_same_limits() {
     let k = id("bot");
     let a = take(&l, &k, 100 * S, 10, m(40), Some(3), None).unwrap();
     take(&l, &k, 110 * S, 10, m(30), Some(3), None).unwrap();
-    l.release(a.ticket, 111 * S).unwrap();
+    l.release(a.ticket, 111 * S, 10).unwrap();
     let dump = l.dump();
     let fresh = Ledger::new();
     fresh.restore_ticket_key(dump.ticket_key);
@@ -249,7 +287,7 @@ fn a_dump_restored_into_a_new_ledger_gives_the_same_limits() {
     }
     assert_eq!(fresh.usage(&k, 120 * S, 10), l.usage(&k, 120 * S, 10));
     assert_eq!(
-        fresh.release(a.ticket, 121 * S),
+        fresh.release(a.ticket, 121 * S, 10),
         Err(ReleaseError::AlreadyReleased)
     );
     let next = take(&fresh, &k, 121 * S, 10, m(1), Some(3), None).unwrap();
@@ -271,9 +309,12 @@ fn memory_stays_bounded_at_any_order_rate() {
     let book = l.tickets.lock().unwrap();
     assert_eq!(book.ring.len(), MAX_TICKETS, "the oldest tickets are forgotten");
     drop(book);
-    assert_eq!(l.release(l.public_ticket(1), S + n), Err(ReleaseError::Unknown));
+    assert_eq!(
+        l.release(l.public_ticket(1), S + n, 0),
+        Err(ReleaseError::Unknown)
+    );
     assert!(
-        l.release(l.public_ticket(n), S + n).is_ok(),
+        l.release(l.public_ticket(n), S + n, 0).is_ok(),
         "the newest ticket is kept"
     );
     assert_eq!(
@@ -319,10 +360,10 @@ fn an_undone_consumption_leaves_no_trace() {
     assert!(take(&l, &k, 12 * S, 7, m(1), Some(2), Some(m(150))).is_err());
     l.undo_consumption(&undone);
     assert_eq!(l.usage(&k, 12 * S, 7), (1, m(100)), "slot and value are back");
-    assert_eq!(l.release(undone.ticket, 12 * S), Err(ReleaseError::Unknown));
+    assert_eq!(l.release(undone.ticket, 12 * S, 7), Err(ReleaseError::Unknown));
     assert!(take(&l, &k, 12 * S, 7, m(50), Some(2), Some(m(150))).is_ok());
     assert!(
-        l.release(kept.ticket, 13 * S).is_ok(),
+        l.release(kept.ticket, 13 * S, 7).is_ok(),
         "the other order is untouched"
     );
 }
@@ -332,11 +373,11 @@ fn an_undone_release_counts_again_and_can_be_released_once_more() {
     let l = Ledger::new();
     let k = id("bot");
     let c = take(&l, &k, 10 * S, 7, m(100), None, Some(m(150))).unwrap();
-    let r = l.release(c.ticket, 11 * S).unwrap();
+    let r = l.release(c.ticket, 11 * S, 7).unwrap();
     assert_eq!(l.usage(&k, 11 * S, 7).1, Money::ZERO);
     l.undo_release(&r);
     assert_eq!(l.usage(&k, 11 * S, 7).1, m(100));
-    assert_eq!(l.release(c.ticket, 12 * S).unwrap().refunded, m(100));
+    assert_eq!(l.release(c.ticket, 12 * S, 7).unwrap().refunded, m(100));
 }
 
 #[test]
@@ -348,7 +389,7 @@ fn a_ticket_does_not_reveal_its_neighbours() {
     assert_eq!(b.number, a.number + 1);
     for guess in [a.ticket + 1, a.ticket - 1, b.ticket + 1, a.number, b.number] {
         if guess != a.ticket && guess != b.ticket {
-            assert_eq!(l.release(guess, 12 * S), Err(ReleaseError::Unknown), "{guess}");
+            assert_eq!(l.release(guess, 12 * S, 7), Err(ReleaseError::Unknown), "{guess}");
         }
     }
 }
@@ -393,7 +434,13 @@ proptest! {
         let mut admitted: Vec<Admitted> = Vec::new();
         for op in ops {
             match op {
-                Op::Midnight => day += 1,
+                Op::Midnight => {
+                    day += 1;
+                    // No usage read now (it would roll the counters over): what comes next
+                    // meets counters still on the old day, as a release right after midnight
+                    // does in the daemon when the key was not used since.
+                    continue;
+                }
                 Op::Order(dt, v) => {
                     t += dt;
                     if let Ok(c) = take(&l, &k, t, day, m(v), Some(rate), Some(m(cap))) {
@@ -405,7 +452,7 @@ proptest! {
                     t += dt;
                     let n = admitted.len();
                     let a = &mut admitted[i % n];
-                    let got = l.release(a.ticket, t);
+                    let got = l.release(a.ticket, t, day);
                     // A ticket past its window may also be forgotten already (Unknown).
                     let past = t - a.t >= RELEASE_WINDOW_NS;
                     if a.released {
@@ -428,7 +475,7 @@ proptest! {
                 Op::Release(..) => {}
                 Op::Guess(ticket) => {
                     if !admitted.iter().any(|a| a.ticket == ticket) {
-                        prop_assert_eq!(l.release(ticket, t), Err(ReleaseError::Unknown));
+                        prop_assert_eq!(l.release(ticket, t, day), Err(ReleaseError::Unknown));
                     }
                 }
             }

@@ -9,10 +9,11 @@
 use deadpool_postgres::Client;
 
 /// The schema version this daemon reads and writes.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
 
-/// Migration `n` (1-based) brings the schema from version `n - 1` to `n`.
-const MIGRATIONS: [&str; VERSION as usize] = [include_str!("v1.sql")];
+/// Migration `n` (1-based) brings the schema from version `n - 1` to `n`: 1 the tables and
+/// functions, 2 a release that refunds nothing once the order's UTC day is over.
+const MIGRATIONS: [&str; VERSION as usize] = [include_str!("v1.sql"), include_str!("v2.sql")];
 
 /// The advisory lock migrations hold ("futuledg").
 const MIGRATION_LOCK: i64 = 0x6675_7475_6c65_6467;
