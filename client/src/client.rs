@@ -166,8 +166,20 @@ impl AuthClient {
     }
 
     /// A place for one more session of `key_id`, unless it holds the most it may.
-    pub(crate) fn open_session_slot(&self, key_id: &KeyId) -> Result<SessionSlot, SessionsFull> {
-        self.inner.sessions.open(key_id)
+    #[cfg_attr(not(feature = "http"), allow(dead_code))] // sessions are the HTTP layer's
+    pub(crate) fn open_session_slot(
+        &self,
+        key_id: &KeyId,
+        token: &Token,
+    ) -> Result<SessionSlot, SessionsFull> {
+        self.inner.sessions.open(key_id, token)
+    }
+
+    /// The key of `token` when it is known to hold the most sessions it may (see
+    /// [`SessionBook::full_for`]).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn sessions_full_for(&self, token: &Token) -> Option<(KeyId, SessionsFull)> {
+        self.inner.sessions.full_for(token)
     }
 
     /// May `token` call `endpoint` (with `order`, for order writes)? Consumes the key's

@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 use crate::broker::{Broker, QOT_GET_BASIC_QOT, TRD_GET_FUNDS, TRD_PLACE_ORDER, TRD_UNLOCK_TRADE};
 
 /// The largest message a connection may send: a request is some 200 bytes. A larger one
-/// closes the connection (1009, message too big).
+/// closes the connection.
 const MAX_MESSAGE: usize = 64 * 1024;
 
 /// The upgrade route, for its auth layer: a session.

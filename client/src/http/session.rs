@@ -80,12 +80,16 @@ impl Drop for Held {
 
 impl Shared {
     /// Proves `token` usable (a dry run of `KeepAlive`, audited: a session's opening) and
-    /// holds it for a session, unless its key holds the most sessions it may.
+    /// holds it for a session, unless its key holds the most sessions it may. A plaintext
+    /// whose key is known to be at its limit is refused before futu-authd is asked.
     pub(crate) async fn open_session(
         self: &Arc<Self>,
         token: Token,
         grpc: bool,
     ) -> Result<(Session, Authorized), Refusal> {
+        if let Some((key_id, full)) = self.client.sessions_full_for(&token) {
+            return Err(Refusal::sessions(full.max, key_id, grpc));
+        }
         let answer = self
             .client
             .check_dry_run(&token, self.iface, KEEP_ALIVE, None)
@@ -93,7 +97,7 @@ impl Shared {
         let (key_id, scope, _) = Refusal::judge(answer, grpc)?;
         let place = self
             .client
-            .open_session_slot(&key_id)
+            .open_session_slot(&key_id, &token)
             .map_err(|full| Refusal::sessions(full.max, key_id.clone(), grpc))?;
         let session = Session {
             held: Arc::new(Held {

@@ -9,7 +9,7 @@ use super::invalid::{invalid, InvalidValue};
 
 /// A key's plaintext, `fc_` followed by 32 lower-case hex digits. It is shown once when the
 /// key is made and never stored, logged or printed by `Debug`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Token(String);
 

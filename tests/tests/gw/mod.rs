@@ -7,9 +7,9 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futu_auth_client::{BlockingAuthClient, KeyId};
 use futu_authd_tests::{key_json, poll, skip, target_dir, token_for, with, Daemon};
@@ -24,18 +24,76 @@ pub struct Gateway {
     pub rest: SocketAddr,
     pub grpc: SocketAddr,
     pub mcp: SocketAddr,
+    /// The gateway's own /metrics, when started with [`GatewayBuilder::metrics`].
+    pub metrics: Option<SocketAddr>,
     stderr: Arc<Mutex<String>>,
+}
+
+/// A futu-gw-demo to start: its flags and environment beyond the listeners.
+pub struct GatewayBuilder {
+    socket: PathBuf,
+    deadline: Duration,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    metrics: bool,
+}
+
+impl GatewayBuilder {
+    /// The deadline of each check (default 1 s).
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// One more flag.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// One more environment variable.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Serve the gateway's own metrics on a free port too.
+    pub fn metrics(mut self) -> Self {
+        self.metrics = true;
+        self
+    }
+
+    /// Starts it and waits for its listeners.
+    pub fn start(self) -> Gateway {
+        Gateway::spawn(self)
+    }
 }
 
 impl Gateway {
     /// Starts futu-gw-demo asking the daemon at `socket`, and waits for both listeners.
     /// Checks may take a second (a slow CI machine must not turn a decision into a 503).
     pub fn start(socket: &Path) -> Gateway {
-        Gateway::with_deadline(socket, Duration::from_secs(1))
+        Gateway::builder(socket).start()
     }
 
     /// [`Gateway::start`] with a deadline of its own for each check.
     pub fn with_deadline(socket: &Path, deadline: Duration) -> Gateway {
+        Gateway::builder(socket).deadline(deadline).start()
+    }
+
+    /// A gateway to start, asking the daemon at `socket`.
+    pub fn builder(socket: &Path) -> GatewayBuilder {
+        GatewayBuilder {
+            socket: socket.to_owned(),
+            deadline: Duration::from_secs(1),
+            args: Vec::new(),
+            env: Vec::new(),
+            metrics: false,
+        }
+    }
+
+    fn spawn(b: GatewayBuilder) -> Gateway {
+        let (socket, deadline) = (b.socket.as_path(), b.deadline);
         let binary = target_dir().join("futu-gw-demo");
         assert!(
             binary.is_file(),
@@ -48,6 +106,10 @@ impl Gateway {
                 cmd.env_remove(&k);
             }
         }
+        if b.metrics {
+            cmd.args(["--metrics-listen", "127.0.0.1:0"]);
+        }
+        cmd.args(&b.args).envs(b.env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd
             .arg("--auth-socket")
             .arg(socket)
@@ -70,17 +132,25 @@ impl Gateway {
                 text.push('\n');
             }
         });
-        let (rest, grpc, mcp) = poll("futu-gw-demo's three listening lines", || {
+        let (rest, grpc, mcp, metrics) = poll("futu-gw-demo's listening lines", || {
             let text = stderr.lock().unwrap().clone();
             let addr = |prefix: &str| -> Option<SocketAddr> {
                 let line = text.lines().find(|l| l.contains(prefix))?;
                 let rest = line.split(prefix).nth(1)?.trim();
-                rest.trim_end_matches("/mcp").parse().ok()
+                rest.trim_end_matches("/mcp")
+                    .trim_end_matches("/metrics")
+                    .parse()
+                    .ok()
             };
+            let metrics = addr("metrics listening on http://");
+            if b.metrics && metrics.is_none() {
+                return None;
+            }
             Some((
                 addr("REST listening on http://")?,
                 addr("gRPC listening on ")?,
                 addr("MCP listening on http://")?,
+                metrics,
             ))
         });
         Gateway {
@@ -88,6 +158,7 @@ impl Gateway {
             rest,
             grpc,
             mcp,
+            metrics,
             stderr,
         }
     }
@@ -98,6 +169,19 @@ impl Gateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.rest)
+    }
+
+    /// The MCP endpoint's URL.
+    pub fn mcp_url(&self) -> String {
+        format!("http://{}/mcp", self.mcp)
+    }
+
+    /// The gateway's own metrics (started with [`GatewayBuilder::metrics`]).
+    pub fn metrics_text(&self) -> String {
+        let addr = self.metrics.expect("the gateway was started with metrics()");
+        let (status, text) = futu_authd_tests::http_get(addr, "/metrics");
+        assert_eq!(status, 200, "{text}");
+        text
     }
 }
 
@@ -160,7 +244,14 @@ pub fn curl_command(url: &str, token: Option<&str>) -> Command {
 }
 
 pub fn reply_of(out: std::process::Output) -> Reply {
-    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut raw = String::from_utf8_lossy(&out.stdout).into_owned();
+    // curl sends `Expect: 100-continue` with a large body; the interim answer comes first.
+    while raw.starts_with("HTTP/1.1 100") {
+        match raw.split_once("\r\n\r\n") {
+            Some((_, rest)) => raw = rest.to_owned(),
+            None => break,
+        }
+    }
     let (head, body) = raw
         .split_once("\r\n\r\n")
         .unwrap_or_else(|| panic!("curl printed no response (exit {:?}): {raw:?}", out.status));
@@ -181,6 +272,25 @@ pub fn reply_of(out: std::process::Output) -> Reply {
     }
 }
 
+/// Runs `cmd` (a curl command ending in `--data-binary @-`) with `body` on its stdin.
+pub fn reply_with_body(mut cmd: Command, body: &[u8]) -> Reply {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run curl");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let body = body.to_vec();
+    // A server may answer before it has read the whole body; the writer must not block the
+    // reading of the answer.
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&body);
+    });
+    let out = child.wait_with_output().expect("wait for curl");
+    let _ = writer.join();
+    reply_of(out)
+}
+
 pub fn get(gw: &Gateway, path: &str, token: Option<&str>) -> Reply {
     reply_of(curl_command(&gw.url(path), token).output().expect("run curl"))
 }
@@ -193,7 +303,16 @@ pub fn order_command(gw: &Gateway, token: &str, order: &Value) -> Command {
 }
 
 pub fn post_order(gw: &Gateway, token: &str, order: &Value) -> Reply {
-    reply_of(order_command(gw, token, order).output().expect("run curl"))
+    let mut cmd = curl_command(&gw.url("/api/order"), Some(token));
+    cmd.args([
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        "@-",
+    ]);
+    reply_with_body(cmd, order.to_string().as_bytes())
 }
 
 // ---- gRPC through Python's grpcio -------------------------------------------------------
@@ -341,3 +460,143 @@ pub fn ts_ms(record: &Value) -> f64 {
         .expect("an RFC 3339 ts");
     ts.as_microsecond() as f64 / 1000.0
 }
+
+// ---- Python clients, one line in, one line out ------------------------------------------
+
+/// A Python client script running in the background: a JSON line in, a JSON line out.
+pub struct Script {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    /// What it said first (`{"open": true}`, `{"ready": …}`, `{"refused": …}`).
+    pub hello: Value,
+}
+
+impl Script {
+    pub fn spawn(mut cmd: Command) -> Script {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run a Python client");
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut script = Script {
+            child,
+            stdin,
+            stdout,
+            hello: Value::Null,
+        };
+        script.hello = script.read();
+        script
+    }
+
+    pub fn read(&mut self) -> Value {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read the client's line");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"))
+    }
+
+    /// Sends `command`, returns the answer.
+    pub fn ask(&mut self, command: Value) -> Value {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        writeln!(stdin, "{command}").expect("write to the client");
+        stdin.flush().expect("flush");
+        self.read()
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The venv's python with grpcio, websockets and mcp; `None` (the test says it is
+/// skipped) without them.
+pub fn python() -> Option<Grpc> {
+    let grpc = grpc_client()?;
+    let ready = Command::new(&grpc.python)
+        .args(["-c", "import websockets, mcp"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ready {
+        skip(&format!(
+            "no websockets and mcp in {} (make deps installs them)",
+            grpc.python.display()
+        ));
+        return None;
+    }
+    Some(grpc)
+}
+
+pub fn script(py: &Grpc, name: &str) -> Command {
+    let mut cmd = Command::new(&py.python);
+    cmd.arg(workspace().join("tests/python").join(name));
+    cmd
+}
+
+/// A WebSocket on `/ws`, the key as a Bearer header.
+pub fn ws(py: &Grpc, gw: &Gateway, token: &str) -> Script {
+    let mut cmd = script(py, "ws_client.py");
+    cmd.arg(format!("ws://{}/ws", gw.rest)).arg(token);
+    Script::spawn(cmd)
+}
+
+/// A WebSocket on `/ws?token=…`.
+pub fn ws_query(py: &Grpc, gw: &Gateway, token: &str) -> Script {
+    let mut cmd = script(py, "ws_client.py");
+    cmd.arg(format!("ws://{}/ws?token={token}", gw.rest));
+    Script::spawn(cmd)
+}
+
+/// An MCP session over streamable HTTP, the key as a Bearer token.
+pub fn mcp_http(py: &Grpc, gw: &Gateway, token: &str) -> Script {
+    let mut cmd = script(py, "mcp_client.py");
+    cmd.args(["http", &format!("http://{}/mcp", gw.mcp), token]);
+    let s = Script::spawn(cmd);
+    assert_eq!(s.hello["ready"], true, "{}", s.hello);
+    s
+}
+
+/// An MCP session over stdio with a futu-gw-demo of its own, the key in FUTU_MCP_API_KEY.
+pub fn mcp_stdio(py: &Grpc, socket: &Path, token: &str) -> Script {
+    let mut cmd = script(py, "mcp_client.py");
+    cmd.arg("stdio")
+        .arg(target_dir().join("futu-gw-demo"))
+        .arg("--mcp-stdio")
+        .arg("--auth-socket")
+        .arg(socket)
+        .arg("--auth-deadline-ms=1000")
+        .env("FUTU_MCP_API_KEY", token);
+    let s = Script::spawn(cmd);
+    assert_eq!(s.hello["ready"], true, "{}", s.hello);
+    s
+}
+
+pub fn tool(name: &str, arguments: Value) -> Value {
+    json!({"tool": name, "arguments": arguments})
+}
+
+/// A tool error's text: the refusal's `{"reason", "detail", "retry_after_ms"}`.
+pub fn tool_error(result: &Value) -> Value {
+    assert_eq!(result["is_error"], true, "{result}");
+    serde_json::from_str(result["text"].as_str().expect("a text")).expect("JSON text")
+}
+
+pub fn ws_request(id: u64, proto_id: u32, body: Value) -> Value {
+    json!({"send": {"id": id, "proto_id": proto_id, "body": body}})
+}
+
+pub fn now_ms() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+        * 1000.0
+}
+
+pub const UNLOCK: u32 = 2005;
