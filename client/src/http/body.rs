@@ -160,6 +160,65 @@ mod tests {
         assert!(refusal.detail().contains("line 2"), "{}", refusal.detail());
     }
 
+    /// A decimal text as a client might write a number: up to 25 significant digits, a
+    /// decimal point anywhere, an exponent or not.
+    fn decimal() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        (
+            proptest::string::string_regex("[1-9][0-9]{0,24}").unwrap(),
+            any::<proptest::sample::Index>(),
+            proptest::option::of(-340i32..340),
+        )
+            .prop_map(|(digits, point, exponent)| {
+                let at = point.index(digits.len() + 1);
+                let mut text = match at {
+                    0 => format!("0.{digits}"),
+                    at if at == digits.len() => digits,
+                    at => format!("{}.{}", &digits[..at], &digits[at..]),
+                };
+                if let Some(e) = exponent {
+                    text = format!("{text}e{e}");
+                }
+                text
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(100_000))]
+
+        /// Every number of a body is the f64 nearest the decimal it is written as: what
+        /// the layer decodes equals Rust's own correctly rounded parser (`str::parse`, an
+        /// implementation independent of serde_json's), and a number too large for an
+        /// f64 is refused.
+        #[test]
+        fn numbers_are_read_correctly_rounded(text in decimal()) {
+            let exact: f64 = text.parse().unwrap();
+            let order = ORDER.replace("388.2", &text);
+            let decoded = decode_json::<Order>(order.as_bytes());
+            if exact.is_finite() {
+                let price = decoded.expect("a finite number decodes").price;
+                proptest::prop_assert_eq!(price.map(f64::to_bits), Some(exact.to_bits()), "{}", text);
+            } else {
+                proptest::prop_assert!(decoded.is_err(), "{} is out of range", text);
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_that_drifted_before_are_read_exactly() {
+        for text in [
+            "987.4559437006833",
+            "1e-305",
+            "1e308",
+            "0.30000000000000004",
+            "9007199254740993",
+        ] {
+            let order = ORDER.replace("388.2", text);
+            let price = decode_json::<Order>(order.as_bytes()).unwrap().price.unwrap();
+            assert_eq!(price.to_bits(), text.parse::<f64>().unwrap().to_bits(), "{text}");
+        }
+    }
+
     #[tokio::test]
     async fn a_refusal_never_repeats_a_key_or_a_long_string_of_the_body() {
         let t = "fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f";
