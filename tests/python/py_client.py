@@ -17,6 +17,8 @@ Then, for each JSON line read from stdin, one JSON line is printed. Every comman
         -> the decision as `futucli check --json` prints it, plus "error" (the exception
            class of a fail-closed deny, or null) and "elapsed_ms"
     {"op": "check_scope", "token", "scope", "iface"?}             -> the same
+    {"op": "session_check", "token", "iface", "subject": "keep_alive" | {"scope", "pushes"},
+        "previous": "allow" | REASON}                              -> the same
     {"op": "release", "ticket"}                   -> {"key_id", "refunded_value"}
     {"op": "pipeline", "checks": [{"token", "endpoint", "iface"?}, ...]}
         -> {"decisions": [...], "peak_in_flight", "connections_opened"}: all at once, as
@@ -64,6 +66,8 @@ from futu_auth_client import (
     KeySpec,
     Limits,
     Order,
+    SessionOutcome,
+    SessionSubject,
     Token,
     token as tokens,
 )
@@ -124,6 +128,16 @@ class Driver:
     def op_check_scope(self, cmd):
         start = time.monotonic()
         d = self.call(cmd, "check_scope", cmd["token"], cmd["scope"], iface=cmd.get("iface", "rest"))
+        return self.decision(d, start)
+
+    def op_session_check(self, cmd):
+        start = time.monotonic()
+        subject = cmd["subject"]
+        subject = (SessionSubject.keep_alive() if subject == "keep_alive"
+                   else SessionSubject.for_pushes(subject["scope"], subject["pushes"]))
+        previous = cmd["previous"]
+        previous = SessionOutcome.allow() if previous == "allow" else SessionOutcome.deny(previous)
+        d = self.call(cmd, "session_check", cmd["token"], cmd["iface"], subject, previous)
         return self.decision(d, start)
 
     def op_release(self, cmd):

@@ -1,6 +1,6 @@
 """Both clients against fake daemons (tests/fakes.py): answers matched by request id in
-any order, version negotiation, deadlines, reconnection, and failing closed whatever goes
-wrong."""
+any order, version negotiation, deadlines, reconnection, failing closed whatever goes
+wrong, and session checks (and what an older daemon is asked instead)."""
 
 import asyncio
 import os
@@ -23,6 +23,7 @@ from futu_auth_client import (  # noqa: E402
     Decision,
     ErrorKind,
     ForbiddenError,
+    Iface,
     InvalidRequest,
     KeyHash,
     KeyRecord,
@@ -33,7 +34,10 @@ from futu_auth_client import (  # noqa: E402
     RateFigures,
     Reason,
     Scope,
+    SessionOutcome,
+    SessionSubject,
     UnavailableError,
+    VersionTooOld,
 )
 from futu_auth_client.messages import (  # noqa: E402
     Check,
@@ -45,6 +49,7 @@ from futu_auth_client.messages import (  # noqa: E402
     ListKeysPage,
     Release,
     Released,
+    SessionCheck,
     UsageRequest,
 )
 
@@ -72,6 +77,12 @@ def decide(daemon, req, version):
         return [DecisionResponse(req.request_id, Decision.allow("research", Scope.QOT_READ))]
     if isinstance(req, CheckScope):
         return [DecisionResponse(req.request_id, Decision.allow("research", req.scope))]
+    if isinstance(req, SessionCheck):
+        if req.token.expose() != T:
+            return [DecisionResponse(req.request_id, Decision.deny("unknown_key", None, "no key has this token"))]
+        if req.subject.kind == SessionSubject.KEEP_ALIVE:
+            return [DecisionResponse(req.request_id, Decision.allow("research"))]
+        return [DecisionResponse(req.request_id, Decision.allow("research", req.subject.scope))]
     if isinstance(req, Release):
         if req.ticket == 7:
             return [Released(req.request_id, "research", 388.2)]
@@ -134,7 +145,7 @@ class Decisions(Base):
         self.assertEqual([r.iface.value for r in sent], ["rest", "grpc", "rest", "ws"])
         self.assertEqual(len({r.request_id for r in sent}), 4, "fresh request ids")
         self.assertEqual(sent[2].order.price, 388.2)
-        self.assertEqual(d.offered, [3])
+        self.assertEqual(d.offered, [4])
 
     def test_errors_and_refusals_of_the_other_calls_raise_typed_exceptions(self):
         d = self.daemon()
@@ -245,17 +256,17 @@ class Versions(Base):
         self.assertEqual((deny.reason, deny.key_id, deny.detail), ("rate", "sim-bot", "too fast"))
         self.assertIsNone(deny.retry_after_ms)
         self.assertIsNone(deny.limit)
-        self.assertEqual(d.offered, [3, 2, 1])
+        self.assertEqual(d.offered, [4, 3, 2, 1])
 
         async def main():
             async with AsyncAuthClient(d.path, timeout=5) as auth:
                 return await auth.check(T, "Trd_PlaceOrder"), auth.protocol_version
         deny, version = run(main())
         self.assertEqual((deny.reason, deny.retry_after_ms, version), ("rate", None, 1))
-        self.assertEqual(d.offered, [3, 2, 1, 3, 2, 1])
+        self.assertEqual(d.offered, [4, 3, 2, 1, 4, 3, 2, 1])
 
     def test_a_hello_answered_with_a_newer_version_is_not_a_daemon_to_talk_to(self):
-        d = self.daemon(hello_version=4)
+        d = self.daemon(hello_version=5)
         with AuthClient(d.path, timeout=5) as auth:
             self.assert_fail_closed(auth.check(T, "Qot_GetBasicQot"), ProtocolError)
         self.assertEqual(d.requests, [])
@@ -278,6 +289,71 @@ class Versions(Base):
                     await auth.key_activity(["sim-bot"])
         run(main())
         self.assertEqual(d.requests, [], "nothing sent that a version-2 daemon cannot read")
+
+
+class Sessions(Base):
+    PUSHES = SessionSubject.for_pushes("acc:read", 5)
+    KEEP_ALIVE = SessionSubject.keep_alive()
+
+    def ask_both(self, d):
+        """The same two session checks from each client: pushes, and a keep-alive of an
+        unknown token."""
+        with AuthClient(d.path, timeout=5) as auth:
+            sync = [auth.session_check(T, "ws", self.PUSHES, SessionOutcome.deny("scope")),
+                    auth.session_check(STRANGER, "mcp", self.KEEP_ALIVE, SessionOutcome.allow())]
+            version = auth.protocol_version
+
+        async def main():
+            async with AsyncAuthClient(d.path, timeout=5) as auth:
+                return [await auth.session_check(T, "ws", self.PUSHES, SessionOutcome.deny("scope")),
+                        await auth.session_check(STRANGER, Iface.MCP, self.KEEP_ALIVE, SessionOutcome.allow()),
+                        auth.protocol_version]
+        *aio, aio_version = run(main())
+        self.assertEqual(sync, aio)
+        self.assertEqual((version, aio_version), (max(d.versions),) * 2)
+        return sync
+
+    def test_a_daemon_of_version_4_is_asked_the_session_check(self):
+        d = self.daemon(versions=(1, 2, 3, 4))
+        pushes, alive = self.ask_both(d)
+        self.assertEqual((pushes.allowed, pushes.key_id, pushes.scope), (True, "research", Scope.ACC_READ))
+        self.assertEqual((alive.allowed, alive.reason, alive.from_daemon), (False, Reason.UNKNOWN_KEY, True))
+        sent = [(type(r), r.iface, r.subject, r.previous) for r in d.requests]
+        self.assertEqual(sent, [
+            (SessionCheck, Iface.WS, self.PUSHES, SessionOutcome.deny("scope")),
+            (SessionCheck, Iface.MCP, self.KEEP_ALIVE, SessionOutcome.allow()),
+        ] * 2)
+
+    def test_an_older_daemon_is_asked_the_scope_check_or_dry_run_instead(self):
+        d = self.daemon(versions=(1, 2, 3))
+        pushes, alive = self.ask_both(d)
+        self.assertEqual((pushes.allowed, pushes.scope), (True, Scope.ACC_READ))
+        self.assertEqual(alive.reason, Reason.UNKNOWN_KEY)
+        self.assertFalse(any(isinstance(r, SessionCheck) for r in d.requests), "nothing of version 4 sent")
+        self.assertEqual(d.requests[:2], [
+            CheckScope(d.requests[0].request_id, T, Iface.WS, Scope.ACC_READ),
+            Check(d.requests[1].request_id, STRANGER, Iface.MCP, "KeepAlive", None, True),
+        ])
+        self.assertEqual([type(r) for r in d.requests[2:]], [CheckScope, Check])
+        self.assertEqual(d.connections, 2, "one connection each, no reconnection")
+
+    def test_a_session_check_fails_closed(self):
+        d = self.daemon(lambda daemon, req, version: None, versions=(4,))
+        with AuthClient(d.path, timeout=0.2) as auth:
+            auth.connect(timeout=5)
+            self.assert_fail_closed(auth.session_check(T, "ws", self.PUSHES, SessionOutcome.allow()),
+                                    DeadlineExceeded)
+            self.assert_fail_closed(auth.session_check(T, "ws", "pushes", SessionOutcome.allow()), InvalidRequest)
+            self.assert_fail_closed(auth.session_check(T, "ws", self.KEEP_ALIVE, "allow"), InvalidRequest)
+        self.assertEqual(len(d.requests), 1, "only the well-formed one was sent")
+
+    def test_a_request_newer_than_the_connection_is_never_sent(self):
+        d = self.daemon()  # speaks versions 1 and 2
+        with AuthClient(d.path, timeout=5) as auth:
+            with self.assertRaises(VersionTooOld) as e:
+                auth.call(lambda rid: SessionCheck(rid, T, "ws", self.KEEP_ALIVE, SessionOutcome.allow()))
+            self.assertEqual((e.exception.request, e.exception.needs, e.exception.speaks), ("SessionCheck", 4, 2))
+        self.assertEqual(d.requests, [])
 
 
 class Deadlines(Base):

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import logging
 import os
+import time
 from typing import Callable, Dict, List, Optional, Union
 
 from . import _common as c
@@ -19,6 +20,7 @@ from .errors import (
     DeadlineExceeded,
     InvalidRequest,
     ProtocolError,
+    VersionTooOld,
 )
 from .messages import (
     BindKey,
@@ -50,7 +52,7 @@ from .messages import (
     request_frame,
 )
 from .token import TokenLike
-from .types import BindOp, Decision, ErrorKind, Iface, KeyRecord, KeySpec, Order, Scope
+from .types import BindOp, Decision, ErrorKind, Iface, KeyRecord, KeySpec, Order, Scope, SessionOutcome, SessionSubject
 
 __all__ = ["AsyncAuthClient"]
 
@@ -180,14 +182,15 @@ class AsyncAuthClient:
 
     Every caller's requests go over one connection, pipelined, matched to their answers by
     request id; the connection is made on the first call (or :meth:`connect`), says
-    Hello with protocol version 3 (an older one with a daemon that speaks only that), and is made
-    again after it is lost, with a backoff between failed attempts (10 ms doubling to
-    1 s). Each call has a deadline of ``timeout`` seconds (50 ms unless set), connecting
-    included.
+    Hello with protocol version 4 (an older one with a daemon that speaks only that), and
+    is made again after it is lost, with a backoff between failed attempts (10 ms doubling
+    to 1 s). Each call has a deadline of ``timeout`` seconds (50 ms unless set),
+    connecting included.
 
-    **Fail closed.** :meth:`check` and :meth:`check_scope` return a :class:`Decision`
-    whatever happens: a deny with reason ``internal`` and :attr:`Decision.error` set when
-    the daemon gave no decision. The other calls raise a :class:`ClientError`.
+    **Fail closed.** :meth:`check`, :meth:`check_scope` and :meth:`session_check` return a
+    :class:`Decision` whatever happens: a deny with reason ``internal`` and
+    :attr:`Decision.error` set when the daemon gave no decision. The other calls raise a
+    :class:`ClientError`.
 
     ::
 
@@ -330,7 +333,8 @@ class AsyncAuthClient:
     async def call(self, make: Callable[[int], Request], timeout: Optional[float] = None) -> Response:
         """Sends the request ``make(request_id)`` builds with a fresh id and returns its
         answer, within the deadline. An Error answer raises :class:`AuthError`, a
-        ``forbidden`` deny of an admin request :class:`ForbiddenError`."""
+        ``forbidden`` deny of an admin request :class:`ForbiddenError`. A request the
+        connection's protocol version does not have is not sent: :class:`VersionTooOld`."""
         t = self.timeout if timeout is None else c.check_timeout(timeout)
         req, data = c.build(make, next(self._ids))
         if getattr(req, "request_id", None) is None:
@@ -345,6 +349,7 @@ class AsyncAuthClient:
         request_id: int = req.request_id  # type: ignore[attr-defined]
         for attempt in (1, 2):
             conn = await self._connection(timeout)
+            c.require_version(conn.version, req)
             try:
                 fut = conn.register(request_id)
                 await conn.send(data)
@@ -377,6 +382,22 @@ class AsyncAuthClient:
         """See :meth:`AuthClient.check_scope <futu_auth_client.AuthClient.check_scope>`; fails closed."""
         try:
             return c.decision_of(await self.call(c.check_scope_maker(token, scope, iface), timeout))
+        except ClientError as e:
+            return Decision.failed(e)
+
+    async def session_check(self, token: TokenLike, iface: Union[str, Iface], subject: SessionSubject,
+                            previous: SessionOutcome, timeout: Optional[float] = None) -> Decision:
+        """See :meth:`AuthClient.session_check <futu_auth_client.AuthClient.session_check>`
+        (protocol version 4; the equivalent scope check or dry-run check with an older
+        daemon); fails closed."""
+        t = self.timeout if timeout is None else c.check_timeout(timeout)
+        deadline = time.monotonic() + t
+        try:
+            try:
+                resp = await self.call(c.session_check_maker(token, iface, subject, previous), t)
+            except VersionTooOld:
+                resp = await self.call(c.session_fallback_maker(token, iface, subject), c.time_left(deadline, t))
+            return c.decision_of(resp)
         except ClientError as e:
             return Decision.failed(e)
 
@@ -446,17 +467,15 @@ class AsyncAuthClient:
         limits, binding and counters; the old plaintext stays valid for ``overlap_secs``
         (never past the key's ``expires_at``; 0: refused at once). The answer has the new
         plaintext (show it once) and until when the old one is accepted.
-        :class:`AuthError` ``unknown_key``; :class:`ProtocolError` when the daemon speaks
+        :class:`AuthError` ``unknown_key``; :class:`VersionTooOld` when the daemon speaks
         an older protocol (nothing is sent)."""
-        c.require_version(await self.connect(timeout), 3, "RotateKey")
         return c.expect(await self.call(lambda rid: RotateKey(rid, key_id, overlap_secs), timeout), KeyRotated)
 
     async def key_activity(self, key_ids: List[str], timeout: Optional[float] = None) -> List[KeyActivity]:
         """Admin (protocol version 3): when each key was last allowed (to the minute) and
         until when its plaintext before the last rotation is accepted, for the ids that
         keys.json holds, in the order asked (at most 500 a call).
-        :class:`ProtocolError` when the daemon speaks an older protocol (nothing is sent)."""
+        :class:`VersionTooOld` when the daemon speaks an older protocol (nothing is sent)."""
         ids = tuple(key_ids)
-        c.require_version(await self.connect(timeout), 3, "KeyActivity")
         return list(c.expect(await self.call(lambda rid: KeyActivityRequest(rid, ids), timeout), KeyActivityResponse).keys)
 

@@ -23,6 +23,7 @@ from .errors import (
     DeadlineExceeded,
     InvalidRequest,
     ProtocolError,
+    VersionTooOld,
 )
 from .messages import (
     BindKey,
@@ -54,7 +55,7 @@ from .messages import (
     request_frame,
 )
 from .token import TokenLike
-from .types import BindOp, Decision, ErrorKind, Iface, KeyRecord, KeySpec, Order, Scope
+from .types import BindOp, Decision, ErrorKind, Iface, KeyRecord, KeySpec, Order, Scope, SessionOutcome, SessionSubject
 
 __all__ = ["AuthClient"]
 
@@ -257,15 +258,16 @@ class AuthClient:
 
     Every thread's requests go over one connection, pipelined, and are matched to their
     answers by request id. The connection is made on the first call (or by
-    :meth:`connect`), says Hello with protocol version 3 (an older one with a daemon that
+    :meth:`connect`), says Hello with protocol version 4 (an older one with a daemon that
     speaks only that), and is made again after it is lost, with a backoff between failed
     attempts (10 ms doubling to 1 s). Each call has a deadline: ``timeout`` seconds
     (50 ms unless set), connecting included; every method also takes ``timeout=`` for one
-    call.
+    call. A request the connection's version lacks is never sent (:meth:`session_check`
+    asks an older daemon the equivalent instead; the others raise :class:`VersionTooOld`).
 
-    **Fail closed.** :meth:`check` and :meth:`check_scope` return a :class:`Decision`
-    whatever happens; when the daemon gave none (not running, no answer in time, the
-    connection lost, an answer that cannot be read) it is a deny with reason
+    **Fail closed.** :meth:`check`, :meth:`check_scope` and :meth:`session_check` return a
+    :class:`Decision` whatever happens; when the daemon gave none (not running, no answer
+    in time, the connection lost, an answer that cannot be read) it is a deny with reason
     ``internal`` and :attr:`Decision.error` set. The other calls raise a
     :class:`ClientError` (:class:`AuthError` for the daemon's Error answers).
 
@@ -412,7 +414,8 @@ class AuthClient:
     def call(self, make: Callable[[int], Request], timeout: Optional[float] = None) -> Response:
         """Sends the request ``make(request_id)`` builds with a fresh id and returns its
         answer, within the deadline. An Error answer raises :class:`AuthError`, a
-        ``forbidden`` deny of an admin request :class:`ForbiddenError`."""
+        ``forbidden`` deny of an admin request :class:`ForbiddenError`. A request the
+        connection's protocol version does not have is not sent: :class:`VersionTooOld`."""
         t = self.timeout if timeout is None else c.check_timeout(timeout)
         deadline = time.monotonic() + t
         req, data = c.build(make, self._next_id())
@@ -421,6 +424,7 @@ class AuthClient:
             raise InvalidRequest("Hello is sent by the client itself")
         for attempt in (1, 2):
             conn = self._connection(deadline, t)
+            c.require_version(conn.version, req)
             try:
                 waiter = conn.register(request_id)
                 conn.send(data, deadline, t)
@@ -463,6 +467,28 @@ class AuthClient:
         like :meth:`check`."""
         try:
             return c.decision_of(self.call(c.check_scope_maker(token, scope, iface), timeout))
+        except ClientError as e:
+            return Decision.failed(e)
+
+    def session_check(self, token: TokenLike, iface: Union[str, Iface], subject: SessionSubject,
+                      previous: SessionOutcome, timeout: Optional[float] = None) -> Decision:
+        """A decision a long-lived session (a WebSocket, an MCP session) asks again and
+        again (protocol version 4): may its pushes that need a scope go out
+        (:meth:`SessionSubject.for_pushes`, decided like :meth:`check_scope`), is its key
+        still usable (:meth:`SessionSubject.keep_alive`, decided like a dry-run check of
+        ``KeepAlive``)? The daemon audits it only when its outcome differs from
+        ``previous``, the outcome the session had before (keep
+        ``SessionOutcome.of(decision)`` of each decision the daemon made). A daemon older
+        than version 4 is asked the equivalent :meth:`check_scope` or dry-run check
+        instead, which it audits every time. Fails closed like :meth:`check`."""
+        t = self.timeout if timeout is None else c.check_timeout(timeout)
+        deadline = time.monotonic() + t
+        try:
+            try:
+                resp = self.call(c.session_check_maker(token, iface, subject, previous), t)
+            except VersionTooOld:
+                resp = self.call(c.session_fallback_maker(token, iface, subject), c.time_left(deadline, t))
+            return c.decision_of(resp)
         except ClientError as e:
             return Decision.failed(e)
 
@@ -544,17 +570,15 @@ class AuthClient:
         limits, binding and counters; the old plaintext stays valid for ``overlap_secs``
         (never past the key's ``expires_at``; 0: refused at once). The answer has the new
         plaintext (show it once) and until when the old one is accepted.
-        :class:`AuthError` ``unknown_key``; :class:`ProtocolError` when the daemon speaks
+        :class:`AuthError` ``unknown_key``; :class:`VersionTooOld` when the daemon speaks
         an older protocol (nothing is sent)."""
-        c.require_version(self.connect(timeout), 3, "RotateKey")
         return c.expect(self.call(lambda rid: RotateKey(rid, key_id, overlap_secs), timeout), KeyRotated)
 
     def key_activity(self, key_ids: List[str], timeout: Optional[float] = None) -> List[KeyActivity]:
         """Admin (protocol version 3): when each key was last allowed (to the minute) and
         until when its plaintext before the last rotation is accepted, for the ids that
         keys.json holds, in the order asked (at most 500 a call).
-        :class:`ProtocolError` when the daemon speaks an older protocol (nothing is sent)."""
+        :class:`VersionTooOld` when the daemon speaks an older protocol (nothing is sent)."""
         ids = tuple(key_ids)
-        c.require_version(self.connect(timeout), 3, "KeyActivity")
         return list(c.expect(self.call(lambda rid: KeyActivityRequest(rid, ids), timeout), KeyActivityResponse).keys)
 
