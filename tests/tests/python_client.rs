@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use futu_auth_client::BlockingAuthClient;
 use futu_auth_proto::{Decision, Iface, Reason, Scope, SessionOutcome, SessionSubject, Token};
 use futu_authd_tests::{
-    hash_of, key_json, metric_value, skip, this_fingerprint, token_for, with, Daemon, DaemonBuilder,
+    hash_of, key_json, metric_value, poll, skip, this_fingerprint, token_for, with, Daemon, DaemonBuilder,
 };
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -578,6 +578,11 @@ fn checks_answer_as_futucli_check_does() {
         (&json!(1), &json!(1), &newest, &newest),
         "one connection each, the daemon's newest protocol version: {state}"
     );
+    assert_eq!(
+        (&state["sync_late_releases"], &state["async_late_releases"]),
+        (&json!(0), &json!(0)),
+        "every answer was read in time: {state}"
+    );
 }
 
 #[test]
@@ -689,15 +694,21 @@ fn a_socket_that_never_answers_is_a_deny_after_the_deadline() {
         let took = elapsed(got);
         assert!(took >= deadline && took <= deadline + SLACK, "{client}: {took:?}");
     }
-    // Resumed: the same connection answers again (its late answers are dropped).
+    // Resumed: the same connection answers again (its late answers are dropped: they
+    // allowed no order, so there is nothing to release).
     for client in CLIENTS {
         let got = py.check(client, &research, "Qot_GetBasicQot", None);
         assert_eq!(got["outcome"], "allow", "{client} after SIGCONT: {got}");
     }
     let state = py.run(json!({"op": "state"}));
     assert_eq!(
-        (&state["sync_connections"], &state["async_connections"]),
-        (&json!(1), &json!(1)),
+        (
+            &state["sync_connections"],
+            &state["async_connections"],
+            &state["sync_late_releases"],
+            &state["async_late_releases"]
+        ),
+        (&json!(1), &json!(1), &json!(0), &json!(0)),
         "{state}"
     );
     d.stop();
@@ -1400,5 +1411,100 @@ fn session_checks_from_python_decide_as_the_rust_client_and_are_audited_only_whe
         (&state["sync_version"], &state["async_version"]),
         (&json!(4), &json!(4)),
         "SessionCheck itself was sent: {state}"
+    );
+}
+
+/// An order the daemon allowed after the Python caller gave up (its deadline passed while
+/// the daemon was stopped) is released by the client on the same connection: the audit
+/// file shows the release of that order's ticket, and the key's daily value is what the
+/// callers were answered allowed.
+#[test]
+fn an_order_allowed_after_its_caller_gave_up_is_released_by_the_python_client() {
+    let Some(pkg) = package() else { return };
+    away_from_utc_midnight();
+    let bot = token_for("sim-bot");
+    let d = DaemonBuilder::new(&[with(
+        key_json("sim-bot", &bot, &["trade:simulate"]),
+        "limits",
+        json!({"max_daily_value": 500000}),
+    )])
+    .start();
+    let mut py = pkg.driver(&d.socket_path(), 5.0);
+    let python = py.child.id();
+    let mut answered_allowed = 0.0;
+    for (n, client) in CLIENTS.into_iter().enumerate() {
+        let on_time = py.check(client, &bot, "Trd_PlaceOrder", Some(sell(100.0)));
+        assert_eq!(on_time["outcome"], "allow", "{client}: {on_time}");
+        answered_allowed += 38820.0;
+
+        // Stopped while the next order is asked with a short deadline: the caller is
+        // denied, and the daemon allows the order once it goes on.
+        d.pause();
+        let late = py.run(json!({
+            "op": "check", "client": client, "timeout": 0.3, "token": bot, "endpoint": "Trd_PlaceOrder",
+            "order": sell(100.0),
+        }));
+        d.resume();
+        assert_fail_closed(&late, &["DeadlineExceeded"], &format!("{client}, paused daemon"));
+        let count = py.run(json!({"op": "late_releases", "client": client, "at_least": 1, "within": 10}));
+        assert_eq!(count["late_releases"], 1, "{client}: {count}");
+
+        let records = poll("the late order's release in the audit file", || {
+            let recs = records_of(&d, python);
+            (recs.iter().filter(|r| r["kind"] == "release").count() > n).then_some(recs)
+        });
+        let releases: Vec<&Value> = records.iter().filter(|r| r["kind"] == "release").collect();
+        assert_eq!(releases.len(), n + 1, "{client}: {records:#?}");
+        let release = releases[n];
+        let ticket = &release["ticket"];
+        assert_eq!(
+            (&release["outcome"], &release["key_id"]),
+            (&json!("allow"), &json!("sim-bot")),
+            "{client}: {release}"
+        );
+        assert_ne!(
+            ticket, &on_time["ticket"],
+            "the order answered in time is not released"
+        );
+        let allowed: Vec<&Value> = records
+            .iter()
+            .filter(|r| r["kind"] == "check" && &r["ticket"] == ticket)
+            .collect();
+        assert_eq!(
+            allowed.len(),
+            1,
+            "{client}: the released ticket is an order's: {records:#?}"
+        );
+        assert_eq!(
+            (&allowed[0]["outcome"], &allowed[0]["endpoint"]),
+            (&json!("allow"), &json!("Trd_PlaceOrder")),
+            "{client}: {}",
+            allowed[0]
+        );
+        assert_eq!(
+            records
+                .iter()
+                .filter(|r| r["kind"] == "check" && r["outcome"] == "allow")
+                .count(),
+            2 * (n + 1),
+            "{client}: one order on time and one late, each time"
+        );
+
+        let usage = py.run(json!({"op": "usage", "id": "sim-bot"}));
+        assert!(
+            (usage["daily_value_used"].as_f64().unwrap() - answered_allowed).abs() < 1e-6,
+            "{client}: the late order's value was given back: {usage}"
+        );
+    }
+    let state = py.run(json!({"op": "state"}));
+    assert_eq!(
+        (
+            &state["sync_connections"],
+            &state["async_connections"],
+            &state["sync_late_releases"],
+            &state["async_late_releases"]
+        ),
+        (&json!(1), &json!(1), &json!(1), &json!(1)),
+        "released on the connection that asked: {state}"
     );
 }

@@ -1,6 +1,7 @@
 """Both clients against fake daemons (tests/fakes.py): answers matched by request id in
 any order, version negotiation, deadlines, reconnection, failing closed whatever goes
-wrong, and session checks (and what an older daemon is asked instead)."""
+wrong, session checks (and what an older daemon is asked instead), and the release of an
+order allowed after its caller gave up."""
 
 import asyncio
 import os
@@ -354,6 +355,128 @@ class Sessions(Base):
                 auth.call(lambda rid: SessionCheck(rid, T, "ws", self.KEEP_ALIVE, SessionOutcome.allow()))
             self.assertEqual((e.exception.request, e.exception.needs, e.exception.speaks), ("SessionCheck", 4, 2))
         self.assertEqual(d.requests, [])
+
+
+class LateReleases(Base):
+    LATE = Order("simulate", "HK", "HK.00700", "SELL", 100, 388.2)
+    TIMELY = Order("simulate", "HK", "HK.00700", "SELL", 1, 388.2)
+
+    def late_daemon(self, delay=0.4, burst=1):
+        """A daemon that allows every order with a ticket (70000 + its request id): an
+        order of 1 at once, any other `delay` seconds late, once `burst` of them arrived;
+        a check of endpoint `Slow` late too, without a ticket; releases are answered."""
+        held = []
+
+        def handler(daemon, req, version):
+            if isinstance(req, Check) and req.order is not None:
+                allow = DecisionResponse(req.request_id, Decision.allow("sim-bot", "trade:simulate",
+                                                                        70000 + req.request_id))
+                if req.order.qty == 1:
+                    return [allow]
+                held.append(allow)
+                if len(held) < burst:
+                    return None
+                time.sleep(delay)
+                out = list(held)
+                held.clear()
+                return out
+            if isinstance(req, Check) and req.endpoint == "Slow":
+                time.sleep(delay)
+                return [DecisionResponse(req.request_id, Decision.allow("sim-bot"))]
+            if isinstance(req, Release):
+                return [Released(req.request_id, "sim-bot", 38820.0)]
+            return decide(daemon, req, version)
+        return self.daemon(handler)
+
+    def released(self, d):
+        with d.lock:
+            return [r.ticket for r in d.requests if isinstance(r, Release)]
+
+    def allowed_late(self, d):
+        with d.lock:
+            return [70000 + r.request_id for r in d.requests if isinstance(r, Check) and r.order is not None
+                    and r.order.qty != 1]
+
+    def wait_released(self, d, n, sleep=time.sleep):
+        until = time.monotonic() + 5
+        while len(self.released(d)) < n and time.monotonic() < until:
+            sleep(0.01)
+        return self.released(d)
+
+    def test_an_order_allowed_after_its_deadline_is_released_on_the_same_connection(self):
+        d = self.late_daemon()
+        auth = AuthClient(d.path, timeout=0.1)
+        auth.connect(timeout=5)
+        self.assert_fail_closed(auth.check(T, "Trd_PlaceOrder", self.LATE), DeadlineExceeded)
+        self.assertEqual(self.wait_released(d, 1), self.allowed_late(d))
+        self.assertEqual(auth.late_releases, 1)
+        # An order answered in time is the caller's to place: not released. Neither is a
+        # late allow without a ticket.
+        timely = auth.check(T, "Trd_PlaceOrder", self.TIMELY, timeout=5)
+        self.assertTrue(timely.allowed and timely.ticket)
+        self.assert_fail_closed(auth.check(T, "Slow"), DeadlineExceeded)
+        time.sleep(0.5)
+        self.assertTrue(auth.check(T, "Qot_GetBasicQot", timeout=5).allowed)
+        self.assertEqual(len(self.released(d)), 1)
+        self.assertEqual(auth.late_releases, 1)
+        self.assertEqual((auth.connections_opened, d.connections), (1, 1), "the release's answer was dropped")
+        auth.close()
+
+    def test_a_burst_of_late_orders_is_released_whole_while_answers_flow(self):
+        n = 20
+        d = self.late_daemon(delay=0.3, burst=n)
+        auth = AuthClient(d.path, timeout=0.1)
+        auth.connect(timeout=5)
+        results = [None] * n
+        barrier = threading.Barrier(n)
+
+        def caller(i):
+            barrier.wait()
+            results[i] = auth.check(T, "Trd_PlaceOrder", self.LATE)
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for r in results:
+            self.assert_fail_closed(r, DeadlineExceeded)
+        self.assertEqual(sorted(self.wait_released(d, n)), sorted(self.allowed_late(d)))
+        self.assertEqual(auth.late_releases, n)
+        self.assertTrue(auth.check(T, "Qot_GetBasicQot", timeout=5).allowed)
+        auth.close()
+
+    def test_the_async_client_releases_after_a_deadline_or_a_cancellation(self):
+        d = self.late_daemon()
+
+        async def main():
+            async with AsyncAuthClient(d.path, timeout=0.1) as auth:
+                await auth.connect(timeout=5)
+                self.assert_fail_closed(await auth.check(T, "Trd_PlaceOrder", self.LATE), DeadlineExceeded)
+                first = await self.async_wait_released(d, 1)
+                # Cancelled by its caller before the answer came.
+                task = asyncio.ensure_future(auth.check(T, "Trd_PlaceOrder", self.LATE, timeout=5))
+                await asyncio.sleep(0.1)
+                task.cancel()
+                with self.assertRaises(asyncio.CancelledError):
+                    await task
+                both = await self.async_wait_released(d, 2)
+                timely = await auth.check(T, "Trd_PlaceOrder", self.TIMELY, timeout=5)
+                self.assertTrue(timely.allowed)
+                self.assert_fail_closed(await auth.check(T, "Slow"), DeadlineExceeded)
+                await asyncio.sleep(0.5)
+                self.assertTrue((await auth.check(T, "Qot_GetBasicQot", timeout=5)).allowed)
+                return first, both, auth.late_releases, auth.connections_opened
+        first, both, late, opened = run(main())
+        self.assertEqual(len(first), 1)
+        self.assertEqual(both, self.allowed_late(d))
+        self.assertEqual(self.released(d), both, "nothing else released")
+        self.assertEqual((late, opened, d.connections), (2, 1, 1))
+
+    async def async_wait_released(self, d, n):
+        until = time.monotonic() + 5
+        while len(self.released(d)) < n and time.monotonic() < until:
+            await asyncio.sleep(0.01)
+        return self.released(d)
 
 
 class Deadlines(Base):

@@ -9,7 +9,9 @@ connection is lost.
 
 **Fail closed.** ``check()`` returns a :class:`Decision` whatever happens; only the daemon
 allows. When it gave no decision (not running, too slow, connection lost, an answer that
-cannot be read) the decision is a deny with reason ``internal`` and ``error`` set.
+cannot be read) the decision is a deny with reason ``internal`` and ``error`` set. An
+order the daemon allows after its caller gave up is released by the client itself
+(``late_releases`` counts them).
 
 ::
 

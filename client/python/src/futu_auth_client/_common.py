@@ -1,9 +1,12 @@
 """What the blocking and the asyncio client share: settings, the backoff between
-connection attempts, building requests and reading their answers."""
+connection attempts, building requests and reading their answers, and what becomes of an
+answer nobody reads."""
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 import time
 from typing import Any, Callable, Optional, Tuple, Type, TypeVar, Union
 
@@ -42,6 +45,9 @@ DEFAULT_CLIENT_NAME = "futu-auth-client (python)"
 FIRST_BACKOFF = 0.01
 #: The longest wait between connection attempts while the daemon is away.
 MAX_BACKOFF = 1.0
+#: How long the release of an order allowed after its caller gave up may wait to be
+#: written (behind other callers' requests) before it is given up.
+LATE_RELEASE_TIMEOUT = 1.0
 #: The system endpoint a session's key is proved usable with: 1xxx needs no scope, and a
 #: dry run consumes nothing.
 KEEP_ALIVE = "KeepAlive"
@@ -193,6 +199,48 @@ def time_left(deadline: float, timeout: float) -> float:
     if left <= 0:
         raise DeadlineExceeded(timeout)
     return left
+
+
+def unclaimed_ticket(resp: Response) -> Optional[int]:
+    """For an answer nobody reads (its caller gave up: the deadline passed, or it was
+    cancelled): the ticket of the order it allowed, which was counted but will not be
+    placed and must be released; ``None`` for any other answer."""
+    if isinstance(resp, DecisionResponse) and resp.decision.allowed and resp.decision.ticket is not None:
+        return resp.decision.ticket
+    return None
+
+
+class RequestIds:
+    """Fresh request ids, for a client's calls and its connections' own releases (an
+    object of its own: a connection that holds it does not keep its client alive)."""
+
+    __slots__ = ("_ids", "_lock")
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            return next(self._ids)
+
+
+class Tally:
+    """A count several threads add to (the late releases of a client's connections)."""
+
+    __slots__ = ("_n", "_lock")
+
+    def __init__(self) -> None:
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self._n += 1
+
+    @property
+    def value(self) -> int:
+        return self._n
 
 
 def protocol_failure(e: BaseException) -> ProtocolError:

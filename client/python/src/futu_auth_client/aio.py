@@ -1,10 +1,13 @@
 """:class:`AsyncAuthClient`: the asyncio twin of :class:`~futu_auth_client.AuthClient`,
-with the same methods as coroutines."""
+with the same methods as coroutines.
+
+An order the daemon allowed after its caller gave up (the deadline passed, or the call
+was cancelled) was counted but will never be placed: the connection releases its ticket,
+as the blocking client's does."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import time
@@ -64,11 +67,13 @@ class _AsyncConnection:
     calling coroutines, answers read by a reader of its own and handed over by request id."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, version: int,
-                 server_version: str) -> None:
+                 server_version: str, next_id: Callable[[], int], late_releases: c.Tally) -> None:
         self._reader = reader
         self._writer = writer
         self.version = version
         self.server_version = server_version
+        self._next_id = next_id
+        self._late_releases = late_releases
         self.loop = asyncio.get_running_loop()
         self._pending: Dict[int, "asyncio.Future[Response]"] = {}
         self._alive = True
@@ -130,6 +135,23 @@ class _AsyncConnection:
         fut = self._pending.pop(resp.request_id, None)
         if fut is not None and not fut.done():
             fut.set_result(resp)
+        else:
+            self.unclaimed(resp)
+
+    def unclaimed(self, resp: Response) -> None:
+        """An answer nobody reads: its caller gave up, or it answers a late release. An
+        order it allowed was counted but will not be placed: its ticket is released (the
+        frame is buffered whole, never waited for; its answer is dropped in turn)."""
+        ticket = c.unclaimed_ticket(resp)
+        if ticket is None or not self._alive:
+            return
+        data = request_frame(Release(self._next_id(), ticket))
+        self._late_releases.add()
+        log.info("releasing an order futu-authd allowed after its caller gave up")
+        try:
+            self._writer.write(data)
+        except Exception as e:  # the transport is closing: the connection is going anyway
+            log.warning("the release of an order allowed after its caller gave up was not sent: %s", e)
 
     async def _read_loop(self) -> None:
         failure: Callable[[], ClientError] = ConnectionLost
@@ -192,6 +214,11 @@ class AsyncAuthClient:
     :attr:`Decision.error` set when the daemon gave no decision. The other calls raise a
     :class:`ClientError`.
 
+    **Late allows are released**, as by :class:`~futu_auth_client.AuthClient`: an order
+    allowed after its call's deadline passed, or after the call was cancelled, is released
+    on the same connection and counted in :attr:`late_releases`. Answers are read while
+    the event loop runs.
+
     ::
 
         async with AsyncAuthClient("/run/futu/auth.sock") as auth:
@@ -203,12 +230,13 @@ class AsyncAuthClient:
         self.socket_path = os.fspath(socket_path)
         self.timeout = c.check_timeout(timeout)
         self.client_name = client_name
-        self._ids = itertools.count(1)
+        self._ids = c.RequestIds()
         self._conn: Optional[_AsyncConnection] = None
         self._lock: Optional[asyncio.Lock] = None
         self._lock_loop: Optional[asyncio.AbstractEventLoop] = None
         self._backoff = c.Backoff()
         self._closed = False
+        self._late_releases = c.Tally()
         #: How many connections this client has opened (Hello answered).
         self.connections_opened = 0
 
@@ -240,6 +268,13 @@ class AsyncAuthClient:
         """How many requests are waiting for their answers."""
         conn = self._conn
         return conn.in_flight if conn is not None else 0
+
+    @property
+    def late_releases(self) -> int:
+        """How many orders futu-authd allowed after their caller gave up (the deadline
+        passed, or the call was cancelled), and this client therefore released, over its
+        life. A late answer is read while the event loop runs."""
+        return self._late_releases.value
 
     async def connect(self, timeout: Optional[float] = None) -> int:
         """Connects now (if not connected) and returns the protocol version spoken;
@@ -322,7 +357,7 @@ class AsyncAuthClient:
                         continue
                     raise
                 ok = True
-                return _AsyncConnection(reader, writer, agreed, server_version)
+                return _AsyncConnection(reader, writer, agreed, server_version, self._ids.next, self._late_releases)
             finally:
                 if not ok:
                     writer.close()
@@ -336,7 +371,7 @@ class AsyncAuthClient:
         ``forbidden`` deny of an admin request :class:`ForbiddenError`. A request the
         connection's protocol version does not have is not sent: :class:`VersionTooOld`."""
         t = self.timeout if timeout is None else c.check_timeout(timeout)
-        req, data = c.build(make, next(self._ids))
+        req, data = c.build(make, self._ids.next())
         if getattr(req, "request_id", None) is None:
             raise InvalidRequest("Hello is sent by the client itself")
         try:
@@ -364,6 +399,12 @@ class AsyncAuthClient:
                 raise
             try:
                 return await fut
+            except asyncio.CancelledError:
+                # Given up (deadline, or cancelled) with the answer perhaps handed over
+                # already: then it is nobody's.
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    conn.unclaimed(fut.result())
+                raise
             finally:
                 conn.forget(request_id)
         raise ProtocolError("not reached")

@@ -1,9 +1,13 @@
 """:class:`AuthClient`: the blocking client, one pipelined connection shared by every
-thread of a process."""
+thread of a process.
+
+An order the daemon allowed after its caller gave up (the deadline passed) was counted
+but will never be placed: the connection releases its ticket, so that the daemon's ledger
+holds exactly the orders the gateway placed, and the audit trail shows the release."""
 
 from __future__ import annotations
 
-import itertools
+import collections
 import logging
 import os
 import select
@@ -11,7 +15,7 @@ import socket
 import threading
 import time
 import weakref
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Deque, Dict, List, Optional, Union
 
 from . import _common as c
 from .codec import DecodeError, FrameTooLarge, frame_length
@@ -75,13 +79,18 @@ class _Waiter:
 
 class _Connection:
     """A connection that said Hello: requests are written by the calling threads, answers
-    read by a thread of its own and handed to their callers by request id."""
+    read by a thread of its own and handed to their callers by request id. The releases
+    of orders allowed after their caller gave up are written by a thread of their own,
+    started when there is one to write, so that the reader never waits to write."""
 
-    def __init__(self, sock: socket.socket, version: int, server_version: str) -> None:
+    def __init__(self, sock: socket.socket, version: int, server_version: str, next_id: Callable[[], int],
+                 late_releases: c.Tally) -> None:
         sock.setblocking(False)
         self._sock = sock
         self.version = version
         self.server_version = server_version
+        self._next_id = next_id
+        self._late_releases = late_releases
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._close_lock = threading.Lock()
@@ -89,6 +98,10 @@ class _Connection:
         self._alive = True
         self._failure: Callable[[], ClientError] = ConnectionLost
         self._fatal: Optional[ClientError] = None
+        # Release frames waiting to be written, and the thread writing them (None while
+        # none runs); both under _lock.
+        self._releases: Deque[bytes] = collections.deque()
+        self._releaser: Optional[threading.Thread] = None
         self._reader = threading.Thread(target=self._read_loop, name="futu-auth-client reader", daemon=True)
         self._reader.start()
 
@@ -170,10 +183,46 @@ class _Connection:
             log.warning("%s", fatal)
             return
         with self._lock:
+            # Handed over under the lock: a caller whose deadline passes either takes its
+            # waiter out of the table first (and this answer is nobody's) or finds it set.
             w = self._pending.pop(resp.request_id, None)
-        if w is not None:
-            w.response = resp
-            w.event.set()
+            if w is not None:
+                w.response = resp
+                w.event.set()
+        if w is None:
+            self._unclaimed(resp)
+
+    def _unclaimed(self, resp: Response) -> None:
+        """An answer with no caller waiting: the caller gave up, or it answers a late
+        release. An order it allowed was counted but will not be placed: its ticket is
+        released (the answer to that is dropped here in turn)."""
+        ticket = c.unclaimed_ticket(resp)
+        if ticket is None:
+            return
+        data = request_frame(Release(self._next_id(), ticket))
+        with self._lock:
+            if not self._alive:
+                return
+            self._late_releases.add()
+            self._releases.append(data)
+            if self._releaser is None:
+                self._releaser = threading.Thread(target=self._release_loop, name="futu-auth-client releaser",
+                                                  daemon=True)
+                self._releaser.start()
+        log.info("releasing an order futu-authd allowed after its caller gave up")
+
+    def _release_loop(self) -> None:
+        while True:
+            with self._lock:
+                if not self._releases or not self._alive:
+                    self._releases.clear()
+                    self._releaser = None
+                    return
+                data = self._releases.popleft()
+            try:
+                self.send(data, time.monotonic() + c.LATE_RELEASE_TIMEOUT, c.LATE_RELEASE_TIMEOUT)
+            except ClientError as e:
+                log.warning("the release of an order allowed after its caller gave up was not sent: %s", e)
 
     def _read_loop(self) -> None:
         buf = bytearray()
@@ -271,6 +320,12 @@ class AuthClient:
     ``internal`` and :attr:`Decision.error` set. The other calls raise a
     :class:`ClientError` (:class:`AuthError` for the daemon's Error answers).
 
+    **Late allows are released.** An order whose caller was denied for want of an answer
+    in time may still be allowed by the daemon afterwards, which counts its value; the
+    client then sends ``Release`` for its ticket on the same connection (its answer is not
+    waited for) and counts it in :attr:`late_releases`, so that the daemon's ledger holds
+    only the orders callers were told they may place.
+
     >>> auth = AuthClient("/run/futu/auth.sock")                      # doctest: +SKIP
     >>> d = auth.check("fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f", "Qot_GetBasicQot")  # doctest: +SKIP
     >>> d.allowed, d.reason                                           # doctest: +SKIP
@@ -282,12 +337,12 @@ class AuthClient:
         self.socket_path = os.fspath(socket_path)
         self.timeout = c.check_timeout(timeout)
         self.client_name = client_name
-        self._ids = itertools.count(1)
-        self._id_lock = threading.Lock()
+        self._ids = c.RequestIds()
         self._state_lock = threading.Lock()
         self._holder = _Holder()
         self._backoff = c.Backoff()
         self._closed = False
+        self._late_releases = c.Tally()
         #: How many connections this client has opened (Hello answered).
         self.connections_opened = 0
         weakref.finalize(self, _finalize, self._holder)
@@ -320,6 +375,12 @@ class AuthClient:
         """How many requests are waiting for their answers."""
         conn = self._holder.conn
         return conn.in_flight if conn is not None else 0
+
+    @property
+    def late_releases(self) -> int:
+        """How many orders futu-authd allowed after their caller gave up (the deadline
+        passed), and this client therefore released, over its life."""
+        return self._late_releases.value
 
     def connect(self, timeout: Optional[float] = None) -> int:
         """Connects now (if not connected) and returns the protocol version spoken;
@@ -397,7 +458,7 @@ class AuthClient:
                         sock.close()
                         continue
                     raise
-                conn = _Connection(sock, agreed, server_version)
+                conn = _Connection(sock, agreed, server_version, self._ids.next, self._late_releases)
                 sock = None  # type: ignore[assignment]
                 return conn
             finally:
@@ -408,8 +469,7 @@ class AuthClient:
     # ---- calls --------------------------------------------------------------------------
 
     def _next_id(self) -> int:
-        with self._id_lock:
-            return next(self._ids)
+        return self._ids.next()
 
     def call(self, make: Callable[[int], Request], timeout: Optional[float] = None) -> Response:
         """Sends the request ``make(request_id)`` builds with a fresh id and returns its
