@@ -17,6 +17,8 @@ Then, for each JSON line read from stdin, one JSON line is printed. Every comman
         -> the decision as `futucli check --json` prints it, plus "error" (the exception
            class of a fail-closed deny, or null) and "elapsed_ms"
     {"op": "check_scope", "token", "scope", "iface"?}             -> the same
+    {"op": "session_check", "token", "iface", "subject": "keep_alive" | {"scope", "pushes"},
+        "previous": "allow" | REASON}                              -> the same
     {"op": "release", "ticket"}                   -> {"key_id", "refunded_value"}
     {"op": "pipeline", "checks": [{"token", "endpoint", "iface"?}, ...]}
         -> {"decisions": [...], "peak_in_flight", "connections_opened"}: all at once, as
@@ -39,7 +41,13 @@ Then, for each JSON line read from stdin, one JSON line is printed. Every comman
                                                       "previous_valid_until"}, ...]}
     {"op": "token", "token"}                      -> the token functions' results for it
     {"op": "generate", "n"}                       -> {"tokens": [{"token", "digest"}, ...]}
-    {"op": "state"}                               -> connections opened, protocol versions
+    {"op": "late_releases", "at_least"?, "within"?}
+        -> {"late_releases"}: the orders the client released because they were allowed
+           after their caller gave up, once there are "at_least" of them or "within"
+           seconds have passed (the asyncio client's loop runs meanwhile, so that it reads
+           late answers)
+    {"op": "state"}                               -> connections opened, protocol versions,
+                                                     late releases
 
 A call that raises answers {"raised": CLASS, "kind": ERROR_KIND or null, "message"}.
 """
@@ -64,6 +72,8 @@ from futu_auth_client import (
     KeySpec,
     Limits,
     Order,
+    SessionOutcome,
+    SessionSubject,
     Token,
     token as tokens,
 )
@@ -125,6 +135,30 @@ class Driver:
         start = time.monotonic()
         d = self.call(cmd, "check_scope", cmd["token"], cmd["scope"], iface=cmd.get("iface", "rest"))
         return self.decision(d, start)
+
+    def op_session_check(self, cmd):
+        start = time.monotonic()
+        subject = cmd["subject"]
+        subject = (SessionSubject.keep_alive() if subject == "keep_alive"
+                   else SessionSubject.for_pushes(subject["scope"], subject["pushes"]))
+        previous = cmd["previous"]
+        previous = SessionOutcome.allow() if previous == "allow" else SessionOutcome.deny(previous)
+        d = self.call(cmd, "session_check", cmd["token"], cmd["iface"], subject, previous)
+        return self.decision(d, start)
+
+    def op_late_releases(self, cmd):
+        at_least, within = cmd.get("at_least", 0), cmd.get("within", 0)
+        if cmd.get("client", "sync") == "async":
+            async def wait():
+                until = time.monotonic() + within
+                while self.aio.late_releases < at_least and time.monotonic() < until:
+                    await asyncio.sleep(0.01)
+                return self.aio.late_releases
+            return {"late_releases": self.loop.run_until_complete(wait())}
+        until = time.monotonic() + within
+        while self.sync.late_releases < at_least and time.monotonic() < until:
+            time.sleep(0.01)
+        return {"late_releases": self.sync.late_releases}
 
     def op_release(self, cmd):
         r = self.call(cmd, "release", cmd["ticket"])
@@ -279,7 +313,8 @@ class Driver:
     def op_state(self, cmd):
         return {"sync_connections": self.sync.connections_opened, "async_connections": self.aio.connections_opened,
                 "sync_version": self.sync.protocol_version, "async_version": self.aio.protocol_version,
-                "server_version": self.sync.server_version}
+                "server_version": self.sync.server_version, "sync_late_releases": self.sync.late_releases,
+                "async_late_releases": self.aio.late_releases}
 
 
 class SilentServer:

@@ -17,7 +17,11 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futu_authd_tests::{hash_of, key_json, skip, this_fingerprint, token_for, with, Daemon, DaemonBuilder};
+use futu_auth_client::BlockingAuthClient;
+use futu_auth_proto::{Decision, Iface, Reason, Scope, SessionOutcome, SessionSubject, Token};
+use futu_authd_tests::{
+    hash_of, key_json, metric_value, poll, skip, this_fingerprint, token_for, with, Daemon, DaemonBuilder,
+};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -563,14 +567,21 @@ fn checks_answer_as_futucli_check_does() {
         assert!(!audit.contains(t.as_str()), "a token in the audit file");
     }
     let state = py.run(json!({"op": "state"}));
+    let newest = json!(futu_auth_proto::PROTOCOL_VERSION);
     assert_eq!(
         (
             &state["sync_connections"],
             &state["async_connections"],
-            &state["sync_version"]
+            &state["sync_version"],
+            &state["async_version"]
         ),
-        (&json!(1), &json!(1), &json!(futu_auth_proto::PROTOCOL_VERSION)),
+        (&json!(1), &json!(1), &newest, &newest),
         "one connection each, the daemon's newest protocol version: {state}"
+    );
+    assert_eq!(
+        (&state["sync_late_releases"], &state["async_late_releases"]),
+        (&json!(0), &json!(0)),
+        "every answer was read in time: {state}"
     );
 }
 
@@ -683,15 +694,21 @@ fn a_socket_that_never_answers_is_a_deny_after_the_deadline() {
         let took = elapsed(got);
         assert!(took >= deadline && took <= deadline + SLACK, "{client}: {took:?}");
     }
-    // Resumed: the same connection answers again (its late answers are dropped).
+    // Resumed: the same connection answers again (its late answers are dropped: they
+    // allowed no order, so there is nothing to release).
     for client in CLIENTS {
         let got = py.check(client, &research, "Qot_GetBasicQot", None);
         assert_eq!(got["outcome"], "allow", "{client} after SIGCONT: {got}");
     }
     let state = py.run(json!({"op": "state"}));
     assert_eq!(
-        (&state["sync_connections"], &state["async_connections"]),
-        (&json!(1), &json!(1)),
+        (
+            &state["sync_connections"],
+            &state["async_connections"],
+            &state["sync_late_releases"],
+            &state["async_late_releases"]
+        ),
+        (&json!(1), &json!(1), &json!(0), &json!(0)),
         "{state}"
     );
     d.stop();
@@ -1164,4 +1181,330 @@ fn rotation_and_key_activity_from_python_match_keys_json_and_futucli() {
     let many: Vec<String> = (0..501).map(|i| format!("k{i}")).collect();
     let refused = py.run(json!({"op": "key_activity", "ids": many}));
     assert!(refused["raised"].is_string(), "{refused}");
+}
+
+/// The Rust client's decision as the Python driver prints one (`futucli check --json`'s
+/// fields).
+fn rust_view(d: &Decision) -> Value {
+    match d {
+        Decision::Allow { key_id, scope, .. } => {
+            json!({"outcome": "allow", "key_id": key_id.as_str(), "scope": scope.map(Scope::as_str)})
+        }
+        Decision::Deny {
+            reason,
+            key_id,
+            detail,
+            ..
+        } => json!({
+            "outcome": "reject",
+            "reason": reason.as_str(),
+            "key_id": key_id.as_ref().map(|k| k.as_str()),
+            "detail": detail,
+        }),
+    }
+}
+
+/// The records of the audit file that the process `pid` asked for.
+fn records_of(d: &Daemon, pid: u32) -> Vec<Value> {
+    d.audit_records()
+        .into_iter()
+        .filter(|r| r["peer_pid"] == pid)
+        .collect()
+}
+
+/// Protocol version 4 from Python: a session's repeated decisions are the Rust client's
+/// (and a dry-run check's, as futucli makes it), and the daemon audits one only when its
+/// outcome differs from the one the session had before; held-back WebSocket pushes are
+/// counted by the number the decision was for.
+#[test]
+fn session_checks_from_python_decide_as_the_rust_client_and_are_audited_only_when_they_change() {
+    let Some(pkg) = package() else { return };
+    let research = token_for("research");
+    let stranger = token_for("stranger");
+    let d = DaemonBuilder::new(&[key_json("research", &research, &["qot:read"])])
+        .metrics()
+        .start();
+    let mut py = pkg.driver(&d.socket_path(), 5.0);
+    let python = py.child.id();
+    let rust = BlockingAuthClient::connect_with_deadline(d.socket_path(), Duration::from_secs(5))
+        .expect("the Rust client connects");
+    let filtered = || {
+        let text = d.metrics_text();
+        let labels = [("required_scope", "trade"), ("key_id", "research")];
+        metric_value(&text, "futu_ws_filtered_pushes_total", &labels).unwrap_or(0.0)
+    };
+    let pushes = |scope, pushes| SessionSubject::Pushes { scope, pushes };
+    let keep_alive = SessionSubject::KeepAlive;
+    let allow = SessionOutcome::Allow;
+    let no_scope = SessionOutcome::Deny(Reason::Scope);
+    let no_key = SessionOutcome::Deny(Reason::UnknownKey);
+    // (client, token, iface, subject, previous, the outcome and reason, audited)
+    let steps = [
+        (
+            CLIENTS[0],
+            &research,
+            Iface::Ws,
+            pushes(Scope::QotRead, 3),
+            no_scope,
+            ("allow", None),
+            true,
+        ),
+        (
+            CLIENTS[1],
+            &research,
+            Iface::Ws,
+            pushes(Scope::QotRead, 3),
+            allow,
+            ("allow", None),
+            false,
+        ),
+        (
+            CLIENTS[0],
+            &research,
+            Iface::Ws,
+            pushes(Scope::TradeReal, 5),
+            no_scope,
+            ("reject", Some("scope")),
+            false,
+        ),
+        (
+            CLIENTS[1],
+            &research,
+            Iface::Ws,
+            pushes(Scope::TradeReal, 2),
+            allow,
+            ("reject", Some("scope")),
+            true,
+        ),
+        (
+            CLIENTS[0],
+            &research,
+            Iface::Grpc,
+            pushes(Scope::TradeReal, 4),
+            allow,
+            ("reject", Some("scope")),
+            true,
+        ),
+        (
+            CLIENTS[1],
+            &research,
+            Iface::Mcp,
+            keep_alive,
+            allow,
+            ("allow", None),
+            false,
+        ),
+        (
+            CLIENTS[0],
+            &research,
+            Iface::Mcp,
+            keep_alive,
+            no_key,
+            ("allow", None),
+            true,
+        ),
+        (
+            CLIENTS[1],
+            &stranger,
+            Iface::Mcp,
+            keep_alive,
+            allow,
+            ("reject", Some("unknown_key")),
+            true,
+        ),
+        (
+            CLIENTS[0],
+            &stranger,
+            Iface::Mcp,
+            keep_alive,
+            no_key,
+            ("reject", Some("unknown_key")),
+            false,
+        ),
+    ];
+    let mut audited = 0;
+    for (i, (client, token, iface, subject, previous, (outcome, reason), leaves_record)) in
+        steps.into_iter().enumerate()
+    {
+        let what = format!("step {i}: {client} {iface} {subject:?} after {previous:?}");
+        let theirs = rust
+            .block_on(
+                rust.inner()
+                    .session_check(&Token::new(token.as_str()), iface, subject, previous),
+            )
+            .unwrap_or_else(|e| panic!("{what}: the Rust client: {e}"));
+        let before = filtered();
+        let records_before = records_of(&d, python).len();
+        let (subject_json, held) = match subject {
+            SessionSubject::KeepAlive => (json!("keep_alive"), 0),
+            SessionSubject::Pushes { scope, pushes } => (
+                json!({"scope": scope.as_str(), "pushes": pushes}),
+                if iface == Iface::Ws && outcome == "reject" {
+                    pushes
+                } else {
+                    0
+                },
+            ),
+        };
+        let previous_json = match previous {
+            SessionOutcome::Allow => json!("allow"),
+            SessionOutcome::Deny(reason) => json!(reason.as_str()),
+        };
+        let got = py.run(json!({
+            "op": "session_check", "client": client, "token": token, "iface": iface.as_str(),
+            "subject": subject_json, "previous": previous_json,
+        }));
+        assert_eq!(
+            (got["outcome"].as_str(), got["reason"].as_str()),
+            (Some(outcome), reason),
+            "{what}: {got}"
+        );
+        assert_same_decision(&got, &rust_view(&theirs), &what);
+        if subject == keep_alive {
+            let cli = futucli_check(&d, token, "KeepAlive", &["--dry-run"]);
+            assert_same_decision(&got, &cli, &format!("{what}, futucli"));
+        }
+
+        // The record comes before the answer: it is there now, or never.
+        let records = records_of(&d, python);
+        if leaves_record {
+            audited += 1;
+        }
+        assert_eq!(records.len(), audited, "{what}: {records:#?}");
+        assert_eq!(
+            records.len() - records_before,
+            usize::from(leaves_record),
+            "{what}"
+        );
+        if leaves_record {
+            let r = records.last().unwrap();
+            assert_eq!(
+                (&r["outcome"], &r["reason"], &r["iface"]),
+                (&json!(outcome), &json!(reason), &json!(iface.as_str())),
+                "{what}: {r}"
+            );
+            match subject {
+                SessionSubject::Pushes { scope, pushes } => {
+                    assert_eq!(
+                        (&r["kind"], &r["endpoint"], &r["pushes"]),
+                        (&json!("check_scope"), &json!(scope.as_str()), &json!(pushes)),
+                        "{what}: {r}"
+                    );
+                }
+                SessionSubject::KeepAlive => {
+                    assert_eq!(
+                        (&r["kind"], &r["endpoint"], &r["dry_run"], r.get("pushes")),
+                        (&json!("check"), &json!("KeepAlive"), &json!(true), None),
+                        "{what}: {r}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            filtered() - before,
+            f64::from(held),
+            "{what}: futu_ws_filtered_pushes_total grows by the pushes held back on a WebSocket"
+        );
+    }
+    let state = py.run(json!({"op": "state"}));
+    assert_eq!(
+        (&state["sync_version"], &state["async_version"]),
+        (&json!(4), &json!(4)),
+        "SessionCheck itself was sent: {state}"
+    );
+}
+
+/// An order the daemon allowed after the Python caller gave up (its deadline passed while
+/// the daemon was stopped) is released by the client on the same connection: the audit
+/// file shows the release of that order's ticket, and the key's daily value is what the
+/// callers were answered allowed.
+#[test]
+fn an_order_allowed_after_its_caller_gave_up_is_released_by_the_python_client() {
+    let Some(pkg) = package() else { return };
+    away_from_utc_midnight();
+    let bot = token_for("sim-bot");
+    let d = DaemonBuilder::new(&[with(
+        key_json("sim-bot", &bot, &["trade:simulate"]),
+        "limits",
+        json!({"max_daily_value": 500000}),
+    )])
+    .start();
+    let mut py = pkg.driver(&d.socket_path(), 5.0);
+    let python = py.child.id();
+    let mut answered_allowed = 0.0;
+    for (n, client) in CLIENTS.into_iter().enumerate() {
+        let on_time = py.check(client, &bot, "Trd_PlaceOrder", Some(sell(100.0)));
+        assert_eq!(on_time["outcome"], "allow", "{client}: {on_time}");
+        answered_allowed += 38820.0;
+
+        // Stopped while the next order is asked with a short deadline: the caller is
+        // denied, and the daemon allows the order once it goes on.
+        d.pause();
+        let late = py.run(json!({
+            "op": "check", "client": client, "timeout": 0.3, "token": bot, "endpoint": "Trd_PlaceOrder",
+            "order": sell(100.0),
+        }));
+        d.resume();
+        assert_fail_closed(&late, &["DeadlineExceeded"], &format!("{client}, paused daemon"));
+        let count = py.run(json!({"op": "late_releases", "client": client, "at_least": 1, "within": 10}));
+        assert_eq!(count["late_releases"], 1, "{client}: {count}");
+
+        let records = poll("the late order's release in the audit file", || {
+            let recs = records_of(&d, python);
+            (recs.iter().filter(|r| r["kind"] == "release").count() > n).then_some(recs)
+        });
+        let releases: Vec<&Value> = records.iter().filter(|r| r["kind"] == "release").collect();
+        assert_eq!(releases.len(), n + 1, "{client}: {records:#?}");
+        let release = releases[n];
+        let ticket = &release["ticket"];
+        assert_eq!(
+            (&release["outcome"], &release["key_id"]),
+            (&json!("allow"), &json!("sim-bot")),
+            "{client}: {release}"
+        );
+        assert_ne!(
+            ticket, &on_time["ticket"],
+            "the order answered in time is not released"
+        );
+        let allowed: Vec<&Value> = records
+            .iter()
+            .filter(|r| r["kind"] == "check" && &r["ticket"] == ticket)
+            .collect();
+        assert_eq!(
+            allowed.len(),
+            1,
+            "{client}: the released ticket is an order's: {records:#?}"
+        );
+        assert_eq!(
+            (&allowed[0]["outcome"], &allowed[0]["endpoint"]),
+            (&json!("allow"), &json!("Trd_PlaceOrder")),
+            "{client}: {}",
+            allowed[0]
+        );
+        assert_eq!(
+            records
+                .iter()
+                .filter(|r| r["kind"] == "check" && r["outcome"] == "allow")
+                .count(),
+            2 * (n + 1),
+            "{client}: one order on time and one late, each time"
+        );
+
+        let usage = py.run(json!({"op": "usage", "id": "sim-bot"}));
+        assert!(
+            (usage["daily_value_used"].as_f64().unwrap() - answered_allowed).abs() < 1e-6,
+            "{client}: the late order's value was given back: {usage}"
+        );
+    }
+    let state = py.run(json!({"op": "state"}));
+    assert_eq!(
+        (
+            &state["sync_connections"],
+            &state["async_connections"],
+            &state["sync_late_releases"],
+            &state["async_late_releases"]
+        ),
+        (&json!(1), &json!(1), &json!(1), &json!(1)),
+        "released on the connection that asked: {state}"
+    );
 }

@@ -1,6 +1,7 @@
 """Both clients against fake daemons (tests/fakes.py): answers matched by request id in
-any order, version negotiation, deadlines, reconnection, and failing closed whatever goes
-wrong."""
+any order, version negotiation, deadlines, reconnection, failing closed whatever goes
+wrong, session checks (and what an older daemon is asked instead), and the release of an
+order allowed after its caller gave up."""
 
 import asyncio
 import os
@@ -23,6 +24,7 @@ from futu_auth_client import (  # noqa: E402
     Decision,
     ErrorKind,
     ForbiddenError,
+    Iface,
     InvalidRequest,
     KeyHash,
     KeyRecord,
@@ -33,7 +35,10 @@ from futu_auth_client import (  # noqa: E402
     RateFigures,
     Reason,
     Scope,
+    SessionOutcome,
+    SessionSubject,
     UnavailableError,
+    VersionTooOld,
 )
 from futu_auth_client.messages import (  # noqa: E402
     Check,
@@ -45,6 +50,7 @@ from futu_auth_client.messages import (  # noqa: E402
     ListKeysPage,
     Release,
     Released,
+    SessionCheck,
     UsageRequest,
 )
 
@@ -72,6 +78,12 @@ def decide(daemon, req, version):
         return [DecisionResponse(req.request_id, Decision.allow("research", Scope.QOT_READ))]
     if isinstance(req, CheckScope):
         return [DecisionResponse(req.request_id, Decision.allow("research", req.scope))]
+    if isinstance(req, SessionCheck):
+        if req.token.expose() != T:
+            return [DecisionResponse(req.request_id, Decision.deny("unknown_key", None, "no key has this token"))]
+        if req.subject.kind == SessionSubject.KEEP_ALIVE:
+            return [DecisionResponse(req.request_id, Decision.allow("research"))]
+        return [DecisionResponse(req.request_id, Decision.allow("research", req.subject.scope))]
     if isinstance(req, Release):
         if req.ticket == 7:
             return [Released(req.request_id, "research", 388.2)]
@@ -134,7 +146,7 @@ class Decisions(Base):
         self.assertEqual([r.iface.value for r in sent], ["rest", "grpc", "rest", "ws"])
         self.assertEqual(len({r.request_id for r in sent}), 4, "fresh request ids")
         self.assertEqual(sent[2].order.price, 388.2)
-        self.assertEqual(d.offered, [3])
+        self.assertEqual(d.offered, [4])
 
     def test_errors_and_refusals_of_the_other_calls_raise_typed_exceptions(self):
         d = self.daemon()
@@ -245,17 +257,17 @@ class Versions(Base):
         self.assertEqual((deny.reason, deny.key_id, deny.detail), ("rate", "sim-bot", "too fast"))
         self.assertIsNone(deny.retry_after_ms)
         self.assertIsNone(deny.limit)
-        self.assertEqual(d.offered, [3, 2, 1])
+        self.assertEqual(d.offered, [4, 3, 2, 1])
 
         async def main():
             async with AsyncAuthClient(d.path, timeout=5) as auth:
                 return await auth.check(T, "Trd_PlaceOrder"), auth.protocol_version
         deny, version = run(main())
         self.assertEqual((deny.reason, deny.retry_after_ms, version), ("rate", None, 1))
-        self.assertEqual(d.offered, [3, 2, 1, 3, 2, 1])
+        self.assertEqual(d.offered, [4, 3, 2, 1, 4, 3, 2, 1])
 
     def test_a_hello_answered_with_a_newer_version_is_not_a_daemon_to_talk_to(self):
-        d = self.daemon(hello_version=4)
+        d = self.daemon(hello_version=5)
         with AuthClient(d.path, timeout=5) as auth:
             self.assert_fail_closed(auth.check(T, "Qot_GetBasicQot"), ProtocolError)
         self.assertEqual(d.requests, [])
@@ -278,6 +290,193 @@ class Versions(Base):
                     await auth.key_activity(["sim-bot"])
         run(main())
         self.assertEqual(d.requests, [], "nothing sent that a version-2 daemon cannot read")
+
+
+class Sessions(Base):
+    PUSHES = SessionSubject.for_pushes("acc:read", 5)
+    KEEP_ALIVE = SessionSubject.keep_alive()
+
+    def ask_both(self, d):
+        """The same two session checks from each client: pushes, and a keep-alive of an
+        unknown token."""
+        with AuthClient(d.path, timeout=5) as auth:
+            sync = [auth.session_check(T, "ws", self.PUSHES, SessionOutcome.deny("scope")),
+                    auth.session_check(STRANGER, "mcp", self.KEEP_ALIVE, SessionOutcome.allow())]
+            version = auth.protocol_version
+
+        async def main():
+            async with AsyncAuthClient(d.path, timeout=5) as auth:
+                return [await auth.session_check(T, "ws", self.PUSHES, SessionOutcome.deny("scope")),
+                        await auth.session_check(STRANGER, Iface.MCP, self.KEEP_ALIVE, SessionOutcome.allow()),
+                        auth.protocol_version]
+        *aio, aio_version = run(main())
+        self.assertEqual(sync, aio)
+        self.assertEqual((version, aio_version), (max(d.versions),) * 2)
+        return sync
+
+    def test_a_daemon_of_version_4_is_asked_the_session_check(self):
+        d = self.daemon(versions=(1, 2, 3, 4))
+        pushes, alive = self.ask_both(d)
+        self.assertEqual((pushes.allowed, pushes.key_id, pushes.scope), (True, "research", Scope.ACC_READ))
+        self.assertEqual((alive.allowed, alive.reason, alive.from_daemon), (False, Reason.UNKNOWN_KEY, True))
+        sent = [(type(r), r.iface, r.subject, r.previous) for r in d.requests]
+        self.assertEqual(sent, [
+            (SessionCheck, Iface.WS, self.PUSHES, SessionOutcome.deny("scope")),
+            (SessionCheck, Iface.MCP, self.KEEP_ALIVE, SessionOutcome.allow()),
+        ] * 2)
+
+    def test_an_older_daemon_is_asked_the_scope_check_or_dry_run_instead(self):
+        d = self.daemon(versions=(1, 2, 3))
+        pushes, alive = self.ask_both(d)
+        self.assertEqual((pushes.allowed, pushes.scope), (True, Scope.ACC_READ))
+        self.assertEqual(alive.reason, Reason.UNKNOWN_KEY)
+        self.assertFalse(any(isinstance(r, SessionCheck) for r in d.requests), "nothing of version 4 sent")
+        self.assertEqual(d.requests[:2], [
+            CheckScope(d.requests[0].request_id, T, Iface.WS, Scope.ACC_READ),
+            Check(d.requests[1].request_id, STRANGER, Iface.MCP, "KeepAlive", None, True),
+        ])
+        self.assertEqual([type(r) for r in d.requests[2:]], [CheckScope, Check])
+        self.assertEqual(d.connections, 2, "one connection each, no reconnection")
+
+    def test_a_session_check_fails_closed(self):
+        d = self.daemon(lambda daemon, req, version: None, versions=(4,))
+        with AuthClient(d.path, timeout=0.2) as auth:
+            auth.connect(timeout=5)
+            self.assert_fail_closed(auth.session_check(T, "ws", self.PUSHES, SessionOutcome.allow()),
+                                    DeadlineExceeded)
+            self.assert_fail_closed(auth.session_check(T, "ws", "pushes", SessionOutcome.allow()), InvalidRequest)
+            self.assert_fail_closed(auth.session_check(T, "ws", self.KEEP_ALIVE, "allow"), InvalidRequest)
+        self.assertEqual(len(d.requests), 1, "only the well-formed one was sent")
+
+    def test_a_request_newer_than_the_connection_is_never_sent(self):
+        d = self.daemon()  # speaks versions 1 and 2
+        with AuthClient(d.path, timeout=5) as auth:
+            with self.assertRaises(VersionTooOld) as e:
+                auth.call(lambda rid: SessionCheck(rid, T, "ws", self.KEEP_ALIVE, SessionOutcome.allow()))
+            self.assertEqual((e.exception.request, e.exception.needs, e.exception.speaks), ("SessionCheck", 4, 2))
+        self.assertEqual(d.requests, [])
+
+
+class LateReleases(Base):
+    LATE = Order("simulate", "HK", "HK.00700", "SELL", 100, 388.2)
+    TIMELY = Order("simulate", "HK", "HK.00700", "SELL", 1, 388.2)
+
+    def late_daemon(self, delay=0.4, burst=1):
+        """A daemon that allows every order with a ticket (70000 + its request id): an
+        order of 1 at once, any other `delay` seconds late, once `burst` of them arrived;
+        a check of endpoint `Slow` late too, without a ticket; releases are answered."""
+        held = []
+
+        def handler(daemon, req, version):
+            if isinstance(req, Check) and req.order is not None:
+                allow = DecisionResponse(req.request_id, Decision.allow("sim-bot", "trade:simulate",
+                                                                        70000 + req.request_id))
+                if req.order.qty == 1:
+                    return [allow]
+                held.append(allow)
+                if len(held) < burst:
+                    return None
+                time.sleep(delay)
+                out = list(held)
+                held.clear()
+                return out
+            if isinstance(req, Check) and req.endpoint == "Slow":
+                time.sleep(delay)
+                return [DecisionResponse(req.request_id, Decision.allow("sim-bot"))]
+            if isinstance(req, Release):
+                return [Released(req.request_id, "sim-bot", 38820.0)]
+            return decide(daemon, req, version)
+        return self.daemon(handler)
+
+    def released(self, d):
+        with d.lock:
+            return [r.ticket for r in d.requests if isinstance(r, Release)]
+
+    def allowed_late(self, d):
+        with d.lock:
+            return [70000 + r.request_id for r in d.requests if isinstance(r, Check) and r.order is not None
+                    and r.order.qty != 1]
+
+    def wait_released(self, d, n, sleep=time.sleep):
+        until = time.monotonic() + 5
+        while len(self.released(d)) < n and time.monotonic() < until:
+            sleep(0.01)
+        return self.released(d)
+
+    def test_an_order_allowed_after_its_deadline_is_released_on_the_same_connection(self):
+        d = self.late_daemon()
+        auth = AuthClient(d.path, timeout=0.1)
+        auth.connect(timeout=5)
+        self.assert_fail_closed(auth.check(T, "Trd_PlaceOrder", self.LATE), DeadlineExceeded)
+        self.assertEqual(self.wait_released(d, 1), self.allowed_late(d))
+        self.assertEqual(auth.late_releases, 1)
+        # An order answered in time is the caller's to place: not released. Neither is a
+        # late allow without a ticket.
+        timely = auth.check(T, "Trd_PlaceOrder", self.TIMELY, timeout=5)
+        self.assertTrue(timely.allowed and timely.ticket)
+        self.assert_fail_closed(auth.check(T, "Slow"), DeadlineExceeded)
+        time.sleep(0.5)
+        self.assertTrue(auth.check(T, "Qot_GetBasicQot", timeout=5).allowed)
+        self.assertEqual(len(self.released(d)), 1)
+        self.assertEqual(auth.late_releases, 1)
+        self.assertEqual((auth.connections_opened, d.connections), (1, 1), "the release's answer was dropped")
+        auth.close()
+
+    def test_a_burst_of_late_orders_is_released_whole_while_answers_flow(self):
+        n = 20
+        d = self.late_daemon(delay=0.3, burst=n)
+        auth = AuthClient(d.path, timeout=0.1)
+        auth.connect(timeout=5)
+        results = [None] * n
+        barrier = threading.Barrier(n)
+
+        def caller(i):
+            barrier.wait()
+            results[i] = auth.check(T, "Trd_PlaceOrder", self.LATE)
+        threads = [threading.Thread(target=caller, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for r in results:
+            self.assert_fail_closed(r, DeadlineExceeded)
+        self.assertEqual(sorted(self.wait_released(d, n)), sorted(self.allowed_late(d)))
+        self.assertEqual(auth.late_releases, n)
+        self.assertTrue(auth.check(T, "Qot_GetBasicQot", timeout=5).allowed)
+        auth.close()
+
+    def test_the_async_client_releases_after_a_deadline_or_a_cancellation(self):
+        d = self.late_daemon()
+
+        async def main():
+            async with AsyncAuthClient(d.path, timeout=0.1) as auth:
+                await auth.connect(timeout=5)
+                self.assert_fail_closed(await auth.check(T, "Trd_PlaceOrder", self.LATE), DeadlineExceeded)
+                first = await self.async_wait_released(d, 1)
+                # Cancelled by its caller before the answer came.
+                task = asyncio.ensure_future(auth.check(T, "Trd_PlaceOrder", self.LATE, timeout=5))
+                await asyncio.sleep(0.1)
+                task.cancel()
+                with self.assertRaises(asyncio.CancelledError):
+                    await task
+                both = await self.async_wait_released(d, 2)
+                timely = await auth.check(T, "Trd_PlaceOrder", self.TIMELY, timeout=5)
+                self.assertTrue(timely.allowed)
+                self.assert_fail_closed(await auth.check(T, "Slow"), DeadlineExceeded)
+                await asyncio.sleep(0.5)
+                self.assertTrue((await auth.check(T, "Qot_GetBasicQot", timeout=5)).allowed)
+                return first, both, auth.late_releases, auth.connections_opened
+        first, both, late, opened = run(main())
+        self.assertEqual(len(first), 1)
+        self.assertEqual(both, self.allowed_late(d))
+        self.assertEqual(self.released(d), both, "nothing else released")
+        self.assertEqual((late, opened, d.connections), (2, 1, 1))
+
+    async def async_wait_released(self, d, n):
+        until = time.monotonic() + 5
+        while len(self.released(d)) < n and time.monotonic() < until:
+            await asyncio.sleep(0.01)
+        return self.released(d)
 
 
 class Deadlines(Base):

@@ -24,12 +24,16 @@ from futu_auth_client import (
     RateFigures,
     Reason,
     Scope,
+    SessionOutcome,
+    SessionSubject,
     Token,
     TrdEnv,
     TrdSide,
 )
 from futu_auth_client.codec import MAX_FRAME, DecodeError, FrameTooLarge, Reader, Writer, frame, frame_length
 from futu_auth_client.messages import (
+    PROTOCOL_VERSION,
+    PROTOCOL_VERSIONS,
     REQUESTS,
     RESPONSES,
     KeyActivity,
@@ -57,6 +61,7 @@ from futu_auth_client.messages import (
     Reload,
     Reloaded,
     RevokeKey,
+    SessionCheck,
     Usage,
     UsageRequest,
     decode_request,
@@ -279,6 +284,14 @@ def golden_requests():
         # Version 3 (the same bytes as proto/tests/golden.rs pins).
         (RotateKey(7, "bot", 86_400), ["0000000b", "0b", "07", "03626f74", "fc80510100"]),
         (KeyActivityRequest(8, ("bot", "ops")), ["0000000b", "0c", "08", "02", "03626f74", "036f7073"]),
+        # Version 4: version_4_session_check, and the SessionCheck of requests().
+        (SessionCheck(5, TOKEN, Iface.WS, SessionSubject.for_pushes(Scope.TRADE_SIMULATE, 3),
+                      SessionOutcome.deny(Reason.SCOPE)),
+         ["0000002c", "0d", "05", TOKEN_FIELD, "02", "01", "02", "03", "01", "04"]),
+        (SessionCheck(6, TOKEN, Iface.MCP, SessionSubject.keep_alive(), SessionOutcome.allow()),
+         ["00000029", "0d", "06", TOKEN_FIELD, "03", "00", "00"]),
+        (SessionCheck(10, TOKEN, Iface.WS, SessionSubject.for_pushes(Scope.QOT_READ, 7), SessionOutcome.allow()),
+         ["0000002b", "0d", "0a", TOKEN_FIELD, "02", "01", "00", "07", "00"]),
     ]
 
 
@@ -341,11 +354,38 @@ class GoldenVectors(unittest.TestCase):
                     self.assertEqual(decode_response(bytes.fromhex(vector)[4:], version), value)
 
     def test_every_message_class_is_in_its_variant_slot(self):
-        self.assertEqual([cls.VARIANT for cls in REQUESTS], list(range(13)))
+        self.assertEqual([cls.VARIANT for cls in REQUESTS], list(range(14)))
         self.assertEqual([cls.VARIANT for cls in RESPONSES], list(range(13)))
         admin = {cls.__name__ for cls in REQUESTS if cls.ADMIN}
         self.assertEqual(admin, {"GenKey", "ListKeys", "RevokeKey", "BindKey", "Reload", "UsageRequest",
                                  "ListKeysPage", "RotateKey", "KeyActivityRequest"})
+
+    def test_each_request_names_the_first_version_that_has_it(self):
+        self.assertEqual((PROTOCOL_VERSION, PROTOCOL_VERSIONS), (4, (1, 2, 3, 4)))
+        since = {cls.__name__: cls.SINCE for cls in REQUESTS if cls.SINCE > 1}
+        self.assertEqual(since, {"RotateKey": 3, "KeyActivityRequest": 3, "SessionCheck": 4})
+
+    def test_session_subjects_and_outcomes_are_values(self):
+        self.assertEqual(SessionSubject.for_pushes("qot:read"), SessionSubject("pushes", Scope.QOT_READ, 1))
+        self.assertEqual(SessionSubject.for_pushes("qot:read", 2).scope, Scope.QOT_READ)
+        self.assertNotEqual(SessionSubject.for_pushes("qot:read", 2), SessionSubject.for_pushes("qot:read", 3))
+        self.assertEqual(repr(SessionSubject.keep_alive()), "SessionSubject.keep_alive()")
+        self.assertEqual(SessionOutcome.deny("scope"), SessionOutcome(False, Reason.SCOPE))
+        self.assertEqual(len({SessionOutcome.allow(), SessionOutcome.allow(), SessionOutcome.deny("rate")}), 2)
+        self.assertEqual(SessionOutcome.of(Decision.allow("research", "qot:read")), SessionOutcome.allow())
+        self.assertEqual(SessionOutcome.of(Decision.deny("expired", "research", "expired")),
+                         SessionOutcome.deny("expired"))
+        self.assertEqual(SessionOutcome.of(Decision.failed(RuntimeError("no answer"))), SessionOutcome.deny("internal"))
+        for bad in [lambda: SessionSubject.for_pushes("qot"), lambda: SessionSubject.for_pushes("qot:read", -1),
+                    lambda: SessionSubject.for_pushes("qot:read", 1 << 32), lambda: SessionSubject("pushes"),
+                    lambda: SessionSubject("keep_alive", "qot:read"), lambda: SessionOutcome(False),
+                    lambda: SessionOutcome(True, "scope"), lambda: SessionOutcome.deny("bored")]:
+            with self.assertRaises(ValueError):
+                bad()
+        with self.assertRaises(AttributeError):
+            SessionSubject.keep_alive().kind = "pushes"  # type: ignore[misc]
+        with self.assertRaises(TypeError):
+            SessionCheck(1, TOKEN, Iface.WS, "keep_alive", SessionOutcome.allow())  # type: ignore[arg-type]
 
     def test_a_deny_read_in_the_other_version_is_malformed_not_misread(self):
         value = v2_deny(Reason.RATE, "rate", 1, None)
@@ -455,6 +495,13 @@ class MalformedBodies(unittest.TestCase):
         self.assertEqual(decode_response(h("09010b00")).kind, ErrorKind.LISTING_EXPIRED)
         with self.assertRaises(DecodeError):
             decode_response(h("09010c00"))  # ErrorKind 0..=11
+        self.assert_malformed_request(bytes([14]))  # Request 0..=13
+        session = "0d05" + TOKEN_FIELD + "02"
+        self.assertEqual(decode_request(h(session, "0102030104")).previous, SessionOutcome.deny("scope"))
+        self.assert_malformed_request(h(session, "020203", "00"))  # SessionSubject 0..=1
+        self.assert_malformed_request(h(session, "00", "02"))  # SessionOutcome 0..=1
+        self.assert_malformed_request(h(session, "00", "0110"))  # Reason 0..=15
+        self.assert_malformed_request(h(session, "0105", "03", "00"))  # Scope 0..=4
 
     def test_every_cut_of_a_message_is_malformed(self):
         body = encode_request(check_with_order())

@@ -2,14 +2,16 @@
 
 A gateway front-end keeps one client per process and asks it for every request. Two
 clients with the same methods: :class:`AuthClient` (blocking, thread-safe) and
-:class:`AsyncAuthClient` (asyncio). Both speak protocol version 2 over futu-authd's Unix
-socket (falling back to 1 with a daemon that speaks only that), pipeline every caller's
-requests on one connection, give each call a deadline, and reconnect when the connection
-is lost.
+:class:`AsyncAuthClient` (asyncio). Both speak protocol version 4 over futu-authd's Unix
+socket (falling back to 3, 2 or 1 with a daemon that speaks only those), pipeline every
+caller's requests on one connection, give each call a deadline, and reconnect when the
+connection is lost.
 
 **Fail closed.** ``check()`` returns a :class:`Decision` whatever happens; only the daemon
 allows. When it gave no decision (not running, too slow, connection lost, an answer that
-cannot be read) the decision is a deny with reason ``internal`` and ``error`` set.
+cannot be read) the decision is a deny with reason ``internal`` and ``error`` set. An
+order the daemon allows after its caller gave up is released by the client itself
+(``late_releases`` counts them).
 
 ::
 
@@ -25,6 +27,15 @@ cannot be read) the decision is a deny with reason ``internal`` and ``error`` se
         ...                      # 429, Retry-After: ceil(d.retry_after_ms / 1000)
     else:
         ...                      # 403 d.reason (503 when d.error is set)
+
+A long-lived session (a WebSocket, an MCP session) asks its repeated decisions with
+``session_check()`` (protocol version 4): the daemon audits one only when its outcome
+differs from the session's previous one::
+
+    previous = SessionOutcome.deny("scope")          # no quotes pushed yet
+    d = auth.session_check(key, "ws", SessionSubject.for_pushes("qot:read", len(batch)), previous)
+    if d.from_daemon:
+        previous = SessionOutcome.of(d)
 
 Token functions (:mod:`futu_auth_client.token`): :class:`Token` (never shown by
 ``repr()``), :func:`generate_token`, :func:`digest` (keys.json's ``hash``),
@@ -48,6 +59,7 @@ from .errors import (
     InvalidRequest,
     ProtocolError,
     UnavailableError,
+    VersionTooOld,
 )
 from .messages import (
     PROTOCOL_VERSION,
@@ -86,6 +98,8 @@ from .types import (
     RateFigures,
     Reason,
     Scope,
+    SessionOutcome,
+    SessionSubject,
     TrdEnv,
     TrdSide,
 )
@@ -134,11 +148,14 @@ __all__ = [
     "Reason",
     "Released",
     "Scope",
+    "SessionOutcome",
+    "SessionSubject",
     "Token",
     "TrdEnv",
     "TrdSide",
     "UnavailableError",
     "Usage",
+    "VersionTooOld",
     "digest",
     "from_bearer",
     "from_query",

@@ -1,14 +1,26 @@
 """What the blocking and the asyncio client share: settings, the backoff between
-connection attempts, building requests and reading their answers."""
+connection attempts, building requests and reading their answers, and what becomes of an
+answer nobody reads."""
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 import time
 from typing import Any, Callable, Optional, Tuple, Type, TypeVar, Union
 
 from .codec import DecodeError, FrameTooLarge
-from .errors import AuthError, ClientError, ForbiddenError, InvalidRequest, ProtocolError, UnavailableError
+from .errors import (
+    AuthError,
+    ClientError,
+    DeadlineExceeded,
+    ForbiddenError,
+    InvalidRequest,
+    ProtocolError,
+    UnavailableError,
+    VersionTooOld,
+)
 from .messages import (
     PROTOCOL_VERSIONS,
     Check,
@@ -18,9 +30,10 @@ from .messages import (
     HelloOk,
     Request,
     Response,
+    SessionCheck,
     request_frame,
 )
-from .types import Decision, ErrorKind, Iface, Order, Reason, Scope
+from .types import Decision, ErrorKind, Iface, Order, Reason, Scope, SessionOutcome, SessionSubject
 
 #: Where futu-authd listens unless told otherwise.
 DEFAULT_SOCKET = "/run/futu/auth.sock"
@@ -32,6 +45,12 @@ DEFAULT_CLIENT_NAME = "futu-auth-client (python)"
 FIRST_BACKOFF = 0.01
 #: The longest wait between connection attempts while the daemon is away.
 MAX_BACKOFF = 1.0
+#: How long the release of an order allowed after its caller gave up may wait to be
+#: written (behind other callers' requests) before it is given up.
+LATE_RELEASE_TIMEOUT = 1.0
+#: The system endpoint a session's key is proved usable with: 1xxx needs no scope, and a
+#: dry run consumes nothing.
+KEEP_ALIVE = "KeepAlive"
 
 R = TypeVar("R", bound=Response)
 
@@ -157,6 +176,73 @@ def check_scope_maker(token: Any, scope: Union[str, Scope], iface: Union[str, If
     return make
 
 
+def session_check_maker(token: Any, iface: Union[str, Iface], subject: SessionSubject,
+                        previous: SessionOutcome) -> Callable[[int], Request]:
+    def make(request_id: int) -> Request:
+        return SessionCheck(request_id, token, Iface.parse(iface), subject, previous)
+    return make
+
+
+def session_fallback_maker(token: Any, iface: Union[str, Iface], subject: SessionSubject) -> Callable[[int], Request]:
+    """What a daemon older than protocol version 4 is asked instead of a SessionCheck: the
+    CheckScope of the pushes' scope (it counts one filtered push, not ``pushes``), or a
+    dry-run check of ``KeepAlive``. It audits them every time."""
+    if subject.kind == SessionSubject.PUSHES:
+        return check_scope_maker(token, subject.scope, iface)  # type: ignore[arg-type]
+    return check_maker(token, KEEP_ALIVE, None, iface, True)
+
+
+def time_left(deadline: float, timeout: float) -> float:
+    """Seconds until ``deadline``; :class:`DeadlineExceeded` (of a call of ``timeout``)
+    when it has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlineExceeded(timeout)
+    return left
+
+
+def unclaimed_ticket(resp: Response) -> Optional[int]:
+    """For an answer nobody reads (its caller gave up: the deadline passed, or it was
+    cancelled): the ticket of the order it allowed, which was counted but will not be
+    placed and must be released; ``None`` for any other answer."""
+    if isinstance(resp, DecisionResponse) and resp.decision.allowed and resp.decision.ticket is not None:
+        return resp.decision.ticket
+    return None
+
+
+class RequestIds:
+    """Fresh request ids, for a client's calls and its connections' own releases (an
+    object of its own: a connection that holds it does not keep its client alive)."""
+
+    __slots__ = ("_ids", "_lock")
+
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            return next(self._ids)
+
+
+class Tally:
+    """A count several threads add to (the late releases of a client's connections)."""
+
+    __slots__ = ("_n", "_lock")
+
+    def __init__(self) -> None:
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self._n += 1
+
+    @property
+    def value(self) -> int:
+        return self._n
+
+
 def protocol_failure(e: BaseException) -> ProtocolError:
     """A frame that could not be read."""
     if isinstance(e, FrameTooLarge):
@@ -171,11 +257,12 @@ def fatal_error(resp: ErrorResponse) -> ProtocolError:
     return ProtocolError("futu-authd closed the connection with an error (%s): %s" % (resp.kind.value, resp.message))
 
 
-def require_version(spoken: int, needed: int, what: str) -> None:
-    """Raises :class:`ProtocolError` when the connection speaks a protocol older than
-    ``needed``: the daemon would read ``what`` as a malformed frame and close the
+def require_version(spoken: int, req: Request) -> None:
+    """Raises :class:`VersionTooOld` when the connection speaks a protocol older than the
+    first that has ``req``: the daemon would read it as a malformed frame and close the
     connection, so it is not sent."""
-    if spoken < needed:
-        raise ProtocolError(
-            "%s needs protocol version %d; this futu-authd speaks %d (upgrade futu-authd)" % (what, needed, spoken)
-        )
+    if spoken < req.SINCE:
+        name = type(req).__name__
+        if name.endswith("Request"):
+            name = name[:-len("Request")]  # KeyActivityRequest is Request::KeyActivity
+        raise VersionTooOld(name, req.SINCE, spoken)

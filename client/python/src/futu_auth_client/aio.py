@@ -1,12 +1,16 @@
 """:class:`AsyncAuthClient`: the asyncio twin of :class:`~futu_auth_client.AuthClient`,
-with the same methods as coroutines."""
+with the same methods as coroutines.
+
+An order the daemon allowed after its caller gave up (the deadline passed, or the call
+was cancelled) was counted but will never be placed: the connection releases its ticket,
+as the blocking client's does."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
+import time
 from typing import Callable, Dict, List, Optional, Union
 
 from . import _common as c
@@ -19,6 +23,7 @@ from .errors import (
     DeadlineExceeded,
     InvalidRequest,
     ProtocolError,
+    VersionTooOld,
 )
 from .messages import (
     BindKey,
@@ -50,7 +55,7 @@ from .messages import (
     request_frame,
 )
 from .token import TokenLike
-from .types import BindOp, Decision, ErrorKind, Iface, KeyRecord, KeySpec, Order, Scope
+from .types import BindOp, Decision, ErrorKind, Iface, KeyRecord, KeySpec, Order, Scope, SessionOutcome, SessionSubject
 
 __all__ = ["AsyncAuthClient"]
 
@@ -62,11 +67,13 @@ class _AsyncConnection:
     calling coroutines, answers read by a reader of its own and handed over by request id."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, version: int,
-                 server_version: str) -> None:
+                 server_version: str, next_id: Callable[[], int], late_releases: c.Tally) -> None:
         self._reader = reader
         self._writer = writer
         self.version = version
         self.server_version = server_version
+        self._next_id = next_id
+        self._late_releases = late_releases
         self.loop = asyncio.get_running_loop()
         self._pending: Dict[int, "asyncio.Future[Response]"] = {}
         self._alive = True
@@ -128,6 +135,23 @@ class _AsyncConnection:
         fut = self._pending.pop(resp.request_id, None)
         if fut is not None and not fut.done():
             fut.set_result(resp)
+        else:
+            self.unclaimed(resp)
+
+    def unclaimed(self, resp: Response) -> None:
+        """An answer nobody reads: its caller gave up, or it answers a late release. An
+        order it allowed was counted but will not be placed: its ticket is released (the
+        frame is buffered whole, never waited for; its answer is dropped in turn)."""
+        ticket = c.unclaimed_ticket(resp)
+        if ticket is None or not self._alive:
+            return
+        data = request_frame(Release(self._next_id(), ticket))
+        self._late_releases.add()
+        log.info("releasing an order futu-authd allowed after its caller gave up")
+        try:
+            self._writer.write(data)
+        except Exception as e:  # the transport is closing: the connection is going anyway
+            log.warning("the release of an order allowed after its caller gave up was not sent: %s", e)
 
     async def _read_loop(self) -> None:
         failure: Callable[[], ClientError] = ConnectionLost
@@ -180,14 +204,20 @@ class AsyncAuthClient:
 
     Every caller's requests go over one connection, pipelined, matched to their answers by
     request id; the connection is made on the first call (or :meth:`connect`), says
-    Hello with protocol version 3 (an older one with a daemon that speaks only that), and is made
-    again after it is lost, with a backoff between failed attempts (10 ms doubling to
-    1 s). Each call has a deadline of ``timeout`` seconds (50 ms unless set), connecting
-    included.
+    Hello with protocol version 4 (an older one with a daemon that speaks only that), and
+    is made again after it is lost, with a backoff between failed attempts (10 ms doubling
+    to 1 s). Each call has a deadline of ``timeout`` seconds (50 ms unless set),
+    connecting included.
 
-    **Fail closed.** :meth:`check` and :meth:`check_scope` return a :class:`Decision`
-    whatever happens: a deny with reason ``internal`` and :attr:`Decision.error` set when
-    the daemon gave no decision. The other calls raise a :class:`ClientError`.
+    **Fail closed.** :meth:`check`, :meth:`check_scope` and :meth:`session_check` return a
+    :class:`Decision` whatever happens: a deny with reason ``internal`` and
+    :attr:`Decision.error` set when the daemon gave no decision. The other calls raise a
+    :class:`ClientError`.
+
+    **Late allows are released**, as by :class:`~futu_auth_client.AuthClient`: an order
+    allowed after its call's deadline passed, or after the call was cancelled, is released
+    on the same connection and counted in :attr:`late_releases`. Answers are read while
+    the event loop runs.
 
     ::
 
@@ -200,12 +230,13 @@ class AsyncAuthClient:
         self.socket_path = os.fspath(socket_path)
         self.timeout = c.check_timeout(timeout)
         self.client_name = client_name
-        self._ids = itertools.count(1)
+        self._ids = c.RequestIds()
         self._conn: Optional[_AsyncConnection] = None
         self._lock: Optional[asyncio.Lock] = None
         self._lock_loop: Optional[asyncio.AbstractEventLoop] = None
         self._backoff = c.Backoff()
         self._closed = False
+        self._late_releases = c.Tally()
         #: How many connections this client has opened (Hello answered).
         self.connections_opened = 0
 
@@ -237,6 +268,13 @@ class AsyncAuthClient:
         """How many requests are waiting for their answers."""
         conn = self._conn
         return conn.in_flight if conn is not None else 0
+
+    @property
+    def late_releases(self) -> int:
+        """How many orders futu-authd allowed after their caller gave up (the deadline
+        passed, or the call was cancelled), and this client therefore released, over its
+        life. A late answer is read while the event loop runs."""
+        return self._late_releases.value
 
     async def connect(self, timeout: Optional[float] = None) -> int:
         """Connects now (if not connected) and returns the protocol version spoken;
@@ -319,7 +357,7 @@ class AsyncAuthClient:
                         continue
                     raise
                 ok = True
-                return _AsyncConnection(reader, writer, agreed, server_version)
+                return _AsyncConnection(reader, writer, agreed, server_version, self._ids.next, self._late_releases)
             finally:
                 if not ok:
                     writer.close()
@@ -330,9 +368,10 @@ class AsyncAuthClient:
     async def call(self, make: Callable[[int], Request], timeout: Optional[float] = None) -> Response:
         """Sends the request ``make(request_id)`` builds with a fresh id and returns its
         answer, within the deadline. An Error answer raises :class:`AuthError`, a
-        ``forbidden`` deny of an admin request :class:`ForbiddenError`."""
+        ``forbidden`` deny of an admin request :class:`ForbiddenError`. A request the
+        connection's protocol version does not have is not sent: :class:`VersionTooOld`."""
         t = self.timeout if timeout is None else c.check_timeout(timeout)
-        req, data = c.build(make, next(self._ids))
+        req, data = c.build(make, self._ids.next())
         if getattr(req, "request_id", None) is None:
             raise InvalidRequest("Hello is sent by the client itself")
         try:
@@ -345,6 +384,7 @@ class AsyncAuthClient:
         request_id: int = req.request_id  # type: ignore[attr-defined]
         for attempt in (1, 2):
             conn = await self._connection(timeout)
+            c.require_version(conn.version, req)
             try:
                 fut = conn.register(request_id)
                 await conn.send(data)
@@ -359,6 +399,12 @@ class AsyncAuthClient:
                 raise
             try:
                 return await fut
+            except asyncio.CancelledError:
+                # Given up (deadline, or cancelled) with the answer perhaps handed over
+                # already: then it is nobody's.
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    conn.unclaimed(fut.result())
+                raise
             finally:
                 conn.forget(request_id)
         raise ProtocolError("not reached")
@@ -377,6 +423,22 @@ class AsyncAuthClient:
         """See :meth:`AuthClient.check_scope <futu_auth_client.AuthClient.check_scope>`; fails closed."""
         try:
             return c.decision_of(await self.call(c.check_scope_maker(token, scope, iface), timeout))
+        except ClientError as e:
+            return Decision.failed(e)
+
+    async def session_check(self, token: TokenLike, iface: Union[str, Iface], subject: SessionSubject,
+                            previous: SessionOutcome, timeout: Optional[float] = None) -> Decision:
+        """See :meth:`AuthClient.session_check <futu_auth_client.AuthClient.session_check>`
+        (protocol version 4; the equivalent scope check or dry-run check with an older
+        daemon); fails closed."""
+        t = self.timeout if timeout is None else c.check_timeout(timeout)
+        deadline = time.monotonic() + t
+        try:
+            try:
+                resp = await self.call(c.session_check_maker(token, iface, subject, previous), t)
+            except VersionTooOld:
+                resp = await self.call(c.session_fallback_maker(token, iface, subject), c.time_left(deadline, t))
+            return c.decision_of(resp)
         except ClientError as e:
             return Decision.failed(e)
 
@@ -446,17 +508,15 @@ class AsyncAuthClient:
         limits, binding and counters; the old plaintext stays valid for ``overlap_secs``
         (never past the key's ``expires_at``; 0: refused at once). The answer has the new
         plaintext (show it once) and until when the old one is accepted.
-        :class:`AuthError` ``unknown_key``; :class:`ProtocolError` when the daemon speaks
+        :class:`AuthError` ``unknown_key``; :class:`VersionTooOld` when the daemon speaks
         an older protocol (nothing is sent)."""
-        c.require_version(await self.connect(timeout), 3, "RotateKey")
         return c.expect(await self.call(lambda rid: RotateKey(rid, key_id, overlap_secs), timeout), KeyRotated)
 
     async def key_activity(self, key_ids: List[str], timeout: Optional[float] = None) -> List[KeyActivity]:
         """Admin (protocol version 3): when each key was last allowed (to the minute) and
         until when its plaintext before the last rotation is accepted, for the ids that
         keys.json holds, in the order asked (at most 500 a call).
-        :class:`ProtocolError` when the daemon speaks an older protocol (nothing is sent)."""
+        :class:`VersionTooOld` when the daemon speaks an older protocol (nothing is sent)."""
         ids = tuple(key_ids)
-        c.require_version(await self.connect(timeout), 3, "KeyActivity")
         return list(c.expect(await self.call(lambda rid: KeyActivityRequest(rid, ids), timeout), KeyActivityResponse).keys)
 

@@ -1,9 +1,13 @@
 """:class:`AuthClient`: the blocking client, one pipelined connection shared by every
-thread of a process."""
+thread of a process.
+
+An order the daemon allowed after its caller gave up (the deadline passed) was counted
+but will never be placed: the connection releases its ticket, so that the daemon's ledger
+holds exactly the orders the gateway placed, and the audit trail shows the release."""
 
 from __future__ import annotations
 
-import itertools
+import collections
 import logging
 import os
 import select
@@ -11,7 +15,7 @@ import socket
 import threading
 import time
 import weakref
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Deque, Dict, List, Optional, Union
 
 from . import _common as c
 from .codec import DecodeError, FrameTooLarge, frame_length
@@ -23,6 +27,7 @@ from .errors import (
     DeadlineExceeded,
     InvalidRequest,
     ProtocolError,
+    VersionTooOld,
 )
 from .messages import (
     BindKey,
@@ -54,7 +59,7 @@ from .messages import (
     request_frame,
 )
 from .token import TokenLike
-from .types import BindOp, Decision, ErrorKind, Iface, KeyRecord, KeySpec, Order, Scope
+from .types import BindOp, Decision, ErrorKind, Iface, KeyRecord, KeySpec, Order, Scope, SessionOutcome, SessionSubject
 
 __all__ = ["AuthClient"]
 
@@ -74,13 +79,18 @@ class _Waiter:
 
 class _Connection:
     """A connection that said Hello: requests are written by the calling threads, answers
-    read by a thread of its own and handed to their callers by request id."""
+    read by a thread of its own and handed to their callers by request id. The releases
+    of orders allowed after their caller gave up are written by a thread of their own,
+    started when there is one to write, so that the reader never waits to write."""
 
-    def __init__(self, sock: socket.socket, version: int, server_version: str) -> None:
+    def __init__(self, sock: socket.socket, version: int, server_version: str, next_id: Callable[[], int],
+                 late_releases: c.Tally) -> None:
         sock.setblocking(False)
         self._sock = sock
         self.version = version
         self.server_version = server_version
+        self._next_id = next_id
+        self._late_releases = late_releases
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._close_lock = threading.Lock()
@@ -88,6 +98,10 @@ class _Connection:
         self._alive = True
         self._failure: Callable[[], ClientError] = ConnectionLost
         self._fatal: Optional[ClientError] = None
+        # Release frames waiting to be written, and the thread writing them (None while
+        # none runs); both under _lock.
+        self._releases: Deque[bytes] = collections.deque()
+        self._releaser: Optional[threading.Thread] = None
         self._reader = threading.Thread(target=self._read_loop, name="futu-auth-client reader", daemon=True)
         self._reader.start()
 
@@ -169,10 +183,46 @@ class _Connection:
             log.warning("%s", fatal)
             return
         with self._lock:
+            # Handed over under the lock: a caller whose deadline passes either takes its
+            # waiter out of the table first (and this answer is nobody's) or finds it set.
             w = self._pending.pop(resp.request_id, None)
-        if w is not None:
-            w.response = resp
-            w.event.set()
+            if w is not None:
+                w.response = resp
+                w.event.set()
+        if w is None:
+            self._unclaimed(resp)
+
+    def _unclaimed(self, resp: Response) -> None:
+        """An answer with no caller waiting: the caller gave up, or it answers a late
+        release. An order it allowed was counted but will not be placed: its ticket is
+        released (the answer to that is dropped here in turn)."""
+        ticket = c.unclaimed_ticket(resp)
+        if ticket is None:
+            return
+        data = request_frame(Release(self._next_id(), ticket))
+        with self._lock:
+            if not self._alive:
+                return
+            self._late_releases.add()
+            self._releases.append(data)
+            if self._releaser is None:
+                self._releaser = threading.Thread(target=self._release_loop, name="futu-auth-client releaser",
+                                                  daemon=True)
+                self._releaser.start()
+        log.info("releasing an order futu-authd allowed after its caller gave up")
+
+    def _release_loop(self) -> None:
+        while True:
+            with self._lock:
+                if not self._releases or not self._alive:
+                    self._releases.clear()
+                    self._releaser = None
+                    return
+                data = self._releases.popleft()
+            try:
+                self.send(data, time.monotonic() + c.LATE_RELEASE_TIMEOUT, c.LATE_RELEASE_TIMEOUT)
+            except ClientError as e:
+                log.warning("the release of an order allowed after its caller gave up was not sent: %s", e)
 
     def _read_loop(self) -> None:
         buf = bytearray()
@@ -257,17 +307,24 @@ class AuthClient:
 
     Every thread's requests go over one connection, pipelined, and are matched to their
     answers by request id. The connection is made on the first call (or by
-    :meth:`connect`), says Hello with protocol version 3 (an older one with a daemon that
+    :meth:`connect`), says Hello with protocol version 4 (an older one with a daemon that
     speaks only that), and is made again after it is lost, with a backoff between failed
     attempts (10 ms doubling to 1 s). Each call has a deadline: ``timeout`` seconds
     (50 ms unless set), connecting included; every method also takes ``timeout=`` for one
-    call.
+    call. A request the connection's version lacks is never sent (:meth:`session_check`
+    asks an older daemon the equivalent instead; the others raise :class:`VersionTooOld`).
 
-    **Fail closed.** :meth:`check` and :meth:`check_scope` return a :class:`Decision`
-    whatever happens; when the daemon gave none (not running, no answer in time, the
-    connection lost, an answer that cannot be read) it is a deny with reason
+    **Fail closed.** :meth:`check`, :meth:`check_scope` and :meth:`session_check` return a
+    :class:`Decision` whatever happens; when the daemon gave none (not running, no answer
+    in time, the connection lost, an answer that cannot be read) it is a deny with reason
     ``internal`` and :attr:`Decision.error` set. The other calls raise a
     :class:`ClientError` (:class:`AuthError` for the daemon's Error answers).
+
+    **Late allows are released.** An order whose caller was denied for want of an answer
+    in time may still be allowed by the daemon afterwards, which counts its value; the
+    client then sends ``Release`` for its ticket on the same connection (its answer is not
+    waited for) and counts it in :attr:`late_releases`, so that the daemon's ledger holds
+    only the orders callers were told they may place.
 
     >>> auth = AuthClient("/run/futu/auth.sock")                      # doctest: +SKIP
     >>> d = auth.check("fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f", "Qot_GetBasicQot")  # doctest: +SKIP
@@ -280,12 +337,12 @@ class AuthClient:
         self.socket_path = os.fspath(socket_path)
         self.timeout = c.check_timeout(timeout)
         self.client_name = client_name
-        self._ids = itertools.count(1)
-        self._id_lock = threading.Lock()
+        self._ids = c.RequestIds()
         self._state_lock = threading.Lock()
         self._holder = _Holder()
         self._backoff = c.Backoff()
         self._closed = False
+        self._late_releases = c.Tally()
         #: How many connections this client has opened (Hello answered).
         self.connections_opened = 0
         weakref.finalize(self, _finalize, self._holder)
@@ -318,6 +375,12 @@ class AuthClient:
         """How many requests are waiting for their answers."""
         conn = self._holder.conn
         return conn.in_flight if conn is not None else 0
+
+    @property
+    def late_releases(self) -> int:
+        """How many orders futu-authd allowed after their caller gave up (the deadline
+        passed), and this client therefore released, over its life."""
+        return self._late_releases.value
 
     def connect(self, timeout: Optional[float] = None) -> int:
         """Connects now (if not connected) and returns the protocol version spoken;
@@ -395,7 +458,7 @@ class AuthClient:
                         sock.close()
                         continue
                     raise
-                conn = _Connection(sock, agreed, server_version)
+                conn = _Connection(sock, agreed, server_version, self._ids.next, self._late_releases)
                 sock = None  # type: ignore[assignment]
                 return conn
             finally:
@@ -406,13 +469,13 @@ class AuthClient:
     # ---- calls --------------------------------------------------------------------------
 
     def _next_id(self) -> int:
-        with self._id_lock:
-            return next(self._ids)
+        return self._ids.next()
 
     def call(self, make: Callable[[int], Request], timeout: Optional[float] = None) -> Response:
         """Sends the request ``make(request_id)`` builds with a fresh id and returns its
         answer, within the deadline. An Error answer raises :class:`AuthError`, a
-        ``forbidden`` deny of an admin request :class:`ForbiddenError`."""
+        ``forbidden`` deny of an admin request :class:`ForbiddenError`. A request the
+        connection's protocol version does not have is not sent: :class:`VersionTooOld`."""
         t = self.timeout if timeout is None else c.check_timeout(timeout)
         deadline = time.monotonic() + t
         req, data = c.build(make, self._next_id())
@@ -421,6 +484,7 @@ class AuthClient:
             raise InvalidRequest("Hello is sent by the client itself")
         for attempt in (1, 2):
             conn = self._connection(deadline, t)
+            c.require_version(conn.version, req)
             try:
                 waiter = conn.register(request_id)
                 conn.send(data, deadline, t)
@@ -463,6 +527,28 @@ class AuthClient:
         like :meth:`check`."""
         try:
             return c.decision_of(self.call(c.check_scope_maker(token, scope, iface), timeout))
+        except ClientError as e:
+            return Decision.failed(e)
+
+    def session_check(self, token: TokenLike, iface: Union[str, Iface], subject: SessionSubject,
+                      previous: SessionOutcome, timeout: Optional[float] = None) -> Decision:
+        """A decision a long-lived session (a WebSocket, an MCP session) asks again and
+        again (protocol version 4): may its pushes that need a scope go out
+        (:meth:`SessionSubject.for_pushes`, decided like :meth:`check_scope`), is its key
+        still usable (:meth:`SessionSubject.keep_alive`, decided like a dry-run check of
+        ``KeepAlive``)? The daemon audits it only when its outcome differs from
+        ``previous``, the outcome the session had before (keep
+        ``SessionOutcome.of(decision)`` of each decision the daemon made). A daemon older
+        than version 4 is asked the equivalent :meth:`check_scope` or dry-run check
+        instead, which it audits every time. Fails closed like :meth:`check`."""
+        t = self.timeout if timeout is None else c.check_timeout(timeout)
+        deadline = time.monotonic() + t
+        try:
+            try:
+                resp = self.call(c.session_check_maker(token, iface, subject, previous), t)
+            except VersionTooOld:
+                resp = self.call(c.session_fallback_maker(token, iface, subject), c.time_left(deadline, t))
+            return c.decision_of(resp)
         except ClientError as e:
             return Decision.failed(e)
 
@@ -544,17 +630,15 @@ class AuthClient:
         limits, binding and counters; the old plaintext stays valid for ``overlap_secs``
         (never past the key's ``expires_at``; 0: refused at once). The answer has the new
         plaintext (show it once) and until when the old one is accepted.
-        :class:`AuthError` ``unknown_key``; :class:`ProtocolError` when the daemon speaks
+        :class:`AuthError` ``unknown_key``; :class:`VersionTooOld` when the daemon speaks
         an older protocol (nothing is sent)."""
-        c.require_version(self.connect(timeout), 3, "RotateKey")
         return c.expect(self.call(lambda rid: RotateKey(rid, key_id, overlap_secs), timeout), KeyRotated)
 
     def key_activity(self, key_ids: List[str], timeout: Optional[float] = None) -> List[KeyActivity]:
         """Admin (protocol version 3): when each key was last allowed (to the minute) and
         until when its plaintext before the last rotation is accepted, for the ids that
         keys.json holds, in the order asked (at most 500 a call).
-        :class:`ProtocolError` when the daemon speaks an older protocol (nothing is sent)."""
+        :class:`VersionTooOld` when the daemon speaks an older protocol (nothing is sent)."""
         ids = tuple(key_ids)
-        c.require_version(self.connect(timeout), 3, "KeyActivity")
         return list(c.expect(self.call(lambda rid: KeyActivityRequest(rid, ids), timeout), KeyActivityResponse).keys)
 

@@ -12,6 +12,7 @@ is one. The other calls (``release()`` and the admin requests) raise them.
     ├── DeadlineExceeded    no answer within the call's timeout (also a builtin TimeoutError)
     ├── ConnectionLost      the connection broke before the answer came (also a ConnectionError)
     ├── ProtocolError       bytes that are not the protocol, or an answer that does not fit
+    │   └── VersionTooOld   the daemon speaks a protocol version without the request (not sent)
     ├── InvalidRequest      the request cannot be sent as given (also a ValueError)
     ├── AuthError           the daemon answered with an Error: ``kind`` is its ErrorKind
     └── ForbiddenError      an admin request from a peer that is not an administrator
@@ -35,6 +36,7 @@ __all__ = [
     "InvalidRequest",
     "ProtocolError",
     "UnavailableError",
+    "VersionTooOld",
 ]
 
 
@@ -106,6 +108,20 @@ class ConnectionLost(ClientError, ConnectionError):
 class ProtocolError(ClientError):
     """Bytes that are not the protocol (an answer that cannot be decoded, a frame over
     64 KiB), or an answer that does not fit the request."""
+
+
+class VersionTooOld(ProtocolError):
+    """The connection speaks a protocol version without this request (``request``, which
+    ``needs`` a version the daemon, speaking ``speaks``, does not have): it was not sent,
+    since the daemon would read it as a malformed frame and close the connection.
+    Upgrade futu-authd."""
+
+    def __init__(self, request: str, needs: int, speaks: int) -> None:
+        self.request = request
+        self.needs = needs
+        self.speaks = speaks
+        super().__init__("%s needs protocol version %d; this futu-authd speaks %d (upgrade futu-authd)"
+                         % (request, needs, speaks))
 
 
 class InvalidRequest(ClientError, ValueError):

@@ -4,7 +4,9 @@ Requests are what a client sends, responses what futu-authd answers; each class 
 variant index and writes and reads its fields in wire order. Only
 :class:`DecisionResponse` depends on the protocol version a connection speaks (a Deny
 gained ``retry_after_ms`` and ``limit`` in version 2); every other message is the same
-bytes in versions 1 and 2.
+bytes in every version. Versions 3 and 4 added requests at the end of the enum
+(``SINCE`` says which version has a request): a daemon of an older version cannot read
+them, so they are not sent to it.
 
 >>> from futu_auth_client.messages import Hello, encode_request
 >>> encode_request(Hello(2, "rest")).hex()
@@ -32,6 +34,8 @@ from .types import (
     Order,
     Reason,
     Scope,
+    SessionOutcome,
+    SessionSubject,
     TrdEnv,
     TrdSide,
     validate_key_id,
@@ -69,6 +73,7 @@ __all__ = [
     "Response",
     "RevokeKey",
     "RotateKey",
+    "SessionCheck",
     "MAX_ACTIVITY_IDS",
     "Usage",
     "UsageRequest",
@@ -81,19 +86,21 @@ __all__ = [
 ]
 
 #: The newest protocol version this package speaks (offered in Hello).
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 #: Every version it speaks, oldest first.
-PROTOCOL_VERSIONS = (1, 2, 3)
+PROTOCOL_VERSIONS = (1, 2, 3, 4)
 #: The most key ids one :class:`KeyActivityRequest` may ask about.
 MAX_ACTIVITY_IDS = 500
 
 
 class Request:
     """A message a client sends. ``VARIANT`` is its index, ``ADMIN`` whether only an
-    administrator may send it; every one but :class:`Hello` has a ``request_id``."""
+    administrator may send it, ``SINCE`` the first protocol version that has it; every
+    one but :class:`Hello` has a ``request_id``."""
 
     VARIANT: ClassVar[int] = -1
     ADMIN: ClassVar[bool] = False
+    SINCE: ClassVar[int] = 1
 
     def write(self, w: Writer) -> None:
         raise NotImplementedError
@@ -527,6 +534,7 @@ class RotateKey(Request):
 
     VARIANT: ClassVar[int] = 11
     ADMIN: ClassVar[bool] = True
+    SINCE: ClassVar[int] = 3
     request_id: int
     id: str
     overlap_secs: int = 86_400
@@ -554,6 +562,7 @@ class KeyActivityRequest(Request):
 
     VARIANT: ClassVar[int] = 12
     ADMIN: ClassVar[bool] = True
+    SINCE: ClassVar[int] = 3
     request_id: int
     ids: Tuple[str, ...]
 
@@ -572,10 +581,66 @@ class KeyActivityRequest(Request):
         return _checked(cls, r.u64(), tuple(r.seq(r.string)))
 
 
+@dataclasses.dataclass(frozen=True)
+class SessionCheck(Request):
+    """Protocol version 4: a decision a long-lived session (a WebSocket, an MCP session)
+    asks again and again — may its pushes that need a scope go out, is its key still
+    usable (:class:`SessionSubject`) — decided like a CheckScope or a dry-run check of
+    ``KeepAlive``, and audited only when its outcome differs from ``previous``, the
+    outcome the session had before. Answered by a Decision."""
+
+    VARIANT: ClassVar[int] = 13
+    SINCE: ClassVar[int] = 4
+    request_id: int
+    token: Token
+    iface: Iface
+    subject: SessionSubject
+    previous: SessionOutcome
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "token", _token(self.token))
+        object.__setattr__(self, "iface", Iface.parse(self.iface))
+        if not isinstance(self.subject, SessionSubject):
+            raise TypeError("SessionCheck.subject is a SessionSubject")
+        if not isinstance(self.previous, SessionOutcome):
+            raise TypeError("SessionCheck.previous is a SessionOutcome")
+
+    def write(self, w: Writer) -> None:
+        w.u64(self.request_id)
+        w.string(self.token.expose())
+        w.enum(self.iface)
+        w.varint(self.subject.index, 32)
+        if self.subject.kind == SessionSubject.PUSHES:
+            w.enum(self.subject.scope)
+            w.u32(self.subject.pushes)  # type: ignore[arg-type]
+        w.varint(self.previous.index, 32)
+        if not self.previous.allowed:
+            w.enum(self.previous.reason)
+
+    @classmethod
+    def read(cls, r: Reader) -> "SessionCheck":
+        request_id, token, iface = r.u64(), Token(r.string()), r.enum(Iface)
+        subject = r.variant()
+        if subject == 0:
+            what = SessionSubject.keep_alive()
+        elif subject == 1:
+            what = SessionSubject.for_pushes(r.enum(Scope), r.u32())
+        else:
+            raise DecodeError("unknown SessionSubject variant index %d" % subject)
+        previous = r.variant()
+        if previous == 0:
+            outcome = SessionOutcome.allow()
+        elif previous == 1:
+            outcome = SessionOutcome.deny(r.enum(Reason))
+        else:
+            raise DecodeError("unknown SessionOutcome variant index %d" % previous)
+        return cls(request_id, token, iface, what, outcome)
+
+
 #: The request classes, by variant index.
 REQUESTS: Tuple[Type[Request], ...] = (
     Hello, Check, CheckScope, Release, GenKey, ListKeys, RevokeKey, BindKey, Reload, UsageRequest, ListKeysPage,
-    RotateKey, KeyActivityRequest,
+    RotateKey, KeyActivityRequest, SessionCheck,
 )
 
 
@@ -600,7 +665,8 @@ class HelloOk(Response):
 
 @dataclasses.dataclass(frozen=True)
 class DecisionResponse(Response):
-    """The answer to a Check or CheckScope (or a ``forbidden`` deny of an admin request)."""
+    """The answer to a Check, CheckScope or SessionCheck (or a ``forbidden`` deny of an
+    admin request)."""
 
     VARIANT: ClassVar[int] = 1
     request_id: int
@@ -872,7 +938,7 @@ RESPONSES: Tuple[Type[Response], ...] = (
 # ---- whole messages ---------------------------------------------------------------------
 
 def encode_request(req: Request) -> bytes:
-    """A request's body (no length prefix); the same in every protocol version."""
+    """A request's body (no length prefix); the same in every protocol version that has it."""
     w = Writer()
     w.varint(req.VARIANT, 32)
     req.write(w)

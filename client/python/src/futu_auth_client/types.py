@@ -41,6 +41,8 @@ __all__ = [
     "RateFigures",
     "Reason",
     "Scope",
+    "SessionOutcome",
+    "SessionSubject",
     "TrdEnv",
     "TrdSide",
     "validate_cap",
@@ -535,6 +537,124 @@ class BindOp:
         if self.machines is None:
             return "BindOp.%s()" % self.kind
         return "BindOp.%s(%r)" % (self.kind, list(self.machines))
+
+
+# ---- sessions ---------------------------------------------------------------------------
+
+class SessionSubject:
+    """What a long-lived session asks again and again (``SessionCheck``, protocol version
+    4): build one with :meth:`keep_alive` or :meth:`for_pushes`. ``kind`` is
+    ``keep_alive`` or ``pushes``; a ``pushes`` subject has the ``scope`` its pushes need
+    and how many ``pushes`` the decision is for."""
+
+    KEEP_ALIVE = "keep_alive"
+    PUSHES = "pushes"
+    _KINDS = (KEEP_ALIVE, PUSHES)  # wire order
+
+    __slots__ = ("kind", "scope", "pushes")
+
+    def __init__(self, kind: str, scope: Union[None, str, Scope] = None, pushes: Optional[int] = None) -> None:
+        if kind not in self._KINDS:
+            raise ValueError("unknown SessionSubject %r (expected keep_alive or pushes)" % (kind,))
+        if kind == self.KEEP_ALIVE:
+            if scope is not None or pushes is not None:
+                raise ValueError("SessionSubject keep_alive takes no scope and no count of pushes")
+        else:
+            if scope is None:
+                raise ValueError("SessionSubject pushes takes the scope the pushes need")
+            scope = Scope.parse(scope)
+            if isinstance(pushes, bool) or not isinstance(pushes, int) or not 0 <= pushes < 1 << 32:
+                raise ValueError("SessionSubject pushes takes how many pushes (a u32), got %r" % (pushes,))
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "scope", scope)
+        object.__setattr__(self, "pushes", pushes)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("SessionSubject is immutable")
+
+    @classmethod
+    def keep_alive(cls) -> "SessionSubject":
+        """Is the session's key still usable? Decided as a dry-run check of the system
+        endpoint ``KeepAlive`` (no scope, nothing consumed)."""
+        return cls(cls.KEEP_ALIVE)
+
+    @classmethod
+    def for_pushes(cls, scope: Union[str, Scope], pushes: int = 1) -> "SessionSubject":
+        """May ``pushes`` pushes that need ``scope`` go out? Decided as a ``CheckScope``;
+        when refused on a WebSocket (iface ``ws``), the pushes are counted in
+        ``futu_ws_filtered_pushes_total``."""
+        return cls(cls.PUSHES, scope, pushes)
+
+    @property
+    def index(self) -> int:
+        """The variant index on the wire."""
+        return self._KINDS.index(self.kind)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SessionSubject):
+            return NotImplemented
+        return (self.kind, self.scope, self.pushes) == (other.kind, other.scope, other.pushes)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.scope, self.pushes))
+
+    def __repr__(self) -> str:
+        if self.kind == self.KEEP_ALIVE:
+            return "SessionSubject.keep_alive()"
+        return "SessionSubject.for_pushes(%r, %d)" % (self.scope.value, self.pushes)  # type: ignore[union-attr]
+
+
+class SessionOutcome:
+    """What a decision came to, as a session remembers it (``SessionCheck.previous``,
+    protocol version 4): :meth:`allow`, or :meth:`deny` for a reason; :meth:`of` a
+    decision."""
+
+    __slots__ = ("allowed", "reason")
+
+    def __init__(self, allowed: bool, reason: Union[None, str, Reason] = None) -> None:
+        if not isinstance(allowed, bool):
+            raise TypeError("SessionOutcome.allowed is a bool")
+        if allowed != (reason is None):
+            raise ValueError("a SessionOutcome is an allow without a reason or a deny with one")
+        object.__setattr__(self, "allowed", allowed)
+        object.__setattr__(self, "reason", None if reason is None else Reason.parse(reason))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("SessionOutcome is immutable")
+
+    @classmethod
+    def allow(cls) -> "SessionOutcome":
+        """Allowed."""
+        return cls(True)
+
+    @classmethod
+    def deny(cls, reason: Union[str, Reason]) -> "SessionOutcome":
+        """Refused for ``reason``."""
+        return cls(False, reason)
+
+    @classmethod
+    def of(cls, decision: "Decision") -> "SessionOutcome":
+        """The outcome of ``decision``: allowed, or refused for its reason (a fail-closed
+        deny is ``internal``)."""
+        return cls.allow() if decision.allowed else cls.deny(decision.reason or Reason.INTERNAL)
+
+    @property
+    def index(self) -> int:
+        """The variant index on the wire."""
+        return 0 if self.allowed else 1
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SessionOutcome):
+            return NotImplemented
+        return (self.allowed, self.reason) == (other.allowed, other.reason)
+
+    def __hash__(self) -> int:
+        return hash((self.allowed, self.reason))
+
+    def __repr__(self) -> str:
+        if self.allowed:
+            return "SessionOutcome.allow()"
+        return "SessionOutcome.deny(%r)" % (self.reason.value,)  # type: ignore[union-attr]
 
 
 # ---- decisions --------------------------------------------------------------------------
