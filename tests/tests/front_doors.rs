@@ -643,3 +643,23 @@ fn a_closed_pipe_ends_nothing_but_its_own_request() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert_eq!(daemon_connections(&d), before);
 }
+
+#[test]
+fn grpc_and_websocket_bodies_that_do_not_decode_are_bad_request() {
+    let Some(py) = python() else { return };
+    let d = DaemonBuilder::new(&[trader("bot", json!({}))]).start();
+    let gw = Gateway::start(&d.socket_path());
+    let bot = token_for("bot");
+    let mut with_text = order("HK.00700", 100.0, 388.2);
+    with_text["qty"] = json!("100");
+    let r = py.one(&gw, call(ORDER, with_text.clone(), Some(&bot)));
+    assert_eq!(r["code"], "INVALID_ARGUMENT", "{r}");
+    assert_eq!(r["metadata"]["futu-reason"], "bad_request", "{r}");
+    assert!(r["details"].as_str().unwrap().contains("invalid type"), "{r}");
+    let mut socket = ws(&py, &gw, &bot);
+    let r = socket.ask(ws_request(1, ORDER, with_text));
+    assert_eq!(r["answer"]["error"]["reason"], "bad_request", "{r}");
+    let r = socket.ask(json!({"send": "not a request"}));
+    assert_eq!(r["answer"]["error"]["reason"], "bad_request", "{r}");
+    assert_eq!(r["closed"], Value::Null, "the socket goes on: {r}");
+}

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use futu_auth_client::http::{Endpoint, OrderHandle, Refusal, Routes};
+use futu_auth_client::http::{decode_json, Endpoint, OrderHandle, Refusal, Routes};
 use futu_auth_client::Order;
 use serde::Deserialize;
 use tonic::{Request, Response, Status};
@@ -102,7 +102,8 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, Status> {
     serde_json::to_string(value).map_err(|e| Status::internal(e.to_string()))
 }
 
-/// A request body, or INVALID_ARGUMENT.
+/// A request body, or the layer's `bad_request` refusal (INVALID_ARGUMENT, with
+/// `futu-reason: bad_request`) saying what and where.
 fn body<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, Status> {
-    serde_json::from_str(json).map_err(|e| Status::invalid_argument(format!("body_json: {e}")))
+    decode_json(json.as_bytes()).map_err(|refusal| status(refusal.with_grpc(true)))
 }
