@@ -4,7 +4,7 @@
 #
 #   fuzz/run.sh [SECONDS] [TARGET...]        (make fuzz FUZZ_SECONDS=...)
 #
-# Targets: frame_decoder, keys_json, ledger_replay (all when none is named); their bodies
+# Targets: frame_decoder, keys_json, ledger_replay, layer_request (all when none is named); their bodies
 # are in tests/src/fuzz.rs. Each run starts from the committed seeds (fuzz/corpus/TARGET)
 # and keeps what it generates in target/fuzz-corpus/TARGET, outside git, so later runs go
 # on from there. A crash is copied to fuzz/regressions/TARGET/, which `make test` replays:
@@ -25,7 +25,7 @@ root="$(dirname "$here")"
 seconds="${1:-600}"
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame_decoder keys_json ledger_replay)
+[ ${#targets[@]} -gt 0 ] || targets=(frame_decoder keys_json ledger_replay layer_request)
 case "$seconds" in
 	'' | *[!0-9]*) echo "usage: fuzz/run.sh [SECONDS] [TARGET...]" >&2; exit 2 ;;
 esac

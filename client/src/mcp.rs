@@ -267,7 +267,10 @@ where
     };
     let (mut parts, body) = req.into_parts();
     let body = if parts.method == Method::POST {
-        let message: serde_json::Value = read_json(&parts.headers, body, MAX_BODY).await?;
+        // MCP answers every error as JSON, whatever the request's content type.
+        let message: serde_json::Value = read_json(&parts.headers, body, MAX_BODY)
+            .await
+            .map_err(|refusal| refusal.with_grpc(false))?;
         Bytes::from(message.to_string())
     } else {
         Bytes::new()

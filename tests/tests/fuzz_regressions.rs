@@ -188,6 +188,11 @@ fn ledger_replay_survives_its_corpus_and_every_saved_crash() {
     replay("ledger_replay");
 }
 
+#[test]
+fn layer_request_survives_its_corpus_and_every_saved_crash() {
+    replay("layer_request");
+}
+
 /// A seed not named `bad-…` is still a valid input in the current format: a change of the
 /// wire format, of keys.json or of the ledger journal must come with new seeds, or the
 /// fuzzer would start from inputs that only reach the error paths.
@@ -214,7 +219,7 @@ fn every_seed_not_named_bad_is_valid_in_the_current_format() {
 }
 
 /// The targets `make fuzz` runs (fuzz/Cargo.toml), the functions here and the corpus
-/// directories name the same three targets, so none is fuzzed without being replayed.
+/// directories name the same targets, so none is fuzzed without being replayed.
 #[test]
 fn every_fuzz_target_has_a_body_a_corpus_and_a_replay() {
     let manifest = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).expect("read fuzz/Cargo.toml");

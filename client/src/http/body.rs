@@ -9,6 +9,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Limited};
 use serde::de::DeserializeOwned;
 
+use super::credentials::is_grpc;
 use super::refusal::{BadRequest, Refusal};
 
 /// The largest JSON body [`read_json`] takes by default: far above any order, far below
@@ -22,8 +23,22 @@ const DETAIL_CHARS: usize = 200;
 /// having `headers`: not `application/json` is 415, more than `limit` bytes 413, and a
 /// body that does not decode — not JSON, a field missing, twice or of the wrong type, a
 /// number out of range — 400 with the decoder's line and column. Numbers are read
-/// correctly rounded: each is the `f64` nearest the decimal it is written as.
+/// correctly rounded: each is the `f64` nearest the decimal it is written as. The refusal
+/// has the request's shape, as the layer's own: trailers-only for a gRPC request (content
+/// type `application/grpc…`, which is never JSON: 415).
 pub async fn read_json<T, B>(headers: &HeaderMap, body: B, limit: usize) -> Result<T, Refusal>
+where
+    T: DeserializeOwned,
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    read(headers, body, limit)
+        .await
+        .map_err(|refusal| refusal.with_grpc(is_grpc(headers)))
+}
+
+/// [`read_json`], its refusals plain HTTP.
+async fn read<T, B>(headers: &HeaderMap, body: B, limit: usize) -> Result<T, Refusal>
 where
     T: DeserializeOwned,
     B: Body<Data = Bytes>,
@@ -217,6 +232,20 @@ mod tests {
             let price = decode_json::<Order>(order.as_bytes()).unwrap().price.unwrap();
             assert_eq!(price.to_bits(), text.parse::<f64>().unwrap().to_bits(), "{text}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_grpc_request_is_refused_in_trailers_like_every_other_refusal() {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, "application/grpc".parse().unwrap());
+        let refusal = read(&headers, ORDER).await.unwrap_err();
+        assert_eq!(refusal.class(), Class::UnsupportedMediaType);
+        assert!(refusal.is_grpc(), "a gRPC request's refusal is gRPC's");
+        let res = refusal.into_response();
+        assert_eq!(res.status(), http::StatusCode::OK, "trailers-only");
+        assert_eq!(res.headers()["grpc-status"], "3");
+        assert_eq!(res.headers()["futu-reason"], "bad_request");
+        assert!(!read(&json_headers(), "{").await.unwrap_err().is_grpc());
     }
 
     #[tokio::test]

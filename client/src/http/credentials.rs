@@ -2,7 +2,7 @@
 
 use futu_auth_proto::Token;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderMap, Request, Uri};
+use http::{HeaderMap, HeaderValue, Request, Uri};
 
 use crate::token;
 
@@ -11,16 +11,19 @@ const QUERY_PARAMETER: &str = "token";
 
 /// Takes the key out of `req`: the `Authorization: Bearer` header (gRPC: the
 /// `authorization` metadata), the scheme in any case; else, when `query` is on, the
-/// `token` query parameter, percent-decoded. What it takes is removed from the request —
-/// the header, and with `query` on every `token` parameter — so nothing after the layer
-/// (a handler, a trace layer, a proxy) can log it.
+/// `token` query parameter, percent-decoded. What could be a key is removed from the
+/// request — every `Authorization` header when any of them is a Bearer credential, and
+/// with `query` on every `token` parameter — so nothing after the layer (a handler, a
+/// trace layer, a proxy) can log it, whichever was used.
 pub(crate) fn take_token<B>(req: &mut Request<B>, query: bool) -> Option<Token> {
     let from_header = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(token::from_bearer);
-    if from_header.is_some() {
+    // Not only the first: a Bearer key in a second header, or after a value that is not
+    // one (the key then comes from the query, or there is none), must not go on either.
+    if req.headers().get_all(AUTHORIZATION).iter().any(is_bearer) {
         req.headers_mut().remove(AUTHORIZATION);
     }
     if !query {
@@ -31,6 +34,14 @@ pub(crate) fn take_token<B>(req: &mut Request<B>, query: bool) -> Option<Token> 
         *req.uri_mut() = uri;
     }
     from_header.or(from_query)
+}
+
+/// Whether an `Authorization` value is a Bearer credential (`Bearer ` and something,
+/// the scheme in any case), read as bytes: one that is not UTF-8 is not taken as a key,
+/// but may hold one.
+fn is_bearer(value: &HeaderValue) -> bool {
+    let v = value.as_bytes().trim_ascii();
+    v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ")
 }
 
 /// Whether the request is gRPC, which answers refusals in trailers.
@@ -136,6 +147,34 @@ mod tests {
         assert_eq!(take_token(&mut req, true), Some(Token::new(T)));
         assert!(req.headers().get(AUTHORIZATION).is_none());
         assert_eq!(req.uri().query(), None);
+    }
+
+    #[test]
+    fn a_bearer_key_in_any_authorization_header_is_removed_whichever_key_is_used() {
+        let other = "fc_00000000000000000000000000000000";
+        let firsts: [&[u8]; 3] = [b"Basic dXNlcjpwYXNz", b"Bearer fc_\xff", b"Bearer"];
+        for first in firsts {
+            let mut req = request(&format!("/ws?token={T}"), None);
+            let h = req.headers_mut();
+            h.append(AUTHORIZATION, HeaderValue::from_bytes(first).unwrap());
+            h.append(AUTHORIZATION, format!("Bearer {other}").parse().unwrap());
+            assert_eq!(
+                take_token(&mut req, true),
+                Some(Token::new(T)),
+                "the first header is no Bearer key: the query's"
+            );
+            assert!(
+                req.headers().get(AUTHORIZATION).is_none(),
+                "after {:?}, a Bearer key was left in the request",
+                String::from_utf8_lossy(first)
+            );
+        }
+        let mut req = request("/api/quote", Some("Basic dXNlcjpwYXNz"));
+        assert_eq!(take_token(&mut req, false), None);
+        assert!(
+            req.headers().get(AUTHORIZATION).is_some(),
+            "a request without a Bearer credential keeps its Authorization"
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@
 //!
 //! 1. takes the key out of the request — `Authorization: Bearer fc_…` (gRPC: the
 //!    `authorization` metadata), or `?token=` where [`AuthLayer::query_token`] allows it —
-//!    and removes it, so that nothing after the layer (a handler, a trace layer, a proxy)
-//!    can log it;
+//!    and removes it, with any other Bearer credential the request carries, so that
+//!    nothing after the layer (a handler, a trace layer, a proxy) can log it;
 //! 2. maps the request to a Futu endpoint with the gateway's [`Routes`] (or any
 //!    [`EndpointMap`], such as a closure over method and path);
 //! 3. asks futu-authd, and either passes the request on with a typed extension —
