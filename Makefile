@@ -91,10 +91,23 @@ $(PY_CLIENT_STAMP): $(PY_CLIENT_FILES) | venv-packages
 	fi; \
 	echo "$$why; going on without it"
 
-## Builds once, then runs every test (unit, golden vectors, end-to-end with the real binaries).
+## Builds once, then runs every test (unit, golden vectors, end-to-end with the real
+## binaries): every suite, even after one fails (--no-fail-fast). Then the list of the tests
+## that skipped and why (SKIP_LOG, written by futu_authd_tests::skip), whether the tests
+## passed or not; the exit status is cargo's.
+SKIP_LOG := $(CURDIR)/target/test-skips.txt
 test: deps
 	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace
+	@mkdir -p "$$(dirname "$(SKIP_LOG)")" && : > "$(SKIP_LOG)"
+	@echo "$(CARGO) test --workspace --no-fail-fast"; \
+	status=0; FUTU_TEST_SKIP_LOG="$(SKIP_LOG)" $(CARGO) test --workspace --no-fail-fast || status=$$?; \
+	echo; \
+	if [ -s "$(SKIP_LOG)" ]; then \
+		echo "skipped tests ($$(wc -l < "$(SKIP_LOG)")):"; sort "$(SKIP_LOG)" | sed 's/^/  /'; \
+	else \
+		echo "no test was skipped"; \
+	fi; \
+	exit $$status
 
 lint:
 	$(CARGO) fmt --all -- --check

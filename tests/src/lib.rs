@@ -232,6 +232,10 @@ pub fn have_program(name: &str) -> bool {
 /// allowed: this panics instead, so the test fails and names what is missing. `make deps`
 /// installs every Debian package the tests need.
 ///
+/// Either way, when `FUTU_TEST_SKIP_LOG` names a file, a line `{file}::{test}: {why}` is
+/// appended to it: `make test` prints that list at the end, since cargo shows a skipped
+/// test as `ok` and hides what it printed.
+///
 /// ```no_run
 /// if !futu_authd_tests::have_program("jq") {
 ///     return futu_authd_tests::skip("jq is not installed");
@@ -239,11 +243,49 @@ pub fn have_program(name: &str) -> bool {
 /// ```
 pub fn skip(why: &str) {
     println!("skipped: {why}");
-    if std::env::var_os("FUTU_TEST_STRICT").is_some_and(|v| v == "1") {
+    let strict = std::env::var_os("FUTU_TEST_STRICT").is_some_and(|v| v == "1");
+    if let Some(log) = std::env::var_os("FUTU_TEST_SKIP_LOG").filter(|p| !p.is_empty()) {
+        let failed = if strict {
+            " (failed: FUTU_TEST_STRICT=1)"
+        } else {
+            ""
+        };
+        log_skip(Path::new(&log), &format!("{}: {why}{failed}\n", test_name()));
+    }
+    if strict {
         panic!(
             "this test could not run ({why}) and FUTU_TEST_STRICT=1 forbids skipping; \
              install what it needs (`make deps` as root) or unset FUTU_TEST_STRICT"
         );
+    }
+}
+
+/// `file::test` for the running test: the test binary's name without cargo's hash (e.g.
+/// `packaging`) and the test thread's name, which libtest sets to the test's path.
+fn test_name() -> String {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))
+        .map(|stem| match stem.rsplit_once('-') {
+            Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_owned(),
+            _ => stem,
+        })
+        .unwrap_or_else(|| "?".to_owned());
+    let thread = std::thread::current();
+    format!("{binary}::{}", thread.name().unwrap_or("?"))
+}
+
+/// Appends `line` to the skip log in one `write(2)` on a file opened with `O_APPEND`, so
+/// lines from tests running at once, in threads or processes, never interleave. A log that
+/// cannot be written is reported, and the test goes on.
+fn log_skip(log: &Path, line: &str) {
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("could not add to the skip log {}: {e}", log.display());
     }
 }
 
