@@ -671,6 +671,21 @@ impl Daemon {
         body
     }
 
+    /// The text of GET /metrics once `settled(text)` holds, or the last text read when
+    /// [`DEADLINE`] passes: for a count the daemon makes a moment after a client can see
+    /// its cause (a connection is closed first, counted after). The caller then asserts
+    /// exactly what it expects, so a count that never comes fails with the whole text.
+    pub fn wait_metrics(&self, settled: impl Fn(&str) -> bool) -> String {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let text = self.metrics_text();
+            if settled(&text) || Instant::now() >= until {
+                return text;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
     /// A connection to the daemon's socket, Hello already exchanged.
     pub async fn client(&self) -> Client {
         let mut c = Client::connect(&self.socket_path()).await;

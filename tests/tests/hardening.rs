@@ -450,9 +450,16 @@ async fn connections_that_never_say_hello_are_closed_and_another_uid_is_still_se
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(quiet.check(&research, "Qot_GetBasicQot", None).await.is_allow());
-    let m = d.metrics_text();
-    let closed =
-        |reason| metric_value(&m, "futu_auth_connections_closed_total", &[("reason", reason)]).unwrap_or(0.0);
+    // A connection is counted a moment after it is closed.
+    let closed_in = |m: &str, reason| {
+        metric_value(m, "futu_auth_connections_closed_total", &[("reason", reason)]).unwrap_or(0.0)
+    };
+    let m = d.wait_metrics(|m| {
+        closed_in(m, "hello_timeout") >= 3.0
+            && closed_in(m, "uid_share") >= 1.0
+            && closed_in(m, "client") >= 1.0
+    });
+    let closed = |reason| closed_in(&m, reason);
     assert_eq!(closed("hello_timeout"), 3.0, "{m}");
     assert_eq!(closed("uid_share"), 1.0, "{m}");
     assert!(closed("client") >= 1.0, "the probe's own close is counted: {m}");
@@ -472,14 +479,16 @@ async fn a_frame_left_unfinished_closes_its_connection_and_is_counted() {
     let mut quiet = d.client().await;
     closed_by_daemon(&mut stalled).await;
     assert!(quiet.check(&research, "Qot_GetBasicQot", None).await.is_allow());
-    assert_eq!(
+    // A connection is counted a moment after it is closed.
+    let frame_timeouts = |m: &str| {
         metric_value(
-            &d.metrics_text(),
+            m,
             "futu_auth_connections_closed_total",
-            &[("reason", "frame_timeout")]
-        ),
-        Some(1.0)
-    );
+            &[("reason", "frame_timeout")],
+        )
+    };
+    let m = d.wait_metrics(|m| frame_timeouts(m).is_some());
+    assert_eq!(frame_timeouts(&m), Some(1.0), "{m}");
 }
 
 #[tokio::test]

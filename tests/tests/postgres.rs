@@ -262,10 +262,10 @@ async fn orders_are_refused_while_postgresql_is_down_and_resume_without_a_restar
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     d.wait_stderr("answers again");
-    assert_eq!(
-        metric_value(&d.metrics_text(), "futu_auth_ledger_up", &[]),
-        Some(1.0)
-    );
+    // The gauge is set a moment after that line is logged (by a probe, perhaps).
+    let up = |m: &str| metric_value(m, "futu_auth_ledger_up", &[]);
+    let m = d.wait_metrics(|m| up(m) == Some(1.0));
+    assert_eq!(up(&m), Some(1.0), "{m}");
     assert_eq!(
         pg.psql("SELECT count(*) FROM futu_ledger.consumptions").unwrap(),
         "2",
