@@ -405,6 +405,7 @@ impl DaemonBuilder {
             notify,
             notes: Mutex::new(Vec::new()),
             stderr: Arc::new(Mutex::new(Vec::new())),
+            stderr_reader: None,
             metrics_addr,
         };
         daemon.spawn_and_wait_ready();
@@ -424,6 +425,9 @@ pub struct Daemon {
     notes: Mutex<Vec<String>>,
     /// Everything the daemon wrote to stderr, across restarts.
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// The thread copying the running daemon's stderr into `stderr`: it ends a moment
+    /// after the daemon exits, when it has read the last line.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     metrics_addr: Option<SocketAddr>,
 }
 
@@ -458,7 +462,7 @@ impl Daemon {
         let mut child = cmd.spawn().expect("spawn futu-authd");
         let mut pipe = child.stderr.take().expect("stderr is piped");
         let sink = Arc::clone(&self.stderr);
-        std::thread::spawn(move || {
+        self.stderr_reader = Some(std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             while let Ok(n) = pipe.read(&mut buf) {
                 if n == 0 {
@@ -466,7 +470,7 @@ impl Daemon {
                 }
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
             }
-        });
+        }));
         self.child = Some(child);
         let until = Instant::now() + DEADLINE;
         loop {
@@ -477,7 +481,7 @@ impl Daemon {
                 return;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                std::thread::sleep(Duration::from_millis(50)); // let the stderr thread catch up
+                self.read_stderr_to_end();
                 panic!(
                     "futu-authd exited with {status} before READY=1; its stderr:\n{}",
                     self.stderr_text()
@@ -570,19 +574,33 @@ impl Daemon {
         self.signal(Signal::SIGCONT);
     }
 
-    /// Waits (up to [`DEADLINE`]) for the daemon to exit.
+    /// Waits (up to [`DEADLINE`]) for the daemon to exit, and for everything it wrote to
+    /// stderr to be in [`Daemon::stderr_text`].
     pub fn wait_exit(&mut self) -> ExitStatus {
         let child = self.child.as_mut().expect("the daemon was started");
         let until = Instant::now() + DEADLINE;
-        loop {
+        let status = loop {
             if let Some(status) = child.try_wait().expect("wait for the daemon") {
-                return status;
+                break status;
             }
             assert!(
                 Instant::now() < until,
                 "futu-authd did not exit within {DEADLINE:?}"
             );
             std::thread::sleep(POLL);
+        };
+        self.read_stderr_to_end();
+        status
+    }
+
+    /// Waits (up to [`DEADLINE`]) until the stderr of the daemon, which has exited, is
+    /// read to its end: the reading thread may not have run since the last line came.
+    fn read_stderr_to_end(&mut self) {
+        if let Some(reader) = self.stderr_reader.take() {
+            poll("the daemon's stderr read to its end", || {
+                reader.is_finished().then_some(())
+            });
+            let _ = reader.join();
         }
     }
 
