@@ -465,11 +465,13 @@ async fn an_order_whose_outcome_is_unknown_is_refused_and_stays_counted_once() {
     away_from_utc_midnight(30);
     let token = token_for("pg-late");
     let keys = [on_both_hosts("late", &token, json!({ "max_daily_value": 1000 }))];
+    // Every other call of the test must beat the deadline, on a loaded machine too: a
+    // second, with the row held three times as long.
     let d = DaemonBuilder::new(&keys)
         .arg("--ledger-url")
         .arg(pg.url())
         .arg("--ledger-timeout")
-        .arg("100ms")
+        .arg("1s")
         .start();
     let mut c = d.client().await;
     assert!(c
@@ -477,8 +479,8 @@ async fn an_order_whose_outcome_is_unknown_is_refused_and_stays_counted_once() {
         .await
         .is_allow());
 
-    // Another session holds the key's row for 600 ms: the next charge is sent, waits for
-    // the lock past the daemon's deadline, and commits once the lock is free.
+    // Another session holds the key's row for 3 s: the next charge is sent, waits for the
+    // lock past the daemon's deadline, and commits once the lock is free.
     let holder = {
         let url_dir = pg.socket_dir().to_owned();
         let psql = postgres::bin_dir().unwrap().join("psql");
@@ -489,7 +491,7 @@ async fn an_order_whose_outcome_is_unknown_is_refused_and_stays_counted_once() {
                 .args(["-U", "postgres", "-d", "postgres", "-X", "-q", "-c"])
                 .arg(
                     "BEGIN; SELECT 1 FROM futu_ledger.keys WHERE key_id = 'late' FOR UPDATE; \
-                     SELECT pg_sleep(0.6); COMMIT;",
+                     SELECT pg_sleep(3); COMMIT;",
                 )
                 .output()
                 .expect("psql")
