@@ -1013,11 +1013,29 @@ pub fn futucli_command() -> Command {
 
 /// A copy of the executable `program` in `dir`, mode 0755, for [`run_as`]: another user
 /// may not be able to reach the build directory.
+///
+/// `install(1)` writes it, in a process of its own. Written from here, the copy would be
+/// open for writing in this process for a moment, and a child that another test's thread
+/// forks in that moment holds the descriptor too, until its exec: running the copy then
+/// fails with ETXTBSY (setpriv exits 126).
 pub fn executable_copy(program: &Path, dir: &Path) -> PathBuf {
     let name = program.file_name().expect("a program has a file name");
     let copy = dir.join(name);
-    std::fs::copy(program, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", program.display()));
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+    let out = Command::new("install")
+        .arg("-m")
+        .arg("0755")
+        .arg(program)
+        .arg(&copy)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run install (coreutils)");
+    assert!(
+        out.status.success(),
+        "install {} {}: {}",
+        program.display(),
+        copy.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     copy
 }
 

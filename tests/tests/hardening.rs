@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use futu_auth_proto::{Check, Decision, ErrorKind, Iface, Market, Reason, Request, Response, Token, TrdSide};
 use futu_authd_tests::{
-    deny_reason, key_json, metric_value, order, read_jsonl, skip, token_for, with, Client, DaemonBuilder,
+    deny_reason, executable_copy, key_json, metric_value, order, read_jsonl, skip, token_for, with, Client,
+    DaemonBuilder,
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -423,10 +424,7 @@ async fn connections_that_never_say_hello_are_closed_and_another_uid_is_still_se
     let mut over = Client::connect(&d.socket_path()).await;
     closed_by_daemon(&mut over).await;
     // Another uid's gateway is served meanwhile.
-    let probe = d.dir().join("authd-probe");
-    std::fs::copy(env!("CARGO_BIN_EXE_authd-probe"), &probe).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let probe = executable_copy(Path::new(env!("CARGO_BIN_EXE_authd-probe")), d.dir());
     let check = json!({ "Check": { "request_id": 1, "token": research, "iface": "rest",
                                    "endpoint": "Qot_GetBasicQot", "order": null, "dry_run": false } })
     .to_string();
