@@ -37,16 +37,31 @@ release:
 ## they are skipped, unless FUTU_TEST_STRICT=1: then this target fails.
 deps: debian-deps venv
 
-## Debian's packages of TEST_PACKAGES (as root: apt-get update, then apt-get install).
+## Debian's packages of TEST_PACKAGES (as root: apt-get update, then apt-get install). When
+## another apt or dpkg is at work, both wait up to APT_LOCK_WAIT seconds for it to finish:
+## install through apt's DPkg::Lock::Timeout; update (whose lock of /var/lib/apt/lists that
+## option does not cover) by trying again while apt says it could not get the lock.
+APT_LOCK_WAIT := 600
 debian-deps:
 	@missing=""; for p in $(TEST_PACKAGES); do \
 		[ "$$(dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null)" = "ii " ] || missing="$$missing $$p"; \
 	done; \
 	[ -z "$$missing" ] && exit 0; \
 	echo "installing:$$missing"; \
+	apt_update() { \
+		local deadline=$$(( $$(date +%s) + $(APT_LOCK_WAIT) )) out waiting=""; \
+		while ! out=$$(LC_ALL=C apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_WAIT) update -qq 2>&1); do \
+			case "$$out" in *"Could not get lock"*) ;; *) printf '%s\n' "$$out" >&2; return 1;; esac; \
+			[ "$$(date +%s)" -lt "$$deadline" ] || { printf '%s\n' "$$out" >&2; return 1; }; \
+			[ -n "$$waiting" ] || echo "waiting up to $(APT_LOCK_WAIT) s for another apt-get update to finish"; \
+			waiting=1; sleep 2; \
+		done; \
+		[ -z "$$out" ] || printf '%s\n' "$$out"; \
+	}; \
 	if [ "$$(id -u)" != 0 ]; then why="not root: install$$missing yourself"; \
-	elif ! apt-get update -qq; then why="apt-get update failed"; \
-	elif ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; then why="could not install$$missing"; \
+	elif ! apt_update; then why="apt-get update failed"; \
+	elif ! DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=$(APT_LOCK_WAIT) install -y -qq $$missing; then \
+		why="could not install$$missing"; \
 	else exit 0; fi; \
 	if [ "$${FUTU_TEST_STRICT:-}" = 1 ]; then \
 		echo "make deps: $$why, and FUTU_TEST_STRICT=1 forbids skipping the tests that need them" >&2; \
@@ -91,10 +106,23 @@ $(PY_CLIENT_STAMP): $(PY_CLIENT_FILES) | venv-packages
 	fi; \
 	echo "$$why; going on without it"
 
-## Builds once, then runs every test (unit, golden vectors, end-to-end with the real binaries).
+## Builds once, then runs every test (unit, golden vectors, end-to-end with the real
+## binaries): every suite, even after one fails (--no-fail-fast). Then the list of the tests
+## that skipped and why (SKIP_LOG, written by futu_authd_tests::skip), whether the tests
+## passed or not; the exit status is cargo's.
+SKIP_LOG := $(CURDIR)/target/test-skips.txt
 test: deps
 	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace
+	@mkdir -p "$$(dirname "$(SKIP_LOG)")" && : > "$(SKIP_LOG)"
+	@echo "$(CARGO) test --workspace --no-fail-fast"; \
+	status=0; FUTU_TEST_SKIP_LOG="$(SKIP_LOG)" $(CARGO) test --workspace --no-fail-fast || status=$$?; \
+	echo; \
+	if [ -s "$(SKIP_LOG)" ]; then \
+		echo "skipped tests ($$(wc -l < "$(SKIP_LOG)")):"; sort "$(SKIP_LOG)" | sed 's/^/  /'; \
+	else \
+		echo "no test was skipped"; \
+	fi; \
+	exit $$status
 
 lint:
 	$(CARGO) fmt --all -- --check

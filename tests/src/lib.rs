@@ -307,6 +307,10 @@ pub fn have_program(name: &str) -> bool {
 /// allowed: this panics instead, so the test fails and names what is missing. `make deps`
 /// installs every Debian package the tests need.
 ///
+/// Either way, when `FUTU_TEST_SKIP_LOG` names a file, a line `{file}::{test}: {why}` is
+/// appended to it: `make test` prints that list at the end, since cargo shows a skipped
+/// test as `ok` and hides what it printed.
+///
 /// ```no_run
 /// if !futu_authd_tests::have_program("jq") {
 ///     return futu_authd_tests::skip("jq is not installed");
@@ -314,11 +318,49 @@ pub fn have_program(name: &str) -> bool {
 /// ```
 pub fn skip(why: &str) {
     println!("skipped: {why}");
-    if std::env::var_os("FUTU_TEST_STRICT").is_some_and(|v| v == "1") {
+    let strict = std::env::var_os("FUTU_TEST_STRICT").is_some_and(|v| v == "1");
+    if let Some(log) = std::env::var_os("FUTU_TEST_SKIP_LOG").filter(|p| !p.is_empty()) {
+        let failed = if strict {
+            " (failed: FUTU_TEST_STRICT=1)"
+        } else {
+            ""
+        };
+        log_skip(Path::new(&log), &format!("{}: {why}{failed}\n", test_name()));
+    }
+    if strict {
         panic!(
             "this test could not run ({why}) and FUTU_TEST_STRICT=1 forbids skipping; \
              install what it needs (`make deps` as root) or unset FUTU_TEST_STRICT"
         );
+    }
+}
+
+/// `file::test` for the running test: the test binary's name without cargo's hash (e.g.
+/// `packaging`) and the test thread's name, which libtest sets to the test's path.
+fn test_name() -> String {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.file_stem()?.to_string_lossy().into_owned()))
+        .map(|stem| match stem.rsplit_once('-') {
+            Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_owned(),
+            _ => stem,
+        })
+        .unwrap_or_else(|| "?".to_owned());
+    let thread = std::thread::current();
+    format!("{binary}::{}", thread.name().unwrap_or("?"))
+}
+
+/// Appends `line` to the skip log in one `write(2)` on a file opened with `O_APPEND`, so
+/// lines from tests running at once, in threads or processes, never interleave. A log that
+/// cannot be written is reported, and the test goes on.
+fn log_skip(log: &Path, line: &str) {
+    let written = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(log)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("could not add to the skip log {}: {e}", log.display());
     }
 }
 
@@ -444,6 +486,7 @@ impl DaemonBuilder {
             notify,
             notes: Mutex::new(Vec::new()),
             stderr: Arc::new(Mutex::new(Vec::new())),
+            stderr_reader: None,
             metrics_addr,
         };
         daemon.spawn_and_wait_ready();
@@ -463,6 +506,9 @@ pub struct Daemon {
     notes: Mutex<Vec<String>>,
     /// Everything the daemon wrote to stderr, across restarts.
     stderr: Arc<Mutex<Vec<u8>>>,
+    /// The thread copying the running daemon's stderr into `stderr`: it ends a moment
+    /// after the daemon exits, when it has read the last line.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     metrics_addr: Option<SocketAddr>,
 }
 
@@ -497,7 +543,7 @@ impl Daemon {
         let mut child = cmd.spawn().expect("spawn futu-authd");
         let mut pipe = child.stderr.take().expect("stderr is piped");
         let sink = Arc::clone(&self.stderr);
-        std::thread::spawn(move || {
+        self.stderr_reader = Some(std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             while let Ok(n) = pipe.read(&mut buf) {
                 if n == 0 {
@@ -505,7 +551,7 @@ impl Daemon {
                 }
                 sink.lock().unwrap().extend_from_slice(&buf[..n]);
             }
-        });
+        }));
         self.child = Some(child);
         let until = Instant::now() + DEADLINE;
         loop {
@@ -516,7 +562,7 @@ impl Daemon {
                 return;
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                std::thread::sleep(Duration::from_millis(50)); // let the stderr thread catch up
+                self.read_stderr_to_end();
                 panic!(
                     "futu-authd exited with {status} before READY=1; its stderr:\n{}",
                     self.stderr_text()
@@ -609,19 +655,33 @@ impl Daemon {
         self.signal(Signal::SIGCONT);
     }
 
-    /// Waits (up to [`DEADLINE`]) for the daemon to exit.
+    /// Waits (up to [`DEADLINE`]) for the daemon to exit, and for everything it wrote to
+    /// stderr to be in [`Daemon::stderr_text`].
     pub fn wait_exit(&mut self) -> ExitStatus {
         let child = self.child.as_mut().expect("the daemon was started");
         let until = Instant::now() + DEADLINE;
-        loop {
+        let status = loop {
             if let Some(status) = child.try_wait().expect("wait for the daemon") {
-                return status;
+                break status;
             }
             assert!(
                 Instant::now() < until,
                 "futu-authd did not exit within {DEADLINE:?}"
             );
             std::thread::sleep(POLL);
+        };
+        self.read_stderr_to_end();
+        status
+    }
+
+    /// Waits (up to [`DEADLINE`]) until the stderr of the daemon, which has exited, is
+    /// read to its end: the reading thread may not have run since the last line came.
+    fn read_stderr_to_end(&mut self) {
+        if let Some(reader) = self.stderr_reader.take() {
+            poll("the daemon's stderr read to its end", || {
+                reader.is_finished().then_some(())
+            });
+            let _ = reader.join();
         }
     }
 
@@ -708,6 +768,21 @@ impl Daemon {
         let (status, body) = self.http_get("/metrics");
         assert_eq!(status, 200, "GET /metrics answered {status}: {body}");
         body
+    }
+
+    /// The text of GET /metrics once `settled(text)` holds, or the last text read when
+    /// [`DEADLINE`] passes: for a count the daemon makes a moment after a client can see
+    /// its cause (a connection is closed first, counted after). The caller then asserts
+    /// exactly what it expects, so a count that never comes fails with the whole text.
+    pub fn wait_metrics(&self, settled: impl Fn(&str) -> bool) -> String {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let text = self.metrics_text();
+            if settled(&text) || Instant::now() >= until {
+                return text;
+            }
+            std::thread::sleep(POLL);
+        }
     }
 
     /// A connection to the daemon's socket, Hello already exchanged.
@@ -1019,11 +1094,29 @@ pub fn futucli_command() -> Command {
 
 /// A copy of the executable `program` in `dir`, mode 0755, for [`run_as`]: another user
 /// may not be able to reach the build directory.
+///
+/// `install(1)` writes it, in a process of its own. Written from here, the copy would be
+/// open for writing in this process for a moment, and a child that another test's thread
+/// forks in that moment holds the descriptor too, until its exec: running the copy then
+/// fails with ETXTBSY (setpriv exits 126).
 pub fn executable_copy(program: &Path, dir: &Path) -> PathBuf {
     let name = program.file_name().expect("a program has a file name");
     let copy = dir.join(name);
-    std::fs::copy(program, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", program.display()));
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+    let out = Command::new("install")
+        .arg("-m")
+        .arg("0755")
+        .arg(program)
+        .arg(&copy)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run install (coreutils)");
+    assert!(
+        out.status.success(),
+        "install {} {}: {}",
+        program.display(),
+        copy.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     copy
 }
 

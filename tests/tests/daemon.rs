@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use futu_auth_proto::{Decision, ErrorKind, Hello, Iface, Market, Reason, Request, Response, Scope, TrdSide};
 use futu_authd_tests::{
-    allowed_key, decision_of, deny_reason, have_program, key_json, keys_json, order, poll, read_jsonl,
-    run_as, this_fingerprint, token_for, with, write_private, Client, DaemonBuilder, DEADLINE,
+    allowed_key, decision_of, deny_reason, executable_copy, have_program, key_json, keys_json, order, poll,
+    read_jsonl, run_as, this_fingerprint, token_for, with, write_private, Client, DaemonBuilder, DEADLINE,
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -641,9 +641,7 @@ async fn admin_requests_from_a_stranger_are_forbidden_but_the_admin_group_may_se
     let mode = std::fs::metadata(d.socket_path()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o666, "--socket-mode 0666 is applied");
     // The probe must be reachable by uid 65534: copy it into the (0755) daemon directory.
-    let probe = d.dir().join("authd-probe");
-    std::fs::copy(env!("CARGO_BIN_EXE_authd-probe"), &probe).unwrap();
-    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let probe = executable_copy(Path::new(env!("CARGO_BIN_EXE_authd-probe")), d.dir());
     let keys_before = std::fs::read_to_string(d.keys_path()).unwrap();
 
     let ask = |groups: &[u32], requests: &[Value]| -> Vec<Response> {

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use futu_auth_proto::{Check, Decision, ErrorKind, Iface, Market, Reason, Request, Response, Token, TrdSide};
 use futu_authd_tests::{
-    deny_reason, key_json, metric_value, order, read_jsonl, skip, token_for, with, Client, DaemonBuilder,
+    deny_reason, executable_copy, key_json, metric_value, order, read_jsonl, skip, token_for, with, Client,
+    DaemonBuilder,
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -423,10 +424,7 @@ async fn connections_that_never_say_hello_are_closed_and_another_uid_is_still_se
     let mut over = Client::connect(&d.socket_path()).await;
     closed_by_daemon(&mut over).await;
     // Another uid's gateway is served meanwhile.
-    let probe = d.dir().join("authd-probe");
-    std::fs::copy(env!("CARGO_BIN_EXE_authd-probe"), &probe).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let probe = executable_copy(Path::new(env!("CARGO_BIN_EXE_authd-probe")), d.dir());
     let check = json!({ "Check": { "request_id": 1, "token": research, "iface": "rest",
                                    "endpoint": "Qot_GetBasicQot", "order": null, "dry_run": false } })
     .to_string();
@@ -450,9 +448,16 @@ async fn connections_that_never_say_hello_are_closed_and_another_uid_is_still_se
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(quiet.check(&research, "Qot_GetBasicQot", None).await.is_allow());
-    let m = d.metrics_text();
-    let closed =
-        |reason| metric_value(&m, "futu_auth_connections_closed_total", &[("reason", reason)]).unwrap_or(0.0);
+    // A connection is counted a moment after it is closed.
+    let closed_in = |m: &str, reason| {
+        metric_value(m, "futu_auth_connections_closed_total", &[("reason", reason)]).unwrap_or(0.0)
+    };
+    let m = d.wait_metrics(|m| {
+        closed_in(m, "hello_timeout") >= 3.0
+            && closed_in(m, "uid_share") >= 1.0
+            && closed_in(m, "client") >= 1.0
+    });
+    let closed = |reason| closed_in(&m, reason);
     assert_eq!(closed("hello_timeout"), 3.0, "{m}");
     assert_eq!(closed("uid_share"), 1.0, "{m}");
     assert!(closed("client") >= 1.0, "the probe's own close is counted: {m}");
@@ -472,14 +477,16 @@ async fn a_frame_left_unfinished_closes_its_connection_and_is_counted() {
     let mut quiet = d.client().await;
     closed_by_daemon(&mut stalled).await;
     assert!(quiet.check(&research, "Qot_GetBasicQot", None).await.is_allow());
-    assert_eq!(
+    // A connection is counted a moment after it is closed.
+    let frame_timeouts = |m: &str| {
         metric_value(
-            &d.metrics_text(),
+            m,
             "futu_auth_connections_closed_total",
-            &[("reason", "frame_timeout")]
-        ),
-        Some(1.0)
-    );
+            &[("reason", "frame_timeout")],
+        )
+    };
+    let m = d.wait_metrics(|m| frame_timeouts(m).is_some());
+    assert_eq!(frame_timeouts(&m), Some(1.0), "{m}");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futu_auth_proto::{Iface, Market, Scope, TrdSide};
 use futu_authd_tests::{
     deny_reason, free_port, have_program, key_json, keys_json, order, poll, target_dir, token_for, with,
-    write_private, DaemonBuilder,
+    write_private, Client, DaemonBuilder,
 };
 use serde_json::{json, Value};
 
@@ -217,8 +217,8 @@ fn make_install_stages_everything_and_never_overwrites_keys_json() {
     assert!(keys.exists(), "uninstall keeps keys.json");
 }
 
-#[test]
-fn futucli_check_goes_through_a_socket_passed_by_systemd_socket_activate() {
+#[tokio::test]
+async fn futucli_check_goes_through_a_socket_passed_by_systemd_socket_activate() {
     if !have_program("systemd-socket-activate") {
         return skip("systemd-socket-activate is not installed (Debian package systemd)");
     }
@@ -245,9 +245,13 @@ fn futucli_check_goes_through_a_socket_passed_by_systemd_socket_activate() {
         .spawn()
         .unwrap();
     let mut reaper = Reaper(child);
+    // The path exists from bind(), a moment before listen(): until then a connection is
+    // refused. The first connection that gets through makes systemd-socket-activate start
+    // the daemon, and a Hello answered says it is serving.
     poll("systemd-socket-activate to listen", || {
-        socket.exists().then_some(())
+        std::os::unix::net::UnixStream::connect(&socket).ok()
     });
+    Client::connect(&socket).await.hello().await;
     let check = |token: &str, endpoint: &str| {
         Command::new(futucli())
             .args(["check", "--token", token, "--endpoint", endpoint])

@@ -9,11 +9,13 @@ import sys
 import threading
 import time
 import unittest
+from unittest import mock
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fakes import CLOSE, FakeDaemon, SocketDir  # noqa: E402
 
+from futu_auth_client import _common  # noqa: E402
 from futu_auth_client import (  # noqa: E402
     AsyncAuthClient,
     AuthClient,
@@ -58,6 +60,13 @@ T = "fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f"
 STRANGER = "fc_00000000000000000000000000000000"
 #: Slack on top of a deadline, for a loaded machine.
 SLACK = 0.25
+
+
+def first_backoff(seconds):
+    """The clients made inside wait `seconds` after their first failed connection attempt,
+    not 10 ms: a test whose next call must come while the backoff lasts cannot count on
+    10 ms between two statements on a loaded machine."""
+    return mock.patch.object(_common, "FIRST_BACKOFF", seconds)
 
 
 def record(key_id: str) -> KeyRecord:
@@ -490,7 +499,8 @@ class Deadlines(Base):
 
     def test_a_daemon_that_never_says_hello(self):
         d = self.daemon(hello=False)
-        auth = AuthClient(d.path, timeout=0.2)
+        with first_backoff(1.0):
+            auth = AuthClient(d.path, timeout=0.2)
         self.assert_denied_in_time(lambda: auth.check(T, "Qot_GetBasicQot"), 0.2)
         # Right after, the backoff answers at once, still a deny.
         start = time.monotonic()
@@ -533,7 +543,8 @@ class Deadlines(Base):
 class FailClosed(Base):
     def test_no_daemon_is_a_deny_at_once_and_an_error_for_the_other_calls(self):
         path = self.dir.path("absent.sock")
-        auth = AuthClient(path, timeout=0.5)
+        with first_backoff(0.5):
+            auth = AuthClient(path, timeout=0.5)
         start = time.monotonic()
         d = auth.check(T, "Qot_GetBasicQot")
         self.assertLess(time.monotonic() - start, 0.5)
@@ -542,7 +553,7 @@ class FailClosed(Base):
         with self.assertRaises(UnavailableError) as e:
             auth.usage("research")
         self.assertTrue(e.exception.is_not_running)
-        time.sleep(0.05)
+        time.sleep(0.5)  # past the first backoff
         with self.assertRaises(ConnectError):
             auth.reload()
 
