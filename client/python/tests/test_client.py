@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fakes import CLOSE, FakeDaemon, SocketDir  # noqa: E402
 
-from futu_auth_client import _common  # noqa: E402
+from futu_auth_client import _connection  # noqa: E402
 from futu_auth_client import (  # noqa: E402
     AsyncAuthClient,
     AuthClient,
@@ -66,7 +66,7 @@ def first_backoff(seconds):
     """The clients made inside wait `seconds` after their first failed connection attempt,
     not 10 ms: a test whose next call must come while the backoff lasts cannot count on
     10 ms between two statements on a loaded machine."""
-    return mock.patch.object(_common, "FIRST_BACKOFF", seconds)
+    return mock.patch.object(_connection, "FIRST_BACKOFF", seconds)
 
 
 def record(key_id: str) -> KeyRecord:

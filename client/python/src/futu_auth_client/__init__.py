@@ -46,7 +46,7 @@ format is in :mod:`futu_auth_client.codec` and :mod:`futu_auth_client.messages`.
 import logging as _logging
 
 from . import token
-from ._common import DEFAULT_SOCKET, DEFAULT_TIMEOUT, MAX_BACKOFF
+from ._connection import DEFAULT_SOCKET, DEFAULT_TIMEOUT, MAX_BACKOFF
 from .aio import AsyncAuthClient
 from .client import AuthClient
 from .errors import (

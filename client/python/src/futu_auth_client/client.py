@@ -1,5 +1,7 @@
 """:class:`AuthClient`: the blocking client, one pipelined connection shared by every
-thread of a process.
+thread of a process. Its calls are written once, for both clients, in ``_calls.py``;
+this module only moves their bytes: a socket written by the calling threads and read by
+a thread of its own, deadlines, and reconnection.
 
 An order the daemon allowed after its caller gave up (the deadline passed) was counted
 but will never be placed: the connection releases its ticket, so that the daemon's ledger
@@ -8,58 +10,30 @@ holds exactly the orders the gateway placed, and the audit trail shows the relea
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import logging
-import os
 import select
 import socket
 import threading
 import time
 import weakref
-from typing import Callable, Deque, Dict, List, Optional, Union
+from typing import Callable, Deque, Optional
 
-from . import _common as c
-from .codec import DecodeError, FrameTooLarge, frame_length
-from .errors import (
-    AuthError,
-    ClientError,
-    ConnectError,
-    ConnectionLost,
-    DeadlineExceeded,
-    InvalidRequest,
-    ProtocolError,
-    VersionTooOld,
+from ._calls import Calls, Operation, Steps, T
+from ._connection import (
+    DEFAULT_CLIENT_NAME,
+    DEFAULT_SOCKET,
+    DEFAULT_TIMEOUT,
+    LATE_RELEASE_TIMEOUT,
+    Handshake,
+    PathLike,
+    Pipeline,
+    check_timeout,
+    connection_broke,
+    failure_of,
 )
-from .messages import (
-    BindKey,
-    ErrorResponse,
-    GenKey,
-    Hello,
-    KeyBound,
-    KeyActivity,
-    KeyActivityRequest,
-    KeyActivityResponse,
-    KeyGenerated,
-    KeyRevoked,
-    KeyRotated,
-    Keys,
-    KeysPage,
-    ListKeys,
-    ListKeysPage,
-    Release,
-    Released,
-    Reload,
-    Reloaded,
-    Request,
-    Response,
-    RevokeKey,
-    RotateKey,
-    Usage,
-    UsageRequest,
-    decode_response,
-    request_frame,
-)
-from .token import TokenLike
-from .types import BindOp, Decision, ErrorKind, Iface, KeyRecord, KeySpec, Order, Scope, SessionOutcome, SessionSubject
+from .errors import ClientError, ConnectError, ConnectionLost, DeadlineExceeded
+from .messages import Response
 
 __all__ = ["AuthClient"]
 
@@ -68,38 +42,21 @@ log = logging.getLogger("futu_auth_client")
 _RECV = 256 * 1024
 
 
-class _Waiter:
-    __slots__ = ("event", "response", "error")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.response: Optional[Response] = None
-        self.error: Optional[ClientError] = None
-
-
 class _Connection:
-    """A connection that said Hello: requests are written by the calling threads, answers
-    read by a thread of its own and handed to their callers by request id. The releases
-    of orders allowed after their caller gave up are written by a thread of their own,
-    started when there is one to write, so that the reader never waits to write."""
+    """A socket that said Hello, and its :class:`Pipeline`: requests are written by the
+    calling threads, answers read by a thread of its own. The releases of orders allowed
+    after their caller gave up are written by a thread of their own, started when there
+    is one to write, so that the reader never waits to write."""
 
-    def __init__(self, sock: socket.socket, version: int, server_version: str, next_id: Callable[[], int],
-                 late_releases: c.Tally) -> None:
+    def __init__(self, sock: socket.socket, pipeline: Pipeline) -> None:
         sock.setblocking(False)
         self._sock = sock
-        self.version = version
-        self.server_version = server_version
-        self._next_id = next_id
-        self._late_releases = late_releases
-        self._lock = threading.Lock()
+        self.pipeline = pipeline
         self._write_lock = threading.Lock()
         self._close_lock = threading.Lock()
-        self._pending: Dict[int, _Waiter] = {}
-        self._alive = True
-        self._failure: Callable[[], ClientError] = ConnectionLost
-        self._fatal: Optional[ClientError] = None
         # Release frames waiting to be written, and the thread writing them (None while
-        # none runs); both under _lock.
+        # none runs); both under _releases_lock.
+        self._releases_lock = threading.Lock()
         self._releases: Deque[bytes] = collections.deque()
         self._releaser: Optional[threading.Thread] = None
         self._reader = threading.Thread(target=self._read_loop, name="futu-auth-client reader", daemon=True)
@@ -107,23 +64,7 @@ class _Connection:
 
     @property
     def alive(self) -> bool:
-        return self._alive
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._pending)
-
-    def register(self, request_id: int) -> _Waiter:
-        with self._lock:
-            if not self._alive:
-                raise self._failure()
-            w = _Waiter()
-            self._pending[request_id] = w
-            return w
-
-    def forget(self, request_id: int) -> None:
-        with self._lock:
-            self._pending.pop(request_id, None)
+        return self.pipeline.alive
 
     def send(self, data: bytes, deadline: float, timeout: float) -> None:
         """Writes one whole frame before ``deadline``. A frame cut short breaks the
@@ -134,16 +75,18 @@ class _Connection:
             view = memoryview(data)
             sent = 0
             while sent < len(data):
-                if not self._alive:
-                    raise self._failure()
+                failure = self.pipeline.failure
+                if failure is not None:
+                    raise failure()
                 try:
                     sent += self._sock.send(view[sent:])
                     continue
                 except (BlockingIOError, InterruptedError):
                     pass
                 except OSError as e:
-                    self.fail(lambda: ConnectionLost("the connection to futu-authd broke: %s" % (e.strerror or e)))
-                    raise self._failure() from None
+                    broke = connection_broke(e).message
+                    self.fail(lambda: ConnectionLost(broke))
+                    raise self.pipeline.failure() from None  # type: ignore[misc]
                 left = deadline - time.monotonic()
                 if left <= 0 or not _wait_writable(self._sock, left):
                     if sent:
@@ -153,116 +96,59 @@ class _Connection:
             self._write_lock.release()
 
     def fail(self, make_error: Callable[[], ClientError]) -> None:
-        """Marks the connection dead, fails every caller waiting on it, and wakes the
-        reader (which closes the socket)."""
-        with self._lock:
-            if not self._alive:
-                return
-            self._alive = False
-            self._failure = make_error
-            pending, self._pending = self._pending, {}
-        with self._close_lock:
-            try:
-                self._sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for w in pending.values():
-            w.error = make_error()
-            w.event.set()
+        """Ends the connection: fails every caller waiting on it, and wakes the reader
+        (which closes the socket)."""
+        if self.pipeline.fail(make_error):
+            with self._close_lock:
+                try:
+                    self._sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def close(self, join: float = 0.0) -> None:
         self.fail(lambda: ConnectionLost("the client was closed"))
         if join and threading.current_thread() is not self._reader:
             self._reader.join(join)
 
-    def _deliver(self, resp: Response) -> None:
-        if isinstance(resp, ErrorResponse) and resp.request_id == 0:
-            # Answers no request: the daemon is about to close the connection.
-            fatal = c.fatal_error(resp)
-            self._fatal = fatal
-            log.warning("%s", fatal)
-            return
-        with self._lock:
-            # Handed over under the lock: a caller whose deadline passes either takes its
-            # waiter out of the table first (and this answer is nobody's) or finds it set.
-            w = self._pending.pop(resp.request_id, None)
-            if w is not None:
-                w.response = resp
-                w.event.set()
-        if w is None:
-            self._unclaimed(resp)
-
-    def _unclaimed(self, resp: Response) -> None:
-        """An answer with no caller waiting: the caller gave up, or it answers a late
-        release. An order it allowed was counted but will not be placed: its ticket is
-        released (the answer to that is dropped here in turn)."""
-        ticket = c.unclaimed_ticket(resp)
-        if ticket is None:
-            return
-        data = request_frame(Release(self._next_id(), ticket))
-        with self._lock:
-            if not self._alive:
-                return
-            self._late_releases.add()
+    def _release_late(self, data: bytes) -> None:
+        with self._releases_lock:
             self._releases.append(data)
             if self._releaser is None:
                 self._releaser = threading.Thread(target=self._release_loop, name="futu-auth-client releaser",
                                                   daemon=True)
                 self._releaser.start()
-        log.info("releasing an order futu-authd allowed after its caller gave up")
 
     def _release_loop(self) -> None:
         while True:
-            with self._lock:
-                if not self._releases or not self._alive:
+            with self._releases_lock:
+                if not self._releases or not self.alive:
                     self._releases.clear()
                     self._releaser = None
                     return
                 data = self._releases.popleft()
             try:
-                self.send(data, time.monotonic() + c.LATE_RELEASE_TIMEOUT, c.LATE_RELEASE_TIMEOUT)
+                self.send(data, time.monotonic() + LATE_RELEASE_TIMEOUT, LATE_RELEASE_TIMEOUT)
             except ClientError as e:
                 log.warning("the release of an order allowed after its caller gave up was not sent: %s", e)
 
     def _read_loop(self) -> None:
-        buf = bytearray()
         failure: Callable[[], ClientError] = ConnectionLost
         poller = select.poll()
         poller.register(self._sock.fileno(), select.POLLIN)
         try:
             while True:
-                while len(buf) >= 4:
-                    n = frame_length(bytes(buf[:4]))
-                    if len(buf) < 4 + n:
-                        break
-                    body = bytes(buf[4:4 + n])
-                    del buf[:4 + n]
-                    self._deliver(decode_response(body, self.version))
                 poller.poll()
                 try:
                     chunk = self._sock.recv(_RECV)
                 except (BlockingIOError, InterruptedError):
                     continue
-                except OSError as e:
-                    why = "the connection to futu-authd broke: %s" % (e.strerror or e)
-                    failure = lambda: ConnectionLost(why)  # noqa: E731
-                    break
                 if not chunk:
-                    fatal = self._fatal
-                    if fatal is not None:
-                        failure = lambda: ProtocolError(fatal.message)  # noqa: E731
-                    elif buf:
-                        failure = lambda: ConnectionLost("futu-authd closed the connection inside a frame")  # noqa: E731
+                    failure = self.pipeline.closed()
                     break
-                buf += chunk
-        except (DecodeError, FrameTooLarge) as e:
-            err = c.protocol_failure(e)
-            log.warning("%s", err)
-            failure = lambda: ProtocolError(err.message)  # noqa: E731
-        except Exception as e:  # a reader that dies must still fail its callers
-            err = c.protocol_failure(e)
-            log.exception("futu-auth-client reader failed")
-            failure = lambda: ProtocolError(err.message)  # noqa: E731
+                for release in self.pipeline.receive(chunk):
+                    self._release_late(release)
+        except Exception as e:
+            failure = failure_of(e)
         finally:
             self.fail(failure)
             with self._close_lock:
@@ -302,7 +188,7 @@ def _finalize(holder: _Holder) -> None:
         holder.conn.close()
 
 
-class AuthClient:
+class AuthClient(Calls):
     """A blocking client of futu-authd, safe to share between threads.
 
     Every thread's requests go over one connection, pipelined, and are matched to their
@@ -332,23 +218,12 @@ class AuthClient:
     (False, <Reason.UNKNOWN_KEY: 'unknown_key'>)
     """
 
-    def __init__(self, socket_path: c.PathLike = c.DEFAULT_SOCKET, timeout: float = c.DEFAULT_TIMEOUT,
-                 client_name: str = c.DEFAULT_CLIENT_NAME) -> None:
-        self.socket_path = os.fspath(socket_path)
-        self.timeout = c.check_timeout(timeout)
-        self.client_name = client_name
-        self._ids = c.RequestIds()
+    def __init__(self, socket_path: PathLike = DEFAULT_SOCKET, timeout: float = DEFAULT_TIMEOUT,
+                 client_name: str = DEFAULT_CLIENT_NAME) -> None:
+        super().__init__(socket_path, timeout, client_name)
         self._state_lock = threading.Lock()
         self._holder = _Holder()
-        self._backoff = c.Backoff()
-        self._closed = False
-        self._late_releases = c.Tally()
-        #: How many connections this client has opened (Hello answered).
-        self.connections_opened = 0
         weakref.finalize(self, _finalize, self._holder)
-
-    def __repr__(self) -> str:
-        return "AuthClient(socket_path=%r, timeout=%r)" % (self.socket_path, self.timeout)
 
     def __enter__(self) -> "AuthClient":
         return self
@@ -356,43 +231,27 @@ class AuthClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def _conn(self) -> Optional[_Connection]:
+        return self._holder.conn
+
+    @_conn.setter
+    def _conn(self, conn: Optional[_Connection]) -> None:
+        self._holder.conn = conn
+
     # ---- connection ---------------------------------------------------------------------
-
-    @property
-    def protocol_version(self) -> Optional[int]:
-        """The version the live connection speaks (``None`` without one)."""
-        conn = self._holder.conn
-        return conn.version if conn is not None and conn.alive else None
-
-    @property
-    def server_version(self) -> Optional[str]:
-        """The daemon's version, from the live connection's HelloOk."""
-        conn = self._holder.conn
-        return conn.server_version if conn is not None and conn.alive else None
-
-    @property
-    def in_flight(self) -> int:
-        """How many requests are waiting for their answers."""
-        conn = self._holder.conn
-        return conn.in_flight if conn is not None else 0
-
-    @property
-    def late_releases(self) -> int:
-        """How many orders futu-authd allowed after their caller gave up (the deadline
-        passed), and this client therefore released, over its life."""
-        return self._late_releases.value
 
     def connect(self, timeout: Optional[float] = None) -> int:
         """Connects now (if not connected) and returns the protocol version spoken;
         raises a :class:`ClientError` when that cannot be done within the timeout."""
-        t = self.timeout if timeout is None else c.check_timeout(timeout)
-        return self._connection(time.monotonic() + t, t).version
+        t = self.timeout if timeout is None else check_timeout(timeout)
+        return self._connection(time.monotonic() + t, t).pipeline.version
 
     def close(self) -> None:
         """Closes the connection; later calls fail closed."""
         with self._state_lock:
             self._closed = True
-            conn, self._holder.conn = self._holder.conn, None
+            conn, self._conn = self._conn, None
         if conn is not None:
             conn.close(join=1.0)
 
@@ -402,29 +261,20 @@ class AuthClient:
         try:
             if self._closed:
                 raise ConnectionLost("the client was closed")
-            conn = self._holder.conn
+            conn = self._conn
             if conn is not None and conn.alive:
                 return conn
-            self._holder.conn = None
-            self._backoff.check(self.socket_path)
-            try:
+            self._conn = None
+            with self._backoff.attempt(self.socket_path, timeout):
                 conn = self._open(deadline, timeout)
-            except ClientError as e:
-                self._backoff.failed(e)
-                log.debug("futu-authd at %s: %s", self.socket_path, e)
-                raise
-            self._backoff.succeeded()
-            self._holder.conn = conn
-            self.connections_opened += 1
-            log.debug("connected to futu-authd %s at %s, protocol version %d",
-                      conn.server_version, self.socket_path, conn.version)
+            self._opened(conn)
             return conn
         finally:
             self._state_lock.release()
 
     def _open(self, deadline: float, timeout: float) -> _Connection:
-        versions = c.hello_versions()
-        for i, version in enumerate(versions):
+        hello = Handshake(self.client_name)
+        while True:  # a new connection for each version offered
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
                 left = deadline - time.monotonic()
@@ -438,207 +288,59 @@ class AuthClient:
                 except OSError as e:
                     raise ConnectError(self.socket_path, e) from None
                 try:
-                    sock.sendall(request_frame(Hello(version, self.client_name)))
+                    sock.sendall(hello.offer)
                     sock.settimeout(max(0.001, deadline - time.monotonic()))
-                    n = frame_length(_recv_exact(sock, 4))
+                    n = hello.length(_recv_exact(sock, 4))
                     sock.settimeout(max(0.001, deadline - time.monotonic()))
-                    resp = decode_response(_recv_exact(sock, n), 1)
+                    agreed = hello.answer(_recv_exact(sock, n))
                 except socket.timeout:
                     raise DeadlineExceeded(timeout) from None
-                except (DecodeError, FrameTooLarge) as e:
-                    raise c.protocol_failure(e) from None
                 except OSError as e:
-                    raise ConnectionLost("the connection to futu-authd broke during Hello: %s"
-                                         % (e.strerror or e)) from None
-                try:
-                    agreed, server_version = c.hello_outcome(resp, version)
-                except AuthError as e:
-                    if c.is_version_refusal(e) and i + 1 < len(versions):
-                        log.debug("futu-authd does not speak version %d: %s", version, e.message)
-                        sock.close()
-                        continue
-                    raise
-                conn = _Connection(sock, agreed, server_version, self._ids.next, self._late_releases)
-                sock = None  # type: ignore[assignment]
-                return conn
-            finally:
-                if sock is not None:
-                    sock.close()
-        raise ProtocolError("no protocol version left to offer")  # not reached
+                    raise connection_broke(e, " during Hello") from None
+                if agreed:
+                    return _Connection(sock, Pipeline(hello, self._ids.next, self._late_releases))
+            except BaseException:
+                sock.close()
+                raise
+            sock.close()  # the daemon refused the version offered, and closes it too
 
     # ---- calls --------------------------------------------------------------------------
 
-    def _next_id(self) -> int:
-        return self._ids.next()
-
-    def call(self, make: Callable[[int], Request], timeout: Optional[float] = None) -> Response:
-        """Sends the request ``make(request_id)`` builds with a fresh id and returns its
-        answer, within the deadline. An Error answer raises :class:`AuthError`, a
-        ``forbidden`` deny of an admin request :class:`ForbiddenError`. A request the
-        connection's protocol version does not have is not sent: :class:`VersionTooOld`."""
-        t = self.timeout if timeout is None else c.check_timeout(timeout)
-        deadline = time.monotonic() + t
-        req, data = c.build(make, self._next_id())
-        request_id = getattr(req, "request_id", None)
-        if request_id is None:
-            raise InvalidRequest("Hello is sent by the client itself")
-        for attempt in (1, 2):
-            conn = self._connection(deadline, t)
-            c.require_version(conn.version, req)
+    def _run(self, steps: Steps[T], timeout: Optional[float]) -> T:
+        op = self._operation(steps, timeout)
+        while not op.done:
             try:
-                waiter = conn.register(request_id)
-                conn.send(data, deadline, t)
+                resp = self._exchange(op)
+            except ClientError as e:
+                op.fail(e)
+            else:
+                op.answer(resp)
+        return op.result
+
+    def _exchange(self, op: Operation) -> Response:
+        """Sends the operation's request and waits for its answer until its deadline. A
+        request not written whole never reached the daemon: it is sent once more, on a new
+        connection."""
+        req, deadline, timeout = op.request, op.deadline, op.timeout
+        request_id: int = req.request_id  # type: ignore[union-attr]
+        for attempt in (1, 2):
+            conn = self._connection(deadline, timeout)
+            answer: "concurrent.futures.Future[Response]" = concurrent.futures.Future()
+            try:
+                conn.pipeline.register(req, answer)  # type: ignore[arg-type]
+                conn.send(op.frame, deadline, timeout)
             except ConnectionLost:
-                # Not sent whole: the daemon never read it. Once, on a fresh connection.
-                conn.forget(request_id)
+                conn.pipeline.forget(request_id)
                 if attempt == 2:
                     raise
                 continue
             except BaseException:
-                conn.forget(request_id)
+                conn.pipeline.forget(request_id)
                 raise
             break
-        if not waiter.event.wait(max(0.0, deadline - time.monotonic())):
-            conn.forget(request_id)
-            if not waiter.event.is_set():  # else answered at the last moment
-                raise DeadlineExceeded(t)
-        if waiter.error is not None:
-            raise waiter.error
-        assert waiter.response is not None
-        return c.answer(req, waiter.response)
-
-    def check(self, token: TokenLike, endpoint: str, order: Union[None, Order, dict] = None,
-              iface: Union[str, Iface] = Iface.REST, dry_run: bool = False,
-              timeout: Optional[float] = None) -> Decision:
-        """May ``token`` call ``endpoint`` (a Futu OpenAPI protocol name such as
-        ``Trd_PlaceOrder``, or its id ``"2202"``) with ``order`` (required for order
-        writes)? ``dry_run`` decides without consuming a rate slot or daily value.
-
-        Never raises for the daemon's absence or failure: see the class documentation
-        (fail closed)."""
         try:
-            return c.decision_of(self.call(c.check_maker(token, endpoint, order, iface, dry_run), timeout))
-        except ClientError as e:
-            return Decision.failed(e)
-
-    def check_scope(self, token: TokenLike, scope: Union[str, Scope], iface: Union[str, Iface] = Iface.REST,
-                    timeout: Optional[float] = None) -> Decision:
-        """Does ``token`` hold ``scope``? (For filtering WebSocket pushes.) Fails closed
-        like :meth:`check`."""
-        try:
-            return c.decision_of(self.call(c.check_scope_maker(token, scope, iface), timeout))
-        except ClientError as e:
-            return Decision.failed(e)
-
-    def session_check(self, token: TokenLike, iface: Union[str, Iface], subject: SessionSubject,
-                      previous: SessionOutcome, timeout: Optional[float] = None) -> Decision:
-        """A decision a long-lived session (a WebSocket, an MCP session) asks again and
-        again (protocol version 4): may its pushes that need a scope go out
-        (:meth:`SessionSubject.for_pushes`, decided like :meth:`check_scope`), is its key
-        still usable (:meth:`SessionSubject.keep_alive`, decided like a dry-run check of
-        ``KeepAlive``)? The daemon audits it only when its outcome differs from
-        ``previous``, the outcome the session had before (keep
-        ``SessionOutcome.of(decision)`` of each decision the daemon made). A daemon older
-        than version 4 is asked the equivalent :meth:`check_scope` or dry-run check
-        instead, which it audits every time. Fails closed like :meth:`check`."""
-        t = self.timeout if timeout is None else c.check_timeout(timeout)
-        deadline = time.monotonic() + t
-        try:
-            try:
-                resp = self.call(c.session_check_maker(token, iface, subject, previous), t)
-            except VersionTooOld:
-                resp = self.call(c.session_fallback_maker(token, iface, subject), c.time_left(deadline, t))
-            return c.decision_of(resp)
-        except ClientError as e:
-            return Decision.failed(e)
-
-    def release(self, ticket: int, timeout: Optional[float] = None) -> Released:
-        """Gives back the daily value of an allowed order the broker then rejected
-        (``ticket`` from the order's allow; once, within 15 minutes). Raises
-        :class:`AuthError` (``unknown_ticket``, ``already_released``,
-        ``ticket_expired``) or another :class:`ClientError`."""
-        return c.expect(self.call(lambda rid: Release(rid, ticket), timeout), Released)
-
-    # ---- admin --------------------------------------------------------------------------
-
-    def gen_key(self, spec: KeySpec, timeout: Optional[float] = None) -> KeyGenerated:
-        """Admin: makes a key. The answer has its plaintext (show it once), its record,
-        and the keys file it was stored in. :class:`AuthError` ``duplicate_key``,
-        ``invalid_spec`` or ``store``; :class:`ForbiddenError` for a non-administrator."""
-        return c.expect(self.call(lambda rid: GenKey(rid, spec), timeout), KeyGenerated)
-
-    def list_keys(self, paged: bool = True, timeout: Optional[float] = None) -> List[KeyRecord]:
-        """Admin: every key record, in keys.json order. Paged (``ListKeysPage``, a frame's
-        worth at a time, any number of keys; a listing that expires under way is started
-        again, up to three times), or with ``paged=False`` in one answer (``ListKeys``:
-        at most some 500 keys)."""
-        if not paged:
-            return list(c.expect(self.call(ListKeys, timeout), Keys).keys)
-        for tries in range(4):
-            keys: List[KeyRecord] = []
-            listing = 0
-            try:
-                while True:
-                    page = self.list_keys_page(listing, len(keys), timeout)
-                    if page.offset != len(keys):
-                        raise ProtocolError("a page at %d of a listing asked at %d" % (page.offset, len(keys)))
-                    keys.extend(page.keys)
-                    if len(keys) >= page.total:
-                        return keys
-                    if not page.keys:
-                        raise ProtocolError("an empty page at %d of a listing of %d keys" % (len(keys), page.total))
-                    listing = page.listing
-            except AuthError as e:
-                if e.kind != ErrorKind.LISTING_EXPIRED or tries == 3:
-                    raise
-        raise ProtocolError("not reached")
-
-    def list_keys_page(self, listing: int = 0, offset: int = 0, timeout: Optional[float] = None) -> KeysPage:
-        """Admin: one page of a listing (``listing`` 0 starts one; then the ``listing``
-        of the previous page and ``offset`` = records received). :class:`AuthError`
-        ``listing_expired``: start again with 0."""
-        return c.expect(self.call(lambda rid: ListKeysPage(rid, listing, offset), timeout), KeysPage)
-
-    def revoke_key(self, key_id: str, timeout: Optional[float] = None) -> str:
-        """Admin: removes a key; returns its id. :class:`AuthError` ``unknown_key``."""
-        return c.expect(self.call(lambda rid: RevokeKey(rid, key_id), timeout), KeyRevoked).id
-
-    def bind_key(self, key_id: str, op: BindOp, timeout: Optional[float] = None) -> KeyRecord:
-        """Admin: changes a key's machine binding (:class:`BindOp`); returns the record
-        after the change."""
-        return c.expect(self.call(lambda rid: BindKey(rid, key_id, op), timeout), KeyBound).record
-
-    def freeze_key(self, key_id: str, timeout: Optional[float] = None) -> KeyRecord:
-        """Admin: refuses the key everywhere until it is bound again (``BindOp.freeze()``)."""
-        return self.bind_key(key_id, BindOp.freeze(), timeout)
-
-    def unbind_key(self, key_id: str, timeout: Optional[float] = None) -> KeyRecord:
-        """Admin: makes the key usable on any host (``BindOp.clear()``): also unfreezes."""
-        return self.bind_key(key_id, BindOp.clear(), timeout)
-
-    def reload(self, timeout: Optional[float] = None) -> int:
-        """Admin: asks the daemon to re-read keys.json; returns the keys now in service.
-        :class:`AuthError` ``store`` when the file does not load (the old keys stay)."""
-        return c.expect(self.call(Reload, timeout), Reloaded).keys_loaded
-
-    def usage(self, key_id: str, timeout: Optional[float] = None) -> Usage:
-        """Admin: a key's consumption today. :class:`AuthError` ``unknown_key``."""
-        return c.expect(self.call(lambda rid: UsageRequest(rid, key_id), timeout), Usage)
-
-    def rotate_key(self, key_id: str, overlap_secs: int = 86_400, timeout: Optional[float] = None) -> KeyRotated:
-        """Admin (protocol version 3): a new plaintext for a key, which keeps its id, scopes,
-        limits, binding and counters; the old plaintext stays valid for ``overlap_secs``
-        (never past the key's ``expires_at``; 0: refused at once). The answer has the new
-        plaintext (show it once) and until when the old one is accepted.
-        :class:`AuthError` ``unknown_key``; :class:`VersionTooOld` when the daemon speaks
-        an older protocol (nothing is sent)."""
-        return c.expect(self.call(lambda rid: RotateKey(rid, key_id, overlap_secs), timeout), KeyRotated)
-
-    def key_activity(self, key_ids: List[str], timeout: Optional[float] = None) -> List[KeyActivity]:
-        """Admin (protocol version 3): when each key was last allowed (to the minute) and
-        until when its plaintext before the last rotation is accepted, for the ids that
-        keys.json holds, in the order asked (at most 500 a call).
-        :class:`VersionTooOld` when the daemon speaks an older protocol (nothing is sent)."""
-        ids = tuple(key_ids)
-        return list(c.expect(self.call(lambda rid: KeyActivityRequest(rid, ids), timeout), KeyActivityResponse).keys)
-
+            return answer.result(max(0.0, deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            if conn.pipeline.forget(request_id):
+                raise DeadlineExceeded(timeout) from None
+            return answer.result()  # answered at the last moment
