@@ -161,18 +161,44 @@ bench-quick: bench-deps
 
 ## Starts futu-authd in the foreground on a development setup inside the repository:
 ## socket ./run/auth.sock, keys ./run/keys.json (a demo key is made on first run and its
-## plaintext printed once), audit ./run/audit.jsonl, metrics on 127.0.0.1:9464.
+## plaintext printed once), audit ./run/audit.jsonl, metrics on 127.0.0.1:9464. Before the
+## daemon starts it prints what to paste into a second terminal: the exports that point
+## futucli at this daemon and how to put the key in FUTU_AUTH_TOKEN; on a later run, where
+## the demo key is and how to get a new plaintext for it. BIN: where the binaries are.
+BIN := target/debug
+RUN_ABS = $(abspath $(RUN))
 run:
 	$(CARGO) build --workspace --bins
 	@mkdir -p $(RUN) && chmod 700 $(RUN)
 	@if [ ! -f $(RUN)/keys.json ]; then \
 		echo "first run: making a demo key in $(RUN)/keys.json"; \
-		FUTU_AUTH_SOCKET=$(RUN)/auth.sock target/debug/futucli --keys-file $(RUN)/keys.json gen-key \
+		FUTU_AUTH_SOCKET=$(RUN)/auth.sock $(BIN)/futucli --keys-file $(RUN)/keys.json gen-key \
 			--id demo --scopes qot:read,acc:read,trade:simulate \
 			--max-order-value 100000 --max-daily-value 500000 --max-orders-per-minute 5 \
-			--note "demo key made by make run" 2>/dev/null; \
-	fi
-	exec target/debug/futu-authd --socket $(RUN)/auth.sock --keys-file $(RUN)/keys.json \
+			--note "demo key made by make run" 2>$(RUN)/.gen-key.err \
+			|| { cat $(RUN)/.gen-key.err >&2; rm -f $(RUN)/.gen-key.err; exit 1; }; \
+		rm -f $(RUN)/.gen-key.err; \
+		printf '%s\n' '' \
+			'In a second terminal, in this directory: point futucli at this daemon, and paste the key' \
+			'(read -s shows nothing; the key stays out of the process list and the shell history):' \
+			'    export FUTU_AUTH_SOCKET=$(RUN_ABS)/auth.sock FUTU_KEYS_FILE=$(RUN_ABS)/keys.json' \
+			'    read -rs FUTU_AUTH_TOKEN && export FUTU_AUTH_TOKEN    # paste the plaintext above, then Enter' \
+			'    $(BIN)/futucli check --endpoint Qot_GetBasicQot'; \
+	else \
+		printf '%s\n' \
+			'$(RUN)/keys.json is there already: an earlier make run made it, with the demo key (make clean-run starts afresh).' \
+			'The plaintext of the demo key was printed once, when it was made, and cannot be shown again (keys.json' \
+			'keeps only its SHA-256). In a second terminal, in this directory: point futucli at this daemon and paste the key;' \
+			'lost it? rotate-key prints a new plaintext (the old one stays accepted for 24 h), or gen-key --id NAME makes another key:' \
+			'    export FUTU_AUTH_SOCKET=$(RUN_ABS)/auth.sock FUTU_KEYS_FILE=$(RUN_ABS)/keys.json' \
+			'    $(BIN)/futucli rotate-key demo' \
+			'    read -rs FUTU_AUTH_TOKEN && export FUTU_AUTH_TOKEN    # paste the plaintext, then Enter' \
+			'    $(BIN)/futucli check --endpoint Qot_GetBasicQot'; \
+	fi; \
+	printf '%s\n' \
+		'Without the exports, futucli asks /run/futu/auth.sock and, when nothing answers there, edits' \
+		'/etc/futu/keys.json (as root) or ~/.config/futu/keys.json: keys this daemon never sees.' ''
+	exec $(BIN)/futu-authd --socket $(RUN)/auth.sock --keys-file $(RUN)/keys.json \
 		--state-dir $(RUN)/state --audit-log $(RUN)/audit.jsonl --metrics-listen 127.0.0.1:9464
 
 ## Forgets the development setup (keys, ledger, audit).
