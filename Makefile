@@ -218,20 +218,24 @@ TMPFILESDIR := $(PREFIX)/lib/tmpfiles.d
 DOCDIR := $(PREFIX)/share/doc/futu-authd
 CONFDIR := /etc/futu
 
-## Installs binaries, units, sysusers.d, tmpfiles.d and docs; an example keys.json only
+## Installs binaries, units (their Documentation= pointing at DOCDIR), sysusers.d,
+## tmpfiles.d and docs (README, OPERATIONS, GATEWAYS, PROTOCOL); an example keys.json only
 ## when none exists (an existing one is never overwritten). Without DESTDIR, as root, it
 ## also creates the users and directories and reloads systemd.
 install: release
 	install -Dm755 $(PROFILE_DIR)/futu-authd $(DESTDIR)$(BINDIR)/futu-authd
 	install -Dm755 $(PROFILE_DIR)/futucli $(DESTDIR)$(BINDIR)/futucli
 	install -d $(DESTDIR)$(UNITDIR)
-	sed 's|/usr/bin/futu-authd|$(BINDIR)/futu-authd|' systemd/futu-authd.service > $(DESTDIR)$(UNITDIR)/futu-authd.service
-	chmod 644 $(DESTDIR)$(UNITDIR)/futu-authd.service
-	install -Dm644 systemd/futu-authd.socket $(DESTDIR)$(UNITDIR)/futu-authd.socket
+	sed -e 's|/usr/bin/futu-authd|$(BINDIR)/futu-authd|' -e 's|/usr/share/doc/futu-authd|$(DOCDIR)|g' \
+		systemd/futu-authd.service > $(DESTDIR)$(UNITDIR)/futu-authd.service
+	sed 's|/usr/share/doc/futu-authd|$(DOCDIR)|g' systemd/futu-authd.socket > $(DESTDIR)$(UNITDIR)/futu-authd.socket
+	chmod 644 $(DESTDIR)$(UNITDIR)/futu-authd.service $(DESTDIR)$(UNITDIR)/futu-authd.socket
 	install -Dm644 systemd/futu-authd.sysusers $(DESTDIR)$(SYSUSERSDIR)/futu-authd.conf
 	install -Dm644 systemd/futu-authd.tmpfiles $(DESTDIR)$(TMPFILESDIR)/futu-authd.conf
 	install -Dm644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	install -Dm644 docs/PROTOCOL.md $(DESTDIR)$(DOCDIR)/PROTOCOL.md
+	install -Dm644 docs/OPERATIONS.md $(DESTDIR)$(DOCDIR)/OPERATIONS.md
+	install -Dm644 docs/GATEWAYS.md $(DESTDIR)$(DOCDIR)/GATEWAYS.md
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
 		systemd-sysusers $(SYSUSERSDIR)/futu-authd.conf; \
 		systemd-tmpfiles --create $(TMPFILESDIR)/futu-authd.conf; \
