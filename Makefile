@@ -6,8 +6,9 @@ CARGO ?= cargo
 # prlimit; mount: mount and umount (a small tmpfs); procps: /bin/kill (the unit's
 # ExecReload, which systemd-analyze verify checks); make: the install test runs it;
 # python3-venv: the virtual environment of the Python clients (VENV); curl: the REST client
-# of the gateway tests.
-TEST_PACKAGES := jq prometheus systemd util-linux mount procps make python3-venv curl postgresql-15 faketime
+# of the gateway tests; iproute2: ip, which brings up the loopback of the network namespace
+# the README's tour runs in (util-linux's unshare and nsenter make and enter it).
+TEST_PACKAGES := jq prometheus systemd util-linux mount procps make python3-venv curl postgresql-15 faketime iproute2
 RUN := run
 # The Python clients of the gateway tests, in a virtual environment of their own
 # (tests/tests/gateway.rs, four_front_ends.rs and python_client.rs look for it here, or
@@ -161,18 +162,44 @@ bench-quick: bench-deps
 
 ## Starts futu-authd in the foreground on a development setup inside the repository:
 ## socket ./run/auth.sock, keys ./run/keys.json (a demo key is made on first run and its
-## plaintext printed once), audit ./run/audit.jsonl, metrics on 127.0.0.1:9464.
+## plaintext printed once), audit ./run/audit.jsonl, metrics on 127.0.0.1:9464. Before the
+## daemon starts it prints what to paste into a second terminal: the exports that point
+## futucli at this daemon and how to put the key in FUTU_AUTH_TOKEN; on a later run, where
+## the demo key is and how to get a new plaintext for it. BIN: where the binaries are.
+BIN := target/debug
+RUN_ABS = $(abspath $(RUN))
 run:
 	$(CARGO) build --workspace --bins
 	@mkdir -p $(RUN) && chmod 700 $(RUN)
 	@if [ ! -f $(RUN)/keys.json ]; then \
 		echo "first run: making a demo key in $(RUN)/keys.json"; \
-		FUTU_AUTH_SOCKET=$(RUN)/auth.sock target/debug/futucli --keys-file $(RUN)/keys.json gen-key \
+		FUTU_AUTH_SOCKET=$(RUN)/auth.sock $(BIN)/futucli --keys-file $(RUN)/keys.json gen-key \
 			--id demo --scopes qot:read,acc:read,trade:simulate \
 			--max-order-value 100000 --max-daily-value 500000 --max-orders-per-minute 5 \
-			--note "demo key made by make run" 2>/dev/null; \
-	fi
-	exec target/debug/futu-authd --socket $(RUN)/auth.sock --keys-file $(RUN)/keys.json \
+			--note "demo key made by make run" 2>$(RUN)/.gen-key.err \
+			|| { cat $(RUN)/.gen-key.err >&2; rm -f $(RUN)/.gen-key.err; exit 1; }; \
+		rm -f $(RUN)/.gen-key.err; \
+		printf '%s\n' '' \
+			'In a second terminal, in this directory: point futucli at this daemon, and paste the key' \
+			'(read -s shows nothing; the key stays out of the process list and the shell history):' \
+			'    export FUTU_AUTH_SOCKET=$(RUN_ABS)/auth.sock FUTU_KEYS_FILE=$(RUN_ABS)/keys.json' \
+			'    read -rs FUTU_AUTH_TOKEN && export FUTU_AUTH_TOKEN    # paste the plaintext above, then Enter' \
+			'    $(BIN)/futucli check --endpoint Qot_GetBasicQot'; \
+	else \
+		printf '%s\n' \
+			'$(RUN)/keys.json is there already: an earlier make run made it, with the demo key (make clean-run starts afresh).' \
+			'The plaintext of the demo key was printed once, when it was made, and cannot be shown again (keys.json' \
+			'keeps only its SHA-256). In a second terminal, in this directory: point futucli at this daemon and paste the key;' \
+			'lost it? rotate-key prints a new plaintext (the old one stays accepted for 24 h), or gen-key --id NAME makes another key:' \
+			'    export FUTU_AUTH_SOCKET=$(RUN_ABS)/auth.sock FUTU_KEYS_FILE=$(RUN_ABS)/keys.json' \
+			'    $(BIN)/futucli rotate-key demo' \
+			'    read -rs FUTU_AUTH_TOKEN && export FUTU_AUTH_TOKEN    # paste the plaintext, then Enter' \
+			'    $(BIN)/futucli check --endpoint Qot_GetBasicQot'; \
+	fi; \
+	printf '%s\n' \
+		'Without the exports, futucli asks /run/futu/auth.sock and, when nothing answers there, edits' \
+		'/etc/futu/keys.json (as root) or ~/.config/futu/keys.json: keys this daemon never sees.' ''
+	exec $(BIN)/futu-authd --socket $(RUN)/auth.sock --keys-file $(RUN)/keys.json \
 		--state-dir $(RUN)/state --audit-log $(RUN)/audit.jsonl --metrics-listen 127.0.0.1:9464
 
 ## Forgets the development setup (keys, ledger, audit).
@@ -191,20 +218,24 @@ TMPFILESDIR := $(PREFIX)/lib/tmpfiles.d
 DOCDIR := $(PREFIX)/share/doc/futu-authd
 CONFDIR := /etc/futu
 
-## Installs binaries, units, sysusers.d, tmpfiles.d and docs; an example keys.json only
+## Installs binaries, units (their Documentation= pointing at DOCDIR), sysusers.d,
+## tmpfiles.d and docs (README, OPERATIONS, GATEWAYS, PROTOCOL); an example keys.json only
 ## when none exists (an existing one is never overwritten). Without DESTDIR, as root, it
 ## also creates the users and directories and reloads systemd.
 install: release
 	install -Dm755 $(PROFILE_DIR)/futu-authd $(DESTDIR)$(BINDIR)/futu-authd
 	install -Dm755 $(PROFILE_DIR)/futucli $(DESTDIR)$(BINDIR)/futucli
 	install -d $(DESTDIR)$(UNITDIR)
-	sed 's|/usr/bin/futu-authd|$(BINDIR)/futu-authd|' systemd/futu-authd.service > $(DESTDIR)$(UNITDIR)/futu-authd.service
-	chmod 644 $(DESTDIR)$(UNITDIR)/futu-authd.service
-	install -Dm644 systemd/futu-authd.socket $(DESTDIR)$(UNITDIR)/futu-authd.socket
+	sed -e 's|/usr/bin/futu-authd|$(BINDIR)/futu-authd|' -e 's|/usr/share/doc/futu-authd|$(DOCDIR)|g' \
+		systemd/futu-authd.service > $(DESTDIR)$(UNITDIR)/futu-authd.service
+	sed 's|/usr/share/doc/futu-authd|$(DOCDIR)|g' systemd/futu-authd.socket > $(DESTDIR)$(UNITDIR)/futu-authd.socket
+	chmod 644 $(DESTDIR)$(UNITDIR)/futu-authd.service $(DESTDIR)$(UNITDIR)/futu-authd.socket
 	install -Dm644 systemd/futu-authd.sysusers $(DESTDIR)$(SYSUSERSDIR)/futu-authd.conf
 	install -Dm644 systemd/futu-authd.tmpfiles $(DESTDIR)$(TMPFILESDIR)/futu-authd.conf
 	install -Dm644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	install -Dm644 docs/PROTOCOL.md $(DESTDIR)$(DOCDIR)/PROTOCOL.md
+	install -Dm644 docs/OPERATIONS.md $(DESTDIR)$(DOCDIR)/OPERATIONS.md
+	install -Dm644 docs/GATEWAYS.md $(DESTDIR)$(DOCDIR)/GATEWAYS.md
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
 		systemd-sysusers $(SYSUSERSDIR)/futu-authd.conf; \
 		systemd-tmpfiles --create $(TMPFILESDIR)/futu-authd.conf; \
