@@ -12,8 +12,9 @@
 //! **Denies a caller can act on.** A deny by a limit carries its figures
 //! ([`LimitFigures`]) and, where waiting helps (`rate`, `daily_value`, `hours`), how long
 //! until asking again can succeed ([`Decision::retry_after`]): a REST front-end can answer
-//! 429 with `Retry-After`. The client speaks protocol version 2 and falls back to
-//! version 1 with a daemon that only speaks that; then both are always None.
+//! 429 with `Retry-After`. The client offers protocol version 4 and falls back one
+//! version at a time to what the daemon speaks; with a daemon of version 1 both are
+//! always None.
 //!
 //! **HTTP front-ends** (feature `http`): `http::AuthLayer` is one tower layer for axum,
 //! hyper and tonic that does all of this for every request — the key from the request,

@@ -31,7 +31,7 @@ pub fn service(broker: Arc<Broker>) -> GatewayServer<GatewayService> {
 }
 
 /// The largest request message the gateway reads: a call is some 200 bytes. A larger one
-/// is refused RESOURCE_EXHAUSTED before it is decoded.
+/// is refused (tonic's OUT_OF_RANGE) before it is decoded.
 const MAX_MESSAGE: usize = 64 * 1024;
 
 /// `Gateway` over the demo broker.
