@@ -12,8 +12,9 @@ use std::time::Instant;
 
 use futu_auth_proto::{Decision, ErrorKind, Hello, Iface, Market, Reason, Request, Response, Scope, TrdSide};
 use futu_authd_tests::{
-    allowed_key, decision_of, deny_reason, executable_copy, have_program, key_json, keys_json, order, poll,
-    read_jsonl, run_as, this_fingerprint, token_for, with, write_private, Client, DaemonBuilder, DEADLINE,
+    allowed_key, away_from_utc_midnight, decision_of, deny_reason, executable_copy, have_program, key_json,
+    keys_json, order, poll, read_jsonl, run_as, this_fingerprint, token_for, with, write_private, Client,
+    DaemonBuilder, DEADLINE,
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -46,16 +47,6 @@ fn sell_700(qty: f64, price: f64) -> Option<futu_auth_proto::Order> {
 fn monotonic_usec() -> u64 {
     let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock_gettime");
     t.tv_sec() as u64 * 1_000_000 + t.tv_nsec() as u64 / 1_000
-}
-
-/// Daily caps reset at UTC midnight: a test that spends and re-checks a daily total first
-/// steps past midnight if it is less than five seconds away.
-fn away_from_utc_midnight() {
-    let secs = jiff::Timestamp::now().as_second().rem_euclid(86_400);
-    let left = 86_400 - secs;
-    if left < 5 {
-        std::thread::sleep(std::time::Duration::from_secs(left as u64 + 1));
-    }
 }
 
 /// `HH:MM` of `minutes` after midnight, wrapping around the day.
@@ -154,7 +145,7 @@ fn deny_case(
 
 #[tokio::test]
 async fn each_rule_denies_with_its_own_reason_code_and_allows_name_the_key() {
-    away_from_utc_midnight();
+    away_from_utc_midnight(5);
     let t = |l: &str| token_for(l);
     let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
     let minute = i64::from(now.hour()) * 60 + i64::from(now.minute());
@@ -481,7 +472,7 @@ async fn a_broken_keys_file_on_reload_keeps_the_old_keys_and_limits_serving() {
 
 #[tokio::test]
 async fn kill_9_and_restart_keep_the_rate_window_and_the_daily_total() {
-    away_from_utc_midnight();
+    away_from_utc_midnight(5);
     let fast = token_for("fast");
     let daily = token_for("daily");
     let mut d = DaemonBuilder::new(&[
@@ -526,7 +517,7 @@ async fn kill_9_and_restart_keep_the_rate_window_and_the_daily_total() {
 
 #[tokio::test]
 async fn a_ticket_issued_before_kill_9_can_be_released_after_restart() {
-    away_from_utc_midnight();
+    away_from_utc_midnight(5);
     let daily = token_for("daily");
     let mut d = DaemonBuilder::new(&[trader("daily", &daily, json!({ "max_daily_value": 1000 }))]).start();
     let ticket = {

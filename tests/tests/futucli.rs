@@ -8,23 +8,19 @@
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use futu_auth_client::{AuthClient, BlockingAuthClient, ClientError, Decision, Iface, Reason, Scope, Token};
-use futu_auth_proto::codec::encode_frame;
-use futu_auth_proto::{Market, Request, Response, TrdSide, PROTOCOL_VERSION};
+use futu_auth_proto::{Market, Request, TrdSide};
 use futu_authd_tests::{
-    allowed_key, daemon_binary, deny_reason, executable_copy, futucli_binary, futucli_command, hash_of,
-    have_program, key_json, keys_json, order, run_as, this_fingerprint, token_for, with, write_private,
-    Client, Daemon, DaemonBuilder, MACHINE_ID,
+    allowed_key, away_from_utc_midnight, daemon_binary, deny_reason, executable_copy, futucli_binary,
+    futucli_command, hash_of, have_program, key_json, keys_json, order, run_as, this_fingerprint, token_for,
+    with, write_private, Client, Daemon, DaemonBuilder, SilentServer, MACHINE_ID,
 };
 use jiff::{Span, Timestamp};
 use serde_json::{json, Value};
@@ -344,15 +340,6 @@ fn tz_near_midday() -> String {
     let west = -east;
     let sign = if west < 0 { '-' } else { '+' };
     format!("XYZ{sign}{:02}:{:02}", west.abs() / 60, west.abs() % 60)
-}
-
-/// Daily totals reset at UTC midnight: a test that spends and reads back a daily total
-/// steps past midnight first if it is less than five seconds away.
-fn away_from_utc_midnight() {
-    let left = 86_400 - Timestamp::now().as_second().rem_euclid(86_400);
-    if left < 5 {
-        std::thread::sleep(Duration::from_secs(left as u64 + 1));
-    }
 }
 
 fn is_root() -> bool {
@@ -1227,60 +1214,6 @@ fn dry_run_checks_consume_nothing() {
     );
 }
 
-/// A Unix socket server that is not futu-authd: it accepts connections, answers Hello if
-/// told to, and never answers anything else — a daemon that hangs. Stopped on drop.
-struct SilentServer {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl SilentServer {
-    fn start(path: &Path, answer_hello: bool) -> SilentServer {
-        let listener = UnixListener::bind(path).expect("bind the fake server");
-        listener.set_nonblocking(true).expect("non-blocking listener");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let mut held: Vec<UnixStream> = Vec::new();
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((mut s, _)) => {
-                        s.set_nonblocking(false).expect("blocking stream");
-                        if answer_hello {
-                            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                            let mut len = [0u8; 4];
-                            if s.read_exact(&mut len).is_ok() {
-                                let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-                                let _ = s.read_exact(&mut body);
-                                let ok = Response::HelloOk {
-                                    protocol_version: PROTOCOL_VERSION,
-                                    server_version: "silent".into(),
-                                };
-                                let _ = s.write_all(&encode_frame(&ok).expect("encode HelloOk"));
-                            }
-                        }
-                        held.push(s);
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        SilentServer {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for SilentServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// futucli check's own deadline is 2 s; anything near 5 s is a hang.
 const CHECK_GIVES_UP_WITHIN: Duration = Duration::from_secs(5);
 
@@ -1333,7 +1266,7 @@ fn check_without_an_answering_daemon_exits_2_within_its_deadline() {
 
 #[test]
 fn usage_shows_todays_value_of_the_cap_and_orders_in_the_last_minute() {
-    away_from_utc_midnight();
+    away_from_utc_midnight(5);
     let bot = token_for("sim-bot");
     let d = DaemonBuilder::new(&[with(
         key_json("sim-bot", &bot, &["qot:read", "acc:read", "trade:simulate"]),

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futu_auth_proto::{Check, Decision, ErrorKind, Iface, Market, Reason, Request, Response, Token, TrdSide};
 use futu_authd_tests::{
-    deny_reason, executable_copy, key_json, metric_value, order, read_jsonl, skip, token_for, with, Client,
-    DaemonBuilder,
+    away_from_utc_midnight, deny_reason, executable_copy, key_json, metric_value, order, read_jsonl, skip,
+    token_for, with, Client, DaemonBuilder,
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -28,14 +28,6 @@ fn trader(id: &str, token: &str, limits: Value) -> Value {
 /// An order worth exactly 1.
 fn one() -> Option<futu_auth_proto::Order> {
     Some(order(Market::HK, "HK.00700", TrdSide::SELL, 1.0, Some(1.0)))
-}
-
-/// Daily caps reset at UTC midnight: step past it if it is less than `secs` away.
-fn away_from_utc_midnight(secs: i64) {
-    let left = 86_400 - jiff::Timestamp::now().as_second().rem_euclid(86_400);
-    if left < secs {
-        std::thread::sleep(Duration::from_secs(left as u64 + 1));
-    }
 }
 
 /// A small tmpfs mounted for one test (root only), unmounted on drop.
