@@ -1,7 +1,9 @@
 //! End-to-end tests of what must hold when futu-authd is attacked or its disks fail: a
 //! refused order leaves no trace, every allow a client saw is in the ledger and the audit
 //! file (across `kill -9` too), tickets cannot be guessed, and an answer is never sent
-//! before its audit record is in the file.
+//! before its audit record is in the file; connections that never say Hello or leave a
+//! frame unfinished are closed while another uid is served; twenty thousand keys are
+//! listed a page at a time.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
