@@ -20,9 +20,12 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use futu_auth_proto::codec::encode_frame;
 use futu_auth_proto::{
     Check, CheckScope, CodecError, Decision, FrameCodec, Hello, Iface, Market, Order, Request, Response,
     Scope, Token, TrdEnv, TrdSide, PROTOCOL_VERSION,
@@ -138,6 +141,15 @@ pub fn write_private(path: &Path, text: &str) {
 
 /// Where Debian's `faketime` package puts its library.
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
+/// Daily totals reset at UTC midnight: a test that spends and reads back a daily total
+/// first steps past midnight when it is less than `secs` seconds away.
+pub fn away_from_utc_midnight(secs: i64) {
+    let left = 86_400 - jiff::Timestamp::now().as_second().rem_euclid(86_400);
+    if left < secs {
+        std::thread::sleep(Duration::from_secs(left as u64 + 1));
+    }
+}
 
 /// The first UTC midnight at least two minutes from now (real time): where a
 /// [`FakeClock`] is put to cross one.
@@ -1041,6 +1053,62 @@ impl Client {
             scope,
         });
         decision_of(id, self.request(req).await)
+    }
+}
+
+/// A Unix socket server that is not futu-authd: it accepts connections, answers Hello if
+/// told to, and never answers anything else — a daemon that hangs. Stopped on drop.
+pub struct SilentServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SilentServer {
+    /// Listens on `path`; with `answer_hello`, each connection's first frame is answered
+    /// with a HelloOk.
+    pub fn start(path: &Path, answer_hello: bool) -> SilentServer {
+        let listener = std::os::unix::net::UnixListener::bind(path).expect("bind the fake server");
+        listener.set_nonblocking(true).expect("non-blocking listener");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut held: Vec<std::os::unix::net::UnixStream> = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        s.set_nonblocking(false).expect("blocking stream");
+                        if answer_hello {
+                            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                            let mut len = [0u8; 4];
+                            if s.read_exact(&mut len).is_ok() {
+                                let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+                                let _ = s.read_exact(&mut body);
+                                let ok = Response::HelloOk {
+                                    protocol_version: PROTOCOL_VERSION,
+                                    server_version: "silent".into(),
+                                };
+                                let _ = s.write_all(&encode_frame(&ok).expect("encode HelloOk"));
+                            }
+                        }
+                        held.push(s);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        SilentServer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for SilentServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

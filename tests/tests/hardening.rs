@@ -1,7 +1,9 @@
 //! End-to-end tests of what must hold when futu-authd is attacked or its disks fail: a
 //! refused order leaves no trace, every allow a client saw is in the ledger and the audit
 //! file (across `kill -9` too), tickets cannot be guessed, and an answer is never sent
-//! before its audit record is in the file.
+//! before its audit record is in the file; connections that never say Hello or leave a
+//! frame unfinished are closed while another uid is served; twenty thousand keys are
+//! listed a page at a time.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,8 +12,8 @@ use std::time::Duration;
 
 use futu_auth_proto::{Check, Decision, ErrorKind, Iface, Market, Reason, Request, Response, Token, TrdSide};
 use futu_authd_tests::{
-    deny_reason, executable_copy, key_json, metric_value, order, read_jsonl, skip, token_for, with, Client,
-    DaemonBuilder,
+    away_from_utc_midnight, deny_reason, executable_copy, key_json, metric_value, order, read_jsonl, skip,
+    token_for, with, Client, DaemonBuilder,
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -28,14 +30,6 @@ fn trader(id: &str, token: &str, limits: Value) -> Value {
 /// An order worth exactly 1.
 fn one() -> Option<futu_auth_proto::Order> {
     Some(order(Market::HK, "HK.00700", TrdSide::SELL, 1.0, Some(1.0)))
-}
-
-/// Daily caps reset at UTC midnight: step past it if it is less than `secs` away.
-fn away_from_utc_midnight(secs: i64) {
-    let left = 86_400 - jiff::Timestamp::now().as_second().rem_euclid(86_400);
-    if left < secs {
-        std::thread::sleep(Duration::from_secs(left as u64 + 1));
-    }
 }
 
 /// A small tmpfs mounted for one test (root only), unmounted on drop.

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use futu_auth_proto::{Decision, ErrorKind, Market, Reason, Request, Response, TrdSide};
 use futu_authd_tests::postgres::{self, Postgres};
 use futu_authd_tests::{
-    deny_reason, key_json, metric_value, skip, this_fingerprint, token_for, with, Client, Daemon,
-    DaemonBuilder, FakeClock, LIBFAKETIME,
+    away_from_utc_midnight, deny_reason, key_json, metric_value, skip, this_fingerprint, token_for, with,
+    Client, Daemon, DaemonBuilder, FakeClock, LIBFAKETIME,
 };
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -94,14 +94,6 @@ fn sell(qty: f64, price: f64) -> Option<futu_auth_proto::Order> {
         qty,
         Some(price),
     ))
-}
-
-/// Daily caps reset at UTC midnight: step past it when it is less than `secs` away.
-fn away_from_utc_midnight(secs: i64) {
-    let left = 86_400 - jiff::Timestamp::now().as_second().rem_euclid(86_400);
-    if left < secs {
-        std::thread::sleep(Duration::from_secs(left as u64 + 1));
-    }
 }
 
 /// `n` orders of `token`, sent at once over `n` connections spread over `daemons` in turn.
