@@ -34,7 +34,7 @@ fn sh(script: &str, file: &Path) -> (bool, String, String) {
 }
 
 #[tokio::test]
-async fn the_audit_file_answers_the_seeds_jq_queries() {
+async fn the_audit_file_answers_the_documented_jq_queries() {
     if !have_program("jq") {
         return futu_authd_tests::skip("jq is not installed");
     }
@@ -138,7 +138,7 @@ async fn the_audit_file_answers_the_seeds_jq_queries() {
 // ---- metrics -------------------------------------------------------------------------------
 
 #[tokio::test]
-async fn metrics_carry_the_seed_families_with_the_seed_labels() {
+async fn metrics_carry_the_documented_families_with_their_labels() {
     let research = token_for("research");
     let bot = token_for("sim-bot");
     let d = DaemonBuilder::new(&[

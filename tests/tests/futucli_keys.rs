@@ -255,7 +255,7 @@ fn assert_no_plaintext_in(dir: &Path, tokens: &[&str]) {
 }
 
 #[tokio::test]
-async fn the_seeds_commands_through_the_daemon_take_effect_at_once() {
+async fn the_quickstart_commands_through_the_daemon_take_effect_at_once() {
     let mut d = DaemonBuilder::new(&[]).env("TZ", tz_near_midday()).start();
     let cli = Futucli::for_daemon(&d);
     // No SIGHUP is ever sent: every Check in there sees the change at once.
@@ -265,7 +265,7 @@ async fn the_seeds_commands_through_the_daemon_take_effect_at_once() {
 }
 
 #[tokio::test]
-async fn the_seeds_commands_without_a_daemon_edit_the_file_and_say_so() {
+async fn the_quickstart_commands_without_a_daemon_edit_the_file_and_say_so() {
     let dir = TempDir::new().unwrap();
     // FUTU_AUTH_SOCKET / FUTU_KEYS_FILE / FUTU_AUTHD_MACHINE_ID_FILE instead of flags.
     let cli = Futucli::without_daemon(dir.path()).by_env();
