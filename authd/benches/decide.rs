@@ -37,7 +37,7 @@ fn snapshot() -> Snapshot {
         keys: vec![key],
         ..KeysFile::default()
     };
-    Snapshot::new(file, Some(host))
+    Snapshot::compile(&file.keys, &file.rotations, Some(host))
 }
 
 fn bench(c: &mut Criterion) {

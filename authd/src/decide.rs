@@ -38,7 +38,6 @@
 
 use std::fmt::Write as _;
 
-use futu_auth_keys::token::digest;
 use futu_auth_proto::key::redact;
 use futu_auth_proto::{
     Check, CheckScope, Decision, HoursWindow, KeyId, LimitFigures, Order, Reason, Scope, Symbol,
@@ -159,7 +158,7 @@ fn key_of<'s>(
     now: &Now,
 ) -> Result<&'s CompiledKey, Verdict> {
     snapshot
-        .by_hash_at(&digest(token), now.utc)
+        .by_hash_at(&token.digest(), now.utc)
         .ok_or_else(|| Verdict::deny(Reason::UnknownKey, None, "no key matches this token".into()))
 }
 

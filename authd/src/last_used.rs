@@ -243,7 +243,8 @@ mod tests {
             })
             .collect();
         let text = serde_json::json!({ "version": 1, "keys": keys }).to_string();
-        Snapshot::new(KeysFile::parse(&text, Path::new("keys.json")).unwrap(), None)
+        let file = KeysFile::parse(&text, Path::new("keys.json")).unwrap();
+        Snapshot::compile(&file.keys, &file.rotations, None)
     }
 
     fn gauge(m: &Metrics, key: &str) -> Option<i64> {

@@ -4,6 +4,7 @@ use futu_auth_proto::{Fingerprint, Iface, KeyRecord, Limits, Market, Token, TrdE
 
 use futu_auth_keys::machine::fingerprint_of;
 use futu_auth_keys::store::KeysFile;
+use futu_auth_keys::token::digest;
 
 const S: u64 = 1_000_000_000;
 const RESEARCH: &str = "fc_00000000000000000000000000000001";
@@ -58,7 +59,7 @@ fn snapshot(keys: Vec<KeyRecord>) -> Snapshot {
         keys,
         ..KeysFile::default()
     };
-    Snapshot::new(file, Some(host()))
+    Snapshot::compile(&file.keys, &file.rotations, Some(host()))
 }
 
 fn check(token: &str, endpoint: &str, order: Option<Order>) -> Check {
@@ -727,7 +728,7 @@ fn a_negative_zero_cap_in_keys_json_is_zero_and_denies_an_order_of_2000() {
         digest(&Token::new(BOT)).to_hex()
     );
     let file = KeysFile::parse(&text, std::path::Path::new("keys.json")).unwrap();
-    let s = Snapshot::new(file, Some(host()));
+    let s = Snapshot::compile(&file.keys, &file.rotations, Some(host()));
     let cases = [
         (RESEARCH, Reason::OrderValue, "max_order_value 0"),
         (BOT, Reason::DailyValue, "max_daily_value 0"),
@@ -1302,7 +1303,7 @@ fn rotated_snapshot() -> Snapshot {
         }],
         ..KeysFile::default()
     };
-    Snapshot::new(file, Some(host()))
+    Snapshot::compile(&file.keys, &file.rotations, Some(host()))
 }
 
 #[test]

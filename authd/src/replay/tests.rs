@@ -1,5 +1,4 @@
 use super::*;
-use futu_auth_keys::store::KeysFile;
 use futu_auth_proto::key::Cap;
 use futu_auth_proto::{KeyRecord, Limits};
 use serde_json::json;
@@ -18,13 +17,7 @@ fn key(id: &str, limits: Limits) -> KeyRecord {
 }
 
 fn snapshot(keys: Vec<KeyRecord>) -> Snapshot {
-    Snapshot::new(
-        KeysFile {
-            keys,
-            ..KeysFile::default()
-        },
-        None,
-    )
+    Snapshot::compile(&keys, &[], None)
 }
 
 /// An allowed order of `value` (qty 1) by `key` at 10:00:`s` UTC, with `ticket`.

@@ -56,7 +56,8 @@ impl KeyRing {
         host: Option<Fingerprint>,
         metrics: Arc<Metrics>,
     ) -> KeyRing {
-        let snapshot = Snapshot::new(file, host.clone());
+        let snapshot = Snapshot::compile(&file.keys, &file.rotations, host.clone());
+        drop(file);
         metrics.keys_loaded(snapshot.len());
         KeyRing {
             keys_file,
@@ -91,7 +92,7 @@ impl KeyRing {
     /// Compiles and swaps in a new snapshot; returns the number of keys and what to free
     /// off the caller's path (the old snapshot, the parsed file). Blocking work.
     fn install(&self, file: KeysFile, text_digest: TextDigest) -> (usize, Retired) {
-        let snapshot = Snapshot::compile(&file, self.host.clone());
+        let snapshot = Snapshot::compile(&file.keys, &file.rotations, self.host.clone());
         let n = snapshot.len();
         let old = self.snapshot.swap(Arc::new(snapshot));
         *self.loaded_digest.lock().unwrap_or_else(|p| p.into_inner()) = Some(text_digest);

@@ -30,7 +30,8 @@ use crate::token::{digest, generate_token};
 
 mod rotation;
 
-pub use rotation::{Rotation, MAX_OVERLAP};
+pub use futu_auth_proto::key::Rotation;
+pub use rotation::MAX_OVERLAP;
 
 /// The only keys.json version this daemon reads and writes.
 pub const KEYS_FILE_VERSION: u32 = 1;
