@@ -24,7 +24,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
-use crate::snapshot::Snapshot;
+use futu_auth_rules::Snapshot;
 
 /// The file's name in the state directory.
 pub const FILE_NAME: &str = "last-used.json";

@@ -2,15 +2,12 @@
 //!
 //! One daemon holds keys.json and the one authoritative limit ledger; the gateway's REST,
 //! gRPC, WebSocket and MCP front-ends ask it over a Unix socket whether each request may
-//! go through. This library is the daemon's core, free of sockets and processes:
+//! go through. This library is the daemon: its server, ledger stores, audit trail and
+//! metrics; `main.rs` adds the command line, logging and signals.
 //!
-//! * [`endpoint`] maps Futu OpenAPI protocols to the scope they need;
-//! * [`snapshot`] compiles keys.json for checking; [`ledger`] counts orders and value;
-//! * [`decide`](mod@decide) is the pure decision engine; [`money`] keeps amounts exact;
-//! * [`replay`](mod@replay) decides an audit file's checks again against candidate keys.
-//!
-//! keys.json on disk (the store, key generation, the machine fingerprint) is the
-//! `futu_auth_keys` crate, which `futucli` shares without linking the daemon.
+//! What it decides is the `futu_auth_rules` crate (the rules, the keys compiled for
+//! checking, the in-memory ledger, the what-if replay), and keys.json on disk is the
+//! `futu_auth_keys` crate: `futucli` shares both without linking the daemon.
 // Two places use unsafe, each in a function of its own: taking the socket systemd passes
 // by descriptor number (`activation`) and returning freed heap to the system (`heap`).
 #![deny(unsafe_code)]
@@ -23,22 +20,12 @@ pub mod clock;
 pub mod commit;
 pub mod config;
 pub mod connection;
-pub mod decide;
-pub mod endpoint;
 pub mod heap;
 pub mod last_used;
 pub mod ledger;
 pub mod ledger_log;
 pub mod metrics;
-pub mod money;
 pub mod notify;
 pub mod peer;
-pub mod replay;
 pub mod server;
 pub mod service;
-pub mod snapshot;
-pub mod ticket;
-
-pub use decide::{decide, decide_scope, Now, Verdict};
-pub use ledger::Ledger;
-pub use snapshot::Snapshot;

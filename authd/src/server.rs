@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use futu_auth_keys::machine::fingerprint_from_file;
 use futu_auth_keys::store::{self, KeysFile};
+use futu_auth_rules::Ledger;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -29,7 +30,7 @@ use crate::connection;
 use crate::last_used::{self, LastUsed};
 use crate::ledger::local::LocalLedger;
 use crate::ledger::pg::PgLedger;
-use crate::ledger::{Ledger, LedgerStore};
+use crate::ledger::LedgerStore;
 use crate::ledger_log::{AuditMark, Audited, LedgerLog, Moment};
 use crate::metrics::{self, Metrics};
 use crate::peer::{AdminPolicy, Peer};

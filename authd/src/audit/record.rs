@@ -6,7 +6,7 @@ use futu_auth_proto::{Iface, KeyId, Order, Reason, Scope};
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::money::Money;
+use futu_auth_rules::money::Money;
 
 /// What a record is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

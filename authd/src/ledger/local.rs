@@ -1,4 +1,4 @@
-//! [`LocalLedger`]: the ledger of one daemon — counters in memory ([`super::memory`]) and
+//! [`LocalLedger`]: the ledger of one daemon — counters in memory (the rules' [`Ledger`]) and
 //! a journal in the state directory ([`crate::ledger_log`]) that every change is appended
 //! to before it is answered, so caps hold across restarts and `kill -9`.
 
@@ -6,13 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futu_auth_proto::KeyId;
+use futu_auth_rules::ledger::{Charge, Charged, Consumption, Ledger, Released};
+use futu_auth_rules::money::Money;
+use futu_auth_rules::Now;
 
-use super::{
-    BoxFuture, Charge, Charged, Consumption, Ledger, LedgerError, LedgerStore, ReleaseFailure, Released,
-};
-use crate::decide::Now;
+use super::{BoxFuture, LedgerError, LedgerStore, ReleaseFailure};
 use crate::ledger_log::{AuditMark, Entries, LedgerLog, Moment};
-use crate::money::Money;
 
 /// Memory plus journal, behind [`LedgerStore`].
 pub struct LocalLedger {

@@ -1,70 +1,30 @@
 //! The one authoritative limit ledger: per key, the orders allowed in the last 60 s and
 //! the value allowed today (UTC), and the tickets that refund a rejected order.
 //!
-//! The rules ([`decide`](mod@crate::decide)) say what an allowed order would take — a [`Charge`]; a
-//! [`LedgerStore`] checks and takes it, atomically per key, for a whole burst in one call,
-//! makes it durable, releases tickets and reports usage. Where the counters live is the
-//! store's business: [`local::LocalLedger`] keeps them in memory ([`memory`]) with a
-//! journal in the state directory ([`crate::ledger_log`]); a store across the network fits
-//! the same trait (async, one call per batch, errors that say whether they are transient).
-//! The per-key lock never leaves the store.
+//! The rules ([`futu_auth_rules::decide`]) say what an allowed order would take — a
+//! [`Charge`]; a [`LedgerStore`] checks and takes it, atomically per key, for a whole burst
+//! in one call, makes it durable, releases tickets and reports usage. Where the counters
+//! live is the store's business: [`local::LocalLedger`] keeps them in memory (the rules'
+//! [`futu_auth_rules::ledger::Ledger`]) with a journal in the state directory
+//! ([`crate::ledger_log`]); a store across the network fits the same trait (async, one call
+//! per batch, errors that say whether they are transient). The per-key lock never leaves
+//! the in-memory ledger.
 
 use std::future::Future;
 use std::pin::Pin;
 
 use futu_auth_proto::KeyId;
+use futu_auth_rules::ledger::{Charge, Charged, Consumption, ReleaseError, Released};
+use futu_auth_rules::money::Money;
+use futu_auth_rules::Now;
 
-use crate::decide::Now;
 use crate::ledger_log::AuditMark;
-use crate::money::Money;
 
 pub mod local;
-pub mod memory;
 pub mod pg;
-
-pub use memory::{
-    utc_day, Consumption, KeyCounters, Ledger, LedgerDump, LimitCheck, ReleaseError, Released, MAX_TICKETS,
-    RATE_WINDOW_NS, RELEASE_WINDOW_NS, UNLIMITED_WINDOW_CAP,
-};
 
 /// A future a [`LedgerStore`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// What an order that passed rules 1–7 would take from its key's limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Charge {
-    /// The key.
-    pub key_id: KeyId,
-    /// The order's value (zero for an order without a price, allowed when no value cap
-    /// applies).
-    pub value: Money,
-    /// The key's `max_orders_per_minute`.
-    pub max_orders_per_minute: Option<u32>,
-    /// The key's `max_daily_value`.
-    pub max_daily_value: Option<Money>,
-    /// Check only, take nothing.
-    pub dry_run: bool,
-}
-
-/// What the store found for one [`Charge`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Charged {
-    /// Both limits passed; what was taken (`None` for a dry run).
-    Passed(Option<Consumption>),
-    /// `max_orders_per_minute` orders were already allowed in the window.
-    Rate {
-        /// Orders in the window.
-        in_window: u32,
-        /// Until enough of them leave the window for one more order (0 when waiting does
-        /// not help: a rate of 0).
-        retry_after_ns: u64,
-    },
-    /// Today's total plus this value would pass the daily cap.
-    Daily {
-        /// Today's total so far.
-        used: Money,
-    },
-}
 
 /// The store could not do what was asked; nothing of it was done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -55,13 +55,13 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use super::{
-    BoxFuture, Charge, Charged, Consumption, LedgerError, LedgerStore, ReleaseError, ReleaseFailure, Released,
-};
-use crate::decide::Now;
+use futu_auth_rules::ledger::{Charge, Charged, Consumption, ReleaseError, Released};
+use futu_auth_rules::money::Money;
+use futu_auth_rules::Now;
+
+use super::{BoxFuture, LedgerError, LedgerStore, ReleaseFailure};
 use crate::ledger_log::AuditMark;
 use crate::metrics::Metrics;
-use crate::money::Money;
 
 pub mod health;
 pub mod schema;

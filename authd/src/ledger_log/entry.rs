@@ -6,7 +6,7 @@ use std::io;
 use futu_auth_proto::KeyId;
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::Consumption;
+use futu_auth_rules::ledger::Consumption;
 
 /// One line of a journal or of the base.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

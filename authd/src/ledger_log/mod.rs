@@ -35,7 +35,7 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use nix::fcntl::Flock;
 
-use crate::ledger::Ledger;
+use futu_auth_rules::Ledger;
 
 mod compaction;
 mod entry;

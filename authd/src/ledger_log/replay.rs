@@ -8,8 +8,9 @@ use std::path::Path;
 use super::compaction::journals;
 use super::entry::{parse_key, parse_line, AuditMark, Entry};
 use super::BASE_NAME;
-use crate::ledger::{utc_day, Consumption, Ledger};
-use crate::money::Money;
+use futu_auth_rules::clock::utc_day;
+use futu_auth_rules::ledger::{Consumption, Ledger};
+use futu_auth_rules::money::Money;
 
 /// Whether the newest commit's audit records reached the audit file, as found at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

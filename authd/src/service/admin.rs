@@ -11,12 +11,12 @@ use futu_auth_proto::codec::{self, Wire};
 use futu_auth_proto::{
     Admin, AdminOp, Decision, ErrorKind, KeyId, KeyRecord, KeySpec, Reason, Response, Usage,
 };
+use futu_auth_rules::money::Money;
 use jiff::Timestamp;
 
 use super::keyring::KeyRingError;
 use super::Authd;
 use crate::audit::{AuditRecord, Kind, Outcome};
-use crate::money::Money;
 use crate::peer::Peer;
 
 /// Listings kept at once; more start by replacing the oldest.

@@ -10,14 +10,16 @@ use futu_auth_proto::{
     SessionSubject,
 };
 
+use futu_auth_rules::decide::{decide_scope, evaluate, settle, Evaluation, Verdict};
+use futu_auth_rules::ledger::{Charge, Consumption, Released};
+use futu_auth_rules::{Now, Snapshot};
+
 use super::{Answer, Authd};
 use crate::audit::{AuditOrder, AuditRecord, Kind, Outcome, TryRecord};
 use crate::commit::Commit;
-use crate::decide::{decide_scope, evaluate, settle, Evaluation, Now, Verdict};
-use crate::ledger::{Charge, Consumption, ReleaseFailure, Released};
+use crate::ledger::ReleaseFailure;
 use crate::metrics::DecisionTally;
 use crate::peer::Peer;
-use crate::snapshot::Snapshot;
 
 /// A check or scope check waiting for its group commit, or an answer made otherwise.
 pub(super) enum Pending {

@@ -10,7 +10,7 @@ use futu_auth_proto::Fingerprint;
 
 use crate::metrics::Metrics;
 use crate::notify;
-use crate::snapshot::Snapshot;
+use futu_auth_rules::Snapshot;
 
 /// Why the key ring could not be read or changed.
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! `futucli replay`: the audit file's checks decided again against a candidate keys.json,
-//! by the daemon's own rules ([`futu_authd::replay`]); this module reads the files and
+//! by the daemon's own rules ([`futu_auth_rules::replay`]); this module reads the files and
 //! prints the report.
 
 use std::fmt::Write as _;
@@ -9,8 +9,8 @@ use std::path::Path;
 
 use futu_auth_keys::machine::fingerprint_from_file;
 use futu_auth_keys::store::KeysFile;
-use futu_authd::replay::{self, ChangeGroup, Example, Options, Report};
-use futu_authd::Snapshot;
+use futu_auth_rules::replay::{self, ChangeGroup, Example, Options, Report};
+use futu_auth_rules::Snapshot;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 

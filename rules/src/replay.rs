@@ -1,8 +1,8 @@
 //! What-if replay: every check of an audit file decided again against candidate keys, to
 //! see which decisions a change of keys.json would have changed (`futucli replay`).
 //!
-//! Not the ledger log's replay after a restart ([`crate::ledger_log`]): this one reads the
-//! audit trail (the JSON lines of [`crate::audit::AuditRecord`]) and changes nothing.
+//! Not the daemon's replay of its ledger journal after a restart: this one reads the audit
+//! trail (the JSON lines of the daemon's audit records) and changes nothing.
 //!
 //! The rules are the daemon's own: a record's key is found by its id in the candidate
 //! [`Snapshot`], [`decide::evaluate_key`] runs rules 2–7 and
@@ -25,7 +25,8 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::decide::{self, Now, Verdict};
+use crate::clock::Now;
+use crate::decide::{self, Verdict};
 use crate::ledger::{Ledger, RELEASE_WINDOW_NS};
 use crate::snapshot::{CompiledKey, Snapshot};
 

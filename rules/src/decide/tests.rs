@@ -1,6 +1,8 @@
 use super::*;
 use futu_auth_proto::key::Cap;
 use futu_auth_proto::{Fingerprint, Iface, KeyRecord, Limits, Market, Token, TrdEnv, TrdSide};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
 
 use futu_auth_keys::machine::fingerprint_of;
 use futu_auth_keys::store::KeysFile;
