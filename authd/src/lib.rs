@@ -23,7 +23,6 @@ pub mod connection;
 pub mod heap;
 pub mod last_used;
 pub mod ledger;
-pub mod ledger_log;
 pub mod metrics;
 pub mod notify;
 pub mod peer;

@@ -6,7 +6,7 @@
 //! in one call, makes it durable, releases tickets and reports usage. Where the counters
 //! live is the store's business: [`local::LocalLedger`] keeps them in memory (the rules'
 //! [`futu_auth_rules::ledger::Ledger`]) with a journal in the state directory
-//! ([`crate::ledger_log`]); a store across the network fits the same trait (async, one call
+//! ([`local::journal`]); a store across the network fits the same trait (async, one call
 //! per batch, errors that say whether they are transient). The per-key lock never leaves
 //! the in-memory ledger.
 
@@ -18,10 +18,11 @@ use futu_auth_rules::ledger::{Charge, Charged, Consumption, ReleaseError, Releas
 use futu_auth_rules::money::Money;
 use futu_auth_rules::Now;
 
-use crate::ledger_log::AuditMark;
-
+mod audit_mark;
 pub mod local;
 pub mod pg;
+
+pub use audit_mark::{AuditMark, Audited};
 
 /// A future a [`LedgerStore`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

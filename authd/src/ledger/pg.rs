@@ -59,8 +59,7 @@ use futu_auth_rules::ledger::{Charge, Charged, Consumption, ReleaseError, Releas
 use futu_auth_rules::money::Money;
 use futu_auth_rules::Now;
 
-use super::{BoxFuture, LedgerError, LedgerStore, ReleaseFailure};
-use crate::ledger_log::AuditMark;
+use super::{AuditMark, BoxFuture, LedgerError, LedgerStore, ReleaseFailure};
 use crate::metrics::Metrics;
 
 pub mod health;

@@ -18,14 +18,12 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use futu_auth_proto::{ErrorKind, Request, Response, Route};
-use jiff::Timestamp;
 
 use crate::audit::{Audit, AuditRecord};
 use crate::clock::Clock;
 use crate::commit::Committer;
 use crate::last_used::LastUsed;
 use crate::ledger::LedgerStore;
-use crate::ledger_log::Moment;
 use crate::metrics::{DecisionTally, Metrics};
 use crate::peer::{AdminPolicy, Peer};
 
@@ -98,14 +96,6 @@ impl Authd {
     /// Keys in service now.
     pub fn keys_loaded(&self) -> usize {
         self.keys.len()
-    }
-
-    /// The current wall and monotonic time, for the ledger log.
-    pub fn moment(&self) -> Moment {
-        Moment {
-            unix_ns: Timestamp::now().as_nanosecond() as i64,
-            mono_ns: self.clock.load().mono_ns(),
-        }
     }
 
     /// Re-reads keys.json (and the host's time zone). A file that does not load leaves
