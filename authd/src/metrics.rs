@@ -30,6 +30,8 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::ledger::HealthEvent;
+
 /// The `key_id` label of a token that matched no key.
 pub const NO_KEY: &str = "<none>";
 
@@ -359,15 +361,22 @@ impl Metrics {
         self.closed.get_or_create(&ReasonLabels { reason }).inc();
     }
 
-    /// Sets whether the ledger store answers.
-    pub fn ledger_up(&self, up: bool) {
-        self.ledger_up.set(i64::from(up));
-    }
-
-    /// Counts a failed call to the ledger database (`kind`: unreachable, timeout, schema,
-    /// database).
-    pub fn ledger_error(&self, kind: &'static str) {
-        self.ledger_errors.get_or_create(&KindLabels { kind }).inc();
+    /// What a ledger store reported about its health: a failed call is counted by its
+    /// kind and sets `futu_auth_ledger_up` to 0; one that worked sets it to 1.
+    pub fn ledger_health(&self, event: HealthEvent) {
+        match event {
+            HealthEvent::Answered => {
+                self.ledger_up.set(1);
+            }
+            HealthEvent::Failed(trouble) => {
+                self.ledger_errors
+                    .get_or_create(&KindLabels {
+                        kind: trouble.as_str(),
+                    })
+                    .inc();
+                self.ledger_up.set(0);
+            }
+        }
     }
 
     /// Sets when `key` was last used (Unix seconds).

@@ -31,8 +31,8 @@ use crate::last_used::{self, LastUsed};
 use crate::ledger::local::journal::{LedgerLog, Moment};
 use crate::ledger::local::LocalLedger;
 use crate::ledger::pg::PgLedger;
-use crate::ledger::LedgerStore;
 use crate::ledger::{AuditMark, Audited};
+use crate::ledger::{HealthReport, LedgerStore};
 use crate::metrics::{self, Metrics};
 use crate::peer::{AdminPolicy, Peer};
 use crate::service::{Authd, KeyRing};
@@ -369,7 +369,9 @@ async fn open_ledger(
     metrics: &Arc<Metrics>,
 ) -> Result<Arc<dyn LedgerStore>, String> {
     if let Some(url) = &config.ledger_url {
-        let pg = PgLedger::open(url, config.ledger_timeout, Arc::clone(metrics)).await?;
+        let metrics = Arc::clone(metrics);
+        let report: HealthReport = Arc::new(move |event| metrics.ledger_health(event));
+        let pg = PgLedger::open(url, config.ledger_timeout, report).await?;
         return Ok(Arc::new(pg));
     }
     let ledger = Ledger::new();

@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futu_auth_proto::KeyId;
 use futu_auth_rules::ledger::{Charge, Charged, Consumption, ReleaseError, Released};
@@ -38,6 +39,47 @@ pub struct LedgerError {
     pub message: String,
 }
 
+/// What went wrong with a call to a ledger store across the network: the `kind` label of
+/// `futu_auth_ledger_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Trouble {
+    /// No connection could be made, or it broke.
+    Unreachable,
+    /// No answer within the deadline (the outcome of a charge is then unknown, and what it
+    /// may have taken stays counted).
+    Timeout,
+    /// The store lacks its tables or functions (dropped, or a database restored without
+    /// them).
+    Schema,
+    /// The store answered with an error.
+    Database,
+}
+
+impl Trouble {
+    /// The `kind` label: `unreachable`, `timeout`, `schema` or `database`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trouble::Unreachable => "unreachable",
+            Trouble::Timeout => "timeout",
+            Trouble::Schema => "schema",
+            Trouble::Database => "database",
+        }
+    }
+}
+
+/// A change in whether a store answers, as the store found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthEvent {
+    /// A call or probe worked (the store is believed to answer from now on).
+    Answered,
+    /// A call or probe failed, for this reason.
+    Failed(Trouble),
+}
+
+/// Where a store reports its health: handed to it when it is opened. The server wires it
+/// to the metrics; a store never reaches into the daemon's metrics itself.
+pub type HealthReport = Arc<dyn Fn(HealthEvent) + Send + Sync>;
+
 /// Why a release was not made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReleaseFailure {
@@ -50,6 +92,10 @@ pub enum ReleaseFailure {
 }
 
 /// Where the limit ledger lives.
+///
+/// A store whose calls can fail for a while (one across the network) takes a
+/// [`HealthReport`] when it is opened and tells it every failed call and the first that
+/// works after one; a store that answers from memory reports nothing and counts as up.
 ///
 /// The caller serializes the calls that change the ledger — `charge`, `cancel`,
 /// `release`, `cancel_release` and `maintain` — under its commit lock, and writes the

@@ -59,13 +59,12 @@ use futu_auth_rules::ledger::{Charge, Charged, Consumption, ReleaseError, Releas
 use futu_auth_rules::money::Money;
 use futu_auth_rules::Now;
 
-use super::{AuditMark, BoxFuture, LedgerError, LedgerStore, ReleaseFailure};
-use crate::metrics::Metrics;
+use super::{AuditMark, BoxFuture, HealthReport, LedgerError, LedgerStore, ReleaseFailure, Trouble};
 
 pub mod health;
 pub mod schema;
 
-use health::{Health, Trouble};
+use health::Health;
 
 /// Connections kept: charges are serialized by the commit lock; usage, probes and
 /// housekeeping use the others.
@@ -171,12 +170,9 @@ struct Db {
 impl PgLedger {
     /// Connects to the ledger database and creates or migrates its schema. A database that
     /// cannot be reached within a few seconds is not an error — the daemon starts, refusing
-    /// orders until it answers — but a schema newer than this daemon knows is.
-    pub async fn open(
-        url: &LedgerUrl,
-        deadline: Duration,
-        metrics: Arc<Metrics>,
-    ) -> Result<PgLedger, String> {
+    /// orders until it answers — but a schema newer than this daemon knows is. Every
+    /// change in whether the database answers goes to `report`.
+    pub async fn open(url: &LedgerUrl, deadline: Duration, report: HealthReport) -> Result<PgLedger, String> {
         let mut config = url.config.clone();
         if config.get_application_name().is_none() {
             config.application_name("futu-authd");
@@ -200,7 +196,7 @@ impl PgLedger {
         let db = Arc::new(Db {
             pool,
             deadline,
-            health: Health::new(target.clone(), metrics),
+            health: Health::new(target.clone(), report),
             target,
         });
         match db.probe(START_DEADLINE).await {
