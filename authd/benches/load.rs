@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futu_auth_proto::{Fingerprint, Token};
-use futu_authd::ledger::local::journal::COMPACT_AT_BYTES;
+use futu_authd::journal::COMPACT_AT_BYTES;
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::{Daemon, Fillers};

@@ -141,11 +141,13 @@ impl LastUsed {
     }
 
     /// How many keys have a last use.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.minutes.len()
     }
 
     /// Whether no key has a last use.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.minutes.is_empty()
     }
@@ -192,11 +194,6 @@ impl LastUsed {
             self.changed.store(true, Ordering::Relaxed);
         })?;
         Ok(true)
-    }
-
-    /// The file, if this is kept in one.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
     }
 }
 

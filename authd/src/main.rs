@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use clap::Parser;
 use futu_auth_keys::store::KeysFile;
-use futu_authd::audit;
 use futu_authd::config::Config;
 use futu_authd::notify;
 use futu_authd::server::{self, Daemon};
@@ -99,7 +98,7 @@ fn check_config(config: &Config) -> ExitCode {
 fn init_logging(journald: bool) {
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let filter = EnvFilter::try_from_env("FUTU_AUTHD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let not_audit = filter_fn(|meta| meta.target() != audit::TARGET);
+    let not_audit = filter_fn(|meta| meta.target() != futu_authd::AUDIT_TARGET);
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -115,7 +114,7 @@ fn init_logging(journald: bool) {
                 let layer = layer
                     .with_field_prefix(None)
                     .with_syslog_identifier("futu-authd".to_owned())
-                    .with_filter(filter_fn(|meta| meta.target() == audit::TARGET));
+                    .with_filter(filter_fn(|meta| meta.target() == futu_authd::AUDIT_TARGET));
                 (Some(layer), None)
             }
             Err(e) => (None, Some(e)),

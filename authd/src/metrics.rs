@@ -271,7 +271,9 @@ impl Metrics {
         }
     }
 
-    /// Counts a decision of a Check or CheckScope.
+    /// Counts a decision of a Check or CheckScope (the daemon counts a burst's together,
+    /// [`Metrics::decisions`]; the tests count one).
+    #[cfg(test)]
     pub fn decision(&self, iface: Iface, key_id: Option<&KeyId>, reason: Option<Reason>, latency_s: f64) {
         let mut tally = DecisionTally::default();
         tally.add(iface, key_id, reason);

@@ -25,8 +25,7 @@ use futu_auth_proto::{
 use futu_auth_rules::clock::utc_day;
 use futu_auth_rules::ledger::{Consumption, Ledger, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
 use futu_auth_rules::money::Money;
-use futu_authd::ledger::local::journal::{Entries, LedgerLog, Moment, Replay, BASE_NAME, FILE_NAME};
-use futu_authd::ledger::{AuditMark, Audited};
+use futu_authd::journal::{AuditMark, Audited, Entries, LedgerLog, Moment, Replay, BASE_NAME, FILE_NAME};
 use tokio_util::bytes::BytesMut;
 use tokio_util::codec::Decoder;
 

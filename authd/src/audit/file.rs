@@ -42,11 +42,6 @@ impl AuditFile {
         })
     }
 
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Where `records` records appended next will lie.
     pub fn mark(&self, records: usize) -> AuditMark {
         AuditMark {

@@ -20,5 +20,5 @@ mod journald;
 mod record;
 
 pub use file::{settle, tidy_tail, AuditFile};
-pub use journald::{Audit, AuditClosed, TryRecord, Writer, QUEUE_CAPACITY, TARGET};
+pub use journald::{Audit, TryRecord, Writer, TARGET};
 pub use record::{AuditOrder, AuditRecord, Kind, Outcome};

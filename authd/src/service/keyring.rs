@@ -84,11 +84,6 @@ impl KeyRing {
         self.snapshot.load().len()
     }
 
-    /// Whether no key is in service.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Compiles and swaps in a new snapshot; returns the number of keys and what to free
     /// off the caller's path (the old snapshot, the parsed file). Blocking work.
     fn install(&self, file: KeysFile, text_digest: TextDigest) -> (usize, Retired) {

@@ -30,7 +30,7 @@ use crate::peer::{AdminPolicy, Peer};
 mod activity;
 mod admin;
 mod checks;
-pub mod keyring;
+mod keyring;
 mod rotation;
 
 use checks::Pending;
@@ -39,17 +39,17 @@ pub use keyring::{KeyRing, KeyRingError};
 /// Everything a request handler needs, shared by every connection.
 pub struct Authd {
     /// The keys in service and keys.json.
-    pub keys: Arc<KeyRing>,
+    pub(crate) keys: Arc<KeyRing>,
     /// The one authoritative limit ledger.
-    pub ledger: Arc<dyn LedgerStore>,
+    pub(crate) ledger: Arc<dyn LedgerStore>,
     /// The group commit: the commit lock and the audit file.
-    pub commit: Committer,
+    pub(crate) commit: Committer,
     /// journald's copy of the audit trail.
-    pub audit: Audit,
+    pub(crate) audit: Audit,
     /// Counters for /metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// When each key was last allowed a check.
-    pub last_used: Arc<LastUsed>,
+    pub(crate) last_used: Arc<LastUsed>,
     /// Wall, local and monotonic time (its time zone is read again on reload).
     clock: ArcSwap<Clock>,
     /// Who may send admin requests.
@@ -70,7 +70,7 @@ pub enum Answer {
 impl Authd {
     /// Assembles the daemon's state.
     #[allow(clippy::too_many_arguments)] // one each of the parts above
-    pub fn new(
+    pub(crate) fn new(
         keys: Arc<KeyRing>,
         ledger: Arc<dyn LedgerStore>,
         commit: Committer,
@@ -112,7 +112,7 @@ impl Authd {
     /// scope checks at once (decided together; the burst's ledger changes and audit
     /// records written in one group commit before any of them is answered), releases and
     /// admin requests as futures.
-    pub async fn answer_all(
+    pub(crate) async fn answer_all(
         self: &Arc<Self>,
         reqs: Vec<Request>,
         peer: Peer,
@@ -163,7 +163,7 @@ impl Authd {
 
     /// Writes the last-used file if anything changed, dropping keys no longer in service
     /// (off the runtime's threads).
-    pub async fn save_last_used(&self) {
+    pub(crate) async fn save_last_used(&self) {
         let last_used = Arc::clone(&self.last_used);
         let snapshot = Arc::clone(&self.keys.snapshot());
         match tokio::task::spawn_blocking(move || last_used.save(&snapshot)).await {
