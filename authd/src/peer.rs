@@ -16,6 +16,16 @@ pub struct Peer {
     pub pid: u32,
 }
 
+impl From<Peer> for futu_auth_rules::audit::Caller {
+    /// The uid and pid an audit record shows.
+    fn from(peer: Peer) -> Self {
+        futu_auth_rules::audit::Caller {
+            uid: peer.uid,
+            pid: peer.pid,
+        }
+    }
+}
+
 /// Who may send admin requests: root, the daemon's own user, and members of the admin
 /// group (as primary group, as a listed member in the group database, or as a
 /// supplementary group of the connecting process).

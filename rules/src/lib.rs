@@ -9,10 +9,12 @@
 //! * [`decide`](mod@decide) is the decision engine, rules 1–8;
 //! * [`ledger`] holds the limit counters in memory and the tickets that release them;
 //! * [`clock`] is the moment a decision is made at; [`money`] keeps amounts exact;
+//! * [`audit`] is the audit record, as the daemon writes it and the replay reads it;
 //! * [`replay`](mod@replay) decides an audit file's checks again against candidate keys.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod audit;
 pub mod clock;
 pub mod decide;
 pub mod endpoint;

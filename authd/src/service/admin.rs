@@ -88,11 +88,7 @@ impl Authd {
         if !self.admin.is_admin(&peer) {
             self.metrics.admin(name, "reject");
             let detail = format!("{name} needs an administrator; uid {} is not one", peer.uid);
-            let mut rec = AuditRecord::new(Kind::Admin, name, Outcome::Reject, request_id, peer)
-                .reason(Reason::Forbidden);
-            rec.key_id = target;
-            rec.detail = Some(detail.clone());
-            rec.latency_us = received.elapsed().as_micros() as u64;
+            let rec = forbidden_record(name, target, request_id, &detail, peer, received.elapsed());
             self.write_audit(rec).await;
             return Response::Decision {
                 request_id,
@@ -138,18 +134,8 @@ impl Authd {
             AdminOp::RotateKey { id, overlap_secs } => self.rotate_key(request_id, id, overlap_secs).await,
             AdminOp::KeyActivity(ids) => self.key_activity(request_id, ids).await,
         };
-        let (outcome, err) = match &resp {
-            Response::Error { kind, .. } => (Outcome::Error, Some(*kind)),
-            _ => (Outcome::Allow, None),
-        };
-        self.metrics.admin(name, outcome.as_str());
-        let mut rec = AuditRecord::new(Kind::Admin, name, outcome, request_id, peer);
-        rec.key_id = target;
-        rec.error = err.map(ErrorKind::as_str);
-        if let Response::Error { message, .. } = &resp {
-            rec.detail = Some(message.clone());
-        }
-        rec.latency_us = received.elapsed().as_micros() as u64;
+        let rec = admin_record(name, target, request_id, &resp, peer, received.elapsed());
+        self.metrics.admin(name, rec.outcome.as_str());
         self.write_audit(rec).await;
         resp
     }
@@ -281,6 +267,48 @@ impl Authd {
         }
         self.journald(rec).await;
     }
+}
+
+/// The audit record of admin request `name` (about key `target`) refused to `peer`, who
+/// is not an administrator.
+pub(super) fn forbidden_record(
+    name: &str,
+    target: Option<KeyId>,
+    request_id: u64,
+    detail: &str,
+    peer: Peer,
+    latency: Duration,
+) -> AuditRecord {
+    let mut rec =
+        AuditRecord::new(Kind::Admin, name, Outcome::Reject, request_id, peer).reason(Reason::Forbidden);
+    rec.key_id = target;
+    rec.detail = Some(detail.to_owned());
+    rec.latency_us = latency.as_micros() as u64;
+    rec
+}
+
+/// The audit record of admin request `name` (about key `target`), answered `resp`: done,
+/// or the error's kind and message.
+pub(super) fn admin_record(
+    name: &str,
+    target: Option<KeyId>,
+    request_id: u64,
+    resp: &Response,
+    peer: Peer,
+    latency: Duration,
+) -> AuditRecord {
+    let outcome = match resp {
+        Response::Error { .. } => Outcome::Error,
+        _ => Outcome::Allow,
+    };
+    let mut rec = AuditRecord::new(Kind::Admin, name, outcome, request_id, peer);
+    rec.key_id = target;
+    if let Response::Error { kind, message, .. } = resp {
+        rec.error = Some(*kind);
+        rec.detail = Some(message.clone());
+    }
+    rec.latency_us = latency.as_micros() as u64;
+    rec
 }
 
 fn error(request_id: u64, kind: ErrorKind, message: String) -> Response {

@@ -29,6 +29,8 @@ use crate::peer::{AdminPolicy, Peer};
 
 mod activity;
 mod admin;
+#[cfg(test)]
+mod audit_lines;
 mod checks;
 mod keyring;
 mod rotation;

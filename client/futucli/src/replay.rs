@@ -9,6 +9,7 @@ use std::path::Path;
 
 use futu_auth_keys::machine::fingerprint_from_file;
 use futu_auth_keys::store::KeysFile;
+use futu_auth_rules::audit::Kind;
 use futu_auth_rules::replay::{self, ChangeGroup, Example, Options, Report};
 use futu_auth_rules::Snapshot;
 use jiff::tz::TimeZone;
@@ -63,8 +64,8 @@ pub fn run(args: ReplayArgs, machine_id_file: &Path) -> Result<u8, Failure> {
             replay::ReplayError::Read { line, source } => {
                 format!("{}:{line}: cannot read: {source}", args.audit.display())
             }
-            replay::ReplayError::Line { line, message } => {
-                format!("{}:{line}: {message}", args.audit.display())
+            replay::ReplayError::Line { line, source } => {
+                format!("{}:{line}: {source}", args.audit.display())
             }
         })
     })?;
@@ -180,7 +181,7 @@ fn group(out: &mut String, g: &ChangeGroup) {
 }
 
 fn example(out: &mut String, e: &Example) {
-    let mut what = if e.kind == "check_scope" {
+    let mut what = if e.kind == Kind::CheckScope {
         format!("scope check {}", e.endpoint)
     } else {
         e.endpoint.clone()
