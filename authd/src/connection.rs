@@ -72,6 +72,63 @@ impl Closed {
     }
 }
 
+/// A frame or a message that breaks the protocol: the connection gets an error reply and
+/// is closed. The `kind` label of `futu_auth_bad_frames_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// A Hello with a protocol version not spoken here.
+    Version,
+    /// A request before Hello, or a second Hello.
+    HelloFirst,
+    /// A frame longer than the protocol allows.
+    TooLarge,
+    /// A frame that is not a message.
+    Malformed,
+    /// A frame cut short.
+    Truncated,
+}
+
+impl Fault {
+    /// The label value, e.g. `too_large`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Version => "version",
+            Fault::HelloFirst => "hello_first",
+            Fault::TooLarge => "too_large",
+            Fault::Malformed => "malformed",
+            Fault::Truncated => "truncated",
+        }
+    }
+
+    /// Why the connection is closed for it.
+    fn closed(self) -> Closed {
+        match self {
+            Fault::Version => Closed::Version,
+            Fault::HelloFirst => Closed::HelloFirst,
+            Fault::TooLarge | Fault::Malformed | Fault::Truncated => Closed::BadFrame,
+        }
+    }
+}
+
+/// Why a connection ends with a last error reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The peer broke the protocol (counted).
+    Fault(Fault),
+    /// The socket failed while a frame was read (not the peer's fault; not counted).
+    Io,
+}
+
+impl Refusal {
+    /// For the log line: the fault's label, or `io`.
+    fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Fault(f) => f.as_str(),
+            Refusal::Io => "io",
+        }
+    }
+}
+
 /// How long a peer may take, from [`crate::config::Config`].
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -132,7 +189,7 @@ pub async fn serve(
                 None
             }
             None => Some((
-                "version",
+                Refusal::Fault(Fault::Version),
                 Response::Error {
                     request_id: 0,
                     kind: ErrorKind::Version,
@@ -144,7 +201,7 @@ pub async fn serve(
             )),
         },
         Some(Ok(other)) => Some((
-            "hello_first",
+            Refusal::Fault(Fault::HelloFirst),
             Response::Error {
                 request_id: 0,
                 kind: ErrorKind::HelloFirst,
@@ -163,7 +220,7 @@ pub async fn serve(
     let mut queue: VecDeque<Answer> = VecDeque::new();
     let mut head: Option<Pin<Box<dyn Future<Output = Response> + Send>>> = None;
     let mut reading = true;
-    let mut closing_with: Option<(&'static str, Response)> = None;
+    let mut closing_with: Option<(Refusal, Response)> = None;
     let mut closed = Closed::ByClient;
     // Since when a frame has been buffered in part: it must be finished in time. Looked at
     // on a slow tick, so a quiet connection costs nothing.
@@ -227,7 +284,7 @@ pub async fn serve(
                         None => reading = false,
                         Some(Ok(Request::Hello(_))) => {
                             reading = false;
-                            closing_with = Some(("hello_first", Response::Error {
+                            closing_with = Some((Refusal::Fault(Fault::HelloFirst), Response::Error {
                                 request_id: 0,
                                 kind: ErrorKind::HelloFirst,
                                 message: "a second Hello on one connection".into(),
@@ -283,17 +340,16 @@ async fn send_answer(writer: &mut Writer, resp: Response) -> Result<(), CodecErr
     }
 }
 
-/// The `kind` label of `futu_auth_bad_frames_total` for a frame that could not be read
-/// (`io`, a socket failure, is not counted), and the error reply.
-fn bad_frame(e: &CodecError) -> (&'static str, Response) {
-    let kind = match e {
-        CodecError::FrameTooLarge { .. } => "too_large",
-        CodecError::Malformed(_) => "malformed",
-        CodecError::Truncated { .. } => "truncated",
-        CodecError::Encode(_) | CodecError::TooLarge { .. } | CodecError::Io(_) => "io",
+/// Why a frame could not be read (the peer's fault, or the socket's), and the error reply.
+fn bad_frame(e: &CodecError) -> (Refusal, Response) {
+    let refusal = match e {
+        CodecError::FrameTooLarge { .. } => Refusal::Fault(Fault::TooLarge),
+        CodecError::Malformed(_) => Refusal::Fault(Fault::Malformed),
+        CodecError::Truncated { .. } => Refusal::Fault(Fault::Truncated),
+        CodecError::Encode(_) | CodecError::TooLarge { .. } | CodecError::Io(_) => Refusal::Io,
     };
     (
-        kind,
+        refusal,
         Response::Error {
             request_id: 0,
             kind: ErrorKind::BadFrame,
@@ -303,27 +359,20 @@ fn bad_frame(e: &CodecError) -> (&'static str, Response) {
 }
 
 /// Sends a last error reply, counts and logs why the connection is closed.
-async fn refuse(
-    authd: &Authd,
-    peer: Peer,
-    kind: &'static str,
-    resp: Response,
-    writer: &mut Writer,
-) -> Closed {
-    let closed = match kind {
-        "version" => Closed::Version,
-        "hello_first" => Closed::HelloFirst,
-        "io" => Closed::Io,
-        _ => Closed::BadFrame,
+async fn refuse(authd: &Authd, peer: Peer, refusal: Refusal, resp: Response, writer: &mut Writer) -> Closed {
+    let closed = match refusal {
+        Refusal::Fault(fault) => {
+            authd.metrics.bad_frame(fault);
+            fault.closed()
+        }
+        Refusal::Io => Closed::Io,
     };
-    if closed != Closed::Io {
-        authd.metrics.bad_frame(kind);
-    }
     if let Response::Error { message, .. } = &resp {
         tracing::warn!(
-            "closing connection of pid {} uid {}: {kind}: {message}",
+            "closing connection of pid {} uid {}: {}: {message}",
             peer.pid,
-            peer.uid
+            peer.uid,
+            refusal.as_str()
         );
     }
     let _ = writer.send(resp).await;

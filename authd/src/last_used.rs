@@ -197,20 +197,30 @@ impl LastUsed {
     }
 }
 
-/// The entries of the file at `path`; `Ok(None)` when there is none. `Err`: why it cannot
-/// be used, in a few words.
-fn read_file(path: &Path) -> Result<Option<BTreeMap<KeyId, Timestamp>>, String> {
+/// Why the last-used file cannot be used, in a few words.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    /// It could not be read.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// It is not a last-used file.
+    #[error("not a last-used file: {0}")]
+    NotLastUsed(#[source] serde_json::Error),
+    /// It is one of another version.
+    #[error("version {0} is not the version {VERSION} this futu-authd writes")]
+    Version(u32),
+}
+
+/// The entries of the file at `path`; `Ok(None)` when there is none.
+fn read_file(path: &Path) -> Result<Option<BTreeMap<KeyId, Timestamp>>, ReadError> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
-    let file: LastUsedFile = serde_json::from_str(&text).map_err(|e| format!("not a last-used file: {e}"))?;
+    let file: LastUsedFile = serde_json::from_str(&text).map_err(ReadError::NotLastUsed)?;
     if file.version != VERSION {
-        return Err(format!(
-            "version {} is not the version {VERSION} this futu-authd writes",
-            file.version
-        ));
+        return Err(ReadError::Version(file.version));
     }
     Ok(Some(file.last_used))
 }

@@ -1,15 +1,15 @@
 //! `futu-authd`: the authorization daemon. A thin shell over the library: command line,
 //! logging, the runtime, and the exit code.
 
+use std::io;
 use std::process::ExitCode;
-
 use std::sync::Arc;
 
 use clap::Parser;
 use futu_auth_keys::store::KeysFile;
 use futu_authd::config::Config;
 use futu_authd::notify;
-use futu_authd::server::{self, Daemon};
+use futu_authd::server::{self, Daemon, StartError};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
@@ -37,10 +37,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Why the process could not run.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    /// A signal handler could not be installed.
+    #[error("signal handler: {0}")]
+    Signal(#[source] io::Error),
+    /// The daemon could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
 /// Starts the daemon, tells systemd READY=1 once it listens with its keys loaded, and
 /// serves until SIGTERM or SIGINT; SIGHUP reloads keys.json and reopens the audit file.
-async fn run(config: Config) -> Result<(), String> {
-    let sig = |kind: SignalKind| signal(kind).map_err(|e| format!("signal handler: {e}"));
+async fn run(config: Config) -> Result<(), RunError> {
+    let sig = |kind: SignalKind| signal(kind).map_err(RunError::Signal);
     // A write past RLIMIT_FSIZE must fail — and the check be refused `internal` — rather
     // than kill the daemon with SIGXFSZ's default action.
     let mut xfsz = sig(SignalKind::from_raw(nix::libc::SIGXFSZ))?;

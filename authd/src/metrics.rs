@@ -30,6 +30,8 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::Outcome;
+use crate::connection::{Closed, Fault};
 use crate::ledger::HealthEvent;
 
 /// The `key_id` label of a token that matched no key.
@@ -285,7 +287,11 @@ impl Metrics {
     pub fn decisions(&self, tally: DecisionTally, latency_s: f64) {
         for (iface, key_id, reason, n) in tally.runs {
             let key_id = KeyLabel(key_id);
-            let outcome = if reason.is_some() { "reject" } else { "allow" };
+            let outcome = match reason {
+                Some(_) => Outcome::Reject,
+                None => Outcome::Allow,
+            }
+            .as_str();
             self.events
                 .get_or_create(&EventLabels {
                     iface: iface.as_str(),
@@ -334,14 +340,21 @@ impl Metrics {
         self.connections.inc_by(delta);
     }
 
-    /// Counts a connection closed for a malformed frame.
-    pub fn bad_frame(&self, kind: &'static str) {
-        self.bad_frames.get_or_create(&KindLabels { kind }).inc();
+    /// Counts a connection closed for breaking the protocol.
+    pub fn bad_frame(&self, fault: Fault) {
+        self.bad_frames
+            .get_or_create(&KindLabels { kind: fault.as_str() })
+            .inc();
     }
 
-    /// Counts an admin request.
-    pub fn admin(&self, op: &'static str, outcome: &'static str) {
-        self.admin.get_or_create(&AdminLabels { op, outcome }).inc();
+    /// Counts an admin request `op` (the request's name, e.g. `GenKey`).
+    pub fn admin(&self, op: &'static str, outcome: Outcome) {
+        self.admin
+            .get_or_create(&AdminLabels {
+                op,
+                outcome: outcome.as_str(),
+            })
+            .inc();
     }
 
     /// Sets whether `file` can be written.
@@ -359,8 +372,12 @@ impl Metrics {
     }
 
     /// Counts a connection closed for `reason`.
-    pub fn connection_closed(&self, reason: &'static str) {
-        self.closed.get_or_create(&ReasonLabels { reason }).inc();
+    pub fn connection_closed(&self, reason: Closed) {
+        self.closed
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
     }
 
     /// What a ledger store reported about its health: a failed call is counted by its

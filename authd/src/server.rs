@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futu_auth_keys::machine::fingerprint_from_file;
-use futu_auth_keys::store::{self, KeysFile};
+use futu_auth_keys::store::{self, KeysFile, StoreError};
 use futu_auth_rules::Ledger;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -30,12 +30,53 @@ use crate::connection;
 use crate::last_used::{self, LastUsed};
 use crate::ledger::local::journal::{LedgerLog, Moment};
 use crate::ledger::local::LocalLedger;
-use crate::ledger::pg::PgLedger;
+use crate::ledger::pg::{PgLedger, PgOpenError};
 use crate::ledger::{AuditMark, Audited};
 use crate::ledger::{HealthReport, LedgerStore};
 use crate::metrics::{self, Metrics};
-use crate::peer::{AdminPolicy, Peer};
+use crate::peer::{AdminGroupError, AdminPolicy, Peer};
 use crate::service::{Authd, KeyRing};
+
+/// Why the daemon could not start. Each says what failed and where, in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// keys.json could not be read or is not valid: the daemon refuses to start.
+    #[error(transparent)]
+    Keys(#[from] StoreError),
+    /// `--admin-group` cannot be used.
+    #[error(transparent)]
+    AdminGroup(#[from] AdminGroupError),
+    /// The PostgreSQL ledger (`--ledger-url`) cannot be used.
+    #[error(transparent)]
+    PgLedger(#[from] PgOpenError),
+    /// The ledger journal in `--state-dir` could not be opened or replayed (the error
+    /// names the file).
+    #[error(transparent)]
+    Journal(io::Error),
+    /// journald's writer thread could not start.
+    #[error(transparent)]
+    Journald(io::Error),
+    /// A half-written last record could not be cut off the audit file.
+    #[error("audit log {}: {source}", path.display())]
+    AuditTail {
+        /// The audit file.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
+    /// The audit file could not be opened (the error names it).
+    #[error(transparent)]
+    AuditFile(io::Error),
+    /// The metrics address could not be bound (the error names it).
+    #[error(transparent)]
+    Metrics(io::Error),
+    /// The socket systemd handed over could not be taken.
+    #[error("socket activation: {0}")]
+    Activation(#[source] io::Error),
+    /// `--socket` could not be bound (the error names it).
+    #[error(transparent)]
+    Bind(io::Error),
+}
 
 /// How long shutdown waits for connections to finish what they read.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -119,14 +160,14 @@ fn activated() -> io::Result<Option<UnixListener>> {
 
 /// The listener the config asks for: the socket systemd handed over, or `--socket` bound
 /// with `--socket-mode`.
-pub fn listen(config: &Config) -> Result<Listener, String> {
-    match activated().map_err(|e| format!("socket activation: {e}"))? {
+pub fn listen(config: &Config) -> Result<Listener, StartError> {
+    match activated().map_err(StartError::Activation)? {
         Some(l) => {
             tracing::info!("listening on the socket passed by systemd");
             Ok(Listener::Activated(l))
         }
         None => {
-            let l = bind(&config.socket, config.socket_mode).map_err(|e| e.to_string())?;
+            let l = bind(&config.socket, config.socket_mode).map_err(StartError::Bind)?;
             tracing::info!(
                 "listening on {} (mode {:04o})",
                 config.socket.display(),
@@ -154,9 +195,9 @@ pub struct Daemon {
 impl Daemon {
     /// Loads keys.json (a bad file is an error), replays the ledger, opens the audit trail
     /// and the metrics endpoint.
-    pub async fn start(config: &Config) -> Result<Daemon, String> {
-        let text = store::read_text(&config.keys_file).map_err(|e| e.to_string())?;
-        let file = KeysFile::parse(&text, &config.keys_file).map_err(|e| e.to_string())?;
+    pub async fn start(config: &Config) -> Result<Daemon, StartError> {
+        let text = store::read_text(&config.keys_file)?;
+        let file = KeysFile::parse(&text, &config.keys_file)?;
         let loaded_digest = store::text_digest(&text);
         drop(text);
         if let Some(w) = store::mode_warning(&config.keys_file) {
@@ -189,7 +230,7 @@ impl Daemon {
         let ledger = open_ledger(config, &clock, &metrics).await?;
 
         let journald = config.journald_enabled();
-        let (audit, audit_writer) = Audit::start(journald).map_err(|e| e.to_string())?;
+        let (audit, audit_writer) = Audit::start(journald).map_err(StartError::Journald)?;
         let audit_file = match &config.audit_log {
             Some(p) => {
                 match audit::tidy_tail(p) {
@@ -198,9 +239,14 @@ impl Daemon {
                         "audit log {}: cut a half-written last record ({n} bytes)",
                         p.display()
                     ),
-                    Err(e) => return Err(format!("audit log {}: {e}", p.display())),
+                    Err(source) => {
+                        return Err(StartError::AuditTail {
+                            path: p.clone(),
+                            source,
+                        })
+                    }
                 }
-                let file = AuditFile::open(p).map_err(|e| e.to_string())?;
+                let file = AuditFile::open(p).map_err(StartError::AuditFile)?;
                 tracing::info!(
                     "audit JSONL logger enabled (target=futu_audit → file {})",
                     p.display()
@@ -214,7 +260,7 @@ impl Daemon {
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         if let MetricsListen::At(addr) = config.metrics_listen {
-            let listener = metrics::bind(addr).await.map_err(|e| e.to_string())?;
+            let listener = metrics::bind(addr).await.map_err(StartError::Metrics)?;
             tracing::info!("metrics on http://{addr}/metrics");
             tracker.spawn(metrics::serve(listener, Arc::clone(&metrics), shutdown.clone()));
         }
@@ -308,9 +354,7 @@ impl Daemon {
                 room
             };
             if !admitted {
-                authd
-                    .metrics
-                    .connection_closed(connection::Closed::UidShare.as_str());
+                authd.metrics.connection_closed(connection::Closed::UidShare);
                 tracing::warn!(
                     "closing a new connection of pid {} uid {}: that uid already holds {uid_share} connections (--max-connections-per-uid)",
                     peer.pid,
@@ -324,7 +368,7 @@ impl Daemon {
             authd.metrics.connection(1);
             tracker.spawn(async move {
                 let closed = connection::serve(Arc::clone(&authd), stream, peer, limits, stop).await;
-                authd.metrics.connection_closed(closed.as_str());
+                authd.metrics.connection_closed(closed);
                 authd.metrics.connection(-1);
                 let mut counts = per_uid.lock().unwrap_or_else(|p| p.into_inner());
                 if let Some(n) = counts.get_mut(&peer.uid) {
@@ -367,7 +411,7 @@ async fn open_ledger(
     config: &Config,
     clock: &Clock,
     metrics: &Arc<Metrics>,
-) -> Result<Arc<dyn LedgerStore>, String> {
+) -> Result<Arc<dyn LedgerStore>, StartError> {
     if let Some(url) = &config.ledger_url {
         let metrics = Arc::clone(metrics);
         let report: HealthReport = Arc::new(move |event| metrics.ledger_health(event));
@@ -385,7 +429,7 @@ async fn open_ledger(
         None => Audited::Unknown,
     };
     let (log, replay) =
-        LedgerLog::open(&config.state_dir, &ledger, moment, &audited).map_err(|e| e.to_string())?;
+        LedgerLog::open(&config.state_dir, &ledger, moment, &audited).map_err(StartError::Journal)?;
     if replay.unaudited > 0 {
         tracing::warn!(
             "ledger: the last commit ({} entries) was not counted: the daemon stopped before its audit records were written, so nobody was answered",

@@ -104,15 +104,23 @@ pub struct LedgerUrl {
     shown: String,
 }
 
+/// Why `--ledger-url` is not a ledger's address.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerUrlError {
+    /// Not a connection URL or string tokio-postgres reads.
+    #[error("not a PostgreSQL URL such as postgres://futu@db.example/futu ({0})")]
+    NotAUrl(#[source] tokio_postgres::Error),
+    /// A URL without a host.
+    #[error("the URL names no host (for a Unix socket: postgres:///futu?host=/run/postgresql)")]
+    NoHost,
+}
+
 impl FromStr for LedgerUrl {
-    type Err = String;
+    type Err = LedgerUrlError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let config = tokio_postgres::Config::from_str(s)
-            .map_err(|e| format!("not a PostgreSQL URL such as postgres://futu@db.example/futu ({e})"))?;
+        let config = tokio_postgres::Config::from_str(s).map_err(LedgerUrlError::NotAUrl)?;
         if config.get_hosts().is_empty() {
-            return Err(
-                "the URL names no host (for a Unix socket: postgres:///futu?host=/run/postgresql)".into(),
-            );
+            return Err(LedgerUrlError::NoHost);
         }
         let hosts: Vec<String> = config
             .get_hosts()
@@ -157,6 +165,18 @@ impl std::fmt::Debug for PgLedger {
     }
 }
 
+/// Why the PostgreSQL ledger cannot be used (a database that does not answer yet is not
+/// one: the daemon starts and refuses orders until it does).
+#[derive(Debug, thiserror::Error)]
+pub enum PgOpenError {
+    /// The connection pool could not be made.
+    #[error("the ledger database pool: {0}")]
+    Pool(#[source] deadpool_postgres::BuildError),
+    /// The database holds a ledger schema newer than this daemon knows.
+    #[error(transparent)]
+    Schema(schema::SchemaError),
+}
+
 /// The pool, the deadline and the health every call shares with the housekeeping.
 struct Db {
     pool: Pool,
@@ -172,7 +192,11 @@ impl PgLedger {
     /// cannot be reached within a few seconds is not an error — the daemon starts, refusing
     /// orders until it answers — but a schema newer than this daemon knows is. Every
     /// change in whether the database answers goes to `report`.
-    pub async fn open(url: &LedgerUrl, deadline: Duration, report: HealthReport) -> Result<PgLedger, String> {
+    pub async fn open(
+        url: &LedgerUrl,
+        deadline: Duration,
+        report: HealthReport,
+    ) -> Result<PgLedger, PgOpenError> {
         let mut config = url.config.clone();
         if config.get_application_name().is_none() {
             config.application_name("futu-authd");
@@ -191,7 +215,7 @@ impl PgLedger {
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| format!("the ledger database pool: {e}"))?;
+            .map_err(PgOpenError::Pool)?;
         let target = url.to_string();
         let db = Arc::new(Db {
             pool,
@@ -206,7 +230,7 @@ impl PgLedger {
                 schema::SCHEMA,
                 schema::VERSION
             ),
-            Err(Probe::Schema(e @ schema::SchemaError::TooNew { .. })) => return Err(e.to_string()),
+            Err(Probe::Schema(e @ schema::SchemaError::TooNew { .. })) => return Err(PgOpenError::Schema(e)),
             Err(e) => tracing::error!(
                 "ledger: PostgreSQL at {} does not serve the ledger yet ({e}); orders are refused until it does",
                 db.target

@@ -44,9 +44,9 @@ struct Listing {
 
 impl Listings {
     /// Keeps `keys` as a new listing; returns its id.
-    fn start(&self, keys: Arc<Vec<KeyRecord>>) -> Result<u64, String> {
+    fn start(&self, keys: Arc<Vec<KeyRecord>>) -> Result<u64, getrandom::Error> {
         let mut id = [0u8; 8];
-        getrandom::fill(&mut id).map_err(|e| format!("the OS random source failed: {e}"))?;
+        getrandom::fill(&mut id)?;
         let id = u64::from_le_bytes(id).max(1);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|x| x.used.elapsed() < LISTING_IDLE);
@@ -86,7 +86,7 @@ impl Authd {
         let name = op.name();
         let target = op.target().cloned();
         if !self.admin.is_admin(&peer) {
-            self.metrics.admin(name, "reject");
+            self.metrics.admin(name, Outcome::Reject);
             let detail = format!("{name} needs an administrator; uid {} is not one", peer.uid);
             let rec = forbidden_record(name, target, request_id, &detail, peer, received.elapsed());
             self.write_audit(rec).await;
@@ -135,7 +135,7 @@ impl Authd {
             AdminOp::KeyActivity(ids) => self.key_activity(request_id, ids).await,
         };
         let rec = admin_record(name, target, request_id, &resp, peer, received.elapsed());
-        self.metrics.admin(name, rec.outcome.as_str());
+        self.metrics.admin(name, rec.outcome);
         self.write_audit(rec).await;
         resp
     }
@@ -178,7 +178,13 @@ impl Authd {
                 };
                 match self.listings.start(Arc::clone(&keys)) {
                     Ok(id) => (id, keys),
-                    Err(why) => return error(request_id, ErrorKind::Internal, why),
+                    Err(e) => {
+                        return error(
+                            request_id,
+                            ErrorKind::Internal,
+                            format!("the OS random source failed: {e}"),
+                        )
+                    }
                 }
             } else {
                 match self.listings.get(listing) {

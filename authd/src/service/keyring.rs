@@ -20,7 +20,7 @@ pub enum KeyRingError {
     Store(#[from] StoreError),
     /// The blocking task doing the work failed (it panicked or was cancelled).
     #[error("the keys file task failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// What a reload replaced: the snapshot that was in service and the parsed file the new
@@ -137,7 +137,7 @@ impl KeyRing {
         let me = Arc::clone(self);
         let loaded = match tokio::task::spawn_blocking(move || me.load_and_install()).await {
             Ok(r) => r.map_err(KeyRingError::Store),
-            Err(e) => Err(KeyRingError::Task(e.to_string())),
+            Err(e) => Err(KeyRingError::Task(e)),
         };
         let mut retired = None;
         let result = match loaded {
@@ -192,7 +192,7 @@ impl KeyRing {
             store::update(&me.keys_file, change).map(|u| (u.value, me.install(u.file, u.digest).0))
         })
         .await
-        .map_err(|e| KeyRingError::Task(e.to_string()))??;
+        .map_err(KeyRingError::Task)??;
         notify::ready(n);
         Ok(value)
     }
@@ -202,7 +202,7 @@ impl KeyRing {
         let path = self.keys_file.clone();
         tokio::task::spawn_blocking(move || KeysFile::load(&path))
             .await
-            .map_err(|e| KeyRingError::Task(e.to_string()))?
+            .map_err(KeyRingError::Task)?
             .map_err(KeyRingError::Store)
     }
 }

@@ -529,11 +529,11 @@ mod tests {
         for bad in [
             "", "24", "h", "-1h", "+1h", "1.5h", "1w", "24 h", "1e3s", "tomorrow", "١h",
         ] {
-            let e = args::parse_overlap(bad).unwrap_err();
+            let e = args::parse_overlap(bad).unwrap_err().to_string();
             assert!(e.contains("such as 24h, 90m, 7d, 3600s, or 0"), "{bad}: {e}");
         }
         for long in ["91d", "7776001s", "99999999999999999999d"] {
-            let e = args::parse_overlap(long).unwrap_err();
+            let e = args::parse_overlap(long).unwrap_err().to_string();
             assert!(e.contains("longer than the longest overlap, 90d"), "{long}: {e}");
         }
     }
