@@ -1,7 +1,7 @@
 //! Prometheus metrics, served as OpenMetrics text at `GET /metrics` (no auth; loopback by
 //! default), and `GET /healthz` (200 once the daemon is ready).
 //!
-//! The seed's three families keep the seed's names and labels:
+//! The three families shown in README.md's "Prometheus scrape" keep these names and labels:
 //! `futu_auth_events_total{iface,outcome,key_id}`,
 //! `futu_auth_limit_rejects_total{iface,key_id,reason}` (every rejected check, by reason code) and
 //! `futu_ws_filtered_pushes_total{required_scope,key_id}` (a denied CheckScope from the
@@ -526,7 +526,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_seed_families_carry_the_seed_labels() {
+    fn the_documented_families_carry_their_documented_labels() {
         let m = Metrics::new();
         let research: KeyId = "research".parse().unwrap();
         let bot: KeyId = "sim-bot".parse().unwrap();

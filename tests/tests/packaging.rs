@@ -392,7 +392,7 @@ async fn a_real_journald_receives_the_audit_records_with_their_fields() {
 }
 
 #[tokio::test]
-async fn a_real_prometheus_scrapes_the_seed_series_with_their_labels() {
+async fn a_real_prometheus_scrapes_the_documented_series_with_their_labels() {
     let Some(prometheus) = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
         .into_iter()
         .find(|p| Path::new(p).is_file())

@@ -1,4 +1,5 @@
-//! futucli's command line, with the seed's commands, flags and spelling.
+//! futucli's command line: its commands, flags and their spelling, as README.md's
+//! Quickstart uses them.
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -244,7 +244,7 @@ fn parse_expiry(text: &str, now: Timestamp) -> Result<Timestamp, Failure> {
 }
 
 async fn gen_key(ctx: &Ctx, g: GenKey) -> Result<u8, Failure> {
-    // keys.json keeps whole seconds, as the seed's examples do.
+    // keys.json keeps whole seconds, like every time in README.md's examples of it.
     let now =
         Timestamp::from_second(Timestamp::now().as_second()).map_err(|e| Failure::new(e.to_string()))?;
     let expires_at = g.expires.as_deref().map(|e| parse_expiry(e, now)).transpose()?;

@@ -308,7 +308,7 @@ impl KeysFile {
             scopes: first_seen(spec.scopes),
             limits,
             allowed_machines: spec.allowed_machines.map(first_seen),
-            // keys.json keeps whole seconds, as the seed's examples do.
+            // keys.json keeps whole seconds, like every time in README.md's examples of it.
             created_at: Timestamp::from_second(now.as_second()).unwrap_or(now),
             expires_at: spec.expires_at,
             note: spec.note,

@@ -76,7 +76,7 @@ impl KeysFile {
         let token = generate_token().map_err(|e| StoreError::Random(e.to_string()))?;
         let key = &mut self.keys[i];
         let previous_hash = std::mem::replace(&mut key.hash, digest(&token));
-        // keys.json keeps whole seconds, as the seed's examples do.
+        // keys.json keeps whole seconds, like every time in README.md's examples of it.
         let start = Timestamp::from_second(now.as_second()).unwrap_or(now);
         let until = start
             .checked_add(SignedDuration::from_secs(overlap.as_secs() as i64))
