@@ -8,13 +8,30 @@
 //! What it decides is the `futu_auth_rules` crate (the rules, the keys compiled for
 //! checking, the in-memory ledger, the what-if replay), and keys.json on disk is the
 //! `futu_auth_keys` crate: `futucli` shares both without linking the daemon.
+//!
+//! Public, and why (every other module is private):
+//!
+//! * [`config`]: the command line; `main.rs` parses it, tests and benchmarks start a
+//!   [`server::Daemon`] with one;
+//! * [`notify`]: systemd's notifications, which `main.rs` sends as the process starts,
+//!   reloads and stops;
+//! * [`server`]: the daemon in any process (`main.rs`, the in-process test), its listener
+//!   and what SIGHUP does;
+//! * [`Authd`] and [`KeyRingError`]: the state [`server::Daemon::authd`] hands out, for a
+//!   reload from outside the socket (SIGHUP, the tests) and the keys in service
+//!   (systemd's status line);
+//! * [`AUDIT_TARGET`]: the `tracing` target of journald's copy of the audit records,
+//!   which `main.rs` sends to journald's layer only;
+//! * [`journal`]: the local ledger store's journal on disk, which the fuzz target
+//!   `ledger_replay` (`tests/src/fuzz.rs`) opens, replays and appends to, and whose size
+//!   the load benchmark watches.
 // Two places use unsafe, each in a function of its own: taking the socket systemd passes
 // by descriptor number (`activation`) and returning freed heap to the system (`heap`).
 #![deny(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
-// The modules are private: what the binary, the tests, the benchmarks and the fuzz
-// targets need is made public below, each item with why.
+// Private: what the binary, the tests, the benchmarks and the fuzz targets need is made
+// public below (the crate's documentation says why each is).
 mod activation;
 mod atomic_file;
 mod audit;
@@ -28,28 +45,15 @@ mod metrics;
 mod peer;
 mod service;
 
-/// The command line, [`config::Config`]: `main.rs` parses it; tests and benchmarks start a
-/// [`server::Daemon`] with one.
 pub mod config;
-/// systemd's notifications (READY, RELOADING, STOPPING, the watchdog), which `main.rs`
-/// sends as the process starts, reloads and stops.
 pub mod notify;
-/// [`server::Daemon`], the daemon in any process (`main.rs`, the in-process test), its
-/// listener ([`server::listen`], [`server::bind`]) and what SIGHUP does
-/// ([`server::hangup`]).
 pub mod server;
 
-/// The state [`server::Daemon::authd`] hands out, for what comes from outside the socket:
-/// a reload (SIGHUP in `main.rs`, the tests), the keys in service (systemd's status line).
+pub use audit::TARGET as AUDIT_TARGET;
 pub use service::{Authd, KeyRingError};
 
-/// The `tracing` target of journald's copy of the audit records: `main.rs` sends it to
-/// journald's layer only, and keeps it off stderr.
-pub use audit::TARGET as AUDIT_TARGET;
-
-/// The local ledger store's journal on disk, as the fuzz target `ledger_replay`
-/// (`tests/src/fuzz.rs`) opens, replays and appends to it, and the load benchmark watches
-/// its size.
+/// The local ledger store's journal on disk: the log itself, its entries and replay, the
+/// marks it shares with the audit file, its file names and when it compacts.
 pub mod journal {
     pub use crate::ledger::local::journal::{
         Entries, LedgerLog, Moment, Replay, BASE_NAME, COMPACT_AT_BYTES, FILE_NAME,

@@ -1,12 +1,12 @@
 //! The daemon: start-up, the accept loop and shutdown, as [`Daemon`] — which runs in any
 //! process; `main.rs` adds the signals and systemd's notifications.
 //!
-//! Start-up ([`startup`]) loads keys.json (refusing to start on a bad file), replays the
+//! Start-up (`startup.rs`) loads keys.json (refusing to start on a bad file), replays the
 //! ledger and opens the audit trail and the metrics endpoint, reads the last-used file,
-//! on a listener bound first ([`listener`]) — the socket systemd handed over, or
-//! `--socket`. Each connection holds a [`slots::ConnectionSlot`] while it is served.
+//! on a listener bound first (`listener.rs`) — the socket systemd handed over, or
+//! `--socket`. Each connection holds a `ConnectionSlot` (`slots.rs`) while it is served.
 //! Shutdown stops accepting, answers what is in flight, flushes the audit trail and the
-//! ledger and writes the last-used file. [`housekeeping`] is what runs on a timer
+//! ledger and writes the last-used file. `housekeeping.rs` is what runs on a timer
 //! meanwhile.
 
 use std::io;
