@@ -303,9 +303,22 @@ pub(super) fn admin_record(
     peer: Peer,
     latency: Duration,
 ) -> AuditRecord {
+    // Every answer but an error is the request done; a new kind of answer is sorted here
+    // before it compiles.
     let outcome = match resp {
         Response::Error { .. } => Outcome::Error,
-        _ => Outcome::Allow,
+        Response::HelloOk { .. }
+        | Response::Decision { .. }
+        | Response::Released { .. }
+        | Response::KeyGenerated { .. }
+        | Response::Keys { .. }
+        | Response::KeyRevoked { .. }
+        | Response::KeyBound { .. }
+        | Response::Reloaded { .. }
+        | Response::Usage(_)
+        | Response::KeysPage { .. }
+        | Response::KeyRotated { .. }
+        | Response::KeyActivity { .. } => Outcome::Allow,
     };
     let mut rec = AuditRecord::new(Kind::Admin, name, outcome, request_id, peer);
     rec.key_id = target;
