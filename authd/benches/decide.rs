@@ -8,7 +8,7 @@ use futu_auth_keys::store::KeysFile;
 use futu_auth_keys::token::digest;
 use futu_auth_proto::key::Cap;
 use futu_auth_proto::{Check, Iface, KeyRecord, Limits, Market, Order, Scope, Token, TrdEnv, TrdSide};
-use futu_authd::{decide, Ledger, Now, Snapshot};
+use futu_auth_rules::{decide, Ledger, Now, Snapshot};
 use jiff::tz::TimeZone;
 
 const TOKEN: &str = "fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f";
@@ -37,7 +37,7 @@ fn snapshot() -> Snapshot {
         keys: vec![key],
         ..KeysFile::default()
     };
-    Snapshot::new(file, Some(host))
+    Snapshot::compile(&file.keys, &file.rotations, Some(host))
 }
 
 fn bench(c: &mut Criterion) {

@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futu_auth_proto::{Fingerprint, Token};
-use futu_authd::ledger_log::COMPACT_AT_BYTES;
+use futu_authd::journal::COMPACT_AT_BYTES;
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::{Daemon, Fillers};
@@ -471,12 +471,15 @@ impl Bench {
 
     /// Runs `load` on the harness's runtime and notes the CPU time `server_pid` and the
     /// harness used meanwhile; `perf record`s the server when --perf-during names `label`.
-    fn measure(
+    fn measure<E>(
         &self,
         label: &str,
         server_pid: u32,
-        load: impl std::future::Future<Output = Result<Stats, String>>,
-    ) -> Result<Stats, String> {
+        load: impl std::future::Future<Output = Result<Stats, E>>,
+    ) -> Result<Stats, String>
+    where
+        String: From<E>,
+    {
         let perf = match &self.args.perf_record {
             Some(file) if self.args.perf_during == label => {
                 self.out.line(format!(

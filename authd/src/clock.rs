@@ -6,7 +6,7 @@ use std::time::Instant;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
-use crate::decide::Now;
+use futu_auth_rules::Now;
 
 /// The monotonic counter starts here rather than at zero, so events restored from the
 /// ledger log (up to the 15-minute release window in the past) still have positive times.

@@ -8,7 +8,7 @@
 //! is held) and the orders are refused `internal`. The ledger's write carries an
 //! [`AuditMark`] saying where the burst's records go, so that after a `kill -9` between the
 //! two writes the ledger can tell that they never came
-//! ([`crate::ledger_log::Audited`]).
+//! ([`crate::ledger::Audited`]).
 //!
 //! Every failed write is counted and the first of a run is logged; the first that works
 //! again is logged too: service resumes by itself once the disk takes writes again.
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::audit::AuditFile;
-use crate::ledger_log::AuditMark;
+use crate::ledger::AuditMark;
 use crate::metrics::{Metrics, WrittenFile};
 
 /// The commit lock and the audit file it guards.

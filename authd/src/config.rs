@@ -119,21 +119,35 @@ pub enum MetricsListen {
     At(SocketAddr),
 }
 
+/// A flag's value that is not one the flag takes (clap names the flag in front of it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlagError {
+    /// `--metrics-listen`.
+    #[error("{0:?} is not an address such as 127.0.0.1:9464, nor `off`")]
+    NotAnAddress(String),
+    /// `--hello-timeout`, `--frame-timeout`, `--ledger-timeout`.
+    #[error("{0:?} is not a duration such as 500ms, 5s or 2m")]
+    NotADuration(String),
+    /// `--socket-mode`.
+    #[error("{0:?} is not an octal mode such as 0660")]
+    NotAMode(String),
+}
+
 impl std::str::FromStr for MetricsListen {
-    type Err = String;
+    type Err = FlagError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "off" {
             return Ok(MetricsListen::Off);
         }
         s.parse()
             .map(MetricsListen::At)
-            .map_err(|_| format!("{s:?} is not an address such as 127.0.0.1:9464, nor `off`"))
+            .map_err(|_| FlagError::NotAnAddress(s.to_owned()))
     }
 }
 
 /// `500ms`, `5s`, `2m`: a positive whole number and a unit.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("{s:?} is not a duration such as 500ms, 5s or 2m");
+fn parse_duration(s: &str) -> Result<Duration, FlagError> {
+    let bad = || FlagError::NotADuration(s.to_owned());
     let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let n: u64 = s[..split].parse().map_err(|_| bad())?;
     let d = match &s[split..] {
@@ -148,11 +162,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn parse_mode(s: &str) -> Result<u32, String> {
+fn parse_mode(s: &str) -> Result<u32, FlagError> {
     u32::from_str_radix(s.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o777)
-        .ok_or_else(|| format!("{s:?} is not an octal mode such as 0660"))
+        .ok_or_else(|| FlagError::NotAMode(s.to_owned()))
 }
 
 #[cfg(test)]

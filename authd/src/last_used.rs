@@ -24,7 +24,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
-use crate::snapshot::Snapshot;
+use futu_auth_rules::Snapshot;
 
 /// The file's name in the state directory.
 pub const FILE_NAME: &str = "last-used.json";
@@ -141,11 +141,13 @@ impl LastUsed {
     }
 
     /// How many keys have a last use.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.minutes.len()
     }
 
     /// Whether no key has a last use.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.minutes.is_empty()
     }
@@ -193,27 +195,32 @@ impl LastUsed {
         })?;
         Ok(true)
     }
-
-    /// The file, if this is kept in one.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
-    }
 }
 
-/// The entries of the file at `path`; `Ok(None)` when there is none. `Err`: why it cannot
-/// be used, in a few words.
-fn read_file(path: &Path) -> Result<Option<BTreeMap<KeyId, Timestamp>>, String> {
+/// Why the last-used file cannot be used, in a few words.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    /// It could not be read.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// It is not a last-used file.
+    #[error("not a last-used file: {0}")]
+    NotLastUsed(#[source] serde_json::Error),
+    /// It is one of another version.
+    #[error("version {0} is not the version {VERSION} this futu-authd writes")]
+    Version(u32),
+}
+
+/// The entries of the file at `path`; `Ok(None)` when there is none.
+fn read_file(path: &Path) -> Result<Option<BTreeMap<KeyId, Timestamp>>, ReadError> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
-    let file: LastUsedFile = serde_json::from_str(&text).map_err(|e| format!("not a last-used file: {e}"))?;
+    let file: LastUsedFile = serde_json::from_str(&text).map_err(ReadError::NotLastUsed)?;
     if file.version != VERSION {
-        return Err(format!(
-            "version {} is not the version {VERSION} this futu-authd writes",
-            file.version
-        ));
+        return Err(ReadError::Version(file.version));
     }
     Ok(Some(file.last_used))
 }
@@ -243,7 +250,8 @@ mod tests {
             })
             .collect();
         let text = serde_json::json!({ "version": 1, "keys": keys }).to_string();
-        Snapshot::new(KeysFile::parse(&text, Path::new("keys.json")).unwrap(), None)
+        let file = KeysFile::parse(&text, Path::new("keys.json")).unwrap();
+        Snapshot::compile(&file.keys, &file.rotations, None)
     }
 
     fn gauge(m: &Metrics, key: &str) -> Option<i64> {

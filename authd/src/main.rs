@@ -1,16 +1,15 @@
 //! `futu-authd`: the authorization daemon. A thin shell over the library: command line,
 //! logging, the runtime, and the exit code.
 
+use std::io;
 use std::process::ExitCode;
-
 use std::sync::Arc;
 
 use clap::Parser;
 use futu_auth_keys::store::KeysFile;
-use futu_authd::audit;
 use futu_authd::config::Config;
 use futu_authd::notify;
-use futu_authd::server::{self, Daemon};
+use futu_authd::server::{self, Daemon, StartError};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::{filter_fn, EnvFilter};
@@ -38,10 +37,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// Why the process could not run.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    /// A signal handler could not be installed.
+    #[error("signal handler: {0}")]
+    Signal(#[source] io::Error),
+    /// The daemon could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
 /// Starts the daemon, tells systemd READY=1 once it listens with its keys loaded, and
 /// serves until SIGTERM or SIGINT; SIGHUP reloads keys.json and reopens the audit file.
-async fn run(config: Config) -> Result<(), String> {
-    let sig = |kind: SignalKind| signal(kind).map_err(|e| format!("signal handler: {e}"));
+async fn run(config: Config) -> Result<(), RunError> {
+    let sig = |kind: SignalKind| signal(kind).map_err(RunError::Signal);
     // A write past RLIMIT_FSIZE must fail — and the check be refused `internal` — rather
     // than kill the daemon with SIGXFSZ's default action.
     let mut xfsz = sig(SignalKind::from_raw(nix::libc::SIGXFSZ))?;
@@ -99,7 +109,7 @@ fn check_config(config: &Config) -> ExitCode {
 fn init_logging(journald: bool) {
     let under_journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let filter = EnvFilter::try_from_env("FUTU_AUTHD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let not_audit = filter_fn(|meta| meta.target() != audit::TARGET);
+    let not_audit = filter_fn(|meta| meta.target() != futu_authd::AUDIT_TARGET);
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -115,7 +125,7 @@ fn init_logging(journald: bool) {
                 let layer = layer
                     .with_field_prefix(None)
                     .with_syslog_identifier("futu-authd".to_owned())
-                    .with_filter(filter_fn(|meta| meta.target() == audit::TARGET));
+                    .with_filter(filter_fn(|meta| meta.target() == futu_authd::AUDIT_TARGET));
                 (Some(layer), None)
             }
             Err(e) => (None, Some(e)),

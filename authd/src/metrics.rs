@@ -1,7 +1,7 @@
 //! Prometheus metrics, served as OpenMetrics text at `GET /metrics` (no auth; loopback by
 //! default), and `GET /healthz` (200 once the daemon is ready).
 //!
-//! The seed's three families keep the seed's names and labels:
+//! The three families shown in README.md's "Prometheus scrape" keep these names and labels:
 //! `futu_auth_events_total{iface,outcome,key_id}`,
 //! `futu_auth_limit_rejects_total{iface,key_id,reason}` (every rejected check, by reason code) and
 //! `futu_ws_filtered_pushes_total{required_scope,key_id}` (a denied CheckScope from the
@@ -29,6 +29,10 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+use crate::audit::Outcome;
+use crate::connection::{Closed, Fault};
+use crate::ledger::HealthEvent;
 
 /// The `key_id` label of a token that matched no key.
 pub const NO_KEY: &str = "<none>";
@@ -269,7 +273,9 @@ impl Metrics {
         }
     }
 
-    /// Counts a decision of a Check or CheckScope.
+    /// Counts a decision of a Check or CheckScope (the daemon counts a burst's together,
+    /// [`Metrics::decisions`]; the tests count one).
+    #[cfg(test)]
     pub fn decision(&self, iface: Iface, key_id: Option<&KeyId>, reason: Option<Reason>, latency_s: f64) {
         let mut tally = DecisionTally::default();
         tally.add(iface, key_id, reason);
@@ -281,7 +287,11 @@ impl Metrics {
     pub fn decisions(&self, tally: DecisionTally, latency_s: f64) {
         for (iface, key_id, reason, n) in tally.runs {
             let key_id = KeyLabel(key_id);
-            let outcome = if reason.is_some() { "reject" } else { "allow" };
+            let outcome = match reason {
+                Some(_) => Outcome::Reject,
+                None => Outcome::Allow,
+            }
+            .as_str();
             self.events
                 .get_or_create(&EventLabels {
                     iface: iface.as_str(),
@@ -330,14 +340,21 @@ impl Metrics {
         self.connections.inc_by(delta);
     }
 
-    /// Counts a connection closed for a malformed frame.
-    pub fn bad_frame(&self, kind: &'static str) {
-        self.bad_frames.get_or_create(&KindLabels { kind }).inc();
+    /// Counts a connection closed for breaking the protocol.
+    pub fn bad_frame(&self, fault: Fault) {
+        self.bad_frames
+            .get_or_create(&KindLabels { kind: fault.as_str() })
+            .inc();
     }
 
-    /// Counts an admin request.
-    pub fn admin(&self, op: &'static str, outcome: &'static str) {
-        self.admin.get_or_create(&AdminLabels { op, outcome }).inc();
+    /// Counts an admin request `op` (the request's name, e.g. `GenKey`).
+    pub fn admin(&self, op: &'static str, outcome: Outcome) {
+        self.admin
+            .get_or_create(&AdminLabels {
+                op,
+                outcome: outcome.as_str(),
+            })
+            .inc();
     }
 
     /// Sets whether `file` can be written.
@@ -355,19 +372,30 @@ impl Metrics {
     }
 
     /// Counts a connection closed for `reason`.
-    pub fn connection_closed(&self, reason: &'static str) {
-        self.closed.get_or_create(&ReasonLabels { reason }).inc();
+    pub fn connection_closed(&self, reason: Closed) {
+        self.closed
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
     }
 
-    /// Sets whether the ledger store answers.
-    pub fn ledger_up(&self, up: bool) {
-        self.ledger_up.set(i64::from(up));
-    }
-
-    /// Counts a failed call to the ledger database (`kind`: unreachable, timeout, schema,
-    /// database).
-    pub fn ledger_error(&self, kind: &'static str) {
-        self.ledger_errors.get_or_create(&KindLabels { kind }).inc();
+    /// What a ledger store reported about its health: a failed call is counted by its
+    /// kind and sets `futu_auth_ledger_up` to 0; one that worked sets it to 1.
+    pub fn ledger_health(&self, event: HealthEvent) {
+        match event {
+            HealthEvent::Answered => {
+                self.ledger_up.set(1);
+            }
+            HealthEvent::Failed(trouble) => {
+                self.ledger_errors
+                    .get_or_create(&KindLabels {
+                        kind: trouble.as_str(),
+                    })
+                    .inc();
+                self.ledger_up.set(0);
+            }
+        }
     }
 
     /// Sets when `key` was last used (Unix seconds).
@@ -498,7 +526,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_seed_families_carry_the_seed_labels() {
+    fn the_documented_families_carry_their_documented_labels() {
         let m = Metrics::new();
         let research: KeyId = "research".parse().unwrap();
         let bot: KeyId = "sim-bot".parse().unwrap();

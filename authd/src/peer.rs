@@ -16,6 +16,16 @@ pub struct Peer {
     pub pid: u32,
 }
 
+impl From<Peer> for futu_auth_rules::audit::Caller {
+    /// The uid and pid an audit record shows.
+    fn from(peer: Peer) -> Self {
+        futu_auth_rules::audit::Caller {
+            uid: peer.uid,
+            pid: peer.pid,
+        }
+    }
+}
+
 /// Who may send admin requests: root, the daemon's own user, and members of the admin
 /// group (as primary group, as a listed member in the group database, or as a
 /// supplementary group of the connecting process).
@@ -25,15 +35,36 @@ pub struct AdminPolicy {
     group: Option<(String, u32)>,
 }
 
+/// Why `--admin-group` cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminGroupError {
+    /// The group database has no such group.
+    #[error("--admin-group {0:?}: no such group")]
+    NoSuchGroup(String),
+    /// The group database could not be read.
+    #[error("--admin-group {name:?}: {source}")]
+    Lookup {
+        /// The group asked for.
+        name: String,
+        /// What failed.
+        source: nix::Error,
+    },
+}
+
 impl AdminPolicy {
     /// The policy for this process and `--admin-group`; an unknown group name is an error.
-    pub fn new(admin_group: Option<&str>) -> Result<AdminPolicy, String> {
+    pub fn new(admin_group: Option<&str>) -> Result<AdminPolicy, AdminGroupError> {
         let group = match admin_group {
             None => None,
             Some(name) => match Group::from_name(name) {
                 Ok(Some(g)) => Some((name.to_owned(), g.gid.as_raw())),
-                Ok(None) => return Err(format!("--admin-group {name:?}: no such group")),
-                Err(e) => return Err(format!("--admin-group {name:?}: {e}")),
+                Ok(None) => return Err(AdminGroupError::NoSuchGroup(name.to_owned())),
+                Err(source) => {
+                    return Err(AdminGroupError::Lookup {
+                        name: name.to_owned(),
+                        source,
+                    })
+                }
             },
         };
         Ok(AdminPolicy {

@@ -22,10 +22,10 @@ use futu_auth_proto::codec::decode_message_v;
 use futu_auth_proto::{
     CodecError, FrameCodec, KeyId, Reason, Request, Response, Token, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
 };
-use futu_authd::ledger::{utc_day, Consumption, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
-use futu_authd::ledger_log::{AuditMark, Audited, Entries, LedgerLog, Moment, Replay, BASE_NAME, FILE_NAME};
-use futu_authd::money::Money;
-use futu_authd::Ledger;
+use futu_auth_rules::clock::utc_day;
+use futu_auth_rules::ledger::{Consumption, Ledger, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
+use futu_auth_rules::money::Money;
+use futu_authd::journal::{AuditMark, Audited, Entries, LedgerLog, Moment, Replay, BASE_NAME, FILE_NAME};
 use tokio_util::bytes::BytesMut;
 use tokio_util::codec::Decoder;
 

@@ -249,7 +249,7 @@ impl Daemon {
 
     /// The size of its ledger log now.
     pub fn ledger_log_bytes(&self) -> u64 {
-        std::fs::metadata(self.state_dir.join(futu_authd::ledger_log::FILE_NAME))
+        std::fs::metadata(self.state_dir.join(futu_authd::journal::FILE_NAME))
             .map(|m| m.len())
             .unwrap_or(0)
     }

@@ -15,7 +15,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
-use crate::harness::{Verdict, Wire};
+use crate::harness::{HarnessError, Verdict, Wire};
 
 /// The order every order-write check carries: a simulated sell of 100 HK.00700 at 388.2
 /// (value 38 820), inside every limit of the benchmark's key.
@@ -154,10 +154,10 @@ impl Wire for FutuWire {
         Some(hello_frame("load-bench"))
     }
 
-    fn accept_hello(&self, resp: &Response) -> Result<(), String> {
+    fn accept_hello(&self, resp: &Response) -> Result<(), HarnessError> {
         match resp {
             Response::HelloOk { .. } => Ok(()),
-            other => Err(format!("hello refused: {other:?}")),
+            other => Err(HarnessError::HelloRefused(format!("{other:?}"))),
         }
     }
 

@@ -33,6 +33,42 @@ pub enum Verdict {
     Error(String),
 }
 
+/// Why a run could not be made. The rest of the benchmark reports errors as text: it
+/// takes this one as its line ([`From`] below).
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// The server's socket could not be connected to.
+    #[error("connect {}: {source}", socket.display())]
+    Connect {
+        /// The socket.
+        socket: std::path::PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The hello could not be written.
+    #[error("hello: {0}")]
+    Hello(#[source] std::io::Error),
+    /// The answer to the hello could not be read (the decoder's error, as text: each
+    /// wire has its own type).
+    #[error("hello answer: {0}")]
+    HelloAnswer(String),
+    /// The server closed the connection instead of answering the hello.
+    #[error("the server closed the connection after hello")]
+    ClosedAfterHello,
+    /// The server answered the hello with something else than a welcome.
+    #[error("hello refused: {0}")]
+    HelloRefused(String),
+    /// A connection's task panicked or was cancelled.
+    #[error("connection task: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl From<HarnessError> for String {
+    fn from(e: HarnessError) -> String {
+        e.to_string()
+    }
+}
+
 /// One server's protocol, as the harness needs it.
 pub trait Wire: Send + Sync + 'static {
     /// Reads answers.
@@ -47,8 +83,9 @@ pub trait Wire: Send + Sync + 'static {
     /// Bytes to send once on a new connection (futu's Hello), whose one answer must be
     /// accepted by [`Wire::accept_hello`] before the load starts.
     fn hello(&self) -> Option<Vec<u8>>;
-    /// Whether the answer to the hello is the expected one.
-    fn accept_hello(&self, resp: &Self::Resp) -> Result<(), String>;
+    /// Whether the answer to the hello is the expected one ([`HarnessError::HelloRefused`]
+    /// when not).
+    fn accept_hello(&self, resp: &Self::Resp) -> Result<(), HarnessError>;
     /// Appends request number `seq` (1, 2, … on each connection) of connection `conn`.
     fn encode(&self, conn: usize, seq: u64, out: &mut BytesMut);
     /// What the answer to request `seq` means.
@@ -279,20 +316,23 @@ impl Window {
 }
 
 /// Opens one connection and passes the wire's hello.
-async fn connect<W: Wire>(wire: &W, socket: &Path) -> Result<FramedRead<UnixStream, W::Decoder>, String> {
+async fn connect<W: Wire>(
+    wire: &W,
+    socket: &Path,
+) -> Result<FramedRead<UnixStream, W::Decoder>, HarnessError> {
     let mut stream = UnixStream::connect(socket)
         .await
-        .map_err(|e| format!("connect {}: {e}", socket.display()))?;
+        .map_err(|source| HarnessError::Connect {
+            socket: socket.to_owned(),
+            source,
+        })?;
     if let Some(hello) = wire.hello() {
-        stream
-            .write_all(&hello)
-            .await
-            .map_err(|e| format!("hello: {e}"))?;
+        stream.write_all(&hello).await.map_err(HarnessError::Hello)?;
         let mut reader = FramedRead::new(stream, wire.decoder());
         match reader.next().await {
             Some(Ok(resp)) => wire.accept_hello(&resp)?,
-            Some(Err(e)) => return Err(format!("hello answer: {e}")),
-            None => return Err("the server closed the connection after hello".into()),
+            Some(Err(e)) => return Err(HarnessError::HelloAnswer(e.to_string())),
+            None => return Err(HarnessError::ClosedAfterHello),
         }
         return Ok(reader);
     }
@@ -306,7 +346,7 @@ pub async fn run<W: Wire>(
     socket: &Path,
     plan: Plan,
     stop: Option<CancellationToken>,
-) -> Result<Stats, String> {
+) -> Result<Stats, HarnessError> {
     let mut readers = Vec::with_capacity(plan.connections);
     for _ in 0..plan.connections {
         readers.push(connect(&*wire, socket).await?);
@@ -324,7 +364,7 @@ pub async fn run<W: Wire>(
     let closed = window.close_after(&plan, stop).await;
     let mut total = Stats::default();
     for t in tasks {
-        total.merge(t.await.map_err(|e| format!("connection task: {e}"))?);
+        total.merge(t.await.map_err(HarnessError::Task)?);
     }
     total.window = closed.saturating_duration_since(window.from);
     Ok(total)

@@ -22,7 +22,7 @@ use tokio::net::UnixStream;
 use tokio_util::codec::{Decoder, Encoder, Framed};
 
 use crate::futu::{bench_order, CheckKind};
-use crate::harness::{Verdict, Wire};
+use crate::harness::{HarnessError, Verdict, Wire};
 use crate::procs::{self, ChildGuard};
 
 /// The decision, in Lua. KEYS[1] = `key:<digest>`; ARGV = scope, market, symbol, side,
@@ -227,7 +227,7 @@ impl Wire for RedisWire {
         None
     }
 
-    fn accept_hello(&self, _resp: &Resp) -> Result<(), String> {
+    fn accept_hello(&self, _resp: &Resp) -> Result<(), HarnessError> {
         Ok(())
     }
 

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::ledger_log::{AuditMark, Audited};
+use crate::ledger::{AuditMark, Audited};
 
 /// The audit file, written by the group commit: appends are whole `write(2)` calls, and
 /// one that fails is cut back so the file never holds half a record.
@@ -40,11 +40,6 @@ impl AuditFile {
             ino: meta.ino(),
             dirty: false,
         })
-    }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Where `records` records appended next will lie.

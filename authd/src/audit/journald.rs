@@ -4,10 +4,10 @@
 use std::io;
 use std::thread::JoinHandle;
 
-use futu_auth_proto::KeyId;
+use futu_auth_proto::{ErrorKind, Iface, KeyId, Reason, Scope};
 use tokio::sync::{mpsc, oneshot};
 
-use super::record::AuditRecord;
+use super::AuditRecord;
 
 /// Records waiting for the journald writer; past this, handlers wait.
 pub const QUEUE_CAPACITY: usize = 65_536;
@@ -121,16 +121,16 @@ fn emit(rec: &AuditRecord) {
     tracing::info!(
         target: TARGET,
         kind = rec.kind.as_str(),
-        iface = rec.iface,
+        iface = rec.iface.map(Iface::as_str),
         endpoint = %rec.endpoint,
         key_id = rec.key_id.as_ref().map(KeyId::as_str),
         outcome = rec.outcome.as_str(),
-        reason = rec.reason,
-        error = rec.error,
-        scope = rec.scope,
-        market = o.map(|o| o.market),
+        reason = rec.reason.map(Reason::as_str),
+        error = rec.error.map(ErrorKind::as_str),
+        scope = rec.scope.map(Scope::as_str),
+        market = o.map(|o| o.market.as_str()),
         symbol = o.map(|o| o.symbol.as_str()),
-        side = o.map(|o| o.side),
+        side = o.map(|o| o.side.as_str()),
         qty = o.map(|o| o.qty),
         price = o.and_then(|o| o.price),
         value = o.and_then(|o| o.value),

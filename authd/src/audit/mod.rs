@@ -12,13 +12,13 @@
 //! thread (tracing-journald, structured fields such as KEY_ID, OUTCOME, REASON): handlers
 //! wait when the queue is full, so no record is dropped.
 //!
-//! `record.rs` is the schema of a record, `file.rs` the audit file and `journald.rs` the
+//! The record itself is the rules' ([`futu_auth_rules::audit`]), so that `futucli replay`
+//! reads it with the code that writes it; `file.rs` is the audit file and `journald.rs` the
 //! journald copy.
 
 mod file;
 mod journald;
-mod record;
 
 pub use file::{settle, tidy_tail, AuditFile};
-pub use journald::{Audit, AuditClosed, TryRecord, Writer, QUEUE_CAPACITY, TARGET};
-pub use record::{AuditOrder, AuditRecord, Kind, Outcome};
+pub use futu_auth_rules::audit::{AuditOrder, AuditRecord, Kind, Outcome};
+pub use journald::{Audit, TryRecord, Writer, TARGET};

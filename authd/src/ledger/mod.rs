@@ -1,70 +1,32 @@
 //! The one authoritative limit ledger: per key, the orders allowed in the last 60 s and
 //! the value allowed today (UTC), and the tickets that refund a rejected order.
 //!
-//! The rules ([`decide`](mod@crate::decide)) say what an allowed order would take — a [`Charge`]; a
-//! [`LedgerStore`] checks and takes it, atomically per key, for a whole burst in one call,
-//! makes it durable, releases tickets and reports usage. Where the counters live is the
-//! store's business: [`local::LocalLedger`] keeps them in memory ([`memory`]) with a
-//! journal in the state directory ([`crate::ledger_log`]); a store across the network fits
-//! the same trait (async, one call per batch, errors that say whether they are transient).
-//! The per-key lock never leaves the store.
+//! The rules ([`futu_auth_rules::decide`]) say what an allowed order would take — a
+//! [`Charge`]; a [`LedgerStore`] checks and takes it, atomically per key, for a whole burst
+//! in one call, makes it durable, releases tickets and reports usage. Where the counters
+//! live is the store's business: [`local::LocalLedger`] keeps them in memory (the rules'
+//! [`futu_auth_rules::ledger::Ledger`]) with a journal in the state directory
+//! ([`local::journal`]); a store across the network fits the same trait (async, one call
+//! per batch, errors that say whether they are transient). The per-key lock never leaves
+//! the in-memory ledger.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futu_auth_proto::KeyId;
+use futu_auth_rules::ledger::{Charge, Charged, Consumption, ReleaseError, Released};
+use futu_auth_rules::money::Money;
+use futu_auth_rules::Now;
 
-use crate::decide::Now;
-use crate::ledger_log::AuditMark;
-use crate::money::Money;
-
+mod audit_mark;
 pub mod local;
-pub mod memory;
 pub mod pg;
 
-pub use memory::{
-    utc_day, Consumption, KeyCounters, Ledger, LedgerDump, LimitCheck, ReleaseError, Released, MAX_TICKETS,
-    RATE_WINDOW_NS, RELEASE_WINDOW_NS, UNLIMITED_WINDOW_CAP,
-};
+pub use audit_mark::{AuditMark, Audited};
 
 /// A future a [`LedgerStore`] returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// What an order that passed rules 1–7 would take from its key's limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Charge {
-    /// The key.
-    pub key_id: KeyId,
-    /// The order's value (zero for an order without a price, allowed when no value cap
-    /// applies).
-    pub value: Money,
-    /// The key's `max_orders_per_minute`.
-    pub max_orders_per_minute: Option<u32>,
-    /// The key's `max_daily_value`.
-    pub max_daily_value: Option<Money>,
-    /// Check only, take nothing.
-    pub dry_run: bool,
-}
-
-/// What the store found for one [`Charge`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Charged {
-    /// Both limits passed; what was taken (`None` for a dry run).
-    Passed(Option<Consumption>),
-    /// `max_orders_per_minute` orders were already allowed in the window.
-    Rate {
-        /// Orders in the window.
-        in_window: u32,
-        /// Until enough of them leave the window for one more order (0 when waiting does
-        /// not help: a rate of 0).
-        retry_after_ns: u64,
-    },
-    /// Today's total plus this value would pass the daily cap.
-    Daily {
-        /// Today's total so far.
-        used: Money,
-    },
-}
 
 /// The store could not do what was asked; nothing of it was done.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +38,47 @@ pub struct LedgerError {
     /// One line for a person.
     pub message: String,
 }
+
+/// What went wrong with a call to a ledger store across the network: the `kind` label of
+/// `futu_auth_ledger_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Trouble {
+    /// No connection could be made, or it broke.
+    Unreachable,
+    /// No answer within the deadline (the outcome of a charge is then unknown, and what it
+    /// may have taken stays counted).
+    Timeout,
+    /// The store lacks its tables or functions (dropped, or a database restored without
+    /// them).
+    Schema,
+    /// The store answered with an error.
+    Database,
+}
+
+impl Trouble {
+    /// The `kind` label: `unreachable`, `timeout`, `schema` or `database`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trouble::Unreachable => "unreachable",
+            Trouble::Timeout => "timeout",
+            Trouble::Schema => "schema",
+            Trouble::Database => "database",
+        }
+    }
+}
+
+/// A change in whether a store answers, as the store found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthEvent {
+    /// A call or probe worked (the store is believed to answer from now on).
+    Answered,
+    /// A call or probe failed, for this reason.
+    Failed(Trouble),
+}
+
+/// Where a store reports its health: handed to it when it is opened. The server wires it
+/// to the metrics; a store never reaches into the daemon's metrics itself.
+pub type HealthReport = Arc<dyn Fn(HealthEvent) + Send + Sync>;
 
 /// Why a release was not made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,6 +92,10 @@ pub enum ReleaseFailure {
 }
 
 /// Where the limit ledger lives.
+///
+/// A store whose calls can fail for a while (one across the network) takes a
+/// [`HealthReport`] when it is opened and tells it every failed call and the first that
+/// works after one; a store that answers from memory reports nothing and counts as up.
 ///
 /// The caller serializes the calls that change the ledger — `charge`, `cancel`,
 /// `release`, `cancel_release` and `maintain` — under its commit lock, and writes the

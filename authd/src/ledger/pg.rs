@@ -55,18 +55,16 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use super::{
-    BoxFuture, Charge, Charged, Consumption, LedgerError, LedgerStore, ReleaseError, ReleaseFailure, Released,
-};
-use crate::decide::Now;
-use crate::ledger_log::AuditMark;
-use crate::metrics::Metrics;
-use crate::money::Money;
+use futu_auth_rules::ledger::{Charge, Charged, Consumption, ReleaseError, Released};
+use futu_auth_rules::money::Money;
+use futu_auth_rules::Now;
+
+use super::{AuditMark, BoxFuture, HealthReport, LedgerError, LedgerStore, ReleaseFailure, Trouble};
 
 pub mod health;
 pub mod schema;
 
-use health::{Health, Trouble};
+use health::Health;
 
 /// Connections kept: charges are serialized by the commit lock; usage, probes and
 /// housekeeping use the others.
@@ -106,15 +104,23 @@ pub struct LedgerUrl {
     shown: String,
 }
 
+/// Why `--ledger-url` is not a ledger's address.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerUrlError {
+    /// Not a connection URL or string tokio-postgres reads.
+    #[error("not a PostgreSQL URL such as postgres://futu@db.example/futu ({0})")]
+    NotAUrl(#[source] tokio_postgres::Error),
+    /// A URL without a host.
+    #[error("the URL names no host (for a Unix socket: postgres:///futu?host=/run/postgresql)")]
+    NoHost,
+}
+
 impl FromStr for LedgerUrl {
-    type Err = String;
+    type Err = LedgerUrlError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let config = tokio_postgres::Config::from_str(s)
-            .map_err(|e| format!("not a PostgreSQL URL such as postgres://futu@db.example/futu ({e})"))?;
+        let config = tokio_postgres::Config::from_str(s).map_err(LedgerUrlError::NotAUrl)?;
         if config.get_hosts().is_empty() {
-            return Err(
-                "the URL names no host (for a Unix socket: postgres:///futu?host=/run/postgresql)".into(),
-            );
+            return Err(LedgerUrlError::NoHost);
         }
         let hosts: Vec<String> = config
             .get_hosts()
@@ -159,6 +165,18 @@ impl std::fmt::Debug for PgLedger {
     }
 }
 
+/// Why the PostgreSQL ledger cannot be used (a database that does not answer yet is not
+/// one: the daemon starts and refuses orders until it does).
+#[derive(Debug, thiserror::Error)]
+pub enum PgOpenError {
+    /// The connection pool could not be made.
+    #[error("the ledger database pool: {0}")]
+    Pool(#[source] deadpool_postgres::BuildError),
+    /// The database holds a ledger schema newer than this daemon knows.
+    #[error(transparent)]
+    Schema(schema::SchemaError),
+}
+
 /// The pool, the deadline and the health every call shares with the housekeeping.
 struct Db {
     pool: Pool,
@@ -172,12 +190,13 @@ struct Db {
 impl PgLedger {
     /// Connects to the ledger database and creates or migrates its schema. A database that
     /// cannot be reached within a few seconds is not an error — the daemon starts, refusing
-    /// orders until it answers — but a schema newer than this daemon knows is.
+    /// orders until it answers — but a schema newer than this daemon knows is. Every
+    /// change in whether the database answers goes to `report`.
     pub async fn open(
         url: &LedgerUrl,
         deadline: Duration,
-        metrics: Arc<Metrics>,
-    ) -> Result<PgLedger, String> {
+        report: HealthReport,
+    ) -> Result<PgLedger, PgOpenError> {
         let mut config = url.config.clone();
         if config.get_application_name().is_none() {
             config.application_name("futu-authd");
@@ -196,12 +215,12 @@ impl PgLedger {
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| format!("the ledger database pool: {e}"))?;
+            .map_err(PgOpenError::Pool)?;
         let target = url.to_string();
         let db = Arc::new(Db {
             pool,
             deadline,
-            health: Health::new(target.clone(), metrics),
+            health: Health::new(target.clone(), report),
             target,
         });
         match db.probe(START_DEADLINE).await {
@@ -211,7 +230,7 @@ impl PgLedger {
                 schema::SCHEMA,
                 schema::VERSION
             ),
-            Err(Probe::Schema(e @ schema::SchemaError::TooNew { .. })) => return Err(e.to_string()),
+            Err(Probe::Schema(e @ schema::SchemaError::TooNew { .. })) => return Err(PgOpenError::Schema(e)),
             Err(e) => tracing::error!(
                 "ledger: PostgreSQL at {} does not serve the ledger yet ({e}); orders are refused until it does",
                 db.target

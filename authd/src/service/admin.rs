@@ -11,12 +11,12 @@ use futu_auth_proto::codec::{self, Wire};
 use futu_auth_proto::{
     Admin, AdminOp, Decision, ErrorKind, KeyId, KeyRecord, KeySpec, Reason, Response, Usage,
 };
+use futu_auth_rules::money::Money;
 use jiff::Timestamp;
 
 use super::keyring::KeyRingError;
 use super::Authd;
 use crate::audit::{AuditRecord, Kind, Outcome};
-use crate::money::Money;
 use crate::peer::Peer;
 
 /// Listings kept at once; more start by replacing the oldest.
@@ -44,9 +44,9 @@ struct Listing {
 
 impl Listings {
     /// Keeps `keys` as a new listing; returns its id.
-    fn start(&self, keys: Arc<Vec<KeyRecord>>) -> Result<u64, String> {
+    fn start(&self, keys: Arc<Vec<KeyRecord>>) -> Result<u64, getrandom::Error> {
         let mut id = [0u8; 8];
-        getrandom::fill(&mut id).map_err(|e| format!("the OS random source failed: {e}"))?;
+        getrandom::fill(&mut id)?;
         let id = u64::from_le_bytes(id).max(1);
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|x| x.used.elapsed() < LISTING_IDLE);
@@ -86,13 +86,9 @@ impl Authd {
         let name = op.name();
         let target = op.target().cloned();
         if !self.admin.is_admin(&peer) {
-            self.metrics.admin(name, "reject");
+            self.metrics.admin(name, Outcome::Reject);
             let detail = format!("{name} needs an administrator; uid {} is not one", peer.uid);
-            let mut rec = AuditRecord::new(Kind::Admin, name, Outcome::Reject, request_id, peer)
-                .reason(Reason::Forbidden);
-            rec.key_id = target;
-            rec.detail = Some(detail.clone());
-            rec.latency_us = received.elapsed().as_micros() as u64;
+            let rec = forbidden_record(name, target, request_id, &detail, peer, received.elapsed());
             self.write_audit(rec).await;
             return Response::Decision {
                 request_id,
@@ -138,18 +134,8 @@ impl Authd {
             AdminOp::RotateKey { id, overlap_secs } => self.rotate_key(request_id, id, overlap_secs).await,
             AdminOp::KeyActivity(ids) => self.key_activity(request_id, ids).await,
         };
-        let (outcome, err) = match &resp {
-            Response::Error { kind, .. } => (Outcome::Error, Some(*kind)),
-            _ => (Outcome::Allow, None),
-        };
-        self.metrics.admin(name, outcome.as_str());
-        let mut rec = AuditRecord::new(Kind::Admin, name, outcome, request_id, peer);
-        rec.key_id = target;
-        rec.error = err.map(ErrorKind::as_str);
-        if let Response::Error { message, .. } = &resp {
-            rec.detail = Some(message.clone());
-        }
-        rec.latency_us = received.elapsed().as_micros() as u64;
+        let rec = admin_record(name, target, request_id, &resp, peer, received.elapsed());
+        self.metrics.admin(name, rec.outcome);
         self.write_audit(rec).await;
         resp
     }
@@ -192,7 +178,13 @@ impl Authd {
                 };
                 match self.listings.start(Arc::clone(&keys)) {
                     Ok(id) => (id, keys),
-                    Err(why) => return error(request_id, ErrorKind::Internal, why),
+                    Err(e) => {
+                        return error(
+                            request_id,
+                            ErrorKind::Internal,
+                            format!("the OS random source failed: {e}"),
+                        )
+                    }
                 }
             } else {
                 match self.listings.get(listing) {
@@ -281,6 +273,61 @@ impl Authd {
         }
         self.journald(rec).await;
     }
+}
+
+/// The audit record of admin request `name` (about key `target`) refused to `peer`, who
+/// is not an administrator.
+pub(super) fn forbidden_record(
+    name: &str,
+    target: Option<KeyId>,
+    request_id: u64,
+    detail: &str,
+    peer: Peer,
+    latency: Duration,
+) -> AuditRecord {
+    let mut rec =
+        AuditRecord::new(Kind::Admin, name, Outcome::Reject, request_id, peer).reason(Reason::Forbidden);
+    rec.key_id = target;
+    rec.detail = Some(detail.to_owned());
+    rec.latency_us = latency.as_micros() as u64;
+    rec
+}
+
+/// The audit record of admin request `name` (about key `target`), answered `resp`: done,
+/// or the error's kind and message.
+pub(super) fn admin_record(
+    name: &str,
+    target: Option<KeyId>,
+    request_id: u64,
+    resp: &Response,
+    peer: Peer,
+    latency: Duration,
+) -> AuditRecord {
+    // Every answer but an error is the request done; a new kind of answer is sorted here
+    // before it compiles.
+    let outcome = match resp {
+        Response::Error { .. } => Outcome::Error,
+        Response::HelloOk { .. }
+        | Response::Decision { .. }
+        | Response::Released { .. }
+        | Response::KeyGenerated { .. }
+        | Response::Keys { .. }
+        | Response::KeyRevoked { .. }
+        | Response::KeyBound { .. }
+        | Response::Reloaded { .. }
+        | Response::Usage(_)
+        | Response::KeysPage { .. }
+        | Response::KeyRotated { .. }
+        | Response::KeyActivity { .. } => Outcome::Allow,
+    };
+    let mut rec = AuditRecord::new(Kind::Admin, name, outcome, request_id, peer);
+    rec.key_id = target;
+    if let Response::Error { kind, message, .. } = resp {
+        rec.error = Some(*kind);
+        rec.detail = Some(message.clone());
+    }
+    rec.latency_us = latency.as_micros() as u64;
+    rec
 }
 
 fn error(request_id: u64, kind: ErrorKind, message: String) -> Response {

@@ -6,18 +6,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futu_auth_proto::{
-    Check, CheckScope, Decision, ErrorKind, Iface, KeyId, Reason, Response, SessionCheck, SessionOutcome,
+    Check, CheckScope, Decision, ErrorKind, Iface, KeyId, Response, SessionCheck, SessionOutcome,
     SessionSubject,
 };
+
+use futu_auth_rules::decide::{decide_scope, evaluate, settle, Evaluation, Verdict};
+use futu_auth_rules::ledger::{Charge, Consumption, Released};
+use futu_auth_rules::{Now, Snapshot};
 
 use super::{Answer, Authd};
 use crate::audit::{AuditOrder, AuditRecord, Kind, Outcome, TryRecord};
 use crate::commit::Commit;
-use crate::decide::{decide_scope, evaluate, settle, Evaluation, Now, Verdict};
-use crate::ledger::{Charge, Consumption, ReleaseFailure, Released};
+use crate::ledger::ReleaseFailure;
 use crate::metrics::DecisionTally;
 use crate::peer::Peer;
-use crate::snapshot::Snapshot;
 
 /// A check or scope check waiting for its group commit, or an answer made otherwise.
 pub(super) enum Pending {
@@ -297,22 +299,7 @@ impl Authd {
         received: Instant,
     ) -> Response {
         let record = |result: &Result<Released, (ErrorKind, String)>| {
-            let outcome = if result.is_ok() {
-                Outcome::Allow
-            } else {
-                Outcome::Error
-            };
-            let mut rec = AuditRecord::new(Kind::Release, "Release", outcome, request_id, peer);
-            rec.ticket = Some(ticket);
-            rec.latency_us = received.elapsed().as_micros() as u64;
-            match result {
-                Ok(r) => {
-                    rec.key_id = Some(r.key_id.clone());
-                    rec.detail = Some(format!("refunded {}", r.refunded.as_f64()));
-                }
-                Err((kind, _)) => rec.error = Some(kind.as_str()),
-            }
-            rec
+            release_record(request_id, ticket, result, peer, received.elapsed())
         };
         let now = self.clock.load().now();
         let mut commit = self.commit.begin().await;
@@ -355,6 +342,32 @@ impl Authd {
     }
 }
 
+/// The audit record of the release of `ticket`: the key and what it refunded, or the error.
+pub(super) fn release_record(
+    request_id: u64,
+    ticket: u64,
+    result: &Result<Released, (ErrorKind, String)>,
+    peer: Peer,
+    latency: Duration,
+) -> AuditRecord {
+    let outcome = if result.is_ok() {
+        Outcome::Allow
+    } else {
+        Outcome::Error
+    };
+    let mut rec = AuditRecord::new(Kind::Release, "Release", outcome, request_id, peer);
+    rec.ticket = Some(ticket);
+    rec.latency_us = latency.as_micros() as u64;
+    match result {
+        Ok(r) => {
+            rec.key_id = Some(r.key_id.clone());
+            rec.detail = Some(format!("refunded {}", r.refunded.as_f64()));
+        }
+        Err((kind, _)) => rec.error = Some(*kind),
+    }
+    rec
+}
+
 /// The key a decision is about.
 pub(super) fn decision_key(d: &Decision) -> Option<&KeyId> {
     match d {
@@ -363,14 +376,14 @@ pub(super) fn decision_key(d: &Decision) -> Option<&KeyId> {
     }
 }
 
-fn check_record(c: &Check, v: &Verdict, peer: Peer, latency: Duration) -> AuditRecord {
+pub(super) fn check_record(c: &Check, v: &Verdict, peer: Peer, latency: Duration) -> AuditRecord {
     let mut rec = decision_record(Kind::Check, &c.endpoint, c.request_id, c.iface, peer, v, latency);
     rec.order = c.order.as_ref().map(|o| AuditOrder::of(o, v.value));
     rec.dry_run = c.dry_run;
     rec
 }
 
-fn scope_record(c: &CheckScope, v: &Verdict, peer: Peer, latency: Duration) -> AuditRecord {
+pub(super) fn scope_record(c: &CheckScope, v: &Verdict, peer: Peer, latency: Duration) -> AuditRecord {
     decision_record(
         Kind::CheckScope,
         c.scope.as_str(),
@@ -382,7 +395,7 @@ fn scope_record(c: &CheckScope, v: &Verdict, peer: Peer, latency: Duration) -> A
     )
 }
 
-fn session_record(c: &SessionCheck, v: &Verdict, peer: Peer, latency: Duration) -> AuditRecord {
+pub(super) fn session_record(c: &SessionCheck, v: &Verdict, peer: Peer, latency: Duration) -> AuditRecord {
     match c.subject {
         SessionSubject::Pushes { scope, pushes } => {
             let mut rec = scope_record(&as_scope_check(c, scope), v, peer, latency);
@@ -421,7 +434,7 @@ fn decision_record(
         .iface(iface)
         .scope(v.scope);
     rec.key_id = decision_key(&v.decision).cloned();
-    rec.reason = reason.map(Reason::as_str);
+    rec.reason = reason;
     rec.detail = detail;
     rec.ticket = ticket;
     rec.retry_after_ms = retry_after_ms;

@@ -10,7 +10,7 @@ use futu_auth_proto::Fingerprint;
 
 use crate::metrics::Metrics;
 use crate::notify;
-use crate::snapshot::Snapshot;
+use futu_auth_rules::Snapshot;
 
 /// Why the key ring could not be read or changed.
 #[derive(Debug, thiserror::Error)]
@@ -20,7 +20,7 @@ pub enum KeyRingError {
     Store(#[from] StoreError),
     /// The blocking task doing the work failed (it panicked or was cancelled).
     #[error("the keys file task failed: {0}")]
-    Task(String),
+    Task(#[source] tokio::task::JoinError),
 }
 
 /// What a reload replaced: the snapshot that was in service and the parsed file the new
@@ -56,7 +56,8 @@ impl KeyRing {
         host: Option<Fingerprint>,
         metrics: Arc<Metrics>,
     ) -> KeyRing {
-        let snapshot = Snapshot::new(file, host.clone());
+        let snapshot = Snapshot::compile(&file.keys, &file.rotations, host.clone());
+        drop(file);
         metrics.keys_loaded(snapshot.len());
         KeyRing {
             keys_file,
@@ -83,15 +84,10 @@ impl KeyRing {
         self.snapshot.load().len()
     }
 
-    /// Whether no key is in service.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Compiles and swaps in a new snapshot; returns the number of keys and what to free
     /// off the caller's path (the old snapshot, the parsed file). Blocking work.
     fn install(&self, file: KeysFile, text_digest: TextDigest) -> (usize, Retired) {
-        let snapshot = Snapshot::compile(&file, self.host.clone());
+        let snapshot = Snapshot::compile(&file.keys, &file.rotations, self.host.clone());
         let n = snapshot.len();
         let old = self.snapshot.swap(Arc::new(snapshot));
         *self.loaded_digest.lock().unwrap_or_else(|p| p.into_inner()) = Some(text_digest);
@@ -141,7 +137,7 @@ impl KeyRing {
         let me = Arc::clone(self);
         let loaded = match tokio::task::spawn_blocking(move || me.load_and_install()).await {
             Ok(r) => r.map_err(KeyRingError::Store),
-            Err(e) => Err(KeyRingError::Task(e.to_string())),
+            Err(e) => Err(KeyRingError::Task(e)),
         };
         let mut retired = None;
         let result = match loaded {
@@ -196,7 +192,7 @@ impl KeyRing {
             store::update(&me.keys_file, change).map(|u| (u.value, me.install(u.file, u.digest).0))
         })
         .await
-        .map_err(|e| KeyRingError::Task(e.to_string()))??;
+        .map_err(KeyRingError::Task)??;
         notify::ready(n);
         Ok(value)
     }
@@ -206,7 +202,7 @@ impl KeyRing {
         let path = self.keys_file.clone();
         tokio::task::spawn_blocking(move || KeysFile::load(&path))
             .await
-            .map_err(|e| KeyRingError::Task(e.to_string()))?
+            .map_err(KeyRingError::Task)?
             .map_err(KeyRingError::Store)
     }
 }

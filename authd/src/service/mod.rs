@@ -18,21 +18,21 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use futu_auth_proto::{ErrorKind, Request, Response, Route};
-use jiff::Timestamp;
 
 use crate::audit::{Audit, AuditRecord};
 use crate::clock::Clock;
 use crate::commit::Committer;
 use crate::last_used::LastUsed;
 use crate::ledger::LedgerStore;
-use crate::ledger_log::Moment;
 use crate::metrics::{DecisionTally, Metrics};
 use crate::peer::{AdminPolicy, Peer};
 
 mod activity;
 mod admin;
+#[cfg(test)]
+mod audit_lines;
 mod checks;
-pub mod keyring;
+mod keyring;
 mod rotation;
 
 use checks::Pending;
@@ -41,17 +41,17 @@ pub use keyring::{KeyRing, KeyRingError};
 /// Everything a request handler needs, shared by every connection.
 pub struct Authd {
     /// The keys in service and keys.json.
-    pub keys: Arc<KeyRing>,
+    pub(crate) keys: Arc<KeyRing>,
     /// The one authoritative limit ledger.
-    pub ledger: Arc<dyn LedgerStore>,
+    pub(crate) ledger: Arc<dyn LedgerStore>,
     /// The group commit: the commit lock and the audit file.
-    pub commit: Committer,
+    pub(crate) commit: Committer,
     /// journald's copy of the audit trail.
-    pub audit: Audit,
+    pub(crate) audit: Audit,
     /// Counters for /metrics.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// When each key was last allowed a check.
-    pub last_used: Arc<LastUsed>,
+    pub(crate) last_used: Arc<LastUsed>,
     /// Wall, local and monotonic time (its time zone is read again on reload).
     clock: ArcSwap<Clock>,
     /// Who may send admin requests.
@@ -72,7 +72,7 @@ pub enum Answer {
 impl Authd {
     /// Assembles the daemon's state.
     #[allow(clippy::too_many_arguments)] // one each of the parts above
-    pub fn new(
+    pub(crate) fn new(
         keys: Arc<KeyRing>,
         ledger: Arc<dyn LedgerStore>,
         commit: Committer,
@@ -100,14 +100,6 @@ impl Authd {
         self.keys.len()
     }
 
-    /// The current wall and monotonic time, for the ledger log.
-    pub fn moment(&self) -> Moment {
-        Moment {
-            unix_ns: Timestamp::now().as_nanosecond() as i64,
-            mono_ns: self.clock.load().mono_ns(),
-        }
-    }
-
     /// Re-reads keys.json (and the host's time zone). A file that does not load leaves
     /// the keys in service as they were.
     pub async fn reload(&self, why: &str) -> Result<usize, KeyRingError> {
@@ -122,7 +114,7 @@ impl Authd {
     /// scope checks at once (decided together; the burst's ledger changes and audit
     /// records written in one group commit before any of them is answered), releases and
     /// admin requests as futures.
-    pub async fn answer_all(
+    pub(crate) async fn answer_all(
         self: &Arc<Self>,
         reqs: Vec<Request>,
         peer: Peer,
@@ -173,7 +165,7 @@ impl Authd {
 
     /// Writes the last-used file if anything changed, dropping keys no longer in service
     /// (off the runtime's threads).
-    pub async fn save_last_used(&self) {
+    pub(crate) async fn save_last_used(&self) {
         let last_used = Arc::clone(&self.last_used);
         let snapshot = Arc::clone(&self.keys.snapshot());
         match tokio::task::spawn_blocking(move || last_used.save(&snapshot)).await {

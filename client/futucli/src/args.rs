@@ -1,4 +1,5 @@
-//! futucli's command line, with the seed's commands, flags and spelling.
+//! futucli's command line: its commands, flags and their spelling, as README.md's
+//! Quickstart uses them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;
 use futu_auth_client::{Fingerprint, Iface, KeyId, Market, Scope, TrdEnv, TrdSide};
 use futu_auth_keys::store::MAX_OVERLAP;
-use futu_auth_proto::key::Cap;
+use futu_auth_proto::key::{Cap, InvalidValue};
 use futu_auth_proto::{HoursWindow, Symbol};
 
 /// futucli: make, list, bind, rotate and revoke futu-authd API keys, and ask the daemon for
@@ -239,23 +240,46 @@ pub struct ReplayArgs {
     pub json: bool,
 }
 
+/// A flag's value that is not one the flag takes. clap names the flag in front of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    /// A cap that is not a number.
+    #[error("{0:?} is not a number")]
+    NotANumber(String),
+    /// A number that is not a cap.
+    #[error(transparent)]
+    NotACap(#[from] InvalidValue),
+    /// A duration futucli does not read.
+    #[error(
+        "{0:?} is not a duration: expected a whole number and a unit, such as 24h, 90m, 7d, 3600s, or 0"
+    )]
+    NotADuration(String),
+    /// An overlap past [`MAX_OVERLAP`].
+    #[error(
+        "{0} is longer than the longest overlap, 90d (the old plaintext of a rotated key must not stay valid for months)"
+    )]
+    OverlapTooLong(String),
+    /// A cut-off of `--unused-for` that is not one.
+    #[error("{0:?} is not a cut-off: expected a whole number above 0 and a unit, such as 30d, 12h or 90m")]
+    NotACutOff(String),
+    /// A trading environment that is not one.
+    #[error("{0:?} is not simulate or real")]
+    NotAnEnv(String),
+}
+
 /// A cap flag's value, by the same rule as keys.json and the daemon ([`Cap::try_from`]):
 /// `-0` is 0; more than 8 decimal places, a negative number or one above 1e20 is refused.
 /// clap names the flag in front of the reason.
-fn parse_cap(s: &str) -> Result<Cap, String> {
-    let v: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
-    Cap::try_from(v).map_err(|e| e.to_string())
+fn parse_cap(s: &str) -> Result<Cap, ArgError> {
+    let v: f64 = s.parse().map_err(|_| ArgError::NotANumber(s.to_owned()))?;
+    Ok(Cap::try_from(v)?)
 }
 
 /// A duration as futucli's flags take it: a whole number and a unit, `s`, `m`, `h` or `d`
 /// (`3600s`, `90m`, `24h`, `7d`), or `0`; in seconds (saturating). The error says what was
 /// expected.
-fn parse_secs(s: &str) -> Result<u64, String> {
-    let bad = || {
-        format!(
-            "{s:?} is not a duration: expected a whole number and a unit, such as 24h, 90m, 7d, 3600s, or 0"
-        )
-    };
+fn parse_secs(s: &str) -> Result<u64, ArgError> {
+    let bad = || ArgError::NotADuration(s.to_owned());
     if s == "0" {
         return Ok(0);
     }
@@ -278,12 +302,10 @@ fn parse_secs(s: &str) -> Result<u64, String> {
 
 /// `--overlap`: [a duration](parse_secs) of at most [`MAX_OVERLAP`]. clap names the flag
 /// in front of the reason.
-pub fn parse_overlap(s: &str) -> Result<Duration, String> {
+pub fn parse_overlap(s: &str) -> Result<Duration, ArgError> {
     let secs = parse_secs(s)?;
     if secs > MAX_OVERLAP.as_secs() {
-        return Err(format!(
-            "{s} is longer than the longest overlap, 90d (the old plaintext of a rotated key must not stay valid for months)"
-        ));
+        return Err(ArgError::OverlapTooLong(s.to_owned()));
     }
     Ok(Duration::from_secs(secs))
 }
@@ -299,10 +321,8 @@ pub struct UnusedFor {
 
 /// `--unused-for`: [a duration](parse_secs) above 0 and at most 100 years (past that a
 /// cut-off means nothing).
-fn parse_unused_for(s: &str) -> Result<UnusedFor, String> {
-    let bad = || {
-        format!("{s:?} is not a cut-off: expected a whole number above 0 and a unit, such as 30d, 12h or 90m")
-    };
+fn parse_unused_for(s: &str) -> Result<UnusedFor, ArgError> {
+    let bad = || ArgError::NotACutOff(s.to_owned());
     let secs = parse_secs(s).map_err(|_| bad())?;
     if secs == 0 || secs > 100 * 366 * 86_400 {
         return Err(bad());
@@ -313,11 +333,11 @@ fn parse_unused_for(s: &str) -> Result<UnusedFor, String> {
     })
 }
 
-fn parse_env(s: &str) -> Result<TrdEnv, String> {
+fn parse_env(s: &str) -> Result<TrdEnv, ArgError> {
     match s {
         "simulate" => Ok(TrdEnv::Simulate),
         "real" => Ok(TrdEnv::Real),
-        _ => Err(format!("{s:?} is not simulate or real")),
+        _ => Err(ArgError::NotAnEnv(s.to_owned())),
     }
 }
 
@@ -343,7 +363,7 @@ mod tests {
             "",
             "99999999999d",
         ] {
-            let e = parse_unused_for(bad).unwrap_err();
+            let e = parse_unused_for(bad).unwrap_err().to_string();
             assert!(e.contains("30d, 12h or 90m"), "{bad}: {e}");
         }
     }

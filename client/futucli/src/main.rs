@@ -244,7 +244,7 @@ fn parse_expiry(text: &str, now: Timestamp) -> Result<Timestamp, Failure> {
 }
 
 async fn gen_key(ctx: &Ctx, g: GenKey) -> Result<u8, Failure> {
-    // keys.json keeps whole seconds, as the seed's examples do.
+    // keys.json keeps whole seconds, like every time in README.md's examples of it.
     let now =
         Timestamp::from_second(Timestamp::now().as_second()).map_err(|e| Failure::new(e.to_string()))?;
     let expires_at = g.expires.as_deref().map(|e| parse_expiry(e, now)).transpose()?;
@@ -529,11 +529,11 @@ mod tests {
         for bad in [
             "", "24", "h", "-1h", "+1h", "1.5h", "1w", "24 h", "1e3s", "tomorrow", "١h",
         ] {
-            let e = args::parse_overlap(bad).unwrap_err();
+            let e = args::parse_overlap(bad).unwrap_err().to_string();
             assert!(e.contains("such as 24h, 90m, 7d, 3600s, or 0"), "{bad}: {e}");
         }
         for long in ["91d", "7776001s", "99999999999999999999d"] {
-            let e = args::parse_overlap(long).unwrap_err();
+            let e = args::parse_overlap(long).unwrap_err().to_string();
             assert!(e.contains("longer than the longest overlap, 90d"), "{long}: {e}");
         }
     }

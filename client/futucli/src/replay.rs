@@ -1,5 +1,5 @@
 //! `futucli replay`: the audit file's checks decided again against a candidate keys.json,
-//! by the daemon's own rules ([`futu_authd::replay`]); this module reads the files and
+//! by the daemon's own rules ([`futu_auth_rules::replay`]); this module reads the files and
 //! prints the report.
 
 use std::fmt::Write as _;
@@ -9,8 +9,9 @@ use std::path::Path;
 
 use futu_auth_keys::machine::fingerprint_from_file;
 use futu_auth_keys::store::KeysFile;
-use futu_authd::replay::{self, ChangeGroup, Example, Options, Report};
-use futu_authd::Snapshot;
+use futu_auth_rules::audit::Kind;
+use futu_auth_rules::replay::{self, ChangeGroup, Example, Options, Report};
+use futu_auth_rules::Snapshot;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
@@ -50,7 +51,7 @@ pub fn run(args: ReplayArgs, machine_id_file: &Path) -> Result<u8, Failure> {
             }
         },
     };
-    let snapshot = Snapshot::new(keys, machine);
+    let snapshot = Snapshot::compile(&keys.keys, &keys.rotations, machine);
     let audit =
         File::open(&args.audit).map_err(|e| Failure::new(format!("{}: {e}", args.audit.display())))?;
     let options = Options {
@@ -63,8 +64,8 @@ pub fn run(args: ReplayArgs, machine_id_file: &Path) -> Result<u8, Failure> {
             replay::ReplayError::Read { line, source } => {
                 format!("{}:{line}: cannot read: {source}", args.audit.display())
             }
-            replay::ReplayError::Line { line, message } => {
-                format!("{}:{line}: {message}", args.audit.display())
+            replay::ReplayError::Line { line, source } => {
+                format!("{}:{line}: {source}", args.audit.display())
             }
         })
     })?;
@@ -180,7 +181,7 @@ fn group(out: &mut String, g: &ChangeGroup) {
 }
 
 fn example(out: &mut String, e: &Example) {
-    let mut what = if e.kind == "check_scope" {
+    let mut what = if e.kind == Kind::CheckScope {
         format!("scope check {}", e.endpoint)
     } else {
         e.endpoint.clone()

@@ -10,7 +10,8 @@ use jiff::Timestamp;
 /// have in service is missing.
 pub type Activity = HashMap<KeyId, KeyActivity>;
 
-/// The seed's gen-key output.
+/// What gen-key prints: the key, its plaintext once, where it is stored (README.md,
+/// "2. Generate a read-only key").
 pub fn generated(record: &KeyRecord, token: &Token, stored_in: &str) -> String {
     format!(
         "✅ Generated key \"{}\"\nplaintext: {} ← save this; the terminal output is your only copy\nstored in: {}\n",

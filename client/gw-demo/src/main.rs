@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use futu_auth_client::http::AuthLayer;
-use futu_auth_client::mcp::{KeySource, McpAuthLayer};
+use futu_auth_client::mcp::{KeySource, McpAuthLayer, StdioKeyError};
 use futu_auth_client::redact::Redacting;
 use futu_auth_client::{AuthClient, Iface, DEFAULT_MAX_SESSIONS_PER_KEY};
 use rmcp::transport::streamable_http_server::session::local::{LocalSessionManager, SessionConfig};
@@ -127,23 +127,77 @@ fn main() -> ExitCode {
     }
 }
 
-/// Binds the listeners, then serves until SIGTERM or SIGINT (or, with --mcp-stdio, until
-/// stdin closes).
-async fn run(args: Args) -> Result<(), String> {
-    let stop = CancellationToken::new();
-    let (mut term, mut int) = (
-        signal(SignalKind::terminate()).map_err(|e| format!("signal handler: {e}"))?,
-        signal(SignalKind::interrupt()).map_err(|e| format!("signal handler: {e}"))?,
-    );
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        on_signal.cancel();
-    });
+/// Why the gateway stopped with an error (each in one line, with what failed beneath).
+#[derive(Debug, thiserror::Error)]
+enum GatewayError {
+    /// A signal handler could not be installed.
+    #[error("signal handler: {0}")]
+    Signal(#[source] std::io::Error),
+    /// A front-end's address could not be bound.
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Listen {
+        /// Which front-end.
+        what: &'static str,
+        /// Its address.
+        addr: SocketAddr,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// A front-end that needs futu-authd was asked for with --no-auth.
+    #[error("--no-auth serves REST only")]
+    NoAuth,
+    /// MCP on stdio has no key to ask with.
+    #[error(transparent)]
+    StdioKey(#[from] StdioKeyError),
+    /// A server stopped with an error.
+    #[error("{server}: {source}")]
+    Serve {
+        /// Which server, e.g. `REST server`.
+        server: &'static str,
+        /// What failed.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A server's task panicked or was cancelled.
+    #[error("a server task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
 
+impl GatewayError {
+    /// `server` stopped with `source`.
+    fn serve(server: &'static str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        GatewayError::Serve {
+            server,
+            source: source.into(),
+        }
+    }
+}
+
+/// The servers running, each until the gateway stops.
+type Servers = tokio::task::JoinSet<Result<(), GatewayError>>;
+
+/// What every front-end shares: the broker, the one futu-authd client (none with
+/// --no-auth), the gateway's own metrics, and the signal to stop.
+struct Gateway {
+    broker: Arc<Broker>,
+    auth: Option<AuthClient>,
+    metrics: metrics::Metrics,
+    stop: CancellationToken,
+    /// futu-authd's socket, for log lines.
+    auth_socket: PathBuf,
+}
+
+impl Gateway {
+    /// The futu-authd client, for a front-end that cannot do without it.
+    fn client(&self) -> Result<AuthClient, GatewayError> {
+        self.auth.clone().ok_or(GatewayError::NoAuth)
+    }
+}
+
+/// Binds the listeners, then serves until SIGTERM or SIGINT (or, with --mcp-stdio, until
+/// stdin closes). One function per front-end below: each binds, puts futu-auth-client's
+/// layer in front of its handlers and adds its server to `servers`.
+async fn run(args: Args) -> Result<(), GatewayError> {
+    let stop = stop_on_signal()?;
     let broker = Arc::new(Broker::default());
     let pushing = Arc::clone(&broker);
     let stop_pushing = stop.clone();
@@ -153,153 +207,204 @@ async fn run(args: Args) -> Result<(), String> {
     } else {
         Some(connect(&args).await)
     };
-    let metrics = metrics::Metrics::default();
-    let mut servers = tokio::task::JoinSet::new();
-
+    let gateway = Gateway {
+        broker,
+        auth,
+        metrics: metrics::Metrics::default(),
+        stop,
+        auth_socket: args.auth_socket.clone(),
+    };
+    let mut servers = Servers::new();
     if let Some(addr) = args.rest_listen {
-        let listener = bind(addr, "REST").await?;
-        let app = rest::router(Arc::clone(&broker));
-        let app = match &auth {
-            Some(client) => {
-                tracing::info!(
-                    "REST auth via futu-authd at {} (Bearer auth enabled)",
-                    args.auth_socket.display()
-                );
-                tracing::info!("WebSocket auth via futu-authd on /ws (Bearer or ?token=)");
-                let ws = ws::router(Arc::clone(&broker))
-                    .layer(AuthLayer::new(client.clone(), Iface::Ws, ws::routes()).query_token(true))
-                    .layer(metrics.refusals(Iface::Ws));
-                app.layer(AuthLayer::new(client.clone(), Iface::Rest, rest::routes()))
-                    .layer(metrics.refusals(Iface::Rest))
-                    .merge(ws)
-            }
-            None => {
-                tracing::warn!(
-                    "REST without auth (--no-auth: for benchmarking only; every read goes through unchecked)"
-                );
-                app
-            }
-        };
-        tracing::info!("REST listening on http://{}", local_addr(&listener));
-        let stop = stop.clone();
-        servers.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .map_err(|e| format!("REST server: {e}"))
-        });
+        serve_rest(&gateway, addr, &mut servers).await?;
     }
-
     if let Some(addr) = args.grpc_listen {
-        let client = auth.clone().ok_or("--no-auth serves REST only")?;
-        let listener = bind(addr, "gRPC").await?;
-        tracing::info!(
-            "gRPC auth via futu-authd at {} (Bearer auth enabled)",
-            args.auth_socket.display()
-        );
-        tracing::info!("gRPC listening on {}", local_addr(&listener));
-        let layer = AuthLayer::new(client, Iface::Grpc, grpc::routes());
-        let service = grpc::service(Arc::clone(&broker));
-        let incoming = tonic::transport::server::TcpIncoming::from(listener);
-        let stop = stop.clone();
-        let counted = metrics.refusals(Iface::Grpc);
-        servers.spawn(async move {
-            tonic::transport::Server::builder()
-                .layer(counted)
-                .layer(layer)
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                .await
-                .map_err(|e| format!("gRPC server: {e}"))
-        });
+        serve_grpc(&gateway, addr, &mut servers).await?;
     }
-
     if let Some(addr) = args.mcp_listen {
-        let client = auth.clone().ok_or("--no-auth serves REST only")?;
-        let listener = bind(addr, "MCP").await?;
-        let layer = McpAuthLayer::new(client).idle(MCP_IDLE);
-        let broker = Arc::clone(&broker);
-        let config = StreamableHttpServerConfig::default()
-            .with_max_request_body_bytes(futu_auth_client::mcp::MAX_BODY)
-            .with_allowed_hosts([
-                "localhost".to_owned(),
-                "127.0.0.1".to_owned(),
-                "::1".to_owned(),
-                addr.ip().to_string(),
-            ])
-            .with_cancellation_token(stop.child_token());
-        let mut sessions = LocalSessionManager::default();
-        sessions.session_config = {
-            let mut c = SessionConfig::default();
-            c.keep_alive = Some(MCP_IDLE);
-            c
-        };
-        let service: StreamableHttpService<mcp::Tools, LocalSessionManager> = StreamableHttpService::new(
-            move || Ok(mcp::Tools::new(Arc::clone(&broker), KeySource::Http)),
-            Arc::new(sessions),
-            config,
-        );
-        let app = axum::Router::new()
-            .nest_service("/mcp", service)
-            .layer(layer)
-            .layer(metrics.refusals(Iface::Mcp));
-        tracing::info!(
-            "MCP auth via futu-authd at {} (Bearer auth enabled)",
-            args.auth_socket.display()
-        );
-        tracing::info!("MCP listening on http://{}/mcp", local_addr(&listener));
-        let stop = stop.clone();
-        servers.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .map_err(|e| format!("MCP server: {e}"))
-        });
+        serve_mcp_http(&gateway, addr, &mut servers).await?;
     }
-
     if args.mcp_stdio {
-        let client = auth.clone().ok_or("--no-auth serves REST only")?;
-        let layer = AuthLayer::new(client, Iface::Mcp, futu_auth_client::mcp::routes());
-        let keys = KeySource::stdio(&layer).await.map_err(|e| e.to_string())?;
-        tracing::info!("MCP on stdio, with the key of FUTU_MCP_API_KEY");
-        let tools = mcp::Tools::new(Arc::clone(&broker), keys);
-        let stop = stop.clone();
-        servers.spawn(async move {
-            let server = tools
-                .serve(rmcp::transport::stdio())
-                .await
-                .map_err(|e| format!("MCP on stdio: {e}"));
-            let outcome = match server {
-                Ok(server) => server
-                    .waiting()
-                    .await
-                    .map(drop)
-                    .map_err(|e| format!("MCP on stdio: {e}")),
-                Err(e) => Err(e),
-            };
-            // stdin closed: the gateway's client is gone.
-            stop.cancel();
-            outcome
-        });
+        serve_mcp_stdio(&gateway, &mut servers).await?;
     }
-
     if let Some(addr) = args.metrics_listen {
-        let listener = bind(addr, "metrics").await?;
-        tracing::info!("metrics listening on http://{}/metrics", local_addr(&listener));
-        let app = metrics.router(auth.clone());
-        let stop = stop.clone();
-        servers.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .map_err(|e| format!("metrics server: {e}"))
-        });
+        serve_metrics(&gateway, addr, &mut servers).await?;
     }
-
     while let Some(done) = servers.join_next().await {
-        done.map_err(|e| format!("a server task failed: {e}"))??;
+        done.map_err(GatewayError::Task)??;
     }
     Ok(())
+}
+
+/// A token cancelled at SIGTERM or SIGINT.
+fn stop_on_signal() -> Result<CancellationToken, GatewayError> {
+    let stop = CancellationToken::new();
+    let (mut term, mut int) = (
+        signal(SignalKind::terminate()).map_err(GatewayError::Signal)?,
+        signal(SignalKind::interrupt()).map_err(GatewayError::Signal)?,
+    );
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        on_signal.cancel();
+    });
+    Ok(stop)
+}
+
+/// REST on `addr`, and WebSocket on its `/ws`: each router behind an `AuthLayer` with its
+/// own routes (the WebSocket's reads `?token=` too), the refusals counted outside it.
+/// With --no-auth, REST alone and unchecked (for benchmarking).
+async fn serve_rest(gateway: &Gateway, addr: SocketAddr, servers: &mut Servers) -> Result<(), GatewayError> {
+    let listener = bind(addr, "REST").await?;
+    let app = rest::router(Arc::clone(&gateway.broker));
+    let app = match &gateway.auth {
+        Some(client) => {
+            tracing::info!(
+                "REST auth via futu-authd at {} (Bearer auth enabled)",
+                gateway.auth_socket.display()
+            );
+            tracing::info!("WebSocket auth via futu-authd on /ws (Bearer or ?token=)");
+            let ws = ws::router(Arc::clone(&gateway.broker))
+                .layer(AuthLayer::new(client.clone(), Iface::Ws, ws::routes()).query_token(true))
+                .layer(gateway.metrics.refusals(Iface::Ws));
+            app.layer(AuthLayer::new(client.clone(), Iface::Rest, rest::routes()))
+                .layer(gateway.metrics.refusals(Iface::Rest))
+                .merge(ws)
+        }
+        None => {
+            tracing::warn!(
+                "REST without auth (--no-auth: for benchmarking only; every read goes through unchecked)"
+            );
+            app
+        }
+    };
+    tracing::info!("REST listening on http://{}", local_addr(&listener));
+    servers.spawn(serve_axum("REST server", listener, app, gateway.stop.clone()));
+    Ok(())
+}
+
+/// gRPC on `addr`: the gateway's service behind an `AuthLayer` with the gRPC routes.
+async fn serve_grpc(gateway: &Gateway, addr: SocketAddr, servers: &mut Servers) -> Result<(), GatewayError> {
+    let client = gateway.client()?;
+    let listener = bind(addr, "gRPC").await?;
+    tracing::info!(
+        "gRPC auth via futu-authd at {} (Bearer auth enabled)",
+        gateway.auth_socket.display()
+    );
+    tracing::info!("gRPC listening on {}", local_addr(&listener));
+    let layer = AuthLayer::new(client, Iface::Grpc, grpc::routes());
+    let service = grpc::service(Arc::clone(&gateway.broker));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    let stop = gateway.stop.clone();
+    let counted = gateway.metrics.refusals(Iface::Grpc);
+    servers.spawn(async move {
+        tonic::transport::Server::builder()
+            .layer(counted)
+            .layer(layer)
+            .add_service(service)
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            .await
+            .map_err(|e| GatewayError::serve("gRPC server", e))
+    });
+    Ok(())
+}
+
+/// MCP over streamable HTTP on `addr`, path `/mcp`: rmcp's service behind an
+/// `McpAuthLayer`, which binds each MCP session to the key that opened it.
+async fn serve_mcp_http(
+    gateway: &Gateway,
+    addr: SocketAddr,
+    servers: &mut Servers,
+) -> Result<(), GatewayError> {
+    let client = gateway.client()?;
+    let listener = bind(addr, "MCP").await?;
+    let layer = McpAuthLayer::new(client).idle(MCP_IDLE);
+    let broker = Arc::clone(&gateway.broker);
+    let config = StreamableHttpServerConfig::default()
+        .with_max_request_body_bytes(futu_auth_client::mcp::MAX_BODY)
+        .with_allowed_hosts([
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+            addr.ip().to_string(),
+        ])
+        .with_cancellation_token(gateway.stop.child_token());
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config = {
+        let mut c = SessionConfig::default();
+        c.keep_alive = Some(MCP_IDLE);
+        c
+    };
+    let service: StreamableHttpService<mcp::Tools, LocalSessionManager> = StreamableHttpService::new(
+        move || Ok(mcp::Tools::new(Arc::clone(&broker), KeySource::Http)),
+        Arc::new(sessions),
+        config,
+    );
+    let app = axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(layer)
+        .layer(gateway.metrics.refusals(Iface::Mcp));
+    tracing::info!(
+        "MCP auth via futu-authd at {} (Bearer auth enabled)",
+        gateway.auth_socket.display()
+    );
+    tracing::info!("MCP listening on http://{}/mcp", local_addr(&listener));
+    servers.spawn(serve_axum("MCP server", listener, app, gateway.stop.clone()));
+    Ok(())
+}
+
+/// MCP on stdin and stdout, with the key of FUTU_MCP_API_KEY: the tools ask through an
+/// `AuthLayer` with MCP's routes. The gateway stops when stdin closes.
+async fn serve_mcp_stdio(gateway: &Gateway, servers: &mut Servers) -> Result<(), GatewayError> {
+    let client = gateway.client()?;
+    let layer = AuthLayer::new(client, Iface::Mcp, futu_auth_client::mcp::routes());
+    let keys = KeySource::stdio(&layer).await?;
+    tracing::info!("MCP on stdio, with the key of FUTU_MCP_API_KEY");
+    let tools = mcp::Tools::new(Arc::clone(&gateway.broker), keys);
+    let stop = gateway.stop.clone();
+    servers.spawn(async move {
+        let outcome = match tools.serve(rmcp::transport::stdio()).await {
+            Ok(server) => server
+                .waiting()
+                .await
+                .map(drop)
+                .map_err(|e| GatewayError::serve("MCP on stdio", e)),
+            Err(e) => Err(GatewayError::serve("MCP on stdio", e)),
+        };
+        // stdin closed: the gateway's client is gone.
+        stop.cancel();
+        outcome
+    });
+    Ok(())
+}
+
+/// The gateway's own metrics on `addr`, path `/metrics`.
+async fn serve_metrics(
+    gateway: &Gateway,
+    addr: SocketAddr,
+    servers: &mut Servers,
+) -> Result<(), GatewayError> {
+    let listener = bind(addr, "metrics").await?;
+    tracing::info!("metrics listening on http://{}/metrics", local_addr(&listener));
+    let app = gateway.metrics.router(gateway.auth.clone());
+    servers.spawn(serve_axum("metrics server", listener, app, gateway.stop.clone()));
+    Ok(())
+}
+
+/// Serves `app` on `listener` until `stop`, then finishes what is in flight.
+async fn serve_axum(
+    server: &'static str,
+    listener: TcpListener,
+    app: axum::Router,
+    stop: CancellationToken,
+) -> Result<(), GatewayError> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+        .map_err(|e| GatewayError::serve(server, e))
 }
 
 /// The gateway's one futu-authd client, shared by every front-end. Connects now to say
@@ -322,10 +427,11 @@ async fn connect(args: &Args) -> AuthClient {
     }
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
+/// Binds `addr` for front-end `what`.
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, GatewayError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("cannot listen for {what} on {addr}: {e}"))
+        .map_err(|source| GatewayError::Listen { what, addr, source })
 }
 
 fn local_addr(listener: &TcpListener) -> String {

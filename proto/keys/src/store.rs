@@ -30,7 +30,8 @@ use crate::token::{digest, generate_token};
 
 mod rotation;
 
-pub use rotation::{Rotation, MAX_OVERLAP};
+pub use futu_auth_proto::key::Rotation;
+pub use rotation::MAX_OVERLAP;
 
 /// The only keys.json version this daemon reads and writes.
 pub const KEYS_FILE_VERSION: u32 = 1;
@@ -307,7 +308,7 @@ impl KeysFile {
             scopes: first_seen(spec.scopes),
             limits,
             allowed_machines: spec.allowed_machines.map(first_seen),
-            // keys.json keeps whole seconds, as the seed's examples do.
+            // keys.json keeps whole seconds, like every time in README.md's examples of it.
             created_at: Timestamp::from_second(now.as_second()).unwrap_or(now),
             expires_at: spec.expires_at,
             note: spec.note,

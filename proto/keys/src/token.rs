@@ -2,7 +2,6 @@
 //! the operating system's random source; keys.json keeps only its SHA-256.
 
 use futu_auth_proto::{KeyHash, Token};
-use sha2::{Digest, Sha256};
 
 /// Makes a new plaintext from the OS random source (128 bits).
 pub fn generate_token() -> Result<Token, getrandom::Error> {
@@ -16,9 +15,9 @@ pub fn generate_token() -> Result<Token, getrandom::Error> {
     Ok(Token::new(text))
 }
 
-/// The SHA-256 of a plaintext, as stored in keys.json's `hash`.
+/// The SHA-256 of a plaintext, as stored in keys.json's `hash` ([`Token::digest`]).
 pub fn digest(token: &Token) -> KeyHash {
-    KeyHash(Sha256::digest(token.expose().as_bytes()).into())
+    token.digest()
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! how they look there is [`crate::codec`]'s business, not this module's.
 //!
 //! One file per value type (`scope.rs`, `market.rs`, `hours_window.rs`, …); `record.rs`
-//! puts them together into [`KeyRecord`], [`Limits`] and [`KeySpec`]; `redact.rs` is the
+//! puts them together into [`KeyRecord`], [`Limits`] and [`KeySpec`]; `rotation.rs` is an
+//! entry of keys.json's `rotations` ([`Rotation`]); `redact.rs` is the
 //! rule that keeps a plaintext out of every message ([`redact()`]), and `invalid.rs` the
 //! error every value type returns.
 
@@ -19,6 +20,7 @@ mod key_id;
 mod market;
 mod record;
 mod redact;
+mod rotation;
 mod scope;
 mod symbol;
 mod token;
@@ -32,6 +34,7 @@ pub use key_id::KeyId;
 pub use market::Market;
 pub use record::{BindOp, KeyRecord, KeySpec, Limits};
 pub use redact::redact;
+pub use rotation::Rotation;
 pub use scope::Scope;
 pub use symbol::{Symbol, SYMBOL_PREFIXES};
 pub use token::{KeyHash, Token};

@@ -8,8 +8,9 @@ use super::{Cap, Fingerprint, HoursWindow, KeyHash, KeyId, Market, Scope, Symbol
 
 /// A key's limits; every field `None` (or omitted in keys.json) means unlimited.
 ///
-/// keys.json leaves out the limits that are not set, so it stays as short as the seed's. A
-/// frame carries every field, set or not, in this order ([`crate::codec`] writes it).
+/// keys.json leaves out the limits that are not set, so a key with none is as short as
+/// README.md's examples (`research`, in its keys.json section). A frame carries every
+/// field, set or not, in this order ([`crate::codec`] writes it).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {

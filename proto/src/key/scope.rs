@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::invalid::{invalid, InvalidValue};
 
-/// A permission a key holds. The spelling is the seed's (`qot:read`, …) in JSON, a variant
-/// index on the wire.
+/// A permission a key holds. Spelled `qot:read`, … in keys.json, the audit log and the
+/// metrics (README.md, "keys.json"), a variant index on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Scope {
     /// Quote read and subscribe.
@@ -38,7 +38,7 @@ impl Scope {
         Scope::TradeUnlock,
     ];
 
-    /// The seed's spelling, e.g. `trade:simulate`.
+    /// As keys.json, the audit log and the metrics spell it, e.g. `trade:simulate`.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::QotRead => "qot:read",

@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use super::invalid::{invalid, InvalidValue};
 
@@ -36,6 +37,12 @@ impl Token {
 
     /// The length of a key's plaintext in bytes: `fc_` and 32 hex digits.
     pub const LEN: usize = 35;
+
+    /// The SHA-256 of the plaintext, as keys.json's `hash` holds it: what a key is found
+    /// by. The daemon's rules, keys.json's store and futucli all take it from here.
+    pub fn digest(&self) -> KeyHash {
+        KeyHash(Sha256::digest(self.0.as_bytes()).into())
+    }
 }
 
 impl fmt::Debug for Token {

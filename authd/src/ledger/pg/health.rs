@@ -1,5 +1,6 @@
-//! Whether the ledger database answers: counted in the metrics (`futu_auth_ledger_up`,
-//! `futu_auth_ledger_errors_total{kind}`) and logged once at each change.
+//! Whether the ledger database answers: reported as it changes to whoever opened the store
+//! (the server counts it in the metrics, `futu_auth_ledger_up` and
+//! `futu_auth_ledger_errors_total{kind}`), and logged once at each change.
 //!
 //! While the database is unreachable or without the schema, or after
 //! [`TIMEOUTS_BEFORE_REFUSING`] calls in a row found no answer within the deadline, calls
@@ -9,41 +10,15 @@
 //! flush) costs only the burst that waited for it.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use crate::ledger::LedgerError;
-use crate::metrics::Metrics;
+use crate::ledger::{HealthEvent, HealthReport, LedgerError, Trouble};
 
 /// Calls in a row without an answer within the deadline after which calls are refused at
 /// once until a probe answers.
 pub const TIMEOUTS_BEFORE_REFUSING: u32 = 3;
 
-/// What went wrong with a call to the ledger database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trouble {
-    /// No connection could be made, or it broke.
-    Unreachable,
-    /// No answer within the deadline (the outcome of a charge is then unknown, and what it
-    /// may have taken stays counted).
-    Timeout,
-    /// The database lacks the ledger's tables or functions (dropped, or a database
-    /// restored without them): the probe creates them again.
-    Schema,
-    /// The database answered with an error.
-    Database,
-}
-
 impl Trouble {
-    /// The `kind` label of `futu_auth_ledger_errors_total`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trouble::Unreachable => "unreachable",
-            Trouble::Timeout => "timeout",
-            Trouble::Schema => "schema",
-            Trouble::Database => "database",
-        }
-    }
-
     /// Whether calls are refused at once until a probe works (timeouts: after
     /// [`TIMEOUTS_BEFORE_REFUSING`] in a row).
     fn refuses_at_once(self, timeouts_in_a_row: u32) -> bool {
@@ -65,11 +40,11 @@ impl Trouble {
 }
 
 /// The ledger database's health, as the calls to it found it.
-#[derive(Debug)]
 pub struct Health {
     /// Where the ledger is, without a password, for log lines.
     target: String,
-    metrics: Arc<Metrics>,
+    /// Told every failed call, and every call that worked after a failure.
+    report: HealthReport,
     /// Whether anything is wrong: the fast path of a call that worked reads only this.
     troubled: AtomicBool,
     /// Whether calls are refused at once (see [`Trouble::refuses_at_once`]).
@@ -80,13 +55,22 @@ pub struct Health {
     trouble: Mutex<Option<(Trouble, String)>>,
 }
 
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Health")
+            .field("target", &self.target)
+            .field("trouble", &*self.lock())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Health {
     /// A ledger database believed to answer.
-    pub fn new(target: String, metrics: Arc<Metrics>) -> Health {
-        metrics.ledger_up(true);
+    pub fn new(target: String, report: HealthReport) -> Health {
+        report(HealthEvent::Answered);
         Health {
             target,
-            metrics,
+            report,
             troubled: AtomicBool::new(false),
             refusing: AtomicBool::new(false),
             timeouts_in_a_row: AtomicU32::new(0),
@@ -119,7 +103,6 @@ impl Health {
     /// Counts a failed call and returns its error; logs when the trouble is new.
     pub fn failed(&self, kind: Trouble, error: impl std::fmt::Display) -> LedgerError {
         let message = error.to_string();
-        self.metrics.ledger_error(kind.as_str());
         let mut trouble = self.lock();
         let changed = trouble.as_ref().is_none_or(|(k, _)| *k != kind);
         if changed {
@@ -146,7 +129,7 @@ impl Health {
             );
         }
         self.refusing.store(refusing, Ordering::Relaxed);
-        self.metrics.ledger_up(false);
+        (self.report)(HealthEvent::Failed(kind));
         LedgerError {
             transient: true,
             message: format!(
@@ -173,7 +156,7 @@ impl Health {
         self.troubled.store(false, Ordering::Relaxed);
         self.refusing.store(false, Ordering::Relaxed);
         self.timeouts_in_a_row.store(0, Ordering::Relaxed);
-        self.metrics.ledger_up(true);
+        (self.report)(HealthEvent::Answered);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<(Trouble, String)>> {

@@ -17,32 +17,16 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use futu_auth_proto::key::redact;
-use futu_auth_proto::{KeyHash, KeyId, Token};
+use futu_auth_proto::key::{redact, Rotation};
+use futu_auth_proto::{KeyId, Token};
 use jiff::{SignedDuration, Timestamp};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{InvalidFile, KeysFile, StoreError};
 use crate::token::{digest, generate_token};
 
 /// The longest overlap a rotation may give the previous plaintext: 90 days.
 pub const MAX_OVERLAP: Duration = Duration::from_secs(90 * 86_400);
-
-/// One entry of keys.json's `rotations`: key `id` was given a new plaintext, and the
-/// previous one (digest `previous_hash`) is accepted until `until`, then refused as
-/// `unknown_key`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rotation {
-    /// The rotated key; a key of the same file.
-    pub id: KeyId,
-    /// The SHA-256 of the plaintext the key had before its last rotation (never a
-    /// plaintext: keys.json holds digests only).
-    pub previous_hash: KeyHash,
-    /// When the previous plaintext stops being accepted (never after the key's
-    /// `expires_at`).
-    pub until: Timestamp,
-}
 
 /// A `rotations` entry that breaks a rule: which, which field, and why.
 #[derive(Debug)]
@@ -92,7 +76,7 @@ impl KeysFile {
         let token = generate_token().map_err(|e| StoreError::Random(e.to_string()))?;
         let key = &mut self.keys[i];
         let previous_hash = std::mem::replace(&mut key.hash, digest(&token));
-        // keys.json keeps whole seconds, as the seed's examples do.
+        // keys.json keeps whole seconds, like every time in README.md's examples of it.
         let start = Timestamp::from_second(now.as_second()).unwrap_or(now);
         let until = start
             .checked_add(SignedDuration::from_secs(overlap.as_secs() as i64))

@@ -7,8 +7,10 @@ fn h(c: char) -> String {
     std::iter::repeat_n(c, 64).collect()
 }
 
-/// The seed's two examples, with their elided hashes replaced by real digests.
-fn seed_file() -> String {
+/// Two keys of every shape keys.json takes: `research`, one scope and nothing else, and
+/// `sim-bot`, every limit, a binding, an expiry and a note (README.md's keys.json examples,
+/// their elided hashes replaced by real digests).
+fn example_file() -> String {
     format!(
         r#"{{
   "version": 1,
@@ -57,8 +59,8 @@ fn invalid(text: &str) -> InvalidFile {
 }
 
 #[test]
-fn the_seed_examples_load_as_written() {
-    let f = parse(&seed_file()).unwrap();
+fn a_minimal_key_and_a_key_with_every_field_load_as_written() {
+    let f = parse(&example_file()).unwrap();
     assert_eq!(f.keys.len(), 2);
     let research = &f.keys[0];
     assert_eq!(research.id.as_str(), "research");
@@ -82,8 +84,8 @@ fn the_seed_examples_load_as_written() {
 }
 
 #[test]
-fn the_seed_examples_with_elided_hashes_are_refused() {
-    let text = seed_file().replace(&h('a'), "a1b2...");
+fn example_keys_with_elided_hashes_are_refused() {
+    let text = example_file().replace(&h('a'), "a1b2...");
     let e = invalid(&text);
     assert_eq!(e.key_id.as_deref(), Some("research"));
     assert_eq!(e.field, "keys[0].hash");
@@ -92,10 +94,10 @@ fn the_seed_examples_with_elided_hashes_are_refused() {
 
 #[test]
 fn load_then_save_round_trips_every_field() {
-    let f = parse(&seed_file()).unwrap();
+    let f = parse(&example_file()).unwrap();
     let again = parse(&f.to_json()).unwrap();
     assert_eq!(f, again);
-    // Unset fields stay unset, as in the seed's minimal example.
+    // Unset fields stay unset, as in the minimal example (`research`).
     let research: serde_json::Value = serde_json::from_str(&f.to_json()).unwrap();
     let keys = research["keys"].as_array().unwrap();
     assert_eq!(
@@ -111,7 +113,7 @@ fn load_then_save_round_trips_every_field() {
 
 #[test]
 fn sha256_prefix_is_accepted_and_written_without_it() {
-    let text = seed_file().replace(&h('a'), &format!("sha256:{}", h('a')));
+    let text = example_file().replace(&h('a'), &format!("sha256:{}", h('a')));
     let f = parse(&text).unwrap();
     assert!(f.to_json().contains(&format!("\"{}\"", h('a'))));
     assert!(!f.to_json().contains("sha256:"));
@@ -119,7 +121,7 @@ fn sha256_prefix_is_accepted_and_written_without_it() {
 
 #[test]
 fn a_typo_in_a_limit_names_the_key_the_field_and_the_line() {
-    let text = seed_file().replace("\"max_order_value\"", "\"max_order_valeu\"");
+    let text = example_file().replace("\"max_order_value\"", "\"max_order_valeu\"");
     let e = invalid(&text);
     assert_eq!(e.key_id.as_deref(), Some("sim-bot"));
     assert!(e.field.starts_with("keys[1].limits"), "{}", e.field);
@@ -136,17 +138,17 @@ fn a_typo_in_a_limit_names_the_key_the_field_and_the_line() {
 
 #[test]
 fn an_unknown_top_level_or_record_field_is_refused() {
-    let e = invalid(&seed_file().replace("\"note\"", "\"notes\""));
+    let e = invalid(&example_file().replace("\"note\"", "\"notes\""));
     assert_eq!(e.key_id.as_deref(), Some("sim-bot"));
     assert!(e.message.contains("unknown field `notes`"));
-    let e = invalid(&seed_file().replacen("\"keys\"", "\"extra\": 1, \"keys\"", 1));
+    let e = invalid(&example_file().replacen("\"keys\"", "\"extra\": 1, \"keys\"", 1));
     assert!(e.message.contains("unknown field `extra`"));
     assert_eq!(e.key_id, None);
 }
 
 #[test]
 fn a_version_other_than_1_is_refused() {
-    let e = invalid(&seed_file().replace("\"version\": 1", "\"version\": 2"));
+    let e = invalid(&example_file().replace("\"version\": 1", "\"version\": 2"));
     assert_eq!(e.field, "version");
     assert!(
         e.message.contains("unsupported keys.json version 2"),
@@ -155,14 +157,14 @@ fn a_version_other_than_1_is_refused() {
     );
     assert_eq!(e.line, 2);
     assert!(matches!(
-        parse(&seed_file().replace("\"version\": 1,", "")),
+        parse(&example_file().replace("\"version\": 1,", "")),
         Err(StoreError::Invalid(_))
     ));
 }
 
 #[test]
 fn duplicate_ids_are_refused() {
-    let text = seed_file().replace("\"id\": \"sim-bot\"", "\"id\": \"research\"");
+    let text = example_file().replace("\"id\": \"sim-bot\"", "\"id\": \"research\"");
     let e = invalid(&text);
     assert!(
         e.message.contains("duplicate key id \"research\""),
@@ -174,7 +176,7 @@ fn duplicate_ids_are_refused() {
 
 #[test]
 fn duplicate_hashes_are_refused() {
-    let text = seed_file().replace(&h('c'), &h('a'));
+    let text = example_file().replace(&h('c'), &h('a'));
     let e = invalid(&text);
     assert!(e.message.contains("same hash"), "{}", e.message);
 }
@@ -219,8 +221,8 @@ fn malformed_values_name_their_key_and_field() {
         ),
     ];
     for (from, to, field) in cases {
-        let text = seed_file().replace(from, to);
-        assert_ne!(text, seed_file(), "{from} not found");
+        let text = example_file().replace(from, to);
+        assert_ne!(text, example_file(), "{from} not found");
         let e = invalid(&text);
         assert_eq!(e.key_id.as_deref(), Some("sim-bot"), "{to}: {e}");
         assert!(
@@ -234,7 +236,7 @@ fn malformed_values_name_their_key_and_field() {
 
 #[test]
 fn a_malformed_created_at_in_the_first_key_is_reported_there() {
-    let e = invalid(&seed_file().replacen("\"2026-04-15T10:00:00Z\"", "\"2026-04-15\"", 1));
+    let e = invalid(&example_file().replacen("\"2026-04-15T10:00:00Z\"", "\"2026-04-15\"", 1));
     assert_eq!(e.key_id.as_deref(), Some("research"));
     assert_eq!(e.field, "keys[0].created_at");
     assert_eq!(e.line, 8);
@@ -252,15 +254,15 @@ fn broken_json_reports_its_position() {
 
 #[test]
 fn null_and_omitted_limits_both_mean_unlimited() {
-    let text = seed_file().replace("\"max_orders_per_minute\": 3", "\"max_orders_per_minute\": null");
+    let text = example_file().replace("\"max_orders_per_minute\": 3", "\"max_orders_per_minute\": null");
     let f = parse(&text).unwrap();
     assert_eq!(f.keys[1].limits.max_orders_per_minute, None);
-    let text = seed_file().replace(
+    let text = example_file().replace(
         "\"allowed_machines\": [\"fp_bot_host_abc123\"]",
         "\"allowed_machines\": []",
     );
     assert_eq!(parse(&text).unwrap().keys[1].allowed_machines, Some(vec![]));
-    let text = seed_file().replace(
+    let text = example_file().replace(
         "\"allowed_machines\": [\"fp_bot_host_abc123\"]",
         "\"allowed_machines\": null",
     );
@@ -271,7 +273,7 @@ fn null_and_omitted_limits_both_mean_unlimited() {
 fn save_is_atomic_with_mode_0600_and_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys.json");
-    let f = parse(&seed_file()).unwrap();
+    let f = parse(&example_file()).unwrap();
     f.save(&path).unwrap();
     let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
@@ -342,7 +344,7 @@ fn a_broken_file_is_never_overwritten_by_an_update() {
 
 #[test]
 fn revoke_and_bind_change_only_their_key() {
-    let mut f = parse(&seed_file()).unwrap();
+    let mut f = parse(&example_file()).unwrap();
     let fp: Fingerprint = "fp_new".parse().unwrap();
     let bot: KeyId = "sim-bot".parse().unwrap();
     let rec = f.bind(&bot, BindOp::Add(vec![fp.clone(), fp.clone()])).unwrap();
@@ -412,8 +414,8 @@ fn a_plaintext_pasted_into_keys_json_is_never_quoted_in_the_error() {
         ("\"max_order_value\"", format!("\"{token}\"")),
         ("\"HK.09988\"", format!("\"HK.{token}\"")),
     ] {
-        let text = seed_file().replace(from, &to);
-        assert_ne!(text, seed_file());
+        let text = example_file().replace(from, &to);
+        assert_ne!(text, example_file());
         let e = invalid(&text);
         assert!(!e.to_string().contains("8a3f2b9c"), "{e}");
     }
@@ -421,7 +423,7 @@ fn a_plaintext_pasted_into_keys_json_is_never_quoted_in_the_error() {
 
 #[test]
 fn a_cap_of_negative_zero_in_keys_json_loads_as_zero_and_is_written_as_0() {
-    let text = seed_file()
+    let text = example_file()
         .replace("\"max_order_value\": 100000", "\"max_order_value\": -0")
         .replace("\"max_daily_value\": 500000", "\"max_daily_value\": -0.0");
     let f = parse(&text).unwrap();
@@ -439,7 +441,7 @@ fn a_cap_of_negative_zero_in_keys_json_loads_as_zero_and_is_written_as_0() {
 
 #[test]
 fn a_cap_with_more_than_8_decimal_places_is_refused_with_its_line_and_column() {
-    let text = seed_file().replace("\"max_order_value\": 100000", "\"max_order_value\": 0.123456789");
+    let text = example_file().replace("\"max_order_value\": 100000", "\"max_order_value\": 0.123456789");
     let e = invalid(&text);
     assert_eq!(e.key_id.as_deref(), Some("sim-bot"));
     assert_eq!(e.field, "keys[1].limits.max_order_value");
@@ -455,7 +457,7 @@ fn a_cap_with_more_than_8_decimal_places_is_refused_with_its_line_and_column() {
         ("5e-324", "more than 8 decimal places"),
         ("1e300", "the largest amount futu-authd counts"),
     ] {
-        let e = invalid(&seed_file().replace(
+        let e = invalid(&example_file().replace(
             "\"max_daily_value\": 500000",
             &format!("\"max_daily_value\": {cap}"),
         ));
@@ -509,9 +511,9 @@ fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-/// The seed file with a `rotations` array of these entries (JSON text each).
+/// The example file with a `rotations` array of these entries (JSON text each).
 fn with_rotations(entries: &[String]) -> String {
-    let text = seed_file();
+    let text = example_file();
     let end = text.rfind(']').unwrap();
     format!(
         "{}],\n  \"rotations\": [\n    {}\n  ]\n}}\n",
@@ -526,7 +528,7 @@ fn rotation(id: &str, previous: &str, until: &str) -> String {
 
 #[test]
 fn rotate_gives_a_new_plaintext_and_keeps_the_old_digest_until_the_overlap_ends() {
-    let mut f = parse(&seed_file()).unwrap();
+    let mut f = parse(&example_file()).unwrap();
     let before = f.keys[1].clone();
     let bot: KeyId = "sim-bot".parse().unwrap();
     let now = ts("2026-04-20T10:00:00.5Z");
@@ -557,14 +559,14 @@ fn rotate_gives_a_new_plaintext_and_keeps_the_old_digest_until_the_overlap_ends(
 
 #[test]
 fn a_file_without_rotations_is_written_without_the_field() {
-    let f = parse(&seed_file()).unwrap();
+    let f = parse(&example_file()).unwrap();
     assert!(f.rotations.is_empty());
     assert!(!f.to_json().contains("rotations"));
 }
 
 #[test]
 fn overlap_zero_records_no_rotation_and_ends_an_earlier_one() {
-    let mut f = parse(&seed_file()).unwrap();
+    let mut f = parse(&example_file()).unwrap();
     let research: KeyId = "research".parse().unwrap();
     let now = ts("2026-04-20T10:00:00Z");
     let (_, until) = f.rotate(&research, Duration::from_secs(86_400), now).unwrap();
@@ -577,7 +579,7 @@ fn overlap_zero_records_no_rotation_and_ends_an_earlier_one() {
 
 #[test]
 fn the_overlap_never_passes_the_keys_expiry() {
-    let mut f = parse(&seed_file()).unwrap();
+    let mut f = parse(&example_file()).unwrap();
     let bot: KeyId = "sim-bot".parse().unwrap();
     // sim-bot expires at 2026-05-15T10:00:00Z.
     let (_, until) = f
@@ -595,7 +597,7 @@ fn the_overlap_never_passes_the_keys_expiry() {
 
 #[test]
 fn rotating_again_gives_the_overlap_to_the_plaintext_just_replaced_only() {
-    let mut f = parse(&seed_file()).unwrap();
+    let mut f = parse(&example_file()).unwrap();
     let research: KeyId = "research".parse().unwrap();
     let now = ts("2026-04-20T10:00:00Z");
     let (first, _) = f.rotate(&research, Duration::from_secs(3600), now).unwrap();
@@ -611,7 +613,7 @@ fn rotating_again_gives_the_overlap_to_the_plaintext_just_replaced_only() {
 
 #[test]
 fn revoking_a_key_removes_its_rotation() {
-    let mut f = parse(&seed_file()).unwrap();
+    let mut f = parse(&example_file()).unwrap();
     let now = ts("2026-04-20T10:00:00Z");
     for id in ["research", "sim-bot"] {
         f.rotate(&id.parse().unwrap(), Duration::from_secs(3600), now)
@@ -625,7 +627,7 @@ fn revoking_a_key_removes_its_rotation() {
 
 #[test]
 fn ended_rotations_are_dropped_on_the_next_change() {
-    let mut f = parse(&seed_file()).unwrap();
+    let mut f = parse(&example_file()).unwrap();
     let research: KeyId = "research".parse().unwrap();
     let bot: KeyId = "sim-bot".parse().unwrap();
     f.rotate(&research, Duration::from_secs(60), ts("2026-04-20T10:00:00Z"))
@@ -648,7 +650,7 @@ fn ended_rotations_are_dropped_on_the_next_change() {
 
 #[test]
 fn rotate_refuses_an_unknown_key_and_an_overlap_over_90_days() {
-    let mut f = parse(&seed_file()).unwrap();
+    let mut f = parse(&example_file()).unwrap();
     let now = ts("2026-04-20T10:00:00Z");
     assert!(matches!(
         f.rotate(&"nope".parse().unwrap(), Duration::from_secs(60), now),
@@ -663,7 +665,7 @@ fn rotate_refuses_an_unknown_key_and_an_overlap_over_90_days() {
         .unwrap_err();
     assert!(matches!(e, StoreError::OverlapTooLong(7_776_001)), "{e:?}");
     assert!(e.to_string().contains("90 days"), "{e}");
-    assert_eq!(f, parse(&seed_file()).unwrap(), "nothing changed");
+    assert_eq!(f, parse(&example_file()).unwrap(), "nothing changed");
     let (_, until) = f.rotate(&"research".parse().unwrap(), MAX_OVERLAP, now).unwrap();
     assert_eq!(until, Some(ts("2026-07-19T10:00:00Z")));
 }

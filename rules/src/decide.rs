@@ -1,8 +1,10 @@
 //! The decision engine: the rules, in [`evaluate`], and what the ledger's answer makes of
 //! them, in [`settle`].
 //!
-//! Pure: no IO, no locks, the clock comes in as [`Now`]. A request is allowed only when
-//! every rule says yes, checked in this order (the first that says no is the reason):
+//! Pure: no IO, and the clock comes in as [`Now`]. Rules 1–7 take no lock; [`decide`] and
+//! [`charge_and_settle`] take an order's charge from an in-memory [`Ledger`], which locks
+//! the order's key inside it. A request is allowed only when every rule says yes, checked
+//! in this order (the first that says no is the reason):
 //!
 //! 1. the token's digest names a key — its current plaintext, or its previous one while
 //!    a rotation's overlap lasts — `unknown_key`;
@@ -17,8 +19,8 @@
 //!    a valid symbol of the order's market) — `bad_order`; its market, symbol and side are
 //!    whitelisted — `market`, `symbol`, `side`; qty × price ≤ `max_order_value` —
 //!    `order_value` (a value cap with no price is `bad_order`);
-//! 8. by the ledger store ([`crate::ledger::LedgerStore`]), atomically per key, for the
-//!    [`Charge`] rules 1–7 made of the order: fewer than `max_orders_per_minute` orders
+//! 8. by the ledger (the daemon's ledger store, or an in-memory [`Ledger`]), atomically per
+//!    key, for the [`Charge`] rules 1–7 made of the order: fewer than `max_orders_per_minute` orders
 //!    allowed in the last 60 s — `rate`; today's value plus this one ≤ `max_daily_value`
 //!    — `daily_value`; then both are consumed together (unless `dry_run`).
 //!
@@ -38,47 +40,16 @@
 
 use std::fmt::Write as _;
 
-use futu_auth_keys::token::digest;
 use futu_auth_proto::key::redact;
 use futu_auth_proto::{
     Check, CheckScope, Decision, HoursWindow, KeyId, LimitFigures, Order, Reason, Scope, Symbol,
 };
-use jiff::tz::TimeZone;
-use jiff::Timestamp;
 
+use crate::clock::Now;
 use crate::endpoint::{classify, EndpointClass};
-use crate::ledger::{utc_day, Charge, Charged, Consumption, Ledger};
+use crate::ledger::{Charge, Charged, Consumption, Ledger};
 use crate::money::Money;
 use crate::snapshot::{Binding, CompiledKey, Snapshot};
-
-/// The time a decision is made at, read once by the caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Now {
-    /// Wall time, for expiry and the UTC day.
-    pub utc: Timestamp,
-    /// Seconds since local midnight on the daemon host, for `hours_window`.
-    pub local_secs: u32,
-    /// A monotonic clock in nanoseconds, for the 60 s rate window.
-    pub mono_ns: u64,
-}
-
-impl Now {
-    /// The moment `utc`, seen in time zone `tz`, at monotonic time `mono_ns`.
-    pub fn new(utc: Timestamp, tz: &TimeZone, mono_ns: u64) -> Now {
-        let offset = i64::from(tz.to_offset(utc).seconds());
-        let local_secs = (utc.as_second() + offset).rem_euclid(86_400) as u32;
-        Now {
-            utc,
-            local_secs,
-            mono_ns,
-        }
-    }
-
-    /// The UTC day, as days since 1970-01-01.
-    pub fn day(&self) -> i64 {
-        utc_day(self.utc.as_second())
-    }
-}
 
 /// A decision and what comes with it for audit and persistence.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,7 +130,7 @@ fn key_of<'s>(
     now: &Now,
 ) -> Result<&'s CompiledKey, Verdict> {
     snapshot
-        .by_hash_at(&digest(token), now.utc)
+        .by_hash_at(&token.digest(), now.utc)
         .ok_or_else(|| Verdict::deny(Reason::UnknownKey, None, "no key matches this token".into()))
 }
 

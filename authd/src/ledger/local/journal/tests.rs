@@ -4,10 +4,10 @@ use std::fs;
 use std::path::Path;
 
 use futu_auth_proto::KeyId;
+use futu_auth_rules::ledger::{Charge, Charged, Consumption, Ledger};
+use futu_auth_rules::money::Money;
 
 use super::*;
-use crate::ledger::{Consumption, Ledger, LimitCheck};
-use crate::money::Money;
 
 const S: u64 = 1_000_000_000;
 const DAY_NS: i64 = 86_400 * 1_000_000_000;
@@ -23,27 +23,26 @@ fn key() -> KeyId {
     "bot".parse().unwrap()
 }
 
+/// Takes an order of `value` (in the ledger's units) for [`key`], limited to `rate` orders
+/// a minute, at `mono_ns`: as the daemon's store takes a charge.
+fn take(ledger: &Ledger, now: Moment, mono_ns: u64, value: Money, rate: Option<u32>) -> Consumption {
+    let charge = Charge {
+        key_id: key(),
+        value,
+        max_orders_per_minute: rate,
+        max_daily_value: None,
+        dry_run: false,
+    };
+    match ledger.take(&charge, mono_ns, i128::from(now.unix_ns), now.today()) {
+        Charged::Passed(Some(c)) => c,
+        other => panic!("the order was not taken: {other:?}"),
+    }
+}
+
 /// Allows an order of `value` whole units at `now` and logs it, as the daemon does.
 fn order(log: &LedgerLog, ledger: &Ledger, now: Moment, value: u128) -> Consumption {
     let _g = log.gate();
-    let c = ledger.with_key(&key(), |slot| {
-        assert_eq!(
-            slot.check(
-                now.mono_ns,
-                now.today(),
-                Money(value * 100_000_000),
-                Some(3),
-                None
-            ),
-            LimitCheck::Pass
-        );
-        slot.consume(
-            now.mono_ns,
-            i128::from(now.unix_ns),
-            now.today(),
-            Money(value * 100_000_000),
-        )
-    });
+    let c = take(ledger, now, now.mono_ns, Money(value * 100_000_000), Some(3));
     let mut entries = Entries::new();
     entries.consume(&c);
     log.append(&entries, None).unwrap();
@@ -140,7 +139,7 @@ fn a_release_just_after_utc_midnight_refunds_nothing_and_a_restart_agrees() {
     );
     assert_eq!(
         fresh.release(c.ticket, now.mono_ns, now.today()),
-        Err(crate::ledger::ReleaseError::AlreadyReleased)
+        Err(futu_auth_rules::ledger::ReleaseError::AlreadyReleased)
     );
     // And again from the base the restart wrote.
     let again = Ledger::new();
@@ -318,15 +317,7 @@ fn two_commits(dir: &Path, now: Moment) -> (Consumption, Consumption) {
     let mut out = Vec::new();
     for (i, at) in [50, 100].into_iter().enumerate() {
         let _g = log.gate();
-        let c = ledger.with_key(&key(), |slot| {
-            slot.check(now.mono_ns + i as u64, now.today(), Money(1), None, None);
-            slot.consume(
-                now.mono_ns + i as u64,
-                i128::from(now.unix_ns),
-                now.today(),
-                Money(1),
-            )
-        });
+        let c = take(&ledger, now, now.mono_ns + i as u64, Money(1), None);
         let mut entries = Entries::new();
         entries.consume(&c);
         log.append(&entries, Some(mark(at))).unwrap();
@@ -393,10 +384,7 @@ fn a_cut_back_commit_leaves_nothing_in_the_journal() {
     let (log, _) = LedgerLog::open(dir.path(), &ledger, now, &|_| Audited::Yes).unwrap();
     order(&log, &ledger, now, 10);
     let size = fs::metadata(dir.path().join(FILE_NAME)).unwrap().len();
-    let undone = ledger.with_key(&key(), |slot| {
-        slot.check(now.mono_ns, now.today(), Money(1), Some(3), None);
-        slot.consume(now.mono_ns, i128::from(now.unix_ns), now.today(), Money(1))
-    });
+    let undone = take(&ledger, now, now.mono_ns, Money(1), Some(3));
     // The second commit's audit write failed: both its traces go.
     let mut entries = Entries::new();
     entries.consume(&undone);

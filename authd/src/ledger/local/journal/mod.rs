@@ -35,20 +35,22 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use nix::fcntl::Flock;
 
-use crate::ledger::Ledger;
+use futu_auth_rules::Ledger;
 
+use crate::ledger::{AuditMark, Audited};
+
+mod append;
 mod compaction;
 mod entry;
-mod journal;
 mod replay;
 #[cfg(test)]
 mod tests;
 
+use append::{lock_state_dir, Journal};
 use compaction::{remove_journals, start_journal, write_base};
-pub use entry::{AuditMark, Entries};
-use journal::{lock_state_dir, Journal};
+pub use entry::Entries;
 use replay::replay_dir;
-pub use replay::{Audited, Moment, Replay};
+pub use replay::{Moment, Replay};
 
 /// The current journal's file name in the state directory; rotated ones add `.GEN`.
 pub const FILE_NAME: &str = "ledger.log";

@@ -1,18 +1,21 @@
-//! [`LocalLedger`]: the ledger of one daemon — counters in memory ([`super::memory`]) and
-//! a journal in the state directory ([`crate::ledger_log`]) that every change is appended
-//! to before it is answered, so caps hold across restarts and `kill -9`.
+//! [`LocalLedger`]: the ledger of one daemon — counters in memory (the rules' [`Ledger`])
+//! and a journal in the state directory ([`journal`]) that every change is appended to
+//! before it is answered, so caps hold across restarts and `kill -9`. The journal is this
+//! store's alone: nothing outside `ledger::local` reads or writes it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futu_auth_proto::KeyId;
+use futu_auth_rules::ledger::{Charge, Charged, Consumption, Ledger, Released};
+use futu_auth_rules::money::Money;
+use futu_auth_rules::Now;
 
-use super::{
-    BoxFuture, Charge, Charged, Consumption, Ledger, LedgerError, LedgerStore, ReleaseFailure, Released,
-};
-use crate::decide::Now;
-use crate::ledger_log::{AuditMark, Entries, LedgerLog, Moment};
-use crate::money::Money;
+use super::{AuditMark, BoxFuture, LedgerError, LedgerStore, ReleaseFailure};
+
+pub mod journal;
+
+use journal::{Entries, LedgerLog, Moment};
 
 /// Memory plus journal, behind [`LedgerStore`].
 pub struct LocalLedger {

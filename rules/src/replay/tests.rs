@@ -1,5 +1,4 @@
 use super::*;
-use futu_auth_keys::store::KeysFile;
 use futu_auth_proto::key::Cap;
 use futu_auth_proto::{KeyRecord, Limits};
 use serde_json::json;
@@ -18,13 +17,7 @@ fn key(id: &str, limits: Limits) -> KeyRecord {
 }
 
 fn snapshot(keys: Vec<KeyRecord>) -> Snapshot {
-    Snapshot::new(
-        KeysFile {
-            keys,
-            ..KeysFile::default()
-        },
-        None,
-    )
+    Snapshot::compile(&keys, &[], None)
 }
 
 /// An allowed order of `value` (qty 1) by `key` at 10:00:`s` UTC, with `ticket`.
@@ -147,14 +140,69 @@ fn a_key_missing_from_the_candidate_is_unknown_key_and_no_key_id_is_skipped() {
 fn a_line_that_is_not_json_is_an_error_naming_it() {
     let lines = [order_line(1, "bot", 10.0, Some(1)), "{\"ts\": tru".into()];
     match run(&lines, &snapshot(vec![key("bot", Limits::default())]), None) {
-        Err(ReplayError::Line { line: 2, message }) => assert!(message.starts_with("not JSON"), "{message}"),
+        Err(ReplayError::Line { line: 2, source }) => {
+            let message = source.to_string();
+            assert!(message.starts_with("not JSON"), "{message}")
+        }
         other => panic!("expected an error on line 2, got {other:?}"),
     }
     let lines = ["{\"ts\": \"2026-04-20T10:00:00Z\"}".to_owned()];
     match run(&lines, &snapshot(vec![]), None) {
-        Err(ReplayError::Line { line: 1, message }) => {
+        Err(ReplayError::Line { line: 1, source }) => {
+            let message = source.to_string();
             assert!(message.starts_with("not an audit record"), "{message}")
         }
         other => panic!("expected an error on line 1, got {other:?}"),
     }
+}
+
+/// A `bad_order` reject of an order whose price is `price`, as the daemon writes the record;
+/// its detail is no sentence the daemon ever wrote.
+fn bad_order_line(price: Option<f64>) -> String {
+    use crate::audit::{AuditOrder, AuditRecord, Caller, Kind, Outcome};
+    use futu_auth_proto::{Iface, Market, Order, Reason, TrdEnv, TrdSide};
+    let order = Order {
+        env: TrdEnv::Simulate,
+        market: Market::HK,
+        symbol: "HK.00700".into(),
+        side: TrdSide::BUY,
+        qty: 100.0,
+        price,
+    };
+    let caller = Caller { uid: 0, pid: 1 };
+    let mut r = AuditRecord::new(Kind::Check, "Trd_PlaceOrder", Outcome::Reject, 7, caller)
+        .iface(Iface::Rest)
+        .reason(Reason::BadOrder)
+        .scope(Some(Scope::TradeSimulate));
+    r.ts = "2026-04-20T10:00:05Z".parse().unwrap();
+    r.key_id = Some("bot".parse().unwrap());
+    r.detail = Some("worded any way at all".into());
+    r.order = Some(AuditOrder::of(&order, None));
+    let mut line = Vec::new();
+    r.write_json(&mut line);
+    String::from_utf8(line).unwrap()
+}
+
+#[test]
+fn a_bad_order_for_a_price_that_was_not_a_finite_number_is_decided_by_the_record_not_its_detail() {
+    // A candidate without value caps allows an order without a price.
+    let keys = snapshot(vec![key("bot", Limits::default())]);
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let line = bad_order_line(Some(bad));
+        assert!(line.contains(r#""price_not_finite":true"#), "{line}");
+        let r = run(&[line], &keys, None).unwrap();
+        assert_eq!(
+            (r.records.replayed, r.records.unchanged, r.records.changed),
+            (1, 1, 0),
+            "{bad}: still bad_order: {r:?}"
+        );
+    }
+    // The same reject of a market order (no price: a value cap needed one) is allowed by
+    // a candidate without caps.
+    let r = run(&[bad_order_line(None)], &keys, None).unwrap();
+    assert_eq!(r.records.changed, 1, "{r:?}");
+    assert_eq!(
+        (r.changes[0].from.label(), r.changes[0].to.label()),
+        ("reject bad_order".to_owned(), "allow".to_owned())
+    );
 }

@@ -2,7 +2,7 @@ use super::*;
 use jiff::tz::TimeZone;
 use proptest::prelude::*;
 
-use crate::decide::Now;
+use crate::clock::Now;
 
 const S: u64 = 1_000_000_000;
 

@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use dashmap::DashMap;
 use futu_auth_proto::{ErrorKind, KeyId};
 
+use super::ticket::TicketCipher;
 use super::{Charge, Charged};
 use crate::money::Money;
-use crate::ticket::TicketCipher;
 
 /// The sliding window of `max_orders_per_minute`.
 pub const RATE_WINDOW_NS: u64 = 60_000_000_000;
@@ -39,17 +39,9 @@ pub const UNLIMITED_WINDOW_CAP: usize = 10_000;
 /// many, so a larger one is damage, and is not allowed to exhaust the numbers after it.
 pub const MAX_NUMBER: u64 = 1 << 62;
 
-/// Seconds in a UTC day.
-const DAY_SECS: i64 = 86_400;
-
-/// A UTC day as days since 1970-01-01.
-pub fn utc_day(unix_seconds: i64) -> i64 {
-    unix_seconds.div_euclid(DAY_SECS)
-}
-
-/// One key's counters.
+/// One key's counters, only ever touched under its lock, inside this module.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct KeyCounters {
+struct KeyCounters {
     /// Monotonic times (ns) of the orders allowed in the last 60 s, oldest first.
     pub recent: VecDeque<u64>,
     /// The UTC day `used` counts.
@@ -78,7 +70,7 @@ impl KeyCounters {
     }
 
     /// Orders allowed in the 60 s before `mono_ns`.
-    pub fn orders_in_window(&mut self, mono_ns: u64, day: i64) -> u32 {
+    fn orders_in_window(&mut self, mono_ns: u64, day: i64) -> u32 {
         self.advance(mono_ns, day);
         self.recent.len() as u32
     }
@@ -86,7 +78,7 @@ impl KeyCounters {
 
 /// What a check found against the counters, under the key's lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitCheck {
+enum LimitCheck {
     /// Both limits pass.
     Pass,
     /// `max_orders_per_minute` orders were already allowed in the window.
@@ -113,7 +105,7 @@ pub struct Consumption {
     /// The ledger's own number for the order: consecutive, kept in the journal, never shown
     /// to a client.
     pub number: u64,
-    /// The ticket handed out with the Allow: `number` encrypted ([`crate::ticket`]).
+    /// The ticket handed out with the Allow: `number` encrypted ([`super::ticket`]).
     pub ticket: u64,
     /// Monotonic time of the order (ns).
     pub mono_ns: u64,
@@ -279,7 +271,7 @@ impl Default for Ledger {
 }
 
 /// A key's counters, locked: check and consume happen while this is held.
-pub(crate) struct KeySlot<'a> {
+struct KeySlot<'a> {
     counters: MutexGuard<'a, KeyCounters>,
     ledger: &'a Ledger,
     key_id: &'a KeyId,
@@ -311,8 +303,9 @@ impl Ledger {
         lock(&self.tickets).cipher.ticket(number)
     }
 
-    /// The counters of `key_id`, made empty if it has none yet.
-    pub fn counters(&self, key_id: &KeyId) -> Arc<Mutex<KeyCounters>> {
+    /// The counters of `key_id`, made empty if it has none yet. Private: the lock in it
+    /// is taken only by this module, one key at a time.
+    fn counters(&self, key_id: &KeyId) -> Arc<Mutex<KeyCounters>> {
         if let Some(c) = self.keys.get(key_id) {
             return Arc::clone(&c);
         }
@@ -345,7 +338,7 @@ impl Ledger {
     }
 
     /// Runs `f` with the key's counters locked; `f` gets a [`KeySlot`] to check and consume.
-    pub(crate) fn with_key<T>(&self, key_id: &KeyId, f: impl FnOnce(&mut KeySlot<'_>) -> T) -> T {
+    fn with_key<T>(&self, key_id: &KeyId, f: impl FnOnce(&mut KeySlot<'_>) -> T) -> T {
         let counters = self.counters(key_id);
         let guard = lock(&counters);
         let mut slot = KeySlot {
@@ -578,7 +571,7 @@ impl Ledger {
 impl KeySlot<'_> {
     /// Checks `max_orders_per_minute` and `max_daily_value` for an order of `value` at
     /// `mono_ns` on UTC `day`, without consuming.
-    pub fn check(
+    fn check(
         &mut self,
         mono_ns: u64,
         day: i64,
@@ -614,7 +607,7 @@ impl KeySlot<'_> {
 
     /// Takes a rate slot and adds `value` to today's total; returns the record to persist.
     /// Call only after [`KeySlot::check`] passed, in the same `with_key`.
-    pub fn consume(&mut self, mono_ns: u64, unix_ns: i128, day: i64, value: Money) -> Consumption {
+    fn consume(&mut self, mono_ns: u64, unix_ns: i128, day: i64, value: Money) -> Consumption {
         let c = &mut *self.counters;
         c.advance(mono_ns, day);
         let day = c.day;

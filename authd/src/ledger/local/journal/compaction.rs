@@ -7,12 +7,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
+use super::append::Journal;
 use super::entry::{key_hex, parse_line, push_line, Entry};
-use super::journal::Journal;
 use super::replay::Moment;
 use super::{LedgerLog, BASE_NAME, COMPACT_AT_BYTES, FILE_NAME};
-use crate::ledger::{Ledger, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
-use crate::money::Money;
+use futu_auth_rules::ledger::{Ledger, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
+use futu_auth_rules::money::Money;
 
 impl LedgerLog {
     /// Whether the journal has grown past [`COMPACT_AT_BYTES`] and the last base, and no

@@ -1,20 +1,28 @@
-//! The record schema: one JSON line of the audit file per decision and per admin
-//! operation (`journald.rs` sends the same fields to journald).
+//! The audit record: one JSON line of the audit file per decision and per admin
+//! operation. One type, written by the daemon ([`AuditRecord::write_json`], the bytes its
+//! `Serialize` makes, field by field for speed) and read back by `futucli replay`
+//! ([`AuditRecord::parse`]): every field that code branches on is an enum of the protocol
+//! (`Kind`, `Outcome`, [`Reason`], [`ErrorKind`], [`Iface`], [`Scope`]), spelled in the line
+//! as the protocol, the metrics and the README spell it.
+//!
+//! A number that is not finite is written as `null` (JSON has no other way); an order's
+//! price that was not a finite number also sets `price_not_finite`, so that a reader can
+//! tell it from an order without a price (a market order).
 
 use futu_auth_proto::key::redact;
-use futu_auth_proto::{Iface, KeyId, Order, Reason, Scope};
+use futu_auth_proto::{ErrorKind, Iface, KeyId, Market, Order, Reason, Scope, TrdEnv, TrdSide};
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::money::Money;
 
 /// What a record is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
-    /// A Check.
+    /// A Check (and a session's keep-alive, a dry run of `KeepAlive`).
     Check,
-    /// A CheckScope.
+    /// A CheckScope (and a session's decision on its pushes).
     CheckScope,
     /// A Release.
     Release,
@@ -35,7 +43,7 @@ impl Kind {
 }
 
 /// How it ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Allowed (or, for admin requests and releases, done).
@@ -58,20 +66,31 @@ impl Outcome {
     }
 }
 
+/// Who asked: the connecting process, as SO_PEERCRED gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// Its uid.
+    pub uid: u32,
+    /// Its pid (0 when the kernel did not say).
+    pub pid: u32,
+}
+
 /// The order part of a record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "OrderFields", from = "OrderFields")]
 pub struct AuditOrder {
     /// `simulate` or `real`.
-    pub env: &'static str,
+    pub env: TrdEnv,
     /// e.g. `HK`.
-    pub market: &'static str,
-    /// e.g. `HK.00700`.
+    pub market: Market,
+    /// e.g. `HK.00700` (redacted, at most 64 characters).
     pub symbol: String,
     /// e.g. `SELL`.
-    pub side: &'static str,
-    /// Quantity as sent.
+    pub side: TrdSide,
+    /// Quantity as sent (written `null` when not a finite number; read back as NaN).
     pub qty: f64,
-    /// Price as sent.
+    /// Price as sent; `None` for none (a market order). One that was not a finite number
+    /// is written `null` with `price_not_finite`, and read back as NaN.
     pub price: Option<f64>,
     /// qty × price, exact to 10⁻⁸ (null without a price).
     pub value: Option<f64>,
@@ -81,10 +100,10 @@ impl AuditOrder {
     /// The record of `order`, whose exact value (if computed) is `value`.
     pub fn of(order: &Order, value: Option<Money>) -> AuditOrder {
         AuditOrder {
-            env: order.env.as_str(),
-            market: order.market.as_str(),
+            env: order.env,
+            market: order.market,
             symbol: redact(&order.symbol).chars().take(64).collect(),
-            side: order.side.as_str(),
+            side: order.side,
             qty: order.qty,
             price: order.price,
             value: value
@@ -92,10 +111,87 @@ impl AuditOrder {
                 .or_else(|| order.price.map(|p| order.qty * p).filter(|v| v.is_finite())),
         }
     }
+
+    /// The order as a check would carry it (what `futucli replay` decides again).
+    pub fn to_order(&self) -> Order {
+        Order {
+            env: self.env,
+            market: self.market,
+            symbol: self.symbol.clone(),
+            side: self.side,
+            qty: self.qty,
+            price: self.price,
+        }
+    }
+
+    /// Whether the price was given and was not a finite number.
+    fn price_not_finite(&self) -> bool {
+        self.price.is_some_and(|p| !p.is_finite())
+    }
+}
+
+/// [`AuditOrder`] as the line holds it.
+#[derive(Serialize, Deserialize)]
+struct OrderFields {
+    env: TrdEnv,
+    market: Market,
+    symbol: String,
+    side: TrdSide,
+    /// `null` is a quantity that was not a finite number.
+    #[serde(deserialize_with = "nan_if_null")]
+    qty: f64,
+    price: Option<f64>,
+    value: Option<f64>,
+    /// Left out of the line unless the price was not a finite number.
+    #[serde(default, skip_serializing_if = "is_false")]
+    price_not_finite: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A number, or NaN for `null` (what a number that was not finite became).
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+impl From<AuditOrder> for OrderFields {
+    fn from(o: AuditOrder) -> OrderFields {
+        let price_not_finite = o.price_not_finite();
+        OrderFields {
+            env: o.env,
+            market: o.market,
+            symbol: o.symbol,
+            side: o.side,
+            qty: o.qty,
+            price: o.price,
+            value: o.value,
+            price_not_finite,
+        }
+    }
+}
+
+impl From<OrderFields> for AuditOrder {
+    fn from(o: OrderFields) -> AuditOrder {
+        AuditOrder {
+            env: o.env,
+            market: o.market,
+            symbol: o.symbol,
+            side: o.side,
+            qty: o.qty,
+            price: if o.price_not_finite {
+                Some(o.price.unwrap_or(f64::NAN))
+            } else {
+                o.price
+            },
+            value: o.value,
+        }
+    }
 }
 
 /// One line of the audit log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// When the request was answered; written as RFC 3339 in UTC with microseconds (the
     /// formatting happens on the writer thread, off the decision path).
@@ -104,54 +200,72 @@ pub struct AuditRecord {
     /// What kind of request.
     pub kind: Kind,
     /// The front-end it came through (null for admin requests and releases).
-    pub iface: Option<&'static str>,
-    /// The endpoint of a check; for other requests the request name (`Release`, `GenKey`).
+    pub iface: Option<Iface>,
+    /// The endpoint of a check; for a scope check the scope; for other requests the
+    /// request name (`Release`, `GenKey`).
     pub endpoint: String,
     /// The key involved; null when the token matched no key.
     pub key_id: Option<KeyId>,
     /// allow, reject or error.
     pub outcome: Outcome,
     /// The reason code of a reject.
-    pub reason: Option<&'static str>,
+    pub reason: Option<Reason>,
     /// The error kind of an error.
-    pub error: Option<&'static str>,
-    /// One line for a person.
+    pub error: Option<ErrorKind>,
+    /// One line for a person. Never read back to decide anything.
     pub detail: Option<String>,
     /// The scope the endpoint needed.
-    pub scope: Option<&'static str>,
+    pub scope: Option<Scope>,
     /// The order of an order write.
     pub order: Option<AuditOrder>,
     /// Whether the check was a dry run (nothing consumed).
+    #[serde(default)]
     pub dry_run: bool,
     /// The ticket of an allowed order, or the ticket released.
     pub ticket: Option<u64>,
     /// For a reject where waiting helps (rate, daily_value, hours): how long until asking
     /// again can succeed, as the client was told. Left out of the line otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
     /// For a session's push decision (a `check_scope` record of a SessionCheck): how many
     /// pushes it was for. Left out of the line otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pushes: Option<u32>,
     /// The client's request id.
     pub request_id: u64,
     /// The connecting process's uid (SO_PEERCRED).
+    #[serde(default)]
     pub peer_uid: u32,
     /// The connecting process's pid.
+    #[serde(default)]
     pub peer_pid: u32,
     /// From reading the request to deciding, in microseconds.
+    #[serde(default)]
     pub latency_us: u64,
 }
 
+/// Why a line is not an audit record.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Not JSON at all (cut short, say).
+    #[error("not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// JSON, but not a record: a field missing, or a value no record holds.
+    #[error("not an audit record: {0}")]
+    NotARecord(#[source] serde_json::Error),
+}
+
 impl AuditRecord {
-    /// A record stamped now, with everything optional empty.
+    /// A record stamped now (the wall clock), from `caller`, with everything optional
+    /// empty.
     pub fn new(
         kind: Kind,
         endpoint: &str,
         outcome: Outcome,
         request_id: u64,
-        peer: crate::peer::Peer,
+        caller: impl Into<Caller>,
     ) -> AuditRecord {
+        let caller = caller.into();
         AuditRecord {
             ts: Timestamp::now(),
             kind,
@@ -172,28 +286,39 @@ impl AuditRecord {
             retry_after_ms: None,
             pushes: None,
             request_id,
-            peer_uid: peer.uid,
-            peer_pid: peer.pid,
+            peer_uid: caller.uid,
+            peer_pid: caller.pid,
             latency_us: 0,
         }
     }
 
     /// Sets the interface.
     pub fn iface(mut self, iface: Iface) -> Self {
-        self.iface = Some(iface.as_str());
+        self.iface = Some(iface);
         self
     }
 
     /// Sets the reason of a reject.
     pub fn reason(mut self, reason: Reason) -> Self {
-        self.reason = Some(reason.as_str());
+        self.reason = Some(reason);
         self
     }
 
     /// Sets the scope.
     pub fn scope(mut self, scope: Option<Scope>) -> Self {
-        self.scope = scope.map(Scope::as_str);
+        self.scope = scope;
         self
+    }
+
+    /// Reads one line of the audit file.
+    pub fn parse(line: &str) -> Result<AuditRecord, RecordError> {
+        serde_json::from_str(line).map_err(|e| {
+            if e.is_data() {
+                RecordError::NotARecord(e)
+            } else {
+                RecordError::NotJson(e)
+            }
+        })
     }
 
     /// Appends the record as one JSON line to `out`: the bytes serde_json makes of the
@@ -206,7 +331,7 @@ impl AuditRecord {
         out.extend_from_slice(b"\",\"kind\":\"");
         out.extend_from_slice(self.kind.as_str().as_bytes());
         out.extend_from_slice(b"\",\"iface\":");
-        opt_str(self.iface, out);
+        opt_str(self.iface.map(Iface::as_str), out);
         out.extend_from_slice(b",\"endpoint\":");
         json_str(&self.endpoint, out);
         out.extend_from_slice(b",\"key_id\":");
@@ -214,13 +339,13 @@ impl AuditRecord {
         out.extend_from_slice(b",\"outcome\":\"");
         out.extend_from_slice(self.outcome.as_str().as_bytes());
         out.extend_from_slice(b"\",\"reason\":");
-        opt_str(self.reason, out);
+        opt_str(self.reason.map(Reason::as_str), out);
         out.extend_from_slice(b",\"error\":");
-        opt_str(self.error, out);
+        opt_str(self.error.map(ErrorKind::as_str), out);
         out.extend_from_slice(b",\"detail\":");
         opt_str(self.detail.as_deref(), out);
         out.extend_from_slice(b",\"scope\":");
-        opt_str(self.scope, out);
+        opt_str(self.scope.map(Scope::as_str), out);
         out.extend_from_slice(b",\"order\":");
         match &self.order {
             Some(o) => o.write_json(out),
@@ -259,13 +384,13 @@ impl AuditOrder {
     /// Appends the order as the JSON object serde_json makes of it.
     fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"env\":");
-        json_str(self.env, out);
+        json_str(self.env.as_str(), out);
         out.extend_from_slice(b",\"market\":");
-        json_str(self.market, out);
+        json_str(self.market.as_str(), out);
         out.extend_from_slice(b",\"symbol\":");
         json_str(&self.symbol, out);
         out.extend_from_slice(b",\"side\":");
-        json_str(self.side, out);
+        json_str(self.side.as_str(), out);
         out.extend_from_slice(b",\"qty\":");
         json_f64(self.qty, out);
         out.extend_from_slice(b",\"price\":");
@@ -277,6 +402,9 @@ impl AuditOrder {
         match self.value {
             Some(v) => json_f64(v, out),
             None => out.extend_from_slice(b"null"),
+        }
+        if self.price_not_finite() {
+            out.extend_from_slice(b",\"price_not_finite\":true");
         }
         out.push(b'}');
     }
@@ -370,14 +498,9 @@ fn serialize_ts<S: serde::Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::E
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peer::Peer;
 
-    fn peer() -> Peer {
-        Peer {
-            uid: 1000,
-            gid: 1000,
-            pid: 4242,
-        }
+    fn peer() -> Caller {
+        Caller { uid: 1000, pid: 4242 }
     }
 
     #[test]
@@ -398,10 +521,10 @@ mod tests {
     #[test]
     fn written_lines_are_the_bytes_serde_json_makes_of_the_record() {
         let order = |qty: f64, price: Option<f64>, value: Option<f64>, symbol: &str| AuditOrder {
-            env: "simulate",
-            market: "HK",
+            env: TrdEnv::Simulate,
+            market: Market::HK,
             symbol: symbol.to_owned(),
-            side: "SELL",
+            side: TrdSide::SELL,
             qty,
             price,
             value,
@@ -437,13 +560,13 @@ mod tests {
                     Timestamp::from_microsecond(1_776_679_200_123_456 + (i * 1_000_003 + j) as i64).unwrap();
                 r.kind = [Kind::Check, Kind::CheckScope, Kind::Release, Kind::Admin][j % 4];
                 r.outcome = [Outcome::Allow, Outcome::Reject, Outcome::Error][j % 3];
-                r.iface = (j % 2 == 0).then_some("http");
+                r.iface = (j % 2 == 0).then_some(Iface::ALL[j % Iface::ALL.len()]);
                 r.endpoint = text.to_string();
                 r.key_id = (j % 3 != 0).then(|| "bench-key_1.a".parse().unwrap());
-                r.reason = (j % 2 == 1).then_some("daily_value");
-                r.error = (j % 5 == 1).then_some("internal");
+                r.reason = (j % 2 == 1).then_some(Reason::ALL[j % Reason::ALL.len()]);
+                r.error = (j % 5 == 1).then_some(ErrorKind::Internal);
                 r.detail = (j % 2 == 0).then(|| format!("{text} {x}"));
-                r.scope = (j % 3 == 1).then_some("trade:simulate");
+                r.scope = (j % 3 == 1).then_some(Scope::ALL[j % Scope::ALL.len()]);
                 r.order = (j % 4 != 3).then(|| order(*x, (j % 2 == 0).then_some(*x), Some(*x), text));
                 r.dry_run = j % 2 == 1;
                 r.ticket = (j % 3 == 0).then_some(u64::MAX - j as u64);
@@ -460,7 +583,72 @@ mod tests {
             let mut serde = serde_json::to_vec(r).unwrap();
             serde.push(b'\n');
             assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&serde));
+            // And read back to the same record, the line byte for byte.
+            let text = std::str::from_utf8(&ours).unwrap();
+            let back = AuditRecord::parse(text).unwrap();
+            let mut again = Vec::new();
+            back.write_json(&mut again);
+            assert_eq!(String::from_utf8_lossy(&again), text);
         }
+    }
+
+    #[test]
+    fn a_price_that_was_not_a_finite_number_is_told_from_no_price() {
+        let order = |price: Option<f64>| Order {
+            env: TrdEnv::Simulate,
+            market: Market::HK,
+            symbol: "HK.00700".into(),
+            side: TrdSide::BUY,
+            qty: 100.0,
+            price,
+        };
+        let line = |price: Option<f64>| {
+            let mut r = AuditRecord::new(Kind::Check, "Trd_PlaceOrder", Outcome::Reject, 1, peer());
+            r.order = Some(AuditOrder::of(&order(price), None));
+            let mut out = Vec::new();
+            r.write_json(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let market = line(None);
+        assert!(
+            market.contains(r#""price":null,"value":null}"#),
+            "no price, no flag: {market}"
+        );
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let text = line(Some(bad));
+            assert!(
+                text.contains(r#""price":null,"value":null,"price_not_finite":true}"#),
+                "{text}"
+            );
+            let back = AuditRecord::parse(&text).unwrap().order.unwrap();
+            assert!(back.price.is_some_and(f64::is_nan), "{back:?}");
+            assert!(back.to_order().price.is_some_and(|p| !p.is_finite()));
+        }
+        let back = AuditRecord::parse(&market).unwrap().order.unwrap();
+        assert_eq!(back.price, None);
+    }
+
+    #[test]
+    fn a_line_that_is_not_a_record_says_whether_it_is_json() {
+        assert!(matches!(
+            AuditRecord::parse("{\"ts\": tru"),
+            Err(RecordError::NotJson(_))
+        ));
+        assert!(matches!(
+            AuditRecord::parse(r#"{"ts": "2026-04-20T10:00:00Z"}"#),
+            Err(RecordError::NotARecord(_))
+        ));
+        let mut r = AuditRecord::new(Kind::Check, "Qot_GetBasicQot", Outcome::Reject, 1, peer());
+        r.reason = Some(Reason::Scope);
+        let mut line = Vec::new();
+        r.write_json(&mut line);
+        let text = String::from_utf8(line)
+            .unwrap()
+            .replace(r#""reason":"scope""#, r#""reason":"no_such_reason""#);
+        assert!(matches!(
+            AuditRecord::parse(&text),
+            Err(RecordError::NotARecord(_))
+        ));
     }
 
     #[test]

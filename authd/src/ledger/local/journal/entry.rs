@@ -6,7 +6,9 @@ use std::io;
 use futu_auth_proto::KeyId;
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::Consumption;
+use futu_auth_rules::ledger::Consumption;
+
+use crate::ledger::AuditMark;
 
 /// One line of a journal or of the base.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,21 +51,6 @@ pub(super) enum Entry {
         value: u128,
         released: bool,
     },
-}
-
-/// Where a commit's audit records go: the audit file (by device and inode, which a
-/// rotation by rename keeps) and the byte range they take in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditMark {
-    /// `st_dev` of the audit file.
-    pub dev: u64,
-    /// `st_ino` of the audit file.
-    pub ino: u64,
-    /// Its size before the records were appended.
-    pub at: u64,
-    /// How many records (lines) the commit writes there.
-    pub records: u64,
 }
 
 /// The entries of one commit, encoded before the commit lock is taken.

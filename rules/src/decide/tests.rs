@@ -1,9 +1,12 @@
 use super::*;
 use futu_auth_proto::key::Cap;
 use futu_auth_proto::{Fingerprint, Iface, KeyRecord, Limits, Market, Token, TrdEnv, TrdSide};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
 
 use futu_auth_keys::machine::fingerprint_of;
 use futu_auth_keys::store::KeysFile;
+use futu_auth_keys::token::digest;
 
 const S: u64 = 1_000_000_000;
 const RESEARCH: &str = "fc_00000000000000000000000000000001";
@@ -32,8 +35,9 @@ fn record(id: &str, token: &str, scopes: &[Scope]) -> KeyRecord {
     }
 }
 
-/// The seed's two keys: research (qot:read) and a sim-bot with every limit set.
-fn seed_keys() -> Vec<KeyRecord> {
+/// Two keys: research (qot:read only) and a sim-bot with every limit set, as in README.md's
+/// Quickstart.
+fn example_keys() -> Vec<KeyRecord> {
     let mut bot = record(
         "sim-bot",
         BOT,
@@ -58,7 +62,7 @@ fn snapshot(keys: Vec<KeyRecord>) -> Snapshot {
         keys,
         ..KeysFile::default()
     };
-    Snapshot::new(file, Some(host()))
+    Snapshot::compile(&file.keys, &file.rotations, Some(host()))
 }
 
 fn check(token: &str, endpoint: &str, order: Option<Order>) -> Check {
@@ -87,10 +91,10 @@ fn reason(v: &Verdict) -> Option<Reason> {
     v.decision.reason()
 }
 
-/// Decides with the seed keys at 10:00 UTC.
+/// Decides with the example keys at 10:00 UTC.
 fn run(token: &str, endpoint: &str, order: Option<Order>) -> Verdict {
     decide(
-        &snapshot(seed_keys()),
+        &snapshot(example_keys()),
         &Ledger::new(),
         &at(10, 0),
         &check(token, endpoint, order),
@@ -134,7 +138,7 @@ fn no_detail_ever_holds_the_token() {
 
 #[test]
 fn expiry_is_refused_from_the_expiry_instant_on() {
-    let s = snapshot(seed_keys());
+    let s = snapshot(example_keys());
     let l = Ledger::new();
     let just_before = Now::new(
         "2026-05-15T09:59:59.999999999Z".parse().unwrap(),
@@ -151,7 +155,7 @@ fn expiry_is_refused_from_the_expiry_instant_on() {
 
 #[test]
 fn frozen_unbound_and_listed_machines_differ() {
-    let mut keys = seed_keys();
+    let mut keys = example_keys();
     let c = check(BOT, "Qot_GetBasicQot", None);
     let l = Ledger::new();
     // Listed: this host is in the list.
@@ -261,7 +265,7 @@ fn an_order_write_without_an_order_is_bad_order() {
 
 #[test]
 fn hours_window_start_is_allowed_and_end_is_refused() {
-    let s = snapshot(seed_keys());
+    let s = snapshot(example_keys());
     let l = Ledger::new();
     let c = check(BOT, "Qot_GetBasicQot", None);
     assert_eq!(reason(&decide(&s, &l, &at(9, 29), &c)), Some(Reason::Hours));
@@ -272,7 +276,7 @@ fn hours_window_start_is_allowed_and_end_is_refused() {
 
 #[test]
 fn hours_window_uses_the_host_time_zone() {
-    let s = snapshot(seed_keys());
+    let s = snapshot(example_keys());
     let l = Ledger::new();
     let c = check(BOT, "Qot_GetBasicQot", None);
     let hk = TimeZone::get("Asia/Hong_Kong").unwrap();
@@ -287,7 +291,7 @@ fn hours_window_uses_the_host_time_zone() {
 
 #[test]
 fn a_cross_midnight_window_covers_late_evening_and_early_morning() {
-    let mut keys = seed_keys();
+    let mut keys = example_keys();
     keys[1].limits.hours_window = Some("22:00-04:00".parse().unwrap());
     keys[1].expires_at = None;
     let s = snapshot(keys);
@@ -312,7 +316,7 @@ fn a_cross_midnight_window_covers_late_evening_and_early_morning() {
 
 #[test]
 fn hours_apply_to_every_request_of_the_key() {
-    let s = snapshot(seed_keys());
+    let s = snapshot(example_keys());
     let v = decide(&s, &Ledger::new(), &at(17, 0), &check(BOT, "InitConnect", None));
     assert_eq!(reason(&v), Some(Reason::Hours));
 }
@@ -348,7 +352,7 @@ fn malformed_orders_are_bad_order() {
 
 #[test]
 fn an_order_without_a_price_passes_when_no_value_cap_is_set() {
-    let mut keys = seed_keys();
+    let mut keys = example_keys();
     keys[1].limits.max_order_value = None;
     keys[1].limits.max_daily_value = None;
     let mut o = sell(100.0, 1.0);
@@ -398,7 +402,7 @@ fn the_order_value_cap_is_inclusive() {
 
 #[test]
 fn the_rate_limit_counts_allowed_orders_in_the_last_60_seconds() {
-    let s = snapshot(seed_keys());
+    let s = snapshot(example_keys());
     let l = Ledger::new();
     let c = check(BOT, "Trd_PlaceOrder", Some(sell(1.0, 1.0)));
     let t0 = at(10, 0);
@@ -423,7 +427,7 @@ fn the_rate_limit_counts_allowed_orders_in_the_last_60_seconds() {
 
 #[test]
 fn reads_do_not_take_rate_slots() {
-    let s = snapshot(seed_keys());
+    let s = snapshot(example_keys());
     let l = Ledger::new();
     for _ in 0..10 {
         assert!(decide(&s, &l, &at(10, 0), &check(BOT, "Trd_GetOrderList", None))
@@ -439,7 +443,7 @@ fn reads_do_not_take_rate_slots() {
 
 #[test]
 fn the_daily_cap_is_never_passed_and_resets_at_utc_midnight() {
-    let mut keys = seed_keys();
+    let mut keys = example_keys();
     keys[1].limits.max_orders_per_minute = None;
     keys[1].limits.hours_window = None;
     keys[1].limits.max_order_value = None;
@@ -480,7 +484,7 @@ fn the_daily_cap_is_never_passed_and_resets_at_utc_midnight() {
 
 #[test]
 fn a_dry_run_consumes_nothing() {
-    let s = snapshot(seed_keys());
+    let s = snapshot(example_keys());
     let l = Ledger::new();
     let mut c = check(BOT, "Trd_PlaceOrder", Some(sell(1000.0, 100.0)));
     c.dry_run = true;
@@ -498,7 +502,7 @@ fn a_dry_run_consumes_nothing() {
 
 #[test]
 fn an_allowed_order_carries_a_ticket_and_its_consumption() {
-    let s = snapshot(seed_keys());
+    let s = snapshot(example_keys());
     let l = Ledger::new();
     let v = decide(
         &s,
@@ -522,18 +526,18 @@ fn an_allowed_order_carries_a_ticket_and_its_consumption() {
 fn a_new_snapshot_keeps_counters_and_drops_revoked_keys() {
     let l = Ledger::new();
     let c = check(BOT, "Trd_PlaceOrder", Some(sell(1.0, 1.0)));
-    let first = snapshot(seed_keys());
+    let first = snapshot(example_keys());
     for _ in 0..3 {
         assert!(decide(&first, &l, &at(10, 0), &c).decision.is_allow());
     }
-    let reloaded = snapshot(seed_keys());
+    let reloaded = snapshot(example_keys());
     assert_eq!(
         reason(&decide(&reloaded, &l, &at(10, 0), &c)),
         Some(Reason::Rate),
         "counters survive a reload"
     );
     let revoked = snapshot(
-        seed_keys()
+        example_keys()
             .into_iter()
             .filter(|k| k.id.as_str() != "sim-bot")
             .collect(),
@@ -551,7 +555,7 @@ fn a_new_snapshot_keeps_counters_and_drops_revoked_keys() {
 
 #[test]
 fn racing_threads_never_over_admit_through_decide() {
-    let mut keys = seed_keys();
+    let mut keys = example_keys();
     keys[1].limits.max_orders_per_minute = Some(5);
     let s = snapshot(keys);
     let l = Ledger::new();
@@ -573,7 +577,7 @@ fn racing_threads_never_over_admit_through_decide() {
 
 #[test]
 fn racing_threads_never_pass_the_daily_cap() {
-    let mut keys = seed_keys();
+    let mut keys = example_keys();
     keys[1].limits.max_orders_per_minute = None;
     keys[1].limits.max_daily_value = Some(Cap::try_from(1000.0).unwrap());
     let s = snapshot(keys);
@@ -596,7 +600,7 @@ fn racing_threads_never_pass_the_daily_cap() {
 
 #[test]
 fn check_scope_filters_pushes_by_scope() {
-    let s = snapshot(seed_keys());
+    let s = snapshot(example_keys());
     let req = |token: &str, scope| CheckScope {
         request_id: 9,
         token: Token::new(token),
@@ -627,7 +631,7 @@ fn scenario(reason: Reason) -> Option<Verdict> {
     const FAR: &str = "fc_00000000000000000000000000000005";
     const THRIFTY: &str = "fc_00000000000000000000000000000006";
     const HASTY: &str = "fc_00000000000000000000000000000007";
-    let mut keys = seed_keys();
+    let mut keys = example_keys();
     let mut old = record("old", OLD, &[Scope::QotRead]);
     old.expires_at = Some("2026-01-01T00:00:00Z".parse().unwrap());
     let mut ice = record("ice", ICE, &[Scope::QotRead]);
@@ -703,7 +707,7 @@ fn a_cap_too_small_to_hold_is_refused_never_unlimited() {
     let e = Cap::try_from(1e-63).unwrap_err();
     assert!(e.to_string().contains("more than 8 decimal places"), "{e}");
     // The smallest cap there is, one unit, still denies an order worth more.
-    let mut keys = seed_keys();
+    let mut keys = example_keys();
     keys[1].limits.max_order_value = Some(Cap::try_from(0.00000001).unwrap());
     let v = decide(
         &snapshot(keys),
@@ -727,7 +731,7 @@ fn a_negative_zero_cap_in_keys_json_is_zero_and_denies_an_order_of_2000() {
         digest(&Token::new(BOT)).to_hex()
     );
     let file = KeysFile::parse(&text, std::path::Path::new("keys.json")).unwrap();
-    let s = Snapshot::new(file, Some(host()));
+    let s = Snapshot::compile(&file.keys, &file.rotations, Some(host()));
     let cases = [
         (RESEARCH, Reason::OrderValue, "max_order_value 0"),
         (BOT, Reason::DailyValue, "max_daily_value 0"),
@@ -749,7 +753,7 @@ fn a_negative_zero_cap_in_keys_json_is_zero_and_denies_an_order_of_2000() {
 
 #[test]
 fn an_order_value_too_large_to_count_is_bad_order_saying_so() {
-    let mut keys = seed_keys();
+    let mut keys = example_keys();
     keys[1].limits.max_order_value = None;
     keys[1].limits.max_daily_value = None;
     let v = decide(
@@ -1076,7 +1080,7 @@ fn retry_and_limit(v: &Verdict) -> (Option<u64>, Option<LimitFigures>) {
 
 #[test]
 fn a_rate_deny_says_when_the_oldest_counted_order_leaves_the_window() {
-    let s = snapshot(seed_keys());
+    let s = snapshot(example_keys());
     let l = Ledger::new();
     let c = check(BOT, "Trd_PlaceOrder", Some(sell(1.0, 1.0)));
     let t0 = at(10, 0);
@@ -1107,7 +1111,7 @@ fn a_rate_deny_says_when_the_oldest_counted_order_leaves_the_window() {
 
 #[test]
 fn a_rate_of_zero_has_figures_and_no_retry() {
-    let mut keys = seed_keys();
+    let mut keys = example_keys();
     keys[1].limits.max_orders_per_minute = Some(0);
     let v = decide(
         &snapshot(keys),
@@ -1130,7 +1134,7 @@ fn a_rate_of_zero_has_figures_and_no_retry() {
 
 #[test]
 fn a_daily_value_deny_says_how_long_until_the_next_utc_midnight() {
-    let mut keys = seed_keys();
+    let mut keys = example_keys();
     keys[1].limits.max_orders_per_minute = None;
     keys[1].limits.hours_window = None;
     keys[1].limits.max_order_value = None;
@@ -1167,7 +1171,7 @@ fn a_daily_value_deny_says_how_long_until_the_next_utc_midnight() {
 
 #[test]
 fn an_order_above_the_daily_cap_on_its_own_has_no_retry() {
-    let mut keys = seed_keys();
+    let mut keys = example_keys();
     keys[1].limits.max_order_value = None;
     let v = decide(
         &snapshot(keys),
@@ -1207,7 +1211,7 @@ fn an_order_value_deny_has_the_value_and_the_cap_and_no_retry() {
 
 #[test]
 fn an_hours_deny_says_when_the_window_opens_next_in_local_time() {
-    let s = snapshot(seed_keys());
+    let s = snapshot(example_keys());
     let l = Ledger::new();
     let c = check(BOT, "Qot_GetBasicQot", None);
     let nine_thirty: HoursWindow = "09:30-16:00".parse().unwrap();
@@ -1237,7 +1241,7 @@ fn an_hours_deny_says_when_the_window_opens_next_in_local_time() {
 
 #[test]
 fn an_hours_deny_of_a_window_across_midnight_waits_for_the_evening() {
-    let mut keys = seed_keys();
+    let mut keys = example_keys();
     keys[1].limits.hours_window = Some("22:00-04:00".parse().unwrap());
     let s = snapshot(keys);
     let l = Ledger::new();
@@ -1294,7 +1298,7 @@ const RESEARCH_BEFORE: &str = "fc_000000000000000000000000000000aa";
 
 fn rotated_snapshot() -> Snapshot {
     let file = KeysFile {
-        keys: seed_keys(),
+        keys: example_keys(),
         rotations: vec![futu_auth_keys::store::Rotation {
             id: "research".parse().unwrap(),
             previous_hash: digest(&Token::new(RESEARCH_BEFORE)),
@@ -1302,7 +1306,7 @@ fn rotated_snapshot() -> Snapshot {
         }],
         ..KeysFile::default()
     };
-    Snapshot::new(file, Some(host()))
+    Snapshot::compile(&file.keys, &file.rotations, Some(host()))
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use futu_auth_keys::store::KeysFile;
+use futu_auth_proto::key::Rotation;
 use futu_auth_proto::{Fingerprint, HoursWindow, KeyHash, KeyId, KeyRecord, Market, Scope, TrdSide};
 use jiff::Timestamp;
 
@@ -210,22 +210,19 @@ struct Previous {
 }
 
 impl Snapshot {
-    /// Compiles keys.json for a host with fingerprint `host`. Without a fingerprint (no
-    /// machine id could be read) no host is in any `allowed_machines` list.
-    pub fn new(file: KeysFile, host: Option<Fingerprint>) -> Snapshot {
-        Snapshot::compile(&file, host)
-    }
-
-    /// [`Snapshot::new`], leaving the parsed file to the caller (to be freed off a
-    /// reload's clock). The keys are compiled from the records by reference, each into new
-    /// allocations above those of the parsed file, so that freeing the file frees its
-    /// memory whole and its pages can go back to the system (compiling record by record
-    /// while freeing them would scatter the keys across the parsed file's pages and keep
-    /// them all resident).
-    pub fn compile(file: &KeysFile, host: Option<Fingerprint>) -> Snapshot {
-        let mut keys = Vec::with_capacity(file.keys.len());
-        let mut by_hash = HashMap::with_capacity(file.keys.len());
-        for record in &file.keys {
+    /// Compiles keys.json's `keys` and `rotations` for a host with fingerprint `host`.
+    /// Without a fingerprint (no machine id could be read) no host is in any
+    /// `allowed_machines` list.
+    ///
+    /// The keys are compiled from the records by reference, each into new allocations
+    /// above those of the parsed file, so that freeing the file (off a reload's clock)
+    /// frees its memory whole and its pages can go back to the system (compiling record by
+    /// record while freeing them would scatter the keys across the parsed file's pages and
+    /// keep them all resident).
+    pub fn compile(records: &[KeyRecord], rotations: &[Rotation], host: Option<Fingerprint>) -> Snapshot {
+        let mut keys = Vec::with_capacity(records.len());
+        let mut by_hash = HashMap::with_capacity(records.len());
+        for record in records {
             let (hash, key) = CompiledKey::compile(record, host.as_ref());
             // keys.json holds each digest once (checked when it is read); should one come
             // twice, the later wins, as it would in a map.
@@ -237,7 +234,7 @@ impl Snapshot {
                 }
             }
         }
-        let previous = Snapshot::index_rotations(file, &keys);
+        let previous = Snapshot::index_rotations(rotations, &keys);
         Snapshot {
             keys,
             by_hash,
@@ -248,8 +245,8 @@ impl Snapshot {
 
     /// The previous-plaintext index of keys.json's `rotations` (each names a key of the
     /// file: checked when it is read).
-    fn index_rotations(file: &KeysFile, keys: &[CompiledKey]) -> HashMap<KeyHash, Previous> {
-        if file.rotations.is_empty() {
+    fn index_rotations(rotations: &[Rotation], keys: &[CompiledKey]) -> HashMap<KeyHash, Previous> {
+        if rotations.is_empty() {
             return HashMap::new();
         }
         let by_id: HashMap<&str, u32> = keys
@@ -257,7 +254,7 @@ impl Snapshot {
             .enumerate()
             .map(|(i, k)| (k.id.as_str(), i as u32))
             .collect();
-        file.rotations
+        rotations
             .iter()
             .filter_map(|r| {
                 let key = *by_id.get(r.id.as_str())?;

@@ -8,8 +8,9 @@ use std::sync::atomic::Ordering;
 
 use nix::fcntl::{Flock, FlockArg};
 
-use super::entry::{push_line, AuditMark, Entries, Entry};
+use super::entry::{push_line, Entries, Entry};
 use super::LedgerLog;
+use crate::ledger::AuditMark;
 
 /// The journal being appended to.
 #[derive(Debug)]

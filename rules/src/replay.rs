@@ -1,8 +1,9 @@
 //! What-if replay: every check of an audit file decided again against candidate keys, to
 //! see which decisions a change of keys.json would have changed (`futucli replay`).
 //!
-//! Not the ledger log's replay after a restart ([`crate::ledger_log`]): this one reads the
-//! audit trail (the JSON lines of [`crate::audit::AuditRecord`]) and changes nothing.
+//! Not the daemon's replay of its ledger journal after a restart: this one reads the audit
+//! trail ([`AuditRecord`], read by the same code that writes it) and changes nothing. What
+//! it decides by is fields of the record, never the text of a detail.
 //!
 //! The rules are the daemon's own: a record's key is found by its id in the candidate
 //! [`Snapshot`], [`decide::evaluate_key`] runs rules 2–7 and
@@ -17,15 +18,19 @@
 //!
 //! Pure apart from reading: [`replay`] takes any reader and gives a [`Report`].
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::BufRead;
 
-use futu_auth_proto::{Decision, Market, Order, Scope, TrdEnv, TrdSide};
+use futu_auth_proto::key::InvalidValue;
+use futu_auth_proto::{Decision, Reason, Scope, TrdSide};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::decide::{self, Now, Verdict};
+use crate::audit::{self, AuditRecord, Kind, RecordError};
+use crate::clock::Now;
+use crate::decide::{self, Verdict};
 use crate::ledger::{Ledger, RELEASE_WINDOW_NS};
 use crate::snapshot::{CompiledKey, Snapshot};
 
@@ -104,22 +109,46 @@ pub struct Releases {
     pub refunded: u64,
 }
 
-/// A decision as the audit shows it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// A decision as the audit shows it: allow, or reject and its reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Outcome {
     /// `allow` or `reject`.
-    pub outcome: String,
+    pub outcome: audit::Outcome,
     /// The reason code of a reject.
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
 }
 
 impl Outcome {
+    /// An allow.
+    const ALLOW: Outcome = Outcome {
+        outcome: audit::Outcome::Allow,
+        reason: None,
+    };
+
     /// `allow`, or `reject` and the reason, e.g. `reject order_value`.
     pub fn label(&self) -> String {
         match &self.reason {
-            Some(r) => format!("{} {r}", self.outcome),
-            None => self.outcome.clone(),
+            Some(r) => format!("{} {r}", self.outcome.as_str()),
+            None => self.outcome.as_str().to_owned(),
         }
+    }
+
+    /// The words of the line, to order groups by (as text, so the report's order is the
+    /// alphabetical one of the codes).
+    fn words(&self) -> (&'static str, Option<&'static str>) {
+        (self.outcome.as_str(), self.reason.map(Reason::as_str))
+    }
+}
+
+impl Ord for Outcome {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.words().cmp(&other.words())
+    }
+}
+
+impl PartialOrd for Outcome {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -146,7 +175,7 @@ pub struct Example {
     /// Its time.
     pub ts: Timestamp,
     /// `check` or `check_scope`.
-    pub kind: &'static str,
+    pub kind: Kind,
     /// The client's request id.
     pub request_id: u64,
     /// The endpoint (for a scope check, the scope asked for).
@@ -165,7 +194,7 @@ pub struct ShownOrder {
     /// e.g. `HK.00700`.
     pub symbol: String,
     /// e.g. `BUY`.
-    pub side: String,
+    pub side: TrdSide,
     /// Quantity (null when the audit could not write it: not a finite number).
     pub qty: Option<f64>,
     /// Price (null for none, or not a finite number).
@@ -178,9 +207,9 @@ pub struct ShownOrder {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Said {
     /// `allow` or `reject`.
-    pub outcome: String,
+    pub outcome: audit::Outcome,
     /// The reason code of a reject.
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     /// The reject's detail.
     pub detail: Option<String>,
 }
@@ -196,13 +225,35 @@ pub enum ReplayError {
         /// What failed.
         source: std::io::Error,
     },
-    /// A line is not an audit record.
-    #[error("line {line}: {message}")]
+    /// A line is not an audit record the replay can decide again.
+    #[error("line {line}: {source}")]
     Line {
         /// The line, from 1.
         line: u64,
         /// What is wrong with it.
-        message: String,
+        source: LineError,
+    },
+}
+
+/// What is wrong with a line.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    /// Not JSON, or not an audit record.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// A check or scope check that was neither allowed nor rejected.
+    #[error("outcome {:?} is not allow or reject", .0.as_str())]
+    NotADecision(audit::Outcome),
+    /// A reject that names no reason.
+    #[error("a reject without a reason")]
+    RejectWithoutReason,
+    /// A scope check of something that is not a scope.
+    #[error("a scope check of {endpoint:?}: {source}")]
+    NotAScope {
+        /// The record's endpoint, which a scope check's record holds the scope in.
+        endpoint: String,
+        /// Why it is not one.
+        source: InvalidValue,
     },
 }
 
@@ -220,37 +271,9 @@ pub fn replay(mut audit: impl BufRead, snapshot: &Snapshot, options: Options) ->
             Err(source) => return Err(ReplayError::Read { line, source }),
         }
         run.record(line, &text)
-            .map_err(|message| ReplayError::Line { line, message })?;
+            .map_err(|source| ReplayError::Line { line, source })?;
     }
     Ok(run.finish())
-}
-
-/// One line of the audit file, as far as the replay needs it.
-#[derive(Debug, Deserialize)]
-struct Line {
-    ts: Timestamp,
-    kind: String,
-    endpoint: String,
-    key_id: Option<String>,
-    outcome: String,
-    reason: Option<String>,
-    detail: Option<String>,
-    order: Option<LineOrder>,
-    #[serde(default)]
-    dry_run: bool,
-    ticket: Option<u64>,
-    request_id: u64,
-}
-
-/// The order of a line.
-#[derive(Debug, Deserialize)]
-struct LineOrder {
-    env: String,
-    market: String,
-    symbol: String,
-    side: String,
-    qty: Option<f64>,
-    price: Option<f64>,
 }
 
 /// The replay's state between lines.
@@ -283,24 +306,17 @@ impl<'s> Replay<'s> {
     }
 
     /// One line: `Err` says what is wrong with it.
-    fn record(&mut self, line: u64, text: &str) -> Result<(), String> {
+    fn record(&mut self, line: u64, text: &str) -> Result<(), LineError> {
         if text.trim().is_empty() {
             return Ok(());
         }
-        let rec: Line = serde_json::from_str(text).map_err(|e| {
-            if e.is_data() {
-                format!("not an audit record: {e}")
-            } else {
-                format!("not JSON: {e}")
-            }
-        })?;
+        let rec = AuditRecord::parse(text)?;
         self.totals.read += 1;
         let now = self.now(rec.ts);
-        match rec.kind.as_str() {
-            "admin" => self.totals.skipped.admin += 1,
-            "release" => self.release(&rec, &now),
-            "check" | "check_scope" => self.check(line, rec, &now)?,
-            other => return Err(format!("unknown kind {other:?}")),
+        match rec.kind {
+            Kind::Admin => self.totals.skipped.admin += 1,
+            Kind::Release => self.release(&rec, &now),
+            Kind::Check | Kind::CheckScope => self.check(line, rec, &now)?,
         }
         Ok(())
     }
@@ -323,9 +339,9 @@ impl<'s> Replay<'s> {
     }
 
     /// Refunds the candidate's charge of the order the released ticket names.
-    fn release(&mut self, rec: &Line, now: &Now) {
+    fn release(&mut self, rec: &AuditRecord, now: &Now) {
         self.totals.releases.read += 1;
-        if rec.outcome != "allow" || self.in_range(rec.ts) == Range::After {
+        if rec.outcome != audit::Outcome::Allow || self.in_range(rec.ts) == Range::After {
             return;
         }
         let Some(ours) = rec.ticket.and_then(|t| self.tickets.remove(&t)) else {
@@ -336,24 +352,20 @@ impl<'s> Replay<'s> {
         }
     }
 
-    fn check(&mut self, line: u64, rec: Line, now: &Now) -> Result<(), String> {
-        let scope_check = rec.kind == "check_scope";
-        let from = match rec.outcome.as_str() {
-            "allow" => Outcome {
-                outcome: "allow".into(),
-                reason: None,
+    fn check(&mut self, line: u64, rec: AuditRecord, now: &Now) -> Result<(), LineError> {
+        let from = match rec.outcome {
+            audit::Outcome::Allow => Outcome::ALLOW,
+            audit::Outcome::Reject => Outcome {
+                outcome: audit::Outcome::Reject,
+                reason: Some(rec.reason.ok_or(LineError::RejectWithoutReason)?),
             },
-            "reject" => Outcome {
-                outcome: "reject".into(),
-                reason: Some(rec.reason.clone().ok_or("a reject without a reason")?),
-            },
-            other => return Err(format!("outcome {other:?} is not allow or reject")),
+            audit::Outcome::Error => return Err(LineError::NotADecision(rec.outcome)),
         };
-        let Some(key_id) = rec.key_id.as_deref() else {
+        let Some(key_id) = rec.key_id.as_ref().map(|k| k.as_str()) else {
             self.totals.skipped.no_key_id += 1;
             return Ok(());
         };
-        if from.reason.as_deref() == Some("internal") {
+        if from.reason == Some(Reason::Internal) {
             self.totals.skipped.internal += 1;
             return Ok(());
         }
@@ -362,21 +374,21 @@ impl<'s> Replay<'s> {
             self.totals.skipped.after_until += 1;
             return Ok(());
         }
-        let order = rec.order.as_ref().map(order_of).transpose()?;
-        let order = order.map(|mut o| {
-            if recorded_price_was_not_finite(&rec) {
-                o.price = Some(f64::NAN);
+        // A price the record says was not a finite number comes back as NaN, which rule 7
+        // refuses as the daemon did.
+        let order = rec.order.as_ref().map(audit::AuditOrder::to_order);
+        let scope = match rec.kind {
+            Kind::CheckScope => {
+                Some(
+                    rec.endpoint
+                        .parse::<Scope>()
+                        .map_err(|source| LineError::NotAScope {
+                            endpoint: rec.endpoint.clone(),
+                            source,
+                        })?,
+                )
             }
-            o
-        });
-        let scope = if scope_check {
-            Some(
-                rec.endpoint
-                    .parse::<Scope>()
-                    .map_err(|e| format!("a scope check of {:?}: {e}", rec.endpoint))?,
-            )
-        } else {
-            None
+            Kind::Check | Kind::Release | Kind::Admin => None,
         };
         let verdict = match self.by_id.get(key_id) {
             None => None,
@@ -408,8 +420,8 @@ impl<'s> Replay<'s> {
         }
         self.totals.replayed += 1;
         let to_outcome = Outcome {
-            outcome: to.outcome.clone(),
-            reason: to.reason.clone(),
+            outcome: to.outcome,
+            reason: to.reason,
         };
         if to_outcome == from {
             self.totals.unchanged += 1;
@@ -418,10 +430,10 @@ impl<'s> Replay<'s> {
         self.totals.changed += 1;
         let group = self
             .groups
-            .entry((key_id.to_owned(), from.clone(), to_outcome.clone()))
+            .entry((key_id.to_owned(), from, to_outcome))
             .or_insert_with(|| ChangeGroup {
                 key_id: key_id.to_owned(),
-                from: from.clone(),
+                from,
                 to: to_outcome,
                 count: 0,
                 examples: Vec::new(),
@@ -431,13 +443,13 @@ impl<'s> Replay<'s> {
             group.examples.push(Example {
                 line,
                 ts: rec.ts,
-                kind: if scope_check { "check_scope" } else { "check" },
+                kind: rec.kind,
                 request_id: rec.request_id,
                 order: rec.order.as_ref().map(|o| ShownOrder {
                     symbol: o.symbol.clone(),
-                    side: o.side.clone(),
-                    qty: o.qty,
-                    price: o.price,
+                    side: o.side,
+                    qty: Some(o.qty).filter(|q| q.is_finite()),
+                    price: o.price.filter(|p| p.is_finite()),
                     dry_run: rec.dry_run,
                 }),
                 endpoint: rec.endpoint,
@@ -487,61 +499,23 @@ enum Range {
     After,
 }
 
-/// The order a line holds. A quantity the audit wrote as null was not a finite number
-/// (serde_json writes those as null): NaN stands for it, and rule 7 refuses it the same.
-fn order_of(o: &LineOrder) -> Result<Order, String> {
-    let env = match o.env.as_str() {
-        "simulate" => TrdEnv::Simulate,
-        "real" => TrdEnv::Real,
-        other => return Err(format!("order.env {other:?} is not simulate or real")),
-    };
-    let market: Market = o
-        .market
-        .parse()
-        .map_err(|e| format!("order.market {:?}: {e}", o.market))?;
-    let side: TrdSide = o
-        .side
-        .parse()
-        .map_err(|e| format!("order.side {:?}: {e}", o.side))?;
-    Ok(Order {
-        env,
-        market,
-        symbol: o.symbol.clone(),
-        side,
-        qty: o.qty.unwrap_or(f64::NAN),
-        price: o.price,
-    })
-}
-
-/// Whether a null price stands for one that was not a finite number rather than for none:
-/// the audit writes both as null, and only the daemon's `bad_order` detail tells them
-/// apart.
-fn recorded_price_was_not_finite(rec: &Line) -> bool {
-    rec.order.as_ref().is_some_and(|o| o.price.is_none())
-        && rec.reason.as_deref() == Some("bad_order")
-        && rec
-            .detail
-            .as_deref()
-            .is_some_and(|d| d.starts_with("price ") && d.ends_with(" is not a finite number above zero"))
-}
-
 /// The candidate's decision as the audit would show it; `None` when the candidate has no
 /// key `key_id`.
 fn said(verdict: Option<&Verdict>, key_id: &str) -> Said {
     match verdict.map(|v| &v.decision) {
         None => Said {
-            outcome: "reject".into(),
-            reason: Some("unknown_key".into()),
+            outcome: audit::Outcome::Reject,
+            reason: Some(Reason::UnknownKey),
             detail: Some(format!("the candidate keys file has no key {key_id:?}")),
         },
         Some(Decision::Allow { .. }) => Said {
-            outcome: "allow".into(),
+            outcome: audit::Outcome::Allow,
             reason: None,
             detail: None,
         },
         Some(Decision::Deny { reason, detail, .. }) => Said {
-            outcome: "reject".into(),
-            reason: Some(reason.as_str().to_owned()),
+            outcome: audit::Outcome::Reject,
+            reason: Some(*reason),
             detail: Some(detail.clone()),
         },
     }

@@ -6,22 +6,13 @@ use std::io;
 use std::path::Path;
 
 use super::compaction::journals;
-use super::entry::{parse_key, parse_line, AuditMark, Entry};
+use super::entry::{parse_key, parse_line, Entry};
 use super::BASE_NAME;
-use crate::ledger::{utc_day, Consumption, Ledger};
-use crate::money::Money;
+use futu_auth_rules::clock::utc_day;
+use futu_auth_rules::ledger::{Consumption, Ledger};
+use futu_auth_rules::money::Money;
 
-/// Whether the newest commit's audit records reached the audit file, as found at start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Audited {
-    /// They are all there: the commit counts.
-    Yes,
-    /// They are not (the daemon stopped between the ledger write and the audit write):
-    /// nobody was answered, so the commit does not count.
-    No,
-    /// The audit file cannot be found any more: the commit counts (the safe side).
-    Unknown,
-}
+use crate::ledger::{AuditMark, Audited};
 
 /// What opening the log found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

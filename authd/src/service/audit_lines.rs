@@ -1,0 +1,311 @@
+//! The audit file's lines, pinned: every kind of record the daemon writes, built by the
+//! functions the service builds them with, written by the record's own writer, compared
+//! with the literal line, with the line serde makes of the record, and read back.
+
+use std::time::Duration;
+
+use futu_auth_proto::{
+    Check, CheckScope, Decision, ErrorKind, Iface, KeyId, LimitFigures, Market, Order, Reason, Response,
+    Scope, SessionCheck, SessionOutcome, SessionSubject, Token, TrdEnv, TrdSide,
+};
+use futu_auth_rules::decide::Verdict;
+use futu_auth_rules::ledger::{Consumption, Released};
+use futu_auth_rules::money::Money;
+
+use super::admin::{admin_record, forbidden_record};
+use super::checks::{check_record, release_record, scope_record, session_record};
+use crate::audit::AuditRecord;
+use crate::peer::Peer;
+
+const PEER: Peer = Peer {
+    uid: 1000,
+    gid: 1000,
+    pid: 4242,
+};
+
+const LATENCY: Duration = Duration::from_micros(37);
+
+fn key(id: &str) -> KeyId {
+    id.parse().unwrap()
+}
+
+fn check(endpoint: &str, order: Option<Order>, dry_run: bool) -> Check {
+    Check {
+        request_id: 11,
+        token: Token::new("fc_00000000000000000000000000000002"),
+        iface: Iface::Rest,
+        endpoint: endpoint.into(),
+        order,
+        dry_run,
+    }
+}
+
+fn order(price: Option<f64>) -> Order {
+    Order {
+        env: TrdEnv::Simulate,
+        market: Market::HK,
+        symbol: "HK.00700".into(),
+        side: TrdSide::BUY,
+        qty: 100.0,
+        price,
+    }
+}
+
+fn allow(key_id: &str, scope: Option<Scope>, ticket: Option<u64>, value: Option<Money>) -> Verdict {
+    Verdict {
+        decision: Decision::Allow {
+            key_id: key(key_id),
+            scope,
+            ticket,
+        },
+        scope,
+        value,
+        consumption: ticket.map(|t| Consumption {
+            key_id: key(key_id),
+            number: 1,
+            ticket: t,
+            mono_ns: 0,
+            unix_ns: 0,
+            day: 20_563,
+            value: value.unwrap_or(Money::ZERO),
+        }),
+    }
+}
+
+fn deny(key_id: Option<&str>, scope: Option<Scope>, reason: Reason, detail: &str) -> Verdict {
+    Verdict {
+        decision: Decision::Deny {
+            reason,
+            key_id: key_id.map(key),
+            detail: detail.into(),
+            retry_after_ms: None,
+            limit: None,
+        },
+        scope,
+        value: None,
+        consumption: None,
+    }
+}
+
+/// `rec` stamped at a fixed time, as one line of the audit file.
+fn line(mut rec: AuditRecord) -> String {
+    rec.ts = "2026-04-20T10:00:00.123456Z".parse().unwrap();
+    let mut ours = Vec::new();
+    rec.write_json(&mut ours);
+    let text = String::from_utf8(ours).unwrap();
+    let mut serde = serde_json::to_string(&rec).unwrap();
+    serde.push('\n');
+    assert_eq!(text, serde, "the writer and the record's Serialize agree");
+    let mut again = Vec::new();
+    AuditRecord::parse(&text).unwrap().write_json(&mut again);
+    assert_eq!(
+        String::from_utf8(again).unwrap(),
+        text,
+        "read back, written again"
+    );
+    text
+}
+
+#[test]
+fn every_kind_of_audit_record_is_written_as_pinned() {
+    let value = Money::order_value(100.0, 388.2);
+    let cases: Vec<(&str, AuditRecord, &str)> = vec![
+        (
+            "a check without an order",
+            check_record(
+                &check("Qot_GetBasicQot", None, false),
+                &allow("research", Some(Scope::QotRead), None, None),
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"check","iface":"rest","endpoint":"Qot_GetBasicQot","key_id":"research","outcome":"allow","reason":null,"error":null,"detail":null,"scope":"qot:read","order":null,"dry_run":false,"ticket":null,"request_id":11,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "an order allowed, with its ticket",
+            check_record(
+                &check("Trd_PlaceOrder", Some(order(Some(388.2))), false),
+                &allow("sim-bot", Some(Scope::TradeSimulate), Some(9_876_543_210), value),
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"check","iface":"rest","endpoint":"Trd_PlaceOrder","key_id":"sim-bot","outcome":"allow","reason":null,"error":null,"detail":null,"scope":"trade:simulate","order":{"env":"simulate","market":"HK","symbol":"HK.00700","side":"BUY","qty":100.0,"price":388.2,"value":38820.0},"dry_run":false,"ticket":9876543210,"request_id":11,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "a dry run of a market order",
+            check_record(
+                &check("2202", Some(order(None)), true),
+                &allow("sim-bot", Some(Scope::TradeSimulate), None, None),
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"check","iface":"rest","endpoint":"2202","key_id":"sim-bot","outcome":"allow","reason":null,"error":null,"detail":null,"scope":"trade:simulate","order":{"env":"simulate","market":"HK","symbol":"HK.00700","side":"BUY","qty":100.0,"price":null,"value":null},"dry_run":true,"ticket":null,"request_id":11,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "a reject with retry_after_ms",
+            check_record(
+                &check("Trd_PlaceOrder", Some(order(Some(388.2))), false),
+                &Verdict {
+                    decision: Decision::Deny {
+                        reason: Reason::Rate,
+                        key_id: Some(key("sim-bot")),
+                        detail: "5 orders in the last 60 s; max_orders_per_minute is 5".into(),
+                        retry_after_ms: Some(12_345),
+                        limit: Some(LimitFigures::Rate {
+                            orders_in_window: 5,
+                            max_orders_per_minute: 5,
+                        }),
+                    },
+                    scope: Some(Scope::TradeSimulate),
+                    value,
+                    consumption: None,
+                },
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"check","iface":"rest","endpoint":"Trd_PlaceOrder","key_id":"sim-bot","outcome":"reject","reason":"rate","error":null,"detail":"5 orders in the last 60 s; max_orders_per_minute is 5","scope":"trade:simulate","order":{"env":"simulate","market":"HK","symbol":"HK.00700","side":"BUY","qty":100.0,"price":388.2,"value":38820.0},"dry_run":false,"ticket":null,"retry_after_ms":12345,"request_id":11,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "a token that matched no key",
+            check_record(
+                &check("Qot_GetBasicQot", None, false),
+                &deny(None, None, Reason::UnknownKey, "no key matches this token"),
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"check","iface":"rest","endpoint":"Qot_GetBasicQot","key_id":null,"outcome":"reject","reason":"unknown_key","error":null,"detail":"no key matches this token","scope":null,"order":null,"dry_run":false,"ticket":null,"request_id":11,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "a scope check",
+            scope_record(
+                &CheckScope {
+                    request_id: 12,
+                    token: Token::new("fc_00000000000000000000000000000001"),
+                    iface: Iface::Ws,
+                    scope: Scope::TradeReal,
+                },
+                &deny(
+                    Some("research"),
+                    Some(Scope::TradeReal),
+                    Reason::Scope,
+                    "key lacks scope trade:real",
+                ),
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"check_scope","iface":"ws","endpoint":"trade:real","key_id":"research","outcome":"reject","reason":"scope","error":null,"detail":"key lacks scope trade:real","scope":"trade:real","order":null,"dry_run":false,"ticket":null,"request_id":12,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "a session's pushes",
+            session_record(
+                &SessionCheck {
+                    request_id: 13,
+                    token: Token::new("fc_00000000000000000000000000000001"),
+                    iface: Iface::Ws,
+                    subject: SessionSubject::Pushes {
+                        scope: Scope::QotRead,
+                        pushes: 3,
+                    },
+                    previous: SessionOutcome::Deny(Reason::Scope),
+                },
+                &allow("research", Some(Scope::QotRead), None, None),
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"check_scope","iface":"ws","endpoint":"qot:read","key_id":"research","outcome":"allow","reason":null,"error":null,"detail":null,"scope":"qot:read","order":null,"dry_run":false,"ticket":null,"pushes":3,"request_id":13,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "a session's keep-alive",
+            session_record(
+                &SessionCheck {
+                    request_id: 14,
+                    token: Token::new("fc_00000000000000000000000000000001"),
+                    iface: Iface::Mcp,
+                    subject: SessionSubject::KeepAlive,
+                    previous: SessionOutcome::Allow,
+                },
+                &deny(
+                    Some("research"),
+                    None,
+                    Reason::Expired,
+                    "key expired at 2026-04-20T09:00:00Z",
+                ),
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"check","iface":"mcp","endpoint":"KeepAlive","key_id":"research","outcome":"reject","reason":"expired","error":null,"detail":"key expired at 2026-04-20T09:00:00Z","scope":null,"order":null,"dry_run":true,"ticket":null,"request_id":14,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "a release",
+            release_record(
+                15,
+                9_876_543_210,
+                &Ok(Released {
+                    number: 1,
+                    key_id: key("sim-bot"),
+                    refunded: Money(3_882_000_000_000),
+                    day: 20_563,
+                }),
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"release","iface":null,"endpoint":"Release","key_id":"sim-bot","outcome":"allow","reason":null,"error":null,"detail":"refunded 38820","scope":null,"order":null,"dry_run":false,"ticket":9876543210,"request_id":15,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "a release refused",
+            release_record(
+                16,
+                42,
+                &Err((ErrorKind::UnknownTicket, "ticket 42: unknown ticket".into())),
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"release","iface":null,"endpoint":"Release","key_id":null,"outcome":"error","reason":null,"error":"unknown_ticket","detail":null,"scope":null,"order":null,"dry_run":false,"ticket":42,"request_id":16,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "an admin request done",
+            admin_record(
+                "RevokeKey",
+                Some(key("old-bot")),
+                17,
+                &Response::KeyRevoked {
+                    request_id: 17,
+                    id: key("old-bot"),
+                },
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"admin","iface":null,"endpoint":"RevokeKey","key_id":"old-bot","outcome":"allow","reason":null,"error":null,"detail":null,"scope":null,"order":null,"dry_run":false,"ticket":null,"request_id":17,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "an admin request failed",
+            admin_record(
+                "GenKey",
+                Some(key("sim-bot")),
+                18,
+                &Response::Error {
+                    request_id: 18,
+                    kind: ErrorKind::DuplicateKey,
+                    message: "a key with id \"sim-bot\" exists".into(),
+                },
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"admin","iface":null,"endpoint":"GenKey","key_id":"sim-bot","outcome":"error","reason":null,"error":"duplicate_key","detail":"a key with id \"sim-bot\" exists","scope":null,"order":null,"dry_run":false,"ticket":null,"request_id":18,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "an admin request refused",
+            forbidden_record(
+                "ListKeys",
+                None,
+                19,
+                "ListKeys needs an administrator; uid 1000 is not one",
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"admin","iface":null,"endpoint":"ListKeys","key_id":null,"outcome":"reject","reason":"forbidden","error":null,"detail":"ListKeys needs an administrator; uid 1000 is not one","scope":null,"order":null,"dry_run":false,"ticket":null,"request_id":19,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+    ];
+    for (what, rec, expected) in cases {
+        assert_eq!(line(rec), format!("{expected}\n"), "{what}");
+    }
+}
