@@ -15,6 +15,8 @@ use std::sync::LazyLock;
 
 use futu_auth_proto::{Scope, TrdEnv};
 
+use EndpointClass::{Account, OrderWrite, Quote, System, Unlock};
+
 /// What an endpoint is, for the scope it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndpointClass {
@@ -46,106 +48,97 @@ impl EndpointClass {
     }
 }
 
-/// Every protocol the daemon knows: (id, name).
-pub const PROTOCOLS: &[(u16, &str)] = &[
-    (1001, "InitConnect"),
-    (1002, "GetGlobalState"),
-    (1003, "Notify"),
-    (1004, "KeepAlive"),
-    (1005, "GetUserInfo"),
-    (1006, "Verification"),
-    (1007, "GetDelayStatistics"),
-    (1008, "TestCmd"),
-    (1009, "InitQuantMode"),
-    (2001, "Trd_GetAccList"),
-    (2005, "Trd_UnlockTrade"),
-    (2008, "Trd_SubAccPush"),
-    (2101, "Trd_GetFunds"),
-    (2102, "Trd_GetPositionList"),
-    (2111, "Trd_GetMaxTrdQtys"),
-    (2201, "Trd_GetOrderList"),
-    (2202, "Trd_PlaceOrder"),
-    (2205, "Trd_ModifyOrder"),
-    (2208, "Trd_UpdateOrder"),
-    (2211, "Trd_GetOrderFillList"),
-    (2218, "Trd_UpdateOrderFill"),
-    (2221, "Trd_GetHistoryOrderList"),
-    (2222, "Trd_GetHistoryOrderFillList"),
-    (2223, "Trd_GetMarginRatio"),
-    (2225, "Trd_GetOrderFee"),
-    (2226, "Trd_FlowSummary"),
-    (2227, "Trd_PlaceComboOrder"),
-    (2237, "Trd_ReconfirmOrder"),
-    (3001, "Qot_Sub"),
-    (3002, "Qot_RegQotPush"),
-    (3003, "Qot_GetSubInfo"),
-    (3004, "Qot_GetBasicQot"),
-    (3005, "Qot_UpdateBasicQot"),
-    (3006, "Qot_GetKL"),
-    (3007, "Qot_UpdateKL"),
-    (3008, "Qot_GetRT"),
-    (3009, "Qot_UpdateRT"),
-    (3010, "Qot_GetTicker"),
-    (3011, "Qot_UpdateTicker"),
-    (3012, "Qot_GetOrderBook"),
-    (3013, "Qot_UpdateOrderBook"),
-    (3014, "Qot_GetBroker"),
-    (3015, "Qot_UpdateBroker"),
-    (3019, "Qot_UpdatePriceReminder"),
-    (3103, "Qot_RequestHistoryKL"),
-    (3104, "Qot_RequestHistoryKLQuota"),
-    (3105, "Qot_RequestRehab"),
-    (3200, "Qot_GetTradeDate"),
-    (3201, "Qot_GetSuspend"),
-    (3202, "Qot_GetStaticInfo"),
-    (3203, "Qot_GetSecuritySnapshot"),
-    (3204, "Qot_GetPlateSet"),
-    (3205, "Qot_GetPlateSecurity"),
-    (3206, "Qot_GetReference"),
-    (3207, "Qot_GetOwnerPlate"),
-    (3208, "Qot_GetHoldingChangeList"),
-    (3209, "Qot_GetOptionChain"),
-    (3210, "Qot_GetWarrant"),
-    (3211, "Qot_GetCapitalFlow"),
-    (3212, "Qot_GetCapitalDistribution"),
-    (3213, "Qot_GetUserSecurity"),
-    (3214, "Qot_ModifyUserSecurity"),
-    (3215, "Qot_StockFilter"),
-    (3216, "Qot_GetCodeChange"),
-    (3217, "Qot_GetIpoList"),
-    (3218, "Qot_GetFutureInfo"),
-    (3219, "Qot_RequestTradeDate"),
-    (3220, "Qot_SetPriceReminder"),
-    (3221, "Qot_GetPriceReminder"),
-    (3222, "Qot_GetUserSecurityGroup"),
-    (3223, "Qot_GetMarketState"),
-    (3224, "Qot_GetOptionExpirationDate"),
+/// Every protocol the daemon knows: (id, name, class), sorted by id. Each one's class is
+/// written here, never inferred from its id: a protocol added without one does not compile.
+pub const PROTOCOLS: &[(u16, &str, EndpointClass)] = &[
+    (1001, "InitConnect", System),
+    (1002, "GetGlobalState", System),
+    (1003, "Notify", System),
+    (1004, "KeepAlive", System),
+    (1005, "GetUserInfo", System),
+    (1006, "Verification", System),
+    (1007, "GetDelayStatistics", System),
+    (1008, "TestCmd", System),
+    (1009, "InitQuantMode", System),
+    (2001, "Trd_GetAccList", Account),
+    (2005, "Trd_UnlockTrade", Unlock),
+    (2008, "Trd_SubAccPush", Account),
+    (2101, "Trd_GetFunds", Account),
+    (2102, "Trd_GetPositionList", Account),
+    (2111, "Trd_GetMaxTrdQtys", Account),
+    (2201, "Trd_GetOrderList", Account),
+    (2202, "Trd_PlaceOrder", OrderWrite),
+    (2205, "Trd_ModifyOrder", OrderWrite),
+    (2208, "Trd_UpdateOrder", Account),
+    (2211, "Trd_GetOrderFillList", Account),
+    (2218, "Trd_UpdateOrderFill", Account),
+    (2221, "Trd_GetHistoryOrderList", Account),
+    (2222, "Trd_GetHistoryOrderFillList", Account),
+    (2223, "Trd_GetMarginRatio", Account),
+    (2225, "Trd_GetOrderFee", Account),
+    (2226, "Trd_FlowSummary", Account),
+    (2227, "Trd_PlaceComboOrder", OrderWrite),
+    (2237, "Trd_ReconfirmOrder", OrderWrite),
+    (3001, "Qot_Sub", Quote),
+    (3002, "Qot_RegQotPush", Quote),
+    (3003, "Qot_GetSubInfo", Quote),
+    (3004, "Qot_GetBasicQot", Quote),
+    (3005, "Qot_UpdateBasicQot", Quote),
+    (3006, "Qot_GetKL", Quote),
+    (3007, "Qot_UpdateKL", Quote),
+    (3008, "Qot_GetRT", Quote),
+    (3009, "Qot_UpdateRT", Quote),
+    (3010, "Qot_GetTicker", Quote),
+    (3011, "Qot_UpdateTicker", Quote),
+    (3012, "Qot_GetOrderBook", Quote),
+    (3013, "Qot_UpdateOrderBook", Quote),
+    (3014, "Qot_GetBroker", Quote),
+    (3015, "Qot_UpdateBroker", Quote),
+    (3019, "Qot_UpdatePriceReminder", Quote),
+    (3103, "Qot_RequestHistoryKL", Quote),
+    (3104, "Qot_RequestHistoryKLQuota", Quote),
+    (3105, "Qot_RequestRehab", Quote),
+    (3200, "Qot_GetTradeDate", Quote),
+    (3201, "Qot_GetSuspend", Quote),
+    (3202, "Qot_GetStaticInfo", Quote),
+    (3203, "Qot_GetSecuritySnapshot", Quote),
+    (3204, "Qot_GetPlateSet", Quote),
+    (3205, "Qot_GetPlateSecurity", Quote),
+    (3206, "Qot_GetReference", Quote),
+    (3207, "Qot_GetOwnerPlate", Quote),
+    (3208, "Qot_GetHoldingChangeList", Quote),
+    (3209, "Qot_GetOptionChain", Quote),
+    (3210, "Qot_GetWarrant", Quote),
+    (3211, "Qot_GetCapitalFlow", Quote),
+    (3212, "Qot_GetCapitalDistribution", Quote),
+    (3213, "Qot_GetUserSecurity", Quote),
+    (3214, "Qot_ModifyUserSecurity", Quote),
+    (3215, "Qot_StockFilter", Quote),
+    (3216, "Qot_GetCodeChange", Quote),
+    (3217, "Qot_GetIpoList", Quote),
+    (3218, "Qot_GetFutureInfo", Quote),
+    (3219, "Qot_RequestTradeDate", Quote),
+    (3220, "Qot_SetPriceReminder", Quote),
+    (3221, "Qot_GetPriceReminder", Quote),
+    (3222, "Qot_GetUserSecurityGroup", Quote),
+    (3223, "Qot_GetMarketState", Quote),
+    (3224, "Qot_GetOptionExpirationDate", Quote),
 ];
-
-fn class_of_id(id: u16) -> EndpointClass {
-    match id {
-        1000..=1999 => EndpointClass::System,
-        3000..=3999 => EndpointClass::Quote,
-        2005 => EndpointClass::Unlock,
-        2202 | 2205 | 2227 | 2237 => EndpointClass::OrderWrite,
-        _ => EndpointClass::Account,
-    }
-}
 
 /// The class of an endpoint given by protocol name (`Trd_PlaceOrder`, exact spelling) or
 /// id (`2202`); `None` for anything not in [`PROTOCOLS`].
 pub fn classify(endpoint: &str) -> Option<EndpointClass> {
-    static BY_NAME: LazyLock<HashMap<&'static str, u16>> =
-        LazyLock::new(|| PROTOCOLS.iter().map(|(id, name)| (*name, *id)).collect());
-    let id = if endpoint.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
+    static BY_NAME: LazyLock<HashMap<&'static str, EndpointClass>> =
+        LazyLock::new(|| PROTOCOLS.iter().map(|(_, name, class)| (*name, *class)).collect());
+    if endpoint.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
         // Only the canonical spelling: "02202" is not 2202.
         let id: u16 = endpoint.parse().ok()?;
         let canonical = endpoint.len() == 4 && !endpoint.starts_with('0');
-        (canonical && PROTOCOLS.binary_search_by_key(&id, |(i, _)| *i).is_ok()).then_some(id)?
+        let at = PROTOCOLS.binary_search_by_key(&id, |(i, _, _)| *i).ok()?;
+        canonical.then_some(PROTOCOLS[at].2)
     } else {
-        *BY_NAME.get(endpoint)?
-    };
-    Some(class_of_id(id))
+        BY_NAME.get(endpoint).copied()
+    }
 }
 
 #[cfg(test)]
@@ -159,9 +152,9 @@ mod tests {
 
     #[test]
     fn names_and_ids_agree() {
-        for (id, name) in PROTOCOLS {
+        for (id, name, class) in PROTOCOLS {
             assert_eq!(classify(name), classify(&id.to_string()), "{name}");
-            assert!(classify(name).is_some());
+            assert_eq!(classify(name), Some(*class), "{name}");
         }
     }
 
@@ -177,6 +170,21 @@ mod tests {
         assert_eq!(classify("2237"), Some(EndpointClass::OrderWrite));
         assert_eq!(classify("Trd_GetFunds"), Some(EndpointClass::Account));
         assert_eq!(classify("2201"), Some(EndpointClass::Account));
+    }
+
+    #[test]
+    fn each_class_is_the_one_its_ids_range_documents() {
+        for (id, name, class) in PROTOCOLS {
+            let documented = match id {
+                1000..=1999 => System,
+                3000..=3999 => Quote,
+                2005 => Unlock,
+                2202 | 2205 | 2227 | 2237 => OrderWrite,
+                2000..=2999 => Account,
+                _ => panic!("{id} {name} is in no documented range"),
+            };
+            assert_eq!(*class, documented, "{id} {name}");
+        }
     }
 
     #[test]
