@@ -30,8 +30,9 @@ pub struct Config {
     pub state_dir: PathBuf,
 
     /// The limit ledger on PostgreSQL, shared by the futu-authd of several gateway hosts,
-    /// e.g. `postgres://futu@db.example/futu` or `postgres:///futu?host=/run/postgresql`
-    /// (default: the journal in --state-dir, this host's alone).
+    /// e.g. `postgres://futu@db.example/futu` or `postgres:///futu?host=/run/postgresql`;
+    /// several hosts (`postgres://futu@db1,db2/futu`) are tried in turn for the one that
+    /// takes writes (default: the journal in --state-dir, this host's alone).
     #[arg(long, env = "FUTU_AUTHD_LEDGER_URL")]
     pub ledger_url: Option<LedgerUrl>,
 

@@ -98,6 +98,12 @@ const PRUNE: &str = "SELECT futu_ledger.prune($1)";
 /// `--ledger-url`: a PostgreSQL connection URL (`postgres://user@host/db`, or with
 /// `?host=/run/postgresql` for a Unix socket) or `key=value` string. Shown without its
 /// password.
+///
+/// Several hosts are read as libpq reads them — `postgres://u@db1,db2/futu`,
+/// `postgres:///futu?host=/run/a,/run/b&port=5432,5433`, `host=db1,db2 port=5432` — and
+/// tried in turn. Every connection is read-write (`target_session_attrs=read-write`
+/// whether the URL says it or not): a server that does not take writes, such as a standby,
+/// is skipped, so after a failover the daemon finds the promoted one.
 #[derive(Clone)]
 pub struct LedgerUrl {
     config: tokio_postgres::Config,
@@ -113,15 +119,37 @@ pub enum LedgerUrlError {
     /// A URL without a host.
     #[error("the URL names no host (for a Unix socket: postgres:///futu?host=/run/postgresql)")]
     NoHost,
+    /// Several ports, but not one a host.
+    #[error("the URL names {hosts} hosts and {ports} ports: give one port for all of them, or one a host")]
+    Ports {
+        /// The hosts named.
+        hosts: usize,
+        /// The ports named.
+        ports: usize,
+    },
+    /// `target_session_attrs=read-only`: servers that do not take writes.
+    #[error("the ledger writes: target_session_attrs must be read-write (or left out), not read-only")]
+    ReadOnly,
 }
 
 impl FromStr for LedgerUrl {
     type Err = LedgerUrlError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let config = tokio_postgres::Config::from_str(s).map_err(LedgerUrlError::NotAUrl)?;
-        if config.get_hosts().is_empty() {
+        let mut config =
+            tokio_postgres::Config::from_str(&one_host_a_parameter(s)).map_err(LedgerUrlError::NotAUrl)?;
+        let hosts = config.get_hosts().len();
+        if hosts == 0 {
             return Err(LedgerUrlError::NoHost);
         }
+        let ports = config.get_ports().len();
+        if ports > 1 && ports != hosts.max(config.get_hostaddrs().len()) {
+            return Err(LedgerUrlError::Ports { hosts, ports });
+        }
+        use tokio_postgres::config::TargetSessionAttrs;
+        if config.get_target_session_attrs() == TargetSessionAttrs::ReadOnly {
+            return Err(LedgerUrlError::ReadOnly);
+        }
+        config.target_session_attrs(TargetSessionAttrs::ReadWrite);
         let hosts: Vec<String> = config
             .get_hosts()
             .iter()
@@ -138,6 +166,40 @@ impl FromStr for LedgerUrl {
         );
         Ok(LedgerUrl { config, shown })
     }
+}
+
+/// `s` with each comma-separated list of a URL's `host` parameter given as one `host`
+/// parameter a host (`?host=/run/a,/run/b` → `?host=/run/a&host=/run/b`): libpq reads such
+/// a list as several hosts, tokio-postgres as one host named `/run/a,/run/b` (its
+/// `key=value` form and a URL's authority part split lists already). The query is found
+/// as tokio-postgres finds it: after the credentials (up to the first `@`, when there is one).
+fn one_host_a_parameter(s: &str) -> std::borrow::Cow<'_, str> {
+    let Some(rest) = ["postgres://", "postgresql://"]
+        .iter()
+        .find_map(|prefix| s.strip_prefix(prefix))
+    else {
+        return s.into();
+    };
+    let after_credentials = rest.find('@').map_or(0, |at| at + 1);
+    let Some(query_at) = rest[after_credentials..].find('?') else {
+        return s.into();
+    };
+    let query_at = s.len() - rest.len() + after_credentials + query_at + 1;
+    let (head, query) = s.split_at(query_at);
+    if !query
+        .split('&')
+        .any(|p| p.strip_prefix("host=").is_some_and(|list| list.contains(',')))
+    {
+        return s.into();
+    }
+    let params: Vec<String> = query
+        .split('&')
+        .flat_map(|p| match p.strip_prefix("host=") {
+            Some(list) => list.split(',').map(|h| format!("host={h}")).collect(),
+            None => vec![p.to_owned()],
+        })
+        .collect();
+    format!("{head}{}", params.join("&")).into()
 }
 
 impl std::fmt::Display for LedgerUrl {
@@ -633,6 +695,8 @@ impl LedgerStore for PgLedger {
 
 #[cfg(test)]
 mod tests {
+    use tokio_postgres::config::{Host, TargetSessionAttrs};
+
     use super::*;
 
     #[test]
@@ -645,6 +709,72 @@ mod tests {
             .unwrap();
         assert_eq!(socket.to_string(), "postgres://futu@/run/postgresql/ledger");
         assert!("mysql://nope".parse::<LedgerUrl>().is_err());
+    }
+
+    /// The Unix socket directories and ports a URL names, in order, and its session attrs.
+    fn hosts_of(url: &str) -> (Vec<String>, Vec<u16>, TargetSessionAttrs) {
+        let url: LedgerUrl = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
+        let hosts = url
+            .config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                Host::Unix(p) => p.display().to_string(),
+                Host::Tcp(name) => format!("tcp:{name}"),
+            })
+            .collect();
+        (
+            hosts,
+            url.config.get_ports().to_vec(),
+            url.config.get_target_session_attrs(),
+        )
+    }
+
+    #[test]
+    fn several_hosts_are_read_as_libpq_reads_them_and_only_a_read_write_one_is_used() {
+        let two = |hosts: &[&str], ports: &[u16]| {
+            (
+                hosts.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>(),
+                ports.to_vec(),
+                TargetSessionAttrs::ReadWrite,
+            )
+        };
+        let sockets = two(&["/run/pg-a", "/run/pg-b"], &[5432, 5433]);
+        for url in [
+            "postgresql:///futu?host=/run/pg-a,/run/pg-b&port=5432,5433&target_session_attrs=read-write",
+            "postgresql:///futu?host=/run/pg-a&host=/run/pg-b&port=5432,5433",
+            "postgresql://futu@%2Frun%2Fpg-a:5432,%2Frun%2Fpg-b:5433/futu?target_session_attrs=read-write",
+            "host=/run/pg-a,/run/pg-b port=5432,5433 dbname=futu target_session_attrs=read-write",
+        ] {
+            assert_eq!(hosts_of(url), sockets, "{url}");
+        }
+        assert_eq!(
+            hosts_of("postgres://futu:p?ss@/futu?host=db1.example,db2.example"),
+            two(&["tcp:db1.example", "tcp:db2.example"], &[]),
+            "a ? in the password does not start the query"
+        );
+        assert_eq!(
+            hosts_of("postgresql:///futu?host=/run/postgresql").2,
+            TargetSessionAttrs::ReadWrite,
+            "read-write whether the URL says it or not"
+        );
+        let shown: LedgerUrl = "postgresql:///futu?host=/run/pg-a,/run/pg-b&user=futu"
+            .parse()
+            .unwrap();
+        assert_eq!(shown.to_string(), "postgres://futu@/run/pg-a,/run/pg-b/futu");
+        for (url, why) in [
+            (
+                "postgresql:///futu?host=/run/a,/run/b,/run/c&port=5432,5433",
+                "3 hosts and 2 ports",
+            ),
+            (
+                "postgresql:///futu?host=/run/a&target_session_attrs=read-only",
+                "must be read-write",
+            ),
+        ] {
+            let e = url.parse::<LedgerUrl>().expect_err(url).to_string();
+            assert!(e.contains(why), "{url}: {e}");
+        }
     }
 
     #[test]
