@@ -37,7 +37,7 @@ fn snapshot() -> Snapshot {
         keys: vec![key],
         ..KeysFile::default()
     };
-    Snapshot::compile(&file.keys, &file.rotations, Some(host))
+    Snapshot::compile(&file.keys, &file.rotations, &file.halts, Some(host))
 }
 
 fn bench(c: &mut Criterion) {

@@ -427,7 +427,8 @@ impl Pipeline {
         // A frame begun after the last complete one gets the whole frame timeout.
         self.partial_since = (!self.reader.read_buffer().is_empty()).then(Instant::now);
         if !burst.is_empty() {
-            let answers = self.authd.answer_all(burst, self.peer, received).await;
+            let version = self.writer.encoder().version();
+            let answers = self.authd.answer_all(burst, self.peer, version, received).await;
             self.queue.extend(answers);
         }
     }

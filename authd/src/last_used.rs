@@ -251,7 +251,7 @@ mod tests {
             .collect();
         let text = serde_json::json!({ "version": 1, "keys": keys }).to_string();
         let file = KeysFile::parse(&text, Path::new("keys.json")).unwrap();
-        Snapshot::compile(&file.keys, &file.rotations, None)
+        Snapshot::compile(&file.keys, &file.rotations, &file.halts, None)
     }
 
     fn gauge(m: &Metrics, key: &str) -> Option<i64> {

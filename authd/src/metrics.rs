@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futu_auth_proto::{Iface, KeyId, Reason, Scope};
+use futu_auth_proto::{Halt, Iface, KeyId, Reason, Scope};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -127,6 +127,12 @@ struct KeyLabels {
     key_id: KeyLabel,
 }
 
+/// The `key_id` label of a halt: the key's id, or `*` for every key.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HaltLabels {
+    key_id: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AdminLabels {
     op: &'static str,
@@ -152,6 +158,9 @@ pub struct Metrics {
     ledger_up: Gauge,
     ledger_errors: Family<KindLabels, Counter>,
     key_last_used: Family<KeyLabels, Gauge>,
+    halted: Family<HaltLabels, Gauge>,
+    /// The `key_id`s `halted` has a sample for: what a change of the halts removes.
+    halted_labels: std::sync::Mutex<Vec<String>>,
     ready: AtomicBool,
 }
 
@@ -181,6 +190,7 @@ impl Metrics {
         ledger_up.set(1);
         let ledger_errors = Family::<KindLabels, Counter>::default();
         let key_last_used = Family::<KeyLabels, Gauge>::default();
+        let halted = Family::<HaltLabels, Gauge>::default();
         registry.register(
             "futu_auth_events",
             "Decisions by front-end, outcome and key",
@@ -252,6 +262,11 @@ impl Metrics {
             "When each key was last allowed a check (Unix seconds, to the minute); keys never used have no sample",
             key_last_used.clone(),
         );
+        registry.register(
+            "futu_auth_halted",
+            "1 while trading is halted for the key (key_id=\"*\": for every key); no sample otherwise",
+            halted.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -269,6 +284,8 @@ impl Metrics {
             ledger_up,
             ledger_errors,
             key_last_used,
+            halted,
+            halted_labels: std::sync::Mutex::new(Vec::new()),
             ready: AtomicBool::new(false),
         }
     }
@@ -415,6 +432,27 @@ impl Metrics {
         });
     }
 
+    /// Sets `futu_auth_halted` to the halts in force: 1 for each halted key (`*` for every
+    /// key), and no sample for the others.
+    pub fn halts(&self, halts: &[Halt]) {
+        let now: Vec<String> = halts.iter().map(|h| h.target.label().to_owned()).collect();
+        let mut shown = self.halted_labels.lock().unwrap_or_else(|p| p.into_inner());
+        // Set before removing, so that a scrape never sees a halt that lasts go missing.
+        for key_id in &now {
+            self.halted
+                .get_or_create(&HaltLabels {
+                    key_id: key_id.clone(),
+                })
+                .set(1);
+        }
+        for key_id in shown.iter().filter(|k| !now.contains(k)) {
+            self.halted.remove(&HaltLabels {
+                key_id: key_id.clone(),
+            });
+        }
+        *shown = now;
+    }
+
     /// Marks the daemon ready for /healthz.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
@@ -547,6 +585,25 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("futu_auth_check_latency_seconds_bucket"));
+    }
+
+    #[test]
+    fn the_halts_gauge_has_a_sample_for_each_halt_in_force_and_none_after_resume() {
+        let m = Metrics::new();
+        let halt = |json: &str| -> Halt { serde_json::from_str(json).unwrap() };
+        let rest = r#""reason":"r","halted_by":{"uid":0},"halted_at":"2026-12-06T10:00:00Z""#;
+        let bot = halt(&format!(r#"{{"key_id":"sim-bot",{rest}}}"#));
+        let all = halt(&format!(r#"{{"all":true,{rest}}}"#));
+        m.halts(&[bot.clone(), all]);
+        let text = m.encode();
+        assert!(text.contains(r#"futu_auth_halted{key_id="sim-bot"} 1"#), "{text}");
+        assert!(text.contains(r#"futu_auth_halted{key_id="*"} 1"#), "{text}");
+        m.halts(&[bot]);
+        let text = m.encode();
+        assert!(text.contains(r#"futu_auth_halted{key_id="sim-bot"} 1"#), "{text}");
+        assert!(!text.contains(r#"futu_auth_halted{key_id="*"}"#), "{text}");
+        m.halts(&[]);
+        assert!(!m.encode().contains("futu_auth_halted{"), "no halt, no sample");
     }
 
     #[test]

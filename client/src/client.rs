@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futu_auth_proto::{
-    BindOp, Check, CheckScope, Decision, ErrorKind, Iface, KeyActivity, KeyId, KeyRecord, KeySpec, Order,
-    Reason, Request, Response, Scope, SessionCheck, SessionOutcome, SessionSubject, Token, Usage,
-    MAX_ACTIVITY_IDS,
+    BindOp, Check, CheckScope, Decision, ErrorKind, Halt, HaltTarget, Iface, KeyActivity, KeyId, KeyRecord,
+    KeySpec, Order, Reason, Request, Response, Scope, SessionCheck, SessionOutcome, SessionSubject, Token,
+    Usage, MAX_ACTIVITY_IDS,
 };
 use jiff::Timestamp;
 
@@ -459,6 +459,41 @@ impl AuthClient {
         }
     }
 
+    /// Admin (protocol version 5): halts trading — orders and unlocks refused `halted` —
+    /// for `target`, one key or every key, for `reason` (one line of at most 200
+    /// characters); a halt of what is halted already replaces its reason. Returns the halts
+    /// in force after it. A daemon that speaks an older version is not asked:
+    /// [`ClientError::TooOld`].
+    pub async fn halt(&self, target: &HaltTarget, reason: &str) -> Result<Vec<Halt>, ClientError> {
+        let target = target.clone();
+        let reason = reason.to_owned();
+        let resp = self
+            .call(|request_id| Request::Halt {
+                request_id,
+                target,
+                reason,
+            })
+            .await?;
+        halts(resp)
+    }
+
+    /// Admin (protocol version 5): lifts the halt of `target`; returns the halts still in
+    /// force. What is not halted is [`ClientError::Refused`] (`invalid_spec`), saying what
+    /// is halted instead. A daemon of an older version: [`ClientError::TooOld`].
+    pub async fn resume(&self, target: &HaltTarget) -> Result<Vec<Halt>, ClientError> {
+        let target = target.clone();
+        halts(
+            self.call(|request_id| Request::Resume { request_id, target })
+                .await?,
+        )
+    }
+
+    /// Admin (protocol version 5): the halts of trading in force. A daemon of an older
+    /// version: [`ClientError::TooOld`].
+    pub async fn halts(&self) -> Result<Vec<Halt>, ClientError> {
+        halts(self.call(|request_id| Request::ListHalts { request_id }).await?)
+    }
+
     /// Sends one request built with a fresh request id and waits for its answer, within
     /// the deadline. Error responses become [`ClientError::Refused`], a `forbidden` deny of
     /// an admin request [`ClientError::Forbidden`]. A request the connection's protocol
@@ -553,6 +588,7 @@ fn first_version_with(req: &Request) -> u16 {
         | Request::ListKeysPage { .. } => 1,
         Request::RotateKey { .. } | Request::KeyActivity { .. } => 3,
         Request::SessionCheck(_) => 4,
+        Request::Halt { .. } | Request::Resume { .. } | Request::ListHalts { .. } => 5,
     }
 }
 
@@ -571,6 +607,13 @@ pub struct Rotated {
     pub previous_valid_until: Option<Timestamp>,
     /// The keys file the daemon wrote.
     pub stored_in: String,
+}
+
+fn halts(resp: Response) -> Result<Vec<Halt>, ClientError> {
+    match resp {
+        Response::Halts { halts, .. } => Ok(halts),
+        other => Err(unexpected(other)),
+    }
 }
 
 fn decision(resp: Response) -> Result<Decision, ClientError> {

@@ -12,7 +12,7 @@
 //! **Denies a caller can act on.** A deny by a limit carries its figures
 //! ([`LimitFigures`]) and, where waiting helps (`rate`, `daily_value`, `hours`), how long
 //! until asking again can succeed ([`Decision::retry_after`]): a REST front-end can answer
-//! 429 with `Retry-After`. The client offers protocol version 4 and falls back one
+//! 429 with `Retry-After`. The client offers protocol version 5 and falls back one
 //! version at a time to what the daemon speaks; with a daemon of version 1 both are
 //! always None.
 //!
@@ -80,8 +80,8 @@ pub use blocking::BlockingAuthClient;
 pub use client::{AuthClient, Builder, Rotated, DEFAULT_DEADLINE, MAX_BACKOFF};
 pub use error::ClientError;
 pub use futu_auth_proto::{
-    BindOp, Decision, ErrorKind, Fingerprint, HoursWindow, Iface, KeyActivity, KeyId, KeyRecord, KeySpec,
-    LimitFigures, Limits, Market, Order, Reason, Scope, SessionOutcome, SessionSubject, Token, TrdEnv,
-    TrdSide, Usage,
+    BindOp, Decision, ErrorKind, Fingerprint, Halt, HaltTarget, HaltedBy, HoursWindow, Iface, KeyActivity,
+    KeyId, KeyRecord, KeySpec, LimitFigures, Limits, Market, Order, Reason, Scope, SessionOutcome,
+    SessionSubject, Token, TrdEnv, TrdSide, Usage,
 };
 pub use sessions::DEFAULT_MAX_SESSIONS_PER_KEY;

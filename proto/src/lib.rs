@@ -5,8 +5,9 @@
 //! length followed by one encoded message (see `docs/PROTOCOL.md`):
 //!
 //! * [`message`] — the requests, responses and decisions that travel in frames;
-//! * [`key`] — the keys.json model ([`key::KeyRecord`], [`key::Limits`]) and its validated
-//!   value types (scopes, markets, symbols, trade sides, hours windows, fingerprints);
+//! * [`key`] — the keys.json model ([`key::KeyRecord`], [`key::Limits`], a rotation, a
+//!   halt of trading) and its validated value types (scopes, markets, symbols, trade
+//!   sides, hours windows, fingerprints);
 //! * [`codec`] — the only module that knows the bytes: the framing, the message
 //!   encoding, and how key records look on the wire;
 //! * [`money`] — exact amounts in 10⁻⁸ units: what a cap is, and an order's value.
@@ -31,8 +32,8 @@ pub mod money;
 
 pub use codec::{CodecError, FrameCodec, MAX_FRAME_LEN};
 pub use key::{
-    BindOp, Fingerprint, HoursWindow, KeyHash, KeyId, KeyRecord, KeySpec, Limits, Market, Scope, Symbol,
-    Token, TrdSide,
+    BindOp, Fingerprint, Halt, HaltReason, HaltTarget, HaltedBy, HoursWindow, KeyHash, KeyId, KeyRecord,
+    KeySpec, Limits, Market, Scope, Symbol, Token, TrdSide,
 };
 pub use message::{
     Admin, AdminOp, Check, CheckScope, Decision, ErrorKind, Hello, Iface, KeyActivity, LimitFigures, Order,

@@ -13,17 +13,20 @@ use std::fmt;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::key::{BindOp, HoursWindow, KeyId, KeyRecord, KeySpec, Market, Scope, Token, TrdSide};
+use crate::key::{
+    BindOp, Halt, HaltTarget, HoursWindow, KeyId, KeyRecord, KeySpec, Market, Scope, Token, TrdSide,
+};
 
 /// The newest protocol version this crate speaks: what a client offers in its [`Hello`].
 /// Version 2 added `retry_after_ms` and `limit` to [`Decision::Deny`]; version 3 the
-/// requests `RotateKey` and `KeyActivity`; version 4 [`Request::SessionCheck`].
-pub const PROTOCOL_VERSION: u16 = 4;
+/// requests `RotateKey` and `KeyActivity`; version 4 [`Request::SessionCheck`]; version 5
+/// the kill switch: [`Reason::Halted`] and the requests `Halt`, `Resume` and `ListHalts`.
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Every protocol version this crate speaks, oldest first. A connection speaks one of
 /// them, agreed on at [`Hello`] ([`Hello::agreed_version`]); only a [`Decision::Deny`]
 /// looks different from one to the next (see `docs/PROTOCOL.md`).
-pub const PROTOCOL_VERSIONS: [u16; 4] = [1, 2, 3, 4];
+pub const PROTOCOL_VERSIONS: [u16; 5] = [1, 2, 3, 4, 5];
 
 /// The front-end a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -309,6 +312,30 @@ pub enum Request {
     /// Protocol version 4: a session's repeated decision, audited only when it changes.
     /// Answered by [`Response::Decision`].
     SessionCheck(SessionCheck),
+    /// Admin (protocol version 5): halt trading — orders and unlocks are refused `halted`
+    /// — for one key or every key, until resumed; a halt of what is halted already
+    /// replaces its reason. Answered by [`Response::Halts`].
+    Halt {
+        /// Echoed in the response.
+        request_id: u64,
+        /// What to halt.
+        target: HaltTarget,
+        /// Why, in a few words (checked by the daemon: [`crate::key::HaltReason`]).
+        reason: String,
+    },
+    /// Admin (protocol version 5): lift a halt. Answered by [`Response::Halts`], or an
+    /// error `invalid_spec` when `target` is not halted.
+    Resume {
+        /// Echoed in the response.
+        request_id: u64,
+        /// What to resume: a key halted on its own, or every key.
+        target: HaltTarget,
+    },
+    /// Admin (protocol version 5): the halts in force. Answered by [`Response::Halts`].
+    ListHalts {
+        /// Echoed in the response.
+        request_id: u64,
+    },
 }
 
 /// The most key ids one [`Request::KeyActivity`] may ask about (its answer fits a frame).
@@ -344,7 +371,10 @@ impl Request {
             | Request::Usage { request_id, .. }
             | Request::ListKeysPage { request_id, .. }
             | Request::RotateKey { request_id, .. }
-            | Request::KeyActivity { request_id, .. } => *request_id,
+            | Request::KeyActivity { request_id, .. }
+            | Request::Halt { request_id, .. }
+            | Request::Resume { request_id, .. }
+            | Request::ListHalts { request_id } => *request_id,
         }
     }
 
@@ -366,7 +396,10 @@ impl Request {
             | Request::Usage { .. }
             | Request::ListKeysPage { .. }
             | Request::RotateKey { .. }
-            | Request::KeyActivity { .. } => true,
+            | Request::KeyActivity { .. }
+            | Request::Halt { .. }
+            | Request::Resume { .. }
+            | Request::ListHalts { .. } => true,
         }
     }
 
@@ -396,6 +429,13 @@ impl Request {
             } => admin(request_id, AdminOp::RotateKey { id, overlap_secs }),
             Request::KeyActivity { request_id, ids } => admin(request_id, AdminOp::KeyActivity(ids)),
             Request::SessionCheck(c) => Route::SessionCheck(c),
+            Request::Halt {
+                request_id,
+                target,
+                reason,
+            } => admin(request_id, AdminOp::Halt { target, reason }),
+            Request::Resume { request_id, target } => admin(request_id, AdminOp::Resume(target)),
+            Request::ListHalts { request_id } => admin(request_id, AdminOp::ListHalts),
         }
     }
 
@@ -416,6 +456,9 @@ impl Request {
             Request::RotateKey { .. } => "RotateKey",
             Request::KeyActivity { .. } => "KeyActivity",
             Request::SessionCheck(_) => "SessionCheck",
+            Request::Halt { .. } => "Halt",
+            Request::Resume { .. } => "Resume",
+            Request::ListHalts { .. } => "ListHalts",
         }
     }
 }
@@ -483,6 +526,17 @@ pub enum AdminOp {
     },
     /// [`Request::KeyActivity`].
     KeyActivity(Vec<KeyId>),
+    /// [`Request::Halt`].
+    Halt {
+        /// What to halt.
+        target: HaltTarget,
+        /// Why, as sent (the daemon checks it).
+        reason: String,
+    },
+    /// [`Request::Resume`].
+    Resume(HaltTarget),
+    /// [`Request::ListHalts`].
+    ListHalts,
 }
 
 impl AdminOp {
@@ -498,20 +552,27 @@ impl AdminOp {
             AdminOp::ListKeysPage { .. } => "ListKeysPage",
             AdminOp::RotateKey { .. } => "RotateKey",
             AdminOp::KeyActivity(_) => "KeyActivity",
+            AdminOp::Halt { .. } => "Halt",
+            AdminOp::Resume(_) => "Resume",
+            AdminOp::ListHalts => "ListHalts",
         }
     }
 
-    /// The key it is about, if one.
-    pub fn target(&self) -> Option<&KeyId> {
+    /// The keys it is about: one key, every key (a halt or resume of all trading), or
+    /// none in particular.
+    pub fn target(&self) -> Option<HaltTarget> {
         match self {
-            AdminOp::GenKey(spec) => Some(&spec.id),
+            AdminOp::GenKey(spec) => Some(HaltTarget::Key(spec.id.clone())),
             AdminOp::RevokeKey(id)
             | AdminOp::BindKey(id, _)
             | AdminOp::Usage(id)
-            | AdminOp::RotateKey { id, .. } => Some(id),
-            AdminOp::ListKeys | AdminOp::Reload | AdminOp::ListKeysPage { .. } | AdminOp::KeyActivity(_) => {
-                None
-            }
+            | AdminOp::RotateKey { id, .. } => Some(HaltTarget::Key(id.clone())),
+            AdminOp::Halt { target, .. } | AdminOp::Resume(target) => Some(target.clone()),
+            AdminOp::ListKeys
+            | AdminOp::Reload
+            | AdminOp::ListKeysPage { .. }
+            | AdminOp::KeyActivity(_)
+            | AdminOp::ListHalts => None,
         }
     }
 }
@@ -553,11 +614,15 @@ pub enum Reason {
     Forbidden,
     /// The daemon could not decide; refused to fail closed.
     Internal,
+    /// Trading is halted for the key, or for every key (`futucli halt`; protocol version
+    /// 5): orders and unlocks are refused until it is resumed. A peer of an older version
+    /// is told `scope` instead ([`crate::codec`]).
+    Halted,
 }
 
 impl Reason {
     /// Every reason, in wire order.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::UnknownKey,
         Reason::Expired,
         Reason::Frozen,
@@ -574,6 +639,7 @@ impl Reason {
         Reason::BadOrder,
         Reason::Forbidden,
         Reason::Internal,
+        Reason::Halted,
     ];
 
     /// The stable snake_case name, e.g. `daily_value`.
@@ -595,6 +661,7 @@ impl Reason {
             Reason::BadOrder => "bad_order",
             Reason::Forbidden => "forbidden",
             Reason::Internal => "internal",
+            Reason::Halted => "halted",
         }
     }
 }
@@ -896,6 +963,14 @@ pub enum Response {
         /// One entry a key.
         keys: Vec<KeyActivity>,
     },
+    /// The halts in force after a Halt or Resume, or as listed (protocol version 5).
+    Halts {
+        /// From the request.
+        request_id: u64,
+        /// In keys.json's order.
+        #[serde(with = "crate::codec::record::halts")]
+        halts: Vec<Halt>,
+    },
 }
 
 impl Response {
@@ -914,7 +989,8 @@ impl Response {
             | Response::Error { request_id, .. }
             | Response::KeysPage { request_id, .. }
             | Response::KeyRotated { request_id, .. }
-            | Response::KeyActivity { request_id, .. } => *request_id,
+            | Response::KeyActivity { request_id, .. }
+            | Response::Halts { request_id, .. } => *request_id,
         }
     }
 }

@@ -12,8 +12,8 @@ use std::fmt::Debug;
 use bytes::BytesMut;
 use futu_auth_proto::codec::{self, CodecError, FrameCodec, Versioned, MAX_FRAME_LEN};
 use futu_auth_proto::key::{
-    BindOp, Cap, Fingerprint, HoursWindow, KeyHash, KeyId, KeyRecord, KeySpec, Limits, Market, Scope, Symbol,
-    Token, TrdSide,
+    BindOp, Cap, Fingerprint, Halt, HaltTarget, HaltedBy, HoursWindow, KeyHash, KeyId, KeyRecord, KeySpec,
+    Limits, Market, Scope, Symbol, Token, TrdSide,
 };
 use futu_auth_proto::message::{
     Check, CheckScope, Decision, ErrorKind, Hello, Iface, LimitFigures, Order, Reason, Request, Response,
@@ -777,7 +777,7 @@ fn a_hello_offering_version_2_has_pinned_bytes() {
 
 #[test]
 fn the_daemon_answers_the_older_of_the_clients_version_and_its_own() {
-    assert_eq!(PROTOCOL_VERSIONS, [1, 2, 3, 4]);
+    assert_eq!(PROTOCOL_VERSIONS, [1, 2, 3, 4, 5]);
     assert_eq!(PROTOCOL_VERSION, *PROTOCOL_VERSIONS.last().unwrap());
     let agreed = |v| {
         Hello {
@@ -791,8 +791,9 @@ fn the_daemon_answers_the_older_of_the_clients_version_and_its_own() {
     assert_eq!(agreed(2), Some(2));
     assert_eq!(agreed(3), Some(3));
     assert_eq!(agreed(4), Some(4));
-    assert_eq!(agreed(5), Some(4), "a newer client is answered with 4");
-    assert_eq!(agreed(u16::MAX), Some(4));
+    assert_eq!(agreed(5), Some(5));
+    assert_eq!(agreed(6), Some(5), "a newer client is answered with 5");
+    assert_eq!(agreed(u16::MAX), Some(5));
 }
 
 /// Version 4's request: appended to the enum, nothing else moved.
@@ -842,6 +843,182 @@ fn version_4_session_check() {
             "00",        // previous Allow
         ],
     );
+}
+
+/// `"trading halted for key bot by uid 1000 (alice) at 2026-12-06T10:00:00Z: fat finger"`:
+/// its length (82), then its bytes.
+const HALTED_DETAIL: &str = "52\
+74726164696e672068616c74656420666f72206b657920626f742062792075696420313030302028616c69636529\
+20617420323032362d31322d30365431303a30303a30305a3a206661742066696e676572";
+
+fn halt(target: HaltTarget, reason: &str, uid: u32, user: &str, at: &str) -> Halt {
+    Halt {
+        target,
+        reason: reason.parse().unwrap(),
+        halted_by: HaltedBy::new(uid, Some(user.into())),
+        halted_at: ts(at),
+    }
+}
+
+/// Version 5's requests and their answer: appended to the enums, nothing else moved.
+#[test]
+fn version_5_halt_resume_and_list_halts() {
+    let bot = || HaltTarget::Key(key_id("bot"));
+    let halt_bot = Request::Halt {
+        request_id: 9,
+        target: bot(),
+        reason: "fat finger".into(),
+    };
+    assert_golden(
+        &halt_bot,
+        &[
+            "00000012",               // length 18
+            "0e",                     // Request::Halt (index 14)
+            "09",                     // request_id 9
+            "00",                     // target Key
+            "03626f74",               //   "bot"
+            "0a6661742066696e676572", // reason "fat finger"
+        ],
+    );
+    let halt_all = Request::Halt {
+        request_id: 10,
+        target: HaltTarget::All,
+        reason: "turmoil".into(),
+    };
+    assert_golden(&halt_all, &["0000000b", "0e", "0a", "01", "077475726d6f696c"]);
+    let resume_bot = Request::Resume {
+        request_id: 11,
+        target: bot(),
+    };
+    assert_golden(&resume_bot, &["00000007", "0f", "0b", "00", "03626f74"]);
+    let resume_all = Request::Resume {
+        request_id: 12,
+        target: HaltTarget::All,
+    };
+    assert_golden(&resume_all, &["00000003", "0f", "0c", "01"]);
+    let list = Request::ListHalts { request_id: 13 };
+    assert_golden(&list, &["00000002", "10", "0d"]);
+
+    let halts = Response::Halts {
+        request_id: 9,
+        halts: vec![
+            halt(HaltTarget::All, "turmoil", 0, "root", "2026-12-06T09:00:00Z"),
+            halt(bot(), "fat finger", 1000, "alice", "2026-12-06T10:00:00Z"),
+        ],
+    };
+    assert_golden(
+        &halts,
+        &[
+            "00000057", // length 87
+            "0d",       // Response::Halts (index 13)
+            "09",       // request_id 9
+            "02",       // 2 halts
+            "01",       // target All
+            "077475726d6f696c",
+            "00",           // uid 0
+            "0104726f6f74", // user Some("root")
+            "14323032362d31322d30365430393a30303a30305a",
+            "00", // target Key
+            "03626f74",
+            "0a6661742066696e676572",
+            "fbe803",         // uid 1000
+            "0105616c696365", // user Some("alice")
+            "14323032362d31322d30365431303a30303a30305a",
+        ],
+    );
+    let none = Response::Halts {
+        request_id: 13,
+        halts: vec![],
+    };
+    assert_golden(&none, &["00000003", "0d", "0d", "00"]);
+    // A halt by a uid without a name: its user is None.
+    let nameless = Response::Halts {
+        request_id: 1,
+        halts: vec![Halt {
+            halted_by: HaltedBy::new(4242, None),
+            ..halt(bot(), "r", 0, "x", "2026-12-06T10:00:00Z")
+        }],
+    };
+    assert_golden(
+        &nameless,
+        &[
+            "00000023", // length 35
+            "0d",
+            "01",
+            "01",
+            "00",
+            "03626f74",
+            "0172",
+            "fb9210",
+            "00",
+            "14323032362d31322d30365431303a30303a30305a",
+        ],
+    );
+}
+
+/// The deny of a halted key, as each version is sent it: reason 16 from version 5 on;
+/// `scope` (4), with the same detail, to a peer of version 4 or older, which has no
+/// `halted`.
+#[test]
+fn a_halted_deny_is_told_as_scope_to_a_peer_older_than_version_5() {
+    let deny = Response::Decision {
+        request_id: 4,
+        decision: Decision::Deny {
+            reason: Reason::Halted,
+            key_id: Some(key_id("bot")),
+            detail: "trading halted for key bot by uid 1000 (alice) at 2026-12-06T10:00:00Z: fat finger"
+                .into(),
+            retry_after_ms: None,
+            limit: None,
+        },
+    };
+    let head = |reason| ["01", "04", "01", reason, "0103626f74", HALTED_DETAIL];
+    let v5 = [&["0000005e"][..], &head("10"), &["00", "00"]].concat();
+    assert_golden_v(5, &deny, &v5);
+    let as_scope = Response::Decision {
+        request_id: 4,
+        decision: Decision::Deny {
+            reason: Reason::Scope,
+            key_id: Some(key_id("bot")),
+            detail: "trading halted for key bot by uid 1000 (alice) at 2026-12-06T10:00:00Z: fat finger"
+                .into(),
+            retry_after_ms: None,
+            limit: None,
+        },
+    };
+    let v2_to_4 = [&["0000005e"][..], &head("04"), &["00", "00"]].concat();
+    let v1 = [&["0000005c"][..], &head("04")].concat();
+    for version in [2, 3, 4] {
+        let frame = codec::encode_frame_v(&deny, version).unwrap();
+        assert_eq!(to_hex(&frame), v2_to_4.concat(), "version {version}");
+        assert_golden_v(version, &as_scope, &v2_to_4);
+    }
+    let frame = codec::encode_frame_v(&deny, 1).unwrap();
+    assert_eq!(to_hex(&frame), v1.concat());
+    assert_golden_v(1, &as_scope, &v1);
+    // A peer of version 4 never writes `halted`: such a body is malformed, not misread.
+    let v5_body = codec::encode_message_v(&deny, 5).unwrap();
+    for version in [2, 3, 4] {
+        assert!(
+            matches!(
+                codec::decode_message_v::<Response>(&v5_body, version),
+                Err(CodecError::Malformed(_))
+            ),
+            "version {version}"
+        );
+    }
+    for reason in Reason::ALL {
+        let told = codec::reason_told_in(reason, 4);
+        assert_eq!(
+            told,
+            if reason == Reason::Halted {
+                Reason::Scope
+            } else {
+                reason
+            }
+        );
+        assert_eq!(codec::reason_told_in(reason, 5), reason);
+    }
 }
 
 /// Version 3's requests and answers: appended to the enums, nothing else moved.
@@ -1190,8 +1367,9 @@ fn every_reason_has_its_wire_index_and_snake_case_name() {
         "bad_order",
         "forbidden",
         "internal",
+        "halted",
     ];
-    assert_eq!(Reason::ALL.len(), 16);
+    assert_eq!(Reason::ALL.len(), 17);
     for (index, (reason, name)) in Reason::ALL.into_iter().zip(names).enumerate() {
         let index = u8::try_from(index).unwrap();
         assert_eq!(codec::encode_message(&reason).unwrap(), [index], "{reason:?}");
@@ -1200,7 +1378,7 @@ fn every_reason_has_its_wire_index_and_snake_case_name() {
         assert_eq!(reason.to_string(), name);
         assert_eq!(serde_json::to_string(&reason).unwrap(), format!("\"{name}\""));
     }
-    malformed::<Reason>(&[16]);
+    malformed::<Reason>(&[17]);
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //! price that was not a finite number also sets `price_not_finite`, so that a reader can
 //! tell it from an order without a price (a market order).
 
-use futu_auth_proto::key::redact;
+use futu_auth_proto::key::{redact, HaltTarget, InvalidValue};
 use futu_auth_proto::{ErrorKind, Iface, KeyId, Market, Order, Reason, Scope, TrdEnv, TrdSide};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -63,6 +63,74 @@ impl Outcome {
             Outcome::Reject => "reject",
             Outcome::Error => "error",
         }
+    }
+}
+
+/// The keys a record is about: one key (its id), or every key (`*`: a halt or resume of
+/// all trading).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum AuditKey {
+    /// One key.
+    Key(KeyId),
+    /// Every key, written `*`.
+    All,
+}
+
+impl AuditKey {
+    /// The key id, or `*`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            AuditKey::Key(id) => id.as_str(),
+            AuditKey::All => "*",
+        }
+    }
+
+    /// The one key it names, if it names one.
+    pub fn key(&self) -> Option<&KeyId> {
+        match self {
+            AuditKey::Key(id) => Some(id),
+            AuditKey::All => None,
+        }
+    }
+}
+
+impl From<KeyId> for AuditKey {
+    fn from(id: KeyId) -> AuditKey {
+        AuditKey::Key(id)
+    }
+}
+
+impl From<HaltTarget> for AuditKey {
+    fn from(target: HaltTarget) -> AuditKey {
+        match target {
+            HaltTarget::Key(id) => AuditKey::Key(id),
+            HaltTarget::All => AuditKey::All,
+        }
+    }
+}
+
+impl std::str::FromStr for AuditKey {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<AuditKey, InvalidValue> {
+        if s == "*" {
+            Ok(AuditKey::All)
+        } else {
+            s.parse().map(AuditKey::Key)
+        }
+    }
+}
+
+impl TryFrom<String> for AuditKey {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<AuditKey, InvalidValue> {
+        s.parse()
+    }
+}
+
+impl From<AuditKey> for String {
+    fn from(k: AuditKey) -> String {
+        k.as_str().to_owned()
     }
 }
 
@@ -204,8 +272,9 @@ pub struct AuditRecord {
     /// The endpoint of a check; for a scope check the scope; for other requests the
     /// request name (`Release`, `GenKey`).
     pub endpoint: String,
-    /// The key involved; null when the token matched no key.
-    pub key_id: Option<KeyId>,
+    /// The key involved; null when the token matched no key; `*` for an admin request
+    /// about every key (a halt or resume of all trading).
+    pub key_id: Option<AuditKey>,
     /// allow, reject or error.
     pub outcome: Outcome,
     /// The reason code of a reject.
@@ -335,7 +404,7 @@ impl AuditRecord {
         out.extend_from_slice(b",\"endpoint\":");
         json_str(&self.endpoint, out);
         out.extend_from_slice(b",\"key_id\":");
-        opt_str(self.key_id.as_ref().map(KeyId::as_str), out);
+        opt_str(self.key_id.as_ref().map(AuditKey::as_str), out);
         out.extend_from_slice(b",\"outcome\":\"");
         out.extend_from_slice(self.outcome.as_str().as_bytes());
         out.extend_from_slice(b"\",\"reason\":");
@@ -562,7 +631,11 @@ mod tests {
                 r.outcome = [Outcome::Allow, Outcome::Reject, Outcome::Error][j % 3];
                 r.iface = (j % 2 == 0).then_some(Iface::ALL[j % Iface::ALL.len()]);
                 r.endpoint = text.to_string();
-                r.key_id = (j % 3 != 0).then(|| "bench-key_1.a".parse().unwrap());
+                r.key_id = match j % 3 {
+                    0 => None,
+                    1 => Some(AuditKey::Key("bench-key_1.a".parse().unwrap())),
+                    _ => Some(AuditKey::All),
+                };
                 r.reason = (j % 2 == 1).then_some(Reason::ALL[j % Reason::ALL.len()]);
                 r.error = (j % 5 == 1).then_some(ErrorKind::Internal);
                 r.detail = (j % 2 == 0).then(|| format!("{text} {x}"));

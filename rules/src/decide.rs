@@ -13,7 +13,10 @@
 //!    `machine`;
 //! 4. the endpoint is in the table ([`crate::endpoint`]) — `unknown_endpoint`; an order
 //!    write comes with an order, and any other endpoint without one — `bad_order`;
-//! 5. the key holds the scope the endpoint needs — `scope`;
+//! 5. the key holds the scope the endpoint needs — `scope`; and, when that scope is a
+//!    trading one (`trade:simulate`, `trade:real`, `trade:unlock`: orders, unlocks, pushes
+//!    of order updates), trading is not halted for the key or for every key — `halted`
+//!    (the snapshot's halts; a key without the scope is refused `scope` first);
 //! 6. local time is inside `hours_window` — `hours`;
 //! 7. for order writes: the order is well formed (qty and price finite and above zero,
 //!    a valid symbol of the order's market) — `bad_order`; its market, symbol and side are
@@ -163,13 +166,25 @@ fn usable(snapshot: &Snapshot, key: &CompiledKey, now: &Now) -> Result<(), Verdi
     }
 }
 
-/// Steps 5–6.
-fn scope_and_hours(key: &CompiledKey, scope: Option<Scope>, now: &Now) -> Result<(), Verdict> {
+/// Steps 5–6: the scope, then the halt of trading, then the hours window.
+fn scope_and_hours(
+    snapshot: &Snapshot,
+    key: &CompiledKey,
+    scope: Option<Scope>,
+    now: &Now,
+) -> Result<(), Verdict> {
     if let Some(s) = scope {
         if !key.has_scope(s) {
             return Err(
                 Verdict::deny(Reason::Scope, Some(key), format!("key lacks scope {s}")).with_scope(Some(s)),
             );
+        }
+        if halts_stop(s) {
+            if let Some(halt) = snapshot.halt_of(&key.id) {
+                // The detail says who halted, when and why: `trading halted for key bot by
+                // uid 1000 (alice) at …: fat finger`.
+                return Err(Verdict::deny(Reason::Halted, Some(key), halt.to_string()).with_scope(Some(s)));
+            }
         }
     }
     if let Some(w) = key.hours_window {
@@ -192,6 +207,16 @@ fn scope_and_hours(key: &CompiledKey, scope: Option<Scope>, now: &Now) -> Result
         }
     }
     Ok(())
+}
+
+/// Whether a halt of trading stops what needs `scope`: orders and unlocks, and the pushes
+/// of order updates, which need the same scopes. Quotes and account reads go on. No
+/// wildcard: a new scope does not compile until it is sorted here.
+fn halts_stop(scope: Scope) -> bool {
+    match scope {
+        Scope::QotRead | Scope::AccRead => false,
+        Scope::TradeSimulate | Scope::TradeReal | Scope::TradeUnlock => true,
+    }
 }
 
 const NS_PER_MS: u64 = 1_000_000;
@@ -328,7 +353,7 @@ fn evaluate_rules(
         (_, None) => None,
     };
     let scope = class.required_scope(order.map(|o| o.env));
-    scope_and_hours(key, scope, now)?;
+    scope_and_hours(snapshot, key, scope, now)?;
     let Some(order) = order else {
         return Ok(Evaluation::Decided(Verdict {
             decision: allow(&key.id, scope, None),
@@ -515,12 +540,12 @@ pub fn decide_scope(snapshot: &Snapshot, now: &Now, req: &CheckScope) -> Verdict
 }
 
 /// Whether `key`, a key of `snapshot` found already, may have `scope` now: steps 2–3, then
-/// the scope and the hours window.
+/// the scope, a halt of trading and the hours window.
 pub fn decide_scope_key(snapshot: &Snapshot, key: &CompiledKey, now: &Now, scope: Scope) -> Verdict {
     if let Err(v) = usable(snapshot, key, now) {
         return v;
     }
-    match scope_and_hours(key, Some(scope), now) {
+    match scope_and_hours(snapshot, key, Some(scope), now) {
         Ok(()) => Verdict {
             decision: allow(&key.id, Some(scope), None),
             scope: Some(scope),

@@ -16,19 +16,29 @@
 //! record's `ts`: its wall time for expiry and the UTC day, its local time (in the time
 //! zone given) for `hours_window`, and the same instant for the 60 s window.
 //!
+//! A halt of trading is not a rule of the candidate but an event of the past, so the
+//! candidate's own `halts` (the state of now) are not applied: each record is judged by
+//! the halts the audit file says were in force at its time — those its `Halt` and
+//! `Resume` admin records made and lifted (by their `key_id`, a key or `*`), and the halt
+//! of a key whose check the daemon refused `halted` with no such record before it (made
+//! before the file begins), in force until a `Resume` of it. A refusal `halted` stays
+//! `halted` unless the candidate refuses it first (no such key, no trading scope, expired,
+//! frozen, bound elsewhere); an order allowed while nothing was halted is not refused by a
+//! halt made later.
+//!
 //! Pure apart from reading: [`replay`] takes any reader and gives a [`Report`].
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::BufRead;
 
-use futu_auth_proto::key::InvalidValue;
-use futu_auth_proto::{Decision, Reason, Scope, TrdSide};
+use futu_auth_proto::key::{Halt, HaltTarget, HaltedBy, InvalidValue};
+use futu_auth_proto::{Decision, KeyId, Reason, Scope, TrdSide};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::audit::{self, AuditRecord, Kind, RecordError};
+use crate::audit::{self, AuditKey, AuditRecord, Kind, RecordError};
 use crate::clock::Now;
 use crate::decide::{self, Verdict};
 use crate::ledger::{Ledger, RELEASE_WINDOW_NS};
@@ -278,7 +288,10 @@ pub fn replay(mut audit: impl BufRead, snapshot: &Snapshot, options: Options) ->
 
 /// The replay's state between lines.
 struct Replay<'s> {
-    snapshot: &'s Snapshot,
+    /// The candidate with the halts of `halts` in force instead of its own.
+    snapshot: Snapshot,
+    /// The halts in force at the record being read, as the audit file tells them.
+    halts: Vec<Halt>,
     by_id: HashMap<&'s str, &'s CompiledKey>,
     ledger: Ledger,
     options: Options,
@@ -293,8 +306,11 @@ struct Replay<'s> {
 
 impl<'s> Replay<'s> {
     fn new(snapshot: &'s Snapshot, options: Options) -> Replay<'s> {
+        let mut judged = snapshot.clone();
+        judged.set_halts(&[]);
         Replay {
-            snapshot,
+            snapshot: judged,
+            halts: Vec::new(),
             by_id: snapshot.iter().map(|k| (k.id.as_str(), k)).collect(),
             ledger: Ledger::new(),
             options,
@@ -314,7 +330,10 @@ impl<'s> Replay<'s> {
         self.totals.read += 1;
         let now = self.now(rec.ts);
         match rec.kind {
-            Kind::Admin => self.totals.skipped.admin += 1,
+            Kind::Admin => {
+                self.totals.skipped.admin += 1;
+                self.admin(&rec);
+            }
             Kind::Release => self.release(&rec, &now),
             Kind::Check | Kind::CheckScope => self.check(line, rec, &now)?,
         }
@@ -336,6 +355,39 @@ impl<'s> Replay<'s> {
         } else {
             Range::In
         }
+    }
+
+    /// Follows a halt or resume the daemon made: by the record's endpoint and `key_id`.
+    fn admin(&mut self, rec: &AuditRecord) {
+        if rec.outcome != audit::Outcome::Allow {
+            return;
+        }
+        let Some(target) = rec.key_id.as_ref().map(|k| match k {
+            AuditKey::Key(id) => HaltTarget::Key(id.clone()),
+            AuditKey::All => HaltTarget::All,
+        }) else {
+            return;
+        };
+        match rec.endpoint.as_str() {
+            "Halt" => self.set_halt(target, rec),
+            "Resume" => {
+                self.halts.retain(|h| h.target != target);
+                self.snapshot.set_halts(&self.halts);
+            }
+            _ => {}
+        }
+    }
+
+    /// Puts a halt of `target` in force, from `rec`'s time on.
+    fn set_halt(&mut self, target: HaltTarget, rec: &AuditRecord) {
+        self.halts.retain(|h| h.target != target);
+        self.halts.push(Halt {
+            target,
+            reason: "as the audit file records".parse().expect("a valid reason"),
+            halted_by: HaltedBy::new(rec.peer_uid, None),
+            halted_at: rec.ts,
+        });
+        self.snapshot.set_halts(&self.halts);
     }
 
     /// Refunds the candidate's charge of the order the released ticket names.
@@ -361,7 +413,7 @@ impl<'s> Replay<'s> {
             },
             audit::Outcome::Error => return Err(LineError::NotADecision(rec.outcome)),
         };
-        let Some(key_id) = rec.key_id.as_ref().map(|k| k.as_str()) else {
+        let Some(key_id) = rec.key_id.as_ref().and_then(AuditKey::key).map(KeyId::as_str) else {
             self.totals.skipped.no_key_id += 1;
             return Ok(());
         };
@@ -373,6 +425,12 @@ impl<'s> Replay<'s> {
         if range == Range::After {
             self.totals.skipped.after_until += 1;
             return Ok(());
+        }
+        // Refused `halted`: the key was halted then, whether or not the file says since when.
+        if let Some(id) = rec.key_id.as_ref().and_then(AuditKey::key) {
+            if from.reason == Some(Reason::Halted) && self.snapshot.halt_of(id).is_none() {
+                self.set_halt(HaltTarget::Key(id.clone()), &rec);
+            }
         }
         // A price the record says was not a finite number comes back as NaN, which rule 7
         // refuses as the daemon did.
@@ -393,12 +451,12 @@ impl<'s> Replay<'s> {
         let verdict = match self.by_id.get(key_id) {
             None => None,
             Some(key) => Some(match scope {
-                Some(s) => decide::decide_scope_key(self.snapshot, key, now, s),
+                Some(s) => decide::decide_scope_key(&self.snapshot, key, now, s),
                 None => decide::charge_and_settle(
                     &self.ledger,
                     now,
                     decide::evaluate_key(
-                        self.snapshot,
+                        &self.snapshot,
                         key,
                         now,
                         &rec.endpoint,

@@ -1,11 +1,12 @@
 //! The keys in service: keys.json compiled for lookup by digest, with every limit turned
 //! into the form a check needs (bit sets, exact money, the binding resolved against this
-//! host), and the previous plaintexts of rotated keys with the end of their overlap. A
-//! snapshot is immutable; a reload builds a new one and swaps it in.
+//! host), the previous plaintexts of rotated keys with the end of their overlap, and the
+//! halts of trading in force. A snapshot is immutable; a reload builds a new one and swaps
+//! it in.
 
 use std::collections::HashMap;
 
-use futu_auth_proto::key::Rotation;
+use futu_auth_proto::key::{Halt, HaltTarget, Rotation};
 use futu_auth_proto::{Fingerprint, HoursWindow, KeyHash, KeyId, KeyRecord, Market, Scope, TrdSide};
 use jiff::Timestamp;
 
@@ -197,7 +198,21 @@ pub struct Snapshot {
     /// keys.json's `rotations`: the digest of a rotated key's previous plaintext, the key
     /// and the end of its overlap. Empty, with no allocation, unless keys.json has some.
     previous: HashMap<KeyHash, Previous>,
+    /// keys.json's `halts`: trading halted for every key, and for keys on their own.
+    halts: Halts,
     host: Option<Fingerprint>,
+}
+
+/// The halts of trading in force, as keys.json lists them. Empty, with no allocation,
+/// unless keys.json has some.
+#[derive(Debug, Clone, Default)]
+struct Halts {
+    /// The halt of every key, if any.
+    all: Option<Box<Halt>>,
+    /// The halts of keys on their own, by key id.
+    keys: HashMap<KeyId, Halt>,
+    /// Every halt, in keys.json's order (for listings and the metrics).
+    listed: Vec<Halt>,
 }
 
 /// A rotated key's previous plaintext: which key it names, and until when.
@@ -210,8 +225,8 @@ struct Previous {
 }
 
 impl Snapshot {
-    /// Compiles keys.json's `keys` and `rotations` for a host with fingerprint `host`.
-    /// Without a fingerprint (no machine id could be read) no host is in any
+    /// Compiles keys.json's `keys`, `rotations` and `halts` for a host with fingerprint
+    /// `host`. Without a fingerprint (no machine id could be read) no host is in any
     /// `allowed_machines` list.
     ///
     /// The keys are compiled from the records by reference, each into new allocations
@@ -219,7 +234,12 @@ impl Snapshot {
     /// frees its memory whole and its pages can go back to the system (compiling record by
     /// record while freeing them would scatter the keys across the parsed file's pages and
     /// keep them all resident).
-    pub fn compile(records: &[KeyRecord], rotations: &[Rotation], host: Option<Fingerprint>) -> Snapshot {
+    pub fn compile(
+        records: &[KeyRecord],
+        rotations: &[Rotation],
+        halts: &[Halt],
+        host: Option<Fingerprint>,
+    ) -> Snapshot {
         let mut keys = Vec::with_capacity(records.len());
         let mut by_hash = HashMap::with_capacity(records.len());
         for record in records {
@@ -239,6 +259,7 @@ impl Snapshot {
             keys,
             by_hash,
             previous,
+            halts: Halts::index(halts),
             host,
         }
     }
@@ -301,6 +322,29 @@ impl Snapshot {
             .map(|p| (&self.keys[p.key as usize].id, p.until))
     }
 
+    /// The halt that stops key `id`'s trading now, if any: the halt of every key first (a
+    /// key's own halt lifted, that one still holds), else the key's own.
+    pub fn halt_of(&self, id: &KeyId) -> Option<&Halt> {
+        if let Some(all) = &self.halts.all {
+            return Some(all);
+        }
+        if self.halts.keys.is_empty() {
+            return None;
+        }
+        self.halts.keys.get(id)
+    }
+
+    /// Replaces the halts in force with `halts`: the what-if replay judges each record by
+    /// the halts its audit file says were in force then, not by the candidate's own.
+    pub fn set_halts(&mut self, halts: &[Halt]) {
+        self.halts = Halts::index(halts);
+    }
+
+    /// Every halt in force, in keys.json's order.
+    pub fn halts(&self) -> &[Halt] {
+        &self.halts.listed
+    }
+
     /// The key with this id (a scan: admin paths only).
     pub fn by_id(&self, id: &str) -> Option<&CompiledKey> {
         self.keys.iter().find(|k| k.id.as_str() == id)
@@ -329,6 +373,31 @@ impl Snapshot {
     /// This host's fingerprint, if known.
     pub fn host(&self) -> Option<&Fingerprint> {
         self.host.as_ref()
+    }
+}
+
+impl Halts {
+    /// Copies of keys.json's `halts` (each names a key of the file, at most once: checked
+    /// when it is read), in allocations of their own, found by key.
+    fn index(halts: &[Halt]) -> Halts {
+        let mut out = Halts::default();
+        for h in halts {
+            let h = Halt {
+                target: match &h.target {
+                    HaltTarget::Key(id) => HaltTarget::Key(id.fresh_copy()),
+                    HaltTarget::All => HaltTarget::All,
+                },
+                ..h.clone()
+            };
+            match &h.target {
+                HaltTarget::All => out.all = Some(Box::new(h.clone())),
+                HaltTarget::Key(id) => {
+                    out.keys.insert(id.clone(), h.clone());
+                }
+            }
+            out.listed.push(h);
+        }
+        out
     }
 }
 

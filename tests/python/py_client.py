@@ -39,6 +39,10 @@ Then, for each JSON line read from stdin, one JSON line is printed. Every comman
                                                       "previous_valid_until", "stored_in", "repr"}
     {"op": "key_activity", "ids"}                 -> {"keys": [{"id", "last_used",
                                                       "previous_valid_until"}, ...]}
+    {"op": "halt", "id"?, "reason"}               -> {"halts": [halt, ...]} (no "id": every key)
+    {"op": "resume", "id"?}                       -> {"halts": [halt, ...]}
+    {"op": "halts"}                               -> {"halts": [halt, ...]}; a halt is {"key_id",
+                                                      "reason", "uid", "user", "halted_at", "text"}
     {"op": "token", "token"}                      -> the token functions' results for it
     {"op": "generate", "n"}                       -> {"tokens": [{"token", "digest"}, ...]}
     {"op": "late_releases", "at_least"?, "within"?}
@@ -285,6 +289,20 @@ class Driver:
         keys = self.call(cmd, "key_activity", cmd["ids"])
         return {"keys": [{"id": k.id, "last_used": k.last_used, "previous_valid_until": k.previous_valid_until}
                          for k in keys]}
+
+    @staticmethod
+    def halts(halts):
+        return {"halts": [{"key_id": h.key_id, "reason": h.reason, "uid": h.uid, "user": h.user,
+                           "halted_at": h.halted_at, "text": str(h)} for h in halts]}
+
+    def op_halt(self, cmd):
+        return self.halts(self.call(cmd, "halt", cmd.get("id"), cmd["reason"]))
+
+    def op_resume(self, cmd):
+        return self.halts(self.call(cmd, "resume", cmd.get("id")))
+
+    def op_halts(self, cmd):
+        return self.halts(self.call(cmd, "halts"))
 
     def op_token(self, cmd):
         text = cmd["token"]

@@ -1183,6 +1183,52 @@ fn rotation_and_key_activity_from_python_match_keys_json_and_futucli() {
     assert!(refused["raised"].is_string(), "{refused}");
 }
 
+#[test]
+fn halt_and_resume_from_python_refuse_orders_halted_as_futucli_sees_it() {
+    let Some(pkg) = package() else { return };
+    let bot = token_for("bot");
+    let d = DaemonBuilder::new(&[key_json("bot", &bot, &["qot:read", "trade:simulate"])]).start();
+    let mut py = pkg.driver(&d.socket_path(), 5.0);
+    let order = json!({"env": "simulate", "market": "HK", "symbol": "HK.00700", "side": "SELL",
+                       "qty": 100.0, "price": 10.0});
+    for client in CLIENTS {
+        let halted = py.run(json!({"op": "halt", "client": client, "id": "bot", "reason": "fat finger"}));
+        let halts = halted["halts"].as_array().unwrap_or_else(|| panic!("{halted}"));
+        assert_eq!(halts.len(), 1, "{halted}");
+        assert_eq!(halts[0]["key_id"], "bot");
+        assert_eq!(halts[0]["reason"], "fat finger");
+        assert_eq!(halts[0]["uid"], json!(nix::unistd::geteuid().as_raw()));
+        assert_eq!(keys_file(&d)["halts"][0]["key_id"], "bot", "kept in keys.json");
+        assert_eq!(py.run(json!({"op": "halts", "client": client})), halted);
+
+        let deny = py.check(client, &bot, "Trd_PlaceOrder", Some(order.clone()));
+        assert_eq!(deny["reason"], "halted", "{deny}");
+        assert_eq!(
+            deny["detail"], halts[0]["text"],
+            "the detail is the halt's sentence"
+        );
+        let futucli = futucli_check(
+            &d,
+            &bot,
+            "Trd_PlaceOrder",
+            &[
+                "--market", "HK", "--symbol", "HK.00700", "--side", "SELL", "--qty", "100", "--price", "10",
+            ],
+        );
+        assert_same_decision(&deny, &futucli, "a halted order");
+        let quote = py.check(client, &bot, "Qot_GetBasicQot", None);
+        assert_eq!(quote["outcome"], "allow", "{quote}");
+
+        let not_halted = py.run(json!({"op": "resume", "client": client}));
+        assert_eq!(not_halted["raised"], "AuthError", "{not_halted}");
+        assert_eq!(not_halted["kind"], "invalid_spec", "{not_halted}");
+        let resumed = py.run(json!({"op": "resume", "client": client, "id": "bot"}));
+        assert_eq!(resumed, json!({"halts": []}));
+        let allowed = py.check(client, &bot, "Trd_PlaceOrder", Some(order.clone()));
+        assert_eq!(allowed["outcome"], "allow", "{allowed}");
+    }
+}
+
 /// The Rust client's decision as the Python driver prints one (`futucli check --json`'s
 /// fields).
 fn rust_view(d: &Decision) -> Value {
@@ -1409,7 +1455,7 @@ fn session_checks_from_python_decide_as_the_rust_client_and_are_audited_only_whe
     let state = py.run(json!({"op": "state"}));
     assert_eq!(
         (&state["sync_version"], &state["async_version"]),
-        (&json!(4), &json!(4)),
+        (&json!(5), &json!(5)),
         "SessionCheck itself was sent: {state}"
     );
 }

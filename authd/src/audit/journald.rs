@@ -4,10 +4,10 @@
 use std::io;
 use std::thread::JoinHandle;
 
-use futu_auth_proto::{ErrorKind, Iface, KeyId, Reason, Scope};
+use futu_auth_proto::{ErrorKind, Iface, Reason, Scope};
 use tokio::sync::{mpsc, oneshot};
 
-use super::AuditRecord;
+use super::{AuditKey, AuditRecord};
 
 /// Records waiting for the journald writer; past this, handlers wait.
 pub const QUEUE_CAPACITY: usize = 65_536;
@@ -123,7 +123,7 @@ fn emit(rec: &AuditRecord) {
         kind = rec.kind.as_str(),
         iface = rec.iface.map(Iface::as_str),
         endpoint = %rec.endpoint,
-        key_id = rec.key_id.as_ref().map(KeyId::as_str),
+        key_id = rec.key_id.as_ref().map(AuditKey::as_str),
         outcome = rec.outcome.as_str(),
         reason = rec.reason.map(Reason::as_str),
         error = rec.error.map(ErrorKind::as_str),
@@ -144,7 +144,7 @@ fn emit(rec: &AuditRecord) {
         latency_us = rec.latency_us,
         "{} {} {}{}",
         rec.outcome.as_str(),
-        rec.key_id.as_ref().map(KeyId::as_str).unwrap_or("-"),
+        rec.key_id.as_ref().map(AuditKey::as_str).unwrap_or("-"),
         rec.endpoint,
         rec.reason.map(|r| format!(" reason={r}")).unwrap_or_default(),
     );

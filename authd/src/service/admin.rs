@@ -1,6 +1,6 @@
-//! Admin requests: making, listing, binding, rotating and revoking keys, reloading
-//! keys.json and reporting usage — for administrators only (SO_PEERCRED, [`crate::peer::AdminPolicy`]),
-//! each audited before it is answered.
+//! Admin requests: making, listing, binding, rotating and revoking keys, halting and
+//! resuming trading, reloading keys.json and reporting usage — for administrators only
+//! (SO_PEERCRED, [`crate::peer::AdminPolicy`]), each audited before it is answered.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use futu_auth_keys::store::StoreError;
 use futu_auth_proto::codec::{self, Wire};
 use futu_auth_proto::{
-    Admin, AdminOp, Decision, ErrorKind, KeyId, KeyRecord, KeySpec, Reason, Response, Usage,
+    Admin, AdminOp, Decision, ErrorKind, Halt, KeyId, KeyRecord, KeySpec, Reason, Response, Usage,
 };
 use futu_auth_rules::money::Money;
 use jiff::Timestamp;
 
 use super::keyring::KeyRingError;
 use super::Authd;
-use crate::audit::{AuditRecord, Kind, Outcome};
+use crate::audit::{AuditKey, AuditRecord, Kind, Outcome};
 use crate::peer::Peer;
 
 /// Listings kept at once; more start by replacing the oldest.
@@ -84,7 +84,7 @@ impl Authd {
     pub(super) async fn admin(self: &Arc<Self>, admin: Admin, peer: Peer, received: Instant) -> Response {
         let Admin { request_id, op } = admin;
         let name = op.name();
-        let target = op.target().cloned();
+        let target = op.target().map(AuditKey::from);
         if !self.admin.is_admin(&peer) {
             self.metrics.admin(name, Outcome::Reject);
             let detail = format!("{name} needs an administrator; uid {} is not one", peer.uid);
@@ -101,6 +101,8 @@ impl Authd {
                 },
             };
         }
+        // A halt made (false) or lifted (true): the audit record's detail says which.
+        let mut halt: Option<(bool, Halt)> = None;
         let resp = match op {
             AdminOp::GenKey(spec) => self.gen_key(request_id, spec).await,
             // keys.json itself, as futucli shows it when the daemon is down.
@@ -133,8 +135,22 @@ impl Authd {
             AdminOp::ListKeysPage { listing, offset } => self.list_page(request_id, listing, offset).await,
             AdminOp::RotateKey { id, overlap_secs } => self.rotate_key(request_id, id, overlap_secs).await,
             AdminOp::KeyActivity(ids) => self.key_activity(request_id, ids).await,
+            AdminOp::Halt { target, reason } => {
+                let (resp, made) = self.halt(request_id, target, reason, peer).await;
+                halt = made.map(|h| (false, h));
+                resp
+            }
+            AdminOp::Resume(target) => {
+                let (resp, lifted) = self.resume(request_id, target, peer).await;
+                halt = lifted.map(|h| (true, h));
+                resp
+            }
+            AdminOp::ListHalts => self.list_halts(request_id),
         };
-        let rec = admin_record(name, target, request_id, &resp, peer, received.elapsed());
+        let mut rec = admin_record(name, target, request_id, &resp, peer, received.elapsed());
+        if let Some((lifted, h)) = halt {
+            rec.detail = Some(halt_detail(lifted, &h));
+        }
         self.metrics.admin(name, rec.outcome);
         self.write_audit(rec).await;
         resp
@@ -279,7 +295,7 @@ impl Authd {
 /// is not an administrator.
 pub(super) fn forbidden_record(
     name: &str,
-    target: Option<KeyId>,
+    target: Option<AuditKey>,
     request_id: u64,
     detail: &str,
     peer: Peer,
@@ -297,7 +313,7 @@ pub(super) fn forbidden_record(
 /// or the error's kind and message.
 pub(super) fn admin_record(
     name: &str,
-    target: Option<KeyId>,
+    target: Option<AuditKey>,
     request_id: u64,
     resp: &Response,
     peer: Peer,
@@ -318,7 +334,8 @@ pub(super) fn admin_record(
         | Response::Usage(_)
         | Response::KeysPage { .. }
         | Response::KeyRotated { .. }
-        | Response::KeyActivity { .. } => Outcome::Allow,
+        | Response::KeyActivity { .. }
+        | Response::Halts { .. } => Outcome::Allow,
     };
     let mut rec = AuditRecord::new(Kind::Admin, name, outcome, request_id, peer);
     rec.key_id = target;
@@ -330,7 +347,17 @@ pub(super) fn admin_record(
     rec
 }
 
-fn error(request_id: u64, kind: ErrorKind, message: String) -> Response {
+/// The detail of a Halt's or Resume's audit record: the halt made, or `lifted: ` and the
+/// halt lifted (`trading halted for key bot by uid 1000 (alice) at …: fat finger`).
+pub(super) fn halt_detail(lifted: bool, halt: &Halt) -> String {
+    if lifted {
+        format!("lifted: {halt}")
+    } else {
+        halt.to_string()
+    }
+}
+
+pub(super) fn error(request_id: u64, kind: ErrorKind, message: String) -> Response {
     Response::Error {
         request_id,
         kind,
@@ -342,7 +369,9 @@ fn error(request_id: u64, kind: ErrorKind, message: String) -> Response {
 pub(super) fn keyring_error(request_id: u64, e: KeyRingError) -> Response {
     let kind = match &e {
         KeyRingError::Store(StoreError::DuplicateKey(_)) => ErrorKind::DuplicateKey,
-        KeyRingError::Store(StoreError::OverlapTooLong(_)) => ErrorKind::InvalidSpec,
+        KeyRingError::Store(StoreError::OverlapTooLong(_) | StoreError::NotHalted(_)) => {
+            ErrorKind::InvalidSpec
+        }
         KeyRingError::Store(StoreError::UnknownKey(_)) => ErrorKind::UnknownKey,
         KeyRingError::Store(StoreError::Io { .. } | StoreError::Invalid(_)) => ErrorKind::Store,
         KeyRingError::Store(StoreError::Random(_)) | KeyRingError::Task(_) => ErrorKind::Internal,

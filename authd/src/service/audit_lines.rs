@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use futu_auth_proto::key::{Halt, HaltTarget, HaltedBy};
 use futu_auth_proto::{
     Check, CheckScope, Decision, ErrorKind, Iface, KeyId, LimitFigures, Market, Order, Reason, Response,
     Scope, SessionCheck, SessionOutcome, SessionSubject, Token, TrdEnv, TrdSide,
@@ -12,9 +13,9 @@ use futu_auth_rules::decide::Verdict;
 use futu_auth_rules::ledger::{Consumption, Released};
 use futu_auth_rules::money::Money;
 
-use super::admin::{admin_record, forbidden_record};
+use super::admin::{admin_record, forbidden_record, halt_detail};
 use super::checks::{check_record, release_record, scope_record, session_record};
-use crate::audit::AuditRecord;
+use crate::audit::{AuditKey, AuditRecord};
 use crate::peer::Peer;
 
 const PEER: Peer = Peer {
@@ -85,6 +86,28 @@ fn deny(key_id: Option<&str>, scope: Option<Scope>, reason: Reason, detail: &str
         value: None,
         consumption: None,
     }
+}
+
+/// A halt of `target` by alice, as the daemon makes one.
+fn halt(target: HaltTarget) -> Halt {
+    Halt {
+        target,
+        reason: "fat finger".parse().unwrap(),
+        halted_by: HaltedBy::new(1000, Some("alice".into())),
+        halted_at: "2026-04-20T09:00:00Z".parse().unwrap(),
+    }
+}
+
+/// The audit record of a Halt or Resume (`lifted`) of `target` that went through.
+fn halt_record(name: &str, target: HaltTarget, lifted: bool, request_id: u64) -> AuditRecord {
+    let made = halt(target.clone());
+    let resp = Response::Halts {
+        request_id,
+        halts: if lifted { vec![] } else { vec![made.clone()] },
+    };
+    let mut rec = admin_record(name, Some(target.into()), request_id, &resp, PEER, LATENCY);
+    rec.detail = Some(halt_detail(lifted, &made));
+    rec
 }
 
 /// `rec` stamped at a fixed time, as one line of the audit file.
@@ -265,7 +288,7 @@ fn every_kind_of_audit_record_is_written_as_pinned() {
             "an admin request done",
             admin_record(
                 "RevokeKey",
-                Some(key("old-bot")),
+                Some(AuditKey::Key(key("old-bot"))),
                 17,
                 &Response::KeyRevoked {
                     request_id: 17,
@@ -280,7 +303,7 @@ fn every_kind_of_audit_record_is_written_as_pinned() {
             "an admin request failed",
             admin_record(
                 "GenKey",
-                Some(key("sim-bot")),
+                Some(AuditKey::Key(key("sim-bot"))),
                 18,
                 &Response::Error {
                     request_id: 18,
@@ -303,6 +326,31 @@ fn every_kind_of_audit_record_is_written_as_pinned() {
                 LATENCY,
             ),
             r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"admin","iface":null,"endpoint":"ListKeys","key_id":null,"outcome":"reject","reason":"forbidden","error":null,"detail":"ListKeys needs an administrator; uid 1000 is not one","scope":null,"order":null,"dry_run":false,"ticket":null,"request_id":19,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "an order refused: trading halted",
+            check_record(
+                &check("Trd_PlaceOrder", Some(order(Some(388.2))), false),
+                &deny(
+                    Some("sim-bot"),
+                    Some(Scope::TradeSimulate),
+                    Reason::Halted,
+                    "trading halted for key sim-bot by uid 1000 (alice) at 2026-04-20T09:00:00Z: fat finger",
+                ),
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"check","iface":"rest","endpoint":"Trd_PlaceOrder","key_id":"sim-bot","outcome":"reject","reason":"halted","error":null,"detail":"trading halted for key sim-bot by uid 1000 (alice) at 2026-04-20T09:00:00Z: fat finger","scope":"trade:simulate","order":{"env":"simulate","market":"HK","symbol":"HK.00700","side":"BUY","qty":100.0,"price":388.2,"value":38820.0},"dry_run":false,"ticket":null,"request_id":11,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "a halt of one key",
+            halt_record("Halt", HaltTarget::Key(key("sim-bot")), false, 20),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"admin","iface":null,"endpoint":"Halt","key_id":"sim-bot","outcome":"allow","reason":null,"error":null,"detail":"trading halted for key sim-bot by uid 1000 (alice) at 2026-04-20T09:00:00Z: fat finger","scope":null,"order":null,"dry_run":false,"ticket":null,"request_id":20,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "a resume of every key",
+            halt_record("Resume", HaltTarget::All, true, 21),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"admin","iface":null,"endpoint":"Resume","key_id":"*","outcome":"allow","reason":null,"error":null,"detail":"lifted: trading halted for every key by uid 1000 (alice) at 2026-04-20T09:00:00Z: fat finger","scope":null,"order":null,"dry_run":false,"ticket":null,"request_id":21,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
         ),
     ];
     for (what, rec, expected) in cases {

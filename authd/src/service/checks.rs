@@ -5,6 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futu_auth_proto::codec;
 use futu_auth_proto::{
     Check, CheckScope, Decision, ErrorKind, Iface, KeyId, Response, SessionCheck, SessionOutcome,
     SessionSubject,
@@ -15,7 +16,7 @@ use futu_auth_rules::ledger::{Charge, Consumption, Released};
 use futu_auth_rules::{Now, Snapshot};
 
 use super::{Answer, Authd};
-use crate::audit::{AuditOrder, AuditRecord, Kind, Outcome, TryRecord};
+use crate::audit::{AuditKey, AuditOrder, AuditRecord, Kind, Outcome, TryRecord};
 use crate::commit::Commit;
 use crate::ledger::ReleaseFailure;
 use crate::metrics::DecisionTally;
@@ -27,8 +28,9 @@ pub(super) enum Pending {
     Check(Check, Evaluation),
     /// A scope check and its verdict.
     Scope(CheckScope, Verdict),
-    /// A session's repeated decision and its verdict.
-    Session(SessionCheck, Verdict),
+    /// A session's repeated decision, its verdict, and the protocol version of the
+    /// connection (what the session is told, and so remembers, depends on it).
+    Session(SessionCheck, Verdict, u16),
     /// Answered otherwise (a future, or an error).
     Ready(Answer),
 }
@@ -55,9 +57,10 @@ impl Pending {
         Pending::Scope(c, v)
     }
 
-    /// A session's decision: a scope check for pushes, a dry run of `KeepAlive` for the
-    /// key itself; a panic is a deny `internal`.
-    pub(super) fn session(snapshot: &Snapshot, now: &Now, c: SessionCheck) -> Pending {
+    /// A session's decision, asked on a connection of protocol `version`: a scope check
+    /// for pushes, a dry run of `KeepAlive` for the key itself; a panic is a deny
+    /// `internal`.
+    pub(super) fn session(snapshot: &Snapshot, now: &Now, c: SessionCheck, version: u16) -> Pending {
         let v = catch_unwind(AssertUnwindSafe(|| match c.subject {
             SessionSubject::Pushes { scope, .. } => decide_scope(snapshot, now, &as_scope_check(&c, scope)),
             SessionSubject::KeepAlive => match evaluate(snapshot, now, &as_keep_alive(&c)) {
@@ -71,12 +74,12 @@ impl Pending {
             },
         }))
         .unwrap_or_else(|_| Verdict::internal(None, None, "the daemon failed while deciding".into()));
-        Pending::Session(c, v)
+        Pending::Session(c, v, version)
     }
 
     fn verdict_mut(&mut self) -> Option<&mut Verdict> {
         match self {
-            Pending::Check(_, Evaluation::Decided(v)) | Pending::Scope(_, v) | Pending::Session(_, v) => {
+            Pending::Check(_, Evaluation::Decided(v)) | Pending::Scope(_, v) | Pending::Session(_, v, _) => {
                 Some(v)
             }
             Pending::Check(_, Evaluation::Charge { .. }) | Pending::Ready(_) => None,
@@ -85,11 +88,12 @@ impl Pending {
 
     /// Whether it leaves a record in the audit trail: every check and scope check; a
     /// session's decision only when its outcome changed (the audit policy of sessions, in
-    /// PROTOCOL.md).
+    /// PROTOCOL.md) — as the session was told it: a client older than `halted` remembers
+    /// the `scope` it was told instead.
     fn audited(&self) -> bool {
         match self {
             Pending::Check(..) | Pending::Scope(..) => true,
-            Pending::Session(c, v) => SessionOutcome::of(&v.decision) != c.previous,
+            Pending::Session(c, v, version) => told(&v.decision, *version) != c.previous,
             Pending::Ready(_) => false,
         }
     }
@@ -101,9 +105,17 @@ impl Pending {
         match self {
             Pending::Check(c, Evaluation::Decided(v)) => Some(check_record(c, v, peer, latency)),
             Pending::Scope(c, v) => Some(scope_record(c, v, peer, latency)),
-            Pending::Session(c, v) => Some(session_record(c, v, peer, latency)),
+            Pending::Session(c, v, _) => Some(session_record(c, v, peer, latency)),
             Pending::Check(_, Evaluation::Charge { .. }) | Pending::Ready(_) => None,
         }
+    }
+}
+
+/// The outcome of `decision` as a session on a connection of protocol `version` is told it.
+fn told(decision: &Decision, version: u16) -> SessionOutcome {
+    match SessionOutcome::of(decision) {
+        SessionOutcome::Allow => SessionOutcome::Allow,
+        SessionOutcome::Deny(reason) => SessionOutcome::Deny(codec::reason_told_in(reason, version)),
     }
 }
 
@@ -254,7 +266,7 @@ impl Authd {
                 }
                 (c.request_id, c.iface, v)
             }
-            Pending::Session(c, v) => {
+            Pending::Session(c, v, _) => {
                 if let SessionSubject::Pushes { scope, pushes } = c.subject {
                     if v.decision.reason().is_some() && c.iface == Iface::Ws {
                         self.metrics.ws_filtered(scope, decision_key(&v.decision), pushes);
@@ -360,7 +372,7 @@ pub(super) fn release_record(
     rec.latency_us = latency.as_micros() as u64;
     match result {
         Ok(r) => {
-            rec.key_id = Some(r.key_id.clone());
+            rec.key_id = Some(AuditKey::Key(r.key_id.clone()));
             rec.detail = Some(format!("refunded {}", r.refunded.as_f64()));
         }
         Err((kind, _)) => rec.error = Some(*kind),
@@ -433,7 +445,7 @@ fn decision_record(
     let mut rec = AuditRecord::new(kind, endpoint, outcome, request_id, peer)
         .iface(iface)
         .scope(v.scope);
-    rec.key_id = decision_key(&v.decision).cloned();
+    rec.key_id = decision_key(&v.decision).cloned().map(AuditKey::Key);
     rec.reason = reason;
     rec.detail = detail;
     rec.ticket = ticket;

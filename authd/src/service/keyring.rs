@@ -56,9 +56,10 @@ impl KeyRing {
         host: Option<Fingerprint>,
         metrics: Arc<Metrics>,
     ) -> KeyRing {
-        let snapshot = Snapshot::compile(&file.keys, &file.rotations, host.clone());
+        let snapshot = Snapshot::compile(&file.keys, &file.rotations, &file.halts, host.clone());
         drop(file);
         metrics.keys_loaded(snapshot.len());
+        metrics.halts(snapshot.halts());
         KeyRing {
             keys_file,
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -87,8 +88,9 @@ impl KeyRing {
     /// Compiles and swaps in a new snapshot; returns the number of keys and what to free
     /// off the caller's path (the old snapshot, the parsed file). Blocking work.
     fn install(&self, file: KeysFile, text_digest: TextDigest) -> (usize, Retired) {
-        let snapshot = Snapshot::compile(&file.keys, &file.rotations, self.host.clone());
+        let snapshot = Snapshot::compile(&file.keys, &file.rotations, &file.halts, self.host.clone());
         let n = snapshot.len();
+        self.metrics.halts(snapshot.halts());
         let old = self.snapshot.swap(Arc::new(snapshot));
         *self.loaded_digest.lock().unwrap_or_else(|p| p.into_inner()) = Some(text_digest);
         self.metrics.keys_loaded(n);

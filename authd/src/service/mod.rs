@@ -3,7 +3,8 @@
 //! * [`keyring`] — the keys in service, swapped whole on reload and after admin changes;
 //! * [`checks`] — checks, scope checks and releases: the rules, the ledger store and the
 //!   group commit that writes the ledger and the audit records before any answer;
-//! * [`admin`] — admin requests, for administrators only;
+//! * [`admin`] — admin requests, for administrators only ([`rotation`] and [`halt`], the
+//!   kill switch, in files of their own);
 //! * [`activity`] — when keys were last used (noted once a burst, [`crate::last_used`]).
 //!
 //! Every request gets exactly one response and, for checks, releases and admin requests,
@@ -32,6 +33,7 @@ mod admin;
 #[cfg(test)]
 mod audit_lines;
 mod checks;
+mod halt;
 mod keyring;
 mod rotation;
 
@@ -110,14 +112,15 @@ impl Authd {
         result
     }
 
-    /// Answers requests read together from `peer` at `received`, in order: checks and
-    /// scope checks at once (decided together; the burst's ledger changes and audit
+    /// Answers requests read together from `peer` at `received`, on a connection of
+    /// protocol `version`, in order: checks and scope checks at once (decided together; the burst's ledger changes and audit
     /// records written in one group commit before any of them is answered), releases and
     /// admin requests as futures.
     pub(crate) async fn answer_all(
         self: &Arc<Self>,
         reqs: Vec<Request>,
         peer: Peer,
+        version: u16,
         received: Instant,
     ) -> Vec<Answer> {
         let now = self.clock.load().now();
@@ -127,7 +130,7 @@ impl Authd {
                 .map(|req| match req.route() {
                     Route::Check(c) => Pending::check(&snapshot, &now, c),
                     Route::CheckScope(c) => Pending::scope(&snapshot, &now, c),
-                    Route::SessionCheck(c) => Pending::session(&snapshot, &now, c),
+                    Route::SessionCheck(c) => Pending::session(&snapshot, &now, c, version),
                     Route::Hello(_) => Pending::Ready(Answer::Now(Response::Error {
                         request_id: 0,
                         kind: ErrorKind::HelloFirst,

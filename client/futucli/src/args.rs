@@ -6,17 +6,17 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;
-use futu_auth_client::{Fingerprint, Iface, KeyId, Market, Scope, TrdEnv, TrdSide};
-use futu_auth_keys::store::MAX_OVERLAP;
+use futu_auth_client::{Fingerprint, HaltTarget, Iface, KeyId, Market, Scope, TrdEnv, TrdSide};
+use futu_auth_keys::store::{HaltReason, MAX_OVERLAP};
 use futu_auth_proto::key::{Cap, InvalidValue};
 use futu_auth_proto::{HoursWindow, Symbol};
 
-/// futucli: make, list, bind, rotate and revoke futu-authd API keys, and ask the daemon for
-/// decisions.
+/// futucli: make, list, bind, rotate and revoke futu-authd API keys, halt and resume
+/// trading, and ask the daemon for decisions.
 ///
 /// Mutations go through the daemon when its socket answers (effective at once); when it
-/// does not, gen-key, list-keys, rotate-key, revoke-key and bind-key edit the keys file
-/// directly, with the same lock and atomic write.
+/// does not, gen-key, list-keys, rotate-key, revoke-key, bind-key, halt and resume edit the
+/// keys file directly, with the same lock and atomic write.
 #[derive(Debug, Parser)]
 #[command(name = "futucli", version, propagate_version = true)]
 pub struct Cli {
@@ -90,6 +90,24 @@ pub enum Command {
     },
     /// Ask the daemon to re-read keys.json (like kill -HUP).
     Reload,
+    /// Halt trading (the kill switch): orders and trade unlock are refused `halted`, with
+    /// the reason, who halted and when, until `resume`; quotes and account reads go on.
+    /// Kept in keys.json: a restart or reload keeps it.
+    Halt {
+        /// What to halt.
+        #[command(flatten)]
+        which: Which,
+        /// Why, in a few words (one line, at most 200 characters): every refused caller is
+        /// shown it.
+        #[arg(long, value_parser = parse_reason)]
+        reason: HaltReason,
+    },
+    /// Lift a halt made by `halt`.
+    Resume {
+        /// What to resume.
+        #[command(flatten)]
+        which: Which,
+    },
     /// Ask the daemon for a real decision. Exit 0 allow, 1 reject, 2 usage or transport
     /// error.
     Check(CheckArgs),
@@ -146,6 +164,28 @@ pub struct GenKey {
     /// Bind the key to these fingerprints.
     #[arg(long, value_delimiter = ',')]
     pub bind_machines: Option<Vec<Fingerprint>>,
+}
+
+/// What `halt` and `resume` are about: one key, or every key.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Which {
+    /// One key, by id.
+    #[arg(long, value_name = "ID")]
+    pub key: Option<KeyId>,
+    /// Every key, present and future.
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl Which {
+    /// As the protocol names it.
+    pub fn target(&self) -> HaltTarget {
+        match &self.key {
+            Some(id) => HaltTarget::Key(id.clone()),
+            None => HaltTarget::All,
+        }
+    }
 }
 
 /// `bind-key`.
@@ -265,6 +305,9 @@ pub enum ArgError {
     /// A trading environment that is not one.
     #[error("{0:?} is not simulate or real")]
     NotAnEnv(String),
+    /// A halt's reason that is not one.
+    #[error("{0}")]
+    NotAReason(InvalidValue),
 }
 
 /// A cap flag's value, by the same rule as keys.json and the daemon ([`Cap::try_from`]):
@@ -331,6 +374,11 @@ fn parse_unused_for(s: &str) -> Result<UnusedFor, ArgError> {
         text: s.to_owned(),
         secs: secs as i64,
     })
+}
+
+/// `--reason`: by the daemon's rule ([`HaltReason`]). clap names the flag in front of it.
+fn parse_reason(s: &str) -> Result<HaltReason, ArgError> {
+    s.parse().map_err(ArgError::NotAReason)
 }
 
 fn parse_env(s: &str) -> Result<TrdEnv, ArgError> {

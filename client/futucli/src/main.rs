@@ -14,14 +14,15 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 use futu_auth_client::{
-    AuthClient, BindOp, ClientError, Decision, KeyActivity, KeyId, KeyRecord, KeySpec, Limits, Order, Token,
+    AuthClient, BindOp, ClientError, Decision, Halt, HaltedBy, KeyActivity, KeyId, KeyRecord, KeySpec,
+    Limits, Order, Token,
 };
 use futu_auth_keys::machine::fingerprint_from_file;
-use futu_auth_keys::store::{self, KeysFile, StoreError};
+use futu_auth_keys::store::{self, HaltReason, KeysFile, StoreError};
 use futu_auth_proto::MAX_ACTIVITY_IDS;
 use jiff::{SignedDuration, Span, Timestamp};
 
-use args::{BindKey, CheckArgs, Cli, Command, GenKey, UnusedFor};
+use args::{BindKey, CheckArgs, Cli, Command, GenKey, UnusedFor, Which};
 use output::{errln, out, outln};
 
 /// Admin requests write keys.json with fsync; give them time.
@@ -119,6 +120,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 Err(e) => return Err(e.into()),
             };
             outln!("last used: {last_used}");
+            match daemon.halts().await {
+                Ok(halts) => outln!("{}", show::halts_of_key(&id, &halts)),
+                Err(e @ ClientError::TooOld { .. }) => errln!("futucli: {e}; halts are not shown"),
+                Err(e) => return Err(e.into()),
+            }
             Ok(0)
         }
         Command::Reload => {
@@ -126,6 +132,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             outln!("✅ Reloaded: {n} keys in service");
             Ok(0)
         }
+        Command::Halt { which, reason } => halt(&ctx, which, reason).await,
+        Command::Resume { which } => resume(&ctx, which).await,
         Command::Check(c) => check(&ctx, c).await,
         Command::Replay(r) => replay::run(r, &ctx.machine_id_file),
         Command::Completions { shell } => {
@@ -302,7 +310,7 @@ async fn list_keys(ctx: &Ctx, json: bool) -> Result<u8, Failure> {
     let target = ctx
         .target_or("reading", "LAST USED is known only to the daemon: shown as -")
         .await?;
-    let (keys, activity) = match target {
+    let (keys, activity, halts) = match target {
         // A page at a time: any number of keys.
         Target::Daemon(c) => {
             let keys = c.list_keys().await?;
@@ -314,18 +322,31 @@ async fn list_keys(ctx: &Ctx, json: bool) -> Result<u8, Failure> {
                 }
                 Err(e) => return Err(e.into()),
             };
-            (keys, activity)
+            (keys, activity, halts_of(&c).await?)
         }
         Target::File(path) => match KeysFile::load(&path) {
-            Ok(f) => (f.keys, None),
+            Ok(f) => (f.keys, None, f.halts),
             Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                (Vec::new(), None)
+                (Vec::new(), None, Vec::new())
             }
             Err(e) => return Err(e.into()),
         },
     };
-    print_keys(&keys, activity.as_ref(), json, "no keys");
+    print_keys(&keys, activity.as_ref(), &halts, json, "no keys");
     Ok(0)
+}
+
+/// The halts in force, as the daemon has them; none (said on stderr) from a daemon too old
+/// to have any.
+async fn halts_of(c: &AuthClient) -> Result<Vec<Halt>, ClientError> {
+    match c.halts().await {
+        Ok(h) => Ok(h),
+        Err(e @ ClientError::TooOld { .. }) => {
+            errln!("futucli: {e}; it has no halts of trading");
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// `list-keys --unused-for`: only the daemon knows when keys were last used.
@@ -337,6 +358,7 @@ async fn list_unused_keys(ctx: &Ctx, json: bool, unused_for: &UnusedFor) -> Resu
     })?;
     let keys = c.list_keys().await?;
     let activity = last_used_of(&c, &keys).await?;
+    let halts = halts_of(&c).await?;
     let cutoff = Timestamp::now().as_second() - unused_for.secs;
     let unused: Vec<KeyRecord> = keys
         .into_iter()
@@ -350,7 +372,7 @@ async fn list_unused_keys(ctx: &Ctx, json: bool, unused_for: &UnusedFor) -> Resu
         })
         .collect();
     let empty = format!("no keys unused for {}", unused_for.text);
-    print_keys(&unused, Some(&activity), json, &empty);
+    print_keys(&unused, Some(&activity), &halts, json, &empty);
     Ok(0)
 }
 
@@ -367,13 +389,19 @@ async fn last_used_of(c: &AuthClient, keys: &[KeyRecord]) -> Result<show::Activi
     Ok(found)
 }
 
-fn print_keys(keys: &[KeyRecord], activity: Option<&show::Activity>, json: bool, empty: &str) {
+fn print_keys(
+    keys: &[KeyRecord],
+    activity: Option<&show::Activity>,
+    halts: &[Halt],
+    json: bool,
+    empty: &str,
+) {
     if json {
-        outln!("{}", show::keys_json(keys, activity));
+        outln!("{}", show::keys_json(keys, activity, halts));
     } else if keys.is_empty() {
         outln!("{empty}");
     } else {
-        out!("{}", show::keys_table(keys, activity));
+        out!("{}", show::keys_table(keys, activity, halts));
     }
 }
 
@@ -436,6 +464,69 @@ async fn bind_key(ctx: &Ctx, b: BindKey) -> Result<u8, Failure> {
     };
     outln!("✅ Key \"{}\" {}", record.id, show::binding_sentence(&record));
     Ok(0)
+}
+
+/// `halt`: through the daemon (in force at once), or in the keys file when it is not
+/// running (in force when a daemon loads it).
+async fn halt(ctx: &Ctx, which: Which, reason: HaltReason) -> Result<u8, Failure> {
+    let target = which.target();
+    let halts = match ctx.target().await? {
+        Target::Daemon(c) => c
+            .halt(&target, reason.as_str())
+            .await
+            .map_err(|e| too_old_for(ctx, "halt", e))?,
+        Target::File(path) => {
+            let by = halted_by_me();
+            store::update(&path, |f| {
+                f.halt(target.clone(), reason, by, Timestamp::now())?;
+                Ok(f.halts.clone())
+            })?
+            .value
+        }
+    };
+    out!("{}", show::halted(&target, &halts));
+    Ok(0)
+}
+
+/// `resume`: as [`halt`].
+async fn resume(ctx: &Ctx, which: Which) -> Result<u8, Failure> {
+    let target = which.target();
+    let halts = match ctx.target().await? {
+        Target::Daemon(c) => c
+            .resume(&target)
+            .await
+            .map_err(|e| too_old_for(ctx, "resume", e))?,
+        Target::File(path) => {
+            store::update(&path, |f| {
+                f.resume(&target)?;
+                Ok(f.halts.clone())
+            })?
+            .value
+        }
+    };
+    out!("{}", show::resumed(&target, &halts));
+    Ok(0)
+}
+
+/// `e`, or for a daemon too old for `command`, what to do about it (the keys file is not
+/// edited under it: it would refuse keys.json's `halts` at its next reload).
+fn too_old_for(ctx: &Ctx, command: &str, e: ClientError) -> Failure {
+    match e {
+        ClientError::TooOld { speaks, needs, .. } => Failure::new(format!(
+            "futu-authd at {} is too old for {command} (it speaks protocol version {speaks}; {command} needs {needs}): upgrade it, then {command} again. {} was not changed: edited under this daemon, it would be refused at the daemon's next reload (it does not know keys.json's `halts`)",
+            ctx.socket.display(),
+            ctx.keys_file.display()
+        )),
+        e => e.into(),
+    }
+}
+
+/// Who runs futucli, for a halt written to the keys file directly: the real uid and its
+/// user name (the daemon takes the same from the socket's peer credentials).
+fn halted_by_me() -> HaltedBy {
+    let uid = nix::unistd::getuid();
+    let user = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name);
+    HaltedBy::new(uid.as_raw(), user)
 }
 
 async fn check(ctx: &Ctx, c: CheckArgs) -> Result<u8, Failure> {

@@ -51,7 +51,7 @@ pub fn run(args: ReplayArgs, machine_id_file: &Path) -> Result<u8, Failure> {
             }
         },
     };
-    let snapshot = Snapshot::compile(&keys.keys, &keys.rotations, machine);
+    let snapshot = Snapshot::compile(&keys.keys, &keys.rotations, &keys.halts, machine);
     let audit =
         File::open(&args.audit).map_err(|e| Failure::new(format!("{}: {e}", args.audit.display())))?;
     let options = Options {

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use futu_auth_client::{Decision, KeyActivity, KeyId, KeyRecord, LimitFigures, Token, Usage};
+use futu_auth_client::{
+    Decision, Halt, HaltTarget, KeyActivity, KeyId, KeyRecord, LimitFigures, Token, Usage,
+};
 use jiff::Timestamp;
 
 /// What the daemon said of each key it has in service: when it was last used (`None`:
@@ -106,9 +108,75 @@ pub fn last_used(t: Option<Option<Timestamp>>) -> String {
     }
 }
 
+/// The halts in `halts` that stop key `id`: of every key, and its own.
+fn halts_for<'a>(id: &'a KeyId, halts: &'a [Halt]) -> impl Iterator<Item = &'a Halt> + 'a {
+    halts.iter().filter(move |h| match &h.target {
+        HaltTarget::All => true,
+        HaltTarget::Key(k) => k == id,
+    })
+}
+
+/// What `halt` prints: the halt made, and what it stops.
+pub fn halted(target: &HaltTarget, halts: &[Halt]) -> String {
+    let mut out = match halts.iter().find(|h| &h.target == target) {
+        Some(h) => format!(
+            "✅ Halted trading for {}: {}\n{h}\n",
+            target_name(target),
+            h.reason
+        ),
+        None => format!("✅ Halted trading for {}\n", target_name(target)),
+    };
+    out.push_str(&format!(
+        "orders and trade unlock are refused (reason halted) until `futucli resume {}`; quotes and account reads go on\n",
+        flag(target)
+    ));
+    out
+}
+
+/// What `resume` prints: the halt lifted, and a halt of every key that still stops the key.
+pub fn resumed(target: &HaltTarget, halts: &[Halt]) -> String {
+    let mut out = format!("✅ Resumed trading for {}\n", target_name(target));
+    if let HaltTarget::Key(_) = target {
+        if let Some(all) = halts.iter().find(|h| h.target == HaltTarget::All) {
+            out.push_str(&format!(
+                "still halted: {all} (`futucli resume --all` lifts it)\n"
+            ));
+        }
+    }
+    out
+}
+
+/// `key "sim-bot"` or `every key`.
+fn target_name(target: &HaltTarget) -> String {
+    match target {
+        HaltTarget::Key(id) => format!("key \"{id}\""),
+        HaltTarget::All => "every key".into(),
+    }
+}
+
+/// `--key sim-bot` or `--all`.
+fn flag(target: &HaltTarget) -> String {
+    match target {
+        HaltTarget::Key(id) => format!("--key {id}"),
+        HaltTarget::All => "--all".into(),
+    }
+}
+
+/// `usage`'s line about halts: `halted: trading halted for … : fat finger` for each halt
+/// that stops key `id`, or `halted: no`.
+pub fn halts_of_key(id: &KeyId, halts: &[Halt]) -> String {
+    let lines: Vec<String> = halts_for(id, halts).map(|h| format!("halted: {h}")).collect();
+    if lines.is_empty() {
+        "halted: no".into()
+    } else {
+        lines.join("\n")
+    }
+}
+
 /// The list-keys table; LAST USED is `-` for every key without `activity` (the daemon
-/// was not asked).
-pub fn keys_table(keys: &[KeyRecord], activity: Option<&Activity>) -> String {
+/// was not asked). Under it, the rotations in their overlap and every halt of trading in
+/// force (of every key, and of each key listed).
+pub fn keys_table(keys: &[KeyRecord], activity: Option<&Activity>, halts: &[Halt]) -> String {
     if keys.is_empty() {
         return "no keys\n".into();
     }
@@ -166,13 +234,24 @@ pub fn keys_table(keys: &[KeyRecord], activity: Option<&Activity>) -> String {
             ));
         }
     }
+    for h in halts {
+        let listed = match &h.target {
+            HaltTarget::All => true,
+            HaltTarget::Key(id) => keys.iter().any(|r| &r.id == id),
+        };
+        if listed {
+            out.push_str(&format!("{h}\n"));
+        }
+    }
     out
 }
 
 /// list-keys --json: the records as in keys.json, without `hash`; with `activity`, each key
 /// the daemon has in service gets `last_used` (RFC 3339, or null: never used) and, while a
-/// rotation's overlap lasts, `previous_valid_until` (RFC 3339).
-pub fn keys_json(keys: &[KeyRecord], activity: Option<&Activity>) -> String {
+/// rotation's overlap lasts, `previous_valid_until` (RFC 3339); a key whose trading is
+/// halted gets `halts`, the halts that stop it (of every key, and its own) as keys.json
+/// writes them.
+pub fn keys_json(keys: &[KeyRecord], activity: Option<&Activity>, halts: &[Halt]) -> String {
     let list: Vec<serde_json::Value> = keys
         .iter()
         .map(|r| {
@@ -188,6 +267,13 @@ pub fn keys_json(keys: &[KeyRecord], activity: Option<&Activity>) -> String {
                     if let Some(until) = k.previous_valid_until {
                         obj.insert("previous_valid_until".into(), until.to_string().into());
                     }
+                }
+                let stopping: Vec<&Halt> = halts_for(&r.id, halts).collect();
+                if !stopping.is_empty() {
+                    obj.insert(
+                        "halts".into(),
+                        serde_json::to_value(stopping).expect("a halt serializes"),
+                    );
                 }
             }
             v

@@ -266,19 +266,19 @@ class Hellos(unittest.TestCase):
             self.assertEqual(hello.length(len(body).to_bytes(4, "big")), len(body))
             self.assertTrue(hello.answer(body))
             break
-        self.assertEqual(offered, [4, 3, 2])
+        self.assertEqual(offered, [5, 4, 3, 2])
         self.assertEqual((hello.version, hello.server_version), (2, "fake"))
 
     def test_a_refusal_of_the_oldest_version_or_another_error_is_raised(self):
         hello = Handshake("test")
-        for _ in range(3):
+        for _ in range(4):
             self.assertFalse(hello.answer(encode_response(ErrorResponse(0, ErrorKind.VERSION, "no"), 1)))
         with self.assertRaises(AuthError):
             hello.answer(encode_response(ErrorResponse(0, ErrorKind.VERSION, "no"), 1))
         with self.assertRaises(AuthError):
             Handshake("test").answer(encode_response(ErrorResponse(0, ErrorKind.INTERNAL, "broken"), 1))
         with self.assertRaises(ProtocolError):
-            Handshake("test").answer(encode_response(HelloOk(5, "future"), 1))
+            Handshake("test").answer(encode_response(HelloOk(6, "future"), 1))
         with self.assertRaises(ProtocolError):
             Handshake("test").length(b"\x00\x01\x00\x01")
 

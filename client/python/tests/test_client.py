@@ -155,7 +155,7 @@ class Decisions(Base):
         self.assertEqual([r.iface.value for r in sent], ["rest", "grpc", "rest", "ws"])
         self.assertEqual(len({r.request_id for r in sent}), 4, "fresh request ids")
         self.assertEqual(sent[2].order.price, 388.2)
-        self.assertEqual(d.offered, [4])
+        self.assertEqual(d.offered, [5])
 
     def test_errors_and_refusals_of_the_other_calls_raise_typed_exceptions(self):
         d = self.daemon()
@@ -266,17 +266,17 @@ class Versions(Base):
         self.assertEqual((deny.reason, deny.key_id, deny.detail), ("rate", "sim-bot", "too fast"))
         self.assertIsNone(deny.retry_after_ms)
         self.assertIsNone(deny.limit)
-        self.assertEqual(d.offered, [4, 3, 2, 1])
+        self.assertEqual(d.offered, [5, 4, 3, 2, 1])
 
         async def main():
             async with AsyncAuthClient(d.path, timeout=5) as auth:
                 return await auth.check(T, "Trd_PlaceOrder"), auth.protocol_version
         deny, version = run(main())
         self.assertEqual((deny.reason, deny.retry_after_ms, version), ("rate", None, 1))
-        self.assertEqual(d.offered, [4, 3, 2, 1, 4, 3, 2, 1])
+        self.assertEqual(d.offered, [5, 4, 3, 2, 1, 5, 4, 3, 2, 1])
 
     def test_a_hello_answered_with_a_newer_version_is_not_a_daemon_to_talk_to(self):
-        d = self.daemon(hello_version=5)
+        d = self.daemon(hello_version=6)
         with AuthClient(d.path, timeout=5) as auth:
             self.assert_fail_closed(auth.check(T, "Qot_GetBasicQot"), ProtocolError)
         self.assertEqual(d.requests, [])

@@ -47,6 +47,9 @@ from futu_auth_client.messages import (
     DecisionResponse,
     ErrorResponse,
     GenKey,
+    Halt,
+    HaltRequest,
+    Halts,
     Hello,
     HelloOk,
     KeyBound,
@@ -54,12 +57,14 @@ from futu_auth_client.messages import (
     KeyRevoked,
     Keys,
     KeysPage,
+    ListHalts,
     ListKeys,
     ListKeysPage,
     Release,
     Released,
     Reload,
     Reloaded,
+    Resume,
     RevokeKey,
     SessionCheck,
     Usage,
@@ -292,6 +297,12 @@ def golden_requests():
          ["00000029", "0d", "06", TOKEN_FIELD, "03", "00", "00"]),
         (SessionCheck(10, TOKEN, Iface.WS, SessionSubject.for_pushes(Scope.QOT_READ, 7), SessionOutcome.allow()),
          ["0000002b", "0d", "0a", TOKEN_FIELD, "02", "01", "00", "07", "00"]),
+        # Version 5: version_5_halt_resume_and_list_halts.
+        (HaltRequest(9, "bot", "fat finger"), ["00000012", "0e", "09", "00", "03626f74", "0a6661742066696e676572"]),
+        (HaltRequest(10, None, "turmoil"), ["0000000b", "0e", "0a", "01", "077475726d6f696c"]),
+        (Resume(11, "bot"), ["00000007", "0f", "0b", "00", "03626f74"]),
+        (Resume(12, None), ["00000003", "0f", "0c", "01"]),
+        (ListHalts(13), ["00000002", "10", "0d"]),
     ]
 
 
@@ -334,7 +345,25 @@ def golden_responses():
         (v2_deny(Reason.HOURS, "", 5400000, HoursFigures("08:00", "09:30-16:00")),
          ["00000028", "01", "02", "01", "09", "010773696d2d626f74", "00", "01fcc0655200", "01", "03", "0530383a3030",
           "0b30393a33302d31363a3030"], (2,)),
+        # Version 5: version_5_halt_resume_and_list_halts.
+        (Halts(9, (Halt(None, "turmoil", 0, "root", "2026-12-06T09:00:00Z"),
+                   Halt("bot", "fat finger", 1000, "alice", "2026-12-06T10:00:00Z"))),
+         ["00000057", "0d", "09", "02",
+          "01", "077475726d6f696c", "00", "0104726f6f74", "14323032362d31322d30365430393a30303a30305a",
+          "00", "03626f74", "0a6661742066696e676572", "fbe803", "0105616c696365",
+          "14323032362d31322d30365431303a30303a30305a"], (5,)),
+        (Halts(13, ()), ["00000003", "0d", "0d", "00"], (5,)),
+        (Halts(1, (Halt("bot", "r", 4242, None, "2026-12-06T10:00:00Z"),)),
+         ["00000023", "0d", "01", "01", "00", "03626f74", "0172", "fb9210", "00",
+          "14323032362d31322d30365431303a30303a30305a"], (5,)),
     ]
+
+
+#: "trading halted for key bot by uid 1000 (alice) at 2026-12-06T10:00:00Z: fat finger",
+#: its length (82) and bytes (HALTED_DETAIL in proto/tests/golden.rs).
+HALTED_DETAIL = ("52"
+                 "74726164696e672068616c74656420666f72206b657920626f742062792075696420313030302028616c69636529"
+                 "20617420323032362d31322d30365431303a30303a30305a3a206661742066696e676572")
 
 
 class GoldenVectors(unittest.TestCase):
@@ -354,16 +383,43 @@ class GoldenVectors(unittest.TestCase):
                     self.assertEqual(decode_response(bytes.fromhex(vector)[4:], version), value)
 
     def test_every_message_class_is_in_its_variant_slot(self):
-        self.assertEqual([cls.VARIANT for cls in REQUESTS], list(range(14)))
-        self.assertEqual([cls.VARIANT for cls in RESPONSES], list(range(13)))
+        self.assertEqual([cls.VARIANT for cls in REQUESTS], list(range(17)))
+        self.assertEqual([cls.VARIANT for cls in RESPONSES], list(range(14)))
         admin = {cls.__name__ for cls in REQUESTS if cls.ADMIN}
         self.assertEqual(admin, {"GenKey", "ListKeys", "RevokeKey", "BindKey", "Reload", "UsageRequest",
-                                 "ListKeysPage", "RotateKey", "KeyActivityRequest"})
+                                 "ListKeysPage", "RotateKey", "KeyActivityRequest", "HaltRequest", "Resume",
+                                 "ListHalts"})
 
     def test_each_request_names_the_first_version_that_has_it(self):
-        self.assertEqual((PROTOCOL_VERSION, PROTOCOL_VERSIONS), (4, (1, 2, 3, 4)))
+        self.assertEqual((PROTOCOL_VERSION, PROTOCOL_VERSIONS), (5, (1, 2, 3, 4, 5)))
         since = {cls.__name__: cls.SINCE for cls in REQUESTS if cls.SINCE > 1}
-        self.assertEqual(since, {"RotateKey": 3, "KeyActivityRequest": 3, "SessionCheck": 4})
+        self.assertEqual(since, {"RotateKey": 3, "KeyActivityRequest": 3, "SessionCheck": 4, "HaltRequest": 5,
+                                 "Resume": 5, "ListHalts": 5})
+
+    def test_a_halted_deny_is_halted_in_version_5_and_scope_before(self):
+        detail = "trading halted for key bot by uid 1000 (alice) at 2026-12-06T10:00:00Z: fat finger"
+        halted = DecisionResponse(4, Decision.deny(Reason.HALTED, "bot", detail))
+        as_scope = DecisionResponse(4, Decision.deny(Reason.SCOPE, "bot", detail))
+
+        def head(reason):
+            return ["01", "04", "01", reason, "0103626f74", HALTED_DETAIL]
+
+        v5 = "".join(["0000005e", *head("10"), "00", "00"])
+        self.assertEqual(response_frame(halted, 5).hex(), v5)
+        self.assertEqual(decode_response(h(v5)[4:], 5), halted)
+        before = "".join(["0000005e", *head("04"), "00", "00"])
+        for version in (2, 3, 4):
+            with self.subTest(version=version):
+                self.assertEqual(response_frame(halted, version).hex(), before)
+                self.assertEqual(decode_response(h(before)[4:], version), as_scope)
+                with self.assertRaises(DecodeError):
+                    decode_response(encode_response(halted, 5), version)
+        v1 = "".join(["0000005c", *head("04")])
+        self.assertEqual(response_frame(halted, 1).hex(), v1)
+        self.assertEqual(decode_response(h(v1)[4:], 1), as_scope)
+        self.assertEqual(str(Halt("bot", "fat finger", 1000, "alice", "2026-12-06T10:00:00Z")), detail)
+        self.assertEqual(str(Halt(None, "turmoil", 0, None, "2026-12-06T09:00:00Z")),
+                         "trading halted for every key by uid 0 at 2026-12-06T09:00:00Z: turmoil")
 
     def test_session_subjects_and_outcomes_are_values(self):
         self.assertEqual(SessionSubject.for_pushes("qot:read"), SessionSubject("pushes", Scope.QOT_READ, 1))
@@ -437,9 +493,10 @@ class EncodingRules(unittest.TestCase):
 
     def test_enums_travel_as_their_index(self):
         names = ["unknown_key", "expired", "frozen", "machine", "scope", "unknown_endpoint", "market", "symbol",
-                 "side", "hours", "order_value", "daily_value", "rate", "bad_order", "forbidden", "internal"]
+                 "side", "hours", "order_value", "daily_value", "rate", "bad_order", "forbidden", "internal",
+                 "halted"]
         self.assertEqual([r.value for r in Reason], names)
-        self.assertEqual([r.index for r in Reason], list(range(16)))
+        self.assertEqual([r.index for r in Reason], list(range(17)))
         kinds = ["version", "bad_frame", "hello_first", "unknown_ticket", "already_released", "ticket_expired",
                  "unknown_key", "duplicate_key", "invalid_spec", "store", "internal", "listing_expired"]
         self.assertEqual([k.value for k in ErrorKind], kinds)
@@ -491,16 +548,19 @@ class MalformedBodies(unittest.TestCase):
         with self.assertRaises(DecodeError):
             decode_response(h("01020210"))  # Decision 0..=1
         with self.assertRaises(DecodeError):
-            decode_response(h("01020110000000"))  # Reason 0..=15
+            decode_response(h("01020111000000"))  # Reason 0..=16
         self.assertEqual(decode_response(h("09010b00")).kind, ErrorKind.LISTING_EXPIRED)
         with self.assertRaises(DecodeError):
             decode_response(h("09010c00"))  # ErrorKind 0..=11
-        self.assert_malformed_request(bytes([14]))  # Request 0..=13
+        self.assert_malformed_request(bytes([17]))  # Request 0..=16
+        with self.assertRaises(DecodeError):
+            decode_response(bytes([14]))  # Response 0..=13
+        self.assert_malformed_request(h("0f0b02"))  # HaltTarget 0..=1
         session = "0d05" + TOKEN_FIELD + "02"
         self.assertEqual(decode_request(h(session, "0102030104")).previous, SessionOutcome.deny("scope"))
         self.assert_malformed_request(h(session, "020203", "00"))  # SessionSubject 0..=1
         self.assert_malformed_request(h(session, "00", "02"))  # SessionOutcome 0..=1
-        self.assert_malformed_request(h(session, "00", "0110"))  # Reason 0..=15
+        self.assert_malformed_request(h(session, "00", "0111"))  # Reason 0..=16
         self.assert_malformed_request(h(session, "0105", "03", "00"))  # Scope 0..=4
 
     def test_every_cut_of_a_message_is_malformed(self):

@@ -93,7 +93,8 @@ impl Cause {
                 | Reason::Side
                 | Reason::Hours
                 | Reason::OrderValue
-                | Reason::Forbidden => Class::PermissionDenied,
+                | Reason::Forbidden
+                | Reason::Halted => Class::PermissionDenied,
                 Reason::UnknownEndpoint | Reason::BadOrder => Class::InvalidArgument,
                 Reason::Rate | Reason::DailyValue => Class::ResourceExhausted,
                 Reason::Internal => Class::Unavailable,
@@ -536,7 +537,7 @@ mod tests {
         match reason.as_str() {
             "unknown_key" | "expired" => (401, 16),
             "scope" | "machine" | "frozen" | "market" | "symbol" | "side" | "hours" | "order_value"
-            | "forbidden" => (403, 7),
+            | "forbidden" | "halted" => (403, 7),
             "bad_order" | "unknown_endpoint" => (400, 3),
             "rate" | "daily_value" => (429, 8),
             "internal" => (503, 14),

@@ -9,7 +9,8 @@
 //! `.keys.json.lock` for the whole read-modify-write, so two writers never interleave.
 //!
 //! A rotated key's previous plaintext, still accepted for an overlap, is recorded in the
-//! top-level `rotations` array ([`Rotation`], [`KeysFile::rotate`]).
+//! top-level `rotations` array ([`Rotation`], [`KeysFile::rotate`]); a halt of trading, in
+//! the top-level `halts` array ([`Halt`], [`KeysFile::halt`], [`KeysFile::resume`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -28,16 +29,19 @@ use sha2::Digest;
 
 use crate::token::{digest, generate_token};
 
+mod halt;
 mod rotation;
 
-pub use futu_auth_proto::key::Rotation;
+pub use futu_auth_proto::key::{Halt, HaltReason, HaltTarget, HaltedBy, Rotation};
+pub use halt::NotHalted;
 pub use rotation::MAX_OVERLAP;
 
 /// The only keys.json version this daemon reads and writes.
 pub const KEYS_FILE_VERSION: u32 = 1;
 
-/// The whole keys.json: `{"version": 1, "keys": [...]}`, and `"rotations": [...]` while a
-/// rotated key's previous plaintext is still accepted.
+/// The whole keys.json: `{"version": 1, "keys": [...]}`, `"rotations": [...]` while a
+/// rotated key's previous plaintext is still accepted, and `"halts": [...]` while trading
+/// is halted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeysFile {
@@ -50,6 +54,11 @@ pub struct KeysFile {
     /// a file without rotations is exactly what daemons before rotation read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rotations: Vec<Rotation>,
+    /// Trading halted (the kill switch), for one key or every key, in the order the halts
+    /// were made; omitted when there is none, so a file without halts is exactly what
+    /// daemons before the kill switch read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub halts: Vec<Halt>,
 }
 
 /// The `version` field; anything but 1 is refused when read.
@@ -118,6 +127,7 @@ impl Default for KeysFile {
             version: Version(KEYS_FILE_VERSION),
             keys: Vec::new(),
             rotations: Vec::new(),
+            halts: Vec::new(),
         }
     }
 }
@@ -148,6 +158,9 @@ pub enum StoreError {
     /// A rotation's overlap (in seconds) is longer than [`MAX_OVERLAP`].
     #[error("an overlap of {0} s is longer than the longest allowed, 90 days (7776000 s)")]
     OverlapTooLong(u64),
+    /// A resume of a key, or of every key, that is not halted.
+    #[error("{0}")]
+    NotHalted(Box<NotHalted>),
 }
 
 /// Where and why keys.json was refused.
@@ -197,6 +210,7 @@ impl KeysFile {
             Err(_) => KeysFile::parse_explained(text, path)?,
         };
         file.check_rotations()
+            .and_then(|()| file.check_halts())
             .map_err(|fault| fault.into_invalid(text, path))?;
         Ok(file)
     }
@@ -209,12 +223,17 @@ impl KeysFile {
             let field = e.path().to_string();
             let inner = e.inner();
             let field = if field == "." { String::new() } else { field };
+            // A halt that names no target, or two, is known only once the whole entry is
+            // read: shown where the entry starts.
+            let (line, column) = halt::whole_entry(&field)
+                .and_then(|i| rotation::entry_position(text, "halts", i))
+                .unwrap_or((inner.line(), inner.column()));
             // Everything quoted from the file is redacted: a plaintext pasted in the wrong
             // place must not reach the log, an admin reply or the audit trail.
             StoreError::Invalid(Box::new(InvalidFile {
                 path: path.to_owned(),
-                line: inner.line(),
-                column: inner.column(),
+                line,
+                column,
                 key_id: key_id_at(text, &field).map(|id| redact(&id).into_owned()),
                 message: redact(&strip_position(&inner.to_string())).into_owned(),
                 field: redact(&field).into_owned(),
@@ -317,8 +336,8 @@ impl KeysFile {
         Ok((token, record))
     }
 
-    /// Removes a key, and its rotation (its previous plaintext is refused too); returns
-    /// what it was.
+    /// Removes a key, its rotation (its previous plaintext is refused too) and its halt;
+    /// returns what it was.
     pub fn revoke(&mut self, id: &KeyId) -> Result<KeyRecord, StoreError> {
         let i = self
             .keys
@@ -326,6 +345,7 @@ impl KeysFile {
             .position(|k| &k.id == id)
             .ok_or_else(|| StoreError::UnknownKey(id.to_string()))?;
         self.rotations.retain(|r| &r.id != id);
+        self.halts.retain(|h| h.target.key() != Some(id));
         Ok(self.keys.remove(i))
     }
 
@@ -488,13 +508,12 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-/// The id of the key `keys[N]` or the rotation `rotations[N]` in `field` points into, read
-/// leniently from the raw text.
+/// The id of the key `keys[N]`, the rotation `rotations[N]` or the halt `halts[N]` in
+/// `field` points into (`*` for a halt of every key), read leniently from the raw text.
 fn key_id_at(text: &str, field: &str) -> Option<String> {
-    let (rotation, rest) = match field.strip_prefix("keys[") {
-        Some(rest) => (false, rest),
-        None => (true, field.strip_prefix("rotations[")?),
-    };
+    let (array, rest) = ["keys", "rotations", "halts"]
+        .into_iter()
+        .find_map(|a| Some((a, field.strip_prefix(a)?.strip_prefix('[')?)))?;
     let index: usize = rest[..rest.find(']')?].parse().ok()?;
     // Only the ids are read: serde_json skips other values without converting them, so a
     // number out of range elsewhere does not stop this.
@@ -504,15 +523,31 @@ fn key_id_at(text: &str, field: &str) -> Option<String> {
         keys: Vec<IdOf>,
         #[serde(default)]
         rotations: Vec<IdOf>,
+        #[serde(default)]
+        halts: Vec<HaltOf>,
     }
     #[derive(Deserialize)]
     struct IdOf {
         #[serde(default)]
         id: Option<String>,
     }
+    #[derive(Deserialize)]
+    struct HaltOf {
+        #[serde(default)]
+        key_id: Option<String>,
+        #[serde(default)]
+        all: Option<serde_json::Value>,
+    }
     let ids: Ids = serde_json::from_str(text).ok()?;
-    let list = if rotation { ids.rotations } else { ids.keys };
-    list.into_iter().nth(index)?.id
+    match array {
+        "keys" => ids.keys.into_iter().nth(index)?.id,
+        "rotations" => ids.rotations.into_iter().nth(index)?.id,
+        _ => {
+            let h = ids.halts.into_iter().nth(index)?;
+            h.key_id
+                .or_else(|| (h.all == Some(serde_json::Value::Bool(true))).then(|| "*".into()))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! length and then one message in bincode 2's standard configuration (variable-length
 //! integers, little-endian where fixed width). Swapping the encoding touches this module
 //! only: this file frames and encodes messages, `record.rs` says how the key records
-//! inside admin messages are laid out (every field, where keys.json leaves some out), and
-//! `v1.rs` how a Deny looks to a peer that speaks protocol version 1.
+//! inside admin messages are laid out (every field, where keys.json leaves some out),
+//! `v1.rs` how a Deny looks to a peer that speaks protocol version 1, and `v4.rs` which
+//! reason a peer older than version 5 is told for one its version does not have.
 //!
 //! The message types' own layout is the newest version's ([`PROTOCOL_VERSION`]): that is
 //! what [`encode_message`] and [`decode_message`] write and read. A connection speaks the
@@ -20,8 +21,10 @@ use tokio_util::codec::{Decoder, Encoder};
 
 pub(crate) mod record;
 mod v1;
+mod v4;
 
 pub use record::Wire;
+pub use v4::reason_told_in;
 
 use crate::message::{Request, Response, PROTOCOL_VERSION};
 
@@ -128,7 +131,8 @@ pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
 
 /// A message whose bytes may depend on the protocol version a connection speaks: the
 /// requests (the same in every version) and the responses (a `Decision::Deny` gained two
-/// fields in version 2).
+/// fields in version 2, and a reason, `halted`, in version 5, which an older peer is told
+/// as `scope`).
 ///
 /// A version is read as the newest this crate speaks at or below it: 0 and 1 are
 /// version 1's layout, 2 and above version 2's.
@@ -153,19 +157,21 @@ impl Versioned for Request {
 
 impl Versioned for Response {
     fn encode_for(&self, version: u16) -> Result<Vec<u8>, CodecError> {
+        let told = v4::told_in(self, version);
         if version < 2 {
-            v1::encode_response(self)
+            v1::encode_response(&told)
         } else {
-            encode_message(self)
+            encode_message(&told)
         }
     }
 
     fn decode_from(body: &[u8], version: u16) -> Result<Self, CodecError> {
-        if version < 2 {
-            v1::decode_response(body)
+        let resp = if version < 2 {
+            v1::decode_response(body)?
         } else {
-            decode_message(body)
-        }
+            decode_message(body)?
+        };
+        v4::read_in(resp, version)
     }
 }
 

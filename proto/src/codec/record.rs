@@ -2,7 +2,9 @@
 //! names make safe; a frame has no field names (bincode reads a struct's fields by
 //! position), so there every field of a [`Limits`], [`KeyRecord`] and [`KeySpec`] travels,
 //! unset ones as `None`, in declaration order. [`Wire`] writes them so, and the message
-//! types name the `#[serde(with = …)]` adapters below for their record fields.
+//! types name the `#[serde(with = …)]` adapters below for their record fields. A [`Halt`]
+//! is laid out otherwise in keys.json (`"key_id"` or `"all": true`) than in a frame (a
+//! [`HaltTarget`] first): [`halts`] reads and writes the frame's.
 //!
 //! Reading needs nothing of its own: a record's derived `Deserialize` asks for its fields
 //! in declaration order, which is how bincode hands them over (a field keys.json leaves
@@ -14,7 +16,7 @@
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::key::{KeyRecord, KeySpec, Limits};
+use crate::key::{check_user_name, Halt, HaltReason, HaltTarget, HaltedBy, KeyRecord, KeySpec, Limits};
 
 /// A key record, key spec or limits as a frame carries it: every field, set or not, in
 /// declaration order. What a record takes in a frame is the length of `Wire(&record)`
@@ -148,6 +150,78 @@ pub(crate) mod key_records {
     }
 }
 
+impl Serialize for Wire<'_, Halt> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            return self.0.serialize(s);
+        }
+        let Halt {
+            target,
+            reason,
+            halted_by: HaltedBy { uid, user },
+            halted_at,
+        } = self.0;
+        let mut st = s.serialize_struct("Halt", 5)?;
+        st.serialize_field("target", target)?;
+        st.serialize_field("reason", reason)?;
+        st.serialize_field("uid", uid)?;
+        st.serialize_field("user", user)?;
+        st.serialize_field("halted_at", halted_at)?;
+        st.end()
+    }
+}
+
+/// A [`Halt`] as a frame carries it: its target, then every field in order (a name that
+/// is not one is a malformed frame, as in keys.json).
+#[derive(Deserialize)]
+struct HaltOnWire {
+    target: HaltTarget,
+    reason: HaltReason,
+    uid: u32,
+    user: Option<String>,
+    halted_at: jiff::Timestamp,
+}
+
+impl TryFrom<HaltOnWire> for Halt {
+    type Error = crate::key::InvalidValue;
+    fn try_from(h: HaltOnWire) -> Result<Halt, Self::Error> {
+        if let Some(user) = &h.user {
+            check_user_name(user)?;
+        }
+        Ok(Halt {
+            target: h.target,
+            reason: h.reason,
+            halted_by: HaltedBy {
+                uid: h.uid,
+                user: h.user,
+            },
+            halted_at: h.halted_at,
+        })
+    }
+}
+
+/// `#[serde(with = "crate::codec::record::halts")]`, for a message's list of [`Halt`]s;
+/// in a human-readable format (JSON) each is written and read as keys.json has it.
+pub(crate) mod halts {
+    use super::*;
+
+    /// Writes the halts as a frame carries them, as a sequence like a `Vec`'s.
+    pub fn serialize<S: Serializer>(halts: &[Halt], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(halts.iter().map(Wire))
+    }
+
+    /// Reads them.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Halt>, D::Error> {
+        if d.is_human_readable() {
+            return Vec::<Halt>::deserialize(d);
+        }
+        Vec::<HaltOnWire>::deserialize(d)?
+            .into_iter()
+            .map(|h| Halt::try_from(h).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +256,23 @@ mod tests {
         let json = serde_json::to_value(&message).unwrap();
         assert_eq!(json["KeyBound"]["record"], serde_json::to_value(&record).unwrap());
         assert_eq!(serde_json::from_value::<Response>(json).unwrap(), message);
+    }
+
+    #[test]
+    fn a_message_in_json_shows_its_halts_as_keys_json_does() {
+        let halt: Halt = serde_json::from_str(
+            r#"{"all":true,"reason":"turmoil","halted_by":{"uid":0},"halted_at":"2026-12-06T10:00:00Z"}"#,
+        )
+        .unwrap();
+        let message = Response::Halts {
+            request_id: 1,
+            halts: vec![halt.clone()],
+        };
+        let json = serde_json::to_value(&message).unwrap();
+        assert_eq!(json["Halts"]["halts"][0], serde_json::to_value(&halt).unwrap());
+        assert_eq!(json["Halts"]["halts"][0]["all"], true);
+        assert_eq!(serde_json::from_value::<Response>(json).unwrap(), message);
+        let body = encode_message(&message).unwrap();
+        assert_eq!(decode_message::<Response>(&body).unwrap(), message);
     }
 }

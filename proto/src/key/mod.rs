@@ -8,12 +8,13 @@
 //!
 //! One file per value type (`scope.rs`, `market.rs`, `hours_window.rs`, …); `record.rs`
 //! puts them together into [`KeyRecord`], [`Limits`] and [`KeySpec`]; `rotation.rs` is an
-//! entry of keys.json's `rotations` ([`Rotation`]); `redact.rs` is the
+//! entry of keys.json's `rotations` ([`Rotation`]), `halt.rs` one of its `halts` ([`Halt`]); `redact.rs` is the
 //! rule that keeps a plaintext out of every message ([`redact()`]), and `invalid.rs` the
 //! error every value type returns.
 
 mod cap;
 mod fingerprint;
+mod halt;
 mod hours_window;
 mod invalid;
 mod key_id;
@@ -28,6 +29,8 @@ mod trd_side;
 
 pub use cap::Cap;
 pub use fingerprint::Fingerprint;
+pub(crate) use halt::check_user_name;
+pub use halt::{Halt, HaltReason, HaltTarget, HaltedBy, MAX_HALT_REASON};
 pub use hours_window::HoursWindow;
 pub use invalid::InvalidValue;
 pub use key_id::KeyId;

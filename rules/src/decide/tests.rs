@@ -1,5 +1,5 @@
 use super::*;
-use futu_auth_proto::key::Cap;
+use futu_auth_proto::key::{Cap, Halt, HaltTarget, HaltedBy};
 use futu_auth_proto::{Fingerprint, Iface, KeyRecord, Limits, Market, Token, TrdEnv, TrdSide};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -58,11 +58,31 @@ fn example_keys() -> Vec<KeyRecord> {
 }
 
 fn snapshot(keys: Vec<KeyRecord>) -> Snapshot {
+    halted_snapshot(keys, vec![])
+}
+
+/// The keys with these halts of trading.
+fn halted_snapshot(keys: Vec<KeyRecord>, halts: Vec<Halt>) -> Snapshot {
     let file = KeysFile {
         keys,
+        halts,
         ..KeysFile::default()
     };
-    Snapshot::compile(&file.keys, &file.rotations, Some(host()))
+    Snapshot::compile(&file.keys, &file.rotations, &file.halts, Some(host()))
+}
+
+/// A halt of `target` by alice at 09:00 UTC, for `reason`.
+fn halt(target: HaltTarget, reason: &str) -> Halt {
+    Halt {
+        target,
+        reason: reason.parse().unwrap(),
+        halted_by: HaltedBy::new(1000, Some("alice".into())),
+        halted_at: "2026-04-20T09:00:00Z".parse().unwrap(),
+    }
+}
+
+fn key_halt(id: &str, reason: &str) -> Halt {
+    halt(HaltTarget::Key(id.parse().unwrap()), reason)
 }
 
 fn check(token: &str, endpoint: &str, order: Option<Order>) -> Check {
@@ -631,6 +651,7 @@ fn scenario(reason: Reason) -> Option<Verdict> {
     const FAR: &str = "fc_00000000000000000000000000000005";
     const THRIFTY: &str = "fc_00000000000000000000000000000006";
     const HASTY: &str = "fc_00000000000000000000000000000007";
+    const STOPPED: &str = "fc_00000000000000000000000000000008";
     let mut keys = example_keys();
     let mut old = record("old", OLD, &[Scope::QotRead]);
     old.expires_at = Some("2026-01-01T00:00:00Z".parse().unwrap());
@@ -642,8 +663,9 @@ fn scenario(reason: Reason) -> Option<Verdict> {
     thrifty.limits.max_daily_value = Some(Cap::try_from(1.0).unwrap());
     let mut hasty = record("hasty", HASTY, &[Scope::TradeSimulate]);
     hasty.limits.max_orders_per_minute = Some(0);
-    keys.extend([old, ice, far, thrifty, hasty]);
-    let s = snapshot(keys);
+    let stopped = record("stopped", STOPPED, &[Scope::TradeSimulate]);
+    keys.extend([old, ice, far, thrifty, hasty, stopped]);
+    let s = halted_snapshot(keys, vec![key_halt("stopped", "fat finger")]);
     let ledger = Ledger::new();
     let run_at = |now: Now, token: &str, endpoint: &str, order: Option<Order>| {
         decide(&s, &ledger, &now, &check(token, endpoint, order))
@@ -676,6 +698,7 @@ fn scenario(reason: Reason) -> Option<Verdict> {
         Reason::DailyValue => run(THRIFTY, "Trd_PlaceOrder", Some(sell(2.0, 1.0))),
         Reason::Rate => run(HASTY, "Trd_PlaceOrder", Some(sell(1.0, 1.0))),
         Reason::BadOrder => run(BOT, "Trd_PlaceOrder", None),
+        Reason::Halted => run(STOPPED, "Trd_PlaceOrder", Some(sell(1.0, 1.0))),
         Reason::Forbidden | Reason::Internal => return None,
     })
 }
@@ -731,7 +754,7 @@ fn a_negative_zero_cap_in_keys_json_is_zero_and_denies_an_order_of_2000() {
         digest(&Token::new(BOT)).to_hex()
     );
     let file = KeysFile::parse(&text, std::path::Path::new("keys.json")).unwrap();
-    let s = Snapshot::compile(&file.keys, &file.rotations, Some(host()));
+    let s = Snapshot::compile(&file.keys, &file.rotations, &file.halts, Some(host()));
     let cases = [
         (RESEARCH, Reason::OrderValue, "max_order_value 0"),
         (BOT, Reason::DailyValue, "max_daily_value 0"),
@@ -1306,7 +1329,7 @@ fn rotated_snapshot() -> Snapshot {
         }],
         ..KeysFile::default()
     };
-    Snapshot::compile(&file.keys, &file.rotations, Some(host()))
+    Snapshot::compile(&file.keys, &file.rotations, &file.halts, Some(host()))
 }
 
 #[test]
@@ -1337,4 +1360,274 @@ fn a_rotated_keys_previous_plaintext_names_the_key_until_its_overlap_ends() {
     );
     assert_eq!(s.previous_valid_until("sim-bot"), None);
     assert_eq!(s.len(), 2, "a previous plaintext is not a key of its own");
+}
+
+// The kill switch.
+
+/// `sim-bot` halted on its own, for a fat finger.
+fn bot_halted() -> Snapshot {
+    halted_snapshot(example_keys(), vec![key_halt("sim-bot", "fat finger")])
+}
+
+fn detail(v: &Verdict) -> &str {
+    match &v.decision {
+        Decision::Deny { detail, .. } => detail,
+        Decision::Allow { .. } => panic!("allowed: {v:?}"),
+    }
+}
+
+#[test]
+fn a_halted_key_is_refused_orders_and_unlock_saying_who_halted_it_when_and_why() {
+    let mut keys = example_keys();
+    keys[1].scopes.push(Scope::TradeUnlock);
+    let s = halted_snapshot(keys, vec![key_halt("sim-bot", "fat finger")]);
+    let l = Ledger::new();
+    let order = decide(
+        &s,
+        &l,
+        &at(10, 0),
+        &check(BOT, "Trd_PlaceOrder", Some(sell(1.0, 1.0))),
+    );
+    assert_eq!(reason(&order), Some(Reason::Halted));
+    assert_eq!(
+        detail(&order),
+        "trading halted for key sim-bot by uid 1000 (alice) at 2026-04-20T09:00:00Z: fat finger"
+    );
+    assert!(
+        matches!(&order.decision, Decision::Deny { key_id: Some(k), retry_after_ms: None, limit: None, .. } if k.as_str() == "sim-bot")
+    );
+    assert_eq!(order.scope, Some(Scope::TradeSimulate));
+    assert!(order.consumption.is_none());
+    for endpoint in [
+        "Trd_ModifyOrder",
+        "2202",
+        "Trd_PlaceComboOrder",
+        "Trd_ReconfirmOrder",
+    ] {
+        let v = decide(&s, &l, &at(10, 0), &check(BOT, endpoint, Some(sell(1.0, 1.0))));
+        assert_eq!(reason(&v), Some(Reason::Halted), "{endpoint}");
+    }
+    let mut dry = check(BOT, "Trd_PlaceOrder", Some(sell(1.0, 1.0)));
+    dry.dry_run = true;
+    assert_eq!(reason(&decide(&s, &l, &at(10, 0), &dry)), Some(Reason::Halted));
+    let unlock = decide(&s, &l, &at(10, 0), &check(BOT, "Trd_UnlockTrade", None));
+    assert_eq!(reason(&unlock), Some(Reason::Halted));
+    assert_eq!(unlock.scope, Some(Scope::TradeUnlock));
+    // Nothing was charged for the refused orders.
+    assert_eq!(
+        l.usage(&"sim-bot".parse().unwrap(), 1_000 * S, at(10, 0).day()).0,
+        0
+    );
+}
+
+#[test]
+fn a_halted_key_still_reads_quotes_and_accounts_and_keeps_its_sessions() {
+    let s = bot_halted();
+    let l = Ledger::new();
+    for endpoint in [
+        "Qot_GetBasicQot",
+        "Trd_GetFunds",
+        "Trd_GetOrderList",
+        "KeepAlive",
+        "InitConnect",
+    ] {
+        let v = decide(&s, &l, &at(10, 0), &check(BOT, endpoint, None));
+        assert!(v.decision.is_allow(), "{endpoint}: {v:?}");
+    }
+    // Pushes: quotes and account updates go out, order updates are held back.
+    let scope = |scope| CheckScope {
+        request_id: 1,
+        token: Token::new(BOT),
+        iface: Iface::Ws,
+        scope,
+    };
+    assert!(decide_scope(&s, &at(10, 0), &scope(Scope::QotRead))
+        .decision
+        .is_allow());
+    assert!(decide_scope(&s, &at(10, 0), &scope(Scope::AccRead))
+        .decision
+        .is_allow());
+    let v = decide_scope(&s, &at(10, 0), &scope(Scope::TradeSimulate));
+    assert_eq!(reason(&v), Some(Reason::Halted));
+    assert_eq!(v.scope, Some(Scope::TradeSimulate));
+    // Another key trades on.
+    let mut keys = example_keys();
+    keys.push(record(
+        "other",
+        "fc_00000000000000000000000000000009",
+        &[Scope::TradeSimulate],
+    ));
+    let s = halted_snapshot(keys, vec![key_halt("sim-bot", "fat finger")]);
+    let v = decide(
+        &s,
+        &l,
+        &at(10, 0),
+        &check(
+            "fc_00000000000000000000000000000009",
+            "Trd_PlaceOrder",
+            Some(sell(1.0, 1.0)),
+        ),
+    );
+    assert!(v.decision.is_allow(), "{v:?}");
+}
+
+#[test]
+fn a_halt_of_every_key_refuses_every_keys_orders_and_is_named_before_a_keys_own() {
+    let mut keys = example_keys();
+    keys.push(record(
+        "other",
+        "fc_00000000000000000000000000000009",
+        &[Scope::TradeReal],
+    ));
+    let s = halted_snapshot(
+        keys,
+        vec![
+            key_halt("sim-bot", "fat finger"),
+            halt(HaltTarget::All, "market turmoil"),
+        ],
+    );
+    let l = Ledger::new();
+    let v = decide(
+        &s,
+        &l,
+        &at(10, 0),
+        &check(BOT, "Trd_PlaceOrder", Some(sell(1.0, 1.0))),
+    );
+    assert_eq!(reason(&v), Some(Reason::Halted));
+    assert_eq!(
+        detail(&v),
+        "trading halted for every key by uid 1000 (alice) at 2026-04-20T09:00:00Z: market turmoil"
+    );
+    let mut real = sell(1.0, 1.0);
+    real.env = TrdEnv::Real;
+    let v = decide(
+        &s,
+        &l,
+        &at(10, 0),
+        &check(
+            "fc_00000000000000000000000000000009",
+            "Trd_PlaceOrder",
+            Some(real),
+        ),
+    );
+    assert_eq!(reason(&v), Some(Reason::Halted));
+    assert_eq!(v.scope, Some(Scope::TradeReal));
+    assert!(
+        decide(&s, &l, &at(10, 0), &check(RESEARCH, "Qot_GetBasicQot", None))
+            .decision
+            .is_allow()
+    );
+    assert_eq!(s.halts().len(), 2);
+    assert_eq!(
+        s.halt_of(&"research".parse().unwrap()).unwrap().target,
+        HaltTarget::All
+    );
+}
+
+#[test]
+fn a_key_without_a_trading_scope_is_refused_scope_not_halted() {
+    let s = halted_snapshot(
+        example_keys(),
+        vec![key_halt("research", "r"), halt(HaltTarget::All, "r")],
+    );
+    let l = Ledger::new();
+    let v = decide(
+        &s,
+        &l,
+        &at(10, 0),
+        &check(RESEARCH, "Trd_PlaceOrder", Some(sell(1.0, 1.0))),
+    );
+    assert_eq!(reason(&v), Some(Reason::Scope));
+    assert_eq!(
+        reason(&decide(
+            &s,
+            &l,
+            &at(10, 0),
+            &check(RESEARCH, "Trd_UnlockTrade", None)
+        )),
+        Some(Reason::Scope)
+    );
+    // sim-bot trades simulate only: a real order is `scope`, a simulated one `halted`.
+    let mut real = sell(1.0, 1.0);
+    real.env = TrdEnv::Real;
+    assert_eq!(
+        reason(&decide(
+            &s,
+            &l,
+            &at(10, 0),
+            &check(BOT, "Trd_PlaceOrder", Some(real))
+        )),
+        Some(Reason::Scope)
+    );
+    assert_eq!(
+        reason(&decide(
+            &s,
+            &l,
+            &at(10, 0),
+            &check(BOT, "Trd_PlaceOrder", Some(sell(1.0, 1.0)))
+        )),
+        Some(Reason::Halted)
+    );
+}
+
+#[test]
+fn halted_comes_after_the_key_is_usable_and_before_hours_and_the_order_checks() {
+    let s = bot_halted();
+    let l = Ledger::new();
+    // Usable first: expired, frozen and other machines say so, not `halted`.
+    for (change, want) in [
+        (
+            (|k: &mut KeyRecord| k.expires_at = Some("2026-01-01T00:00:00Z".parse().unwrap()))
+                as fn(&mut KeyRecord),
+            Reason::Expired,
+        ),
+        (
+            |k: &mut KeyRecord| k.allowed_machines = Some(vec![]),
+            Reason::Frozen,
+        ),
+        (
+            |k: &mut KeyRecord| k.allowed_machines = Some(vec![fingerprint_of("another-host")]),
+            Reason::Machine,
+        ),
+    ] {
+        let mut keys = example_keys();
+        change(&mut keys[1]);
+        let s = halted_snapshot(keys, vec![key_halt("sim-bot", "r")]);
+        let v = decide(
+            &s,
+            &l,
+            &at(10, 0),
+            &check(BOT, "Trd_PlaceOrder", Some(sell(1.0, 1.0))),
+        );
+        assert_eq!(reason(&v), Some(want));
+    }
+    // An unknown endpoint and a missing order are the request's own faults, found first.
+    assert_eq!(
+        reason(&decide(&s, &l, &at(10, 0), &check(BOT, "Trd_Nope", None))),
+        Some(Reason::UnknownEndpoint)
+    );
+    assert_eq!(
+        reason(&decide(&s, &l, &at(10, 0), &check(BOT, "Trd_PlaceOrder", None))),
+        Some(Reason::BadOrder)
+    );
+    // Then the halt, before the hours window and every check of the order itself.
+    let order = |o: Order| check(BOT, "Trd_PlaceOrder", Some(o));
+    assert_eq!(
+        reason(&decide(&s, &l, &at(17, 0), &order(sell(1.0, 1.0)))),
+        Some(Reason::Halted)
+    );
+    let mut buy = sell(1.0, 1.0);
+    buy.side = TrdSide::BUY;
+    for o in [sell(-1.0, 1.0), sell(1000.0, 1000.0), buy] {
+        assert_eq!(
+            reason(&decide(&s, &l, &at(10, 0), &order(o.clone()))),
+            Some(Reason::Halted),
+            "{o:?}"
+        );
+    }
+    // A read out of hours is still refused `hours`.
+    assert_eq!(
+        reason(&decide(&s, &l, &at(17, 0), &check(BOT, "Qot_GetBasicQot", None))),
+        Some(Reason::Hours)
+    );
 }

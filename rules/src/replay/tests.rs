@@ -17,7 +17,7 @@ fn key(id: &str, limits: Limits) -> KeyRecord {
 }
 
 fn snapshot(keys: Vec<KeyRecord>) -> Snapshot {
-    Snapshot::compile(&keys, &[], None)
+    Snapshot::compile(&keys, &[], &[], None)
 }
 
 /// An allowed order of `value` (qty 1) by `key` at 10:00:`s` UTC, with `ticket`.
@@ -204,5 +204,105 @@ fn a_bad_order_for_a_price_that_was_not_a_finite_number_is_decided_by_the_record
     assert_eq!(
         (r.changes[0].from.label(), r.changes[0].to.label()),
         ("reject bad_order".to_owned(), "allow".to_owned())
+    );
+}
+
+/// An admin record of a halt or resume (`endpoint`) of `key_id` (`*`: every key) at
+/// 10:00:`s` UTC.
+fn halt_line(s: u32, endpoint: &str, key_id: &str) -> String {
+    json!({
+        "ts": format!("2026-04-20T10:00:{s:02}.000000Z"),
+        "kind": "admin", "iface": null, "endpoint": endpoint, "key_id": key_id,
+        "outcome": "allow", "reason": null, "error": null, "detail": "trading halted for …",
+        "scope": null, "order": null, "dry_run": false, "ticket": null, "request_id": 1,
+        "peer_uid": 0, "peer_pid": 1, "latency_us": 5,
+    })
+    .to_string()
+}
+
+/// The order of `order_line`, refused `halted`.
+fn halted_line(s: u32, key: &str, value: f64) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(&order_line(s, key, value, None)).unwrap();
+    v["outcome"] = "reject".into();
+    v["reason"] = "halted".into();
+    v["detail"] = "trading halted for key bot by uid 0 at 2026-04-20T09:00:00Z: fat finger".into();
+    v.to_string()
+}
+
+fn labels(r: &Report) -> Vec<(String, String, u64)> {
+    r.changes
+        .iter()
+        .map(|g| (g.from.label(), g.to.label(), g.count))
+        .collect()
+}
+
+#[test]
+fn halts_are_followed_as_the_audit_file_records_them_and_the_candidates_own_are_not() {
+    use futu_auth_proto::key::{Halt, HaltTarget, HaltedBy};
+    let keys = vec![key("bot", Limits::default())];
+    let lines = [
+        order_line(1, "bot", 10.0, Some(1)),
+        halt_line(2, "Halt", "bot"),
+        halted_line(3, "bot", 10.0),
+        halt_line(4, "Resume", "bot"),
+        order_line(5, "bot", 10.0, Some(2)),
+        halt_line(6, "Halt", "*"),
+        halted_line(7, "bot", 10.0),
+        halt_line(8, "Resume", "*"),
+        order_line(9, "bot", 10.0, Some(3)),
+    ];
+    // The same keys: nothing changes, the halts in the file included.
+    let r = run(&lines, &snapshot(keys.clone()), None).unwrap();
+    assert_eq!((r.records.replayed, r.records.changed), (5, 0), "{r:?}");
+    assert_eq!(r.records.skipped.admin, 4);
+    // A candidate halted now does not refuse what was allowed then.
+    let halted_now = Snapshot::compile(
+        &keys,
+        &[],
+        &[Halt {
+            target: HaltTarget::All,
+            reason: "turmoil".parse().unwrap(),
+            halted_by: HaltedBy::new(0, None),
+            halted_at: "2026-04-21T09:00:00Z".parse().unwrap(),
+        }],
+        None,
+    );
+    let r = run(&lines, &halted_now, None).unwrap();
+    assert_eq!(r.records.changed, 0, "{r:?}");
+    // A tighter cap changes the allowed orders; the halted ones stay halted.
+    let capped = snapshot(vec![key(
+        "bot",
+        Limits {
+            max_order_value: Some(Cap::try_from(5.0).unwrap()),
+            ..Limits::default()
+        },
+    )]);
+    let r = run(&lines, &capped, None).unwrap();
+    assert_eq!(
+        labels(&r),
+        [("allow".to_owned(), "reject order_value".to_owned(), 3)],
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_refusal_halted_stays_halted_unless_the_candidate_refuses_it_first() {
+    // No Halt record: the halt was made before the file begins; the refusal says so.
+    let lines = [halted_line(1, "bot", 10.0), halted_line(2, "bot", 10.0)];
+    let r = run(&lines, &snapshot(vec![key("bot", Limits::default())]), None).unwrap();
+    assert_eq!((r.records.replayed, r.records.changed), (2, 0), "{r:?}");
+    // Without the trading scope the candidate refuses it `scope` first; without the key,
+    // `unknown_key`.
+    let mut quotes_only = key("bot", Limits::default());
+    quotes_only.scopes = vec![Scope::QotRead];
+    let r = run(&lines, &snapshot(vec![quotes_only]), None).unwrap();
+    assert_eq!(
+        labels(&r),
+        [("reject halted".to_owned(), "reject scope".to_owned(), 2)]
+    );
+    let r = run(&lines, &snapshot(vec![key("other", Limits::default())]), None).unwrap();
+    assert_eq!(
+        labels(&r),
+        [("reject halted".to_owned(), "reject unknown_key".to_owned(), 2)]
     );
 }

@@ -64,6 +64,7 @@ from .errors import (
 from .messages import (
     PROTOCOL_VERSION,
     PROTOCOL_VERSIONS,
+    Halt,
     KeyActivity,
     KeyGenerated,
     KeyRotated,
@@ -128,6 +129,7 @@ __all__ = [
     "Decision",
     "ErrorKind",
     "ForbiddenError",
+    "Halt",
     "HoursFigures",
     "Iface",
     "InvalidRequest",

@@ -42,6 +42,9 @@ from .messages import (
     DecisionResponse,
     ErrorResponse,
     GenKey,
+    Halt,
+    HaltRequest,
+    Halts,
     KeyActivity,
     KeyActivityRequest,
     KeyActivityResponse,
@@ -51,6 +54,7 @@ from .messages import (
     KeyRotated,
     Keys,
     KeysPage,
+    ListHalts,
     ListKeys,
     ListKeysPage,
     Release,
@@ -59,6 +63,7 @@ from .messages import (
     Reloaded,
     Request,
     Response,
+    Resume,
     RevokeKey,
     RotateKey,
     SessionCheck,
@@ -477,3 +482,25 @@ class Calls:
         ids = tuple(key_ids)
         return self._run(_asked(lambda rid: KeyActivityRequest(rid, ids), KeyActivityResponse,
                                 lambda r: list(r.keys)), timeout)
+
+    def halt(self, key_id: Optional[str], reason: str, timeout: Optional[float] = None) -> MaybeAwaitable[List[Halt]]:
+        """Admin (protocol version 5): halts trading — orders and unlocks refused
+        ``halted`` — for key ``key_id``, or for every key when it is ``None``, for ``reason``
+        (one line of at most 200 characters); a halt of what is halted already replaces its
+        reason. Returns the halts in force after it. :class:`AuthError` ``unknown_key`` or
+        ``invalid_spec`` (a reason the daemon does not take); :class:`VersionTooOld` when the
+        daemon speaks an older protocol (nothing is sent)."""
+        return self._run(_asked(lambda rid: HaltRequest(rid, key_id, reason), Halts, lambda r: list(r.halts)),
+                         timeout)
+
+    def resume(self, key_id: Optional[str], timeout: Optional[float] = None) -> MaybeAwaitable[List[Halt]]:
+        """Admin (protocol version 5): lifts the halt of key ``key_id``, or of every key when
+        it is ``None``; returns the halts still in force. :class:`AuthError` ``invalid_spec``
+        when it is not halted (the message says what is); :class:`VersionTooOld` when the
+        daemon speaks an older protocol."""
+        return self._run(_asked(lambda rid: Resume(rid, key_id), Halts, lambda r: list(r.halts)), timeout)
+
+    def halts(self, timeout: Optional[float] = None) -> MaybeAwaitable[List[Halt]]:
+        """Admin (protocol version 5): the halts of trading in force, in keys.json's order.
+        :class:`VersionTooOld` when the daemon speaks an older protocol."""
+        return self._run(_asked(ListHalts, Halts, lambda r: list(r.halts)), timeout)

@@ -3,8 +3,9 @@
 Requests are what a client sends, responses what futu-authd answers; each class knows its
 variant index and writes and reads its fields in wire order. Only
 :class:`DecisionResponse` depends on the protocol version a connection speaks (a Deny
-gained ``retry_after_ms`` and ``limit`` in version 2); every other message is the same
-bytes in every version. Versions 3 and 4 added requests at the end of the enum
+gained ``retry_after_ms`` and ``limit`` in version 2, and a reason, ``halted``, in version
+5, which a peer of an older version is told as ``scope``); every other message is the
+same bytes in every version. Versions 3, 4 and 5 added requests at the end of the enum
 (``SINCE`` says which version has a request): a daemon of an older version cannot read
 them, so they are not sent to it.
 
@@ -52,6 +53,9 @@ __all__ = [
     "DecisionResponse",
     "ErrorResponse",
     "GenKey",
+    "Halt",
+    "HaltRequest",
+    "Halts",
     "Hello",
     "HelloOk",
     "KeyBound",
@@ -63,6 +67,7 @@ __all__ = [
     "KeyRotated",
     "Keys",
     "KeysPage",
+    "ListHalts",
     "ListKeys",
     "ListKeysPage",
     "Release",
@@ -71,6 +76,7 @@ __all__ = [
     "Reloaded",
     "Request",
     "Response",
+    "Resume",
     "RevokeKey",
     "RotateKey",
     "SessionCheck",
@@ -86,9 +92,11 @@ __all__ = [
 ]
 
 #: The newest protocol version this package speaks (offered in Hello).
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 #: Every version it speaks, oldest first.
-PROTOCOL_VERSIONS = (1, 2, 3, 4)
+PROTOCOL_VERSIONS = (1, 2, 3, 4, 5)
+#: The first protocol version with :attr:`Reason.HALTED`.
+HALTED_SINCE = 5
 #: The most key ids one :class:`KeyActivityRequest` may ask about.
 MAX_ACTIVITY_IDS = 500
 
@@ -217,6 +225,14 @@ def _checked(make, *args: Any, **kwargs: Any):
         raise DecodeError(str(e)) from None
 
 
+def reason_told_in(reason: Reason, version: int) -> Reason:
+    """The reason a peer of protocol ``version`` is told for ``reason``: itself, or the
+    nearest one that version has (``halted`` is ``scope`` before version 5)."""
+    if reason == Reason.HALTED and version < HALTED_SINCE:
+        return Reason.SCOPE
+    return reason
+
+
 def write_decision(w: Writer, d: Decision, version: int) -> None:
     if d.error is not None:
         raise ValueError("a fail-closed decision of the client is not a message")
@@ -227,7 +243,7 @@ def write_decision(w: Writer, d: Decision, version: int) -> None:
         w.option(d.ticket, w.u64)
         return
     w.varint(1, 32)
-    w.enum(d.reason)
+    w.enum(reason_told_in(d.reason, version))
     w.option(d.key_id, w.string)
     w.string(d.detail)
     if version >= 2:
@@ -242,6 +258,8 @@ def read_decision(r: Reader, version: int) -> Decision:
                         ticket=r.option(r.u64))
     if variant == 1:
         reason = r.enum(Reason)
+        if reason_told_in(reason, version) != reason:
+            raise DecodeError("reason %s in a message of protocol version %d, which does not have it" % (reason, version))
         key_id = r.option(lambda: _checked(validate_key_id, r.string()))
         detail = r.string()
         retry = limit = None
@@ -637,10 +655,97 @@ class SessionCheck(Request):
         return cls(request_id, token, iface, what, outcome)
 
 
+def _write_target(w: Writer, key_id: Optional[str]) -> None:
+    """A ``HaltTarget``: ``Key(id)`` (0) or ``All`` (1)."""
+    if key_id is None:
+        w.varint(1, 32)
+    else:
+        w.varint(0, 32)
+        w.string(key_id)
+
+
+def _read_target(r: Reader) -> Optional[str]:
+    variant = r.variant()
+    if variant == 0:
+        return _checked(validate_key_id, r.string())
+    if variant == 1:
+        return None
+    raise DecodeError("unknown HaltTarget variant index %d" % variant)
+
+
+@dataclasses.dataclass(frozen=True)
+class HaltRequest(Request):
+    """Admin (protocol version 5): halt trading — orders and unlocks refused ``halted`` —
+    for key ``key_id``, or for every key when it is ``None``, for ``reason`` (one line of at
+    most 200 characters, checked by the daemon). Answered by :class:`Halts`."""
+
+    VARIANT: ClassVar[int] = 14
+    ADMIN: ClassVar[bool] = True
+    SINCE: ClassVar[int] = 5
+    request_id: int
+    key_id: Optional[str]
+    reason: str
+
+    def __post_init__(self) -> None:
+        if self.key_id is not None:
+            validate_key_id(self.key_id)
+
+    def write(self, w: Writer) -> None:
+        w.u64(self.request_id)
+        _write_target(w, self.key_id)
+        w.string(self.reason)
+
+    @classmethod
+    def read(cls, r: Reader) -> "HaltRequest":
+        return _checked(cls, r.u64(), _read_target(r), r.string())
+
+
+@dataclasses.dataclass(frozen=True)
+class Resume(Request):
+    """Admin (protocol version 5): lift the halt of key ``key_id``, or of every key when it
+    is ``None``. Answered by :class:`Halts`, or an error ``invalid_spec`` when it is not
+    halted."""
+
+    VARIANT: ClassVar[int] = 15
+    ADMIN: ClassVar[bool] = True
+    SINCE: ClassVar[int] = 5
+    request_id: int
+    key_id: Optional[str]
+
+    def __post_init__(self) -> None:
+        if self.key_id is not None:
+            validate_key_id(self.key_id)
+
+    def write(self, w: Writer) -> None:
+        w.u64(self.request_id)
+        _write_target(w, self.key_id)
+
+    @classmethod
+    def read(cls, r: Reader) -> "Resume":
+        return _checked(cls, r.u64(), _read_target(r))
+
+
+@dataclasses.dataclass(frozen=True)
+class ListHalts(Request):
+    """Admin (protocol version 5): the halts in force. Answered by :class:`Halts`."""
+
+    VARIANT: ClassVar[int] = 16
+    ADMIN: ClassVar[bool] = True
+    SINCE: ClassVar[int] = 5
+    request_id: int
+
+    def write(self, w: Writer) -> None:
+        w.u64(self.request_id)
+
+    @classmethod
+    def read(cls, r: Reader) -> "ListHalts":
+        return cls(r.u64())
+
+
 #: The request classes, by variant index.
 REQUESTS: Tuple[Type[Request], ...] = (
     Hello, Check, CheckScope, Release, GenKey, ListKeys, RevokeKey, BindKey, Reload, UsageRequest, ListKeysPage,
-    RotateKey, KeyActivityRequest, SessionCheck,
+    RotateKey, KeyActivityRequest, SessionCheck, HaltRequest, Resume, ListHalts,
 )
 
 
@@ -928,10 +1033,57 @@ class KeyActivityResponse(Response):
         return cls(r.u64(), tuple(r.seq(entry)))
 
 
+@dataclasses.dataclass(frozen=True)
+class Halt:
+    """A halt of trading in force: of key ``key_id``, or of every key when it is ``None``;
+    why (``reason``), who (``uid``, and ``user`` when the uid has a name) and when
+    (``halted_at``, RFC 3339 UTC)."""
+
+    key_id: Optional[str]
+    reason: str
+    uid: int
+    user: Optional[str]
+    halted_at: str
+
+    def __str__(self) -> str:
+        what = "every key" if self.key_id is None else "key %s" % self.key_id
+        who = "uid %d" % self.uid if self.user is None else "uid %d (%s)" % (self.uid, self.user)
+        return "trading halted for %s by %s at %s: %s" % (what, who, self.halted_at, self.reason)
+
+
+@dataclasses.dataclass(frozen=True)
+class Halts(Response):
+    """The halts in force after a Halt or Resume, or as listed (``Response::Halts``,
+    protocol version 5), in keys.json's order."""
+
+    VARIANT: ClassVar[int] = 13
+    request_id: int
+    halts: Tuple[Halt, ...]
+
+    def write(self, w: Writer, version: int) -> None:
+        w.u64(self.request_id)
+
+        def entry(h: Halt) -> None:
+            _write_target(w, h.key_id)
+            w.string(h.reason)
+            w.u32(h.uid)
+            w.option(h.user, w.string)
+            w.string(h.halted_at)
+
+        w.seq(self.halts, entry)
+
+    @classmethod
+    def read(cls, r: Reader, version: int) -> "Halts":
+        def entry() -> Halt:
+            return Halt(_read_target(r), r.string(), r.u32(), r.option(r.string), r.string())
+
+        return cls(r.u64(), tuple(r.seq(entry)))
+
+
 #: The response classes, by variant index.
 RESPONSES: Tuple[Type[Response], ...] = (
     HelloOk, DecisionResponse, Released, KeyGenerated, Keys, KeyRevoked, KeyBound, Reloaded, Usage, ErrorResponse,
-    KeysPage, KeyRotated, KeyActivityResponse,
+    KeysPage, KeyRotated, KeyActivityResponse, Halts,
 )
 
 

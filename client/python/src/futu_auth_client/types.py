@@ -177,6 +177,9 @@ class Reason(WireEnum):
     BAD_ORDER = "bad_order"
     FORBIDDEN = "forbidden"
     INTERNAL = "internal"
+    #: Protocol version 5: trading is halted for the key or for every key (``futucli
+    #: halt``); a daemon tells a client of an older version ``scope`` instead.
+    HALTED = "halted"
 
 
 class ErrorKind(WireEnum):

@@ -20,7 +20,6 @@ use std::time::Duration;
 use futu_auth_proto::key::{redact, Rotation};
 use futu_auth_proto::{KeyId, Token};
 use jiff::{SignedDuration, Timestamp};
-use serde::Deserialize;
 
 use super::{InvalidFile, KeysFile, StoreError};
 use crate::token::{digest, generate_token};
@@ -28,25 +27,27 @@ use crate::token::{digest, generate_token};
 /// The longest overlap a rotation may give the previous plaintext: 90 days.
 pub const MAX_OVERLAP: Duration = Duration::from_secs(90 * 86_400);
 
-/// A `rotations` entry that breaks a rule: which, which field, and why.
+/// An entry of a top-level array (`rotations`, `halts`) that breaks a rule: which array
+/// and entry, which field, the key it names, and why.
 #[derive(Debug)]
-pub(super) struct RotationFault {
-    index: usize,
-    field: &'static str,
-    id: String,
-    message: String,
+pub(super) struct Fault {
+    pub(super) array: &'static str,
+    pub(super) index: usize,
+    pub(super) field: &'static str,
+    pub(super) id: String,
+    pub(super) message: String,
 }
 
-impl RotationFault {
+impl Fault {
     /// The positioned error [`KeysFile::parse`] reports, read from the file's `text`.
     pub(super) fn into_invalid(self, text: &str, path: &Path) -> StoreError {
-        let (line, column) = position_of(text, self.index, self.field).unwrap_or((0, 0));
+        let (line, column) = position_of(text, self.array, self.index, self.field).unwrap_or((0, 0));
         StoreError::Invalid(Box::new(InvalidFile {
             path: path.to_owned(),
             line,
             column,
             key_id: Some(redact(&self.id).into_owned()),
-            field: format!("rotations[{}].{}", self.index, self.field),
+            field: format!("{}[{}].{}", self.array, self.index, self.field),
             message: redact(&self.message).into_owned(),
         }))
     }
@@ -103,7 +104,7 @@ impl KeysFile {
     }
 
     /// The rules `rotations` must keep; the first entry that breaks one.
-    pub(super) fn check_rotations(&self) -> Result<(), RotationFault> {
+    pub(super) fn check_rotations(&self) -> Result<(), Fault> {
         if self.rotations.is_empty() {
             return Ok(());
         }
@@ -114,7 +115,8 @@ impl KeysFile {
         let mut previous: HashMap<[u8; 32], usize> = HashMap::new();
         for (i, r) in self.rotations.iter().enumerate() {
             let fault = |field, message| {
-                Err(RotationFault {
+                Err(Fault {
+                    array: "rotations",
                     index: i,
                     field,
                     id: r.id.to_string(),
@@ -158,16 +160,26 @@ impl KeysFile {
     }
 }
 
-/// The 1-based line and column where `rotations[index].field`'s value starts in `text`
-/// (which loaded, so it is valid JSON).
-fn position_of(text: &str, index: usize, field: &str) -> Option<(usize, usize)> {
-    #[derive(Deserialize)]
-    struct Top<'a> {
-        #[serde(borrow, default)]
-        rotations: Vec<HashMap<String, &'a serde_json::value::RawValue>>,
-    }
-    let top: Top<'_> = serde_json::from_str(text).ok()?;
-    let value = top.rotations.get(index)?.get(field)?.get();
+/// The 1-based line and column where `array[index].field`'s value starts in `text` (which
+/// loaded, so it is valid JSON).
+fn position_of(text: &str, array: &str, index: usize, field: &str) -> Option<(usize, usize)> {
+    type Entries<'a> = Vec<HashMap<String, &'a serde_json::value::RawValue>>;
+    let top: HashMap<String, &serde_json::value::RawValue> = serde_json::from_str(text).ok()?;
+    let entries: Entries<'_> = serde_json::from_str(top.get(array)?.get()).ok()?;
+    line_and_column(text, entries.get(index)?.get(field)?.get())
+}
+
+/// The 1-based line and column where the entry `array[index]` starts in `text`, which
+/// need not load (only the top object and the array are read): where an error in the entry
+/// as a whole is shown, rather than after its end.
+pub(super) fn entry_position(text: &str, array: &str, index: usize) -> Option<(usize, usize)> {
+    let top: HashMap<String, &serde_json::value::RawValue> = serde_json::from_str(text).ok()?;
+    let entries: Vec<&serde_json::value::RawValue> = serde_json::from_str(top.get(array)?.get()).ok()?;
+    line_and_column(text, entries.get(index)?.get())
+}
+
+/// The 1-based line and column of `value`, a slice of `text`.
+fn line_and_column(text: &str, value: &str) -> Option<(usize, usize)> {
     let offset = (value.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
     let before = text.get(..offset)?;
     let line = before.matches('\n').count() + 1;

@@ -764,3 +764,269 @@ fn a_valid_rotation_loads() {
     assert_eq!(f.rotations.len(), 1);
     assert_eq!(f.rotations[0].previous_hash.to_hex(), h('b'));
 }
+
+// Halts.
+
+/// The example file with a `halts` array of these entries (JSON text each).
+fn with_halts(entries: &[String]) -> String {
+    let text = example_file();
+    let end = text.rfind(']').unwrap();
+    format!(
+        "{}],\n  \"halts\": [\n    {}\n  ]\n}}\n",
+        &text[..end],
+        entries.join(",\n    ")
+    )
+}
+
+/// A halt entry of `target` (`"key_id": "…"` or `"all": true`) with `reason`.
+fn halt_entry(target: &str, reason: &str) -> String {
+    format!(
+        r#"{{{target}, "reason": "{reason}", "halted_by": {{"uid": 1000, "user": "alice"}}, "halted_at": "2026-12-06T10:00:00Z"}}"#
+    )
+}
+
+fn alice() -> HaltedBy {
+    HaltedBy::new(1000, Some("alice".into()))
+}
+
+fn key(id: &str) -> HaltTarget {
+    HaltTarget::Key(id.parse().unwrap())
+}
+
+#[test]
+fn halts_of_one_key_and_of_every_key_load_and_round_trip() {
+    let text = with_halts(&[
+        halt_entry(r#""all": true"#, "market turmoil"),
+        halt_entry(r#""key_id": "sim-bot""#, "fat finger"),
+    ]);
+    let f = parse(&text).unwrap();
+    assert_eq!(f.halts.len(), 2);
+    assert_eq!(f.halts[0].target, HaltTarget::All);
+    assert_eq!(f.halts[1].target, key("sim-bot"));
+    assert_eq!(f.halts[1].reason.as_str(), "fat finger");
+    assert_eq!(f.halts[1].halted_by, alice());
+    assert_eq!(f.halts[1].halted_at, ts("2026-12-06T10:00:00Z"));
+    assert_eq!(parse(&f.to_json()).unwrap(), f);
+    let json: serde_json::Value = serde_json::from_str(&f.to_json()).unwrap();
+    assert_eq!(json["halts"][0]["all"], true);
+    assert_eq!(json["halts"][1]["key_id"], "sim-bot");
+    assert!(json["halts"][1].get("all").is_none());
+    assert_eq!(f.halts_of(&"sim-bot".parse().unwrap()).count(), 2);
+    assert_eq!(f.halts_of(&"research".parse().unwrap()).count(), 1);
+}
+
+#[test]
+fn a_file_without_halts_is_written_without_the_field() {
+    let f = parse(&example_file()).unwrap();
+    assert!(f.halts.is_empty());
+    assert!(!f.to_json().contains("halts"));
+}
+
+#[test]
+fn a_halt_of_a_key_not_in_the_file_names_the_entry_and_its_line() {
+    let text = with_halts(&[halt_entry(r#""key_id": "ghost""#, "fat finger")]);
+    let e = invalid(&text);
+    assert_eq!(e.field, "halts[0].key_id");
+    assert_eq!(e.key_id.as_deref(), Some("ghost"));
+    assert!(e.message.contains("no key has id \"ghost\""), "{}", e.message);
+    let line = text.lines().position(|l| l.contains("ghost")).unwrap() + 1;
+    let column = text.lines().nth(line - 1).unwrap().find("\"ghost\"").unwrap() + 1;
+    assert_eq!((e.line, e.column), (line, column));
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with(&format!(
+            "keys.json:{line}:{column}: key \"ghost\": field halts[0].key_id: "
+        )),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_key_or_every_key_halted_twice_is_refused() {
+    let e = invalid(&with_halts(&[
+        halt_entry(r#""key_id": "sim-bot""#, "one"),
+        halt_entry(r#""key_id": "research""#, "two"),
+        halt_entry(r#""key_id": "sim-bot""#, "three"),
+    ]));
+    assert_eq!(e.field, "halts[2].key_id");
+    assert_eq!(e.key_id.as_deref(), Some("sim-bot"));
+    assert!(
+        e.message.contains("two halts (halts[0] and halts[2])"),
+        "{}",
+        e.message
+    );
+    assert!(e.line > 0 && e.column > 0);
+
+    let e = invalid(&with_halts(&[
+        halt_entry(r#""all": true"#, "one"),
+        halt_entry(r#""all": true"#, "two"),
+    ]));
+    assert_eq!(e.field, "halts[1].all");
+    assert_eq!(e.key_id.as_deref(), Some("*"));
+    assert!(e.message.contains("every key is halted twice"), "{}", e.message);
+    assert!(e.line > 0 && e.column > 0);
+}
+
+#[test]
+fn a_malformed_halt_entry_names_its_field_and_line() {
+    let line_of = |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    for (entry, field, says) in [
+        (
+            halt_entry(r#""key_id": "sim-bot""#, ""),
+            "halts[0].reason",
+            "needs a reason",
+        ),
+        (
+            halt_entry(r#""key_id": "sim-bot""#, &"x".repeat(201)),
+            "halts[0].reason",
+            "at most 200 characters",
+        ),
+        (
+            halt_entry(r#""key_id": "sim-bot""#, "tab\\there"),
+            "halts[0].reason",
+            "one line",
+        ),
+        (
+            halt_entry(
+                r#""key_id": "sim-bot""#,
+                "oops fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f",
+            ),
+            "halts[0].reason",
+            "must not hold a key's plaintext",
+        ),
+        (
+            halt_entry(r#""key_id": "sim-bot""#, "r").replace("2026-12-06T10:00:00Z", "yesterday"),
+            "halts[0].halted_at",
+            "",
+        ),
+        (
+            halt_entry(r#""key_id": "sim-bot""#, "r").replace("2026-12-06T10:00:00Z", "2026-12-06 10:00"),
+            "halts[0].halted_at",
+            "",
+        ),
+        (
+            halt_entry(r#""key_id": "sim-bot", "until": "tomorrow""#, "r"),
+            "halts[0]",
+            "unknown field `until`",
+        ),
+        (
+            halt_entry(r#""key_id": "sim-bot""#, "r").replace(r#""user": "alice""#, r#""name": "alice""#),
+            "halts[0].halted_by",
+            "unknown field `name`",
+        ),
+        (
+            halt_entry(r#""key_id": "sim-bot""#, "r")
+                .replace(r#", "halted_by": {"uid": 1000, "user": "alice"}"#, ""),
+            "halts[0]",
+            "missing field `halted_by`",
+        ),
+        (halt_entry(r#""all": false"#, "r"), "halts[0]", "halts nothing"),
+        (
+            halt_entry(r#""all": true, "key_id": "sim-bot""#, "r"),
+            "halts[0]",
+            "not both",
+        ),
+        (halt_entry(r#""uid": 1"#, "r"), "halts[0]", "unknown field `uid`"),
+    ] {
+        let text = with_halts(std::slice::from_ref(&entry));
+        let e = invalid(&text);
+        assert!(e.field.starts_with(field), "{entry}: field {}", e.field);
+        assert!(e.message.contains(says), "{entry}: {}", e.message);
+        assert_eq!(e.line, line_of(&text, "\"reason\""), "{entry}: {e}");
+        assert!(e.column > 0, "{entry}: {e}");
+        assert!(!e.to_string().contains("8a3f2b9c"), "{e}");
+    }
+}
+
+#[test]
+fn halt_replaces_an_earlier_halt_of_the_same_target_in_place() {
+    let mut f = parse(&example_file()).unwrap();
+    let now = ts("2026-12-06T10:00:00.75Z");
+    let made = f
+        .halt(key("sim-bot"), "fat finger".parse().unwrap(), alice(), now)
+        .unwrap();
+    assert_eq!(made.halted_at, ts("2026-12-06T10:00:00Z"), "whole seconds");
+    f.halt(HaltTarget::All, "turmoil".parse().unwrap(), alice(), now)
+        .unwrap();
+    let root = HaltedBy::new(0, Some("root".into()));
+    let later = ts("2026-12-06T11:00:00Z");
+    f.halt(
+        key("sim-bot"),
+        "still wrong".parse().unwrap(),
+        root.clone(),
+        later,
+    )
+    .unwrap();
+    assert_eq!(f.halts.len(), 2);
+    assert_eq!(f.halts[0].target, key("sim-bot"));
+    assert_eq!(f.halts[0].reason.as_str(), "still wrong");
+    assert_eq!(f.halts[0].halted_by, root);
+    assert_eq!(f.halts[0].halted_at, later);
+    assert!(matches!(
+        f.halt(key("ghost"), "r".parse().unwrap(), alice(), now),
+        Err(StoreError::UnknownKey(id)) if id == "ghost"
+    ));
+    assert_eq!(parse(&f.to_json()).unwrap(), f);
+}
+
+#[test]
+fn resume_lifts_a_halt_and_says_what_is_halted_when_there_is_none_to_lift() {
+    let mut f = parse(&example_file()).unwrap();
+    let now = ts("2026-12-06T10:00:00Z");
+    let not_halted = |f: &mut KeysFile, target: HaltTarget| match f.resume(&target) {
+        Err(e @ StoreError::NotHalted(_)) => e.to_string(),
+        other => panic!("{target:?}: {other:?}"),
+    };
+    assert_eq!(
+        not_halted(&mut f, key("sim-bot")),
+        "key \"sim-bot\" is not halted; nothing to resume"
+    );
+    assert_eq!(
+        not_halted(&mut f, HaltTarget::All),
+        "trading is not halted for every key; nothing to resume"
+    );
+    f.halt(key("sim-bot"), "fat finger".parse().unwrap(), alice(), now)
+        .unwrap();
+    assert!(
+        not_halted(&mut f, HaltTarget::All).contains("only these keys are halted, each on its own: sim-bot")
+    );
+    f.halt(HaltTarget::All, "turmoil".parse().unwrap(), alice(), now)
+        .unwrap();
+    assert!(not_halted(&mut f, key("research")).contains("trading is halted for every key: resume every key"));
+    assert_eq!(f.resume(&key("sim-bot")).unwrap().reason.as_str(), "fat finger");
+    assert_eq!(f.resume(&HaltTarget::All).unwrap().reason.as_str(), "turmoil");
+    assert!(f.halts.is_empty());
+    assert!(matches!(f.resume(&key("ghost")), Err(StoreError::UnknownKey(_))));
+}
+
+#[test]
+fn revoking_a_key_drops_its_halt_and_keeps_the_others() {
+    let mut f = parse(&example_file()).unwrap();
+    let now = ts("2026-12-06T10:00:00Z");
+    f.halt(key("sim-bot"), "a".parse().unwrap(), alice(), now)
+        .unwrap();
+    f.halt(key("research"), "b".parse().unwrap(), alice(), now)
+        .unwrap();
+    f.halt(HaltTarget::All, "c".parse().unwrap(), alice(), now)
+        .unwrap();
+    f.revoke(&"sim-bot".parse().unwrap()).unwrap();
+    let targets: Vec<_> = f.halts.iter().map(|h| h.target.clone()).collect();
+    assert_eq!(targets, [key("research"), HaltTarget::All]);
+    assert_eq!(parse(&f.to_json()).unwrap(), f, "what is saved loads");
+}
+
+#[test]
+fn halts_survive_an_update_of_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.json");
+    std::fs::write(&path, example_file()).unwrap();
+    let now = ts("2026-12-06T10:00:00Z");
+    update(&path, |f| {
+        f.halt(HaltTarget::All, "turmoil".parse().unwrap(), alice(), now)
+    })
+    .unwrap();
+    update(&path, |f| f.bind(&"research".parse().unwrap(), BindOp::Freeze)).unwrap();
+    let f = KeysFile::load(&path).unwrap();
+    assert_eq!(f.halts.len(), 1);
+    assert_eq!(f.halts[0].reason.as_str(), "turmoil");
+}
