@@ -17,13 +17,14 @@ use crate::key::{BindOp, HoursWindow, KeyId, KeyRecord, KeySpec, Market, Scope, 
 
 /// The newest protocol version this crate speaks: what a client offers in its [`Hello`].
 /// Version 2 added `retry_after_ms` and `limit` to [`Decision::Deny`]; version 3 the
-/// requests `RotateKey` and `KeyActivity`; version 4 [`Request::SessionCheck`].
-pub const PROTOCOL_VERSION: u16 = 4;
+/// requests `RotateKey` and `KeyActivity`; version 4 [`Request::SessionCheck`]; version 5
+/// [`Request::ImportKeys`] and [`Request::ExportKeys`].
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Every protocol version this crate speaks, oldest first. A connection speaks one of
 /// them, agreed on at [`Hello`] ([`Hello::agreed_version`]); only a [`Decision::Deny`]
 /// looks different from one to the next (see `docs/PROTOCOL.md`).
-pub const PROTOCOL_VERSIONS: [u16; 4] = [1, 2, 3, 4];
+pub const PROTOCOL_VERSIONS: [u16; 5] = [1, 2, 3, 4, 5];
 
 /// The front-end a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -309,6 +310,92 @@ pub enum Request {
     /// Protocol version 4: a session's repeated decision, audited only when it changes.
     /// Answered by [`Response::Decision`].
     SessionCheck(SessionCheck),
+    /// Index 14: not assigned in this version; a frame that names it is malformed.
+    Unassigned14(Unassigned),
+    /// Index 15: not assigned in this version; a frame that names it is malformed.
+    Unassigned15(Unassigned),
+    /// Index 16: not assigned in this version; a frame that names it is malformed.
+    Unassigned16(Unassigned),
+    /// Admin (protocol version 5): one chunk of a keys.json to load into the key store,
+    /// which may be larger than a frame. Answered by [`Response::KeysImported`]: the offset
+    /// of the next chunk, or, after the `last` chunk, what was added and replaced.
+    ImportKeys {
+        /// Echoed in the response.
+        request_id: u64,
+        /// 0 to start an import; then the `import` of the previous answer.
+        import: u64,
+        /// Bytes of the file sent before this chunk (0 to start).
+        offset: u64,
+        /// The next bytes of the file's text (at most [`MAX_KEYS_CHUNK`], cut at a
+        /// character boundary).
+        chunk: String,
+        /// This chunk ends the file: the daemon checks the whole file and loads it.
+        last: bool,
+        /// With the last chunk: a key whose id the store holds already replaces it, rather
+        /// than refusing the import.
+        replace: bool,
+    },
+    /// Admin (protocol version 5): one chunk of the key store written as a keys.json.
+    /// Answered by [`Response::KeysExport`].
+    ExportKeys {
+        /// Echoed in the response.
+        request_id: u64,
+        /// 0 to start an export (the store is read once, as it is now); then the `export`
+        /// of the previous answer.
+        export: u64,
+        /// Bytes received so far: where this chunk starts.
+        offset: u64,
+    },
+}
+
+/// A variant index a protocol version leaves unassigned: it has no value, so a message that
+/// names such an index cannot be read (a malformed frame) and none can be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unassigned {}
+
+impl Serialize for Unassigned {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        match *self {}
+    }
+}
+
+impl<'de> Deserialize<'de> for Unassigned {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom(
+            "a variant index this protocol version does not assign",
+        ))
+    }
+}
+
+/// The most bytes of keys.json text one [`Request::ImportKeys`] or
+/// [`Response::KeysExport`] carries: the message, with its other fields, fits in a frame.
+pub const MAX_KEYS_CHUNK: usize = 60 * 1024;
+
+/// Where the chunk of `text` that starts at byte `start` ends in a [`Request::ImportKeys`]
+/// or a [`Response::KeysExport`]: at most [`MAX_KEYS_CHUNK`] bytes on, at a character
+/// boundary (`start` must be one).
+pub fn keys_chunk_end(text: &str, start: usize) -> usize {
+    let mut end = start.saturating_add(MAX_KEYS_CHUNK).min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+/// The longest keys.json an import may bring (64 MiB).
+pub const MAX_IMPORT_LEN: u64 = 64 * 1024 * 1024;
+
+/// What an import did, in [`Response::KeysImported`] once its last chunk was loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Imported {
+    /// Keys of the file the store did not hold.
+    pub added: u32,
+    /// Keys of the file whose id the store held, replaced (with `replace` only).
+    pub replaced: u32,
+    /// Keys in the store after the import.
+    pub total: u32,
+    /// Where the keys are kept (keys.json's path, or the database).
+    pub stored_in: String,
 }
 
 /// The most key ids one [`Request::KeyActivity`] may ask about (its answer fits a frame).
@@ -344,7 +431,10 @@ impl Request {
             | Request::Usage { request_id, .. }
             | Request::ListKeysPage { request_id, .. }
             | Request::RotateKey { request_id, .. }
-            | Request::KeyActivity { request_id, .. } => *request_id,
+            | Request::KeyActivity { request_id, .. }
+            | Request::ImportKeys { request_id, .. }
+            | Request::ExportKeys { request_id, .. } => *request_id,
+            Request::Unassigned14(n) | Request::Unassigned15(n) | Request::Unassigned16(n) => match *n {},
         }
     }
 
@@ -366,7 +456,10 @@ impl Request {
             | Request::Usage { .. }
             | Request::ListKeysPage { .. }
             | Request::RotateKey { .. }
-            | Request::KeyActivity { .. } => true,
+            | Request::KeyActivity { .. }
+            | Request::ImportKeys { .. }
+            | Request::ExportKeys { .. } => true,
+            Request::Unassigned14(n) | Request::Unassigned15(n) | Request::Unassigned16(n) => match *n {},
         }
     }
 
@@ -396,6 +489,28 @@ impl Request {
             } => admin(request_id, AdminOp::RotateKey { id, overlap_secs }),
             Request::KeyActivity { request_id, ids } => admin(request_id, AdminOp::KeyActivity(ids)),
             Request::SessionCheck(c) => Route::SessionCheck(c),
+            Request::ImportKeys {
+                request_id,
+                import,
+                offset,
+                chunk,
+                last,
+                replace,
+            } => admin(
+                request_id,
+                AdminOp::ImportKeys {
+                    import,
+                    offset,
+                    chunk,
+                    last,
+                    replace,
+                },
+            ),
+            Request::ExportKeys {
+                request_id,
+                export,
+                offset,
+            } => admin(request_id, AdminOp::ExportKeys { export, offset }),
         }
     }
 
@@ -416,6 +531,9 @@ impl Request {
             Request::RotateKey { .. } => "RotateKey",
             Request::KeyActivity { .. } => "KeyActivity",
             Request::SessionCheck(_) => "SessionCheck",
+            Request::ImportKeys { .. } => "ImportKeys",
+            Request::ExportKeys { .. } => "ExportKeys",
+            Request::Unassigned14(n) | Request::Unassigned15(n) | Request::Unassigned16(n) => match *n {},
         }
     }
 }
@@ -483,6 +601,26 @@ pub enum AdminOp {
     },
     /// [`Request::KeyActivity`].
     KeyActivity(Vec<KeyId>),
+    /// [`Request::ImportKeys`].
+    ImportKeys {
+        /// 0 to start, then the import of the previous answer.
+        import: u64,
+        /// Bytes sent before this chunk.
+        offset: u64,
+        /// The next bytes of the file.
+        chunk: String,
+        /// Whether the file ends with this chunk.
+        last: bool,
+        /// Whether ids the store holds are replaced.
+        replace: bool,
+    },
+    /// [`Request::ExportKeys`].
+    ExportKeys {
+        /// 0 to start, then the export of the previous answer.
+        export: u64,
+        /// Bytes received so far.
+        offset: u64,
+    },
 }
 
 impl AdminOp {
@@ -498,6 +636,8 @@ impl AdminOp {
             AdminOp::ListKeysPage { .. } => "ListKeysPage",
             AdminOp::RotateKey { .. } => "RotateKey",
             AdminOp::KeyActivity(_) => "KeyActivity",
+            AdminOp::ImportKeys { .. } => "ImportKeys",
+            AdminOp::ExportKeys { .. } => "ExportKeys",
         }
     }
 
@@ -509,9 +649,12 @@ impl AdminOp {
             | AdminOp::BindKey(id, _)
             | AdminOp::Usage(id)
             | AdminOp::RotateKey { id, .. } => Some(id),
-            AdminOp::ListKeys | AdminOp::Reload | AdminOp::ListKeysPage { .. } | AdminOp::KeyActivity(_) => {
-                None
-            }
+            AdminOp::ListKeys
+            | AdminOp::Reload
+            | AdminOp::ListKeysPage { .. }
+            | AdminOp::KeyActivity(_)
+            | AdminOp::ImportKeys { .. }
+            | AdminOp::ExportKeys { .. } => None,
         }
     }
 }
@@ -896,6 +1039,35 @@ pub enum Response {
         /// One entry a key.
         keys: Vec<KeyActivity>,
     },
+    /// Index 13: not assigned in this version; a frame that names it is malformed.
+    Unassigned13(Unassigned),
+    /// A chunk of an import was received (protocol version 5); after the last one, what
+    /// the import did.
+    KeysImported {
+        /// From the request.
+        request_id: u64,
+        /// The import to continue with.
+        import: u64,
+        /// Bytes of the file received so far: the offset of the next chunk.
+        next_offset: u64,
+        /// `Some` once the last chunk was received and the file loaded into the store.
+        done: Option<Imported>,
+    },
+    /// A chunk of the key store written as a keys.json (protocol version 5).
+    KeysExport {
+        /// From the request.
+        request_id: u64,
+        /// The export to continue with.
+        export: u64,
+        /// Where this chunk starts, in bytes.
+        offset: u64,
+        /// The length of the whole text, in bytes; the export is complete once
+        /// `offset + chunk.len() == total`.
+        total: u64,
+        /// The next bytes of the text (at most [`MAX_KEYS_CHUNK`], cut at a character
+        /// boundary).
+        chunk: String,
+    },
 }
 
 impl Response {
@@ -914,7 +1086,27 @@ impl Response {
             | Response::Error { request_id, .. }
             | Response::KeysPage { request_id, .. }
             | Response::KeyRotated { request_id, .. }
-            | Response::KeyActivity { request_id, .. } => *request_id,
+            | Response::KeyActivity { request_id, .. }
+            | Response::KeysImported { request_id, .. }
+            | Response::KeysExport { request_id, .. } => *request_id,
+            Response::Unassigned13(n) => match *n {},
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_chunks_end_at_character_boundaries_within_the_limit() {
+        let text = "é".repeat(MAX_KEYS_CHUNK); // two bytes a character
+        assert_eq!(keys_chunk_end(&text, 0), MAX_KEYS_CHUNK);
+        let odd = format!("a{text}");
+        let end = keys_chunk_end(&odd, 0);
+        assert_eq!(end, MAX_KEYS_CHUNK - 1, "not inside a character");
+        assert!(odd.is_char_boundary(end));
+        assert_eq!(keys_chunk_end("short", 0), 5);
+        assert_eq!(keys_chunk_end("short", 5), 5);
     }
 }

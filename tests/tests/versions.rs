@@ -132,7 +132,7 @@ fn rate_limited(token: &str, max_orders_per_minute: u32) -> Daemon {
 #[tokio::test]
 async fn hello_agrees_on_the_older_of_the_two_versions() {
     let d = rate_limited(&token_for("sim-bot"), 1);
-    for (offered, agreed) in [(1, 1), (2, 2), (3, 3), (4, 4), (5, 4), (u16::MAX, 4)] {
+    for (offered, agreed) in [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 5), (u16::MAX, 5)] {
         let (_, got) = RawClient::hello(&d.socket_path(), offered).await;
         assert_eq!(got, agreed, "Hello {offered}");
     }
@@ -377,8 +377,8 @@ async fn the_client_falls_back_to_version_1_with_a_daemon_that_speaks_only_that(
     assert_eq!(decision.retry_after(), None);
     assert_eq!(
         daemon.await.unwrap(),
-        vec![4, 3, 2, 1],
-        "version 4 first, then 3, 2 and 1"
+        vec![5, 4, 3, 2, 1],
+        "version 5 first, then 4, 3, 2 and 1"
     );
 }
 
