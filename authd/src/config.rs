@@ -20,9 +20,22 @@ pub struct Config {
     #[arg(long, env = "FUTU_AUTHD_SOCKET", default_value = "/run/futu/auth.sock")]
     pub socket: PathBuf,
 
-    /// keys.json to serve.
+    /// keys.json to serve (not read with --keys-url).
     #[arg(long, env = "FUTU_AUTHD_KEYS_FILE", default_value = "/etc/futu/keys.json")]
     pub keys_file: PathBuf,
+
+    /// The keys in PostgreSQL, one key store shared by the futu-authd of several gateway
+    /// hosts (it may be --ledger-url's database), e.g. `postgres://futu@db.example/futu`
+    /// (default: --keys-file, this host's alone).
+    #[arg(long, env = "FUTU_AUTHD_KEYS_URL")]
+    pub keys_url: Option<LedgerUrl>,
+
+    /// With --keys-url: how long the keys in service may go without being confirmed
+    /// current before orders, unlocks and scope checks of trade:* scopes are refused
+    /// `internal` (a revocation made on another host may have been missed); other checks
+    /// go on.
+    #[arg(long, env = "FUTU_AUTHD_KEYS_MAX_STALENESS", default_value = "10s", value_parser = parse_duration)]
+    pub keys_max_staleness: Duration,
 
     /// Directory for the ledger log (daily totals and rate windows that survive restarts;
     /// not used with --ledger-url) and last-used.json (when each key was last used).
@@ -126,7 +139,7 @@ pub enum FlagError {
     /// `--metrics-listen`.
     #[error("{0:?} is not an address such as 127.0.0.1:9464, nor `off`")]
     NotAnAddress(String),
-    /// `--hello-timeout`, `--frame-timeout`, `--ledger-timeout`.
+    /// `--hello-timeout`, `--frame-timeout`, `--ledger-timeout`, `--keys-max-staleness`.
     #[error("{0:?} is not a duration such as 500ms, 5s or 2m")]
     NotADuration(String),
     /// `--socket-mode`.
@@ -188,6 +201,27 @@ mod tests {
         assert_eq!(c.audit_log, None);
         assert!(c.ledger_url.is_none());
         assert_eq!(c.ledger_timeout, Duration::from_millis(30));
+        assert!(c.keys_url.is_none());
+        assert_eq!(c.keys_max_staleness, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn the_keys_url_is_checked_and_never_shown_with_its_password() {
+        let c = Config::try_parse_from([
+            "futu-authd",
+            "--keys-url",
+            "postgres://futu:pw@db.example/futu",
+            "--keys-max-staleness",
+            "2s",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.keys_url.as_ref().map(ToString::to_string).as_deref(),
+            Some("postgres://futu@db.example/futu")
+        );
+        assert!(!format!("{c:?}").contains("pw@"));
+        assert_eq!(c.keys_max_staleness, Duration::from_secs(2));
+        assert!(Config::try_parse_from(["futu-authd", "--keys-url", "redis://x"]).is_err());
     }
 
     #[test]

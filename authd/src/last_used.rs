@@ -16,6 +16,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -31,6 +32,11 @@ pub const FILE_NAME: &str = "last-used.json";
 
 /// How often the file is written when something changed.
 pub const WRITE_EVERY: Duration = Duration::from_secs(60);
+
+/// How often the uses noted since the last write go to a key store shared by several
+/// hosts (one row a key whose minute moved on): how long another host may show an older
+/// last use.
+pub const SHARED_WRITE_EVERY: Duration = Duration::from_secs(5);
 
 /// The file's format version.
 const VERSION: u32 = 1;
@@ -56,6 +62,8 @@ pub struct LastUsed {
     /// Whether something changed since the file was last written (a newer minute, or an
     /// entry dropped for a key no longer in keys.json).
     changed: AtomicBool,
+    /// Keys whose minute moved on since the uses were last written to a shared store.
+    unwritten: Mutex<HashSet<KeyId>>,
     /// The file; `None`: kept in memory only.
     path: Option<PathBuf>,
     /// For the gauge of each key.
@@ -68,6 +76,7 @@ impl LastUsed {
         LastUsed {
             minutes: DashMap::new(),
             changed: AtomicBool::new(false),
+            unwritten: Mutex::new(HashSet::new()),
             path: None,
             metrics,
         }
@@ -131,7 +140,49 @@ impl LastUsed {
         if before < minute {
             self.metrics.key_last_used(key, minute);
             self.changed.store(true, Ordering::Relaxed);
+            self.unwritten().insert(key.fresh_copy());
         }
+    }
+
+    fn unwritten(&self) -> std::sync::MutexGuard<'_, HashSet<KeyId>> {
+        self.unwritten.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The uses noted since the last call, as `(key, minute in Unix seconds)`, for a shared
+    /// store; keys `snapshot` does not hold are dropped first (as [`LastUsed::save`] does).
+    /// What could not be written goes back with [`LastUsed::unwritten_again`].
+    pub fn take_unwritten(&self, snapshot: &Snapshot) -> Vec<(KeyId, i64)> {
+        self.drop_gone(snapshot);
+        let ids = std::mem::take(&mut *self.unwritten());
+        ids.into_iter()
+            .filter_map(|id| {
+                let minute = self.minutes.get(&id)?.load(Ordering::Relaxed);
+                Some((id, minute))
+            })
+            .collect()
+    }
+
+    /// Uses [`LastUsed::take_unwritten`] gave that could not be written: written next time.
+    pub fn unwritten_again(&self, uses: Vec<(KeyId, i64)>) {
+        self.unwritten().extend(uses.into_iter().map(|(id, _)| id));
+    }
+
+    /// Drops the entries (and gauges) of keys `snapshot` does not hold; whether any went.
+    fn drop_gone(&self, snapshot: &Snapshot) -> bool {
+        let held: HashSet<&str> = snapshot.ids().map(KeyId::as_str).collect();
+        let gone: Vec<KeyId> = self
+            .minutes
+            .iter()
+            .filter(|e| !held.contains(e.key().as_str()))
+            .map(|e| e.key().clone())
+            .collect();
+        let mut unwritten = self.unwritten();
+        for id in &gone {
+            self.minutes.remove(id);
+            unwritten.remove(id);
+            self.metrics.forget_key_last_used(id);
+        }
+        !gone.is_empty()
     }
 
     /// The minute `key` was last used, if known.
@@ -157,18 +208,8 @@ impl LastUsed {
     /// writes the file if anything changed since the last write. Blocking IO. `Ok(true)`:
     /// written.
     pub fn save(&self, snapshot: &Snapshot) -> io::Result<bool> {
-        let held: HashSet<&str> = snapshot.ids().map(KeyId::as_str).collect();
-        let gone: Vec<KeyId> = self
-            .minutes
-            .iter()
-            .filter(|e| !held.contains(e.key().as_str()))
-            .map(|e| e.key().clone())
-            .collect();
-        for id in &gone {
-            self.minutes.remove(id);
-            self.metrics.forget_key_last_used(id);
-        }
-        let changed = self.changed.swap(false, Ordering::Relaxed) || !gone.is_empty();
+        let gone = self.drop_gone(snapshot);
+        let changed = self.changed.swap(false, Ordering::Relaxed) || gone;
         let mut last_used = BTreeMap::new();
         for e in self.minutes.iter() {
             let secs = e.value().load(Ordering::Relaxed);
@@ -368,6 +409,29 @@ mod tests {
             let again = LastUsed::open(dir.path(), &snap, Arc::new(Metrics::new()));
             assert_eq!(again.get(&id("a")).unwrap().as_second(), 6000, "{damaged}");
         }
+    }
+
+    #[test]
+    fn the_uses_for_a_shared_store_are_those_noted_since_the_last_write() {
+        let m = Arc::new(Metrics::new());
+        let lu = LastUsed::in_memory(Arc::clone(&m));
+        let snap = snapshot(&["a", "b"]);
+        assert!(lu.take_unwritten(&snap).is_empty());
+        lu.note(&id("a"), 6000);
+        lu.note(&id("b"), 6001);
+        lu.note(&id("gone"), 6000);
+        let mut uses = lu.take_unwritten(&snap);
+        uses.sort();
+        assert_eq!(uses, [(id("a"), 6000), (id("b"), 6000)]);
+        assert!(lu.take_unwritten(&snap).is_empty(), "written once");
+        // The same minute again is not a use to write; a newer one is.
+        lu.note(&id("a"), 6030);
+        lu.note(&id("b"), 6060);
+        let uses = lu.take_unwritten(&snap);
+        assert_eq!(uses, [(id("b"), 6060)]);
+        // What could not be written is written next time.
+        lu.unwritten_again(uses);
+        assert_eq!(lu.take_unwritten(&snap), [(id("b"), 6060)]);
     }
 
     #[test]

@@ -39,6 +39,7 @@ mod clock;
 mod commit;
 mod connection;
 mod heap;
+mod key_store;
 mod last_used;
 mod ledger;
 mod metrics;

@@ -10,7 +10,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::Outcome;
 use crate::connection::{Closed, Fault};
+use crate::key_store::FreshnessEvent;
 use crate::ledger::HealthEvent;
 
 /// The `key_id` label of a token that matched no key.
@@ -156,6 +157,8 @@ pub struct Metrics {
     write_errors: Family<FileLabels, Counter>,
     closed: Family<ReasonLabels, Counter>,
     ledger_up: Gauge,
+    keys_store_up: Gauge,
+    keys_snapshot_age: Gauge<f64, AtomicU64>,
     ledger_errors: Family<KindLabels, Counter>,
     key_last_used: Family<KeyLabels, Gauge>,
     halted: Family<HaltLabels, Gauge>,
@@ -188,6 +191,9 @@ impl Metrics {
         let closed = Family::<ReasonLabels, Counter>::default();
         let ledger_up = Gauge::default();
         ledger_up.set(1);
+        let keys_store_up = Gauge::default();
+        keys_store_up.set(1);
+        let keys_snapshot_age = Gauge::<f64, AtomicU64>::default();
         let ledger_errors = Family::<KindLabels, Counter>::default();
         let key_last_used = Family::<KeyLabels, Gauge>::default();
         let halted = Family::<HaltLabels, Gauge>::default();
@@ -253,6 +259,16 @@ impl Metrics {
             ledger_up.clone(),
         );
         registry.register(
+            "futu_auth_keys_store_up",
+            "Whether the key store's last check confirmed the keys in service current (1) or not (0); always 1 for keys.json",
+            keys_store_up.clone(),
+        );
+        registry.register(
+            "futu_auth_keys_snapshot_age_seconds",
+            "How long ago a key store shared by several hosts last confirmed the keys in service current; always 0 for keys.json",
+            keys_snapshot_age.clone(),
+        );
+        registry.register(
             "futu_auth_ledger_errors",
             "Failed calls to the ledger database, by kind: unreachable, timeout, schema, database",
             ledger_errors.clone(),
@@ -282,6 +298,8 @@ impl Metrics {
             write_errors,
             closed,
             ledger_up,
+            keys_store_up,
+            keys_snapshot_age,
             ledger_errors,
             key_last_used,
             halted,
@@ -411,6 +429,19 @@ impl Metrics {
                     })
                     .inc();
                 self.ledger_up.set(0);
+            }
+        }
+    }
+
+    /// What a shared key store found: `futu_auth_keys_store_up` and
+    /// `futu_auth_keys_snapshot_age_seconds`.
+    pub fn keys_freshness(&self, event: FreshnessEvent) {
+        match event {
+            FreshnessEvent::Up(up) => {
+                self.keys_store_up.set(i64::from(up));
+            }
+            FreshnessEvent::Age(age) => {
+                self.keys_snapshot_age.set(age.as_secs_f64());
             }
         }
     }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futu_auth_proto::{
-    BindOp, Check, CheckScope, Decision, ErrorKind, Halt, HaltTarget, Iface, KeyActivity, KeyId, KeyRecord,
-    KeySpec, Order, Reason, Request, Response, Scope, SessionCheck, SessionOutcome, SessionSubject, Token,
-    Usage, MAX_ACTIVITY_IDS,
+    keys_chunk_end, BindOp, Check, CheckScope, Decision, ErrorKind, Halt, HaltTarget, Iface, Imported,
+    KeyActivity, KeyId, KeyRecord, KeySpec, Order, Reason, Request, Response, Scope, SessionCheck,
+    SessionOutcome, SessionSubject, Token, Usage, MAX_ACTIVITY_IDS,
 };
 use jiff::Timestamp;
 
@@ -494,6 +494,84 @@ impl AuthClient {
         halts(self.call(|request_id| Request::ListHalts { request_id }).await?)
     }
 
+    /// Admin (protocol version 5): loads the keys.json `text` into the daemon's key store,
+    /// a chunk at a time; the daemon checks the whole file as `--check-config` does before
+    /// it changes anything. An id the store holds already refuses the import
+    /// ([`ErrorKind::DuplicateKey`]) unless `replace`. A daemon that speaks an older
+    /// version is not asked: [`ClientError::TooOld`].
+    pub async fn import_keys(&self, text: &str, replace: bool) -> Result<Imported, ClientError> {
+        let mut import = 0;
+        let mut start = 0;
+        loop {
+            let end = keys_chunk_end(text, start);
+            let last = end == text.len();
+            let chunk = text[start..end].to_owned();
+            let offset = start as u64;
+            let resp = self
+                .call(|request_id| Request::ImportKeys {
+                    request_id,
+                    import,
+                    offset,
+                    chunk,
+                    last,
+                    replace,
+                })
+                .await?;
+            match resp {
+                Response::KeysImported { done: Some(done), .. } if last => return Ok(done),
+                Response::KeysImported {
+                    import: i,
+                    next_offset,
+                    done: None,
+                    ..
+                } if !last && next_offset == end as u64 => {
+                    import = i;
+                    start = end;
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+    }
+
+    /// Admin (protocol version 5): the daemon's key store written as a keys.json, read
+    /// once and received a chunk at a time. A daemon that speaks an older version is not
+    /// asked: [`ClientError::TooOld`].
+    pub async fn export_keys(&self) -> Result<String, ClientError> {
+        let mut text = String::new();
+        let mut export = 0;
+        loop {
+            let offset = text.len() as u64;
+            let resp = self
+                .call(|request_id| Request::ExportKeys {
+                    request_id,
+                    export,
+                    offset,
+                })
+                .await?;
+            match resp {
+                Response::KeysExport {
+                    export: e,
+                    offset: at,
+                    total,
+                    chunk,
+                    ..
+                } if at == offset => {
+                    if chunk.is_empty() && offset < total {
+                        return Err(ClientError::Protocol(format!(
+                            "an empty chunk at {offset} of an export of {total} bytes"
+                        )));
+                    }
+                    text.push_str(&chunk);
+                    if text.len() as u64 >= total {
+                        return Ok(text);
+                    }
+                    export = e;
+                }
+                other => return Err(unexpected(other)),
+            }
+        }
+    }
+
     /// Sends one request built with a fresh request id and waits for its answer, within
     /// the deadline. Error responses become [`ClientError::Refused`], a `forbidden` deny of
     /// an admin request [`ClientError::Forbidden`]. A request the connection's protocol
@@ -588,7 +666,11 @@ fn first_version_with(req: &Request) -> u16 {
         | Request::ListKeysPage { .. } => 1,
         Request::RotateKey { .. } | Request::KeyActivity { .. } => 3,
         Request::SessionCheck(_) => 4,
-        Request::Halt { .. } | Request::Resume { .. } | Request::ListHalts { .. } => 5,
+        Request::Halt { .. }
+        | Request::Resume { .. }
+        | Request::ListHalts { .. }
+        | Request::ImportKeys { .. }
+        | Request::ExportKeys { .. } => 5,
     }
 }
 

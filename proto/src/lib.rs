@@ -36,7 +36,8 @@ pub use key::{
     KeySpec, Limits, Market, Scope, Symbol, Token, TrdSide,
 };
 pub use message::{
-    Admin, AdminOp, Check, CheckScope, Decision, ErrorKind, Hello, Iface, KeyActivity, LimitFigures, Order,
-    Reason, Request, Response, Route, SessionCheck, SessionOutcome, SessionSubject, TrdEnv, Usage,
-    MAX_ACTIVITY_IDS, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
+    keys_chunk_end, Admin, AdminOp, Check, CheckScope, Decision, ErrorKind, Hello, Iface, Imported,
+    KeyActivity, LimitFigures, Order, Reason, Request, Response, Route, SessionCheck, SessionOutcome,
+    SessionSubject, TrdEnv, Usage, MAX_ACTIVITY_IDS, MAX_IMPORT_LEN, MAX_KEYS_CHUNK, PROTOCOL_VERSION,
+    PROTOCOL_VERSIONS,
 };

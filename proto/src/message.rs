@@ -20,7 +20,8 @@ use crate::key::{
 /// The newest protocol version this crate speaks: what a client offers in its [`Hello`].
 /// Version 2 added `retry_after_ms` and `limit` to [`Decision::Deny`]; version 3 the
 /// requests `RotateKey` and `KeyActivity`; version 4 [`Request::SessionCheck`]; version 5
-/// the kill switch: [`Reason::Halted`] and the requests `Halt`, `Resume` and `ListHalts`.
+/// the kill switch ([`Reason::Halted`] and the requests `Halt`, `Resume` and `ListHalts`)
+/// and the key store's [`Request::ImportKeys`] and [`Request::ExportKeys`].
 pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Every protocol version this crate speaks, oldest first. A connection speaks one of
@@ -336,6 +337,67 @@ pub enum Request {
         /// Echoed in the response.
         request_id: u64,
     },
+    /// Admin (protocol version 5): one chunk of a keys.json to load into the key store,
+    /// which may be larger than a frame. Answered by [`Response::KeysImported`]: the offset
+    /// of the next chunk, or, after the `last` chunk, what was added and replaced.
+    ImportKeys {
+        /// Echoed in the response.
+        request_id: u64,
+        /// 0 to start an import; then the `import` of the previous answer.
+        import: u64,
+        /// Bytes of the file sent before this chunk (0 to start).
+        offset: u64,
+        /// The next bytes of the file's text (at most [`MAX_KEYS_CHUNK`], cut at a
+        /// character boundary).
+        chunk: String,
+        /// This chunk ends the file: the daemon checks the whole file and loads it.
+        last: bool,
+        /// With the last chunk: a key whose id the store holds already replaces it, rather
+        /// than refusing the import.
+        replace: bool,
+    },
+    /// Admin (protocol version 5): one chunk of the key store written as a keys.json.
+    /// Answered by [`Response::KeysExport`].
+    ExportKeys {
+        /// Echoed in the response.
+        request_id: u64,
+        /// 0 to start an export (the store is read once, as it is now); then the `export`
+        /// of the previous answer.
+        export: u64,
+        /// Bytes received so far: where this chunk starts.
+        offset: u64,
+    },
+}
+
+/// The most bytes of keys.json text one [`Request::ImportKeys`] or
+/// [`Response::KeysExport`] carries: the message, with its other fields, fits in a frame.
+pub const MAX_KEYS_CHUNK: usize = 60 * 1024;
+
+/// Where the chunk of `text` that starts at byte `start` ends in a [`Request::ImportKeys`]
+/// or a [`Response::KeysExport`]: at most [`MAX_KEYS_CHUNK`] bytes on, at a character
+/// boundary (`start` must be one).
+pub fn keys_chunk_end(text: &str, start: usize) -> usize {
+    let mut end = start.saturating_add(MAX_KEYS_CHUNK).min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
+}
+
+/// The longest keys.json an import may bring (64 MiB).
+pub const MAX_IMPORT_LEN: u64 = 64 * 1024 * 1024;
+
+/// What an import did, in [`Response::KeysImported`] once its last chunk was loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Imported {
+    /// Keys of the file the store did not hold.
+    pub added: u32,
+    /// Keys of the file whose id the store held, replaced (with `replace` only).
+    pub replaced: u32,
+    /// Keys in the store after the import.
+    pub total: u32,
+    /// Where the keys are kept (keys.json's path, or the database).
+    pub stored_in: String,
 }
 
 /// The most key ids one [`Request::KeyActivity`] may ask about (its answer fits a frame).
@@ -374,7 +436,9 @@ impl Request {
             | Request::KeyActivity { request_id, .. }
             | Request::Halt { request_id, .. }
             | Request::Resume { request_id, .. }
-            | Request::ListHalts { request_id } => *request_id,
+            | Request::ListHalts { request_id }
+            | Request::ImportKeys { request_id, .. }
+            | Request::ExportKeys { request_id, .. } => *request_id,
         }
     }
 
@@ -399,7 +463,9 @@ impl Request {
             | Request::KeyActivity { .. }
             | Request::Halt { .. }
             | Request::Resume { .. }
-            | Request::ListHalts { .. } => true,
+            | Request::ListHalts { .. }
+            | Request::ImportKeys { .. }
+            | Request::ExportKeys { .. } => true,
         }
     }
 
@@ -436,6 +502,28 @@ impl Request {
             } => admin(request_id, AdminOp::Halt { target, reason }),
             Request::Resume { request_id, target } => admin(request_id, AdminOp::Resume(target)),
             Request::ListHalts { request_id } => admin(request_id, AdminOp::ListHalts),
+            Request::ImportKeys {
+                request_id,
+                import,
+                offset,
+                chunk,
+                last,
+                replace,
+            } => admin(
+                request_id,
+                AdminOp::ImportKeys {
+                    import,
+                    offset,
+                    chunk,
+                    last,
+                    replace,
+                },
+            ),
+            Request::ExportKeys {
+                request_id,
+                export,
+                offset,
+            } => admin(request_id, AdminOp::ExportKeys { export, offset }),
         }
     }
 
@@ -459,6 +547,8 @@ impl Request {
             Request::Halt { .. } => "Halt",
             Request::Resume { .. } => "Resume",
             Request::ListHalts { .. } => "ListHalts",
+            Request::ImportKeys { .. } => "ImportKeys",
+            Request::ExportKeys { .. } => "ExportKeys",
         }
     }
 }
@@ -537,6 +627,26 @@ pub enum AdminOp {
     Resume(HaltTarget),
     /// [`Request::ListHalts`].
     ListHalts,
+    /// [`Request::ImportKeys`].
+    ImportKeys {
+        /// 0 to start, then the import of the previous answer.
+        import: u64,
+        /// Bytes sent before this chunk.
+        offset: u64,
+        /// The next bytes of the file.
+        chunk: String,
+        /// Whether the file ends with this chunk.
+        last: bool,
+        /// Whether ids the store holds are replaced.
+        replace: bool,
+    },
+    /// [`Request::ExportKeys`].
+    ExportKeys {
+        /// 0 to start, then the export of the previous answer.
+        export: u64,
+        /// Bytes received so far.
+        offset: u64,
+    },
 }
 
 impl AdminOp {
@@ -555,6 +665,8 @@ impl AdminOp {
             AdminOp::Halt { .. } => "Halt",
             AdminOp::Resume(_) => "Resume",
             AdminOp::ListHalts => "ListHalts",
+            AdminOp::ImportKeys { .. } => "ImportKeys",
+            AdminOp::ExportKeys { .. } => "ExportKeys",
         }
     }
 
@@ -572,7 +684,9 @@ impl AdminOp {
             | AdminOp::Reload
             | AdminOp::ListKeysPage { .. }
             | AdminOp::KeyActivity(_)
-            | AdminOp::ListHalts => None,
+            | AdminOp::ListHalts
+            | AdminOp::ImportKeys { .. }
+            | AdminOp::ExportKeys { .. } => None,
         }
     }
 }
@@ -971,6 +1085,33 @@ pub enum Response {
         #[serde(with = "crate::codec::record::halts")]
         halts: Vec<Halt>,
     },
+    /// A chunk of an import was received (protocol version 5); after the last one, what
+    /// the import did.
+    KeysImported {
+        /// From the request.
+        request_id: u64,
+        /// The import to continue with.
+        import: u64,
+        /// Bytes of the file received so far: the offset of the next chunk.
+        next_offset: u64,
+        /// `Some` once the last chunk was received and the file loaded into the store.
+        done: Option<Imported>,
+    },
+    /// A chunk of the key store written as a keys.json (protocol version 5).
+    KeysExport {
+        /// From the request.
+        request_id: u64,
+        /// The export to continue with.
+        export: u64,
+        /// Where this chunk starts, in bytes.
+        offset: u64,
+        /// The length of the whole text, in bytes; the export is complete once
+        /// `offset + chunk.len() == total`.
+        total: u64,
+        /// The next bytes of the text (at most [`MAX_KEYS_CHUNK`], cut at a character
+        /// boundary).
+        chunk: String,
+    },
 }
 
 impl Response {
@@ -990,7 +1131,26 @@ impl Response {
             | Response::KeysPage { request_id, .. }
             | Response::KeyRotated { request_id, .. }
             | Response::KeyActivity { request_id, .. }
-            | Response::Halts { request_id, .. } => *request_id,
+            | Response::Halts { request_id, .. }
+            | Response::KeysImported { request_id, .. }
+            | Response::KeysExport { request_id, .. } => *request_id,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_chunks_end_at_character_boundaries_within_the_limit() {
+        let text = "é".repeat(MAX_KEYS_CHUNK); // two bytes a character
+        assert_eq!(keys_chunk_end(&text, 0), MAX_KEYS_CHUNK);
+        let odd = format!("a{text}");
+        let end = keys_chunk_end(&odd, 0);
+        assert_eq!(end, MAX_KEYS_CHUNK - 1, "not inside a character");
+        assert!(odd.is_char_boundary(end));
+        assert_eq!(keys_chunk_end("short", 0), 5);
+        assert_eq!(keys_chunk_end("short", 5), 5);
     }
 }

@@ -796,6 +796,119 @@ fn the_daemon_answers_the_older_of_the_clients_version_and_its_own() {
     assert_eq!(agreed(u16::MAX), Some(5));
 }
 
+/// Version 5's requests and answers: appended to the enums at indices 17 and 18 (requests)
+/// and 14 and 15 (responses), nothing else moved.
+#[test]
+fn version_5_import_and_export_of_keys() {
+    let start = Request::ImportKeys {
+        request_id: 9,
+        import: 0,
+        offset: 0,
+        chunk: "{\"version\": 1,".into(),
+        last: false,
+        replace: false,
+    };
+    assert_golden(
+        &start,
+        &[
+            "00000015",                       // length 21
+            "11",                             // Request::ImportKeys (index 17)
+            "09",                             // request_id 9
+            "00",                             // import 0: a new one
+            "00",                             // offset 0
+            "0e7b2276657273696f6e223a20312c", // chunk (14 bytes)
+            "00",                             // last false
+            "00",                             // replace false
+        ],
+    );
+    let end = Request::ImportKeys {
+        request_id: 10,
+        import: 300,
+        offset: 14,
+        chunk: " \"keys\": []}".into(),
+        last: true,
+        replace: true,
+    };
+    assert_golden(
+        &end,
+        &[
+            "00000015",                   // length 21
+            "11",                         // Request::ImportKeys
+            "0a",                         // request_id 10
+            "fb2c01",                     // import 300
+            "0e",                         // offset 14
+            "0c20226b657973223a205b5d7d", // chunk (12 bytes)
+            "01",                         // last true
+            "01",                         // replace true
+        ],
+    );
+    let export = Request::ExportKeys {
+        request_id: 11,
+        export: 0,
+        offset: 0,
+    };
+    assert_golden(&export, &["00000004", "12", "0b", "00", "00"]);
+    let received = Response::KeysImported {
+        request_id: 9,
+        import: 300,
+        next_offset: 14,
+        done: None,
+    };
+    assert_golden(&received, &["00000007", "0e", "09", "fb2c01", "0e", "00"]);
+    let done = Response::KeysImported {
+        request_id: 10,
+        import: 300,
+        next_offset: 26,
+        done: Some(futu_auth_proto::Imported {
+            added: 2,
+            replaced: 1,
+            total: 5,
+            stored_in: "k".into(),
+        }),
+    };
+    assert_golden(
+        &done,
+        &[
+            "0000000c", // length 12
+            "0e",       // Response::KeysImported (index 14)
+            "0a",       // request_id 10
+            "fb2c01",   // import 300
+            "1a",       // next_offset 26
+            "01",       // done: Some
+            "02",       //   added 2
+            "01",       //   replaced 1
+            "05",       //   total 5
+            "016b",     //   stored_in "k"
+        ],
+    );
+    let chunk = Response::KeysExport {
+        request_id: 11,
+        export: 7,
+        offset: 0,
+        total: 2,
+        chunk: "{}".into(),
+    };
+    assert_golden(
+        &chunk,
+        &[
+            "00000008", // length 8
+            "0f",       // Response::KeysExport (index 15)
+            "0b",       // request_id 11
+            "07",       // export 7
+            "00",       // offset 0
+            "02",       // total 2
+            "027b7d",   // chunk "{}"
+        ],
+    );
+}
+
+/// An index past version 5's last request (18) or response (15) is a malformed frame.
+#[test]
+fn indices_past_version_5_are_malformed() {
+    malformed::<Request>(&from_hex("130100"));
+    malformed::<Response>(&from_hex("100100"));
+}
+
 /// Version 4's request: appended to the enum, nothing else moved.
 #[test]
 fn version_4_session_check() {

@@ -208,6 +208,14 @@ impl std::fmt::Display for LedgerUrl {
     }
 }
 
+impl LedgerUrl {
+    /// How to connect: the URL as tokio-postgres reads it (the key store in PostgreSQL,
+    /// `--keys-url`, takes a URL of the same kind).
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+}
+
 impl std::fmt::Debug for LedgerUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "LedgerUrl({})", self.shown)

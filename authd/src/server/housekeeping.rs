@@ -1,5 +1,6 @@
 //! What the daemon does on a timer while it serves: the ledger journal and the audit file
-//! put on disk every second, the last-used file written every minute.
+//! put on disk every second, the last-used file written every minute (the last uses sent
+//! to a shared key store every few seconds).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +12,15 @@ use crate::service::Authd;
 
 /// Writes the last-used file once a minute when something changed (and drops keys no
 /// longer in service from it): a crash loses at most the last minute of last-used times.
+/// With a shared key store, the uses go to its database every few seconds instead, so
+/// every host shows the newest soon.
 pub(super) async fn save_last_used_every_minute(authd: Arc<Authd>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(last_used::WRITE_EVERY);
+    let every = if authd.keys.shared().is_some() {
+        last_used::SHARED_WRITE_EVERY
+    } else {
+        last_used::WRITE_EVERY
+    };
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is at once
     loop {

@@ -1,7 +1,8 @@
 //! The daemon: start-up, the accept loop and shutdown, as [`Daemon`] — which runs in any
 //! process; `main.rs` adds the signals and systemd's notifications.
 //!
-//! Start-up (`startup.rs`) loads keys.json (refusing to start on a bad file), replays the
+//! Start-up (`startup.rs`) opens the key store (keys.json, refusing to start on a bad
+//! file; or the database shared by several hosts, followed from then on), replays the
 //! ledger and opens the audit trail and the metrics endpoint, reads the last-used file,
 //! on a listener bound first (`listener.rs`) — the socket systemd handed over, or
 //! `--socket`. Each connection holds a `ConnectionSlot` (`slots.rs`) while it is served.
@@ -67,12 +68,12 @@ impl Daemon {
     /// Loads keys.json (a bad file is an error), replays the ledger, opens the audit trail
     /// and the metrics endpoint, and starts the timers.
     pub async fn start(config: &Config) -> Result<Daemon, StartError> {
-        let (file, loaded_digest) = startup::load_keys(config)?;
+        let metrics = Arc::new(Metrics::new());
         let host = startup::machine_fingerprint(config);
+        let (store, loaded, freshness) = startup::open_key_store(config, host.as_ref(), &metrics).await?;
         let admin = AdminPolicy::new(config.admin_group.as_deref())?;
         let clock = Clock::system();
         tracing::info!("hours windows are checked in time zone {}", clock.zone_name());
-        let metrics = Arc::new(Metrics::new());
         let ledger = startup::open_ledger(config, &clock, &metrics).await?;
         let (audit, audit_writer) = Audit::start(config.journald_enabled()).map_err(StartError::Journald)?;
         let commit = Committer::new(startup::open_audit_file(config)?, Arc::clone(&metrics));
@@ -83,18 +84,13 @@ impl Daemon {
             tracing::info!("metrics on http://{addr}/metrics");
             tracker.spawn(metrics::serve(listener, Arc::clone(&metrics), shutdown.clone()));
         }
-        let keys = Arc::new(KeyRing::new(
-            config.keys_file.clone(),
-            file,
-            Some(loaded_digest),
-            host,
-            Arc::clone(&metrics),
-        ));
-        let last_used = Arc::new(LastUsed::open(
-            &config.state_dir,
-            &keys.snapshot(),
-            Arc::clone(&metrics),
-        ));
+        let keys = Arc::new(KeyRing::new(store, loaded, freshness, host, Arc::clone(&metrics)));
+        // With a shared key store, last uses are kept in its database, not in a file.
+        let last_used = Arc::new(if keys.shared().is_some() {
+            LastUsed::in_memory(Arc::clone(&metrics))
+        } else {
+            LastUsed::open(&config.state_dir, &keys.snapshot(), Arc::clone(&metrics))
+        });
         let authd = Arc::new(Authd::new(
             keys, ledger, commit, audit, metrics, last_used, clock, admin,
         ));
@@ -108,6 +104,7 @@ impl Daemon {
             Arc::clone(&authd),
             shutdown.clone(),
         ));
+        tracker.spawn(Arc::clone(&authd.keys).follow(shutdown.clone()));
         Ok(Daemon {
             authd,
             audit_writer,

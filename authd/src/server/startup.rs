@@ -1,19 +1,22 @@
-//! Start-up, step by step: keys.json (a bad file refuses the start), this host's machine
-//! fingerprint, the ledger store (replayed), the audit file (its torn tail cut). Each
-//! step's failure is a [`StartError`] that says what failed and where.
+//! Start-up, step by step: this host's machine fingerprint, the key store (keys.json — a
+//! bad file refuses the start — or the database shared by several hosts), the ledger store
+//! (replayed), the audit file (its torn tail cut). Each step's failure is a [`StartError`]
+//! that says what failed and where.
 
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use futu_auth_keys::machine::fingerprint_from_file;
-use futu_auth_keys::store::{self, KeysFile, StoreError, TextDigest};
+use futu_auth_keys::store::{self, KeysFile, StoreError};
 use futu_auth_proto::Fingerprint;
 use futu_auth_rules::Ledger;
 
 use crate::audit::{self, AuditFile};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::key_store::pg::PgKeysOpenError;
+use crate::key_store::{FileStore, Freshness, FreshnessReport, KeyStore, Loaded, PgKeyStore, Stamp};
 use crate::ledger::local::journal::{LedgerLog, Moment};
 use crate::ledger::local::LocalLedger;
 use crate::ledger::pg::{PgLedger, PgOpenError};
@@ -33,6 +36,9 @@ pub enum StartError {
     /// The PostgreSQL ledger (`--ledger-url`) cannot be used.
     #[error(transparent)]
     PgLedger(#[from] PgOpenError),
+    /// The key store in PostgreSQL (`--keys-url`) cannot be used.
+    #[error(transparent)]
+    PgKeys(#[from] PgKeysOpenError),
     /// The ledger journal in `--state-dir` could not be opened or replayed (the error
     /// names the file).
     #[error(transparent)]
@@ -62,9 +68,67 @@ pub enum StartError {
     Bind(io::Error),
 }
 
+/// The key store: keys.json, or with `--keys-url` the database shared by several hosts;
+/// what it holds (none: a database that did not answer in time, the daemon starts without
+/// keys and loads them once it answers), and with a shared store whether that is known to
+/// be current. keys.json that does not load is an error.
+pub(super) async fn open_key_store(
+    config: &Config,
+    host: Option<&Fingerprint>,
+    metrics: &Arc<Metrics>,
+) -> Result<(KeyStore, Option<Loaded>, Option<Arc<Freshness>>), StartError> {
+    let Some(url) = &config.keys_url else {
+        let (file, digest) = load_keys(config)?;
+        let loaded = Loaded {
+            file,
+            stamp: Stamp::Text(digest),
+        };
+        return Ok((
+            KeyStore::File(FileStore::new(config.keys_file.clone())),
+            Some(loaded),
+            None,
+        ));
+    };
+    let host = host.map_or_else(
+        || "a host without a machine fingerprint".to_owned(),
+        ToString::to_string,
+    );
+    let (pg, loaded) = PgKeyStore::open(url, &host).await?;
+    let report: FreshnessReport = {
+        let metrics = Arc::clone(metrics);
+        Arc::new(move |event| metrics.keys_freshness(event))
+    };
+    let freshness = Arc::new(Freshness::new(url.to_string(), config.keys_max_staleness, report));
+    let loaded = match loaded {
+        Ok(loaded) => {
+            freshness.confirmed(std::time::Instant::now());
+            tracing::info!(
+                "keys_loaded={} keys from {} (version {}), confirmed current every {:?}; trading is refused past {:?} without a confirmation",
+                loaded.file.keys.len(),
+                pg.stored_in(),
+                match loaded.stamp {
+                    Stamp::Version(v) => v,
+                    Stamp::Text(_) => 0,
+                },
+                crate::key_store::pg::CHECK_EVERY,
+                config.keys_max_staleness
+            );
+            Some(loaded)
+        }
+        Err(e) => {
+            tracing::error!(
+                "keys: {e}; starting without keys: every check is refused until the keys store answers"
+            );
+            freshness.failed(&e);
+            None
+        }
+    };
+    Ok((KeyStore::Pg(Box::new(pg)), loaded, Some(freshness)))
+}
+
 /// keys.json as loaded at start, and the digest of its text (a reload of the same text
 /// keeps the keys in service). A file that does not load is an error.
-pub(super) fn load_keys(config: &Config) -> Result<(KeysFile, TextDigest), StartError> {
+fn load_keys(config: &Config) -> Result<(KeysFile, store::TextDigest), StartError> {
     let text = store::read_text(&config.keys_file)?;
     let file = KeysFile::parse(&text, &config.keys_file)?;
     let digest = store::text_digest(&text);

@@ -1,5 +1,9 @@
 //! Key activity: when each key was last used, and until when a rotated key's previous
 //! plaintext is accepted.
+//!
+//! With a key store shared by several hosts, a key's last use is the newest any host
+//! allowed: the database's (each host writes its own at most once a minute), or this
+//! host's own when it is newer than what it wrote last.
 
 use std::collections::{HashMap, HashSet};
 
@@ -24,30 +28,55 @@ impl Authd {
                 ),
             };
         }
-        let keys = {
+        let (held, overlaps) = {
             let snapshot = self.keys.snapshot();
             // One pass over the keys in service (a lookup by id is a scan).
             let asked: HashSet<&str> = ids.iter().map(KeyId::as_str).collect();
-            let held: HashSet<&str> = snapshot
+            let in_service: HashSet<&str> = snapshot
                 .ids()
                 .map(KeyId::as_str)
                 .filter(|id| asked.contains(id))
                 .collect();
+            let held: Vec<KeyId> = ids
+                .iter()
+                .filter(|id| in_service.contains(id.as_str()))
+                .cloned()
+                .collect();
             let now = Timestamp::now();
-            let overlaps: HashMap<&str, Timestamp> = snapshot
+            let overlaps: HashMap<String, Timestamp> = snapshot
                 .overlaps()
                 .filter(|(id, until)| *until > now && asked.contains(id.as_str()))
-                .map(|(id, until)| (id.as_str(), until))
+                .map(|(id, until)| (id.to_string(), until))
                 .collect();
-            ids.iter()
-                .filter(|id| held.contains(id.as_str()))
-                .map(|id| KeyActivity {
-                    id: id.clone(),
-                    last_used: self.last_used.get(id),
-                    previous_valid_until: overlaps.get(id.as_str()).copied(),
-                })
-                .collect()
+            (held, overlaps)
         };
+        let everywhere = match self.keys.shared() {
+            None => HashMap::new(),
+            Some(pg) => match pg.read_last_used(&held).await {
+                Ok(uses) => uses,
+                Err(e) => {
+                    return Response::Error {
+                        request_id,
+                        kind: ErrorKind::Internal,
+                        message: format!("the last uses across hosts are not known: {e}"),
+                    }
+                }
+            },
+        };
+        let keys = held
+            .into_iter()
+            .map(|id| {
+                let here = self.last_used.get(&id);
+                let there = everywhere
+                    .get(id.as_str())
+                    .and_then(|&secs| Timestamp::from_second(secs).ok());
+                KeyActivity {
+                    last_used: here.max(there),
+                    previous_valid_until: overlaps.get(id.as_str()).copied(),
+                    id,
+                }
+            })
+            .collect();
         Response::KeyActivity { request_id, keys }
     }
 }

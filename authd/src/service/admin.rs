@@ -2,8 +2,7 @@
 //! resuming trading, reloading keys.json and reporting usage — for administrators only
 //! (SO_PEERCRED, [`crate::peer::AdminPolicy`]), each audited before it is answered.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futu_auth_keys::store::StoreError;
@@ -14,70 +13,19 @@ use futu_auth_proto::{
 use futu_auth_rules::money::Money;
 use jiff::Timestamp;
 
+use super::kept::Kept;
 use super::keyring::KeyRingError;
-use super::Authd;
+use super::{transfer, Authd};
 use crate::audit::{AuditKey, AuditRecord, Kind, Outcome};
 use crate::peer::Peer;
-
-/// Listings kept at once; more start by replacing the oldest.
-const MAX_LISTINGS: usize = 4;
-
-/// A listing left this long without a page request is forgotten.
-const LISTING_IDLE: Duration = Duration::from_secs(60);
 
 /// Room for a page's records in a frame, after the page's own fields.
 const PAGE_BUDGET: usize = futu_auth_proto::MAX_FRAME_LEN - 64;
 
 /// keys.json as read for the listings being paged through
-/// ([`futu_auth_proto::Request::ListKeysPage`]), so a listing of any size reads the file
-/// once and its pages agree with each other; the oldest go first.
-#[derive(Default)]
-pub(super) struct Listings {
-    open: Mutex<VecDeque<Listing>>,
-}
-
-struct Listing {
-    id: u64,
-    keys: Arc<Vec<KeyRecord>>,
-    used: Instant,
-}
-
-impl Listings {
-    /// Keeps `keys` as a new listing; returns its id.
-    fn start(&self, keys: Arc<Vec<KeyRecord>>) -> Result<u64, getrandom::Error> {
-        let mut id = [0u8; 8];
-        getrandom::fill(&mut id)?;
-        let id = u64::from_le_bytes(id).max(1);
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.retain(|x| x.used.elapsed() < LISTING_IDLE);
-        while open.len() >= MAX_LISTINGS {
-            open.pop_front();
-        }
-        open.push_back(Listing {
-            id,
-            keys,
-            used: Instant::now(),
-        });
-        Ok(id)
-    }
-
-    /// The records of listing `id`, if it is still kept.
-    fn get(&self, id: u64) -> Option<Arc<Vec<KeyRecord>>> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        open.retain(|x| x.used.elapsed() < LISTING_IDLE);
-        let x = open.iter_mut().find(|x| x.id == id)?;
-        x.used = Instant::now();
-        Some(Arc::clone(&x.keys))
-    }
-
-    /// Forgets listing `id` (its last page was sent).
-    fn finish(&self, id: u64) {
-        self.open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|x| x.id != id);
-    }
-}
+/// ([`futu_auth_proto::Request::ListKeysPage`]), so a listing of any size reads the store
+/// once and its pages agree with each other.
+pub(super) type Listings = Kept<Arc<Vec<KeyRecord>>>;
 
 impl Authd {
     /// Answers an admin request from `peer`, or refuses it `forbidden`.
@@ -146,6 +94,23 @@ impl Authd {
                 resp
             }
             AdminOp::ListHalts => self.list_halts(request_id),
+            AdminOp::ImportKeys {
+                import,
+                offset,
+                chunk,
+                last,
+                replace,
+            } => {
+                let part = transfer::Part {
+                    import,
+                    offset,
+                    chunk,
+                    last,
+                    replace,
+                };
+                self.import_keys(request_id, part).await
+            }
+            AdminOp::ExportKeys { export, offset } => self.export_keys(request_id, export, offset).await,
         };
         let mut rec = admin_record(name, target, request_id, &resp, peer, received.elapsed());
         if let Some((lifted, h)) = halt {
@@ -172,7 +137,7 @@ impl Authd {
                 "expires_at is in the past".into(),
             );
         }
-        let stored_in = self.keys.keys_file().display().to_string();
+        let stored_in = self.keys.stored_in();
         match self.keys.update(move |f| f.gen_key(spec, now)).await {
             Ok((plaintext, record)) => Response::KeyGenerated {
                 request_id,
@@ -203,7 +168,7 @@ impl Authd {
                     }
                 }
             } else {
-                match self.listings.get(listing) {
+                match self.listings.with(listing, |keys| Arc::clone(keys)) {
                     Some(keys) => (listing, keys),
                     None => return error(
                         request_id,
@@ -225,9 +190,8 @@ impl Authd {
                         request_id,
                         ErrorKind::Internal,
                         format!(
-                            "key {:?} has a record too large for a frame; read {} directly",
+                            "key {:?} has a record too large for a frame; read it with futucli export-keys",
                             record.id.as_str(),
-                            self.keys.keys_file().display()
                         ),
                     );
                 }
@@ -335,7 +299,9 @@ pub(super) fn admin_record(
         | Response::KeysPage { .. }
         | Response::KeyRotated { .. }
         | Response::KeyActivity { .. }
-        | Response::Halts { .. } => Outcome::Allow,
+        | Response::Halts { .. }
+        | Response::KeysImported { .. }
+        | Response::KeysExport { .. } => Outcome::Allow,
     };
     let mut rec = AuditRecord::new(Kind::Admin, name, outcome, request_id, peer);
     rec.key_id = target;
@@ -368,13 +334,17 @@ pub(super) fn error(request_id: u64, kind: ErrorKind, message: String) -> Respon
 /// The error answer of a key ring change that failed.
 pub(super) fn keyring_error(request_id: u64, e: KeyRingError) -> Response {
     let kind = match &e {
-        KeyRingError::Store(StoreError::DuplicateKey(_)) => ErrorKind::DuplicateKey,
-        KeyRingError::Store(StoreError::OverlapTooLong(_) | StoreError::NotHalted(_)) => {
-            ErrorKind::InvalidSpec
+        KeyRingError::Keys(StoreError::DuplicateKey(_) | StoreError::AlreadyPresent(_)) => {
+            ErrorKind::DuplicateKey
         }
-        KeyRingError::Store(StoreError::UnknownKey(_)) => ErrorKind::UnknownKey,
-        KeyRingError::Store(StoreError::Io { .. } | StoreError::Invalid(_)) => ErrorKind::Store,
-        KeyRingError::Store(StoreError::Random(_)) | KeyRingError::Task(_) => ErrorKind::Internal,
+        KeyRingError::Keys(
+            StoreError::OverlapTooLong(_) | StoreError::ImportConflict(_) | StoreError::NotHalted(_),
+        ) => ErrorKind::InvalidSpec,
+        KeyRingError::Keys(StoreError::UnknownKey(_)) => ErrorKind::UnknownKey,
+        KeyRingError::Keys(StoreError::Io { .. } | StoreError::Invalid(_)) | KeyRingError::Database(_) => {
+            ErrorKind::Store
+        }
+        KeyRingError::Keys(StoreError::Random(_)) | KeyRingError::Task(_) => ErrorKind::Internal,
     };
     error(request_id, kind, e.to_string())
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futu_auth_proto::codec;
 use futu_auth_proto::{
-    Check, CheckScope, Decision, ErrorKind, Iface, KeyId, Response, SessionCheck, SessionOutcome,
+    Check, CheckScope, Decision, ErrorKind, Iface, KeyId, Response, Scope, SessionCheck, SessionOutcome,
     SessionSubject,
 };
 
@@ -77,6 +77,39 @@ impl Pending {
         Pending::Session(c, v, version)
     }
 
+    /// Refuses it `internal`, for `why`, when it would allow what needs a trading scope — an
+    /// order (before it is charged; dry runs too), an unlock, a scope check or a session's
+    /// pushes of a `trade:*` scope: the key store's snapshot is not known to be current,
+    /// and a revocation may have been missed. Denies stay as they are; reads go on.
+    pub(super) fn refuse_trading(&mut self, why: &str) {
+        let refused = |key_id: Option<KeyId>, scope| Verdict::internal(key_id, scope, why.to_owned());
+        match self {
+            Pending::Check(_, e) => {
+                let v = match e {
+                    Evaluation::Charge { charge, scope, .. } => refused(Some(charge.key_id.clone()), *scope),
+                    Evaluation::Decided(v) if v.decision.is_allow() && is_trading(v.scope) => {
+                        refused(decision_key(&v.decision).cloned(), v.scope)
+                    }
+                    Evaluation::Decided(_) => return,
+                };
+                *e = Evaluation::Decided(v);
+            }
+            Pending::Scope(c, v) => {
+                if v.decision.is_allow() && is_trading(Some(c.scope)) {
+                    *v = refused(decision_key(&v.decision).cloned(), Some(c.scope));
+                }
+            }
+            Pending::Session(c, v, _) => {
+                if let SessionSubject::Pushes { scope, .. } = c.subject {
+                    if v.decision.is_allow() && is_trading(Some(scope)) {
+                        *v = refused(decision_key(&v.decision).cloned(), Some(scope));
+                    }
+                }
+            }
+            Pending::Ready(_) => {}
+        }
+    }
+
     fn verdict_mut(&mut self) -> Option<&mut Verdict> {
         match self {
             Pending::Check(_, Evaluation::Decided(v)) | Pending::Scope(_, v) | Pending::Session(_, v, _) => {
@@ -119,8 +152,16 @@ fn told(decision: &Decision, version: u16) -> SessionOutcome {
     }
 }
 
+/// Whether `scope` is one of trading: `trade:simulate`, `trade:real`, `trade:unlock`.
+fn is_trading(scope: Option<Scope>) -> bool {
+    matches!(
+        scope,
+        Some(Scope::TradeSimulate | Scope::TradeReal | Scope::TradeUnlock)
+    )
+}
+
 /// The scope check a session's pushes amount to.
-fn as_scope_check(c: &SessionCheck, scope: futu_auth_proto::Scope) -> CheckScope {
+fn as_scope_check(c: &SessionCheck, scope: Scope) -> CheckScope {
     CheckScope {
         request_id: c.request_id,
         token: c.token.clone(),

@@ -1,78 +1,93 @@
-//! The key ring: the keys in service, compiled from keys.json, swapped whole on reload and
-//! after every admin change, never left empty by a file that does not load.
+//! The key ring: the keys in service, compiled from what the key store holds
+//! ([`crate::key_store`]: keys.json, or the database shared by several hosts), swapped
+//! whole on reload, after every admin change and, with a shared store, at every change
+//! another host makes; never left empty by keys that do not load.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use arc_swap::{ArcSwap, Guard};
-use futu_auth_keys::store::{self, KeysFile, StoreError, TextDigest};
+use futu_auth_keys::store::{KeysFile, StoreError};
 use futu_auth_proto::Fingerprint;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
 
+use crate::key_store::pg::{Heard, CHECK_EVERY};
+pub use crate::key_store::KeyStoreError as KeyRingError;
+use crate::key_store::{Freshness, KeyStore, Loaded, PgKeyStore, Stamp};
 use crate::metrics::Metrics;
 use crate::notify;
 use futu_auth_rules::Snapshot;
 
-/// Why the key ring could not be read or changed.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyRingError {
-    /// keys.json could not be read, parsed or written.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The blocking task doing the work failed (it panicked or was cancelled).
-    #[error("the keys file task failed: {0}")]
-    Task(#[source] tokio::task::JoinError),
-}
-
-/// What a reload replaced: the snapshot that was in service and the parsed file the new
-/// one was compiled from, freed together after the reload is announced.
+/// What an install replaced: the snapshot that was in service and the parsed file the new
+/// one was compiled from, freed together after the change is announced.
 struct Retired {
     _snapshot: Arc<Snapshot>,
     _file: KeysFile,
 }
 
-/// The keys in service and the file they come from.
+/// The keys in service and the store they come from.
 pub struct KeyRing {
-    /// keys.json: read on start and reload, written by admin requests.
-    keys_file: PathBuf,
-    /// The keys in service; a reload swaps in a new snapshot whole.
+    /// Where the keys are kept: read on start and reload, written by admin requests.
+    store: KeyStore,
+    /// The keys in service; every change swaps in a new snapshot whole.
     snapshot: ArcSwap<Snapshot>,
     /// This host's fingerprint, for new snapshots.
     host: Option<Fingerprint>,
-    /// Serializes reloads and admin changes, so snapshots are installed in file order.
+    /// Serializes reloads, admin changes and loads of the shared store, so snapshots are
+    /// installed in the store's order.
     serial: tokio::sync::Mutex<()>,
-    /// SHA-256 of the keys.json text in service: a reload of the same text (a SIGHUP for
-    /// logrotate) keeps the snapshot instead of compiling it again.
-    loaded_digest: Mutex<Option<TextDigest>>,
+    /// Which state of the store is in service: a reload of the same one keeps the
+    /// snapshot instead of compiling it again. `None` before anything was read.
+    loaded: Mutex<Option<Stamp>>,
+    /// With a shared store, whether the snapshot is known to be current (trading is refused
+    /// when it has not been for too long); `None` for keys.json, which this host alone
+    /// changes.
+    freshness: Option<Arc<Freshness>>,
     metrics: Arc<Metrics>,
 }
 
 impl KeyRing {
-    /// The ring of `file`, keys.json as loaded at start (text digest `digest`), checked on
-    /// host `host`.
+    /// The ring of `store`, serving `loaded` (what the store held at start; `None`: nothing
+    /// yet, no key is in service until the store answers), checked on host `host`.
     pub fn new(
-        keys_file: PathBuf,
-        file: KeysFile,
-        digest: Option<TextDigest>,
+        store: KeyStore,
+        loaded: Option<Loaded>,
+        freshness: Option<Arc<Freshness>>,
         host: Option<Fingerprint>,
         metrics: Arc<Metrics>,
     ) -> KeyRing {
-        let snapshot = Snapshot::compile(&file.keys, &file.rotations, &file.halts, host.clone());
-        drop(file);
+        let (snapshot, stamp) = match loaded {
+            Some(Loaded { file, stamp }) => (
+                Snapshot::compile(&file.keys, &file.rotations, &file.halts, host.clone()),
+                Some(stamp),
+            ),
+            None => (Snapshot::compile(&[], &[], &[], host.clone()), None),
+        };
         metrics.keys_loaded(snapshot.len());
         metrics.halts(snapshot.halts());
         KeyRing {
-            keys_file,
+            store,
             snapshot: ArcSwap::from_pointee(snapshot),
             host,
             serial: tokio::sync::Mutex::new(()),
-            loaded_digest: Mutex::new(digest),
+            loaded: Mutex::new(stamp),
+            freshness,
             metrics,
         }
     }
 
-    /// keys.json's path.
-    pub fn keys_file(&self) -> &Path {
-        &self.keys_file
+    /// Where the keys are kept (keys.json's path, or the database and its schema).
+    pub fn stored_in(&self) -> String {
+        self.store.stored_in()
+    }
+
+    /// The key store in PostgreSQL, when the keys are kept there.
+    pub fn shared(&self) -> Option<&PgKeyStore> {
+        match &self.store {
+            KeyStore::Pg(pg) => Some(pg),
+            KeyStore::File(_) => None,
+        }
     }
 
     /// The keys in service now.
@@ -85,14 +100,25 @@ impl KeyRing {
         self.snapshot.load().len()
     }
 
+    /// Why checks that need a trading scope are refused now: a shared store whose snapshot
+    /// has not been confirmed current within `--keys-max-staleness`. `None`: they are not.
+    pub fn trading_refusal(&self) -> Option<String> {
+        self.freshness.as_ref()?.trading_refusal()
+    }
+
+    fn stamp(&self) -> Option<Stamp> {
+        *self.loaded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Compiles and swaps in a new snapshot; returns the number of keys and what to free
     /// off the caller's path (the old snapshot, the parsed file). Blocking work.
-    fn install(&self, file: KeysFile, text_digest: TextDigest) -> (usize, Retired) {
+    fn install(&self, loaded: Loaded) -> (usize, Retired) {
+        let Loaded { file, stamp } = loaded;
         let snapshot = Snapshot::compile(&file.keys, &file.rotations, &file.halts, self.host.clone());
         let n = snapshot.len();
         self.metrics.halts(snapshot.halts());
         let old = self.snapshot.swap(Arc::new(snapshot));
-        *self.loaded_digest.lock().unwrap_or_else(|p| p.into_inner()) = Some(text_digest);
+        *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = Some(stamp);
         self.metrics.keys_loaded(n);
         (
             n,
@@ -103,67 +129,54 @@ impl KeyRing {
         )
     }
 
-    /// Reads keys.json and, unless it is the text already in service, parses and installs
-    /// it. `Ok(None)`: unchanged.
-    fn load_and_install(&self) -> Result<Option<(usize, Retired)>, StoreError> {
-        let text = store::read_text(&self.keys_file)?;
-        // The digest (which keeps the snapshot when the text is unchanged) is taken on a
-        // thread of its own while the text is parsed: a reload of a large file waits for
-        // the longer of the two, not for both. An unchanged text (a SIGHUP for logrotate)
-        // is parsed for nothing.
-        let (digest, parsed) = std::thread::scope(|s| {
-            let digest = std::thread::Builder::new()
-                .name("keys-digest".into())
-                .spawn_scoped(s, || store::text_digest(&text));
-            let parsed = KeysFile::parse(&text, &self.keys_file);
-            let digest = match digest {
-                Ok(thread) => thread.join().unwrap_or_else(|_| store::text_digest(&text)),
-                // No thread to be had: here, after the parse.
-                Err(_) => store::text_digest(&text),
-            };
-            (digest, parsed)
-        });
-        if *self.loaded_digest.lock().unwrap_or_else(|p| p.into_inner()) == Some(digest) {
-            return Ok(None);
-        }
-        let file = parsed?;
-        drop(text);
-        Ok(Some(self.install(file, digest)))
+    /// [`KeyRing::install`] off the runtime's threads.
+    async fn install_blocking(self: &Arc<Self>, loaded: Loaded) -> Result<(usize, Retired), KeyRingError> {
+        let me = Arc::clone(self);
+        tokio::task::spawn_blocking(move || me.install(loaded))
+            .await
+            .map_err(KeyRingError::Task)
     }
 
-    /// Re-reads keys.json. A file that does not load leaves the keys in service as they
-    /// were: never zero keys, never fail open.
+    /// Reads the store again (keys.json, or the shared store's current state). Keys that
+    /// do not load leave the keys in service as they were: never zero keys, never fail
+    /// open.
     pub async fn reload(self: &Arc<Self>, why: &str) -> Result<usize, KeyRingError> {
         let _serial = self.serial.lock().await;
         notify::reloading();
-        let me = Arc::clone(self);
-        let loaded = match tokio::task::spawn_blocking(move || me.load_and_install()).await {
-            Ok(r) => r.map_err(KeyRingError::Store),
-            Err(e) => Err(KeyRingError::Task(e)),
-        };
+        let asked = Instant::now();
+        let loaded = self.store.reload(self.stamp()).await;
         let mut retired = None;
         let result = match loaded {
             Ok(installed) => {
                 self.metrics.reload(true);
+                if let Some(f) = &self.freshness {
+                    f.confirmed(asked);
+                }
                 let n = match installed {
-                    Some((n, old)) => {
+                    Some(loaded) => {
+                        let (n, old) = self.install_blocking(loaded).await?;
                         retired = Some(old);
-                        tracing::info!("keys_loaded={n} keys file reloaded ({why})");
+                        tracing::info!("keys_loaded={n} {} reloaded ({why})", self.store.what());
                         n
                     }
                     None => {
                         let n = self.len();
-                        tracing::info!("keys_loaded={n} keys file unchanged ({why})");
+                        tracing::info!("keys_loaded={n} {} unchanged ({why})", self.store.what());
                         n
                     }
                 };
-                if let Some(w) = store::mode_warning(&self.keys_file) {
-                    tracing::warn!("{w}");
+                if let KeyStore::File(f) = &self.store {
+                    if let Some(w) = f.mode_warning() {
+                        tracing::warn!("{w}");
+                    }
                 }
                 Ok(n)
             }
             Err(e) => {
                 self.metrics.reload(false);
+                if let Some(f) = &self.freshness {
+                    f.failed(&e);
+                }
                 tracing::error!(
                     "reload ({why}) failed, keeping the {} keys in service: {e}",
                     self.len()
@@ -172,39 +185,165 @@ impl KeyRing {
             }
         };
         notify::reloaded(self.len());
-        if let Some(old) = retired {
-            // Freeing 100 000 compiled keys and their parsed records takes a while; not on
-            // the reload's clock.
-            tokio::task::spawn_blocking(move || {
-                drop(old);
-                crate::heap::give_back_freed_memory();
-            });
-        }
+        retire(retired);
         result
     }
 
-    /// Applies a change to keys.json under the store's lock and installs the result.
+    /// Applies a change where the keys are kept (under keys.json's lock, or in one
+    /// transaction of the shared store) and installs the result.
     pub async fn update<T: Send + 'static>(
         self: &Arc<Self>,
         change: impl FnOnce(&mut KeysFile) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, KeyRingError> {
         let _serial = self.serial.lock().await;
-        let me = Arc::clone(self);
-        let (value, n) = tokio::task::spawn_blocking(move || {
-            store::update(&me.keys_file, change).map(|u| (u.value, me.install(u.file, u.digest).0))
-        })
-        .await
-        .map_err(KeyRingError::Task)??;
+        let asked = Instant::now();
+        let (value, loaded) = self.store.update(change).await?;
+        let (n, old) = self.install_blocking(loaded).await?;
+        if let Some(f) = &self.freshness {
+            f.confirmed(asked);
+        }
         notify::ready(n);
+        retire(Some(old));
         Ok(value)
     }
 
-    /// keys.json as it is now on disk (for listings).
+    /// The keys as the store holds them now (for listings and exports).
     pub async fn read_file(&self) -> Result<KeysFile, KeyRingError> {
-        let path = self.keys_file.clone();
-        tokio::task::spawn_blocking(move || KeysFile::load(&path))
-            .await
-            .map_err(KeyRingError::Task)?
-            .map_err(KeyRingError::Store)
+        Ok(self.store.load().await?.file)
+    }
+
+    /// Follows a shared store until `stop`: installs each change another host makes when
+    /// its notification arrives, and asks for the store's version every [`CHECK_EVERY`]
+    /// besides (a lost notification), confirming the snapshot current each time it is.
+    /// Returns at once for keys.json.
+    pub async fn follow(self: Arc<Self>, stop: CancellationToken) {
+        let (Some(pg), Some(freshness)) = (self.shared(), self.freshness.clone()) else {
+            return;
+        };
+        let mut heard = pg.listen();
+        let mut tick = tokio::time::interval(CHECK_EVERY);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // Versions announced since the last check: a change the check finds that none
+        // announced means the listening connection missed it.
+        let mut announced = false;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {
+                    if self.check_version(announced).await == Checked::Unannounced {
+                        tracing::debug!("keys: a change no notification announced; listening again");
+                        heard = pg.listen();
+                    }
+                    announced = false;
+                }
+                message = heard.recv() => match message {
+                    Some(Heard::Changed(version)) => {
+                        announced = true;
+                        if version.is_none_or(|v| self.stamp() != Some(Stamp::Version(v))) {
+                            self.load_and_install("a change was notified").await;
+                        }
+                    }
+                    Some(Heard::Listening) => {
+                        // Changes made while nobody listened are found now.
+                        let _ = self.check_version(true).await;
+                    }
+                    None => heard = pg.listen(),
+                },
+            }
+            freshness.tick();
+        }
+    }
+
+    /// Asks the shared store for its version: the snapshot is confirmed current when it is
+    /// the one in service, else the store is loaded and installed.
+    async fn check_version(self: &Arc<Self>, announced: bool) -> Checked {
+        let (Some(pg), Some(freshness)) = (self.shared(), &self.freshness) else {
+            return Checked::Current;
+        };
+        let asked = Instant::now();
+        match pg.version().await {
+            Ok(v) if self.stamp() == Some(Stamp::Version(v)) => {
+                freshness.confirmed(asked);
+                Checked::Current
+            }
+            Ok(_) => {
+                self.load_and_install("the periodic check found a newer version")
+                    .await;
+                if announced {
+                    Checked::Announced
+                } else {
+                    Checked::Unannounced
+                }
+            }
+            Err(e) => {
+                freshness.failed(&e);
+                Checked::Failed
+            }
+        }
+    }
+
+    /// Loads the shared store whole and installs it, unless it is the state in service.
+    async fn load_and_install(self: &Arc<Self>, why: &str) {
+        let (Some(pg), Some(freshness)) = (self.shared(), &self.freshness) else {
+            return;
+        };
+        let _serial = self.serial.lock().await;
+        let asked = Instant::now();
+        let loaded = match pg.load().await {
+            Ok(l) => l,
+            Err(e) => {
+                freshness.failed(&e);
+                return;
+            }
+        };
+        let before = self.stamp();
+        if before == Some(loaded.stamp) {
+            freshness.confirmed(asked);
+            return;
+        }
+        if let (Some(Stamp::Version(old)), Stamp::Version(new)) = (before, loaded.stamp) {
+            if new < old {
+                tracing::warn!(
+                    "keys: the store's version went back from {old} to {new} (restored from a backup, or made again?); serving what it holds now"
+                );
+            }
+        }
+        let version = match loaded.stamp {
+            Stamp::Version(v) => v,
+            Stamp::Text(_) => 0,
+        };
+        match self.install_blocking(loaded).await {
+            Ok((n, old)) => {
+                freshness.confirmed(asked);
+                tracing::info!("keys_loaded={n} keys store version {version} in service ({why})");
+                notify::ready(n);
+                retire(Some(old));
+            }
+            Err(e) => freshness.failed(&e),
+        }
+    }
+}
+
+/// What a version check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    /// The snapshot in service is current.
+    Current,
+    /// A newer version, whose notification arrived since the last check.
+    Announced,
+    /// A newer version no notification announced.
+    Unannounced,
+    /// The store did not answer.
+    Failed,
+}
+
+/// Frees what an install replaced off the runtime's threads: freeing 100 000 compiled keys
+/// and their parsed records takes a while.
+fn retire(retired: Option<Retired>) {
+    if let Some(old) = retired {
+        tokio::task::spawn_blocking(move || {
+            drop(old);
+            crate::heap::give_back_freed_memory();
+        });
     }
 }

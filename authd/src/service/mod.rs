@@ -5,7 +5,8 @@
 //!   group commit that writes the ledger and the audit records before any answer;
 //! * [`admin`] — admin requests, for administrators only ([`rotation`] and [`halt`], the
 //!   kill switch, in files of their own);
-//! * [`activity`] — when keys were last used (noted once a burst, [`crate::last_used`]).
+//! * [`activity`] — when keys were last used (noted once a burst, [`crate::last_used`]);
+//! * [`transfer`] — import and export of keys.json, a chunk at a time.
 //!
 //! Every request gets exactly one response and, for checks, releases and admin requests,
 //! exactly one audit record, written to the audit file before the response is sent
@@ -34,8 +35,10 @@ mod admin;
 mod audit_lines;
 mod checks;
 mod halt;
+mod kept;
 mod keyring;
 mod rotation;
+mod transfer;
 
 use checks::Pending;
 pub use keyring::{KeyRing, KeyRingError};
@@ -60,6 +63,8 @@ pub struct Authd {
     admin: AdminPolicy,
     /// Listings being paged through.
     listings: admin::Listings,
+    /// Imports being received and exports being sent.
+    transfers: transfer::Transfers,
 }
 
 /// The answer to a request: ready now, or once a future completes.
@@ -94,6 +99,7 @@ impl Authd {
             clock: ArcSwap::from_pointee(clock),
             admin,
             listings: admin::Listings::default(),
+            transfers: transfer::Transfers::default(),
         }
     }
 
@@ -151,6 +157,11 @@ impl Authd {
                 })
                 .collect()
         };
+        if let Some(why) = self.keys.trading_refusal() {
+            for p in &mut pending {
+                p.refuse_trading(&why);
+            }
+        }
         let latency = received.elapsed();
         self.commit_checks(&mut pending, &now, peer, latency).await;
         let mut tally = DecisionTally::default();
@@ -166,9 +177,18 @@ impl Authd {
         answers
     }
 
-    /// Writes the last-used file if anything changed, dropping keys no longer in service
-    /// (off the runtime's threads).
+    /// Writes the last uses if anything changed, dropping keys no longer in service: to
+    /// the last-used file (off the runtime's threads), or, with a shared key store, to the
+    /// database (the uses noted since the last write).
     pub(crate) async fn save_last_used(&self) {
+        if let Some(pg) = self.keys.shared() {
+            let uses = self.last_used.take_unwritten(&self.keys.snapshot());
+            if let Err(e) = pg.write_last_used(&uses).await {
+                tracing::warn!("last uses not written (tried again in a minute): {e}");
+                self.last_used.unwritten_again(uses);
+            }
+            return;
+        }
         let last_used = Arc::clone(&self.last_used);
         let snapshot = Arc::clone(&self.keys.snapshot());
         match tokio::task::spawn_blocking(move || last_used.save(&snapshot)).await {

@@ -17,7 +17,7 @@ impl Authd {
     /// [`futu_auth_proto::Request::RotateKey`].
     pub(super) async fn rotate_key(&self, request_id: u64, id: KeyId, overlap_secs: u64) -> Response {
         let now = Timestamp::now();
-        let stored_in = self.keys.keys_file().display().to_string();
+        let stored_in = self.keys.stored_in();
         let rotated = id.clone();
         let overlap = Duration::from_secs(overlap_secs);
         match self.keys.update(move |f| f.rotate(&rotated, overlap, now)).await {

@@ -108,6 +108,23 @@ pub enum Command {
         #[command(flatten)]
         which: Which,
     },
+    /// Load the keys of a keys.json into the daemon's key store (keys.json, or the
+    /// database of --keys-url). A file --check-config would refuse is refused whole; an id
+    /// the store holds already refuses the import unless --replace. Needs the daemon.
+    ImportKeys {
+        /// The keys.json to load.
+        file: PathBuf,
+        /// Replace the store's key of an id the file holds too (its record and rotation).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Write the daemon's key store as a keys.json that --check-config accepts: to --out
+    /// (mode 0600, replaced atomically) or to stdout. Needs the daemon.
+    ExportKeys {
+        /// The file to write (default: stdout).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Ask the daemon for a real decision. Exit 0 allow, 1 reject, 2 usage or transport
     /// error.
     Check(CheckArgs),

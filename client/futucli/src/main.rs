@@ -134,6 +134,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Halt { which, reason } => halt(&ctx, which, reason).await,
         Command::Resume { which } => resume(&ctx, which).await,
+        Command::ImportKeys { file, replace } => import_keys(&ctx, &file, replace).await,
+        Command::ExportKeys { out } => export_keys(&ctx, out.as_deref()).await,
         Command::Check(c) => check(&ctx, c).await,
         Command::Replay(r) => replay::run(r, &ctx.machine_id_file),
         Command::Completions { shell } => {
@@ -527,6 +529,45 @@ fn halted_by_me() -> HaltedBy {
     let uid = nix::unistd::getuid();
     let user = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name);
     HaltedBy::new(uid.as_raw(), user)
+}
+
+async fn import_keys(ctx: &Ctx, file: &Path, replace: bool) -> Result<u8, Failure> {
+    // Checked here first, as --check-config checks it, so a bad file names its own path;
+    // the daemon checks it again before it changes anything.
+    let text = store::read_text(file)?;
+    KeysFile::parse(&text, file)?;
+    let daemon = ctx.daemon().await?;
+    let done = daemon.import_keys(&text, replace).await.map_err(|e| match e {
+        ClientError::TooOld { speaks, needs, .. } => Failure::new(format!(
+            "futu-authd at {} is too old for import-keys (it speaks protocol version {speaks}; import-keys needs {needs}): upgrade it",
+            ctx.socket.display()
+        )),
+        e => e.into(),
+    })?;
+    out!("{}", show::imported(file, &done));
+    Ok(0)
+}
+
+async fn export_keys(ctx: &Ctx, out: Option<&Path>) -> Result<u8, Failure> {
+    let daemon = ctx.daemon().await?;
+    let text = daemon.export_keys().await.map_err(|e| match e {
+        ClientError::TooOld { speaks, needs, .. } => Failure::new(format!(
+            "futu-authd at {} is too old for export-keys (it speaks protocol version {speaks}; export-keys needs {needs}): upgrade it",
+            ctx.socket.display()
+        )),
+        e => e.into(),
+    })?;
+    match out {
+        None => out!("{text}"),
+        Some(path) => {
+            // Read back as --check-config reads it, and written as keys.json is: mode 0600,
+            // atomically.
+            let file = KeysFile::parse(&text, path)?;
+            file.save(path)?;
+            outln!("✅ Exported {} keys to {}", file.keys.len(), path.display());
+        }
+    }
+    Ok(0)
 }
 
 async fn check(ctx: &Ctx, c: CheckArgs) -> Result<u8, Failure> {

@@ -43,6 +43,18 @@ pub fn rotated(
     )
 }
 
+/// What `import-keys` did.
+pub fn imported(file: &std::path::Path, done: &futu_auth_client::Imported) -> String {
+    format!(
+        "✅ Imported {}: {} keys added, {} replaced; {} keys in the store\nstored in: {}\n",
+        file.display(),
+        done.added,
+        done.replaced,
+        done.total,
+        done.stored_in
+    )
+}
+
 /// `bound to fp_a, fp_b` / `frozen …` / `unbound …`.
 pub fn binding_sentence(r: &KeyRecord) -> String {
     match &r.allowed_machines {

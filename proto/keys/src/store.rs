@@ -30,10 +30,14 @@ use sha2::Digest;
 use crate::token::{digest, generate_token};
 
 mod halt;
+mod import;
+mod parts;
 mod rotation;
 
 pub use futu_auth_proto::key::{Halt, HaltReason, HaltTarget, HaltedBy, Rotation};
 pub use halt::NotHalted;
+pub use import::Merged;
+pub use parts::{Parts, RecordText};
 pub use rotation::MAX_OVERLAP;
 
 /// The only keys.json version this daemon reads and writes.
@@ -161,6 +165,14 @@ pub enum StoreError {
     /// A resume of a key, or of every key, that is not halted.
     #[error("{0}")]
     NotHalted(Box<NotHalted>),
+    /// An import brings keys whose ids the store holds already (and was not asked to
+    /// replace them).
+    #[error("{}", import::describe_present(.0))]
+    AlreadyPresent(Vec<String>),
+    /// An import's keys and the store's would not load together (a hash shared by two
+    /// ids, a rotation's previous plaintext in service).
+    #[error("the file's keys and the key store's do not go together; nothing was imported: {0}")]
+    ImportConflict(Box<InvalidFile>),
 }
 
 /// Where and why keys.json was refused.
@@ -385,7 +397,7 @@ impl KeysFile {
 /// Reads keys.json (an absent file counts as empty), applies `change`, and saves the result
 /// if `change` succeeded — all under the exclusive lock, so concurrent writers (the daemon,
 /// several `futucli` processes) never lose each other's changes. Rotations whose overlap
-/// has ended are dropped from what is saved.
+/// has ended are dropped from what is saved ([`apply`]).
 pub fn update<T>(
     path: &Path,
     change: impl FnOnce(&mut KeysFile) -> Result<T, StoreError>,
@@ -396,10 +408,22 @@ pub fn update<T>(
         Err(e) if e.kind() == io::ErrorKind::NotFound => KeysFile::default(),
         Err(e) => return Err(io_err(path)(e)),
     };
-    let value = change(&mut file)?;
-    file.drop_ended_rotations(Timestamp::now());
+    let value = apply(&mut file, change)?;
     let digest = file.save(path)?;
     Ok(Updated { value, file, digest })
+}
+
+/// A change to the keys, as every store makes it: `change`, then the rotations whose
+/// overlap has ended dropped. [`update`] applies it to keys.json under its lock; a store
+/// that keeps the keys elsewhere (a database) applies the same to what it read, in its own
+/// transaction, and writes what changed. When `change` fails, `file` is to be thrown away.
+pub fn apply<T>(
+    file: &mut KeysFile,
+    change: impl FnOnce(&mut KeysFile) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let value = change(file)?;
+    file.drop_ended_rotations(Timestamp::now());
+    Ok(value)
 }
 
 /// What [`update`] did.

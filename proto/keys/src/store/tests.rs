@@ -1030,3 +1030,195 @@ fn halts_survive_an_update_of_the_file() {
     assert_eq!(f.halts.len(), 1);
     assert_eq!(f.halts[0].reason.as_str(), "turmoil");
 }
+
+/// `example_file()` with a rotation of `sim-bot` running until 2099.
+fn example_with_rotation() -> String {
+    example_file().replacen(
+        "\n  ]\n}",
+        &format!(
+            "\n  ],\n  \"rotations\": [{}]\n}}",
+            rotation("sim-bot", &h('d'), "2099-01-01T00:00:00Z")
+        ),
+        1,
+    )
+}
+
+#[test]
+fn parts_round_trip_every_field_and_the_rotations() {
+    let file = parse(&example_with_rotation()).unwrap();
+    assert_eq!(file.rotations.len(), 1);
+    let parts = file.to_parts();
+    assert_eq!(parts.records.len(), 2);
+    assert_eq!(parts.records[1].id.as_str(), "sim-bot");
+    assert!(!parts.records[1].text.contains('\n'), "one line a record");
+    assert!(!parts.rest.contains("\"keys\""), "{}", parts.rest);
+    assert!(parts.rest.contains("\"rotations\""), "{}", parts.rest);
+    let back = KeysFile::from_parts(
+        parts.records.iter().map(|r| r.text.as_str()),
+        &parts.rest,
+        Path::new("db"),
+    )
+    .unwrap();
+    assert_eq!(back, file);
+    assert_eq!(back.to_json(), file.to_json());
+    // No keys at all, and nothing but the version.
+    let empty = KeysFile::default().to_parts();
+    assert_eq!(empty.rest, r#"{"version":1}"#);
+    assert_eq!(
+        KeysFile::from_parts(std::iter::empty(), &empty.rest, Path::new("db")).unwrap(),
+        KeysFile::default()
+    );
+}
+
+#[test]
+fn parts_are_read_as_strictly_as_keys_json() {
+    let file = parse(&example_file()).unwrap();
+    let parts = file.to_parts();
+    let records = || parts.records.iter().map(|r| r.text.as_str());
+    // A top-level field this version does not know (one a newer futu-authd wrote).
+    match KeysFile::from_parts(records(), r#"{"version":1,"future":[]}"#, Path::new("db")) {
+        Err(StoreError::Invalid(e)) => {
+            assert_eq!(e.path, Path::new("db"));
+            assert!(e.message.contains("unknown field `future`"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A record with a misspelt limit names its key and field.
+    let bad = parts.records[1]
+        .text
+        .replace("max_order_value", "max_order_valeu");
+    match KeysFile::from_parts(
+        [parts.records[0].text.as_str(), &bad],
+        &parts.rest,
+        Path::new("db"),
+    ) {
+        Err(StoreError::Invalid(e)) => {
+            assert_eq!(e.key_id.as_deref(), Some("sim-bot"));
+            assert_eq!(e.field, "keys[1].limits.max_order_valeu");
+            assert_eq!(e.line, 3, "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A rest that is not an object.
+    assert!(KeysFile::from_parts(records(), "[1]", Path::new("db")).is_err());
+    assert!(
+        KeysFile::from_parts(records(), "{}", Path::new("db")).is_err(),
+        "no version"
+    );
+}
+
+#[test]
+fn an_import_adds_the_files_keys_after_the_stores_and_brings_their_rotations() {
+    let file = parse(&example_with_rotation()).unwrap();
+    let mut store = KeysFile::default();
+    store
+        .gen_key(
+            KeySpec {
+                id: "ops".parse().unwrap(),
+                scopes: vec![Scope::QotRead],
+                limits: Default::default(),
+                allowed_machines: None,
+                expires_at: None,
+                note: None,
+            },
+            Timestamp::now(),
+        )
+        .unwrap();
+    let merged = store.import(file.clone(), false).unwrap();
+    assert_eq!(
+        merged,
+        Merged {
+            added: 2,
+            replaced: 0
+        }
+    );
+    let ids: Vec<&str> = store.keys.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(ids, ["ops", "research", "sim-bot"]);
+    assert_eq!(store.keys[1..], file.keys[..]);
+    assert_eq!(store.rotations, file.rotations);
+}
+
+#[test]
+fn an_import_refuses_ids_the_store_holds_unless_it_replaces_them() {
+    let file = parse(&example_with_rotation()).unwrap();
+    let mut store = parse(&example_file()).unwrap();
+    store.keys[1].note = Some("the store's own".into());
+    let before = store.clone();
+    match store.clone().import(file.clone(), false) {
+        Err(e @ StoreError::AlreadyPresent(_)) => {
+            let text = e.to_string();
+            assert!(text.contains("\"research\", \"sim-bot\""), "{text}");
+            assert!(text.contains("--replace"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let merged = store.import(file.clone(), true).unwrap();
+    assert_eq!(
+        merged,
+        Merged {
+            added: 0,
+            replaced: 2
+        }
+    );
+    assert_eq!(store.keys, file.keys, "replaced in place, in the store's order");
+    assert_eq!(store.rotations, file.rotations);
+    assert_ne!(store, before);
+    // Replacing with a file without the rotation ends the store's.
+    let mut without = file.clone();
+    without.rotations.clear();
+    store.import(without, true).unwrap();
+    assert!(store.rotations.is_empty());
+}
+
+#[test]
+fn an_import_that_would_not_load_is_refused() {
+    let mut store = parse(&example_file()).unwrap();
+    // Another id with the hash of the store's `research`.
+    let mut file = KeysFile::default();
+    let mut twin = store.keys[0].clone();
+    twin.id = "twin".parse().unwrap();
+    file.keys.push(twin);
+    match store.import(file, false) {
+        Err(StoreError::ImportConflict(e)) => assert!(e.message.contains("same hash"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_import_brings_the_files_halts_and_never_lifts_the_stores_halt_of_every_key() {
+    let now = ts("2026-12-06T10:00:00Z");
+    let reason = |r: &str| r.parse::<HaltReason>().unwrap();
+    let mut file = parse(&example_file()).unwrap();
+    file.halt(key("sim-bot"), reason("from the file"), alice(), now)
+        .unwrap();
+    let mut store = parse(&example_file()).unwrap();
+    store
+        .halt(key("research"), reason("the store's"), alice(), now)
+        .unwrap();
+    store
+        .halt(HaltTarget::All, reason("turmoil"), alice(), now)
+        .unwrap();
+    store.import(file.clone(), true).unwrap();
+    let halts: Vec<(HaltTarget, &str)> = store
+        .halts
+        .iter()
+        .map(|h| (h.target.clone(), h.reason.as_str()))
+        .collect();
+    // `research` is imported without a halt: the file's record, with the file's halts;
+    // the halt of every key stays, as the file has none.
+    assert_eq!(
+        halts,
+        [(HaltTarget::All, "turmoil"), (key("sim-bot"), "from the file")]
+    );
+    // The file's halt of every key takes the place of the store's.
+    file.halt(HaltTarget::All, reason("the file's turmoil"), alice(), now)
+        .unwrap();
+    store.import(file, true).unwrap();
+    let all: Vec<&str> = store
+        .halts
+        .iter()
+        .filter(|h| h.target == HaltTarget::All)
+        .map(|h| h.reason.as_str())
+        .collect();
+    assert_eq!(all, ["the file's turmoil"]);
+}
