@@ -567,9 +567,7 @@ fn checks_answer_as_futucli_check_does() {
         assert!(!audit.contains(t.as_str()), "a token in the audit file");
     }
     let state = py.run(json!({"op": "state"}));
-    // The Python client speaks up to version 4 (it has no ImportKeys or ExportKeys, the
-    // admin requests version 5 adds); the daemon answers the older of the two.
-    let newest = json!(4);
+    let newest = json!(futu_auth_proto::PROTOCOL_VERSION);
     assert_eq!(
         (
             &state["sync_connections"],
@@ -578,7 +576,7 @@ fn checks_answer_as_futucli_check_does() {
             &state["async_version"]
         ),
         (&json!(1), &json!(1), &newest, &newest),
-        "one connection each, the Python client's newest protocol version: {state}"
+        "one connection each, the daemon's newest protocol version: {state}"
     );
     assert_eq!(
         (&state["sync_late_releases"], &state["async_late_releases"]),
