@@ -573,3 +573,97 @@ async fn the_last_use_is_the_newest_of_every_host() {
     let rows = pg.psql("SELECT id FROM futu_keys.last_used").unwrap();
     assert_eq!(rows, "used");
 }
+
+/// Asks `c` for an order of `token` until `done` says yes, or fails after `within`; how
+/// long it took.
+async fn until_order(
+    c: &mut Client,
+    token: &str,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&Decision) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let d = c.check(token, "Trd_PlaceOrder", sell()).await;
+        if done(&d) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "{what}: not within {within:?}; the last answer: {d:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn halted(d: &Decision) -> bool {
+    !d.is_allow() && deny_reason(d) == Reason::Halted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halt_through_one_host_stops_trading_on_every_host_within_a_second_and_resume_restores_it() {
+    let Some(pg) = cluster() else { return };
+    let bot = token_for("pgk-halt-bot");
+    let other = token_for("pgk-halt-other");
+    let a = host(&pg, &[trader("bot", &bot), trader("other", &other)]).start();
+    let mut b = host(&pg, &[]).start();
+    import_own(&a);
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    for (c, what) in [(&mut ca, "the first host"), (&mut cb, "the second host")] {
+        until_order(c, &bot, PROPAGATION, what, |d| d.is_allow()).await;
+    }
+
+    // halt --all through the first: orders refused `halted` on both, with the reason;
+    // quotes go on.
+    let h = run(a
+        .futucli()
+        .args(["halt", "--all", "--reason", "exchange outage"])
+        .output());
+    assert_eq!(h.code, Some(0), "{}{}", h.stdout, h.stderr);
+    for (c, what) in [
+        (&mut ca, "halt --all on the first host"),
+        (&mut cb, "halt --all on the second host"),
+    ] {
+        for token in [&bot, &other] {
+            until_order(c, token, PROPAGATION, what, halted).await;
+            let d = c.check(token, "Trd_PlaceOrder", sell()).await;
+            assert!(format!("{d:?}").contains("exchange outage"), "{d:?}");
+            assert!(c.check(token, "Qot_GetBasicQot", None).await.is_allow());
+        }
+    }
+    // The second host lists the halt and keeps it across a restart: it is in the database.
+    let listed = run(b.futucli().args(["list-keys"]).output());
+    assert!(listed.stdout.contains("exchange outage"), "{}", listed.stdout);
+    b.stop();
+    b.restart();
+    let mut cb = b.client().await;
+    assert!(halted(&cb.check(&bot, "Trd_PlaceOrder", sell()).await));
+
+    // resume --all through the second, halt --key through the second: only that key stays
+    // halted, on both.
+    let r = run(b.futucli().args(["resume", "--all"]).output());
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    let h = run(b
+        .futucli()
+        .args(["halt", "--key", "bot", "--reason", "runaway loop"])
+        .output());
+    assert_eq!(h.code, Some(0), "{}{}", h.stdout, h.stderr);
+    for (c, what) in [(&mut ca, "the first host"), (&mut cb, "the second host")] {
+        until_order(c, &other, PROPAGATION, what, |d| d.is_allow()).await;
+        until_order(c, &bot, PROPAGATION, what, |d| {
+            halted(d) && format!("{d:?}").contains("runaway loop")
+        })
+        .await;
+    }
+    let r = run(a.futucli().args(["resume", "--key", "bot"]).output());
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    for (c, what) in [
+        (&mut ca, "resume on the first host"),
+        (&mut cb, "resume on the second host"),
+    ] {
+        until_order(c, &bot, PROPAGATION, what, |d| d.is_allow()).await;
+    }
+    let store = pg.psql("SELECT top_level FROM futu_keys.store").unwrap();
+    assert!(!store.contains("runaway loop"), "{store}");
+}
