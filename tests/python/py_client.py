@@ -43,6 +43,8 @@ Then, for each JSON line read from stdin, one JSON line is printed. Every comman
     {"op": "resume", "id"?}                       -> {"halts": [halt, ...]}
     {"op": "halts"}                               -> {"halts": [halt, ...]}; a halt is {"key_id",
                                                       "reason", "uid", "user", "halted_at", "text"}
+    {"op": "import_keys", "text", "replace"?}     -> {"added", "replaced", "total", "stored_in"}
+    {"op": "export_keys"}                         -> {"text"}: the key store as a keys.json
     {"op": "token", "token"}                      -> the token functions' results for it
     {"op": "generate", "n"}                       -> {"tokens": [{"token", "digest"}, ...]}
     {"op": "late_releases", "at_least"?, "within"?}
@@ -303,6 +305,13 @@ class Driver:
 
     def op_halts(self, cmd):
         return self.halts(self.call(cmd, "halts"))
+
+    def op_import_keys(self, cmd):
+        done = self.call(cmd, "import_keys", cmd["text"], replace=cmd.get("replace", False))
+        return {"added": done.added, "replaced": done.replaced, "total": done.total, "stored_in": done.stored_in}
+
+    def op_export_keys(self, cmd):
+        return {"text": self.call(cmd, "export_keys")}
 
     def op_token(self, cmd):
         text = cmd["token"]

@@ -1229,6 +1229,127 @@ fn halt_and_resume_from_python_refuse_orders_halted_as_futucli_sees_it() {
     }
 }
 
+/// Protocol version 5 from Python: a keys.json of several frames' worth, with multi-byte
+/// characters, imported into a daemon running on keys.json and exported back; keys.json,
+/// `futucli list-keys --json` and `futucli export-keys` say the same.
+#[test]
+fn keys_imported_from_python_are_in_keys_json_and_exported_back() {
+    let Some(pkg) = package() else { return };
+    let seed = token_for("seed");
+    let d = DaemonBuilder::new(&[key_json("seed", &seed, &["qot:read"])]).start();
+    let mut py = pkg.driver(&d.socket_path(), 5.0);
+
+    // Some 150 KiB: three chunks or more, and characters of two, three and four bytes
+    // wherever a chunk may end.
+    let imported: Vec<Value> = (0..400)
+        .map(|i| {
+            let note = format!("{i:03} été 東京 😀 ").repeat(12);
+            with(
+                key_json(
+                    &format!("imp-{i}"),
+                    &token_for(&format!("imp-{i}")),
+                    &["qot:read"],
+                ),
+                "note",
+                json!(note),
+            )
+        })
+        .collect();
+    let text = serde_json::to_string_pretty(&json!({"version": 1, "keys": imported})).unwrap();
+    assert!(text.len() > 2 * 60 * 1024, "{} bytes", text.len());
+    let done = py.run(json!({"op": "import_keys", "text": text}));
+    assert_eq!(
+        done,
+        json!({"added": 400, "replaced": 0, "total": 401,
+               "stored_in": d.keys_path().display().to_string()}),
+        "{done}"
+    );
+    let file = keys_file(&d);
+    let kept = file["keys"].as_array().expect("a keys array");
+    assert_eq!(kept.len(), 401);
+    for key in &imported {
+        let got = kept
+            .iter()
+            .find(|k| k["id"] == key["id"])
+            .unwrap_or_else(|| panic!("{} in keys.json", key["id"]));
+        for field in ["hash", "scopes", "note", "created_at"] {
+            assert_eq!(got[field], key[field], "{field} of {}", key["id"]);
+        }
+    }
+    let listed = futucli(&d, &["list-keys", "--json"]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("futucli list-keys --json");
+    let ids: Vec<&str> = listed
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    let mut want = vec!["seed".to_owned()];
+    want.extend((0..400).map(|i| format!("imp-{i}")));
+    assert_eq!(
+        ids, want,
+        "the file's keys after the store's, in the file's order"
+    );
+    let imp = py.check("async", &token_for("imp-7"), "Qot_GetBasicQot", None);
+    assert_eq!(
+        (&imp["outcome"], &imp["key_id"]),
+        (&json!("allow"), &json!("imp-7")),
+        "{imp}"
+    );
+
+    // The same file again: its ids are taken, refused unless replace; nothing changes.
+    let again = py.run(json!({"op": "import_keys", "client": "async", "text": text}));
+    assert_eq!(
+        (&again["raised"], &again["kind"]),
+        (&json!("AuthError"), &json!("duplicate_key")),
+        "{again}"
+    );
+    assert_eq!(keys_file(&d), file, "a refused import changes nothing");
+    let replaced = py.run(json!({"op": "import_keys", "client": "async", "text": text, "replace": true}));
+    assert_eq!(
+        (&replaced["added"], &replaced["replaced"], &replaced["total"]),
+        (&json!(0), &json!(400), &json!(401)),
+        "{replaced}"
+    );
+
+    // Exported back, by either client, in chunks: the store's keys.json, the text
+    // futucli export-keys prints.
+    let exported = py.run(json!({"op": "export_keys"}));
+    let exported = exported["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{exported}"))
+        .to_owned();
+    assert!(exported.len() > 2 * 60 * 1024, "{} bytes", exported.len());
+    let again = py.run(json!({"op": "export_keys", "client": "async"}));
+    assert_eq!(
+        again["text"].as_str(),
+        Some(exported.as_str()),
+        "both clients export the same text"
+    );
+    let parsed: Value = serde_json::from_str(&exported).expect("the export is JSON");
+    assert_eq!(parsed, keys_file(&d), "the export is the store's keys.json");
+    for key in &imported {
+        let got = parsed["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["id"] == key["id"])
+            .unwrap_or_else(|| panic!("{} in the export", key["id"]));
+        assert_eq!((&got["hash"], &got["note"]), (&key["hash"], &key["note"]));
+    }
+    let cli = futucli(&d, &["export-keys"]);
+    assert!(
+        cli.status.success(),
+        "futucli export-keys: {}",
+        String::from_utf8_lossy(&cli.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&cli.stdout).trim_end(),
+        exported.trim_end(),
+        "futucli exports the same"
+    );
+}
+
 /// The Rust client's decision as the Python driver prints one (`futucli check --json`'s
 /// fields).
 fn rust_view(d: &Decision) -> Value {

@@ -34,12 +34,16 @@ from futu_auth_client import (
 from futu_auth_client._calls import Calls, Operation
 from futu_auth_client._connection import Handshake, Pipeline, Tally
 from futu_auth_client.messages import (
+    MAX_KEYS_CHUNK,
     Check,
     CheckScope,
     DecisionResponse,
     ErrorResponse,
     GenKey,
     HelloOk,
+    ImportKeys,
+    Imported,
+    KeysImported,
     KeysPage,
     ListKeysPage,
     Release,
@@ -168,6 +172,23 @@ class Steps(unittest.TestCase):
         with self.assertRaises(InvalidRequest):
             auth.revoke_key("a" * 70000)
         self.assertEqual(auth.sent, [])
+
+    def test_an_empty_text_is_imported_as_one_last_chunk(self):
+        auth = ByHand(lambda req: KeysImported(req.request_id, 5, 0, Imported(0, 0, 3, "k")))
+        self.assertEqual(auth.import_keys(""), Imported(0, 0, 3, "k"))
+        self.assertEqual(auth.sent, [ImportKeys(auth.sent[0].request_id, 0, 0, "", True, False)])
+
+    def test_an_import_or_export_answered_otherwise_is_a_protocol_error(self):
+        auth = ByHand(lambda req: KeysPage(req.request_id, 1, 0, 0, ()))
+        with self.assertRaises(ProtocolError):
+            auth.import_keys("{}")
+        with self.assertRaises(ProtocolError):
+            auth.export_keys()
+        # What the last chunk's answer said before it: an import done early.
+        auth = ByHand(lambda req: KeysImported(req.request_id, 5, MAX_KEYS_CHUNK, Imported(0, 0, 3, "k")))
+        with self.assertRaisesRegex(ProtocolError, "ends at %d" % MAX_KEYS_CHUNK):
+            auth.import_keys("x" * (MAX_KEYS_CHUNK + 1))
+        self.assertEqual(len(auth.sent), 1)
 
     def test_an_operation_is_done_when_its_steps_return(self):
         def steps():

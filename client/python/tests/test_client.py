@@ -4,6 +4,7 @@ wrong, session checks (and what an older daemon is asked instead), and the relea
 order allowed after its caller gave up."""
 
 import asyncio
+import json
 import os
 import sys
 import threading
@@ -46,14 +47,21 @@ from futu_auth_client.messages import (  # noqa: E402
     Check,
     CheckScope,
     DecisionResponse,
+    MAX_KEYS_CHUNK,
     ErrorResponse,
+    ExportKeys,
     GenKey,
+    ImportKeys,
+    Imported,
+    KeysExport,
+    KeysImported,
     KeysPage,
     ListKeysPage,
     Release,
     Released,
     SessionCheck,
     UsageRequest,
+    keys_chunk_end,
 )
 
 T = "fc_8a3f2b9c1e5d7a4b8c2f9e1d3a5b7c9f"
@@ -658,6 +666,196 @@ class Paging(Base):
             self.assertEqual([k.id for k in auth.list_keys()], ["k0", "k1", "k2", "k3", "k4"])
         asked = [(r.listing, r.offset) for r in d.requests]
         self.assertEqual(asked, [(0, 0), (9, 2), (0, 0), (9, 2), (9, 4)])
+
+
+
+class KeysStore:
+    """A daemon's key store in miniature for ImportKeys and ExportKeys: an import's chunks
+    are kept by its id until the last one, which loads them (the file's ids counted, a
+    taken one refused unless ``replace``); an export hands out ``text`` a chunk at a time,
+    cut as the daemon cuts it."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.imports = {}
+        self.loaded = []
+        self.ids = {"taken"}
+
+    def __call__(self, daemon, req, version):
+        if isinstance(req, ImportKeys):
+            import_ = req.import_ or 300 + len(self.imports)
+            received = self.imports.setdefault(import_, [])
+            have = sum(len(c.encode("utf-8")) for c in received)
+            if req.offset != have:
+                return [ErrorResponse(req.request_id, ErrorKind.INVALID_SPEC, "a chunk at offset %d" % req.offset)]
+            received.append(req.chunk)
+            next_offset = have + len(req.chunk.encode("utf-8"))
+            if not req.last:
+                return [KeysImported(req.request_id, import_, next_offset, None)]
+            text = "".join(self.imports.pop(import_))
+            ids = set(json.loads(text)["keys_ids"])
+            if ids & self.ids and not req.replace:
+                return [ErrorResponse(req.request_id, ErrorKind.DUPLICATE_KEY, "the store holds taken already")]
+            self.loaded.append(text)
+            replaced = len(ids & self.ids)
+            self.ids |= ids
+            done = Imported(len(ids) - replaced, replaced, len(self.ids), "/etc/futu/keys.json")
+            return [KeysImported(req.request_id, import_, next_offset, done)]
+        if isinstance(req, ExportKeys):
+            data = self.text.encode("utf-8")
+            end = keys_chunk_end(data, req.offset)
+            return [KeysExport(req.request_id, req.export or 7, req.offset, len(data),
+                               data[req.offset:end].decode("utf-8"))]
+        return [ErrorResponse(req.request_id, ErrorKind.INTERNAL, "not in this fake")]
+
+
+def big_keys_text(n: int) -> str:
+    """A JSON text of over 60 KiB whose multi-byte characters (two, three and four bytes)
+    fall on the chunk boundaries: some chunk must end short of 60 KiB."""
+    notes = ["\u00e9t\u00e9 \u6771\u4eac \U0001f600 %05d" % i for i in range(n)]
+    return json.dumps({"version": 1, "keys_ids": ["k%d" % i for i in range(n)], "notes": notes},
+                      ensure_ascii=False)
+
+
+class KeysTransfer(Base):
+    V5 = (1, 2, 3, 4, 5)
+
+    def test_an_import_of_over_60_kib_goes_in_chunks_cut_at_character_boundaries(self):
+        text = big_keys_text(6000)
+        data = text.encode("utf-8")
+        self.assertGreater(len(data), 3 * MAX_KEYS_CHUNK)
+        store = KeysStore("{}")
+        d = self.daemon(store, versions=self.V5)
+        with AuthClient(d.path, timeout=5) as auth:
+            done = auth.import_keys(text)
+        self.assertEqual(done, Imported(6000, 0, 6001, "/etc/futu/keys.json"))
+        self.assertEqual(store.loaded, [text])
+        chunks = [r for r in d.requests if isinstance(r, ImportKeys)]
+        self.assertEqual(len(chunks), len(d.requests))
+        sizes = [len(r.chunk.encode("utf-8")) for r in chunks]
+        # As much as fits: each chunk but the last ends within a character (at most four
+        # bytes) of 60 KiB, where a character starts (not on a UTF-8 continuation byte).
+        self.assertTrue(all(MAX_KEYS_CHUNK - 4 < n <= MAX_KEYS_CHUNK for n in sizes[:-1]), sizes)
+        self.assertTrue(0 < sizes[-1] <= MAX_KEYS_CHUNK, sizes)
+        self.assertTrue(any(n < MAX_KEYS_CHUNK for n in sizes[:-1]),
+                        "a chunk that ends short of a character it would cut: %s" % sizes)
+        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        self.assertEqual([r.offset for r in chunks], offsets)
+        self.assertEqual(sum(sizes), len(data))
+        self.assertTrue(all(data[at] & 0xC0 != 0x80 for at in offsets), "cut inside a character")
+        self.assertEqual([r.import_ for r in chunks], [0] + [300] * (len(chunks) - 1))
+        self.assertEqual([r.last for r in chunks], [False] * (len(chunks) - 1) + [True])
+        self.assertFalse(any(r.replace for r in chunks))
+        for r in chunks:  # each cut where a character starts
+            self.assertEqual(r.chunk.encode("utf-8"), data[r.offset:r.offset + len(r.chunk.encode("utf-8"))])
+        self.assertEqual(len({r.request_id for r in chunks}), len(chunks))
+
+        # The same file again: its ids are taken, refused unless replace (sent with each chunk).
+        async def main():
+            async with AsyncAuthClient(d.path, timeout=5) as auth:
+                with self.assertRaises(AuthError) as e:
+                    await auth.import_keys(text)
+                self.assertEqual(e.exception.kind, ErrorKind.DUPLICATE_KEY)
+                return await auth.import_keys(text, replace=True)
+        del d.requests[:]
+        self.assertEqual(run(main()), Imported(0, 6000, 6001, "/etc/futu/keys.json"))
+        self.assertEqual(store.loaded, [text, text])
+        self.assertEqual([r.replace for r in d.requests], [False] * len(chunks) + [True] * len(chunks))
+
+    def test_a_short_file_is_one_last_chunk(self):
+        store = KeysStore("{}")
+        d = self.daemon(store, versions=self.V5)
+        with AuthClient(d.path, timeout=5) as auth:
+            self.assertEqual(auth.import_keys('{"keys_ids": ["a", "taken"]}', replace=True),
+                             Imported(1, 1, 2, "/etc/futu/keys.json"))
+        self.assertEqual([(r.import_, r.offset, r.last, r.replace) for r in d.requests], [(0, 0, True, True)])
+
+    def test_an_export_in_several_chunks_is_put_together(self):
+        text = big_keys_text(4000)
+        self.assertGreater(len(text.encode("utf-8")), 2 * MAX_KEYS_CHUNK)
+        d = self.daemon(KeysStore(text), versions=self.V5)
+        with AuthClient(d.path, timeout=5) as auth:
+            self.assertEqual(auth.export_keys(), text)
+        asked = [(r.export, r.offset) for r in d.requests]
+        self.assertEqual(asked[0], (0, 0))
+        self.assertGreater(len(asked), 2)
+        self.assertTrue(all(e == 7 for e, _ in asked[1:]), asked)
+        data = text.encode("utf-8")
+        at = 0
+        for _, offset in asked:
+            self.assertEqual(offset, at)
+            at = keys_chunk_end(data, at)
+        self.assertEqual(at, len(data))
+
+        async def main():
+            async with AsyncAuthClient(d.path, timeout=5) as auth:
+                return await auth.export_keys()
+        self.assertEqual(run(main()), text)
+        small = self.daemon(KeysStore('{"version": 1}'), name="small.sock", versions=self.V5)
+        with AuthClient(small.path, timeout=5) as auth:
+            self.assertEqual(auth.export_keys(), '{"version": 1}')
+        self.assertEqual(len(small.requests), 1)
+
+    def test_answers_at_other_offsets_are_protocol_errors(self):
+        text = big_keys_text(3000)
+
+        def skewed(daemon, req, version):
+            if isinstance(req, ImportKeys):
+                if req.last:
+                    return [KeysImported(req.request_id, 300, 1, None)]  # no `done`
+                return [KeysImported(req.request_id, 300, req.offset + len(req.chunk.encode("utf-8")) + 1, None)]
+            if req.offset == 0:
+                return [KeysExport(req.request_id, 7, 0, 10, "{}")]
+            return [KeysExport(req.request_id, 7, req.offset + 1, 10, "{}")]
+        d = self.daemon(skewed, versions=self.V5)
+        with AuthClient(d.path, timeout=5) as auth:
+            with self.assertRaisesRegex(ProtocolError, "ends at"):
+                auth.import_keys(text)
+            self.assertEqual(len(d.requests), 1, "no chunk sent after a wrong next_offset")
+            with self.assertRaisesRegex(ProtocolError, "without what it did"):
+                auth.import_keys("{}")
+            with self.assertRaisesRegex(ProtocolError, "a chunk at 3 of an export asked at 2"):
+                auth.export_keys()
+
+        def empty(daemon, req, version):
+            return [KeysExport(req.request_id, 7, req.offset, 10, "{}" if req.offset == 0 else "")]
+        d = self.daemon(empty, name="empty.sock", versions=self.V5)
+
+        async def main():
+            async with AsyncAuthClient(d.path, timeout=5) as auth:
+                with self.assertRaisesRegex(ProtocolError, "an empty chunk at 2 of an export of 10 bytes"):
+                    await auth.export_keys()
+        run(main())
+
+    def test_a_daemon_older_than_version_5_is_not_asked(self):
+        d = self.daemon(KeysStore("{}"), versions=(1, 2, 3, 4))
+        with AuthClient(d.path, timeout=5) as auth:
+            with self.assertRaises(VersionTooOld) as e:
+                auth.import_keys("{}")
+            self.assertEqual((e.exception.request, e.exception.needs, e.exception.speaks), ("ImportKeys", 5, 4))
+            with self.assertRaises(VersionTooOld) as e:
+                auth.export_keys()
+            self.assertEqual(e.exception.request, "ExportKeys")
+
+        async def main():
+            async with AsyncAuthClient(d.path, timeout=5) as auth:
+                with self.assertRaises(VersionTooOld):
+                    await auth.import_keys("{}")
+                with self.assertRaises(VersionTooOld):
+                    await auth.export_keys()
+        run(main())
+        self.assertEqual(d.requests, [], "nothing sent that a version-4 daemon cannot read")
+
+    def test_a_text_that_cannot_be_sent_is_refused_before_anything_is(self):
+        d = self.daemon(KeysStore("{}"), versions=self.V5)
+        with AuthClient(d.path, timeout=5) as auth:
+            for text, replace in [(b"{}", False), ("{}", "yes"), ("\ud800", False)]:
+                with self.assertRaises(InvalidRequest):
+                    auth.import_keys(text, replace)
+            with mock.patch("futu_auth_client._calls.MAX_IMPORT_LEN", 10):
+                with self.assertRaisesRegex(InvalidRequest, "longer than an import takes"):
+                    auth.import_keys('{"version": 1}')
+        self.assertEqual(d.requests, [])
 
 
 if __name__ == "__main__":

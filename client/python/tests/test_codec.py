@@ -36,6 +36,7 @@ from futu_auth_client.messages import (
     PROTOCOL_VERSIONS,
     REQUESTS,
     RESPONSES,
+    MAX_KEYS_CHUNK,
     KeyActivity,
     KeyActivityRequest,
     KeyActivityResponse,
@@ -46,16 +47,21 @@ from futu_auth_client.messages import (
     CheckScope,
     DecisionResponse,
     ErrorResponse,
+    ExportKeys,
     GenKey,
     Halt,
     HaltRequest,
     Halts,
     Hello,
     HelloOk,
+    ImportKeys,
+    Imported,
     KeyBound,
     KeyGenerated,
     KeyRevoked,
     Keys,
+    KeysExport,
+    KeysImported,
     KeysPage,
     ListHalts,
     ListKeys,
@@ -73,6 +79,7 @@ from futu_auth_client.messages import (
     decode_response,
     encode_request,
     encode_response,
+    keys_chunk_end,
     request_frame,
     response_frame,
 )
@@ -303,6 +310,12 @@ def golden_requests():
         (Resume(11, "bot"), ["00000007", "0f", "0b", "00", "03626f74"]),
         (Resume(12, None), ["00000003", "0f", "0c", "01"]),
         (ListHalts(13), ["00000002", "10", "0d"]),
+        # Version 5: version_5_import_and_export_of_keys.
+        (ImportKeys(9, 0, 0, '{"version": 1,', False, False),
+         ["00000015", "11", "09", "00", "00", "0e7b2276657273696f6e223a20312c", "00", "00"]),
+        (ImportKeys(10, 300, 14, ' "keys": []}', True, True),
+         ["00000015", "11", "0a", "fb2c01", "0e", "0c20226b657973223a205b5d7d", "01", "01"]),
+        (ExportKeys(11, 0, 0), ["00000004", "12", "0b", "00", "00"]),
     ]
 
 
@@ -356,6 +369,11 @@ def golden_responses():
         (Halts(1, (Halt("bot", "r", 4242, None, "2026-12-06T10:00:00Z"),)),
          ["00000023", "0d", "01", "01", "00", "03626f74", "0172", "fb9210", "00",
           "14323032362d31322d30365431303a30303a30305a"], (5,)),
+        # Version 5: version_5_import_and_export_of_keys.
+        (KeysImported(9, 300, 14, None), ["00000007", "0e", "09", "fb2c01", "0e", "00"], (5,)),
+        (KeysImported(10, 300, 26, Imported(2, 1, 5, "k")),
+         ["0000000c", "0e", "0a", "fb2c01", "1a", "01", "02", "01", "05", "016b"], (5,)),
+        (KeysExport(11, 7, 0, 2, "{}"), ["00000008", "0f", "0b", "07", "00", "02", "027b7d"], (5,)),
     ]
 
 
@@ -383,18 +401,32 @@ class GoldenVectors(unittest.TestCase):
                     self.assertEqual(decode_response(bytes.fromhex(vector)[4:], version), value)
 
     def test_every_message_class_is_in_its_variant_slot(self):
-        self.assertEqual([cls.VARIANT for cls in REQUESTS], list(range(17)))
-        self.assertEqual([cls.VARIANT for cls in RESPONSES], list(range(14)))
+        self.assertEqual([cls.VARIANT for cls in REQUESTS], list(range(19)))
+        self.assertEqual([cls.VARIANT for cls in RESPONSES], list(range(16)))
         admin = {cls.__name__ for cls in REQUESTS if cls.ADMIN}
         self.assertEqual(admin, {"GenKey", "ListKeys", "RevokeKey", "BindKey", "Reload", "UsageRequest",
                                  "ListKeysPage", "RotateKey", "KeyActivityRequest", "HaltRequest", "Resume",
-                                 "ListHalts"})
+                                 "ListHalts", "ImportKeys", "ExportKeys"})
 
     def test_each_request_names_the_first_version_that_has_it(self):
         self.assertEqual((PROTOCOL_VERSION, PROTOCOL_VERSIONS), (5, (1, 2, 3, 4, 5)))
         since = {cls.__name__: cls.SINCE for cls in REQUESTS if cls.SINCE > 1}
         self.assertEqual(since, {"RotateKey": 3, "KeyActivityRequest": 3, "SessionCheck": 4, "HaltRequest": 5,
-                                 "Resume": 5, "ListHalts": 5})
+                                 "Resume": 5, "ListHalts": 5, "ImportKeys": 5, "ExportKeys": 5})
+
+    def test_keys_chunks_end_at_a_character_boundary_within_60_kib(self):
+        # The cases of keys_chunk_end's test in proto/src/message.rs.
+        text = ("\u00e9" * MAX_KEYS_CHUNK).encode("utf-8")  # two bytes a character
+        self.assertEqual(keys_chunk_end(text, 0), MAX_KEYS_CHUNK)
+        odd = ("a" + "\u00e9" * MAX_KEYS_CHUNK).encode("utf-8")
+        self.assertEqual(keys_chunk_end(odd, 0), MAX_KEYS_CHUNK - 1, "not inside a character")
+        self.assertEqual(keys_chunk_end(b"short", 0), 5)
+        self.assertEqual(keys_chunk_end(b"short", 5), 5)
+        four = ("\U0001f600" * MAX_KEYS_CHUNK).encode("utf-8")  # four bytes a character
+        self.assertEqual(keys_chunk_end(four, 4), 4 + MAX_KEYS_CHUNK)
+        self.assertEqual(keys_chunk_end(four, 5 * 4), 5 * 4 + MAX_KEYS_CHUNK)
+        self.assertEqual(keys_chunk_end(b"aaa" + four, 0), MAX_KEYS_CHUNK - 1)
+        self.assertEqual(MAX_KEYS_CHUNK, 61440)
 
     def test_a_halted_deny_is_halted_in_version_5_and_scope_before(self):
         detail = "trading halted for key bot by uid 1000 (alice) at 2026-12-06T10:00:00Z: fat finger"
@@ -552,9 +584,9 @@ class MalformedBodies(unittest.TestCase):
         self.assertEqual(decode_response(h("09010b00")).kind, ErrorKind.LISTING_EXPIRED)
         with self.assertRaises(DecodeError):
             decode_response(h("09010c00"))  # ErrorKind 0..=11
-        self.assert_malformed_request(bytes([17]))  # Request 0..=16
+        self.assert_malformed_request(h("130100"))  # Request 0..=18
         with self.assertRaises(DecodeError):
-            decode_response(bytes([14]))  # Response 0..=13
+            decode_response(h("100100"))  # Response 0..=15
         self.assert_malformed_request(h("0f0b02"))  # HaltTarget 0..=1
         session = "0d05" + TOKEN_FIELD + "02"
         self.assertEqual(decode_request(h(session, "0102030104")).previous, SessionOutcome.deny("scope"))

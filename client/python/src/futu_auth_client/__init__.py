@@ -2,8 +2,8 @@
 
 A gateway front-end keeps one client per process and asks it for every request. Two
 clients with the same methods: :class:`AuthClient` (blocking, thread-safe) and
-:class:`AsyncAuthClient` (asyncio). Both speak protocol version 4 over futu-authd's Unix
-socket (falling back to 3, 2 or 1 with a daemon that speaks only those), pipeline every
+:class:`AsyncAuthClient` (asyncio). Both speak protocol version 5 over futu-authd's Unix
+socket (falling back to 4, 3, 2 or 1 with a daemon that speaks only those), pipeline every
 caller's requests on one connection, give each call a deadline, and reconnect when the
 connection is lost.
 
@@ -65,6 +65,7 @@ from .messages import (
     PROTOCOL_VERSION,
     PROTOCOL_VERSIONS,
     Halt,
+    Imported,
     KeyActivity,
     KeyGenerated,
     KeyRotated,
@@ -132,6 +133,7 @@ __all__ = [
     "Halt",
     "HoursFigures",
     "Iface",
+    "Imported",
     "InvalidRequest",
     "KeyActivity",
     "KeyGenerated",

@@ -36,15 +36,19 @@ from .errors import (
     VersionTooOld,
 )
 from .messages import (
+    MAX_IMPORT_LEN,
     BindKey,
     Check,
     CheckScope,
     DecisionResponse,
     ErrorResponse,
+    ExportKeys,
     GenKey,
     Halt,
     HaltRequest,
     Halts,
+    ImportKeys,
+    Imported,
     KeyActivity,
     KeyActivityRequest,
     KeyActivityResponse,
@@ -53,6 +57,8 @@ from .messages import (
     KeyRevoked,
     KeyRotated,
     Keys,
+    KeysExport,
+    KeysImported,
     KeysPage,
     ListHalts,
     ListKeys,
@@ -69,6 +75,7 @@ from .messages import (
     SessionCheck,
     Usage,
     UsageRequest,
+    keys_chunk_end,
     request_frame,
 )
 from .token import TokenLike
@@ -299,6 +306,64 @@ def _list_keys_page(listing: int, offset: int) -> Steps[KeysPage]:
     return (yield from _asked(lambda rid: ListKeysPage(rid, listing, offset), KeysPage))
 
 
+def _import_keys(text: str, replace: bool) -> Steps[Imported]:
+    """The keys.json ``text`` sent a chunk at a time, each cut at a character boundary
+    within :data:`~futu_auth_client.messages.MAX_KEYS_CHUNK` bytes (one chunk, ``last``,
+    for a short file), each with a deadline of its own. Each answer must continue the
+    import where the chunk ended; the last one must say what the import did."""
+    if not isinstance(text, str):
+        raise InvalidRequest("the keys.json text is a str, not %s" % type(text).__name__)
+    if not isinstance(replace, bool):
+        raise InvalidRequest("replace is a bool, not %s" % type(replace).__name__)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeError as e:
+        raise InvalidRequest("the keys.json text is not UTF-8: %s" % e) from None
+    if len(data) > MAX_IMPORT_LEN:
+        raise InvalidRequest("the keys.json text is %d bytes, longer than an import takes (%d MiB)"
+                             % (len(data), MAX_IMPORT_LEN >> 20))
+    import_, start = 0, 0
+    while True:
+        end = keys_chunk_end(data, start)
+        last = end == len(data)
+        chunk = data[start:end].decode("utf-8")
+        answer = expect((yield from Ask(_import_chunk(import_, start, chunk, last, replace))), KeysImported)
+        if last:
+            if answer.done is None:
+                raise ProtocolError("the last chunk of an import answered without what it did: %r" % (answer,))
+            return answer.done
+        if answer.done is not None or answer.next_offset != end:
+            raise ProtocolError("a chunk of an import that ends at %d answered with %r" % (end, answer))
+        import_, start = answer.import_, end
+
+
+def _import_chunk(import_: int, offset: int, chunk: str, last: bool, replace: bool) -> Callable[[int], Request]:
+    return lambda request_id: ImportKeys(request_id, import_, offset, chunk, last, replace)
+
+
+def _export_chunk(export: int, offset: int) -> Callable[[int], Request]:
+    return lambda request_id: ExportKeys(request_id, export, offset)
+
+
+def _export_keys() -> Steps[str]:
+    """The key store as a keys.json, received a chunk at a time from one read of it, each
+    chunk with a deadline of its own. Each chunk must start where the text received ends."""
+    parts: List[str] = []
+    received = 0
+    export = 0
+    while True:
+        answer = expect((yield from Ask(_export_chunk(export, received))), KeysExport)
+        if answer.offset != received:
+            raise ProtocolError("a chunk at %d of an export asked at %d" % (answer.offset, received))
+        if not answer.chunk and received < answer.total:
+            raise ProtocolError("an empty chunk at %d of an export of %d bytes" % (received, answer.total))
+        parts.append(answer.chunk)
+        received += len(answer.chunk.encode("utf-8"))
+        if received >= answer.total:
+            return "".join(parts)
+        export = answer.export
+
+
 # ---- the calls ------------------------------------------------------------------------
 
 class Calls:
@@ -504,3 +569,24 @@ class Calls:
         """Admin (protocol version 5): the halts of trading in force, in keys.json's order.
         :class:`VersionTooOld` when the daemon speaks an older protocol."""
         return self._run(_asked(ListHalts, Halts, lambda r: list(r.halts)), timeout)
+
+    def import_keys(self, text: str, replace: bool = False,
+                    timeout: Optional[float] = None) -> MaybeAwaitable[Imported]:
+        """Admin (protocol version 5): loads the keys.json ``text`` into the daemon's key
+        store (keys.json, or the database of ``--keys-url``), sent a chunk at a time (at
+        most 60 KiB each, cut at a character boundary; each chunk within ``timeout``). The
+        daemon checks the whole file as ``futu-authd --check-config`` does before it changes
+        anything, then merges it in one change; returns what it did (:class:`Imported`).
+        :class:`AuthError` ``duplicate_key`` for an id the store holds already, unless
+        ``replace``; ``invalid_spec`` for a file the daemon refuses (or over 64 MiB);
+        ``listing_expired`` for an import that was gone before its last chunk;
+        :class:`VersionTooOld` when the daemon speaks an older protocol (nothing is sent)."""
+        return self._run(_import_keys(text, replace), timeout)
+
+    def export_keys(self, timeout: Optional[float] = None) -> MaybeAwaitable[str]:
+        """Admin (protocol version 5): the daemon's key store written as a keys.json (the
+        text ``futu-authd --check-config`` accepts), read once and received a chunk at a
+        time (each within ``timeout``). :class:`AuthError` ``listing_expired`` for an export
+        that was gone before its last chunk; :class:`VersionTooOld` when the daemon speaks
+        an older protocol (nothing is sent)."""
+        return self._run(_export_keys(), timeout)

@@ -193,7 +193,7 @@ class AuthClient(Calls):
 
     Every thread's requests go over one connection, pipelined, and are matched to their
     answers by request id. The connection is made on the first call (or by
-    :meth:`connect`), says Hello with protocol version 4 (an older one with a daemon that
+    :meth:`connect`), says Hello with protocol version 5 (an older one with a daemon that
     speaks only that), and is made again after it is lost, with a backoff between failed
     attempts (10 ms doubling to 1 s). Each call has a deadline: ``timeout`` seconds
     (50 ms unless set), connecting included; every method also takes ``timeout=`` for one

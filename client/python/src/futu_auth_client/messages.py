@@ -52,12 +52,15 @@ __all__ = [
     "CheckScope",
     "DecisionResponse",
     "ErrorResponse",
+    "ExportKeys",
     "GenKey",
     "Halt",
     "HaltRequest",
     "Halts",
     "Hello",
     "HelloOk",
+    "ImportKeys",
+    "Imported",
     "KeyBound",
     "KeyActivity",
     "KeyActivityRequest",
@@ -66,6 +69,8 @@ __all__ = [
     "KeyRevoked",
     "KeyRotated",
     "Keys",
+    "KeysExport",
+    "KeysImported",
     "KeysPage",
     "ListHalts",
     "ListKeys",
@@ -81,12 +86,15 @@ __all__ = [
     "RotateKey",
     "SessionCheck",
     "MAX_ACTIVITY_IDS",
+    "MAX_IMPORT_LEN",
+    "MAX_KEYS_CHUNK",
     "Usage",
     "UsageRequest",
     "decode_request",
     "decode_response",
     "encode_request",
     "encode_response",
+    "keys_chunk_end",
     "request_frame",
     "response_frame",
 ]
@@ -99,6 +107,21 @@ PROTOCOL_VERSIONS = (1, 2, 3, 4, 5)
 HALTED_SINCE = 5
 #: The most key ids one :class:`KeyActivityRequest` may ask about.
 MAX_ACTIVITY_IDS = 500
+#: The most bytes of keys.json text one :class:`ImportKeys` or :class:`KeysExport`
+#: carries (60 KiB): the message, with its other fields, fits in a frame.
+MAX_KEYS_CHUNK = 60 * 1024
+#: The longest keys.json an import may bring, in bytes (64 MiB).
+MAX_IMPORT_LEN = 64 * 1024 * 1024
+
+
+def keys_chunk_end(data: bytes, start: int) -> int:
+    """Where the chunk of the UTF-8 text ``data`` that starts at byte ``start`` ends in an
+    :class:`ImportKeys` or a :class:`KeysExport`: at most :data:`MAX_KEYS_CHUNK` bytes on,
+    at a character boundary (``start`` must be one)."""
+    end = min(start + MAX_KEYS_CHUNK, len(data))
+    while end < len(data) and end > start and data[end] & 0xC0 == 0x80:
+        end -= 1  # a continuation byte: inside a character
+    return end
 
 
 class Request:
@@ -742,10 +765,68 @@ class ListHalts(Request):
         return cls(r.u64())
 
 
+@dataclasses.dataclass(frozen=True)
+class ImportKeys(Request):
+    """Admin (protocol version 5): one chunk of a keys.json to load into the key store,
+    which may be larger than a frame. ``import_`` (``import`` on the wire) is 0 to start an
+    import, then the ``import_`` of the previous answer; ``offset`` the bytes of the file
+    sent before this chunk; ``chunk`` the next bytes of the text (at most
+    :data:`MAX_KEYS_CHUNK`, cut at a character boundary); ``last`` whether the file ends
+    with it (the daemon then checks the whole file and loads it); ``replace``, read with
+    the last chunk, whether a key whose id the store holds already replaces it rather than
+    refusing the import. Answered by :class:`KeysImported`."""
+
+    VARIANT: ClassVar[int] = 17
+    ADMIN: ClassVar[bool] = True
+    SINCE: ClassVar[int] = 5
+    request_id: int
+    import_: int
+    offset: int
+    chunk: str
+    last: bool
+    replace: bool = False
+
+    def write(self, w: Writer) -> None:
+        w.u64(self.request_id)
+        w.u64(self.import_)
+        w.u64(self.offset)
+        w.string(self.chunk)
+        w.bool(self.last)
+        w.bool(self.replace)
+
+    @classmethod
+    def read(cls, r: Reader) -> "ImportKeys":
+        return cls(r.u64(), r.u64(), r.u64(), r.string(), r.bool(), r.bool())
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportKeys(Request):
+    """Admin (protocol version 5): one chunk of the key store written as a keys.json.
+    ``export`` 0 starts an export (the store is read once, as it is now), then the
+    ``export`` of the previous answer; ``offset`` the bytes received so far. Answered by
+    :class:`KeysExport`."""
+
+    VARIANT: ClassVar[int] = 18
+    ADMIN: ClassVar[bool] = True
+    SINCE: ClassVar[int] = 5
+    request_id: int
+    export: int = 0
+    offset: int = 0
+
+    def write(self, w: Writer) -> None:
+        w.u64(self.request_id)
+        w.u64(self.export)
+        w.u64(self.offset)
+
+    @classmethod
+    def read(cls, r: Reader) -> "ExportKeys":
+        return cls(r.u64(), r.u64(), r.u64())
+
+
 #: The request classes, by variant index.
 REQUESTS: Tuple[Type[Request], ...] = (
     Hello, Check, CheckScope, Release, GenKey, ListKeys, RevokeKey, BindKey, Reload, UsageRequest, ListKeysPage,
-    RotateKey, KeyActivityRequest, SessionCheck, HaltRequest, Resume, ListHalts,
+    RotateKey, KeyActivityRequest, SessionCheck, HaltRequest, Resume, ListHalts, ImportKeys, ExportKeys,
 )
 
 
@@ -1080,10 +1161,80 @@ class Halts(Response):
         return cls(r.u64(), tuple(r.seq(entry)))
 
 
+@dataclasses.dataclass(frozen=True)
+class Imported:
+    """What an import did, once its last chunk was loaded: keys of the file the store did
+    not hold (``added``), keys whose id it held, replaced (``replaced``, with ``replace``
+    only), keys in the store after the import (``total``), and where the keys are kept
+    (``stored_in``: keys.json's path, or the database)."""
+
+    added: int
+    replaced: int
+    total: int
+    stored_in: str
+
+
+@dataclasses.dataclass(frozen=True)
+class KeysImported(Response):
+    """A chunk of an import was received (protocol version 5): continue with ``import_``
+    (``import`` on the wire) at ``next_offset``, the bytes received so far; after the last
+    chunk, ``done`` says what the import did."""
+
+    VARIANT: ClassVar[int] = 14
+    request_id: int
+    import_: int
+    next_offset: int
+    done: Optional[Imported]
+
+    def write(self, w: Writer, version: int) -> None:
+        w.u64(self.request_id)
+        w.u64(self.import_)
+        w.u64(self.next_offset)
+
+        def imported(i: Imported) -> None:
+            w.u32(i.added)
+            w.u32(i.replaced)
+            w.u32(i.total)
+            w.string(i.stored_in)
+
+        w.option(self.done, imported)
+
+    @classmethod
+    def read(cls, r: Reader, version: int) -> "KeysImported":
+        request_id, import_, next_offset = r.u64(), r.u64(), r.u64()
+        return cls(request_id, import_, next_offset, r.option(lambda: Imported(r.u32(), r.u32(), r.u32(), r.string())))
+
+
+@dataclasses.dataclass(frozen=True)
+class KeysExport(Response):
+    """A chunk of the key store written as a keys.json (protocol version 5): continue with
+    ``export``; ``offset`` is where ``chunk`` starts and ``total`` the length of the whole
+    text, in bytes; the export is complete once ``offset`` + the chunk's UTF-8 length ==
+    ``total``."""
+
+    VARIANT: ClassVar[int] = 15
+    request_id: int
+    export: int
+    offset: int
+    total: int
+    chunk: str
+
+    def write(self, w: Writer, version: int) -> None:
+        w.u64(self.request_id)
+        w.u64(self.export)
+        w.u64(self.offset)
+        w.u64(self.total)
+        w.string(self.chunk)
+
+    @classmethod
+    def read(cls, r: Reader, version: int) -> "KeysExport":
+        return cls(r.u64(), r.u64(), r.u64(), r.u64(), r.string())
+
+
 #: The response classes, by variant index.
 RESPONSES: Tuple[Type[Response], ...] = (
     HelloOk, DecisionResponse, Released, KeyGenerated, Keys, KeyRevoked, KeyBound, Reloaded, Usage, ErrorResponse,
-    KeysPage, KeyRotated, KeyActivityResponse, Halts,
+    KeysPage, KeyRotated, KeyActivityResponse, Halts, KeysImported, KeysExport,
 )
 
 
