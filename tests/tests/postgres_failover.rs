@@ -1,12 +1,15 @@
-//! Failover of the PostgreSQL ledger (`--ledger-url`): a primary with a synchronous standby
-//! ([`Replicated`]), two futu-authd naming both servers in one URL with
-//! `target_session_attrs=read-write`, the primary killed (`kill -9`) while they stream
-//! orders, then the standby promoted. Every order allowed is on the new primary, nothing is
-//! allowed while there is no primary, and both daemons resume by themselves. The test
+//! Failover of the PostgreSQL ledger (`--ledger-url`) and key store (`--keys-url`): a
+//! primary with a synchronous standby ([`Replicated`]), two futu-authd naming both servers
+//! in one URL with `target_session_attrs=read-write`, the primary killed (`kill -9`) while
+//! they stream orders and one of them makes keys, then the standby promoted. Every order
+//! allowed and every key made is on the new primary, nothing is allowed while there is no
+//! primary, and both daemons resume by themselves — orders, and key changes made through
+//! one reaching the other. The test
 //! prints the gap it measured (docs/PERFORMANCE.md, "Failover of the ledger"; run it with
 //! `-- --nocapture` to see it).
 
 use std::collections::HashSet;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +17,8 @@ use std::time::{Duration, Instant};
 use futu_auth_proto::{Decision, Iface, Market, Order, Reason, Request, Response, TrdSide};
 use futu_authd_tests::postgres::{self, Replicated};
 use futu_authd_tests::{
-    away_from_utc_midnight, key_json, metric_value, skip, token_for, with, Client, Daemon, DaemonBuilder,
+    away_from_utc_midnight, deny_reason, key_json, metric_value, skip, token_for, with, Client, Daemon,
+    DaemonBuilder, Run,
 };
 use serde_json::json;
 
@@ -35,6 +39,10 @@ const LEDGER_TIMEOUT_AS_DURATION: Duration = Duration::from_secs(2);
 /// Orders each daemon allows before the primary is killed.
 const ALLOWS_BEFORE_THE_KILL: usize = 100;
 
+/// Keys made through the second daemon before the primary is killed (and more go on being
+/// made until after it).
+const KEYS_BEFORE_THE_KILL: usize = 10;
+
 /// Orders each daemon refuses after the kill before the standby is promoted: both see the
 /// outage.
 const REFUSALS_BEFORE_PROMOTION: usize = 20;
@@ -42,6 +50,9 @@ const REFUSALS_BEFORE_PROMOTION: usize = 20;
 /// How long a caller waits after an order that was not allowed: a client's back-off, which
 /// keeps the refusals from taking both cores.
 const BACK_OFF: Duration = Duration::from_millis(2);
+
+/// How soon a key change made through one daemon must be in service on the other.
+const PROPAGATION: Duration = Duration::from_secs(1);
 
 /// Every wait of the test gives up after this long.
 const WAIT: Duration = Duration::from_secs(20);
@@ -178,6 +189,67 @@ async fn stream(
     answers
 }
 
+/// A key made by `futucli gen-key`, acknowledged.
+struct Made {
+    id: String,
+    token: String,
+    /// When futucli returned.
+    acknowledged: Instant,
+}
+
+/// Runs `futucli gen-key` commands one after another (each through the same daemon) until
+/// `stop`, and returns the keys whose making was acknowledged (futucli exited 0) — those in
+/// flight when the primary died fail, and are neither required nor ruled out.
+fn make_keys(
+    commands: Vec<(String, Command)>,
+    stop: Arc<AtomicBool>,
+    count: Arc<AtomicUsize>,
+) -> (Vec<Made>, usize) {
+    let mut made = Vec::new();
+    let mut failed = 0;
+    for (id, mut cmd) in commands {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let r = Run::from(cmd.output().expect("run futucli gen-key"));
+        if r.code == Some(0) {
+            let token = r
+                .stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("plaintext: "))
+                .and_then(|l| l.split_whitespace().next())
+                .unwrap_or_else(|| panic!("no plaintext in {:?}", r.stdout))
+                .to_owned();
+            made.push(Made {
+                id,
+                token,
+                acknowledged: Instant::now(),
+            });
+            count.fetch_add(1, Ordering::Relaxed);
+        } else {
+            failed += 1;
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    (made, failed)
+}
+
+/// Asks `c` about `token` (a quote) until `done`, failing after [`PROPAGATION`].
+async fn until_quote(c: &mut Client, token: &str, what: &str, done: impl Fn(&Decision) -> bool) {
+    let started = Instant::now();
+    loop {
+        let d = c.check(token, "Qot_GetBasicQot", None).await;
+        if done(&d) {
+            return;
+        }
+        assert!(
+            started.elapsed() < PROPAGATION,
+            "{what}: not within {PROPAGATION:?}; the last answer: {d:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// Waits until `done`, failing the test after [`WAIT`].
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let until = Instant::now() + WAIT;
@@ -219,10 +291,29 @@ async fn a_failover_loses_no_allowed_order_and_both_daemons_resume_by_themselves
                 .arg(pair.url())
                 .arg("--ledger-timeout")
                 .arg(LEDGER_TIMEOUT)
+                .arg("--keys-url")
+                .arg(pair.url())
                 .metrics()
                 .start()
         })
         .collect();
+    // The keys go into the shared store through one daemon: both serve them.
+    let imported = Run::from(
+        daemons[0]
+            .futucli()
+            .arg("import-keys")
+            .arg(daemons[0].keys_path())
+            .output()
+            .expect("run futucli import-keys"),
+    );
+    assert_eq!(imported.code, Some(0), "{}{}", imported.stdout, imported.stderr);
+    for d in &daemons {
+        let mut c = d.client().await;
+        until_quote(&mut c, &token, "the imported key", |d| {
+            !d.is_allow() && deny_reason(d) == Reason::Scope
+        })
+        .await;
+    }
 
     let tally = Arc::new(Tally::new());
     let stop = Arc::new(AtomicBool::new(false));
@@ -239,8 +330,24 @@ async fn a_failover_loses_no_allowed_order_and_both_daemons_resume_by_themselves
             )));
         }
     }
-    wait_until("orders allowed by both daemons", || {
+    // Keys made through the second daemon, one after another, until after the kill.
+    let gen_keys: Vec<(String, Command)> = (0..10_000)
+        .map(|i| {
+            let id = format!("made-{i}");
+            let mut cmd = daemons[1].futucli();
+            cmd.args(["gen-key", "--id", &id, "--scopes", "qot:read"]);
+            (id, cmd)
+        })
+        .collect();
+    let stop_making = Arc::new(AtomicBool::new(false));
+    let keys_made = Arc::new(AtomicUsize::new(0));
+    let maker = {
+        let (stop, count) = (Arc::clone(&stop_making), Arc::clone(&keys_made));
+        std::thread::spawn(move || make_keys(gen_keys, stop, count))
+    };
+    wait_until("orders allowed by both daemons, and keys made", || {
         (0..DAEMONS).all(|d| tally.allowed(d) >= ALLOWS_BEFORE_THE_KILL)
+            && keys_made.load(Ordering::Relaxed) >= KEYS_BEFORE_THE_KILL
     })
     .await;
     // The URL names the standby first: the daemons skipped it for the primary.
@@ -269,6 +376,7 @@ async fn a_failover_loses_no_allowed_order_and_both_daemons_resume_by_themselves
     })
     .await;
     assert!(!pair.standby.takes_writes(), "the standby waits to be promoted");
+    stop_making.store(true, Ordering::Relaxed);
 
     let promote_started = Instant::now();
     pair.standby
@@ -348,6 +456,67 @@ async fn a_failover_loses_no_allowed_order_and_both_daemons_resume_by_themselves
         stored.len()
     );
 
+    let (made, gen_key_failures) = tokio::task::spawn_blocking(move || maker.join().expect("the key maker"))
+        .await
+        .expect("the key maker's join");
+    assert!(!made.is_empty(), "no key was made before the kill");
+    let made_after_kill: Vec<&str> = made
+        .iter()
+        .filter(|m| m.acknowledged > killed)
+        .map(|m| m.id.as_str())
+        .collect();
+    assert!(
+        made_after_kill.is_empty(),
+        "keys acknowledged while there was no primary: {made_after_kill:?}"
+    );
+    // Every key made was acknowledged only once it was on the standby too: all are on the
+    // new primary, and both daemons serve them.
+    let stored_keys: HashSet<String> = pair
+        .standby
+        .psql("SELECT id FROM futu_keys.keys")
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let lost: Vec<&str> = made
+        .iter()
+        .filter(|m| !stored_keys.contains(&m.id))
+        .map(|m| m.id.as_str())
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} keys made are not on the new primary: {lost:?}",
+        lost.len(),
+        made.len()
+    );
+    let newest = made.last().expect("a key made");
+    let mut clients = Vec::new();
+    for d in &daemons {
+        let mut c = d.client().await;
+        until_quote(&mut c, &newest.token, "a key made before the failover", |d| {
+            d.is_allow()
+        })
+        .await;
+        clients.push(c);
+    }
+    // Key changes flow again: a revocation through the first daemon, on the new primary,
+    // reaches the second within a second (its listening connection found the new primary).
+    let revoked = Run::from(
+        daemons[0]
+            .futucli()
+            .args(["revoke-key", &newest.id])
+            .output()
+            .expect("run futucli revoke-key"),
+    );
+    assert_eq!(revoked.code, Some(0), "{}{}", revoked.stdout, revoked.stderr);
+    until_quote(
+        &mut clients[1],
+        &newest.token,
+        "a revocation after the failover",
+        |d| !d.is_allow() && deny_reason(d) == Reason::UnknownKey,
+    )
+    .await;
+
     // Both daemons resumed by themselves: the same processes, their ledger up, and today's
     // total they read from the new primary is every order it holds (1.00 each).
     for d in &daemons {
@@ -370,6 +539,11 @@ async fn a_failover_loses_no_allowed_order_and_both_daemons_resume_by_themselves
         ms(killed, sigkill),
         ms(promote_started, sigkill),
         ms(promoted, promote_started),
+    );
+    println!(
+        "keys: {} made through daemon 1 and acknowledged before the kill, all on the new primary \
+         ({gen_key_failures} gen-key failed in flight or while there was no primary)",
+        made.len()
     );
     for d in 0..DAEMONS {
         let mine = || answers.iter().filter(move |a| a.daemon == d);

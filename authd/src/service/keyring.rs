@@ -202,7 +202,7 @@ impl KeyRing {
         if let Some(f) = &self.freshness {
             f.confirmed(asked);
         }
-        notify::ready(n);
+        notify::keys_changed(n);
         retire(Some(old));
         Ok(value)
     }
@@ -316,7 +316,7 @@ impl KeyRing {
             Ok((n, old)) => {
                 freshness.confirmed(asked);
                 tracing::info!("keys_loaded={n} keys store version {version} in service ({why})");
-                notify::ready(n);
+                notify::keys_changed(n);
                 retire(Some(old));
             }
             Err(e) => freshness.failed(&e),
