@@ -44,6 +44,7 @@ mod last_used;
 mod ledger;
 mod metrics;
 mod peer;
+mod pg_schema;
 mod service;
 
 pub mod config;

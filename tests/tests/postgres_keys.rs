@@ -73,7 +73,8 @@ fn trader(id: &str, token: &str) -> Value {
     key_json(id, token, &["qot:read", "trade:simulate"])
 }
 
-/// Asks `c` about `token` until `done` says yes, or fails after `within`; how long it took.
+/// Asks `c` about `token` (a quote) until `done` says yes, or fails after `within`; how
+/// long it took.
 async fn until_decided(
     c: &mut Client,
     token: &str,
@@ -81,9 +82,37 @@ async fn until_decided(
     what: &str,
     done: impl Fn(&Decision) -> bool,
 ) -> Duration {
+    until_answered(c, token, false, within, what, done).await
+}
+
+/// [`until_decided`] for an order of `token`.
+async fn until_order(
+    c: &mut Client,
+    token: &str,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&Decision) -> bool,
+) -> Duration {
+    until_answered(c, token, true, within, what, done).await
+}
+
+/// Asks `c` about `token` — an order, or a quote — until `done` says yes, or fails after
+/// `within`; how long it took.
+async fn until_answered(
+    c: &mut Client,
+    token: &str,
+    order: bool,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&Decision) -> bool,
+) -> Duration {
     let started = Instant::now();
     loop {
-        let d = c.check(token, "Qot_GetBasicQot", None).await;
+        let d = if order {
+            c.check(token, "Trd_PlaceOrder", sell()).await
+        } else {
+            c.check(token, "Qot_GetBasicQot", None).await
+        };
         if done(&d) {
             return started.elapsed();
         }
@@ -572,29 +601,6 @@ async fn the_last_use_is_the_newest_of_every_host() {
     }
     let rows = pg.psql("SELECT id FROM futu_keys.last_used").unwrap();
     assert_eq!(rows, "used");
-}
-
-/// Asks `c` for an order of `token` until `done` says yes, or fails after `within`; how
-/// long it took.
-async fn until_order(
-    c: &mut Client,
-    token: &str,
-    within: Duration,
-    what: &str,
-    done: impl Fn(&Decision) -> bool,
-) -> Duration {
-    let started = Instant::now();
-    loop {
-        let d = c.check(token, "Trd_PlaceOrder", sell()).await;
-        if done(&d) {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < within,
-            "{what}: not within {within:?}; the last answer: {d:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 fn halted(d: &Decision) -> bool {
