@@ -568,6 +568,19 @@ async fn the_last_use_is_the_newest_of_every_host() {
     import_own(&a);
     let mut ca = a.client().await;
     until_decided(&mut ca, &used, PROPAGATION, "the imported key", |d| d.is_allow()).await;
+    // The second host has the keys too before it is asked about them (without a check of
+    // its own: the key stays unused there).
+    let until = Instant::now() + PROPAGATION;
+    let has_used = |d: &Daemon| {
+        let all = run(d.futucli().args(["list-keys", "--json"]).output());
+        json_of(&all.stdout)
+            .as_array()
+            .is_some_and(|keys| keys.iter().any(|k| k["id"] == "used"))
+    };
+    while !has_used(&b) {
+        assert!(Instant::now() < until, "the imported keys on the second host");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 
     // Used on the first host only: the second shows it, within the write interval.
     let until = Instant::now() + Duration::from_secs(15);
