@@ -222,6 +222,8 @@ impl AuthClient {
                     endpoint: endpoint.to_owned(),
                     order,
                     dry_run,
+                    acc_id: None,
+                    ref_price: None,
                 })
             })
             .await?;
@@ -671,6 +673,7 @@ fn first_version_with(req: &Request) -> u16 {
         | Request::ListHalts { .. }
         | Request::ImportKeys { .. }
         | Request::ExportKeys { .. } => 5,
+        Request::OrderEvent(_) => 6,
     }
 }
 

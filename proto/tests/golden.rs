@@ -160,6 +160,7 @@ fn full_limits() -> Limits {
         max_daily_value: Some(cap(200000.0)),
         max_orders_per_minute: Some(10),
         hours_window: Some("09:30-16:00".parse::<HoursWindow>().unwrap()),
+        ..Limits::default()
     }
 }
 
@@ -230,6 +231,8 @@ fn check_with_order() -> Request {
             price: Some(320.5),
         }),
         dry_run: false,
+        acc_id: None,
+        ref_price: None,
     })
 }
 
@@ -290,6 +293,8 @@ fn check_without_order_has_pinned_bytes() {
         endpoint: "Qot_GetBasicQot".into(),
         order: None,
         dry_run: true,
+        acc_id: None,
+        ref_price: None,
     });
     assert_golden(
         &value,
@@ -777,7 +782,7 @@ fn a_hello_offering_version_2_has_pinned_bytes() {
 
 #[test]
 fn the_daemon_answers_the_older_of_the_clients_version_and_its_own() {
-    assert_eq!(PROTOCOL_VERSIONS, [1, 2, 3, 4, 5]);
+    assert_eq!(PROTOCOL_VERSIONS, [1, 2, 3, 4, 5, 6]);
     assert_eq!(PROTOCOL_VERSION, *PROTOCOL_VERSIONS.last().unwrap());
     let agreed = |v| {
         Hello {
@@ -1966,6 +1971,8 @@ proptest! {
             endpoint,
             order: Some(Order { env: TrdEnv::Real, market: Market::US, symbol: "US.AAPL".into(), side: TrdSide::SELL_SHORT, qty, price }),
             dry_run,
+            acc_id: None,
+            ref_price: None,
         });
         let frame = codec::encode_frame(&value).unwrap();
         prop_assert_eq!(codec::decode_message::<Request>(&frame[4..]).unwrap(), value);
@@ -2085,6 +2092,8 @@ fn a_check_of_exactly_64_kib_goes_through_and_one_byte_more_does_not() {
             endpoint: "e".repeat(n),
             order: None,
             dry_run: true,
+            acc_id: None,
+            ref_price: None,
         })
     });
     assert_limit_is_wire_bytes(&fits, &over);

@@ -460,7 +460,7 @@ impl<'s> Replay<'s> {
                         key,
                         now,
                         &rec.endpoint,
-                        order.as_ref(),
+                        &decide::OrderContext::order(order.as_ref()),
                         rec.dry_run,
                     ),
                 ),

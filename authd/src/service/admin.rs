@@ -298,6 +298,7 @@ pub(super) fn admin_record(
         | Response::Usage(_)
         | Response::KeysPage { .. }
         | Response::KeyRotated { .. }
+        | Response::OrderEventDone { .. }
         | Response::KeyActivity { .. }
         | Response::Halts { .. }
         | Response::KeysImported { .. }

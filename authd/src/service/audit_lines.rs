@@ -38,6 +38,8 @@ fn check(endpoint: &str, order: Option<Order>, dry_run: bool) -> Check {
         endpoint: endpoint.into(),
         order,
         dry_run,
+        acc_id: None,
+        ref_price: None,
     }
 }
 

@@ -46,7 +46,27 @@ impl Pending {
                 "the daemon failed while deciding".into(),
             ))
         });
-        Pending::Check(c, e)
+        Pending::Check(c, Self::not_followed_yet(e))
+    }
+
+    /// An order of a key with `max_open_orders`, `max_position_value` or
+    /// `duplicate_window_ms` is refused `internal`: the daemon's ledger stores (the local
+    /// journal, PostgreSQL) do not keep open orders, positions or recent orders yet, and an
+    /// order they cannot follow could pass those caps (after a restart, or on another host).
+    /// Refused, nothing can exceed them.
+    fn not_followed_yet(e: Evaluation) -> Evaluation {
+        match e {
+        Evaluation::Charge {
+            charge: Charge { track: Some(_), key_id, .. },
+            scope,
+            ..
+        } => Evaluation::Decided(Verdict::internal(
+            Some(key_id),
+            scope,
+            "max_open_orders, max_position_value and duplicate_window_ms are not supported by this ledger yet; the order is refused".into(),
+        )),
+        other => other,
+    }
     }
 
     /// The scope rules for a scope check.
@@ -179,6 +199,8 @@ fn as_keep_alive(c: &SessionCheck) -> Check {
         endpoint: KEEP_ALIVE.into(),
         order: None,
         dry_run: true,
+        acc_id: None,
+        ref_price: None,
     }
 }
 

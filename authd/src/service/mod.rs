@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use futu_auth_proto::{ErrorKind, Request, Response, Route};
+use futu_auth_proto::{ErrorKind, OrderEventOutcome, OrderEventRefusal, Request, Response, Route};
 
 use crate::audit::{Audit, AuditRecord};
 use crate::clock::Clock;
@@ -148,6 +148,15 @@ impl Authd {
                             me.release(request_id, ticket, peer, received).await
                         })))
                     }
+                    // The daemon's ledger stores do not follow orders yet (see
+                    // `checks::not_followed_yet`): an event is refused, changing nothing.
+                    Route::OrderEvent(e) => Pending::Ready(Answer::Now(Response::OrderEventDone {
+                        request_id: e.request_id,
+                        outcome: OrderEventOutcome::Refused {
+                            reason: OrderEventRefusal::NotSupported,
+                            message: "order events are not supported by this ledger yet; send Release for a rejected order".into(),
+                        },
+                    })),
                     Route::Admin(admin) => {
                         let me = Arc::clone(self);
                         Pending::Ready(Answer::Later(Box::pin(async move {

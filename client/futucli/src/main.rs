@@ -277,6 +277,9 @@ async fn gen_key(ctx: &Ctx, g: GenKey) -> Result<u8, Failure> {
             max_daily_value: g.max_daily_value,
             max_orders_per_minute: g.max_orders_per_minute,
             hours_window: g.hours_window,
+            // futucli's flags for the pre-trade risk limits are not there yet; keys.json
+            // and ImportKeys take them.
+            ..Limits::default()
         },
         allowed_machines,
         expires_at,

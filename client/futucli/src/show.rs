@@ -370,6 +370,27 @@ fn figures(l: &LimitFigures) -> String {
             local_time,
             hours_window,
         } => format!("local time {local_time}, hours_window {hours_window}"),
+        LimitFigures::PriceCollar {
+            price,
+            ref_price,
+            deviation_pct,
+            max_price_deviation_pct,
+        } => format!(
+            "price {price}, reference price {ref_price}, {deviation_pct:.4}% apart, max_price_deviation_pct {max_price_deviation_pct}"
+        ),
+        LimitFigures::OpenOrders {
+            open_orders,
+            max_open_orders,
+        } => format!("open orders {open_orders} of {max_open_orders}"),
+        LimitFigures::Position {
+            position_value,
+            order_value,
+            max_position_value,
+        } => format!("position {position_value}, this order {order_value}, max_position_value {max_position_value}"),
+        LimitFigures::Duplicate {
+            since_ms,
+            duplicate_window_ms,
+        } => format!("the same order {since_ms} ms ago, duplicate_window_ms {duplicate_window_ms}"),
     }
 }
 

@@ -94,9 +94,14 @@ impl Cause {
                 | Reason::Hours
                 | Reason::OrderValue
                 | Reason::Forbidden
-                | Reason::Halted => Class::PermissionDenied,
+                | Reason::Halted
+                | Reason::Account
+                | Reason::PriceCollar
+                | Reason::Position => Class::PermissionDenied,
                 Reason::UnknownEndpoint | Reason::BadOrder => Class::InvalidArgument,
-                Reason::Rate | Reason::DailyValue => Class::ResourceExhausted,
+                Reason::Rate | Reason::DailyValue | Reason::OpenOrders | Reason::Duplicate => {
+                    Class::ResourceExhausted
+                }
                 Reason::Internal => Class::Unavailable,
             },
         }
