@@ -542,9 +542,9 @@ mod tests {
         match reason.as_str() {
             "unknown_key" | "expired" => (401, 16),
             "scope" | "machine" | "frozen" | "market" | "symbol" | "side" | "hours" | "order_value"
-            | "forbidden" | "halted" => (403, 7),
+            | "forbidden" | "halted" | "account" | "price_collar" | "position" => (403, 7),
             "bad_order" | "unknown_endpoint" => (400, 3),
-            "rate" | "daily_value" => (429, 8),
+            "rate" | "daily_value" | "open_orders" | "duplicate" => (429, 8),
             "internal" => (503, 14),
             other => panic!("a reason the test does not know: {other}"),
         }

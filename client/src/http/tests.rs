@@ -188,7 +188,10 @@ fn answer(msg: Msg) -> Option<Answer> {
 }
 
 fn deny(reason: Reason) -> Decision {
-    let waits = matches!(reason, Reason::Rate | Reason::DailyValue);
+    let waits = matches!(
+        reason,
+        Reason::Rate | Reason::DailyValue | Reason::OpenOrders | Reason::Duplicate
+    );
     Decision::Deny {
         reason,
         key_id: None,
