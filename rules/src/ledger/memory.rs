@@ -18,6 +18,10 @@
 //! trace in the counters, the usage figures or later decisions.
 
 use std::collections::{HashMap, VecDeque};
+
+/// The maps of followed orders hash ledger numbers, fingerprints and symbols on the order
+/// path: a fast hash, seeded per process (foldhash's), not SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dashmap::DashMap;
@@ -66,12 +70,12 @@ struct KeyCounters {
     pub used: Money,
     /// Orders followed and not finished, by ledger number (keys with `max_open_orders`
     /// or `max_position_value`).
-    open: HashMap<u64, OpenOrder>,
+    open: FastMap<u64, OpenOrder>,
     /// Per symbol, the value filled and open in each direction.
-    positions: HashMap<Box<str>, Position>,
+    positions: FastMap<Box<str>, Position>,
     /// For `duplicate_window_ms`: each order's fingerprint ([`Track::fingerprint`]) and the
     /// monotonic time it was last allowed at.
-    seen: HashMap<u64, u64>,
+    seen: FastMap<u64, u64>,
     /// The same, oldest first, to forget them once out of the window.
     seen_order: VecDeque<(u64, u64)>,
 }
