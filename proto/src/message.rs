@@ -395,10 +395,12 @@ pub struct OrderEvent {
     pub ticket: u64,
     /// What happened.
     pub kind: OrderEventKind,
-    /// For `PartiallyFilled` and `Filled`: the quantity this fill filled (not the order's
-    /// total so far); finite and above zero. None for the other kinds.
+    /// For `PartiallyFilled` and `Filled`: the quantity the order has filled so far, in
+    /// all (cumulative, so that an event sent again changes nothing); finite and above
+    /// zero. None for the other kinds.
     pub filled_qty: Option<f64>,
-    /// For `PartiallyFilled` and `Filled`: the fill's price; finite and above zero.
+    /// For `PartiallyFilled` and `Filled`: the average price of `filled_qty`; finite and
+    /// above zero.
     pub fill_price: Option<f64>,
 }
 
