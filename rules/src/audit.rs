@@ -26,17 +26,20 @@ pub enum Kind {
     CheckScope,
     /// A Release.
     Release,
+    /// An OrderEvent: what became of an allowed order.
+    OrderEvent,
     /// An admin request.
     Admin,
 }
 
 impl Kind {
-    /// `check`, `check_scope`, `release` or `admin`, as in the record.
+    /// `check`, `check_scope`, `release`, `order_event` or `admin`, as in the record.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Check => "check",
             Kind::CheckScope => "check_scope",
             Kind::Release => "release",
+            Kind::OrderEvent => "order_event",
             Kind::Admin => "admin",
         }
     }

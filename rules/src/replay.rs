@@ -108,6 +108,8 @@ pub struct Skipped {
     pub after_until: u64,
     /// Admin operations.
     pub admin: u64,
+    /// Order events (the replay follows no orders).
+    pub order_events: u64,
 }
 
 /// Releases in the file.
@@ -335,6 +337,7 @@ impl<'s> Replay<'s> {
                 self.admin(&rec);
             }
             Kind::Release => self.release(&rec, &now),
+            Kind::OrderEvent => self.totals.skipped.order_events += 1,
             Kind::Check | Kind::CheckScope => self.check(line, rec, &now)?,
         }
         Ok(())
@@ -446,7 +449,7 @@ impl<'s> Replay<'s> {
                         })?,
                 )
             }
-            Kind::Check | Kind::Release | Kind::Admin => None,
+            Kind::Check | Kind::Release | Kind::OrderEvent | Kind::Admin => None,
         };
         let verdict = match self.by_id.get(key_id) {
             None => None,

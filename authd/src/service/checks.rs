@@ -37,7 +37,10 @@ pub(super) enum Pending {
 
 impl Pending {
     /// Rules 1–7 for a check; a panic is a deny `internal`, never a crash.
-    pub(super) fn check(snapshot: &Snapshot, now: &Now, c: Check) -> Pending {
+    /// `follows`: whether the ledger store follows orders ([`LedgerStore::follows_orders`]).
+    ///
+    /// [`LedgerStore::follows_orders`]: crate::ledger::LedgerStore::follows_orders
+    pub(super) fn check(snapshot: &Snapshot, now: &Now, c: Check, follows: bool) -> Pending {
         let e = catch_unwind(AssertUnwindSafe(|| evaluate(snapshot, now, &c))).unwrap_or_else(|_| {
             tracing::error!("deciding request {} panicked; denied", c.request_id);
             Evaluation::Decided(Verdict::internal(
@@ -46,15 +49,18 @@ impl Pending {
                 "the daemon failed while deciding".into(),
             ))
         });
-        Pending::Check(c, Self::not_followed_yet(e))
+        if follows {
+            Pending::Check(c, e)
+        } else {
+            Pending::Check(c, Self::not_followed(e))
+        }
     }
 
-    /// An order of a key with `max_open_orders`, `max_position_value` or
-    /// `duplicate_window_ms` is refused `internal`: the daemon's ledger stores (the local
-    /// journal, PostgreSQL) do not keep open orders, positions or recent orders yet, and an
-    /// order they cannot follow could pass those caps (after a restart, or on another host).
-    /// Refused, nothing can exceed them.
-    fn not_followed_yet(e: Evaluation) -> Evaluation {
+    /// With a ledger store that does not follow orders, an order of a key with
+    /// `max_open_orders`, `max_position_value` or `duplicate_window_ms` is refused
+    /// `internal`: an order the store cannot follow could pass those caps (after a restart,
+    /// or on another host). Refused, nothing can exceed them.
+    fn not_followed(e: Evaluation) -> Evaluation {
         match e {
         Evaluation::Charge {
             charge: Charge { track: Some(_), key_id, .. },
@@ -63,7 +69,7 @@ impl Pending {
         } => Evaluation::Decided(Verdict::internal(
             Some(key_id),
             scope,
-            "max_open_orders, max_position_value and duplicate_window_ms are not supported by this ledger yet; the order is refused".into(),
+            "max_open_orders, max_position_value and duplicate_window_ms are not supported by this ledger; the order is refused".into(),
         )),
         other => other,
     }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use futu_auth_proto::{ErrorKind, OrderEventOutcome, OrderEventRefusal, Request, Response, Route};
+use futu_auth_proto::{ErrorKind, Request, Response, Route};
 
 use crate::audit::{Audit, AuditRecord};
 use crate::clock::Clock;
@@ -34,6 +34,7 @@ mod admin;
 #[cfg(test)]
 mod audit_lines;
 mod checks;
+mod events;
 mod halt;
 mod kept;
 mod keyring;
@@ -130,11 +131,12 @@ impl Authd {
         received: Instant,
     ) -> Vec<Answer> {
         let now = self.clock.load().now();
+        let follows = self.ledger.follows_orders();
         let mut pending: Vec<Pending> = {
             let snapshot = self.keys.snapshot();
             reqs.into_iter()
                 .map(|req| match req.route() {
-                    Route::Check(c) => Pending::check(&snapshot, &now, c),
+                    Route::Check(c) => Pending::check(&snapshot, &now, c, follows),
                     Route::CheckScope(c) => Pending::scope(&snapshot, &now, c),
                     Route::SessionCheck(c) => Pending::session(&snapshot, &now, c, version),
                     Route::Hello(_) => Pending::Ready(Answer::Now(Response::Error {
@@ -148,15 +150,12 @@ impl Authd {
                             me.release(request_id, ticket, peer, received).await
                         })))
                     }
-                    // The daemon's ledger stores do not follow orders yet (see
-                    // `checks::not_followed_yet`): an event is refused, changing nothing.
-                    Route::OrderEvent(e) => Pending::Ready(Answer::Now(Response::OrderEventDone {
-                        request_id: e.request_id,
-                        outcome: OrderEventOutcome::Refused {
-                            reason: OrderEventRefusal::NotSupported,
-                            message: "order events are not supported by this ledger yet; send Release for a rejected order".into(),
-                        },
-                    })),
+                    Route::OrderEvent(e) => {
+                        let me = Arc::clone(self);
+                        Pending::Ready(Answer::Later(Box::pin(async move {
+                            me.order_event(e, peer, received).await
+                        })))
+                    }
                     Route::Admin(admin) => {
                         let me = Arc::clone(self);
                         Pending::Ready(Answer::Later(Box::pin(async move {

@@ -10,8 +10,9 @@
 //! ledger also follows each order after its check ([`Charge::track`]): the orders still
 //! open (by ledger number), per symbol the value filled and the value still open in each
 //! direction, and the orders of the last window for duplicates; [`Ledger::order_event`]
-//! applies what the broker reports, once. These are in memory only: the daemon's ledger
-//! stores do not keep them yet, and refuse such keys' orders (fail closed).
+//! applies what the broker reports, once. The daemon's local store journals the orders
+//! and events and replays them ([`Ledger::restore_follow`], [`Ledger::restore_event`]);
+//! its base keeps [`Ledger::dump_follow`].
 //!
 //! A consumption or release that could not be made durable is undone
 //! ([`Ledger::undo_consumption`], [`Ledger::undo_release`]): a refused order leaves no
@@ -950,6 +951,25 @@ impl Ledger {
     /// day's total dropped, and refunds nothing.
     pub fn restore_release(&self, number: u64, today: i64) {
         let _ = self.refund(number, None, today);
+        if let Some((_, key_id)) = self.open_index.remove(&number) {
+            self.with_key(&key_id, |slot| slot.counters.close(number));
+            lock(&self.finished).note(number, key_id);
+        }
+    }
+
+    /// Replays an order event for ledger number `number` read back from a store, at
+    /// `mono_ns` (what it did then it does again; refusals change nothing).
+    pub fn restore_event(
+        &self,
+        number: u64,
+        kind: OrderEventKind,
+        filled_qty: Option<f64>,
+        fill_price: Option<f64>,
+        mono_ns: u64,
+        today: i64,
+    ) {
+        let ticket = self.public_ticket(number);
+        let _ = self.order_event(ticket, kind, filled_qty, fill_price, mono_ns, today);
     }
 
     /// Every key's day and total, and every ticket still in its release window: what
@@ -1086,6 +1106,9 @@ impl KeySlot<'_> {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+mod durable;
+pub use durable::{EventUndo, FollowDump, FollowedOrder, FollowedPosition};
 
 #[cfg(test)]
 mod tests;
