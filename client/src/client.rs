@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use futu_auth_proto::{
     keys_chunk_end, BindOp, Check, CheckScope, Decision, ErrorKind, Halt, HaltTarget, Iface, Imported,
-    KeyActivity, KeyId, KeyRecord, KeySpec, Order, Reason, Request, Response, Scope, SessionCheck,
-    SessionOutcome, SessionSubject, Token, Usage, MAX_ACTIVITY_IDS,
+    KeyActivity, KeyId, KeyRecord, KeySpec, Order, OrderEvent, OrderEventKind, OrderEventOutcome, Reason,
+    Request, Response, Scope, SessionCheck, SessionOutcome, SessionSubject, Token, Usage, MAX_ACTIVITY_IDS,
 };
 use jiff::Timestamp;
 
@@ -293,6 +293,34 @@ impl AuthClient {
             .await?
         {
             Response::Released { refunded_value, .. } => Ok(refunded_value),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reports what became of an allowed order (protocol version 6): `ticket` is from the
+    /// order's Allow; `filled_qty` (the quantity filled so far, in all) and `fill_price`
+    /// (their average price) go with `PartiallyFilled` and `Filled` only. Applied once: the
+    /// same event again is answered `Duplicate`.
+    pub async fn order_event(
+        &self,
+        ticket: u64,
+        kind: OrderEventKind,
+        filled_qty: Option<f64>,
+        fill_price: Option<f64>,
+    ) -> Result<OrderEventOutcome, ClientError> {
+        match self
+            .call(|request_id| {
+                Request::OrderEvent(OrderEvent {
+                    request_id,
+                    ticket,
+                    kind,
+                    filled_qty,
+                    fill_price,
+                })
+            })
+            .await?
+        {
+            Response::OrderEventDone { outcome, .. } => Ok(outcome),
             other => Err(unexpected(other)),
         }
     }
