@@ -121,6 +121,7 @@ fn human(r: &Report, audit: &Path, keys: &Path) -> String {
         (s.before_since, "before --since"),
         (s.after_until, "from --until on"),
         (s.admin, "admin"),
+        (s.order_events, "order events"),
     ]
     .iter()
     .filter(|(n, _)| *n > 0)
