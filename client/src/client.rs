@@ -44,6 +44,18 @@ struct Inner {
     sessions: Arc<SessionBook>,
 }
 
+/// What a gateway knows about a request beside its order (protocol version 6), for
+/// [`AuthClient::check_in`]: the broker account it names — an order's, or an account
+/// read's — and the reference price of the order's symbol (the gateway's last quote). A
+/// daemon of an older version is not told them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Context {
+    /// The broker account the request names.
+    pub acc_id: Option<u64>,
+    /// The reference price of the order's symbol.
+    pub ref_price: Option<f64>,
+}
+
 /// A client of futu-authd for gateway processes.
 ///
 /// Cheap to clone; every clone shares one connection, on which many concurrent callers'
@@ -205,12 +217,53 @@ impl AuthClient {
         self.check_with(token, iface, endpoint, order, true).await
     }
 
+    /// Like [`AuthClient::check`], with what the gateway knows beside the order (protocol
+    /// version 6): the broker account the request names and the reference price of the
+    /// order's symbol, for keys with `allowed_acc_ids` or a price collar.
+    pub async fn check_in(
+        &self,
+        token: &Token,
+        iface: Iface,
+        endpoint: &str,
+        order: Option<Order>,
+        context: Context,
+    ) -> Result<Decision, ClientError> {
+        self.check_full(token, iface, endpoint, order, context, false)
+            .await
+    }
+
+    /// Like [`AuthClient::check_in`], but decides without consuming anything.
+    pub async fn check_dry_run_in(
+        &self,
+        token: &Token,
+        iface: Iface,
+        endpoint: &str,
+        order: Option<Order>,
+        context: Context,
+    ) -> Result<Decision, ClientError> {
+        self.check_full(token, iface, endpoint, order, context, true)
+            .await
+    }
+
     async fn check_with(
         &self,
         token: &Token,
         iface: Iface,
         endpoint: &str,
         order: Option<Order>,
+        dry_run: bool,
+    ) -> Result<Decision, ClientError> {
+        self.check_full(token, iface, endpoint, order, Context::default(), dry_run)
+            .await
+    }
+
+    async fn check_full(
+        &self,
+        token: &Token,
+        iface: Iface,
+        endpoint: &str,
+        order: Option<Order>,
+        context: Context,
         dry_run: bool,
     ) -> Result<Decision, ClientError> {
         let resp = self
@@ -222,8 +275,8 @@ impl AuthClient {
                     endpoint: endpoint.to_owned(),
                     order,
                     dry_run,
-                    acc_id: None,
-                    ref_price: None,
+                    acc_id: context.acc_id,
+                    ref_price: context.ref_price,
                 })
             })
             .await?;
