@@ -79,18 +79,37 @@ impl Track {
 
     /// What makes two orders the same for `duplicate_window_ms`: account, symbol, side
     /// (as the direction it moves the position), qty and price, bit for bit.
+    ///
+    /// Stable across builds and Rust versions (the local ledger's journal keeps it): the
+    /// first 8 bytes, little-endian, of SHA-256 over a fixed encoding — the account (`1`
+    /// and its number as u64 LE, or `0` for none), the symbol's length as u64 LE and its
+    /// bytes, the direction (`1` buys, `0` sells), the quantity's f64 bits LE, and the
+    /// price (`1` and its f64 bits LE, or `0` for a market order).
     pub fn fingerprint(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (
-            self.acc_id,
-            &*self.symbol,
-            self.buys,
-            self.qty.to_bits(),
-            self.price.map(f64::to_bits),
-        )
-            .hash(&mut h);
-        h.finish()
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        match self.acc_id {
+            Some(a) => {
+                h.update([1]);
+                h.update(a.to_le_bytes());
+            }
+            None => h.update([0]),
+        }
+        h.update((self.symbol.len() as u64).to_le_bytes());
+        h.update(self.symbol.as_bytes());
+        h.update([u8::from(self.buys)]);
+        h.update(self.qty.to_bits().to_le_bytes());
+        match self.price {
+            Some(p) => {
+                h.update([1]);
+                h.update(p.to_bits().to_le_bytes());
+            }
+            None => h.update([0]),
+        }
+        let digest = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_le_bytes(first)
     }
 }
 
@@ -128,4 +147,54 @@ pub enum Charged {
         /// The position in the order's direction: filled, plus open orders that add to it.
         position: Money,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn track(acc_id: Option<u64>, symbol: &str, buys: bool, qty: f64, price: Option<f64>) -> Track {
+        Track {
+            symbol: symbol.into(),
+            buys,
+            qty,
+            price,
+            acc_id,
+            max_open_orders: None,
+            max_position_value: None,
+            duplicate_window_ns: Some(1_000_000_000),
+        }
+    }
+
+    /// The fingerprint is pinned: a journal written by one build is read by the next.
+    #[test]
+    fn the_duplicate_fingerprint_is_a_known_value() {
+        let t = track(Some(281_756_455_983_234), "HK.00700", true, 100.0, Some(388.2));
+        // Worked out apart (Python: hashlib.sha256 over the bytes of `fingerprint`'s doc).
+        assert_eq!(t.fingerprint(), 0x257f_5eb1_4f52_5b02);
+        let market = track(None, "HK.00700", false, 100.0, None);
+        assert_eq!(market.fingerprint(), 0x781e_fdda_5b0f_2c72);
+    }
+
+    #[test]
+    fn each_part_of_the_order_changes_the_fingerprint() {
+        let base = track(Some(1), "HK.00700", true, 100.0, Some(388.2));
+        let others = [
+            track(None, "HK.00700", true, 100.0, Some(388.2)),
+            track(Some(2), "HK.00700", true, 100.0, Some(388.2)),
+            track(Some(1), "HK.09988", true, 100.0, Some(388.2)),
+            track(Some(1), "HK.00700", false, 100.0, Some(388.2)),
+            track(Some(1), "HK.00700", true, 200.0, Some(388.2)),
+            track(Some(1), "HK.00700", true, 100.0, Some(388.4)),
+            track(Some(1), "HK.00700", true, 100.0, None),
+        ];
+        for o in &others {
+            assert_ne!(o.fingerprint(), base.fingerprint(), "{o:?}");
+        }
+        // The limits are not part of the order.
+        let mut limited = base.clone();
+        limited.max_open_orders = Some(3);
+        limited.duplicate_window_ns = Some(5);
+        assert_eq!(limited.fingerprint(), base.fingerprint());
+    }
 }

@@ -75,7 +75,8 @@ pub(super) enum Entry {
         bought: u128,
         sold: u128,
     },
-    /// Base: an order's fingerprint allowed within its duplicate window.
+    /// Base: an order's fingerprint ([`Track::fingerprint`], the same in every build)
+    /// allowed within its duplicate window.
     Seen { key_id: KeyId, fp: u64, unix_ns: i64 },
     /// Base: an order finished (an event for it is a duplicate).
     Finished { key_id: KeyId, ticket: u64 },
