@@ -192,6 +192,54 @@ fn every_kind_of_audit_record_is_written_as_pinned() {
             r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"check","iface":"rest","endpoint":"Trd_PlaceOrder","key_id":"sim-bot","outcome":"reject","reason":"rate","error":null,"detail":"5 orders in the last 60 s; max_orders_per_minute is 5","scope":"trade:simulate","order":{"env":"simulate","market":"HK","symbol":"HK.00700","side":"BUY","qty":100.0,"price":388.2,"value":38820.0},"dry_run":false,"ticket":null,"retry_after_ms":12345,"request_id":11,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
         ),
         (
+            "an order with its account and reference price, refused by the price collar",
+            check_record(
+                &Check {
+                    acc_id: Some(281_756_455_983_234),
+                    ref_price: Some(380.0),
+                    ..check("Trd_PlaceOrder", Some(order(Some(388.2))), false)
+                },
+                &Verdict {
+                    decision: Decision::Deny {
+                        reason: Reason::PriceCollar,
+                        key_id: Some(key("sim-bot")),
+                        detail: "price 388.2 is 2.1579% from the reference price 380; max_price_deviation_pct is 2".into(),
+                        retry_after_ms: None,
+                        limit: Some(LimitFigures::PriceCollar {
+                            price: 388.2,
+                            ref_price: 380.0,
+                            deviation_pct: 2.157_894_736_842_1,
+                            max_price_deviation_pct: 2.0,
+                        }),
+                    },
+                    scope: Some(Scope::TradeSimulate),
+                    value,
+                    consumption: None,
+                },
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"check","iface":"rest","endpoint":"Trd_PlaceOrder","key_id":"sim-bot","outcome":"reject","reason":"price_collar","error":null,"detail":"price 388.2 is 2.1579% from the reference price 380; max_price_deviation_pct is 2","scope":"trade:simulate","order":{"env":"simulate","market":"HK","symbol":"HK.00700","side":"BUY","qty":100.0,"price":388.2,"value":38820.0},"acc_id":281756455983234,"ref_price":380.0,"dry_run":false,"ticket":null,"request_id":11,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "an account read of an account the key may not use",
+            check_record(
+                &Check {
+                    acc_id: Some(42),
+                    ..check("Trd_GetFunds", None, false)
+                },
+                &deny(
+                    Some("sim-bot"),
+                    Some(Scope::AccRead),
+                    Reason::Account,
+                    "account 42 is not in allowed_acc_ids",
+                ),
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"check","iface":"rest","endpoint":"Trd_GetFunds","key_id":"sim-bot","outcome":"reject","reason":"account","error":null,"detail":"account 42 is not in allowed_acc_ids","scope":"acc:read","order":null,"acc_id":42,"dry_run":false,"ticket":null,"request_id":11,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
             "a token that matched no key",
             check_record(
                 &check("Qot_GetBasicQot", None, false),
@@ -306,7 +354,7 @@ fn every_kind_of_audit_record_is_written_as_pinned() {
                 PEER,
                 LATENCY,
             ),
-            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"order_event","iface":null,"endpoint":"OrderEvent","key_id":"sim-bot","outcome":"allow","reason":null,"error":null,"detail":"partially_filled 40 at 299.5: applied","scope":null,"order":null,"dry_run":false,"ticket":9876543210,"request_id":18,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"order_event","iface":null,"endpoint":"OrderEvent","key_id":"sim-bot","outcome":"allow","reason":null,"error":null,"detail":"partially_filled 40 at 299.5: applied","scope":null,"order":null,"event":{"kind":"partially_filled","filled_qty":40.0,"fill_price":299.5},"dry_run":false,"ticket":9876543210,"request_id":18,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
         ),
         (
             "an order event that rejects an order",
@@ -331,7 +379,7 @@ fn every_kind_of_audit_record_is_written_as_pinned() {
                 PEER,
                 LATENCY,
             ),
-            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"order_event","iface":null,"endpoint":"OrderEvent","key_id":"sim-bot","outcome":"allow","reason":null,"error":null,"detail":"rejected: applied, refunded 38820","scope":null,"order":null,"dry_run":false,"ticket":9876543210,"request_id":19,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"order_event","iface":null,"endpoint":"OrderEvent","key_id":"sim-bot","outcome":"allow","reason":null,"error":null,"detail":"rejected: applied, refunded 38820","scope":null,"order":null,"event":{"kind":"rejected","filled_qty":null,"fill_price":null},"dry_run":false,"ticket":9876543210,"request_id":19,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
         ),
         (
             "an order event sent again",
@@ -350,7 +398,7 @@ fn every_kind_of_audit_record_is_written_as_pinned() {
                 PEER,
                 LATENCY,
             ),
-            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"order_event","iface":null,"endpoint":"OrderEvent","key_id":"sim-bot","outcome":"allow","reason":null,"error":null,"detail":"cancelled: duplicate","scope":null,"order":null,"dry_run":false,"ticket":9876543210,"request_id":20,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"order_event","iface":null,"endpoint":"OrderEvent","key_id":"sim-bot","outcome":"allow","reason":null,"error":null,"detail":"cancelled: duplicate","scope":null,"order":null,"event":{"kind":"cancelled","filled_qty":null,"fill_price":null},"dry_run":false,"ticket":9876543210,"request_id":20,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
         ),
         (
             "an order event refused",
@@ -370,7 +418,7 @@ fn every_kind_of_audit_record_is_written_as_pinned() {
                 PEER,
                 LATENCY,
             ),
-            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"order_event","iface":null,"endpoint":"OrderEvent","key_id":null,"outcome":"error","reason":null,"error":"unknown_ticket","detail":"filled 100 at 300: refused unknown_ticket","scope":null,"order":null,"dry_run":false,"ticket":42,"request_id":21,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"order_event","iface":null,"endpoint":"OrderEvent","key_id":null,"outcome":"error","reason":null,"error":"unknown_ticket","detail":"filled 100 at 300: refused unknown_ticket","scope":null,"order":null,"event":{"kind":"filled","filled_qty":100.0,"fill_price":300.0},"dry_run":false,"ticket":42,"request_id":21,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
         ),
         (
             "an admin request done",

@@ -460,6 +460,8 @@ pub(super) fn decision_key(d: &Decision) -> Option<&KeyId> {
 pub(super) fn check_record(c: &Check, v: &Verdict, peer: Peer, latency: Duration) -> AuditRecord {
     let mut rec = decision_record(Kind::Check, &c.endpoint, c.request_id, c.iface, peer, v, latency);
     rec.order = c.order.as_ref().map(|o| AuditOrder::of(o, v.value));
+    rec.acc_id = c.acc_id;
+    rec.ref_price = c.ref_price;
     rec.dry_run = c.dry_run;
     rec
 }

@@ -7,7 +7,7 @@ use futu_auth_proto::{ErrorKind, OrderEvent, OrderEventOutcome, OrderEventRefusa
 use futu_auth_rules::ledger::EventApplied;
 
 use super::Authd;
-use crate::audit::{AuditKey, AuditRecord, Kind, Outcome};
+use crate::audit::{AuditEvent, AuditKey, AuditRecord, Kind, Outcome};
 use crate::peer::Peer;
 
 /// What an event came to, as its record and its answer tell it.
@@ -93,6 +93,7 @@ pub(super) fn order_event_record(
     };
     let mut rec = AuditRecord::new(Kind::OrderEvent, "OrderEvent", outcome, e.request_id, peer);
     rec.ticket = Some(e.ticket);
+    rec.event = Some(AuditEvent::of(e));
     rec.latency_us = latency.as_micros() as u64;
     if failed.is_some() {
         rec.error = Some(ErrorKind::Internal);
