@@ -79,7 +79,8 @@ fn join<T: std::fmt::Display>(v: &[T]) -> String {
     v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
 }
 
-/// The limits in short: `HK,US SELL ≤100000/order ≤500000/day 5/min 09:30-16:00`.
+/// The limits in short: `HK,US SELL ≤100000/order ≤500000/day 5/min 09:30-16:00`, then
+/// `accounts=281756 collar ±5% ≤10 open ≤200000/position no repeat in 2000ms`.
 fn limits(r: &KeyRecord) -> String {
     let l = &r.limits;
     let mut parts = Vec::new();
@@ -103,6 +104,21 @@ fn limits(r: &KeyRecord) -> String {
     }
     if let Some(w) = l.hours_window {
         parts.push(w.to_string());
+    }
+    if let Some(a) = &l.allowed_acc_ids {
+        parts.push(format!("accounts={}", join(a.as_slice())));
+    }
+    if let Some(p) = l.max_price_deviation_pct {
+        parts.push(format!("collar ±{}%", p.get()));
+    }
+    if let Some(n) = l.max_open_orders {
+        parts.push(format!("≤{n} open"));
+    }
+    if let Some(v) = l.max_position_value {
+        parts.push(format!("≤{}/position", v.get()));
+    }
+    if let Some(w) = l.duplicate_window_ms {
+        parts.push(format!("no repeat in {}ms", w.ms()));
     }
     if parts.is_empty() {
         "-".into()
