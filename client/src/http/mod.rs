@@ -86,6 +86,7 @@
 //! [`Layer`]: tower_layer::Layer
 
 mod body;
+mod context;
 pub(crate) mod credentials;
 pub(crate) mod layer;
 mod order;
@@ -94,6 +95,7 @@ mod routes;
 pub(crate) mod session;
 
 pub use body::{decode_json, read_json, MAX_JSON_BODY};
+pub use context::{CheckContext, ACC_ID_PARAM};
 pub use layer::{AuthBody, AuthLayer, AuthService, Authorized};
 pub use order::{OrderHandle, Placed};
 pub use refusal::{BadRequest, Cause, Class, Refusal};

@@ -417,10 +417,19 @@ impl Refusal {
 
     /// `{"reason", "detail", "retry_after_ms"}`: the body of an HTTP refusal, and what a
     /// WebSocket error frame and an MCP tool error carry.
+    ///
+    /// A refusal by a limit adds its figures, `"limit": {"<kind>": {…}}` — e.g.
+    /// `{"price_collar": {"price", "ref_price", "deviation_pct", "max_price_deviation_pct"}}`
+    /// — as futu-authd gave them.
     pub fn to_json(&self) -> String {
         // Written by hand to keep the fields in this order.
+        let limit = self
+            .limit
+            .as_ref()
+            .and_then(|l| serde_json::to_string(l).ok())
+            .map_or_else(String::new, |l| format!(r#","limit":{l}"#));
         format!(
-            r#"{{"reason":"{}","detail":{},"retry_after_ms":{}}}"#,
+            r#"{{"reason":"{}","detail":{},"retry_after_ms":{}{limit}}}"#,
             self.cause.as_str(),
             serde_json::Value::from(self.detail.as_str()),
             self.retry_after_ms
