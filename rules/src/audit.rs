@@ -811,10 +811,7 @@ mod tests {
             String::from_utf8(out).unwrap()
         };
         let none = line(None, None);
-        assert!(
-            !none.contains("acc_id") && !none.contains("ref_price"),
-            "{none}"
-        );
+        assert!(!none.contains("acc_id") && !none.contains("ref_price"), "{none}");
         let back = AuditRecord::parse(&none).unwrap();
         assert_eq!((back.acc_id, back.ref_price), (None, None));
         let both = line(Some(281_756_455_983_234), Some(388.4));
