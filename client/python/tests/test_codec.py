@@ -39,6 +39,7 @@ from futu_auth_client import (
 )
 from futu_auth_client.codec import MAX_FRAME, DecodeError, FrameTooLarge, Reader, Writer, frame, frame_length
 from futu_auth_client.messages import (
+    PositionUsage,
     PROTOCOL_VERSION,
     PROTOCOL_VERSIONS,
     REQUESTS,
@@ -359,7 +360,12 @@ def golden_responses():
         (Reloaded(12, 3), ["00000003", "07", "0c", "03"], (1, 2)),
         (Usage(13, "sim-bot", "2026-04-15", 32050.0, 200000.0, 2, 10),
          ["00000029", "08", "0d", SIM_BOT_FIELD, "0a323032362d30342d3135", "00000000804cdf40",
-          "0100000000006a0841", "02", "010a"], (1, 2)),
+          "0100000000006a0841", "02", "010a"], (1, 2, 3, 4, 5)),
+        (Usage(13, "sim-bot", "2026-04-15", 32050.0, 200000.0, 2, 10, 3, 10,
+               (PositionUsage("HK.00700", 1500.0, 0.0),), 200000.0),
+         ["0000004f", "08", "0d", SIM_BOT_FIELD, "0a323032362d30342d3135", "00000000804cdf40",
+          "0100000000006a0841", "02", "010a", "03", "010a", "01", "08484b2e3030373030", "0000000000709740", "0000000000000000",
+          "0100000000006a0841"], (6,)),
         (ErrorResponse(0, ErrorKind.VERSION, "unsupported protocol version 2"),
          ["00000022", "09", "00", "00", "1e756e737570706f727465642070726f746f636f6c2076657273696f6e2032"], (1, 2)),
         (KeysPage(7, 5, 0, 1, ()), ["00000006", "0a0705000100"], (1, 2)),

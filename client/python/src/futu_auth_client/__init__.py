@@ -74,6 +74,7 @@ from .messages import (
     KeysPage,
     OrderEventOutcome,
     Released,
+    PositionUsage,
     Usage,
 )
 from .token import (
@@ -174,6 +175,7 @@ __all__ = [
     "TrdEnv",
     "TrdSide",
     "UnavailableError",
+    "PositionUsage",
     "Usage",
     "VersionTooOld",
     "digest",

@@ -1166,10 +1166,22 @@ class Reloaded(Response):
 
 
 @dataclasses.dataclass(frozen=True)
+class PositionUsage:
+    """One symbol's position in :class:`Usage` (protocol version 6), as
+    ``max_position_value`` counts it: in each direction, the value held plus the open
+    orders that would add to it."""
+
+    symbol: str
+    long: float
+    short: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Usage(Response):
     """A key's consumption today: the UTC ``day``, the value of today's allowed orders
     (less released ones) against the key's daily cap, and its orders in the last 60 s
-    against its cap."""
+    against its cap; from protocol version 6 also its open orders and its positions (empty
+    from an older daemon)."""
 
     VARIANT: ClassVar[int] = 8
     request_id: int
@@ -1179,6 +1191,10 @@ class Usage(Response):
     max_daily_value: Optional[float]
     orders_last_minute: int
     max_orders_per_minute: Optional[int]
+    open_orders: int = 0
+    max_open_orders: Optional[int] = None
+    positions: Tuple[PositionUsage, ...] = ()
+    max_position_value: Optional[float] = None
 
     def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
@@ -1188,11 +1204,28 @@ class Usage(Response):
         w.option(self.max_daily_value, w.f64)
         w.u32(self.orders_last_minute)
         w.option(self.max_orders_per_minute, w.u32)
+        if version >= RISK_SINCE:
+            w.u32(self.open_orders)
+            w.option(self.max_open_orders, w.u32)
+
+            def position(p: PositionUsage) -> None:
+                w.string(p.symbol)
+                w.f64(p.long)
+                w.f64(p.short)
+
+            w.seq(self.positions, position)
+            w.option(self.max_position_value, w.f64)
 
     @classmethod
     def read(cls, r: Reader, version: int) -> "Usage":
-        return cls(r.u64(), _checked(validate_key_id, r.string()), r.string(), r.f64(), r.option(r.f64), r.u32(),
-                   r.option(r.u32))
+        base = (r.u64(), _checked(validate_key_id, r.string()), r.string(), r.f64(), r.option(r.f64), r.u32(),
+                r.option(r.u32))
+        if version < RISK_SINCE:
+            return cls(*base)
+        open_orders = r.u32()
+        max_open_orders = r.option(r.u32)
+        positions = tuple(r.seq(lambda: PositionUsage(r.string(), r.f64(), r.f64())))
+        return cls(*base, open_orders, max_open_orders, positions, r.option(r.f64))
 
 
 @dataclasses.dataclass(frozen=True)
