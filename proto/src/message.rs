@@ -1120,6 +1120,29 @@ pub struct Usage {
     pub orders_last_minute: u32,
     /// The key's `max_orders_per_minute`.
     pub max_orders_per_minute: Option<u32>,
+    /// Protocol version 6: orders allowed and not yet filled, cancelled or rejected (0 for
+    /// a key whose ledger does not follow its orders: one without `max_open_orders`,
+    /// `max_position_value` or `duplicate_window_ms`).
+    pub open_orders: u32,
+    /// Protocol version 6: the key's `max_open_orders`.
+    pub max_open_orders: Option<u32>,
+    /// Protocol version 6: the key's positions, a symbol each, in symbol order: those it
+    /// holds or has open orders in.
+    pub positions: Vec<PositionUsage>,
+    /// Protocol version 6: the key's `max_position_value`.
+    pub max_position_value: Option<f64>,
+}
+
+/// One symbol's position in [`Usage`] (protocol version 6), as `max_position_value`
+/// counts it: in each direction, the value held plus the open orders that would add to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PositionUsage {
+    /// The symbol, e.g. `HK.00700`.
+    pub symbol: String,
+    /// Filled buys less filled sells (when above zero), plus open buy orders.
+    pub long: f64,
+    /// Filled sells less filled buys (when above zero), plus open sell orders.
+    pub short: f64,
 }
 
 /// Why a request got no regular answer.

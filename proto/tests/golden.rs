@@ -719,6 +719,10 @@ fn usage_response_has_pinned_bytes() {
         max_daily_value: Some(200000.0),
         orders_last_minute: 2,
         max_orders_per_minute: Some(10),
+        open_orders: 0,
+        max_open_orders: None,
+        positions: Vec::new(),
+        max_position_value: None,
     });
     assert_golden(
         &value,
@@ -734,6 +738,78 @@ fn usage_response_has_pinned_bytes() {
             "010a",                   // max_orders_per_minute Some(10)
         ],
     );
+}
+
+/// Version 6's Usage: the figures of versions 1 to 5, then the open orders, the positions
+/// and `max_position_value`. A peer of version 5 or older is sent the old figures alone.
+#[test]
+fn version_6_usage_adds_open_orders_and_positions() {
+    let v6 = Response::Usage(Usage {
+        request_id: 13,
+        id: key_id("sim-bot"),
+        day: "2026-04-15".into(),
+        daily_value_used: 32050.0,
+        max_daily_value: Some(200000.0),
+        orders_last_minute: 2,
+        max_orders_per_minute: Some(10),
+        open_orders: 3,
+        max_open_orders: Some(10),
+        positions: vec![futu_auth_proto::PositionUsage {
+            symbol: "HK.00700".into(),
+            long: 1500.0,
+            short: 0.0,
+        }],
+        max_position_value: Some(200000.0),
+    });
+    let old_fields = [
+        "08",                     // Response::Usage
+        "0d",                     // request_id 13
+        SIM_BOT_FIELD,            // id "sim-bot"
+        "0a323032362d30342d3135", // day "2026-04-15"
+        "00000000804cdf40",       // daily_value_used 32050.0
+        "0100000000006a0841",     // max_daily_value Some(200000.0)
+        "02",                     // orders_last_minute 2
+        "010a",                   // max_orders_per_minute Some(10)
+    ];
+    let mut fields = vec!["0000004f"]; // length 79
+    fields.extend_from_slice(&old_fields);
+    fields.extend_from_slice(&[
+        "03",                 // open_orders 3
+        "010a",               // max_open_orders Some(10)
+        "01",                 // positions: 1
+        "08484b2e3030373030", // symbol "HK.00700"
+        "0000000000709740",   // long 1500.0
+        "0000000000000000",   // short 0.0
+        "0100000000006a0841", // max_position_value Some(200000.0)
+    ]);
+    assert_golden_v(6, &v6, &fields);
+    // Version 5 and older: the old figures; read back, the new ones are empty.
+    let Response::Usage(mut old) = v6 else {
+        unreachable!()
+    };
+    old.open_orders = 0;
+    old.max_open_orders = None;
+    old.positions.clear();
+    old.max_position_value = None;
+    let mut fields = vec!["00000029"]; // length 41
+    fields.extend_from_slice(&old_fields);
+    for version in 1..=5 {
+        assert_golden_v(version, &Response::Usage(old.clone()), &fields);
+    }
+    let v6_told_to_5 = codec::encode_frame_v(
+        &Response::Usage(Usage {
+            open_orders: 3,
+            positions: vec![futu_auth_proto::PositionUsage {
+                symbol: "HK.00700".into(),
+                long: 1.0,
+                short: 0.0,
+            }],
+            ..old.clone()
+        }),
+        5,
+    )
+    .unwrap();
+    assert_eq!(to_hex(&v6_told_to_5), fields.concat());
 }
 
 #[test]

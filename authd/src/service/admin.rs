@@ -213,7 +213,7 @@ impl Authd {
     }
 
     async fn usage(&self, request_id: u64, id: &KeyId) -> Response {
-        let (max_daily_value, max_orders_per_minute) = {
+        let (max_daily_value, max_orders_per_minute, max_open_orders, max_position_value) = {
             let snapshot = self.keys.snapshot();
             let Some(key) = snapshot.by_id(id.as_str()) else {
                 return error(
@@ -222,7 +222,12 @@ impl Authd {
                     format!("no key with id {:?}", id.as_str()),
                 );
             };
-            (key.max_daily_value, key.max_orders_per_minute)
+            (
+                key.max_daily_value,
+                key.max_orders_per_minute,
+                key.max_open_orders,
+                key.max_position_value,
+            )
         };
         let now = self.clock.load().now();
         match self.ledger.usage(&now, id).await {
@@ -234,6 +239,10 @@ impl Authd {
                 max_daily_value: max_daily_value.map(Money::as_f64),
                 orders_last_minute: orders,
                 max_orders_per_minute,
+                open_orders: 0,
+                max_open_orders,
+                positions: Vec::new(),
+                max_position_value: max_position_value.map(Money::as_f64),
             }),
             Err(e) => error(request_id, ErrorKind::Internal, e.to_string()),
         }

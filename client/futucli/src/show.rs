@@ -313,7 +313,7 @@ pub fn keys_json(keys: &[KeyRecord], activity: Option<&Activity>, halts: &[Halt]
 /// `usage` output.
 pub fn usage(u: &Usage) -> String {
     let cap = |v: Option<String>| v.unwrap_or_else(|| "unlimited".into());
-    format!(
+    let mut out = format!(
         "{} on {} (UTC): daily value {} of {}; orders in the last 60 s: {} of {}",
         u.id,
         u.day,
@@ -321,7 +321,25 @@ pub fn usage(u: &Usage) -> String {
         cap(u.max_daily_value.map(|v| v.to_string())),
         u.orders_last_minute,
         cap(u.max_orders_per_minute.map(|v| v.to_string())),
-    )
+    );
+    // The orders the ledger follows (protocol version 6), for a key that has them.
+    if u.max_open_orders.is_some() || u.open_orders > 0 {
+        out.push_str(&format!(
+            "\nopen orders: {} of {}",
+            u.open_orders,
+            cap(u.max_open_orders.map(|v| v.to_string()))
+        ));
+    }
+    for p in &u.positions {
+        out.push_str(&format!(
+            "\nposition {}: long {}, short {} (each with its open orders) of {}",
+            p.symbol,
+            p.long,
+            p.short,
+            cap(u.max_position_value.map(|v| v.to_string()))
+        ));
+    }
+    out
 }
 
 /// `check` output: one line. A deny by a limit adds when to retry (if waiting helps) and

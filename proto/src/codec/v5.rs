@@ -24,7 +24,7 @@ use crate::key::{
     Cap, Fingerprint, HoursWindow, KeyHash, KeyId, KeyRecord, KeySpec, Limits, Market, Scope, Symbol, Token,
     TrdSide,
 };
-use crate::message::{Check, ErrorKind, Iface, Order, Request, Response, SessionSubject};
+use crate::message::{Check, ErrorKind, Iface, Order, Request, Response, SessionSubject, Usage};
 
 /// The first protocol version with the pre-trade risk limits.
 pub(super) const RISK_SINCE: u16 = 6;
@@ -39,6 +39,7 @@ const RESPONSE_KEY_GENERATED: u32 = 3;
 const RESPONSE_KEYS: u32 = 4;
 const RESPONSE_KEY_BOUND: u32 = 6;
 const RESPONSE_KEYS_PAGE: u32 = 10;
+const RESPONSE_USAGE: u32 = 8;
 
 /// What of `scopes` and `limits` a peer older than version 6 cannot be told: `admin` and
 /// the version-6 limits that are set, by name; empty when it can be told everything.
@@ -170,6 +171,34 @@ pub(super) fn encode_records(resp: &Response, version: u16) -> Result<Option<Vec
             std::slice::from_ref(record)
         }
         Response::Keys { keys, .. } | Response::KeysPage { keys, .. } => keys,
+        Response::Usage(u) => {
+            // Version 6's figures of open orders and positions are left out: an older peer
+            // reads the figures it knows.
+            let Usage {
+                request_id,
+                id,
+                day,
+                daily_value_used,
+                max_daily_value,
+                orders_last_minute,
+                max_orders_per_minute,
+                open_orders: _,
+                max_open_orders: _,
+                positions: _,
+                max_position_value: _,
+            } = u;
+            return encode_message(&(
+                RESPONSE_USAGE,
+                *request_id,
+                id,
+                day,
+                *daily_value_used,
+                *max_daily_value,
+                *orders_last_minute,
+                *max_orders_per_minute,
+            ))
+            .map(Some);
+        }
         _ => return Ok(None),
     };
     for r in records {
@@ -266,6 +295,23 @@ pub(super) fn decode_records(body: &[u8]) -> Result<Option<Response>, CodecError
                 total,
                 keys: keys.into_iter().map(Into::into).collect(),
             }
+        }
+        Some(RESPONSE_USAGE) => {
+            let (_, request_id, id, day, daily_value_used, max_daily_value, orders_last_minute, max_orders_per_minute) =
+                decode_message::<(u32, u64, KeyId, String, f64, Option<f64>, u32, Option<u32>)>(body)?;
+            Response::Usage(Usage {
+                request_id,
+                id,
+                day,
+                daily_value_used,
+                max_daily_value,
+                orders_last_minute,
+                max_orders_per_minute,
+                open_orders: 0,
+                max_open_orders: None,
+                positions: Vec::new(),
+                max_position_value: None,
+            })
         }
         _ => return Ok(None),
     };
