@@ -98,9 +98,17 @@ pub enum ReleaseFailure {
 pub struct EventDone {
     /// Applied (or a duplicate), or refused with why.
     pub result: Result<EventApplied, (OrderEventRefusal, String)>,
-    /// For [`LedgerStore::cancel_event`]: what the event changed, where the store keeps
-    /// it in memory.
-    pub(crate) undo: Option<EventUndo>,
+    /// For [`LedgerStore::cancel_event`]: what the event changed.
+    pub(crate) undo: Option<Undo>,
+}
+
+/// What an applied event changed, as its store needs it to take the event back.
+#[derive(Debug, Clone)]
+pub(crate) enum Undo {
+    /// The in-memory ledger's copy of what the event changed ([`local::LocalLedger`]).
+    Local(EventUndo),
+    /// The order as it was in the database ([`pg::PgLedger`]).
+    Pg(pg::EventPrior),
 }
 
 /// Where the limit ledger lives.

@@ -81,6 +81,24 @@ struct KeyCounters {
     seen_order: VecDeque<(u64, u64)>,
 }
 
+/// Whether an order event's figures fit its kind, before any ledger looks at its order: a
+/// fill carries the quantity filled so far and its average price, finite and above zero;
+/// other events carry neither. `Err`: why not, for the `bad_figures` refusal.
+pub fn event_figures(
+    kind: OrderEventKind,
+    filled_qty: Option<f64>,
+    fill_price: Option<f64>,
+) -> Result<(), String> {
+    match (kind.is_fill(), filled_qty, fill_price) {
+        (true, Some(q), Some(p)) if !(q.is_finite() && q > 0.0 && p.is_finite() && p > 0.0) => Err(format!(
+            "a fill of {q} at {p}: quantity and price must be finite numbers above zero"
+        )),
+        (true, Some(_), Some(_)) | (false, None, None) => Ok(()),
+        (true, _, _) => Err(format!("a {kind} event needs filled_qty and fill_price")),
+        (false, _, _) => Err(format!("a {kind} event carries no filled_qty or fill_price")),
+    }
+}
+
 /// An order followed after its check.
 #[derive(Debug, Clone, PartialEq)]
 struct OpenOrder {
@@ -611,17 +629,8 @@ impl Ledger {
         today: i64,
     ) -> Result<EventApplied, (OrderEventRefusal, String)> {
         let bad = |m: String| Err((OrderEventRefusal::BadFigures, m));
-        match (kind.is_fill(), filled_qty, fill_price) {
-            (true, Some(q), Some(p)) => {
-                if !(q.is_finite() && q > 0.0 && p.is_finite() && p > 0.0) {
-                    return bad(format!(
-                        "a fill of {q} at {p}: quantity and price must be finite numbers above zero"
-                    ));
-                }
-            }
-            (true, _, _) => return bad(format!("a {kind} event needs filled_qty and fill_price")),
-            (false, None, None) => {}
-            (false, _, _) => return bad(format!("a {kind} event carries no filled_qty or fill_price")),
+        if let Err(m) = event_figures(kind, filled_qty, fill_price) {
+            return bad(m);
         }
         let number = lock(&self.tickets).cipher.number(ticket);
         let Some(key_id) = self.open_index.get(&number).map(|k| k.clone()) else {

@@ -11,7 +11,7 @@ use futu_auth_rules::ledger::{Charge, Charged, Consumption, EventApplied, Ledger
 use futu_auth_rules::money::Money;
 use futu_auth_rules::Now;
 
-use super::{AuditMark, BoxFuture, EventDone, LedgerError, LedgerStore, ReleaseFailure};
+use super::{AuditMark, BoxFuture, EventDone, LedgerError, LedgerStore, ReleaseFailure, Undo};
 
 pub mod journal;
 
@@ -174,7 +174,7 @@ impl LedgerStore for LocalLedger {
                 }
                 return Ok(EventDone {
                     result,
-                    undo: Some(undo),
+                    undo: Some(Undo::Local(undo)),
                 });
             }
             Ok(EventDone { result, undo: None })
@@ -183,7 +183,7 @@ impl LedgerStore for LocalLedger {
 
     fn cancel_event<'a>(&'a self, done: &'a EventDone) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            if let (Some(undo), Ok(applied)) = (&done.undo, &done.result) {
+            if let (Some(Undo::Local(undo)), Ok(applied)) = (&done.undo, &done.result) {
                 self.log.cut_back(self.before.load(Ordering::Relaxed));
                 self.ledger.undo_event(undo.clone(), applied);
             }

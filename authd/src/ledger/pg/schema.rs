@@ -9,11 +9,17 @@
 use deadpool_postgres::Client;
 
 /// The schema version this daemon reads and writes.
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 /// Migration `n` (1-based) brings the schema from version `n - 1` to `n`: 1 the tables and
-/// functions, 2 a release that refunds nothing once the order's UTC day is over.
-const MIGRATIONS: [&str; VERSION as usize] = [include_str!("v1.sql"), include_str!("v2.sql")];
+/// functions, 2 a release that refunds nothing once the order's UTC day is over, 3 the
+/// orders of keys with `max_open_orders`, `max_position_value` or `duplicate_window_ms`
+/// followed (open orders, positions, recent orders) and order events.
+const MIGRATIONS: [&str; VERSION as usize] = [
+    include_str!("v1.sql"),
+    include_str!("v2.sql"),
+    include_str!("v3.sql"),
+];
 
 /// The advisory lock migrations hold ("futuledg").
 const MIGRATION_LOCK: i64 = 0x6675_7475_6c65_6467;
