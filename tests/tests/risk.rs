@@ -11,7 +11,9 @@ use futu_auth_proto::{
     Decision, LimitFigures, Market, Order, OrderEvent, OrderEventKind, OrderEventOutcome, OrderEventRefusal,
     Reason, Request, Response, TrdSide,
 };
-use futu_authd_tests::{away_from_utc_midnight, deny_reason, order, token_for, Client, DaemonBuilder};
+use futu_authd_tests::{
+    away_from_utc_midnight, deny_reason, metric_value, order, token_for, Client, DaemonBuilder,
+};
 use nix::sys::signal::Signal;
 use serde_json::json;
 
@@ -309,4 +311,69 @@ async fn kill_9_and_restart_keep_open_orders_positions_and_duplicates() {
         Reason::Position
     );
     allowed(&mut c, &token, buy_700(6.0, 100.0)).await;
+}
+
+#[tokio::test]
+async fn order_events_are_counted_by_kind_and_outcome() {
+    away_from_utc_midnight(5);
+    let token = token_for("open");
+    let d = DaemonBuilder::new(&[trader("open", &token, json!({ "max_open_orders": 2 }))])
+        .metrics()
+        .start();
+    let mut c = d.client().await;
+    let a = allowed(&mut c, &token, sell_700(1.0, 100.0)).await;
+    assert!(applied(&event(&mut c, a, OrderEventKind::Accepted, None).await));
+    assert!(applied(
+        &event(&mut c, a, OrderEventKind::PartiallyFilled, Some((0.5, 100.0))).await
+    ));
+    assert!(applied(
+        &event(&mut c, a, OrderEventKind::Filled, Some((1.0, 100.0))).await
+    ));
+    assert!(duplicate(
+        &event(&mut c, a, OrderEventKind::Filled, Some((1.0, 100.0))).await
+    ));
+    let b = allowed(&mut c, &token, sell_700(2.0, 100.0)).await;
+    assert_eq!(
+        refused(&event(&mut c, b, OrderEventKind::Filled, Some((3.0, 100.0))).await),
+        Some(OrderEventRefusal::BadFigures)
+    );
+    assert_eq!(
+        refused(&event(&mut c, 0x1234_5678_9abc, OrderEventKind::Cancelled, None).await),
+        Some(OrderEventRefusal::UnknownTicket)
+    );
+    let text = d.wait_metrics(|t| t.contains("futu_auth_order_events_total{"));
+    let count = |kind: &str, outcome: &str| {
+        metric_value(
+            &text,
+            "futu_auth_order_events_total",
+            &[("kind", kind), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(count("accepted", "applied"), Some(1.0), "{text}");
+    assert_eq!(count("partially_filled", "applied"), Some(1.0), "{text}");
+    assert_eq!(count("filled", "applied"), Some(1.0), "{text}");
+    assert_eq!(count("filled", "duplicate"), Some(1.0), "{text}");
+    assert_eq!(count("filled", "bad_figures"), Some(1.0), "{text}");
+    assert_eq!(count("cancelled", "unknown_ticket"), Some(1.0), "{text}");
+    assert_eq!(
+        count("rejected", "applied"),
+        None,
+        "no sample for what never came"
+    );
+    // The audit records say the same, each with its event.
+    let events: Vec<_> = d
+        .audit_records()
+        .into_iter()
+        .filter(|r| r["kind"] == "order_event")
+        .collect();
+    assert_eq!(events.len(), 6);
+    assert_eq!(
+        events[2]["event"],
+        json!({"kind": "filled", "filled_qty": 1.0, "fill_price": 100.0})
+    );
+    assert_eq!(events[2]["ticket"], a);
+    assert_eq!(
+        events[5]["event"],
+        json!({"kind": "cancelled", "filled_qty": null, "fill_price": null})
+    );
 }

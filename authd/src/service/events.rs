@@ -8,6 +8,7 @@ use futu_auth_rules::ledger::EventApplied;
 
 use super::Authd;
 use crate::audit::{AuditEvent, AuditKey, AuditRecord, Kind, Outcome};
+use crate::metrics::EventOutcome;
 use crate::peer::Peer;
 
 /// What an event came to, as its record and its answer tell it.
@@ -47,6 +48,15 @@ impl Authd {
         self.ledger.maintain();
         drop(commit);
         let rec = order_event_record(&e, &result, failed.as_deref(), peer, received.elapsed());
+        self.metrics.order_event(
+            e.kind,
+            match (&failed, &result) {
+                (Some(_), _) => EventOutcome::Internal,
+                (None, Ok(EventApplied::Applied { .. })) => EventOutcome::Applied,
+                (None, Ok(EventApplied::Duplicate { .. })) => EventOutcome::Duplicate,
+                (None, Err((reason, _))) => EventOutcome::Refused(*reason),
+            },
+        );
         let resp = match (failed, result) {
             (Some(message), _) => Response::Error {
                 request_id: e.request_id,
