@@ -2,15 +2,33 @@
 //! gateway hosts (`--ledger-url`), so a key bound to two machines gets its daily cap and
 //! its orders per minute once, not once per host.
 //!
-//! # Schema (version 2, in the schema `futu_ledger`; [`schema`], `pg/v1.sql` and `pg/v2.sql`)
+//! # Schema (version 3, in the schema `futu_ledger`; [`schema`], `pg/v1.sql` to `pg/v3.sql`)
 //!
 //! * `keys` — one row a key: `day` and `used` (today's total, UTC), `window_count` and
 //!   `window_edge` (the orders of the last 60 s, counted incrementally: a charge subtracts
-//!   the consumptions that left the window since the last one), `last_at`.
+//!   the consumptions that left the window since the last one), `last_at`, `open_count`
+//!   (its orders open now).
 //! * `consumptions` — one row an allowed order: `ticket` (the primary key: 64 random bits
 //!   from the OS of the host that allowed it), `key_id`, `at`, `day`, `value`, `released`;
 //!   kept for the 15-minute release window.
+//! * `orders` — one row an order the ledger follows (its key has `max_open_orders` or
+//!   `max_position_value`): its symbol, direction, qty and price (`float8`, bit for bit),
+//!   account, what is filled (qty, value) and still open (value), whether the broker took
+//!   it, and when and how it finished; open ones are kept whatever their age, finished
+//!   ones a day (an event for one is a duplicate).
+//! * `positions` — per key and symbol, the value filled and still open in each direction,
+//!   as the in-memory ledger keeps them.
+//! * `recent_orders` — per key, the fingerprint of each order of the duplicate window
+//!   (text: account, direction, the bits of qty and price, symbol) and when it was last
+//!   allowed; kept an hour, the longest window.
 //! * `schema_version` — the versions applied, by whom and when.
+//!
+//! The orders of a key are followed exactly as the in-memory ledger follows them
+//! ([`futu_auth_rules::ledger::Ledger`]): a charge checks duplicate, rate, daily value,
+//! open orders and position in that order, under the key's row, and `order_event` applies
+//! what became of an order once, under the same row, whichever host issued its ticket.
+//! A partial fill's rest is valued in the database as [`Money::order_value`] values it
+//! (each `float8` as its shortest decimal, multiplied exactly, rounded up).
 //!
 //! Amounts are whole units of 1e-8 ([`Money`]) as `numeric`, exact to the cent and
 //! beyond. The database's clock (`clock_timestamp()`, read after the key's row is locked,
