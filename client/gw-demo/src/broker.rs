@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use futu_auth_client::http::{CheckContext, Placed};
 use futu_auth_client::ws::Push;
-use futu_auth_client::{ClientError, Market, Order, OrderEventOutcome, Scope, TrdEnv, TrdSide};
+use futu_auth_client::{
+    ClientError, Market, Order, OrderEventOutcome, OrderEventRefusal, Scope, TrdEnv, TrdSide,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::broadcast;
@@ -447,6 +449,11 @@ fn reported(order_id: u64, kind: &str, outcome: Result<Option<OrderEventOutcome>
         Ok(Some(OrderEventOutcome::Applied { .. } | OrderEventOutcome::Duplicate { .. })) => {
             tracing::debug!("order {order_id}: {kind} reported");
         }
+        // The order of a key whose limits follow no orders: nothing to follow.
+        Ok(Some(OrderEventOutcome::Refused {
+            reason: OrderEventRefusal::UnknownTicket,
+            ..
+        })) => tracing::debug!("order {order_id}: {kind} not followed by futu-authd"),
         Ok(Some(OrderEventOutcome::Refused { reason, message })) => {
             tracing::warn!("order {order_id}: futu-authd refused the event {kind} ({reason:?}: {message})");
         }
