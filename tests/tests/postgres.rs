@@ -1095,3 +1095,169 @@ async fn the_database_values_an_order_as_the_daemon_does() {
         assert_eq!(got, want, "{q:e} × {p:e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_racing_one_key_get_exactly_its_open_orders() {
+    let Some(pg) = cluster() else { return };
+    away_from_utc_midnight(30);
+    let token = token_for("pg-race");
+    let keys = [on_both_hosts(
+        "race",
+        &token,
+        json!({ "max_open_orders": 5, "max_position_value": 1000000 }),
+    )];
+    let second = SecondHost::new();
+    let a = first_host(&pg, &keys).start();
+    let b = second_host(&pg, &second, &keys).start();
+    let decisions = at_once(&[&a, &b], &token, 16, 1.0, 1.0).await;
+    let allowed: Vec<u64> = decisions.iter().filter(|d| d.is_allow()).map(ticket_of).collect();
+    assert_eq!(allowed.len(), 5, "{decisions:?}");
+    for d in decisions.iter().filter(|d| !d.is_allow()) {
+        assert_eq!(deny_reason(d), Reason::OpenOrders, "{d:?}");
+    }
+    // Every ticket's events, through both hosts at once: each finishes its order once.
+    let mut tasks = Vec::new();
+    for (i, t) in allowed.iter().enumerate() {
+        for d in [&a, &b] {
+            let mut c = d.client().await;
+            let t = *t;
+            let fill = if i % 2 == 0 { Some((1.0, 1.0)) } else { None };
+            let kind = if fill.is_some() {
+                OrderEventKind::Filled
+            } else {
+                OrderEventKind::Cancelled
+            };
+            tasks.push(tokio::spawn(async move { event(&mut c, t, kind, fill).await }));
+        }
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.expect("event task"));
+    }
+    assert_eq!(outcomes.iter().filter(|o| applied(o)).count(), 5, "{outcomes:?}");
+    assert_eq!(
+        outcomes.iter().filter(|o| duplicate(o)).count(),
+        5,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        pg.psql(
+            "SELECT k.open_count, p.sold, p.open_sells FROM futu_ledger.keys k \
+             JOIN futu_ledger.positions p USING (key_id)"
+        )
+        .unwrap(),
+        "0|300000000|0",
+        "three fills of 1.00, nothing open"
+    );
+}
+
+/// Sends an order event that must fail `internal`.
+async fn event_not_applied(c: &mut Client, ticket: u64, kind: OrderEventKind, fill: Option<(f64, f64)>) {
+    let request_id = c.next_id();
+    let r = c
+        .request(Request::OrderEvent(OrderEvent {
+            request_id,
+            ticket,
+            kind,
+            filled_qty: fill.map(|f| f.0),
+            fill_price: fill.map(|f| f.1),
+        }))
+        .await;
+    assert!(
+        matches!(
+            r,
+            Response::Error {
+                kind: ErrorKind::Internal,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_events_and_releases_that_could_not_be_audited_are_taken_back_from_the_database() {
+    if !futu_authd_tests::have_program("prlimit") {
+        return skip("prlimit (util-linux) is not installed");
+    }
+    let Some(pg) = cluster() else { return };
+    away_from_utc_midnight(30);
+    let token = token_for("pg-ev-audit");
+    let keys = [on_both_hosts(
+        "ev",
+        &token,
+        json!({ "max_open_orders": 2, "max_position_value": 1000, "max_daily_value": 1000 }),
+    )];
+    let d = first_host(&pg, &keys).start();
+    let mut c = d.client().await;
+    let filling = ticket_of(&c.check(&token, "Trd_PlaceOrder", buy(5.0, 100.0)).await);
+    let fresh = ticket_of(&c.check(&token, "Trd_PlaceOrder", sell(1.0, 100.0)).await);
+    assert!(applied(
+        &event(
+            &mut c,
+            filling,
+            OrderEventKind::PartiallyFilled,
+            Some((2.0, 100.0))
+        )
+        .await
+    ));
+    let state = || {
+        pg.psql(
+            "SELECT (SELECT string_agg(concat_ws(',', filled_qty, filled_value, open_value, accepted, \
+                     finished_at IS NULL), ';' ORDER BY buys DESC) FROM futu_ledger.orders), \
+                    (SELECT concat_ws(',', bought, sold, open_buys, open_sells) FROM futu_ledger.positions), \
+                    (SELECT concat_ws(',', used, open_count) FROM futu_ledger.keys), \
+                    (SELECT count(*) FILTER (WHERE released) FROM futu_ledger.consumptions)",
+        )
+        .unwrap()
+    };
+    let before = state();
+    assert_eq!(
+        before,
+        "2,20000000000,30000000000,t,t;0,0,10000000000,f,t|20000000000,0,30000000000,10000000000|60000000000,2|0"
+    );
+    let limit = |value: &str| {
+        let out = std::process::Command::new("prlimit")
+            .arg(format!("--pid={}", d.pid()))
+            .arg(format!("--fsize={value}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    limit("1:");
+    event_not_applied(&mut c, filling, OrderEventKind::Filled, Some((5.0, 80.0))).await;
+    event_not_applied(
+        &mut c,
+        filling,
+        OrderEventKind::PartiallyFilled,
+        Some((3.0, 90.0)),
+    )
+    .await;
+    event_not_applied(&mut c, filling, OrderEventKind::Cancelled, None).await;
+    event_not_applied(&mut c, fresh, OrderEventKind::Accepted, None).await;
+    event_not_applied(&mut c, fresh, OrderEventKind::Rejected, None).await;
+    let not_released = release(&mut c, fresh).await;
+    assert!(
+        matches!(
+            not_released,
+            Response::Error {
+                kind: ErrorKind::Internal,
+                ..
+            }
+        ),
+        "{not_released:?}"
+    );
+    assert_eq!(state(), before, "nothing of it stays");
+    limit("unlimited:");
+    match event(&mut c, fresh, OrderEventKind::Rejected, None).await {
+        OrderEventOutcome::Applied { refunded_value, .. } => assert_eq!(refunded_value, 100.0),
+        other => panic!("the rejection once the audit file takes it: {other:?}"),
+    }
+    assert!(applied(
+        &event(&mut c, filling, OrderEventKind::Filled, Some((5.0, 80.0))).await
+    ));
+    assert_eq!(
+        state(),
+        "5,40000000000,0,t,f;0,0,10000000000,f,f|40000000000,0,0,0|50000000000,0|1"
+    );
+}
