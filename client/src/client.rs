@@ -44,16 +44,46 @@ struct Inner {
     sessions: Arc<SessionBook>,
 }
 
-/// What a gateway knows about a request beside its order (protocol version 6), for
-/// [`AuthClient::check_in`]: the broker account it names — an order's, or an account
-/// read's — and the reference price of the order's symbol (the gateway's last quote). A
-/// daemon of an older version is not told them.
+/// What a gateway knows of a request beyond its key, endpoint and order (protocol version
+/// 6), for [`AuthClient::check_in`]:
+///
+/// * `acc_id` — the broker account an order or an account read is for (Futu OpenD's
+///   `TrdHeader.accID`). A key with `allowed_acc_ids` is refused `account` for an order or
+///   account read that names none, or another.
+/// * `ref_price` — the gateway's reference price for the order's symbol, its last quote.
+///   A key with `max_price_deviation_pct` is refused `price_collar` for a limit price
+///   further from it, or when there is none. Only with an order: a read carrying one is
+///   `bad_order`.
+///
+/// Both `None` ([`CheckContext::default`]) is the check of protocol version 5, which an
+/// older daemon takes too; a daemon older than version 6 cannot be sent either (the call
+/// fails before anything is sent: fail closed).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Context {
-    /// The broker account the request names.
+pub struct CheckContext {
+    /// The broker account the request is for.
     pub acc_id: Option<u64>,
-    /// The reference price of the order's symbol.
+    /// The gateway's reference price for the order's symbol (its last quote).
     pub ref_price: Option<f64>,
+}
+
+impl CheckContext {
+    /// A request for account `acc_id` (`None`: the request names none).
+    pub fn account(acc_id: Option<u64>) -> CheckContext {
+        CheckContext {
+            acc_id,
+            ref_price: None,
+        }
+    }
+
+    /// With the gateway's reference price for the order's symbol (`None`: it has none).
+    pub fn ref_price(self, ref_price: Option<f64>) -> CheckContext {
+        CheckContext { ref_price, ..self }
+    }
+
+    /// Whether it carries nothing (a check of protocol version 5).
+    pub fn is_empty(&self) -> bool {
+        self.acc_id.is_none() && self.ref_price.is_none()
+    }
 }
 
 /// A client of futu-authd for gateway processes.
@@ -217,7 +247,7 @@ impl AuthClient {
         self.check_with(token, iface, endpoint, order, true).await
     }
 
-    /// Like [`AuthClient::check`], with what the gateway knows beside the order (protocol
+    /// Like [`AuthClient::check`], with what the gateway knows beyond the order (protocol
     /// version 6): the broker account the request names and the reference price of the
     /// order's symbol, for keys with `allowed_acc_ids` or a price collar.
     pub async fn check_in(
@@ -226,7 +256,7 @@ impl AuthClient {
         iface: Iface,
         endpoint: &str,
         order: Option<Order>,
-        context: Context,
+        context: CheckContext,
     ) -> Result<Decision, ClientError> {
         self.check_full(token, iface, endpoint, order, context, false)
             .await
@@ -239,7 +269,7 @@ impl AuthClient {
         iface: Iface,
         endpoint: &str,
         order: Option<Order>,
-        context: Context,
+        context: CheckContext,
     ) -> Result<Decision, ClientError> {
         self.check_full(token, iface, endpoint, order, context, true)
             .await
@@ -253,7 +283,7 @@ impl AuthClient {
         order: Option<Order>,
         dry_run: bool,
     ) -> Result<Decision, ClientError> {
-        self.check_full(token, iface, endpoint, order, Context::default(), dry_run)
+        self.check_full(token, iface, endpoint, order, CheckContext::default(), dry_run)
             .await
     }
 
@@ -263,7 +293,7 @@ impl AuthClient {
         iface: Iface,
         endpoint: &str,
         order: Option<Order>,
-        context: Context,
+        context: CheckContext,
         dry_run: bool,
     ) -> Result<Decision, ClientError> {
         let resp = self

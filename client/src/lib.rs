@@ -77,7 +77,7 @@ pub mod token;
 pub mod ws;
 
 pub use blocking::BlockingAuthClient;
-pub use client::{AuthClient, Builder, Context, Rotated, DEFAULT_DEADLINE, MAX_BACKOFF};
+pub use client::{AuthClient, Builder, CheckContext, Rotated, DEFAULT_DEADLINE, MAX_BACKOFF};
 pub use error::ClientError;
 pub use futu_auth_proto::{
     BindOp, Decision, ErrorKind, Fingerprint, Halt, HaltTarget, HaltedBy, HoursWindow, Iface, Imported,

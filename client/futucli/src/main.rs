@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 use futu_auth_client::{
-    AuthClient, BindOp, ClientError, Context, Decision, Halt, HaltedBy, KeyActivity, KeyId, KeyRecord,
+    AuthClient, BindOp, CheckContext, ClientError, Decision, Halt, HaltedBy, KeyActivity, KeyId, KeyRecord,
     KeySpec, Limits, Order, Token,
 };
 use futu_auth_keys::machine::fingerprint_from_file;
@@ -598,7 +598,7 @@ async fn check(ctx: &Ctx, c: CheckArgs) -> Result<u8, Failure> {
         _ => None,
     };
     let token = Token::new(c.token);
-    let context = Context {
+    let context = CheckContext {
         acc_id: c.acc_id,
         ref_price: c.ref_price,
     };

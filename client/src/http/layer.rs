@@ -14,13 +14,14 @@ use http_body_util::{Either, Full};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::context::{check_with, CheckContext};
+use super::context::check_with;
 use super::credentials::{is_grpc, take_token};
 use super::order::{OrderHandle, Vault};
 use super::refusal::{Allowed, Refusal};
 use super::routes::{EndpointMap, Kind};
 use super::session::Session;
 use crate::AuthClient;
+use crate::CheckContext;
 
 /// The body of a response through the layer: the service's own, or a refusal's.
 pub type AuthBody<B> = Either<B, Full<Bytes>>;

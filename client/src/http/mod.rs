@@ -108,8 +108,9 @@ pub(crate) mod refusal;
 mod routes;
 pub(crate) mod session;
 
+pub use crate::CheckContext;
 pub use body::{decode_json, read_json, MAX_JSON_BODY};
-pub use context::{CheckContext, ACC_ID_PARAM};
+pub use context::ACC_ID_PARAM;
 pub use layer::{AuthBody, AuthLayer, AuthService, Authorized};
 pub use order::{OrderHandle, Placed};
 pub use refusal::{BadRequest, Cause, Class, Refusal};

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use futu_auth_proto::{KeyId, Order, OrderEventKind, OrderEventOutcome, Scope, Token, TrdEnv};
 
-use super::context::{check_with, CheckContext};
+use super::context::check_with;
 use super::layer::{Authorized, Shared};
 use super::refusal::{Allowed, Refusal};
+use crate::CheckContext;
 use crate::{AuthClient, ClientError};
 
 /// The keys of requests whose decision waits for their body, and of sessions, by slot

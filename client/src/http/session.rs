@@ -17,12 +17,13 @@ use std::sync::{Arc, Mutex};
 use futu_auth_proto::{Decision, KeyId, Order, Reason, Scope, SessionOutcome, SessionSubject, Token, TrdEnv};
 use futures_util::future::join_all;
 
-use super::context::{check_with, CheckContext};
+use super::context::check_with;
 use super::layer::{Authorized, Shared};
 use super::order::Placed;
 use super::refusal::{Allowed, Refusal};
 use crate::client::KEEP_ALIVE;
 use crate::sessions::SessionSlot;
+use crate::CheckContext;
 use crate::ClientError;
 
 /// In the extensions of a request on an [`Endpoint::session`](super::Endpoint::session)
