@@ -38,6 +38,6 @@ pub use key::{
 pub use message::{
     keys_chunk_end, Admin, AdminOp, Check, CheckScope, Decision, ErrorKind, Hello, Iface, Imported,
     KeyActivity, LimitFigures, Order, OrderEvent, OrderEventKind, OrderEventOutcome, OrderEventRefusal,
-    Reason, Request, Response, Route, SessionCheck, SessionOutcome, SessionSubject, TrdEnv, Usage, PositionUsage,
-    MAX_ACTIVITY_IDS, MAX_IMPORT_LEN, MAX_KEYS_CHUNK, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
+    PositionUsage, Reason, Request, Response, Route, SessionCheck, SessionOutcome, SessionSubject, TrdEnv,
+    Usage, MAX_ACTIVITY_IDS, MAX_IMPORT_LEN, MAX_KEYS_CHUNK, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
 };

@@ -110,7 +110,10 @@ fn gen_key_refuses_bad_risk_flags_with_one_line_naming_the_flag() {
         assert!(line.contains(flag), "{flag} {value}: {line}");
         assert!(line.contains(says), "{flag} {value}: {says:?} in {line}");
     }
-    assert!(!dir.path().join("keys").join("keys.json").exists(), "nothing was written");
+    assert!(
+        !dir.path().join("keys").join("keys.json").exists(),
+        "nothing was written"
+    );
 }
 
 #[test]

@@ -957,6 +957,17 @@ async fn two_hosts_share_open_orders_positions_and_duplicates_across_restarts() 
         &event(&mut cb, p1, OrderEventKind::Filled, Some((5.0, 80.0))).await
     ));
     let p2 = ticket_of(&cb.check(&pos, "Trd_PlaceOrder", buy(6.0, 100.0)).await); // 400 held + 600 open
+                                                                                  // Both hosts' futucli usage show the same open orders and position, read from the
+                                                                                  // database.
+    for d in [&a, &b] {
+        let usage = d.futucli().args(["usage", "pos"]).output().unwrap();
+        let usage = String::from_utf8_lossy(&usage.stdout).into_owned();
+        assert!(usage.contains("\nopen orders: 1 of unlimited"), "{usage}");
+        assert!(
+            usage.contains("\nposition HK.00700: long 1000, short 0 (each with its open orders) of 1000"),
+            "{usage}"
+        );
+    }
     let full = ca.check(&pos, "Trd_PlaceOrder", buy(1.0, 1.0)).await;
     assert_eq!(
         limit_of(&full),

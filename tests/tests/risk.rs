@@ -267,6 +267,16 @@ async fn kill_9_and_restart_keep_open_orders_positions_and_duplicates() {
     d.wait_exit();
     d.restart();
 
+    // futucli usage shows them as the ledger rebuilt them: one order open, 300 filled and
+    // 400 open long in HK.00700.
+    let usage = d.futucli().args(["usage", "risk"]).output().unwrap();
+    let usage = String::from_utf8_lossy(&usage.stdout).into_owned();
+    assert!(usage.contains("\nopen orders: 1 of 2"), "{usage}");
+    assert!(
+        usage.contains("\nposition HK.00700: long 700, short 0 (each with its open orders) of 1000"),
+        "{usage}"
+    );
+
     let mut c = d.client().await;
     // 300 filled + 400 open: 400 more would pass 1000.
     assert_eq!(

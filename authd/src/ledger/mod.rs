@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use futu_auth_proto::{KeyId, OrderEvent, OrderEventRefusal};
 use futu_auth_rules::ledger::{
-    Charge, Charged, Consumption, EventApplied, EventUndo, ReleaseError, Released,
+    Charge, Charged, Consumption, EventApplied, EventUndo, OrderBook, ReleaseError, Released,
 };
 use futu_auth_rules::money::Money;
 use futu_auth_rules::Now;
@@ -183,6 +183,13 @@ pub trait LedgerStore: Send + Sync {
     fn cancel_event<'a>(&'a self, done: &'a EventDone) -> BoxFuture<'a, ()> {
         let _ = done;
         Box::pin(async {})
+    }
+
+    /// The open orders and positions of `key_id`, for `Usage` (empty from a store that
+    /// does not follow orders).
+    fn order_book<'a>(&'a self, key_id: &'a KeyId) -> BoxFuture<'a, Result<OrderBook, LedgerError>> {
+        let _ = key_id;
+        Box::pin(async { Ok(OrderBook::default()) })
     }
 
     /// Orders in the last 60 s and value used today by `key_id`.

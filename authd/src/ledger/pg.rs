@@ -67,14 +67,14 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use futu_auth_proto::{KeyId, OrderEvent, OrderEventKind, OrderEventRefusal};
+use futu_auth_proto::{KeyId, OrderEvent, OrderEventKind, OrderEventRefusal, PositionUsage};
 use tokio::time::{timeout_at, Instant};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use futu_auth_rules::ledger::{
-    event_figures, Charge, Charged, Consumption, EventApplied, ReleaseError, Released, Track,
+    event_figures, Charge, Charged, Consumption, EventApplied, OrderBook, ReleaseError, Released, Track,
 };
 use futu_auth_rules::money::Money;
 use futu_auth_rules::Now;
@@ -120,6 +120,11 @@ const ORDER_EVENT: &str = "SELECT r_outcome, r_key_id, r_bad, r_qty, r_refunded,
                            FROM futu_ledger.order_event($1, $2, $3, $4, $5)";
 const CANCEL_EVENT: &str = "SELECT futu_ledger.cancel_event($1, $2, $3, $4, $5, $6, $7, $8)";
 const USAGE: &str = "SELECT r_in_window, r_used FROM futu_ledger.usage($1)";
+const OPEN_COUNT: &str = "SELECT open_count FROM futu_ledger.keys WHERE key_id = $1";
+/// Each symbol's position in each direction, as the in-memory ledger's `exposure`.
+const POSITIONS: &str = "SELECT symbol, (greatest(0, bought - sold) + open_buys)::text, \
+                         (greatest(0, sold - bought) + open_sells)::text \
+                         FROM futu_ledger.positions WHERE key_id = $1 ORDER BY symbol";
 const PRUNE: &str = "SELECT futu_ledger.prune($1)";
 
 /// `--ledger-url`: a PostgreSQL connection URL (`postgres://user@host/db`, or with
@@ -912,6 +917,34 @@ impl LedgerStore for PgLedger {
                     prior.ticket
                 );
             }
+        })
+    }
+
+    fn order_book<'a>(&'a self, key_id: &'a KeyId) -> BoxFuture<'a, Result<OrderBook, LedgerError>> {
+        Box::pin(async move {
+            let deadline = self.db.deadline.max(USAGE_DEADLINE);
+            let open = self.db.query(OPEN_COUNT, &[&key_id.as_str()], deadline).await?;
+            let open_orders = open
+                .first()
+                .map(|r| u32::try_from(r.get::<_, i64>(0).max(0)).unwrap_or(u32::MAX))
+                .unwrap_or(0);
+            let rows = self.db.query(POSITIONS, &[&key_id.as_str()], deadline).await?;
+            let mut positions = Vec::with_capacity(rows.len());
+            for row in rows {
+                let (long, short) = (money(row.get(1))?, money(row.get(2))?);
+                if long == Money::ZERO && short == Money::ZERO {
+                    continue;
+                }
+                positions.push(PositionUsage {
+                    symbol: row.get(0),
+                    long: long.as_f64(),
+                    short: short.as_f64(),
+                });
+            }
+            Ok(OrderBook {
+                open_orders,
+                positions,
+            })
         })
     }
 

@@ -230,22 +230,27 @@ impl Authd {
             )
         };
         let now = self.clock.load().now();
-        match self.ledger.usage(&now, id).await {
-            Ok((orders, used)) => Response::Usage(Usage {
-                request_id,
-                id: id.clone(),
-                day: now.utc.strftime("%Y-%m-%d").to_string(),
-                daily_value_used: used.as_f64(),
-                max_daily_value: max_daily_value.map(Money::as_f64),
-                orders_last_minute: orders,
-                max_orders_per_minute,
-                open_orders: 0,
-                max_open_orders,
-                positions: Vec::new(),
-                max_position_value: max_position_value.map(Money::as_f64),
-            }),
-            Err(e) => error(request_id, ErrorKind::Internal, e.to_string()),
-        }
+        let (orders, used) = match self.ledger.usage(&now, id).await {
+            Ok(f) => f,
+            Err(e) => return error(request_id, ErrorKind::Internal, e.to_string()),
+        };
+        let book = match self.ledger.order_book(id).await {
+            Ok(b) => b,
+            Err(e) => return error(request_id, ErrorKind::Internal, e.to_string()),
+        };
+        Response::Usage(Usage {
+            request_id,
+            id: id.clone(),
+            day: now.utc.strftime("%Y-%m-%d").to_string(),
+            daily_value_used: used.as_f64(),
+            max_daily_value: max_daily_value.map(Money::as_f64),
+            orders_last_minute: orders,
+            max_orders_per_minute,
+            open_orders: book.open_orders,
+            max_open_orders,
+            positions: book.positions,
+            max_position_value: max_position_value.map(Money::as_f64),
+        })
     }
 
     /// Writes an admin request's record to the audit file (before its answer is sent)

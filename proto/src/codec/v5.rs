@@ -297,8 +297,16 @@ pub(super) fn decode_records(body: &[u8]) -> Result<Option<Response>, CodecError
             }
         }
         Some(RESPONSE_USAGE) => {
-            let (_, request_id, id, day, daily_value_used, max_daily_value, orders_last_minute, max_orders_per_minute) =
-                decode_message::<(u32, u64, KeyId, String, f64, Option<f64>, u32, Option<u32>)>(body)?;
+            let (
+                _,
+                request_id,
+                id,
+                day,
+                daily_value_used,
+                max_daily_value,
+                orders_last_minute,
+                max_orders_per_minute,
+            ) = decode_message::<(u32, u64, KeyId, String, f64, Option<f64>, u32, Option<u32>)>(body)?;
             Response::Usage(Usage {
                 request_id,
                 id,

@@ -1116,6 +1116,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+mod book;
+pub use book::OrderBook;
 mod durable;
 pub use durable::{EventUndo, FollowDump, FollowedOrder, FollowedPosition};
 

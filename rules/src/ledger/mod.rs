@@ -20,8 +20,8 @@ pub mod ticket;
 
 pub use memory::{
     event_figures, Consumption, EventApplied, EventUndo, FollowDump, FollowedOrder, FollowedPosition, Ledger,
-    LedgerDump, ReleaseError, Released, MAX_FINISHED, MAX_NUMBER, MAX_OPEN_ORDERS_KEPT, MAX_TICKETS,
-    RATE_WINDOW_NS, RELEASE_WINDOW_NS, UNLIMITED_WINDOW_CAP,
+    LedgerDump, OrderBook, ReleaseError, Released, MAX_FINISHED, MAX_NUMBER, MAX_OPEN_ORDERS_KEPT,
+    MAX_TICKETS, RATE_WINDOW_NS, RELEASE_WINDOW_NS, UNLIMITED_WINDOW_CAP,
 };
 
 /// What an order that passed rules 1–7 would take from its key's limits.

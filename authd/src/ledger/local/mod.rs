@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futu_auth_proto::{KeyId, OrderEvent};
-use futu_auth_rules::ledger::{Charge, Charged, Consumption, EventApplied, Ledger, Released};
+use futu_auth_rules::ledger::{Charge, Charged, Consumption, EventApplied, Ledger, OrderBook, Released};
 use futu_auth_rules::money::Money;
 use futu_auth_rules::Now;
 
@@ -188,6 +188,10 @@ impl LedgerStore for LocalLedger {
                 self.ledger.undo_event(undo.clone(), applied);
             }
         })
+    }
+
+    fn order_book<'a>(&'a self, key_id: &'a KeyId) -> BoxFuture<'a, Result<OrderBook, LedgerError>> {
+        Box::pin(async move { Ok(self.ledger.order_book(key_id)) })
     }
 
     fn usage<'a>(
