@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futu_auth_proto::{Halt, Iface, KeyId, Reason, Scope};
+use futu_auth_proto::{Halt, Iface, KeyId, OrderEventKind, OrderEventRefusal, Reason, Scope};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -135,6 +135,38 @@ struct HaltLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OrderEventLabels {
+    kind: &'static str,
+    outcome: &'static str,
+}
+
+/// What an order event came to, as `futu_auth_order_events_total`'s `outcome` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// Applied to its order.
+    Applied,
+    /// Applied before, or its order finished already: nothing changed.
+    Duplicate,
+    /// Refused, for this reason.
+    Refused(OrderEventRefusal),
+    /// Not applied: the daemon failed (its ledger store or the audit file).
+    Internal,
+}
+
+impl EventOutcome {
+    /// `applied`, `duplicate`, `unknown_ticket`, `bad_figures`, `not_supported` or
+    /// `internal`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventOutcome::Applied => "applied",
+            EventOutcome::Duplicate => "duplicate",
+            EventOutcome::Refused(r) => r.as_str(),
+            EventOutcome::Internal => "internal",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AdminLabels {
     op: &'static str,
     outcome: &'static str,
@@ -153,6 +185,7 @@ pub struct Metrics {
     connections: Gauge,
     bad_frames: Family<KindLabels, Counter>,
     admin: Family<AdminLabels, Counter>,
+    order_events: Family<OrderEventLabels, Counter>,
     writable: Family<FileLabels, Gauge>,
     write_errors: Family<FileLabels, Counter>,
     closed: Family<ReasonLabels, Counter>,
@@ -186,6 +219,7 @@ impl Metrics {
         let connections = Gauge::default();
         let bad_frames = Family::<KindLabels, Counter>::default();
         let admin = Family::<AdminLabels, Counter>::default();
+        let order_events = Family::<OrderEventLabels, Counter>::default();
         let writable = Family::<FileLabels, Gauge>::default();
         let write_errors = Family::<FileLabels, Counter>::default();
         let closed = Family::<ReasonLabels, Counter>::default();
@@ -237,6 +271,11 @@ impl Metrics {
             "futu_auth_admin_requests",
             "Admin requests by operation and outcome",
             admin.clone(),
+        );
+        registry.register(
+            "futu_auth_order_events",
+            "Order events by kind and what they came to: applied, duplicate, or refused (unknown_ticket, bad_figures, not_supported, internal)",
+            order_events.clone(),
         );
         registry.register(
             "futu_auth_file_writable",
@@ -294,6 +333,7 @@ impl Metrics {
             connections,
             bad_frames,
             admin,
+            order_events,
             writable,
             write_errors,
             closed,
@@ -387,6 +427,16 @@ impl Metrics {
         self.admin
             .get_or_create(&AdminLabels {
                 op,
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts an order event of `kind` that came to `outcome`.
+    pub fn order_event(&self, kind: OrderEventKind, outcome: EventOutcome) {
+        self.order_events
+            .get_or_create(&OrderEventLabels {
+                kind: kind.as_str(),
                 outcome: outcome.as_str(),
             })
             .inc();
@@ -667,6 +717,28 @@ mod tests {
         assert!(together
             .encode()
             .contains(r#"futu_auth_events_total{iface="rest",outcome="allow",key_id="a"} 3"#));
+    }
+
+    #[test]
+    fn order_events_are_counted_by_kind_and_outcome() {
+        let m = Metrics::new();
+        m.order_event(OrderEventKind::Filled, EventOutcome::Applied);
+        m.order_event(OrderEventKind::Filled, EventOutcome::Applied);
+        m.order_event(OrderEventKind::Cancelled, EventOutcome::Duplicate);
+        m.order_event(
+            OrderEventKind::Accepted,
+            EventOutcome::Refused(OrderEventRefusal::UnknownTicket),
+        );
+        m.order_event(OrderEventKind::Rejected, EventOutcome::Internal);
+        let text = m.encode();
+        for line in [
+            r#"futu_auth_order_events_total{kind="filled",outcome="applied"} 2"#,
+            r#"futu_auth_order_events_total{kind="cancelled",outcome="duplicate"} 1"#,
+            r#"futu_auth_order_events_total{kind="accepted",outcome="unknown_ticket"} 1"#,
+            r#"futu_auth_order_events_total{kind="rejected",outcome="internal"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
     }
 
     #[test]

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use futu_auth_proto::{
     keys_chunk_end, BindOp, Check, CheckScope, Decision, ErrorKind, Halt, HaltTarget, Iface, Imported,
-    KeyActivity, KeyId, KeyRecord, KeySpec, Order, Reason, Request, Response, Scope, SessionCheck,
-    SessionOutcome, SessionSubject, Token, Usage, MAX_ACTIVITY_IDS,
+    KeyActivity, KeyId, KeyRecord, KeySpec, Order, OrderEvent, OrderEventKind, OrderEventOutcome, Reason,
+    Request, Response, Scope, SessionCheck, SessionOutcome, SessionSubject, Token, Usage, MAX_ACTIVITY_IDS,
 };
 use jiff::Timestamp;
 
@@ -42,6 +42,48 @@ struct Inner {
     counters: Arc<Counters>,
     /// The long-lived sessions each key holds through this client.
     sessions: Arc<SessionBook>,
+}
+
+/// What a gateway knows of a request beyond its key, endpoint and order (protocol version
+/// 6), for [`AuthClient::check_in`]:
+///
+/// * `acc_id` — the broker account an order or an account read is for (Futu OpenD's
+///   `TrdHeader.accID`). A key with `allowed_acc_ids` is refused `account` for an order or
+///   account read that names none, or another.
+/// * `ref_price` — the gateway's reference price for the order's symbol, its last quote.
+///   A key with `max_price_deviation_pct` is refused `price_collar` for a limit price
+///   further from it, or when there is none. Only with an order: a read carrying one is
+///   `bad_order`.
+///
+/// Both `None` ([`CheckContext::default`]) is the check of protocol version 5, which an
+/// older daemon takes too; a daemon older than version 6 cannot be sent either (the call
+/// fails before anything is sent: fail closed).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CheckContext {
+    /// The broker account the request is for.
+    pub acc_id: Option<u64>,
+    /// The gateway's reference price for the order's symbol (its last quote).
+    pub ref_price: Option<f64>,
+}
+
+impl CheckContext {
+    /// A request for account `acc_id` (`None`: the request names none).
+    pub fn account(acc_id: Option<u64>) -> CheckContext {
+        CheckContext {
+            acc_id,
+            ref_price: None,
+        }
+    }
+
+    /// With the gateway's reference price for the order's symbol (`None`: it has none).
+    pub fn ref_price(self, ref_price: Option<f64>) -> CheckContext {
+        CheckContext { ref_price, ..self }
+    }
+
+    /// Whether it carries nothing (a check of protocol version 5).
+    pub fn is_empty(&self) -> bool {
+        self.acc_id.is_none() && self.ref_price.is_none()
+    }
 }
 
 /// A client of futu-authd for gateway processes.
@@ -205,12 +247,53 @@ impl AuthClient {
         self.check_with(token, iface, endpoint, order, true).await
     }
 
+    /// Like [`AuthClient::check`], with what the gateway knows beyond the order (protocol
+    /// version 6): the broker account the request names and the reference price of the
+    /// order's symbol, for keys with `allowed_acc_ids` or a price collar.
+    pub async fn check_in(
+        &self,
+        token: &Token,
+        iface: Iface,
+        endpoint: &str,
+        order: Option<Order>,
+        context: CheckContext,
+    ) -> Result<Decision, ClientError> {
+        self.check_full(token, iface, endpoint, order, context, false)
+            .await
+    }
+
+    /// Like [`AuthClient::check_in`], but decides without consuming anything.
+    pub async fn check_dry_run_in(
+        &self,
+        token: &Token,
+        iface: Iface,
+        endpoint: &str,
+        order: Option<Order>,
+        context: CheckContext,
+    ) -> Result<Decision, ClientError> {
+        self.check_full(token, iface, endpoint, order, context, true)
+            .await
+    }
+
     async fn check_with(
         &self,
         token: &Token,
         iface: Iface,
         endpoint: &str,
         order: Option<Order>,
+        dry_run: bool,
+    ) -> Result<Decision, ClientError> {
+        self.check_full(token, iface, endpoint, order, CheckContext::default(), dry_run)
+            .await
+    }
+
+    async fn check_full(
+        &self,
+        token: &Token,
+        iface: Iface,
+        endpoint: &str,
+        order: Option<Order>,
+        context: CheckContext,
         dry_run: bool,
     ) -> Result<Decision, ClientError> {
         let resp = self
@@ -222,6 +305,8 @@ impl AuthClient {
                     endpoint: endpoint.to_owned(),
                     order,
                     dry_run,
+                    acc_id: context.acc_id,
+                    ref_price: context.ref_price,
                 })
             })
             .await?;
@@ -291,6 +376,34 @@ impl AuthClient {
             .await?
         {
             Response::Released { refunded_value, .. } => Ok(refunded_value),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Reports what became of an allowed order (protocol version 6): `ticket` is from the
+    /// order's Allow; `filled_qty` (the quantity filled so far, in all) and `fill_price`
+    /// (their average price) go with `PartiallyFilled` and `Filled` only. Applied once: the
+    /// same event again is answered `Duplicate`.
+    pub async fn order_event(
+        &self,
+        ticket: u64,
+        kind: OrderEventKind,
+        filled_qty: Option<f64>,
+        fill_price: Option<f64>,
+    ) -> Result<OrderEventOutcome, ClientError> {
+        match self
+            .call(|request_id| {
+                Request::OrderEvent(OrderEvent {
+                    request_id,
+                    ticket,
+                    kind,
+                    filled_qty,
+                    fill_price,
+                })
+            })
+            .await?
+        {
+            Response::OrderEventDone { outcome, .. } => Ok(outcome),
             other => Err(unexpected(other)),
         }
     }
@@ -671,6 +784,7 @@ fn first_version_with(req: &Request) -> u16 {
         | Request::ListHalts { .. }
         | Request::ImportKeys { .. }
         | Request::ExportKeys { .. } => 5,
+        Request::OrderEvent(_) => 6,
     }
 }
 

@@ -77,11 +77,12 @@ pub mod token;
 pub mod ws;
 
 pub use blocking::BlockingAuthClient;
-pub use client::{AuthClient, Builder, Rotated, DEFAULT_DEADLINE, MAX_BACKOFF};
+pub use client::{AuthClient, Builder, CheckContext, Rotated, DEFAULT_DEADLINE, MAX_BACKOFF};
 pub use error::ClientError;
 pub use futu_auth_proto::{
     BindOp, Decision, ErrorKind, Fingerprint, Halt, HaltTarget, HaltedBy, HoursWindow, Iface, Imported,
-    KeyActivity, KeyId, KeyRecord, KeySpec, LimitFigures, Limits, Market, Order, Reason, Scope,
-    SessionOutcome, SessionSubject, Token, TrdEnv, TrdSide, Usage,
+    KeyActivity, KeyId, KeyRecord, KeySpec, LimitFigures, Limits, Market, Order, OrderEventKind,
+    OrderEventOutcome, OrderEventRefusal, Reason, Scope, SessionOutcome, SessionSubject, Token, TrdEnv,
+    TrdSide, Usage,
 };
 pub use sessions::DEFAULT_MAX_SESSIONS_PER_KEY;

@@ -32,12 +32,12 @@ pub mod money;
 
 pub use codec::{CodecError, FrameCodec, MAX_FRAME_LEN};
 pub use key::{
-    BindOp, Fingerprint, Halt, HaltReason, HaltTarget, HaltedBy, HoursWindow, KeyHash, KeyId, KeyRecord,
-    KeySpec, Limits, Market, Scope, Symbol, Token, TrdSide,
+    AccIds, BindOp, DeviationPct, DuplicateWindow, Fingerprint, Halt, HaltReason, HaltTarget, HaltedBy,
+    HoursWindow, KeyHash, KeyId, KeyRecord, KeySpec, Limits, Market, Scope, Symbol, Token, TrdSide,
 };
 pub use message::{
     keys_chunk_end, Admin, AdminOp, Check, CheckScope, Decision, ErrorKind, Hello, Iface, Imported,
-    KeyActivity, LimitFigures, Order, Reason, Request, Response, Route, SessionCheck, SessionOutcome,
-    SessionSubject, TrdEnv, Usage, MAX_ACTIVITY_IDS, MAX_IMPORT_LEN, MAX_KEYS_CHUNK, PROTOCOL_VERSION,
-    PROTOCOL_VERSIONS,
+    KeyActivity, LimitFigures, Order, OrderEvent, OrderEventKind, OrderEventOutcome, OrderEventRefusal,
+    PositionUsage, Reason, Request, Response, Route, SessionCheck, SessionOutcome, SessionSubject, TrdEnv,
+    Usage, MAX_ACTIVITY_IDS, MAX_IMPORT_LEN, MAX_KEYS_CHUNK, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
 };

@@ -21,13 +21,15 @@ use crate::key::{
 /// Version 2 added `retry_after_ms` and `limit` to [`Decision::Deny`]; version 3 the
 /// requests `RotateKey` and `KeyActivity`; version 4 [`Request::SessionCheck`]; version 5
 /// the kill switch ([`Reason::Halted`] and the requests `Halt`, `Resume` and `ListHalts`)
-/// and the key store's [`Request::ImportKeys`] and [`Request::ExportKeys`].
-pub const PROTOCOL_VERSION: u16 = 5;
+/// and the key store's [`Request::ImportKeys`] and [`Request::ExportKeys`]; version 6 the
+/// pre-trade risk limits (a [`Check`]'s `acc_id` and `ref_price`, five reasons after
+/// `halted`, the scope `admin`, five limits, [`Request::OrderEvent`]).
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Every protocol version this crate speaks, oldest first. A connection speaks one of
 /// them, agreed on at [`Hello`] ([`Hello::agreed_version`]); only a [`Decision::Deny`]
 /// looks different from one to the next (see `docs/PROTOCOL.md`).
-pub const PROTOCOL_VERSIONS: [u16; 5] = [1, 2, 3, 4, 5];
+pub const PROTOCOL_VERSIONS: [u16; 6] = [1, 2, 3, 4, 5, 6];
 
 /// The front-end a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -152,6 +154,15 @@ pub struct Check {
     pub order: Option<Order>,
     /// Decide without consuming a rate slot or daily value.
     pub dry_run: bool,
+    /// Protocol version 6: the broker account the request is for — the order's account,
+    /// or the account an account read reads. What the gateway routes the request to, not
+    /// part of the order the caller wrote; a key with `allowed_acc_ids` refuses a request
+    /// without one (`account`). Not on the wire before version 6 (read as None).
+    pub acc_id: Option<u64>,
+    /// Protocol version 6: the gateway's reference price for the order's symbol (its last
+    /// quote), for the price collar; only with an order, finite and above zero. Market
+    /// data the gateway knows, not part of the order. Not on the wire before version 6.
+    pub ref_price: Option<f64>,
 }
 
 /// Does this token hold this scope? Used to filter WebSocket pushes.
@@ -224,6 +235,8 @@ impl SessionOutcome {
 
 /// Every request a client can send.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// A Check, the request of the hot path, is the largest: boxing it would allocate per check.
+#[allow(clippy::large_enum_variant)]
 pub enum Request {
     /// Opens the conversation; answered by [`Response::HelloOk`].
     Hello(Hello),
@@ -367,6 +380,141 @@ pub enum Request {
         /// Bytes received so far: where this chunk starts.
         offset: u64,
     },
+    /// Protocol version 6: what became of an allowed order, by its ticket, as the broker
+    /// reports it to the gateway. Answered by [`Response::OrderEventDone`]. Applied once:
+    /// the same event again is a duplicate that changes nothing.
+    OrderEvent(OrderEvent),
+}
+
+/// What became of an allowed order ([`Request::OrderEvent`], protocol version 6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderEvent {
+    /// Echoed in the response.
+    pub request_id: u64,
+    /// From the order's [`Decision::Allow`].
+    pub ticket: u64,
+    /// What happened.
+    pub kind: OrderEventKind,
+    /// For `PartiallyFilled` and `Filled`: the quantity the order has filled so far, in
+    /// all (cumulative, so that an event sent again changes nothing); finite and above
+    /// zero. None for the other kinds.
+    pub filled_qty: Option<f64>,
+    /// For `PartiallyFilled` and `Filled`: the average price of `filled_qty`; finite and
+    /// above zero.
+    pub fill_price: Option<f64>,
+}
+
+/// The events of an order's life after its check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderEventKind {
+    /// The broker took the order; nothing changes.
+    Accepted,
+    /// Part of the order filled: the fill's value counts in the symbol's position, and the
+    /// order stays open for the rest.
+    PartiallyFilled,
+    /// The order filled (this is its last fill): the fill counts, and the order is no
+    /// longer open.
+    Filled,
+    /// The order was cancelled: no longer open; what filled before stays, and the daily
+    /// value it took is not given back.
+    Cancelled,
+    /// The broker rejected the order: no longer open, and its daily value is given back
+    /// as a [`Request::Release`] gives it.
+    Rejected,
+}
+
+impl OrderEventKind {
+    /// Every kind, in wire order.
+    pub const ALL: [OrderEventKind; 5] = [
+        OrderEventKind::Accepted,
+        OrderEventKind::PartiallyFilled,
+        OrderEventKind::Filled,
+        OrderEventKind::Cancelled,
+        OrderEventKind::Rejected,
+    ];
+
+    /// The snake_case name, as in the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderEventKind::Accepted => "accepted",
+            OrderEventKind::PartiallyFilled => "partially_filled",
+            OrderEventKind::Filled => "filled",
+            OrderEventKind::Cancelled => "cancelled",
+            OrderEventKind::Rejected => "rejected",
+        }
+    }
+
+    /// Whether the event carries a fill (`filled_qty` and `fill_price`).
+    pub fn is_fill(self) -> bool {
+        matches!(self, OrderEventKind::PartiallyFilled | OrderEventKind::Filled)
+    }
+
+    /// Whether the order is finished after it.
+    pub fn finishes(self) -> bool {
+        matches!(
+            self,
+            OrderEventKind::Filled | OrderEventKind::Cancelled | OrderEventKind::Rejected
+        )
+    }
+}
+
+impl fmt::Display for OrderEventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an [`OrderEvent`] came to ([`Response::OrderEventDone`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderEventOutcome {
+    /// The event changed the ledger.
+    Applied {
+        /// The order's key.
+        key_id: KeyId,
+        /// Daily value given back (a rejection; 0 otherwise, or when the order's UTC day
+        /// is over).
+        refunded_value: f64,
+    },
+    /// The same event was applied before, or the order is finished already: nothing
+    /// changed (an event may be sent again safely).
+    Duplicate {
+        /// The order's key.
+        key_id: KeyId,
+    },
+    /// The event was refused and changed nothing.
+    Refused {
+        /// Why.
+        reason: OrderEventRefusal,
+        /// One line for a person.
+        message: String,
+    },
+}
+
+/// Why an [`OrderEvent`] was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderEventRefusal {
+    /// No open order has this ticket (never handed out, forgotten, or not an order a key
+    /// with order tracking placed).
+    UnknownTicket,
+    /// A fill without its quantity or price, one that is not finite and above zero, a
+    /// fill of more than the order has left, or figures on an event that has none.
+    BadFigures,
+    /// The ledger cannot follow orders (the daemon's store does not support it yet).
+    NotSupported,
+}
+
+impl OrderEventRefusal {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderEventRefusal::UnknownTicket => "unknown_ticket",
+            OrderEventRefusal::BadFigures => "bad_figures",
+            OrderEventRefusal::NotSupported => "not_supported",
+        }
+    }
 }
 
 /// The most bytes of keys.json text one [`Request::ImportKeys`] or
@@ -424,6 +572,7 @@ impl Request {
             Request::Check(c) => c.request_id,
             Request::CheckScope(c) => c.request_id,
             Request::SessionCheck(c) => c.request_id,
+            Request::OrderEvent(e) => e.request_id,
             Request::Release { request_id, .. }
             | Request::GenKey { request_id, .. }
             | Request::ListKeys { request_id }
@@ -451,7 +600,8 @@ impl Request {
             | Request::Check(_)
             | Request::CheckScope(_)
             | Request::Release { .. }
-            | Request::SessionCheck(_) => false,
+            | Request::SessionCheck(_)
+            | Request::OrderEvent(_) => false,
             Request::GenKey { .. }
             | Request::ListKeys { .. }
             | Request::RevokeKey { .. }
@@ -524,6 +674,7 @@ impl Request {
                 export,
                 offset,
             } => admin(request_id, AdminOp::ExportKeys { export, offset }),
+            Request::OrderEvent(e) => Route::OrderEvent(e),
         }
     }
 
@@ -549,12 +700,14 @@ impl Request {
             Request::ListHalts { .. } => "ListHalts",
             Request::ImportKeys { .. } => "ImportKeys",
             Request::ExportKeys { .. } => "ExportKeys",
+            Request::OrderEvent(_) => "OrderEvent",
         }
     }
 }
 
 /// A [`Request`] sorted by who may send it ([`Request::route`]).
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // a Check, moved once, as in `Request`
 pub enum Route {
     /// Opens the conversation.
     Hello(Hello),
@@ -571,6 +724,8 @@ pub enum Route {
         /// From the order's Allow.
         ticket: u64,
     },
+    /// What became of an allowed order, from the front-end that holds its ticket.
+    OrderEvent(OrderEvent),
     /// Only for administrators.
     Admin(Admin),
 }
@@ -732,11 +887,27 @@ pub enum Reason {
     /// 5): orders and unlocks are refused until it is resumed. A peer of an older version
     /// is told `scope` instead ([`crate::codec`]).
     Halted,
+    /// Protocol version 6: the request names no account, or one not in the key's
+    /// `allowed_acc_ids`. Told `scope` before version 6.
+    Account,
+    /// Protocol version 6: a limit order's price is further from the reference price than
+    /// `max_price_deviation_pct`, or a key with a collar got an order without a
+    /// reference price. Told `order_value` before version 6.
+    PriceCollar,
+    /// Protocol version 6: `max_open_orders` orders are open already. Told `rate` before
+    /// version 6.
+    OpenOrders,
+    /// Protocol version 6: the symbol's position plus this order would pass
+    /// `max_position_value`. Told `daily_value` before version 6.
+    Position,
+    /// Protocol version 6: the same order was allowed within `duplicate_window_ms`. Told
+    /// `rate` before version 6.
+    Duplicate,
 }
 
 impl Reason {
     /// Every reason, in wire order.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 22] = [
         Reason::UnknownKey,
         Reason::Expired,
         Reason::Frozen,
@@ -754,6 +925,11 @@ impl Reason {
         Reason::Forbidden,
         Reason::Internal,
         Reason::Halted,
+        Reason::Account,
+        Reason::PriceCollar,
+        Reason::OpenOrders,
+        Reason::Position,
+        Reason::Duplicate,
     ];
 
     /// The stable snake_case name, e.g. `daily_value`.
@@ -776,6 +952,11 @@ impl Reason {
             Reason::Forbidden => "forbidden",
             Reason::Internal => "internal",
             Reason::Halted => "halted",
+            Reason::Account => "account",
+            Reason::PriceCollar => "price_collar",
+            Reason::OpenOrders => "open_orders",
+            Reason::Position => "position",
+            Reason::Duplicate => "duplicate",
         }
     }
 }
@@ -851,6 +1032,43 @@ pub enum LimitFigures {
         /// The key's `hours_window`.
         hours_window: HoursWindow,
     },
+    /// `price_collar` (protocol version 6): the order's price, the reference price, how
+    /// far apart they are and the key's collar, in percent of the reference.
+    PriceCollar {
+        /// The order's limit price.
+        price: f64,
+        /// The gateway's reference price.
+        ref_price: f64,
+        /// |price − ref_price| / ref_price × 100.
+        deviation_pct: f64,
+        /// The key's `max_price_deviation_pct`.
+        max_price_deviation_pct: f64,
+    },
+    /// `open_orders` (protocol version 6): the key's open orders and its cap.
+    OpenOrders {
+        /// Orders allowed and not yet finished.
+        open_orders: u32,
+        /// The key's `max_open_orders`.
+        max_open_orders: u32,
+    },
+    /// `position` (protocol version 6): the symbol's position value, what this order would
+    /// add, and the key's cap.
+    Position {
+        /// Filled buys less filled sells, plus the open orders that add to it, by value.
+        position_value: f64,
+        /// What this order would add (its value).
+        order_value: f64,
+        /// The key's `max_position_value`.
+        max_position_value: f64,
+    },
+    /// `duplicate` (protocol version 6): how long ago the same order was allowed, and the
+    /// key's window.
+    Duplicate {
+        /// Milliseconds since the same order was allowed.
+        since_ms: u64,
+        /// The key's `duplicate_window_ms`.
+        duplicate_window_ms: u64,
+    },
 }
 
 impl Decision {
@@ -902,6 +1120,29 @@ pub struct Usage {
     pub orders_last_minute: u32,
     /// The key's `max_orders_per_minute`.
     pub max_orders_per_minute: Option<u32>,
+    /// Protocol version 6: orders allowed and not yet filled, cancelled or rejected (0 for
+    /// a key whose ledger does not follow its orders: one without `max_open_orders`,
+    /// `max_position_value` or `duplicate_window_ms`).
+    pub open_orders: u32,
+    /// Protocol version 6: the key's `max_open_orders`.
+    pub max_open_orders: Option<u32>,
+    /// Protocol version 6: the key's positions, a symbol each, in symbol order: those it
+    /// holds or has open orders in.
+    pub positions: Vec<PositionUsage>,
+    /// Protocol version 6: the key's `max_position_value`.
+    pub max_position_value: Option<f64>,
+}
+
+/// One symbol's position in [`Usage`] (protocol version 6), as `max_position_value`
+/// counts it: in each direction, the value held plus the open orders that would add to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PositionUsage {
+    /// The symbol, e.g. `HK.00700`.
+    pub symbol: String,
+    /// Filled buys less filled sells (when above zero), plus open buy orders.
+    pub long: f64,
+    /// Filled sells less filled buys (when above zero), plus open sell orders.
+    pub short: f64,
 }
 
 /// Why a request got no regular answer.
@@ -1112,6 +1353,13 @@ pub enum Response {
         /// boundary).
         chunk: String,
     },
+    /// What an [`OrderEvent`] came to (protocol version 6).
+    OrderEventDone {
+        /// From the request.
+        request_id: u64,
+        /// Applied, a duplicate, or refused.
+        outcome: OrderEventOutcome,
+    },
 }
 
 impl Response {
@@ -1133,7 +1381,8 @@ impl Response {
             | Response::KeyActivity { request_id, .. }
             | Response::Halts { request_id, .. }
             | Response::KeysImported { request_id, .. }
-            | Response::KeysExport { request_id, .. } => *request_id,
+            | Response::KeysExport { request_id, .. }
+            | Response::OrderEventDone { request_id, .. } => *request_id,
         }
     }
 }

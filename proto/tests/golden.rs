@@ -16,8 +16,9 @@ use futu_auth_proto::key::{
     Limits, Market, Scope, Symbol, Token, TrdSide,
 };
 use futu_auth_proto::message::{
-    Check, CheckScope, Decision, ErrorKind, Hello, Iface, LimitFigures, Order, Reason, Request, Response,
-    SessionCheck, SessionOutcome, SessionSubject, TrdEnv, Usage, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
+    Check, CheckScope, Decision, ErrorKind, Hello, Iface, LimitFigures, Order, OrderEvent, OrderEventKind,
+    OrderEventOutcome, OrderEventRefusal, Reason, Request, Response, SessionCheck, SessionOutcome,
+    SessionSubject, TrdEnv, Usage, PROTOCOL_VERSION, PROTOCOL_VERSIONS,
 };
 use jiff::Timestamp;
 use proptest::prelude::*;
@@ -160,6 +161,7 @@ fn full_limits() -> Limits {
         max_daily_value: Some(cap(200000.0)),
         max_orders_per_minute: Some(10),
         hours_window: Some("09:30-16:00".parse::<HoursWindow>().unwrap()),
+        ..Limits::default()
     }
 }
 
@@ -230,6 +232,8 @@ fn check_with_order() -> Request {
             price: Some(320.5),
         }),
         dry_run: false,
+        acc_id: None,
+        ref_price: None,
     })
 }
 
@@ -290,6 +294,8 @@ fn check_without_order_has_pinned_bytes() {
         endpoint: "Qot_GetBasicQot".into(),
         order: None,
         dry_run: true,
+        acc_id: None,
+        ref_price: None,
     });
     assert_golden(
         &value,
@@ -713,6 +719,10 @@ fn usage_response_has_pinned_bytes() {
         max_daily_value: Some(200000.0),
         orders_last_minute: 2,
         max_orders_per_minute: Some(10),
+        open_orders: 0,
+        max_open_orders: None,
+        positions: Vec::new(),
+        max_position_value: None,
     });
     assert_golden(
         &value,
@@ -728,6 +738,78 @@ fn usage_response_has_pinned_bytes() {
             "010a",                   // max_orders_per_minute Some(10)
         ],
     );
+}
+
+/// Version 6's Usage: the figures of versions 1 to 5, then the open orders, the positions
+/// and `max_position_value`. A peer of version 5 or older is sent the old figures alone.
+#[test]
+fn version_6_usage_adds_open_orders_and_positions() {
+    let v6 = Response::Usage(Usage {
+        request_id: 13,
+        id: key_id("sim-bot"),
+        day: "2026-04-15".into(),
+        daily_value_used: 32050.0,
+        max_daily_value: Some(200000.0),
+        orders_last_minute: 2,
+        max_orders_per_minute: Some(10),
+        open_orders: 3,
+        max_open_orders: Some(10),
+        positions: vec![futu_auth_proto::PositionUsage {
+            symbol: "HK.00700".into(),
+            long: 1500.0,
+            short: 0.0,
+        }],
+        max_position_value: Some(200000.0),
+    });
+    let old_fields = [
+        "08",                     // Response::Usage
+        "0d",                     // request_id 13
+        SIM_BOT_FIELD,            // id "sim-bot"
+        "0a323032362d30342d3135", // day "2026-04-15"
+        "00000000804cdf40",       // daily_value_used 32050.0
+        "0100000000006a0841",     // max_daily_value Some(200000.0)
+        "02",                     // orders_last_minute 2
+        "010a",                   // max_orders_per_minute Some(10)
+    ];
+    let mut fields = vec!["0000004f"]; // length 79
+    fields.extend_from_slice(&old_fields);
+    fields.extend_from_slice(&[
+        "03",                 // open_orders 3
+        "010a",               // max_open_orders Some(10)
+        "01",                 // positions: 1
+        "08484b2e3030373030", // symbol "HK.00700"
+        "0000000000709740",   // long 1500.0
+        "0000000000000000",   // short 0.0
+        "0100000000006a0841", // max_position_value Some(200000.0)
+    ]);
+    assert_golden_v(6, &v6, &fields);
+    // Version 5 and older: the old figures; read back, the new ones are empty.
+    let Response::Usage(mut old) = v6 else {
+        unreachable!()
+    };
+    old.open_orders = 0;
+    old.max_open_orders = None;
+    old.positions.clear();
+    old.max_position_value = None;
+    let mut fields = vec!["00000029"]; // length 41
+    fields.extend_from_slice(&old_fields);
+    for version in 1..=5 {
+        assert_golden_v(version, &Response::Usage(old.clone()), &fields);
+    }
+    let v6_told_to_5 = codec::encode_frame_v(
+        &Response::Usage(Usage {
+            open_orders: 3,
+            positions: vec![futu_auth_proto::PositionUsage {
+                symbol: "HK.00700".into(),
+                long: 1.0,
+                short: 0.0,
+            }],
+            ..old.clone()
+        }),
+        5,
+    )
+    .unwrap();
+    assert_eq!(to_hex(&v6_told_to_5), fields.concat());
 }
 
 #[test]
@@ -777,7 +859,7 @@ fn a_hello_offering_version_2_has_pinned_bytes() {
 
 #[test]
 fn the_daemon_answers_the_older_of_the_clients_version_and_its_own() {
-    assert_eq!(PROTOCOL_VERSIONS, [1, 2, 3, 4, 5]);
+    assert_eq!(PROTOCOL_VERSIONS, [1, 2, 3, 4, 5, 6]);
     assert_eq!(PROTOCOL_VERSION, *PROTOCOL_VERSIONS.last().unwrap());
     let agreed = |v| {
         Hello {
@@ -792,8 +874,9 @@ fn the_daemon_answers_the_older_of_the_clients_version_and_its_own() {
     assert_eq!(agreed(3), Some(3));
     assert_eq!(agreed(4), Some(4));
     assert_eq!(agreed(5), Some(5));
-    assert_eq!(agreed(6), Some(5), "a newer client is answered with 5");
-    assert_eq!(agreed(u16::MAX), Some(5));
+    assert_eq!(agreed(6), Some(6));
+    assert_eq!(agreed(7), Some(6), "a newer client is answered with 6");
+    assert_eq!(agreed(u16::MAX), Some(6));
 }
 
 /// Version 5's requests and answers: appended to the enums at indices 17 and 18 (requests)
@@ -1120,7 +1203,8 @@ fn a_halted_deny_is_told_as_scope_to_a_peer_older_than_version_5() {
             "version {version}"
         );
     }
-    for reason in Reason::ALL {
+    // The reasons of version 5 and before (version 6's are `v6_reasons_are_told_…`).
+    for reason in Reason::ALL.into_iter().take(17) {
         let told = codec::reason_told_in(reason, 4);
         assert_eq!(
             told,
@@ -1481,8 +1565,13 @@ fn every_reason_has_its_wire_index_and_snake_case_name() {
         "forbidden",
         "internal",
         "halted",
+        "account",
+        "price_collar",
+        "open_orders",
+        "position",
+        "duplicate",
     ];
-    assert_eq!(Reason::ALL.len(), 17);
+    assert_eq!(Reason::ALL.len(), 22);
     for (index, (reason, name)) in Reason::ALL.into_iter().zip(names).enumerate() {
         let index = u8::try_from(index).unwrap();
         assert_eq!(codec::encode_message(&reason).unwrap(), [index], "{reason:?}");
@@ -1491,7 +1580,7 @@ fn every_reason_has_its_wire_index_and_snake_case_name() {
         assert_eq!(reason.to_string(), name);
         assert_eq!(serde_json::to_string(&reason).unwrap(), format!("\"{name}\""));
     }
-    malformed::<Reason>(&[17]);
+    malformed::<Reason>(&[22]);
 }
 
 #[test]
@@ -1966,6 +2055,8 @@ proptest! {
             endpoint,
             order: Some(Order { env: TrdEnv::Real, market: Market::US, symbol: "US.AAPL".into(), side: TrdSide::SELL_SHORT, qty, price }),
             dry_run,
+            acc_id: None,
+            ref_price: None,
         });
         let frame = codec::encode_frame(&value).unwrap();
         prop_assert_eq!(codec::decode_message::<Request>(&frame[4..]).unwrap(), value);
@@ -2085,6 +2176,8 @@ fn a_check_of_exactly_64_kib_goes_through_and_one_byte_more_does_not() {
             endpoint: "e".repeat(n),
             order: None,
             dry_run: true,
+            acc_id: None,
+            ref_price: None,
         })
     });
     assert_limit_is_wire_bytes(&fits, &over);
@@ -2102,16 +2195,16 @@ fn an_error_response_of_exactly_64_kib_goes_through_and_one_byte_more_does_not()
 
 #[test]
 fn a_keys_listing_of_exactly_64_kib_goes_through_and_one_byte_more_does_not() {
-    // 500 records of 120-odd bytes, the last one's note padding to the limit.
+    // 480 records of 130-odd bytes, the last one's note padding to the limit.
     let (fits, over) = exactly(MAX_FRAME_LEN, 300, |n| {
-        let mut keys: Vec<KeyRecord> = (0..500)
+        let mut keys: Vec<KeyRecord> = (0..480)
             .map(|i| {
                 let mut r = minimal_record(Some(vec![fp(FP_BOT)]));
                 r.id = key_id(&format!("key-{i}"));
                 r
             })
             .collect();
-        keys[499].note = Some("n".repeat(n));
+        keys[479].note = Some("n".repeat(n));
         Response::Keys { request_id: 6, keys }
     });
     assert_limit_is_wire_bytes(&fits, &over);
@@ -2196,7 +2289,8 @@ fn a_gen_key_with_16384_markets_round_trips() {
             note: None,
         },
     };
-    assert_eq!(round_trip(&value), 16_409);
+    // Five bytes more than before version 6: its five limits, each None.
+    assert_eq!(round_trip(&value), 16_414);
 }
 
 #[test]
@@ -2351,4 +2445,208 @@ fn list_keys_page_and_keys_page_have_pinned_bytes() {
     let bytes = codec::encode_message(&page).unwrap();
     assert_eq!(to_hex(&bytes), "0a0705000100");
     assert_eq!(codec::decode_message::<Response>(&bytes).unwrap(), page);
+}
+
+// ---------------------------------------------------------------------------------------
+// Protocol version 6: the pre-trade risk limits
+// ---------------------------------------------------------------------------------------
+
+/// The fields of `check_with_order()`'s body, in every version.
+const CHECK_WITH_ORDER_V5: [&str; 13] = [
+    "01",
+    "fb2c01",
+    TOKEN_FIELD,
+    "00",
+    "0e5472645f506c6163654f72646572",
+    "01",
+    "00",
+    "00",
+    "08484b2e3030373030",
+    "00",
+    "0000000000005940",
+    "010000000000087440",
+    "00",
+];
+
+#[test]
+fn a_version_6_check_ends_with_its_account_and_reference_price_and_older_ones_are_unchanged() {
+    let Request::Check(mut c) = check_with_order() else {
+        panic!()
+    };
+    // Without them, versions 1 to 5 read the bytes they always did; version 6 two Nones more.
+    let plain = Request::Check(c.clone());
+    let old = ["00000057"]
+        .into_iter()
+        .chain(CHECK_WITH_ORDER_V5)
+        .collect::<Vec<_>>();
+    for v in 1..=5 {
+        assert_golden_v(v, &plain, &old);
+    }
+    let v6 = ["00000059"]
+        .into_iter()
+        .chain(CHECK_WITH_ORDER_V5)
+        .chain(["00", "00"])
+        .collect::<Vec<_>>();
+    assert_golden_v(6, &plain, &v6);
+    c.acc_id = Some(281756);
+    c.ref_price = Some(390.0);
+    let with = Request::Check(c);
+    let v6 = ["00000066"]
+        .into_iter()
+        .chain(CHECK_WITH_ORDER_V5)
+        .chain([
+            "01fc9c4c0400",       // acc_id Some(281756): fc then u32 LE
+            "010000000000607840", // ref_price Some(390.0)
+        ])
+        .collect::<Vec<_>>();
+    assert_golden_v(6, &with, &v6);
+    // An older daemon could not read them: the client refuses to send, before any byte.
+    assert!(matches!(
+        codec::encode_message_v(&with, 5),
+        Err(CodecError::Encode(_))
+    ));
+}
+
+#[test]
+fn order_event_and_its_answer_have_pinned_bytes() {
+    let event = Request::OrderEvent(OrderEvent {
+        request_id: 7,
+        ticket: 300,
+        kind: OrderEventKind::Filled,
+        filled_qty: Some(10.0),
+        fill_price: Some(388.2),
+    });
+    assert_golden_v(
+        6,
+        &event,
+        &[
+            "00000018",           // length 24
+            "13",                 // Request::OrderEvent (19)
+            "07",                 // request_id 7
+            "fb2c01",             // ticket 300
+            "02",                 // kind Filled
+            "010000000000002440", // filled_qty Some(10.0)
+            "013333333333437840", // fill_price Some(388.2)
+        ],
+    );
+    let done = Response::OrderEventDone {
+        request_id: 7,
+        outcome: OrderEventOutcome::Duplicate {
+            key_id: key_id("bot"),
+        },
+    };
+    assert_golden_v(
+        6,
+        &done,
+        &["00000007", "10", "07", "01", "03626f74"], // OrderEventDone (16), Duplicate, "bot"
+    );
+    let applied = Response::OrderEventDone {
+        request_id: 7,
+        outcome: OrderEventOutcome::Applied {
+            key_id: key_id("bot"),
+            refunded_value: 0.0,
+        },
+    };
+    assert_golden_v(
+        6,
+        &applied,
+        &["0000000f", "10", "07", "00", "03626f74", "0000000000000000"],
+    );
+    let refused = Response::OrderEventDone {
+        request_id: 7,
+        outcome: OrderEventOutcome::Refused {
+            reason: OrderEventRefusal::UnknownTicket,
+            message: "x".into(),
+        },
+    };
+    assert_golden_v(6, &refused, &["00000006", "10", "07", "02", "00", "0178"]);
+    // A peer of version 5 never sends one.
+    let body = codec::encode_message(&event).unwrap();
+    assert!(matches!(
+        codec::decode_message_v::<Request>(&body, 5),
+        Err(CodecError::Malformed(_))
+    ));
+}
+
+#[test]
+fn a_version_6_deny_has_pinned_figures_and_is_told_as_its_nearest_reason_before() {
+    let deny = |reason, limit| Response::Decision {
+        request_id: 1,
+        decision: Decision::Deny {
+            reason,
+            key_id: None,
+            detail: "d".into(),
+            retry_after_ms: None,
+            limit,
+        },
+    };
+    let collar = deny(
+        Reason::PriceCollar,
+        Some(LimitFigures::PriceCollar {
+            price: 10.0,
+            ref_price: 10.0,
+            deviation_pct: 10.0,
+            max_price_deviation_pct: 10.0,
+        }),
+    );
+    let ten = "0000000000002440";
+    assert_golden_v(
+        6,
+        &collar,
+        &[
+            "0000002a", "01", "01", "01", "12", "00", "0164", "00", "01", "04", ten, ten, ten, ten,
+        ],
+    );
+    // Version 5: order_value (10), no figures.
+    assert_golden_v(
+        5,
+        &deny(Reason::OrderValue, None),
+        &["00000009", "01", "01", "01", "0a", "00", "0164", "00", "00"],
+    );
+    let body = codec::encode_message_v(&collar, 5).unwrap();
+    assert_eq!(to_hex(&body), "0101010a00016400 00".replace(' ', ""));
+    for (reason, told) in [
+        (Reason::Account, Reason::Scope),
+        (Reason::PriceCollar, Reason::OrderValue),
+        (Reason::OpenOrders, Reason::Rate),
+        (Reason::Position, Reason::DailyValue),
+        (Reason::Duplicate, Reason::Rate),
+    ] {
+        for v in 1..=5 {
+            assert_eq!(codec::reason_told_in(reason, v), told);
+        }
+        assert_eq!(codec::reason_told_in(reason, 6), reason);
+    }
+}
+
+#[test]
+fn a_record_with_version_6_settings_is_an_error_to_an_older_peer_and_in_full_to_a_newer() {
+    let mut record = minimal_record(None);
+    let listing = |r: &KeyRecord| Response::Keys {
+        request_id: 4,
+        keys: vec![r.clone()],
+    };
+    // Nothing of version 6 set: version 5 gets seven limits, version 6 twelve.
+    let v5 = codec::encode_message_v(&listing(&record), 5).unwrap();
+    let v6 = codec::encode_message_v(&listing(&record), 6).unwrap();
+    assert_eq!(v6.len(), v5.len() + 5);
+    assert_eq!(
+        codec::decode_message_v::<Response>(&v5, 5).unwrap(),
+        listing(&record)
+    );
+    record.scopes.push(Scope::Admin);
+    record.limits.max_open_orders = Some(10);
+    let told =
+        codec::decode_message_v::<Response>(&codec::encode_message_v(&listing(&record), 5).unwrap(), 5)
+            .unwrap();
+    let Response::Error { kind, message, .. } = told else {
+        panic!("{told:?}")
+    };
+    assert_eq!(kind, ErrorKind::Internal);
+    assert!(message.contains("scope admin, max_open_orders"), "{message}");
+    let full = codec::encode_message_v(&listing(&record), 6).unwrap();
+    assert_eq!(
+        codec::decode_message_v::<Response>(&full, 6).unwrap(),
+        listing(&record)
+    );
 }

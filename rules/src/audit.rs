@@ -7,10 +7,13 @@
 //!
 //! A number that is not finite is written as `null` (JSON has no other way); an order's
 //! price that was not a finite number also sets `price_not_finite`, so that a reader can
-//! tell it from an order without a price (a market order).
+//! tell it from an order without a price (a market order). A check's `ref_price` is left
+//! out of the line when the check had none, so its `null` is one that was not finite.
 
 use futu_auth_proto::key::{redact, HaltTarget, InvalidValue};
-use futu_auth_proto::{ErrorKind, Iface, KeyId, Market, Order, Reason, Scope, TrdEnv, TrdSide};
+use futu_auth_proto::{
+    ErrorKind, Iface, KeyId, Market, Order, OrderEvent, OrderEventKind, Reason, Scope, TrdEnv, TrdSide,
+};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -26,17 +29,20 @@ pub enum Kind {
     CheckScope,
     /// A Release.
     Release,
+    /// An OrderEvent: what became of an allowed order.
+    OrderEvent,
     /// An admin request.
     Admin,
 }
 
 impl Kind {
-    /// `check`, `check_scope`, `release` or `admin`, as in the record.
+    /// `check`, `check_scope`, `release`, `order_event` or `admin`, as in the record.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Check => "check",
             Kind::CheckScope => "check_scope",
             Kind::Release => "release",
+            Kind::OrderEvent => "order_event",
             Kind::Admin => "admin",
         }
     }
@@ -219,6 +225,12 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// A number present in the line, or NaN for a `null` there (what a number that was not
+/// finite became); a field left out is `None` by its default.
+fn some_nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    Ok(Some(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN)))
+}
+
 /// A number, or NaN for `null` (what a number that was not finite became).
 fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
@@ -258,6 +270,41 @@ impl From<OrderFields> for AuditOrder {
     }
 }
 
+/// The event part of an order event's record: what the gateway said became of the order
+/// whose ticket the record names.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// `accepted`, `partially_filled`, `filled`, `cancelled` or `rejected`.
+    pub kind: OrderEventKind,
+    /// For a fill: the quantity the order has filled so far, in all (null for none, or
+    /// for a figure that was not a finite number, which the event was refused for).
+    pub filled_qty: Option<f64>,
+    /// For a fill: the average price of `filled_qty` (null as `filled_qty`).
+    pub fill_price: Option<f64>,
+}
+
+impl AuditEvent {
+    /// The record of `e`.
+    pub fn of(e: &OrderEvent) -> AuditEvent {
+        AuditEvent {
+            kind: e.kind,
+            filled_qty: e.filled_qty,
+            fill_price: e.fill_price,
+        }
+    }
+
+    /// Appends the event as the JSON object serde_json makes of it.
+    fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"kind\":\"");
+        out.extend_from_slice(self.kind.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"filled_qty\":");
+        opt_f64(self.filled_qty, out);
+        out.extend_from_slice(b",\"fill_price\":");
+        opt_f64(self.fill_price, out);
+        out.push(b'}');
+    }
+}
+
 /// One line of the audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -287,6 +334,22 @@ pub struct AuditRecord {
     pub scope: Option<Scope>,
     /// The order of an order write.
     pub order: Option<AuditOrder>,
+    /// The account a check named (protocol version 6: the order's, or the one an account
+    /// read reads). Left out of the line when it named none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acc_id: Option<u64>,
+    /// The reference price a check carried for the price collar (protocol version 6).
+    /// Left out of the line when it carried none; `null` when it was not a finite number
+    /// (read back as NaN, which the rules refuse as the daemon did).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_nan_if_null"
+    )]
+    pub ref_price: Option<f64>,
+    /// What an order event said (kind `order_event`). Left out of the lines of other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<AuditEvent>,
     /// Whether the check was a dry run (nothing consumed).
     #[serde(default)]
     pub dry_run: bool,
@@ -350,6 +413,9 @@ impl AuditRecord {
             detail: None,
             scope: None,
             order: None,
+            acc_id: None,
+            ref_price: None,
+            event: None,
             dry_run: false,
             ticket: None,
             retry_after_ms: None,
@@ -420,6 +486,18 @@ impl AuditRecord {
             Some(o) => o.write_json(out),
             None => out.extend_from_slice(b"null"),
         }
+        if let Some(a) = self.acc_id {
+            out.extend_from_slice(b",\"acc_id\":");
+            json_u64(a, out);
+        }
+        if let Some(p) = self.ref_price {
+            out.extend_from_slice(b",\"ref_price\":");
+            json_f64(p, out);
+        }
+        if let Some(e) = &self.event {
+            out.extend_from_slice(b",\"event\":");
+            e.write_json(out);
+        }
         out.extend_from_slice(if self.dry_run {
             b",\"dry_run\":true,\"ticket\":"
         } else {
@@ -476,6 +554,14 @@ impl AuditOrder {
             out.extend_from_slice(b",\"price_not_finite\":true");
         }
         out.push(b'}');
+    }
+}
+
+/// A number (null when not finite), or null.
+fn opt_f64(x: Option<f64>, out: &mut Vec<u8>) {
+    match x {
+        Some(x) => json_f64(x, out),
+        None => out.extend_from_slice(b"null"),
     }
 }
 
@@ -627,7 +713,13 @@ mod tests {
                 let mut r = base.clone();
                 r.ts =
                     Timestamp::from_microsecond(1_776_679_200_123_456 + (i * 1_000_003 + j) as i64).unwrap();
-                r.kind = [Kind::Check, Kind::CheckScope, Kind::Release, Kind::Admin][j % 4];
+                r.kind = [
+                    Kind::Check,
+                    Kind::CheckScope,
+                    Kind::Release,
+                    Kind::OrderEvent,
+                    Kind::Admin,
+                ][j % 5];
                 r.outcome = [Outcome::Allow, Outcome::Reject, Outcome::Error][j % 3];
                 r.iface = (j % 2 == 0).then_some(Iface::ALL[j % Iface::ALL.len()]);
                 r.endpoint = text.to_string();
@@ -641,6 +733,13 @@ mod tests {
                 r.detail = (j % 2 == 0).then(|| format!("{text} {x}"));
                 r.scope = (j % 3 == 1).then_some(Scope::ALL[j % Scope::ALL.len()]);
                 r.order = (j % 4 != 3).then(|| order(*x, (j % 2 == 0).then_some(*x), Some(*x), text));
+                r.acc_id = (j % 3 != 2).then_some(u64::MAX / (j as u64 + 1));
+                r.ref_price = (j % 2 == 1).then_some(*x);
+                r.event = (j % 3 == 0).then(|| AuditEvent {
+                    kind: OrderEventKind::ALL[j % OrderEventKind::ALL.len()],
+                    filled_qty: (j % 2 == 0).then_some(*x),
+                    fill_price: (j % 4 == 0).then_some(x * 2.0),
+                });
                 r.dry_run = j % 2 == 1;
                 r.ticket = (j % 3 == 0).then_some(u64::MAX - j as u64);
                 r.retry_after_ms = (j % 4 == 2).then_some(j as u64 * 1000);
@@ -699,6 +798,39 @@ mod tests {
         }
         let back = AuditRecord::parse(&market).unwrap().order.unwrap();
         assert_eq!(back.price, None);
+    }
+
+    #[test]
+    fn a_checks_account_and_reference_price_are_left_out_unless_it_had_them() {
+        let line = |acc_id: Option<u64>, ref_price: Option<f64>| {
+            let mut r = AuditRecord::new(Kind::Check, "Trd_PlaceOrder", Outcome::Allow, 1, peer());
+            r.acc_id = acc_id;
+            r.ref_price = ref_price;
+            let mut out = Vec::new();
+            r.write_json(&mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let none = line(None, None);
+        assert!(!none.contains("acc_id") && !none.contains("ref_price"), "{none}");
+        let back = AuditRecord::parse(&none).unwrap();
+        assert_eq!((back.acc_id, back.ref_price), (None, None));
+        let both = line(Some(281_756_455_983_234), Some(388.4));
+        assert!(
+            both.contains(r#""order":null,"acc_id":281756455983234,"ref_price":388.4,"dry_run""#),
+            "{both}"
+        );
+        let back = AuditRecord::parse(&both).unwrap();
+        assert_eq!(
+            (back.acc_id, back.ref_price),
+            (Some(281_756_455_983_234), Some(388.4))
+        );
+        // One that was not a finite number is null, told from none.
+        for bad in [f64::NAN, f64::INFINITY] {
+            let text = line(None, Some(bad));
+            assert!(text.contains(r#""ref_price":null,"#), "{text}");
+            let back = AuditRecord::parse(&text).unwrap();
+            assert!(back.ref_price.is_some_and(f64::is_nan), "{back:?}");
+        }
     }
 
     #[test]

@@ -18,14 +18,29 @@
 //!    of order updates), trading is not halted for the key or for every key — `halted`
 //!    (the snapshot's halts; a key without the scope is refused `scope` first);
 //! 6. local time is inside `hours_window` — `hours`;
-//! 7. for order writes: the order is well formed (qty and price finite and above zero,
-//!    a valid symbol of the order's market) — `bad_order`; its market, symbol and side are
-//!    whitelisted — `market`, `symbol`, `side`; qty × price ≤ `max_order_value` —
-//!    `order_value` (a value cap with no price is `bad_order`);
-//! 8. by the ledger (the daemon's ledger store, or an in-memory [`Ledger`]), atomically per
-//!    key, for the [`Charge`] rules 1–7 made of the order: fewer than `max_orders_per_minute` orders
-//!    allowed in the last 60 s — `rate`; today's value plus this one ≤ `max_daily_value`
-//!    — `daily_value`; then both are consumed together (unless `dry_run`).
+//! 7. for order writes and account reads of a key with `allowed_acc_ids`: the check names
+//!    an account (`Check::acc_id`, protocol version 6) and it is in the list — `account`;
+//! 8. for order writes: the order is well formed (qty, price and the reference price
+//!    finite and above zero, a valid symbol of the order's market) — `bad_order`; its
+//!    market, symbol and side are whitelisted — `market`, `symbol`, `side`; qty × price ≤
+//!    `max_order_value` — `order_value` (a value cap with no price is `bad_order`); a
+//!    limit order's price within `max_price_deviation_pct` of the gateway's reference
+//!    price — `price_collar` (a collar and no reference price is `price_collar` too; a
+//!    market order, which has no price to compare, is `bad_order` under a collar, as under
+//!    a value cap; so is one under `max_position_value`);
+//! 9. by the ledger (the daemon's ledger store, or an in-memory [`Ledger`]), atomically per
+//!    key, for the [`Charge`] rules 1–8 made of the order: the same order (account,
+//!    symbol, side, qty, price) not allowed within `duplicate_window_ms` — `duplicate`;
+//!    fewer than `max_orders_per_minute` orders allowed in the last 60 s — `rate`; today's
+//!    value plus this one ≤ `max_daily_value` — `daily_value`; fewer than
+//!    `max_open_orders` orders open — `open_orders`; the symbol's position in the order's
+//!    direction (filled, plus open orders that add to it) plus this order ≤
+//!    `max_position_value` — `position`; then all are consumed together (unless
+//!    `dry_run`). Open orders, positions and recent orders are the in-memory [`Ledger`]'s
+//!    (`Charge::track`); [`Ledger::order_event`] keeps them as the broker reports.
+//!
+//! A check that carries a reference price without an order is `bad_order` (step 4), as
+//! one carrying an order for an endpoint that takes none.
 //!
 //! [`decide`] runs all eight against an in-memory [`Ledger`] (tests, the micro-benchmark).
 //! Rule 1 is the only one that needs the token: [`evaluate_key`] and [`decide_scope_key`]
@@ -35,8 +50,11 @@
 //! A deny by a limit carries the limit's figures ([`LimitFigures`]) and, where waiting
 //! helps, how long until asking again can succeed (`retry_after_ms`): `rate`, until enough
 //! orders leave the 60 s window; `daily_value`, until the next UTC midnight (unless the
-//! order alone is above the cap); `hours`, until the window next opens in local time.
-//! `order_value` has figures and no wait; every other reason neither.
+//! order alone is above the cap); `hours`, until the window next opens in local time;
+//! `duplicate`, until the same order leaves the window. `order_value`, `price_collar`,
+//! `open_orders` and `position` have figures and no wait (what changes them is an order
+//! finishing, not time); every other reason neither (`account`'s detail names the
+//! account).
 
 // The `Err` of the helpers below is the deny verdict itself, built once on the deny path.
 #![allow(clippy::result_large_err)]
@@ -50,7 +68,7 @@ use futu_auth_proto::{
 
 use crate::clock::Now;
 use crate::endpoint::{classify, EndpointClass};
-use crate::ledger::{Charge, Charged, Consumption, Ledger};
+use crate::ledger::{Charge, Charged, Consumption, Ledger, Track};
 use crate::money::Money;
 use crate::snapshot::{Binding, CompiledKey, Snapshot};
 
@@ -216,6 +234,8 @@ fn halts_stop(scope: Scope) -> bool {
     match scope {
         Scope::QotRead | Scope::AccRead => false,
         Scope::TradeSimulate | Scope::TradeReal | Scope::TradeUnlock => true,
+        // The gateway's management goes on during a halt: it may be how one is lifted.
+        Scope::Admin => false,
     }
 }
 
@@ -288,23 +308,62 @@ pub fn charge_and_settle(ledger: &Ledger, now: &Now, evaluation: Evaluation) -> 
 /// Rules 1–7 for a [`Check`]: the key its token names, then [`evaluate_key`].
 pub fn evaluate(snapshot: &Snapshot, now: &Now, req: &Check) -> Evaluation {
     match key_of(snapshot, &req.token, now) {
-        Ok(key) => evaluate_key(snapshot, key, now, &req.endpoint, req.order.as_ref(), req.dry_run),
+        Ok(key) => evaluate_key(
+            snapshot,
+            key,
+            now,
+            &req.endpoint,
+            &OrderContext::of(req),
+            req.dry_run,
+        ),
         Err(v) => Evaluation::Decided(v),
     }
 }
 
-/// Rules 2–7 for a check of `endpoint` (with `order`) by `key`, a key of `snapshot` found
-/// already: by a token's digest ([`evaluate`]), or by its id when the audit trail is
-/// replayed ([`crate::replay`]).
+/// What a check says about the request besides its endpoint: the order, and what the
+/// gateway knows of it — the account it goes to and the symbol's reference price
+/// (protocol version 6). What [`evaluate_key`] decides by; the audit record keeps each.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OrderContext<'a> {
+    /// The order, for order writes.
+    pub order: Option<&'a Order>,
+    /// The account the request is for.
+    pub acc_id: Option<u64>,
+    /// The reference price of the order's symbol.
+    pub ref_price: Option<f64>,
+}
+
+impl<'a> OrderContext<'a> {
+    /// A check's.
+    pub fn of(req: &'a Check) -> OrderContext<'a> {
+        OrderContext {
+            order: req.order.as_ref(),
+            acc_id: req.acc_id,
+            ref_price: req.ref_price,
+        }
+    }
+
+    /// Just an order (or none), with no account and no reference price.
+    pub fn order(order: Option<&'a Order>) -> OrderContext<'a> {
+        OrderContext {
+            order,
+            ..OrderContext::default()
+        }
+    }
+}
+
+/// Rules 2–8 for a check of `endpoint` (with an order, an account, a reference price:
+/// `ctx`) by `key`, a key of `snapshot` found already: by a token's digest ([`evaluate`]),
+/// or by its id when the audit trail is replayed ([`crate::replay`]).
 pub fn evaluate_key(
     snapshot: &Snapshot,
     key: &CompiledKey,
     now: &Now,
     endpoint: &str,
-    order: Option<&Order>,
+    ctx: &OrderContext<'_>,
     dry_run: bool,
 ) -> Evaluation {
-    match evaluate_rules(snapshot, key, now, endpoint, order, dry_run) {
+    match evaluate_rules(snapshot, key, now, endpoint, ctx, dry_run) {
         Ok(e) => e,
         Err(v) => Evaluation::Decided(v),
     }
@@ -315,9 +374,10 @@ fn evaluate_rules(
     key: &CompiledKey,
     now: &Now,
     endpoint: &str,
-    order: Option<&Order>,
+    ctx: &OrderContext<'_>,
     dry_run: bool,
 ) -> Result<Evaluation, Verdict> {
+    let order = ctx.order;
     usable(snapshot, key, now)?;
     let Some(class) = classify(endpoint) else {
         return Err(Verdict::deny(
@@ -352,8 +412,21 @@ fn evaluate_rules(
         }
         (_, None) => None,
     };
+    if order.is_none() && ctx.ref_price.is_some() {
+        return Err(Verdict::deny(
+            Reason::BadOrder,
+            Some(key),
+            format!(
+                "{} takes no order; a check for it must not carry a reference price",
+                shown_endpoint(endpoint)
+            ),
+        ));
+    }
     let scope = class.required_scope(order.map(|o| o.env));
     scope_and_hours(snapshot, key, scope, now)?;
+    if matches!(class, EndpointClass::OrderWrite | EndpointClass::Account) {
+        check_account(key, ctx.acc_id).map_err(|v| v.with_scope(scope))?;
+    }
     let Some(order) = order else {
         return Ok(Evaluation::Decided(Verdict {
             decision: allow(&key.id, scope, None),
@@ -362,7 +435,17 @@ fn evaluate_rules(
             consumption: None,
         }));
     };
-    let value = check_order(key, order).map_err(|v| v.with_scope(scope))?;
+    let value = check_order(key, order, ctx.ref_price).map_err(|v| v.with_scope(scope))?;
+    let track = key.tracks_orders().then(|| Track {
+        symbol: order.symbol.as_str().into(),
+        buys: Track::buys(order.side),
+        qty: order.qty,
+        price: order.price,
+        acc_id: ctx.acc_id,
+        max_open_orders: key.max_open_orders,
+        max_position_value: key.max_position_value,
+        duplicate_window_ns: key.duplicate_window_ns,
+    });
     Ok(Evaluation::Charge {
         charge: Charge {
             key_id: key.id.clone(),
@@ -370,6 +453,7 @@ fn evaluate_rules(
             max_orders_per_minute: key.max_orders_per_minute,
             max_daily_value: key.max_daily_value,
             dry_run,
+            track,
         },
         scope,
         value,
@@ -386,8 +470,28 @@ fn shown_endpoint(endpoint: &str) -> String {
     shown
 }
 
-/// Step 7: the order's shape, whitelists and per-order cap; returns its value.
-fn check_order(key: &CompiledKey, o: &Order) -> Result<Option<Money>, Verdict> {
+/// Step 7: the account of an order or an account read, for a key with `allowed_acc_ids`.
+fn check_account(key: &CompiledKey, acc_id: Option<u64>) -> Result<(), Verdict> {
+    let Some(allowed) = &key.acc_ids else {
+        return Ok(());
+    };
+    match acc_id {
+        Some(a) if allowed.contains(&a) => Ok(()),
+        Some(a) => Err(Verdict::deny(
+            Reason::Account,
+            Some(key),
+            format!("account {a} is not in allowed_acc_ids"),
+        )),
+        None => Err(Verdict::deny(
+            Reason::Account,
+            Some(key),
+            "the request names no account, and the key has allowed_acc_ids".into(),
+        )),
+    }
+}
+
+/// Step 8: the order's shape, whitelists, per-order cap and price collar; returns its value.
+fn check_order(key: &CompiledKey, o: &Order, ref_price: Option<f64>) -> Result<Option<Money>, Verdict> {
     let bad = |detail: String| Err(Verdict::deny(Reason::BadOrder, Some(key), detail));
     if !(o.qty.is_finite() && o.qty > 0.0) {
         return bad(format!("qty {} is not a finite number above zero", o.qty));
@@ -395,6 +499,11 @@ fn check_order(key: &CompiledKey, o: &Order) -> Result<Option<Money>, Verdict> {
     if let Some(p) = o.price {
         if !(p.is_finite() && p > 0.0) {
             return bad(format!("price {p} is not a finite number above zero"));
+        }
+    }
+    if let Some(r) = ref_price {
+        if !(r.is_finite() && r > 0.0) {
+            return bad(format!("reference price {r} is not a finite number above zero"));
         }
     }
     let symbol = o.symbol.as_str();
@@ -444,27 +553,73 @@ fn check_order(key: &CompiledKey, o: &Order) -> Result<Option<Money>, Verdict> {
     };
     match (value, key.max_order_value, key.max_daily_value) {
         (None, Some(_), _) => {
-            bad("an order without a price cannot be checked against max_order_value".into())
+            return bad("an order without a price cannot be checked against max_order_value".into())
         }
         (None, None, Some(_)) => {
-            bad("an order without a price cannot be checked against max_daily_value".into())
+            return bad("an order without a price cannot be checked against max_daily_value".into())
         }
-        (Some(v), Some(cap), _) if v > cap => Err(Verdict::deny(
-            Reason::OrderValue,
-            Some(key),
-            format!("order value {v} is above max_order_value {cap}"),
-        )
-        // Waiting does not make the order smaller.
-        .with_limit(
-            LimitFigures::OrderValue {
-                order_value: v.as_f64(),
-                max_order_value: cap.as_f64(),
-            },
-            None,
-        )
-        .with_value(Some(v))),
-        _ => Ok(value),
+        (Some(v), Some(cap), _) if v > cap => {
+            return Err(Verdict::deny(
+                Reason::OrderValue,
+                Some(key),
+                format!("order value {v} is above max_order_value {cap}"),
+            )
+            // Waiting does not make the order smaller.
+            .with_limit(
+                LimitFigures::OrderValue {
+                    order_value: v.as_f64(),
+                    max_order_value: cap.as_f64(),
+                },
+                None,
+            )
+            .with_value(Some(v)));
+        }
+        _ => {}
     }
+    if value.is_none() && key.max_position_value.is_some() {
+        return bad("an order without a price cannot be checked against max_position_value".into());
+    }
+    if let Some(max) = key.max_price_deviation_pct {
+        check_collar(key, o, ref_price, max).map_err(|v| v.with_value(value))?;
+    }
+    Ok(value)
+}
+
+/// Step 8's price collar: a limit order's price within `max` percent of the reference.
+fn check_collar(key: &CompiledKey, o: &Order, ref_price: Option<f64>, max: f64) -> Result<(), Verdict> {
+    let Some(price) = o.price else {
+        return Err(Verdict::deny(
+            Reason::BadOrder,
+            Some(key),
+            "an order without a price cannot be checked against max_price_deviation_pct".into(),
+        ));
+    };
+    let Some(r) = ref_price else {
+        return Err(Verdict::deny(
+            Reason::PriceCollar,
+            Some(key),
+            "the order has no reference price, and the key has max_price_deviation_pct".into(),
+        ));
+    };
+    // Compared without dividing: |price − r| × 100 ≤ max × r, both sides rounded alike.
+    let deviation_pct = (price - r).abs() / r * 100.0;
+    if (price - r).abs() * 100.0 <= max * r {
+        return Ok(());
+    }
+    Err(Verdict::deny(
+        Reason::PriceCollar,
+        Some(key),
+        format!("price {price} is {deviation_pct:.4}% from the reference price {r}; max_price_deviation_pct is {max}"),
+    )
+    .with_limit(
+        LimitFigures::PriceCollar {
+            price,
+            ref_price: r,
+            deviation_pct,
+            max_price_deviation_pct: max,
+        },
+        None,
+    ))
 }
 
 /// Step 8: the verdict of what the ledger store found for an order's charge, checked at
@@ -520,6 +675,61 @@ pub fn settle(
                 },
                 // An order above the cap on its own passes it on any day.
                 (charge.value <= cap).then(|| until_next_utc_day(now)),
+            )
+        }
+        Charged::Duplicate { since_ns } => {
+            let window_ns = charge
+                .track
+                .as_ref()
+                .and_then(|t| t.duplicate_window_ns)
+                .unwrap_or(0);
+            let since_ms = since_ns / NS_PER_MS;
+            deny(
+                Reason::Duplicate,
+                format!(
+                    "the same order was allowed {since_ms} ms ago; duplicate_window_ms is {}",
+                    window_ns / NS_PER_MS
+                ),
+                LimitFigures::Duplicate {
+                    since_ms,
+                    duplicate_window_ms: window_ns / NS_PER_MS,
+                },
+                Some(window_ns.saturating_sub(since_ns).div_ceil(NS_PER_MS).max(1)),
+            )
+        }
+        Charged::OpenOrders { open } => {
+            let max = charge.track.as_ref().and_then(|t| t.max_open_orders);
+            deny(
+                Reason::OpenOrders,
+                match max {
+                    Some(max) => format!("{open} orders open; max_open_orders is {max}"),
+                    None => format!("{open} orders open, the most futu-authd follows for a key"),
+                },
+                LimitFigures::OpenOrders {
+                    open_orders: open,
+                    max_open_orders: max.unwrap_or(open),
+                },
+                None,
+            )
+        }
+        Charged::Position { position } => {
+            let cap = charge
+                .track
+                .as_ref()
+                .and_then(|t| t.max_position_value)
+                .unwrap_or_default();
+            deny(
+                Reason::Position,
+                format!(
+                    "position {position} + {} would pass max_position_value {cap}",
+                    charge.value
+                ),
+                LimitFigures::Position {
+                    position_value: position.as_f64(),
+                    order_value: charge.value.as_f64(),
+                    max_position_value: cap.as_f64(),
+                },
+                None,
             )
         }
         Charged::Passed(taken) => Verdict {

@@ -9,13 +9,14 @@
 //! | 2005 Trd_UnlockTrade | unlock | `trade:unlock` |
 //! | 2202 Trd_PlaceOrder, 2205 Trd_ModifyOrder, 2227 Trd_PlaceComboOrder, 2237 Trd_ReconfirmOrder | order write | `trade:simulate` or `trade:real`, by the order's env |
 //! | other 2xxx (Trd_Get*, …) | account | `acc:read` |
+//! | `Admin_*` (the gateway's own management endpoints, by name only) | admin | `admin` |
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use futu_auth_proto::{Scope, TrdEnv};
 
-use EndpointClass::{Account, OrderWrite, Quote, System, Unlock};
+use EndpointClass::{Account, Admin, OrderWrite, Quote, System, Unlock};
 
 /// What an endpoint is, for the scope it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +31,8 @@ pub enum EndpointClass {
     Unlock,
     /// Order writes: need an order, and `trade:simulate` or `trade:real` by its env.
     OrderWrite,
+    /// The gateway's management endpoints (`Admin_*`, [`GATEWAY_ENDPOINTS`]): `admin`.
+    Admin,
 }
 
 impl EndpointClass {
@@ -40,6 +43,7 @@ impl EndpointClass {
             EndpointClass::Quote => Some(Scope::QotRead),
             EndpointClass::Account => Some(Scope::AccRead),
             EndpointClass::Unlock => Some(Scope::TradeUnlock),
+            EndpointClass::Admin => Some(Scope::Admin),
             EndpointClass::OrderWrite => match env {
                 Some(TrdEnv::Real) => Some(Scope::TradeReal),
                 Some(TrdEnv::Simulate) | None => Some(Scope::TradeSimulate),
@@ -125,11 +129,25 @@ pub const PROTOCOLS: &[(u16, &str, EndpointClass)] = &[
     (3224, "Qot_GetOptionExpirationDate", Quote),
 ];
 
+/// The gateway's own endpoints, which are no Futu protocol and have no id: its
+/// management endpoints, which need the scope `admin`. Known by name only.
+pub const GATEWAY_ENDPOINTS: &[(&str, EndpointClass)] = &[
+    ("Admin_Status", Admin),
+    ("Admin_Reload", Admin),
+    ("Admin_Usage", Admin),
+    ("Admin_Halt", Admin),
+];
+
 /// The class of an endpoint given by protocol name (`Trd_PlaceOrder`, exact spelling) or
 /// id (`2202`); `None` for anything not in [`PROTOCOLS`].
 pub fn classify(endpoint: &str) -> Option<EndpointClass> {
-    static BY_NAME: LazyLock<HashMap<&'static str, EndpointClass>> =
-        LazyLock::new(|| PROTOCOLS.iter().map(|(_, name, class)| (*name, *class)).collect());
+    static BY_NAME: LazyLock<HashMap<&'static str, EndpointClass>> = LazyLock::new(|| {
+        PROTOCOLS
+            .iter()
+            .map(|(_, name, class)| (*name, *class))
+            .chain(GATEWAY_ENDPOINTS.iter().copied())
+            .collect()
+    });
     if endpoint.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
         // Only the canonical spelling: "02202" is not 2202.
         let id: u16 = endpoint.parse().ok()?;
@@ -185,6 +203,16 @@ mod tests {
             };
             assert_eq!(*class, documented, "{id} {name}");
         }
+    }
+
+    #[test]
+    fn the_gateway_management_endpoints_need_admin_and_have_no_id() {
+        for (name, class) in GATEWAY_ENDPOINTS {
+            assert_eq!(classify(name), Some(*class), "{name}");
+            assert_eq!(class.required_scope(None), Some(Scope::Admin));
+            assert!(PROTOCOLS.iter().all(|(_, n, _)| n != name));
+        }
+        assert_eq!(classify("admin_status"), None);
     }
 
     #[test]

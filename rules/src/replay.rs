@@ -12,9 +12,22 @@
 //! built from the same stream: an order it allows is charged at its record's time, one it
 //! refuses is not, a dry run takes nothing, and a release in the audit refunds the
 //! candidate's charge of the order whose ticket it names (if the candidate allowed it).
-//! Scope checks go through [`decide::decide_scope_key`]. The clock of each decision is the
-//! record's `ts`: its wall time for expiry and the UTC day, its local time (in the time
-//! zone given) for `hours_window`, and the same instant for the 60 s window.
+//! A check is decided with the account (`acc_id`) and reference price (`ref_price`) its
+//! record keeps, so `allowed_acc_ids`, the price collar and the duplicate window judge
+//! what the daemon judged. Scope checks go through [`decide::decide_scope_key`]. The clock
+//! of each decision is the record's `ts`: its wall time for expiry and the UTC day, its
+//! local time (in the time zone given) for `hours_window`, and the same instant for the
+//! 60 s window and `duplicate_window_ms`.
+//!
+//! Orders are followed as the audit file tells their lives: each `order_event` record
+//! (its `event`: kind, filled quantity, fill price) is applied, in file order among the
+//! checks, to the candidate's order that the daemon's ticket names, if the candidate
+//! allowed that order — so a candidate's `max_open_orders` and `max_position_value` see
+//! the slots freed and the fills as they came. An event the daemon refused as naming no
+//! order it followed (`unknown_ticket`: its key followed no orders, say) is applied too, as
+//! the candidate may follow that order; one the daemon failed on (`internal`) is not. A
+//! candidate that follows orders the daemon did not can only see their events if the
+//! gateway sent them.
 //!
 //! A halt of trading is not a rule of the candidate but an event of the past, so the
 //! candidate's own `halts` (the state of now) are not applied: each record is judged by
@@ -33,7 +46,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::BufRead;
 
 use futu_auth_proto::key::{Halt, HaltTarget, HaltedBy, InvalidValue};
-use futu_auth_proto::{Decision, KeyId, Reason, Scope, TrdSide};
+use futu_auth_proto::{Decision, ErrorKind, KeyId, OrderEventKind, Reason, Scope, TrdSide};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::Serialize;
@@ -41,7 +54,7 @@ use serde::Serialize;
 use crate::audit::{self, AuditKey, AuditRecord, Kind, RecordError};
 use crate::clock::Now;
 use crate::decide::{self, Verdict};
-use crate::ledger::{Ledger, RELEASE_WINDOW_NS};
+use crate::ledger::{EventApplied, Ledger, RELEASE_WINDOW_NS};
 use crate::snapshot::{CompiledKey, Snapshot};
 
 /// How many examples a group of changes keeps.
@@ -77,10 +90,11 @@ pub struct Report {
     pub changes: Vec<ChangeGroup>,
 }
 
-/// Counts of records. `read` is the sum of `replayed`, every `skipped` and `releases.read`.
+/// Counts of records.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
-    /// Records in the file.
+    /// Records in the file: `replayed`, every `skipped`, `releases.read` and
+    /// `order_events.read`.
     pub read: u64,
     /// Checks and scope checks decided again and compared.
     pub replayed: u64,
@@ -92,6 +106,8 @@ pub struct Totals {
     pub skipped: Skipped,
     /// Releases of tickets.
     pub releases: Releases,
+    /// Order events.
+    pub order_events: OrderEvents,
 }
 
 /// Records not compared.
@@ -117,6 +133,17 @@ pub struct Releases {
     pub read: u64,
     /// Those that refunded an order the candidate allowed.
     pub refunded: u64,
+}
+
+/// Order events in the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OrderEvents {
+    /// Order event records.
+    pub read: u64,
+    /// Those the candidate's ledger applied to an order it allowed (the others name an
+    /// order it refused or no longer knows, or change nothing: sent again, or for an order
+    /// finished already).
+    pub applied: u64,
 }
 
 /// A decision as the audit shows it: allow, or reject and its reason.
@@ -295,13 +322,26 @@ struct Replay<'s> {
     by_id: HashMap<&'s str, &'s CompiledKey>,
     ledger: Ledger,
     options: Options,
-    /// The ticket the candidate gave each order the daemon allowed, by the daemon's ticket,
-    /// while a release may still name it.
-    tickets: HashMap<u64, u64>,
+    /// The candidate's order for each order the daemon allowed, by the daemon's ticket,
+    /// while a release or an order event may still name it.
+    tickets: HashMap<u64, Ours>,
     /// The daemon's tickets in `tickets`, with their times, oldest first.
     ticket_times: VecDeque<(u64, u64)>,
     totals: Totals,
     groups: BTreeMap<(String, Outcome, Outcome), ChangeGroup>,
+}
+
+/// The candidate's order for one the daemon allowed.
+#[derive(Debug, Clone, Copy)]
+struct Ours {
+    /// The candidate's ticket.
+    ticket: u64,
+    /// When it was allowed (ns since 1970).
+    at_ns: u64,
+    /// Whether the candidate keeps it open until an event finishes it (its key has
+    /// `max_open_orders` or `max_position_value`): its ticket is kept as long, beyond the
+    /// release window.
+    open: bool,
 }
 
 impl<'s> Replay<'s> {
@@ -335,6 +375,7 @@ impl<'s> Replay<'s> {
                 self.admin(&rec);
             }
             Kind::Release => self.release(&rec, &now),
+            Kind::OrderEvent => self.order_event(&rec, &now),
             Kind::Check | Kind::CheckScope => self.check(line, rec, &now)?,
         }
         Ok(())
@@ -399,8 +440,42 @@ impl<'s> Replay<'s> {
         let Some(ours) = rec.ticket.and_then(|t| self.tickets.remove(&t)) else {
             return;
         };
-        if self.ledger.release(ours, now.mono_ns, now.day()).is_ok() {
+        if self.ledger.release(ours.ticket, now.mono_ns, now.day()).is_ok() {
             self.totals.releases.refunded += 1;
+        }
+    }
+
+    /// Applies an order event to the candidate's order the daemon's ticket names.
+    fn order_event(&mut self, rec: &AuditRecord, now: &Now) {
+        self.totals.order_events.read += 1;
+        if rec.error == Some(ErrorKind::Internal) || self.in_range(rec.ts) == Range::After {
+            return;
+        }
+        let (Some(e), Some(theirs)) = (rec.event, rec.ticket) else {
+            return;
+        };
+        let Some(ours) = self.tickets.get(&theirs).copied() else {
+            return;
+        };
+        let applied = self.ledger.order_event(
+            ours.ticket,
+            e.kind,
+            e.filled_qty,
+            e.fill_price,
+            now.mono_ns,
+            now.day(),
+        );
+        if matches!(applied, Ok(EventApplied::Applied { .. })) {
+            self.totals.order_events.applied += 1;
+        }
+        let finished = !matches!(e.kind, OrderEventKind::Accepted | OrderEventKind::PartiallyFilled);
+        if finished && applied.is_ok() && ours.open {
+            // Out of the release window its ticket is kept only while the order is open.
+            if now.mono_ns.saturating_sub(ours.at_ns) >= RELEASE_WINDOW_NS {
+                self.tickets.remove(&theirs);
+            } else if let Some(o) = self.tickets.get_mut(&theirs) {
+                o.open = false;
+            }
         }
     }
 
@@ -446,29 +521,44 @@ impl<'s> Replay<'s> {
                         })?,
                 )
             }
-            Kind::Check | Kind::Release | Kind::Admin => None,
+            Kind::Check | Kind::Release | Kind::OrderEvent | Kind::Admin => None,
         };
+        let mut opens = false;
         let verdict = match self.by_id.get(key_id) {
             None => None,
             Some(key) => Some(match scope {
                 Some(s) => decide::decide_scope_key(&self.snapshot, key, now, s),
-                None => decide::charge_and_settle(
-                    &self.ledger,
-                    now,
-                    decide::evaluate_key(
+                None => {
+                    let evaluation = decide::evaluate_key(
                         &self.snapshot,
                         key,
                         now,
                         &rec.endpoint,
-                        order.as_ref(),
+                        &decide::OrderContext {
+                            order: order.as_ref(),
+                            acc_id: rec.acc_id,
+                            ref_price: rec.ref_price,
+                        },
                         rec.dry_run,
-                    ),
-                ),
+                    );
+                    opens = matches!(&evaluation, decide::Evaluation::Charge { charge, .. }
+                    if charge.track.as_ref().is_some_and(|t| {
+                        t.max_open_orders.is_some() || t.max_position_value.is_some()
+                    }));
+                    decide::charge_and_settle(&self.ledger, now, evaluation)
+                }
             }),
         };
         if let (Some(theirs), Some(v)) = (rec.ticket, &verdict) {
             if let Some(c) = &v.consumption {
-                self.remember_ticket(theirs, c.ticket, now.mono_ns);
+                self.remember_ticket(
+                    theirs,
+                    Ours {
+                        ticket: c.ticket,
+                        at_ns: now.mono_ns,
+                        open: opens,
+                    },
+                );
             }
         }
         let to = said(verdict.as_ref(), key_id);
@@ -522,17 +612,20 @@ impl<'s> Replay<'s> {
         Ok(())
     }
 
-    /// Keeps the candidate's ticket for the daemon's while a release can name it.
-    fn remember_ticket(&mut self, theirs: u64, ours: u64, mono_ns: u64) {
+    /// Keeps the candidate's ticket for the daemon's while a release can name it, and
+    /// while the candidate keeps the order open.
+    fn remember_ticket(&mut self, theirs: u64, ours: Ours) {
         while let Some(&(at, old)) = self.ticket_times.front() {
-            if mono_ns.saturating_sub(at) < RELEASE_WINDOW_NS {
+            if ours.at_ns.saturating_sub(at) < RELEASE_WINDOW_NS {
                 break;
             }
             self.ticket_times.pop_front();
-            self.tickets.remove(&old);
+            if self.tickets.get(&old).is_some_and(|o| !o.open) {
+                self.tickets.remove(&old);
+            }
         }
         self.tickets.insert(theirs, ours);
-        self.ticket_times.push_back((mono_ns, theirs));
+        self.ticket_times.push_back((ours.at_ns, theirs));
     }
 
     fn finish(self) -> Report {

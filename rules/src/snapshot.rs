@@ -51,6 +51,16 @@ pub struct CompiledKey {
     pub binding: Binding,
     /// When the key stops working.
     pub expires_at: Option<Timestamp>,
+    /// `allowed_acc_ids`; `None` for any account.
+    pub acc_ids: Option<Box<[u64]>>,
+    /// `max_price_deviation_pct`.
+    pub max_price_deviation_pct: Option<f64>,
+    /// `max_open_orders`.
+    pub max_open_orders: Option<u32>,
+    /// `max_position_value`, exact.
+    pub max_position_value: Option<Money>,
+    /// `duplicate_window_ms`, in nanoseconds.
+    pub duplicate_window_ns: Option<u64>,
 }
 
 impl CompiledKey {
@@ -88,6 +98,11 @@ impl CompiledKey {
             hours_window: l.hours_window,
             binding,
             expires_at: record.expires_at,
+            acc_ids: l.allowed_acc_ids.as_ref().map(|a| a.as_slice().into()),
+            max_price_deviation_pct: l.max_price_deviation_pct.map(|p| p.get()),
+            max_open_orders: l.max_open_orders,
+            max_position_value: exact(l.max_position_value),
+            duplicate_window_ns: l.duplicate_window_ms.map(|w| w.ns()),
         };
         (record.hash, key)
     }
@@ -110,6 +125,14 @@ impl CompiledKey {
     /// Whether `side` is allowed.
     pub fn allows_side(&self, side: TrdSide) -> bool {
         self.sides.is_none_or(|s| s & side.bit() != 0)
+    }
+
+    /// Whether the ledger follows this key's orders after their check (open orders,
+    /// positions, recent orders for duplicates).
+    pub fn tracks_orders(&self) -> bool {
+        self.max_open_orders.is_some()
+            || self.max_position_value.is_some()
+            || self.duplicate_window_ns.is_some()
     }
 }
 

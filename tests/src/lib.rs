@@ -1006,6 +1006,8 @@ impl Client {
             endpoint: endpoint.to_owned(),
             order,
             dry_run: false,
+            acc_id: None,
+            ref_price: None,
         }
     }
 

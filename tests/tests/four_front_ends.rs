@@ -244,7 +244,13 @@ fn an_mcp_tool_call_without_trade_unlock_is_a_tool_error_and_the_session_goes_on
     let mut http = mcp_http(&py, &gw, &bot);
     assert_eq!(
         http.hello["tools"],
-        json!(["get_funds", "get_quote", "place_order", "unlock_trade"]),
+        json!([
+            "cancel_order",
+            "get_funds",
+            "get_quote",
+            "place_order",
+            "unlock_trade"
+        ]),
         "{}",
         http.hello
     );

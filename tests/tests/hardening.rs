@@ -272,6 +272,8 @@ async fn load_until_killed(socket: PathBuf, token: String, conns: usize, depth: 
                             endpoint: "Trd_PlaceOrder".into(),
                             order: one(),
                             dry_run: false,
+                            acc_id: None,
+                            ref_price: None,
                         };
                         if c.try_feed(Request::Check(check)).await.is_err() {
                             return allows;

@@ -480,6 +480,10 @@ async fn version_2_daemon(socket: PathBuf) -> tokio::task::JoinHandle<Vec<String
                         max_daily_value: None,
                         orders_last_minute: 0,
                         max_orders_per_minute: None,
+                        open_orders: 0,
+                        max_open_orders: None,
+                        positions: Vec::new(),
+                        max_position_value: None,
                     });
                     s.write_all(&encode_frame_v(&answer, 2).unwrap()).await.unwrap();
                     return names;

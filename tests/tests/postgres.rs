@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futu_auth_proto::{Decision, ErrorKind, Market, Reason, Request, Response, TrdSide};
+use futu_auth_proto::{
+    Decision, ErrorKind, LimitFigures, Market, OrderEvent, OrderEventKind, OrderEventOutcome,
+    OrderEventRefusal, Reason, Request, Response, TrdSide,
+};
 use futu_authd_tests::postgres::{self, Postgres};
 use futu_authd_tests::{
     away_from_utc_midnight, deny_reason, key_json, metric_value, skip, this_fingerprint, token_for, with,
@@ -194,7 +197,7 @@ async fn two_hosts_on_one_database_share_the_rate_window_and_the_daily_cap() {
     assert_eq!(
         pg.psql("SELECT max(version) FROM futu_ledger.schema_version")
             .unwrap(),
-        "2"
+        "3"
     );
 }
 
@@ -711,7 +714,7 @@ async fn a_release_just_after_utc_midnight_by_the_database_clock_refunds_nothing
     assert_eq!(
         pg.psql("SELECT max(version) FROM futu_ledger.schema_version")
             .unwrap(),
-        "2"
+        "3"
     );
     let mut c = d.client().await;
 
@@ -765,4 +768,507 @@ async fn a_release_just_after_utc_midnight_by_the_database_clock_refunds_nothing
     assert_eq!(deny_reason(&over), Reason::DailyValue);
     // Stopped, not killed: libfaketime then removes what it made in /dev/shm.
     assert!(d.stop().success());
+}
+
+fn buy(qty: f64, price: f64) -> Option<futu_auth_proto::Order> {
+    Some(futu_authd_tests::order(
+        Market::HK,
+        "HK.00700",
+        TrdSide::BUY,
+        qty,
+        Some(price),
+    ))
+}
+
+/// Sends an order event; returns what it came to.
+async fn event(
+    c: &mut Client,
+    ticket: u64,
+    kind: OrderEventKind,
+    fill: Option<(f64, f64)>,
+) -> OrderEventOutcome {
+    let request_id = c.next_id();
+    match c
+        .request(Request::OrderEvent(OrderEvent {
+            request_id,
+            ticket,
+            kind,
+            filled_qty: fill.map(|f| f.0),
+            fill_price: fill.map(|f| f.1),
+        }))
+        .await
+    {
+        Response::OrderEventDone { outcome, .. } => outcome,
+        other => panic!("an order event answered with {other:?}"),
+    }
+}
+
+fn applied(o: &OrderEventOutcome) -> bool {
+    matches!(o, OrderEventOutcome::Applied { .. })
+}
+
+fn duplicate(o: &OrderEventOutcome) -> bool {
+    matches!(o, OrderEventOutcome::Duplicate { .. })
+}
+
+fn refused(o: &OrderEventOutcome) -> Option<OrderEventRefusal> {
+    match o {
+        OrderEventOutcome::Refused { reason, .. } => Some(*reason),
+        _ => None,
+    }
+}
+
+fn limit_of(d: &Decision) -> Option<LimitFigures> {
+    match d {
+        Decision::Deny { limit, .. } => limit.clone(),
+        Decision::Allow { .. } => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_share_open_orders_positions_and_duplicates_across_restarts() {
+    let Some(pg) = cluster() else { return };
+    away_from_utc_midnight(30);
+    let open = token_for("pg-open");
+    let pos = token_for("pg-pos");
+    let keys = [
+        on_both_hosts(
+            "open",
+            &open,
+            json!({ "max_open_orders": 2, "duplicate_window_ms": 600000, "max_daily_value": 100000 }),
+        ),
+        on_both_hosts("pos", &pos, json!({ "max_position_value": 1000 })),
+    ];
+    let second = SecondHost::new();
+    let mut a = first_host(&pg, &keys).start();
+    let mut b = second_host(&pg, &second, &keys).start();
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+
+    // max_open_orders: one order through each host fills both slots, on both hosts.
+    let t1 = ticket_of(&ca.check(&open, "Trd_PlaceOrder", sell(1.0, 100.0)).await);
+    let t2 = ticket_of(&cb.check(&open, "Trd_PlaceOrder", sell(2.0, 100.0)).await);
+    for c in [&mut ca, &mut cb] {
+        let third = c.check(&open, "Trd_PlaceOrder", sell(3.0, 100.0)).await;
+        assert_eq!(deny_reason(&third), Reason::OpenOrders, "{third:?}");
+        assert_eq!(
+            limit_of(&third),
+            Some(LimitFigures::OpenOrders {
+                open_orders: 2,
+                max_open_orders: 2
+            })
+        );
+    }
+    // The same order through the other host is a duplicate (checked before the slots).
+    let again = cb.check(&open, "Trd_PlaceOrder", sell(1.0, 100.0)).await;
+    assert_eq!(deny_reason(&again), Reason::Duplicate, "{again:?}");
+    match limit_of(&again) {
+        Some(LimitFigures::Duplicate {
+            since_ms,
+            duplicate_window_ms: 600_000,
+        }) => assert!(since_ms < 30_000, "{since_ms}"),
+        other => panic!("a duplicate's figures: {other:?}"),
+    }
+
+    // An event through the host that issued the ticket frees a slot on both; the same
+    // event again, through either host, is a duplicate.
+    assert!(applied(&event(&mut ca, t1, OrderEventKind::Accepted, None).await));
+    assert!(duplicate(
+        &event(&mut cb, t1, OrderEventKind::Accepted, None).await
+    ));
+    assert!(applied(
+        &event(&mut ca, t1, OrderEventKind::Cancelled, None).await
+    ));
+    assert!(duplicate(
+        &event(&mut ca, t1, OrderEventKind::Cancelled, None).await
+    ));
+    assert!(duplicate(
+        &event(&mut cb, t1, OrderEventKind::Cancelled, None).await
+    ));
+    let t3 = ticket_of(&cb.check(&open, "Trd_PlaceOrder", sell(3.0, 100.0)).await);
+    let full = ca.check(&open, "Trd_PlaceOrder", sell(4.0, 100.0)).await;
+    assert_eq!(deny_reason(&full), Reason::OpenOrders, "{full:?}");
+    // A rejection frees the slot and gives the daily value back, once.
+    match event(&mut cb, t3, OrderEventKind::Rejected, None).await {
+        OrderEventOutcome::Applied {
+            key_id,
+            refunded_value,
+        } => assert_eq!((key_id.as_str(), refunded_value), ("open", 300.0)),
+        other => panic!("a rejection: {other:?}"),
+    }
+    assert!(duplicate(
+        &event(&mut ca, t3, OrderEventKind::Rejected, None).await
+    ));
+    assert_eq!(ca.usage("open").await.0, 300.0, "100 + 200 used, 300 given back");
+    // Bad figures and unknown tickets change nothing.
+    assert_eq!(
+        refused(&event(&mut ca, t2, OrderEventKind::Filled, Some((40.0, 100.0))).await),
+        Some(OrderEventRefusal::BadFigures)
+    );
+    assert_eq!(
+        refused(&event(&mut ca, t2, OrderEventKind::Filled, None).await),
+        Some(OrderEventRefusal::BadFigures)
+    );
+    assert_eq!(
+        refused(&event(&mut cb, 0x1234_5678_9abc, OrderEventKind::Cancelled, None).await),
+        Some(OrderEventRefusal::UnknownTicket)
+    );
+    let t4 = ticket_of(&ca.check(&open, "Trd_PlaceOrder", sell(4.0, 100.0)).await);
+    assert_eq!(
+        deny_reason(&cb.check(&open, "Trd_PlaceOrder", sell(5.0, 100.0)).await),
+        Reason::OpenOrders
+    );
+
+    // max_position_value: per symbol and direction, open orders and fills of both hosts.
+    let p1 = ticket_of(&ca.check(&pos, "Trd_PlaceOrder", buy(5.0, 100.0)).await);
+    let over = cb.check(&pos, "Trd_PlaceOrder", buy(6.0, 100.0)).await;
+    assert_eq!(deny_reason(&over), Reason::Position, "{over:?}");
+    assert_eq!(
+        limit_of(&over),
+        Some(LimitFigures::Position {
+            position_value: 500.0,
+            order_value: 600.0,
+            max_position_value: 1000.0
+        })
+    );
+    // A partial fill keeps the position (filled plus open); a full fill at a lower price
+    // lowers it. Fills carry the total filled so far: an older one is a duplicate.
+    assert!(applied(
+        &event(&mut cb, p1, OrderEventKind::PartiallyFilled, Some((2.0, 100.0))).await
+    ));
+    assert!(duplicate(
+        &event(&mut ca, p1, OrderEventKind::PartiallyFilled, Some((2.0, 100.0))).await
+    ));
+    assert!(duplicate(
+        &event(&mut ca, p1, OrderEventKind::PartiallyFilled, Some((1.0, 100.0))).await
+    ));
+    assert_eq!(
+        deny_reason(&ca.check(&pos, "Trd_PlaceOrder", buy(6.0, 100.0)).await),
+        Reason::Position
+    );
+    assert_eq!(
+        refused(&event(&mut ca, p1, OrderEventKind::Rejected, None).await),
+        Some(OrderEventRefusal::BadFigures),
+        "an order with a fill can be cancelled, not rejected"
+    );
+    assert!(applied(
+        &event(&mut ca, p1, OrderEventKind::Filled, Some((5.0, 80.0))).await
+    ));
+    assert!(duplicate(
+        &event(&mut cb, p1, OrderEventKind::Filled, Some((5.0, 80.0))).await
+    ));
+    let p2 = ticket_of(&cb.check(&pos, "Trd_PlaceOrder", buy(6.0, 100.0)).await); // 400 held + 600 open
+                                                                                  // Both hosts' futucli usage show the same open orders and position, read from the
+                                                                                  // database.
+    for d in [&a, &b] {
+        let usage = d.futucli().args(["usage", "pos"]).output().unwrap();
+        let usage = String::from_utf8_lossy(&usage.stdout).into_owned();
+        assert!(usage.contains("\nopen orders: 1 of unlimited"), "{usage}");
+        assert!(
+            usage.contains("\nposition HK.00700: long 1000, short 0 (each with its open orders) of 1000"),
+            "{usage}"
+        );
+    }
+    let full = ca.check(&pos, "Trd_PlaceOrder", buy(1.0, 1.0)).await;
+    assert_eq!(
+        limit_of(&full),
+        Some(LimitFigures::Position {
+            position_value: 1000.0,
+            order_value: 1.0,
+            max_position_value: 1000.0
+        })
+    );
+    // Selling what is held is not capped by the long position.
+    ticket_of(&ca.check(&pos, "Trd_PlaceOrder", sell(4.0, 100.0)).await);
+    let rows = pg
+        .psql(
+            "SELECT symbol, bought, sold, open_buys, open_sells FROM futu_ledger.positions \
+             WHERE key_id = 'pos'",
+        )
+        .unwrap();
+    assert_eq!(rows, "HK.00700|40000000000|0|60000000000|40000000000");
+
+    // Both hosts restart, one of them killed: everything is in the database.
+    a.signal(Signal::SIGKILL);
+    a.wait_exit();
+    assert!(b.stop().success());
+    a.restart();
+    b.restart();
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+    assert_eq!(
+        deny_reason(&cb.check(&open, "Trd_PlaceOrder", sell(5.0, 100.0)).await),
+        Reason::OpenOrders,
+        "t2 and t4 are still open"
+    );
+    assert_eq!(
+        deny_reason(&ca.check(&open, "Trd_PlaceOrder", sell(4.0, 100.0)).await),
+        Reason::Duplicate,
+        "t4 is still in the duplicate window"
+    );
+    assert!(duplicate(
+        &event(&mut cb, t1, OrderEventKind::Cancelled, None).await
+    ));
+    assert!(applied(
+        &event(&mut cb, t4, OrderEventKind::Filled, Some((4.0, 100.0))).await
+    ));
+    ticket_of(&ca.check(&open, "Trd_PlaceOrder", sell(5.0, 100.0)).await);
+    assert_eq!(
+        deny_reason(&cb.check(&open, "Trd_PlaceOrder", sell(6.0, 100.0)).await),
+        Reason::OpenOrders
+    );
+    assert_eq!(
+        deny_reason(&cb.check(&pos, "Trd_PlaceOrder", buy(0.01, 1.0)).await),
+        Reason::Position,
+        "the position is kept"
+    );
+    assert!(applied(
+        &event(&mut ca, p2, OrderEventKind::Cancelled, None).await
+    ));
+    // 400 held: 600 more fits, 601 does not.
+    assert_eq!(
+        deny_reason(&cb.check(&pos, "Trd_PlaceOrder", buy(6.01, 100.0)).await),
+        Reason::Position
+    );
+    ticket_of(&cb.check(&pos, "Trd_PlaceOrder", buy(6.0, 100.0)).await);
+    assert_eq!(
+        pg.psql("SELECT count(*) FILTER (WHERE finished_at IS NULL), count(*) FROM futu_ledger.orders")
+            .unwrap(),
+        "4|9",
+        "open: t2, t5, the sell of pos and its last buy; finished: t1, t3, t4, p1, p2"
+    );
+    // Pruning keeps open orders and what is in its windows.
+    pg.psql("SELECT futu_ledger.prune(1000)").unwrap();
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM futu_ledger.orders WHERE finished_at IS NULL")
+            .unwrap(),
+        "4"
+    );
+    assert_eq!(
+        pg.psql("SELECT sum(open_count) FROM futu_ledger.keys").unwrap(),
+        "4"
+    );
+}
+
+/// The database works out an order's value (a partial fill's rest at its limit price) as
+/// the daemon does: the same 1e-8 units for any quantity and price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_values_an_order_as_the_daemon_does() {
+    let Some(pg) = cluster() else { return };
+    pg.psql(&format!(
+        "CREATE SCHEMA futu_ledger; {} {} {}",
+        SCHEMA_V1,
+        include_str!("../../authd/src/ledger/pg/v2.sql"),
+        include_str!("../../authd/src/ledger/pg/v3.sql")
+    ))
+    .expect("the schema");
+    let mut pairs: Vec<(f64, f64)> = vec![
+        (0.3 - 0.1, 100.0),
+        (1e-5, 3.33),
+        (0.1, 0.2),
+        (123456.789, 0.001),
+        (1e-9, 1e-9),
+        (7.0, 299.5),
+        (1e12, 1e9),
+        (1e13, 1e9),
+        (5e-324, 1.0),
+        (0.0, 12.5),
+    ];
+    // A little generator of quantities and prices of every size (deterministic).
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    // (One psql argument holds them all: at most 128 KiB.)
+    for _ in 0..500 {
+        let q = (next() % 1_000_000) as f64 / 10f64.powi((next() % 9) as i32);
+        let p = f64::from_bits(next()).abs() % 10_000.0;
+        let whole = 100.0 - (next() % 100) as f64 / 7.0;
+        pairs.push((q, if p.is_finite() { p } else { whole }));
+        pairs.push((q - q / 3.0, whole));
+    }
+    let values: Vec<String> = pairs
+        .iter()
+        .map(|(q, p)| format!("({q:e}::float8, {p:e}::float8)"))
+        .collect();
+    let got = pg
+        .psql(&format!(
+            "SELECT coalesce(futu_ledger.order_value(q, p)::text, '-') FROM (VALUES {}) AS v(q, p)",
+            values.join(", ")
+        ))
+        .unwrap();
+    let got: Vec<&str> = got.lines().collect();
+    assert_eq!(got.len(), pairs.len());
+    for ((q, p), got) in pairs.iter().zip(got) {
+        let want =
+            futu_auth_proto::money::Money::order_value(*q, *p).map_or("-".to_owned(), |m| m.0.to_string());
+        assert_eq!(got, want, "{q:e} × {p:e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_racing_one_key_get_exactly_its_open_orders() {
+    let Some(pg) = cluster() else { return };
+    away_from_utc_midnight(30);
+    let token = token_for("pg-race");
+    let keys = [on_both_hosts(
+        "race",
+        &token,
+        json!({ "max_open_orders": 5, "max_position_value": 1000000 }),
+    )];
+    let second = SecondHost::new();
+    let a = first_host(&pg, &keys).start();
+    let b = second_host(&pg, &second, &keys).start();
+    let decisions = at_once(&[&a, &b], &token, 16, 1.0, 1.0).await;
+    let allowed: Vec<u64> = decisions.iter().filter(|d| d.is_allow()).map(ticket_of).collect();
+    assert_eq!(allowed.len(), 5, "{decisions:?}");
+    for d in decisions.iter().filter(|d| !d.is_allow()) {
+        assert_eq!(deny_reason(d), Reason::OpenOrders, "{d:?}");
+    }
+    // Every ticket's events, through both hosts at once: each finishes its order once.
+    let mut tasks = Vec::new();
+    for (i, t) in allowed.iter().enumerate() {
+        for d in [&a, &b] {
+            let mut c = d.client().await;
+            let t = *t;
+            let fill = if i % 2 == 0 { Some((1.0, 1.0)) } else { None };
+            let kind = if fill.is_some() {
+                OrderEventKind::Filled
+            } else {
+                OrderEventKind::Cancelled
+            };
+            tasks.push(tokio::spawn(async move { event(&mut c, t, kind, fill).await }));
+        }
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.expect("event task"));
+    }
+    assert_eq!(outcomes.iter().filter(|o| applied(o)).count(), 5, "{outcomes:?}");
+    assert_eq!(
+        outcomes.iter().filter(|o| duplicate(o)).count(),
+        5,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        pg.psql(
+            "SELECT k.open_count, p.sold, p.open_sells FROM futu_ledger.keys k \
+             JOIN futu_ledger.positions p USING (key_id)"
+        )
+        .unwrap(),
+        "0|300000000|0",
+        "three fills of 1.00, nothing open"
+    );
+}
+
+/// Sends an order event that must fail `internal`.
+async fn event_not_applied(c: &mut Client, ticket: u64, kind: OrderEventKind, fill: Option<(f64, f64)>) {
+    let request_id = c.next_id();
+    let r = c
+        .request(Request::OrderEvent(OrderEvent {
+            request_id,
+            ticket,
+            kind,
+            filled_qty: fill.map(|f| f.0),
+            fill_price: fill.map(|f| f.1),
+        }))
+        .await;
+    assert!(
+        matches!(
+            r,
+            Response::Error {
+                kind: ErrorKind::Internal,
+                ..
+            }
+        ),
+        "{r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_events_and_releases_that_could_not_be_audited_are_taken_back_from_the_database() {
+    if !futu_authd_tests::have_program("prlimit") {
+        return skip("prlimit (util-linux) is not installed");
+    }
+    let Some(pg) = cluster() else { return };
+    away_from_utc_midnight(30);
+    let token = token_for("pg-ev-audit");
+    let keys = [on_both_hosts(
+        "ev",
+        &token,
+        json!({ "max_open_orders": 2, "max_position_value": 1000, "max_daily_value": 1000 }),
+    )];
+    let d = first_host(&pg, &keys).start();
+    let mut c = d.client().await;
+    let filling = ticket_of(&c.check(&token, "Trd_PlaceOrder", buy(5.0, 100.0)).await);
+    let fresh = ticket_of(&c.check(&token, "Trd_PlaceOrder", sell(1.0, 100.0)).await);
+    assert!(applied(
+        &event(
+            &mut c,
+            filling,
+            OrderEventKind::PartiallyFilled,
+            Some((2.0, 100.0))
+        )
+        .await
+    ));
+    let state = || {
+        pg.psql(
+            "SELECT (SELECT string_agg(concat_ws(',', filled_qty, filled_value, open_value, accepted, \
+                     finished_at IS NULL), ';' ORDER BY buys DESC) FROM futu_ledger.orders), \
+                    (SELECT concat_ws(',', bought, sold, open_buys, open_sells) FROM futu_ledger.positions), \
+                    (SELECT concat_ws(',', used, open_count) FROM futu_ledger.keys), \
+                    (SELECT count(*) FILTER (WHERE released) FROM futu_ledger.consumptions)",
+        )
+        .unwrap()
+    };
+    let before = state();
+    assert_eq!(
+        before,
+        "2,20000000000,30000000000,t,t;0,0,10000000000,f,t|20000000000,0,30000000000,10000000000|60000000000,2|0"
+    );
+    let limit = |value: &str| {
+        let out = std::process::Command::new("prlimit")
+            .arg(format!("--pid={}", d.pid()))
+            .arg(format!("--fsize={value}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    limit("1:");
+    event_not_applied(&mut c, filling, OrderEventKind::Filled, Some((5.0, 80.0))).await;
+    event_not_applied(
+        &mut c,
+        filling,
+        OrderEventKind::PartiallyFilled,
+        Some((3.0, 90.0)),
+    )
+    .await;
+    event_not_applied(&mut c, filling, OrderEventKind::Cancelled, None).await;
+    event_not_applied(&mut c, fresh, OrderEventKind::Accepted, None).await;
+    event_not_applied(&mut c, fresh, OrderEventKind::Rejected, None).await;
+    let not_released = release(&mut c, fresh).await;
+    assert!(
+        matches!(
+            not_released,
+            Response::Error {
+                kind: ErrorKind::Internal,
+                ..
+            }
+        ),
+        "{not_released:?}"
+    );
+    assert_eq!(state(), before, "nothing of it stays");
+    limit("unlimited:");
+    match event(&mut c, fresh, OrderEventKind::Rejected, None).await {
+        OrderEventOutcome::Applied { refunded_value, .. } => assert_eq!(refunded_value, 100.0),
+        other => panic!("the rejection once the audit file takes it: {other:?}"),
+    }
+    assert!(applied(
+        &event(&mut c, filling, OrderEventKind::Filled, Some((5.0, 80.0))).await
+    ));
+    assert_eq!(
+        state(),
+        "5,40000000000,0,t,f;0,0,10000000000,f,f|40000000000,0,0,0|50000000000,0|1"
+    );
 }

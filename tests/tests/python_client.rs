@@ -1576,7 +1576,10 @@ fn session_checks_from_python_decide_as_the_rust_client_and_are_audited_only_whe
     let state = py.run(json!({"op": "state"}));
     assert_eq!(
         (&state["sync_version"], &state["async_version"]),
-        (&json!(5), &json!(5)),
+        (
+            &json!(futu_auth_proto::PROTOCOL_VERSION),
+            &json!(futu_auth_proto::PROTOCOL_VERSION)
+        ),
         "SessionCheck itself was sent: {state}"
     );
 }

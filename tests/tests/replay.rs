@@ -6,12 +6,16 @@
 //! What the candidate should change is worked out here, independently of futu-authd's code,
 //! by [`Model`]: a few lines of the rules for the limits these keys use, run over the
 //! records as the daemon wrote them (their times, so the 60 s window and the UTC day are
-//! the records' own).
+//! the records' own). The limits that follow orders — the accounts, the price collar, the
+//! duplicate window and the open orders, with the order events that free them — are
+//! recorded and modelled apart ([`record_risk`], [`RiskModel`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use futu_auth_proto::{Decision, Iface, Market, Request, Response, Scope, TrdSide};
+use futu_auth_proto::{
+    Decision, Iface, Market, OrderEvent, OrderEventKind, OrderEventOutcome, Request, Response, Scope, TrdSide,
+};
 use futu_authd_tests::{
     decision_of, deny_reason, futucli_command, key_json, keys_json, order, this_fingerprint, token_for, with,
     write_private, Client, Daemon, DaemonBuilder, Run,
@@ -695,4 +699,339 @@ async fn a_line_that_is_not_an_audit_record_is_an_error_with_its_line_number() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty(), "no report after a broken line");
+}
+
+// ---- the limits that follow orders --------------------------------------------------------
+
+/// Risk limits of three keys, as keys.json has them (and [`RiskModel`] reads them back).
+fn risk_keys(collar: Value, dup: Value, open: Value) -> String {
+    let key = |id: &str, limits: Value| {
+        with(
+            key_json(id, &token_for(id), &["trade:simulate"]),
+            "limits",
+            limits,
+        )
+    };
+    keys_json(&[key("collar", collar), key("dup", dup), key("open", open)])
+}
+
+/// The keys the risk scenario is recorded with: a 5 % collar, no duplicate window, three
+/// open orders.
+fn risk_original() -> (Value, Value, Value) {
+    (
+        json!({ "max_price_deviation_pct": 5 }),
+        json!({}),
+        json!({ "max_open_orders": 3 }),
+    )
+}
+
+/// Tighter: the collar 2 % and account 1 only, a minute's duplicate window, one open order.
+fn risk_tightened() -> (Value, Value, Value) {
+    (
+        json!({ "max_price_deviation_pct": 2, "allowed_acc_ids": [1] }),
+        json!({ "duplicate_window_ms": 60000 }),
+        json!({ "max_open_orders": 1 }),
+    )
+}
+
+/// Checks an order with the account and reference price a gateway sends.
+async fn check_risk(
+    c: &mut Client,
+    token: &str,
+    acc_id: Option<u64>,
+    ref_price: Option<f64>,
+    qty: f64,
+    price: f64,
+) -> Decision {
+    let o = order(Market::HK, "HK.00700", TrdSide::SELL, qty, Some(price));
+    let mut req = c.check_request(Iface::Rest, token, "Trd_PlaceOrder", Some(o));
+    req.acc_id = acc_id;
+    req.ref_price = ref_price;
+    let id = req.request_id;
+    decision_of(id, c.request(Request::Check(req)).await)
+}
+
+/// Sends an order event; returns the answer's outcome.
+async fn order_event(
+    c: &mut Client,
+    ticket: u64,
+    kind: OrderEventKind,
+    fill: Option<(f64, f64)>,
+) -> OrderEventOutcome {
+    let id = c.next_id();
+    match c
+        .request(Request::OrderEvent(OrderEvent {
+            request_id: id,
+            ticket,
+            kind,
+            filled_qty: fill.map(|f| f.0),
+            fill_price: fill.map(|f| f.1),
+        }))
+        .await
+    {
+        Response::OrderEventDone { outcome, .. } => outcome,
+        other => panic!("an order event answered with {other:?}"),
+    }
+}
+
+fn applied(o: &OrderEventOutcome) -> bool {
+    matches!(o, OrderEventOutcome::Applied { .. })
+}
+
+/// An order of key `open` for account 1.
+async fn open_order(c: &mut Client, qty: f64) -> Decision {
+    check_risk(c, &token_for("open"), Some(1), None, qty, 100.0).await
+}
+
+/// Starts futu-authd with the original risk keys and sends orders with accounts and
+/// reference prices, and the events of their lives.
+async fn record_risk() -> Recorded {
+    let (collar, dup, open) = risk_original();
+    let daemon = DaemonBuilder::with_keys_text(risk_keys(collar, dup, open))
+        .env("TZ", "UTC")
+        .start();
+    let mut c = daemon.client().await;
+
+    // collar: reference 100; 101, 103 and 97.5 within 5 %, 108 not, one without a
+    // reference price, one for account 3.
+    let collar = token_for("collar");
+    for (acc, price, allowed) in [
+        (1, 101.0, true),
+        (1, 103.0, true),
+        (1, 97.5, true),
+        (1, 108.0, false),
+        (3, 100.5, true),
+    ] {
+        let d = check_risk(&mut c, &collar, Some(acc), Some(100.0), 1.0, price).await;
+        assert_eq!(d.is_allow(), allowed, "{price}: {d:?}");
+    }
+    let d = check_risk(&mut c, &collar, Some(1), None, 1.0, 100.0).await;
+    assert_eq!(reason(&d), "price_collar");
+
+    // dup: the same order again, for another account, another quantity, the same again.
+    let dup = token_for("dup");
+    for (acc, qty) in [(1, 1.0), (1, 1.0), (2, 1.0), (1, 2.0), (1, 1.0)] {
+        assert!(check_risk(&mut c, &dup, Some(acc), None, qty, 100.0)
+            .await
+            .is_allow());
+    }
+
+    // open: three at most, slots freed by events as they come.
+    let o1 = ticket(&open_order(&mut c, 1.0).await);
+    let o2 = ticket(&open_order(&mut c, 2.0).await);
+    assert!(applied(
+        &order_event(&mut c, o1, OrderEventKind::Accepted, None).await
+    ));
+    let o3 = ticket(&open_order(&mut c, 3.0).await);
+    assert_eq!(reason(&open_order(&mut c, 4.0).await), "open_orders");
+    assert!(applied(
+        &order_event(&mut c, o1, OrderEventKind::Filled, Some((1.0, 100.0))).await
+    ));
+    let o5 = ticket(&open_order(&mut c, 5.0).await);
+    assert!(applied(
+        &order_event(&mut c, o2, OrderEventKind::Cancelled, None).await
+    ));
+    assert!(applied(
+        &order_event(&mut c, o3, OrderEventKind::PartiallyFilled, Some((1.0, 100.0))).await
+    ));
+    let o6 = ticket(&open_order(&mut c, 6.0).await);
+    assert_eq!(reason(&open_order(&mut c, 7.0).await), "open_orders");
+    assert!(applied(
+        &order_event(&mut c, o5, OrderEventKind::Rejected, None).await
+    ));
+    // Sent again, and for a ticket no daemon handed out: they change nothing.
+    assert!(!applied(
+        &order_event(&mut c, o5, OrderEventKind::Rejected, None).await
+    ));
+    assert!(!applied(
+        &order_event(&mut c, 0x1234_5678_9abc, OrderEventKind::Cancelled, None).await
+    ));
+    assert!(
+        open_order(&mut c, 8.0).await.is_allow(),
+        "a slot freed by the rejection"
+    );
+    assert!(applied(
+        &order_event(&mut c, o6, OrderEventKind::Cancelled, None).await
+    ));
+    assert!(open_order(&mut c, 9.0).await.is_allow());
+    Recorded { daemon }
+}
+
+/// The rules of the risk keys, over the audit's records, worked out apart: the account,
+/// the collar, the duplicate window (the same account, symbol, side, qty and price allowed
+/// within the window before) and the open orders (allowed, until an event filled,
+/// cancelled or rejected them).
+struct RiskModel {
+    keys: HashMap<String, Value>,
+    /// Per key: (fingerprint, ns) of the orders allowed.
+    seen: HashMap<String, Vec<(String, i128)>>,
+    /// Per key: the daemon's tickets of the orders open, and how many open without one.
+    open: HashMap<String, (Vec<u64>, usize)>,
+}
+
+impl RiskModel {
+    fn changes(keys: (Value, Value, Value), records: &[Value]) -> Vec<Change> {
+        let mut m = RiskModel {
+            keys: HashMap::from([
+                ("collar".to_owned(), keys.0),
+                ("dup".to_owned(), keys.1),
+                ("open".to_owned(), keys.2),
+            ]),
+            seen: HashMap::new(),
+            open: HashMap::new(),
+        };
+        let mut out = Vec::new();
+        for r in records {
+            let ts: Timestamp = r["ts"].as_str().unwrap().parse().unwrap();
+            if r["kind"] == "order_event" {
+                assert!(r["error"] != "internal", "{r}");
+                let finishes =
+                    ["filled", "cancelled", "rejected"].contains(&r["event"]["kind"].as_str().unwrap());
+                let t = r["ticket"].as_u64().unwrap();
+                if finishes {
+                    for (tickets, _) in m.open.values_mut() {
+                        tickets.retain(|x| *x != t);
+                    }
+                }
+                continue;
+            }
+            let key = r["key_id"].as_str().unwrap();
+            let to = m.decide(r, key, ts);
+            let from = label(r["outcome"].as_str().unwrap(), r["reason"].as_str());
+            if from != to {
+                out.push((key.to_owned(), from, to, r["request_id"].as_u64().unwrap(), ts));
+            }
+        }
+        out
+    }
+
+    fn decide(&mut self, r: &Value, key: &str, ts: Timestamp) -> String {
+        let reject = |why: &str| label("reject", Some(why));
+        let l = &self.keys[key];
+        let acc = r["acc_id"].as_u64();
+        if let Some(allowed) = l["allowed_acc_ids"].as_array() {
+            if !acc.is_some_and(|a| allowed.contains(&json!(a))) {
+                return reject("account");
+            }
+        }
+        let o = &r["order"];
+        let price = o["price"].as_f64().unwrap();
+        if let Some(max) = l["max_price_deviation_pct"].as_f64() {
+            match r["ref_price"].as_f64() {
+                Some(rp) if (price - rp).abs() / rp * 100.0 <= max => {}
+                _ => return reject("price_collar"),
+            }
+        }
+        let ns = ts.as_nanosecond();
+        let fp = format!("{acc:?} {} {} {} {price}", o["symbol"], o["side"], o["qty"]);
+        let seen = self.seen.entry(key.to_owned()).or_default();
+        if let Some(ms) = l["duplicate_window_ms"].as_i64() {
+            if seen
+                .iter()
+                .any(|(f, t)| *f == fp && ns - t < i128::from(ms) * 1_000_000)
+            {
+                return reject("duplicate");
+            }
+        }
+        let (tickets, untracked) = self.open.entry(key.to_owned()).or_default();
+        if let Some(max) = l["max_open_orders"].as_u64() {
+            if (tickets.len() + *untracked) as u64 >= max {
+                return reject("open_orders");
+            }
+        }
+        seen.push((fp, ns));
+        match r["ticket"].as_u64() {
+            Some(t) => tickets.push(t),
+            None => *untracked += 1,
+        }
+        "allow".into()
+    }
+}
+
+#[tokio::test]
+async fn replay_follows_orders_through_their_events_and_the_same_keys_change_nothing() {
+    let rec = record_risk().await;
+    let records = rec.records();
+    let (collar, dup, open) = risk_original();
+    let keys = rec.candidate("same.json", &BTreeMap::new());
+    write_private(&keys, &risk_keys(collar, dup, open));
+    let report = rec.replay_json(&keys, &[]);
+    let events = records.iter().filter(|r| r["kind"] == "order_event").count() as u64;
+    assert_eq!(events, 8);
+    assert_eq!(report["records"]["changed"], 0, "{report:#}");
+    assert_eq!(
+        report["records"]["replayed"].as_u64().unwrap(),
+        records.len() as u64 - events
+    );
+    // Applied: all but the rejection sent again and the foreign ticket.
+    assert_eq!(
+        report["records"]["order_events"],
+        json!({"read": events, "applied": events - 2}),
+        "{report:#}"
+    );
+    let human = rec.replay(&keys, &[]);
+    assert!(
+        human
+            .stdout
+            .contains("  order events: 8 read, 6 applied to an order the candidate allowed\n"),
+        "{}",
+        human.stdout
+    );
+}
+
+#[tokio::test]
+async fn a_tighter_collar_duplicate_window_and_open_orders_refuse_what_the_model_predicts() {
+    let rec = record_risk().await;
+    let records = rec.records();
+    let (collar, dup, open) = risk_tightened();
+    let keys = rec.candidate("tight.json", &BTreeMap::new());
+    write_private(&keys, &risk_keys(collar.clone(), dup.clone(), open.clone()));
+    let expected = RiskModel::changes((collar, dup, open), &records);
+    let count = |key: &str, to: &str| {
+        expected
+            .iter()
+            .filter(|c| c.0 == key && c.1 == "allow" && c.2 == to)
+            .count()
+    };
+    // What the scenario was made to show (the model works it out from the records).
+    assert_eq!(
+        count("collar", "reject price_collar"),
+        2,
+        "103 and 97.5: {expected:?}"
+    );
+    assert_eq!(count("collar", "reject account"), 1, "{expected:?}");
+    assert_eq!(count("dup", "reject duplicate"), 2, "{expected:?}");
+    assert!(count("open", "reject open_orders") >= 3, "{expected:?}");
+    assert!(
+        expected.iter().all(|c| c.1 == "allow"),
+        "a tightening allows nothing refused: {expected:?}"
+    );
+
+    let report = rec.replay_json(&keys, &[]);
+    assert_changes(&report, &expected);
+    let example = &report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key_id"] == "collar" && g["to"]["reason"] == "price_collar")
+        .unwrap()["examples"][0];
+    assert_eq!(
+        example["to"]["detail"],
+        "price 103 is 3.0000% from the reference price 100; max_price_deviation_pct is 2"
+    );
+
+    // Loosened: the open orders refused at three are allowed at ten.
+    let (collar, dup, _) = risk_original();
+    let loose = json!({ "max_open_orders": 10 });
+    write_private(&keys, &risk_keys(collar.clone(), dup.clone(), loose.clone()));
+    let expected = RiskModel::changes((collar, dup, loose), &records);
+    assert_eq!(
+        expected
+            .iter()
+            .filter(|c| c.1 == "reject open_orders" && c.2 == "allow")
+            .count(),
+        2,
+        "{expected:?}"
+    );
+    assert_changes(&rec.replay_json(&keys, &[]), &expected);
 }

@@ -81,6 +81,8 @@ impl RawClient {
             endpoint: "Trd_PlaceOrder".into(),
             order: Some(order(Market::HK, "HK.00700", TrdSide::SELL, 100.0, Some(388.2))),
             dry_run: false,
+            acc_id: None,
+            ref_price: None,
         }))
         .await;
         self.read_frame().await

@@ -40,6 +40,8 @@ fn key_with_every_limit(id: &str, hash: KeyHash, host: Option<&Fingerprint>) -> 
             max_daily_value: Some(Cap::try_from(1e15).expect("valid cap")),
             max_orders_per_minute: Some(4_000_000_000),
             hours_window: Some("00:00-23:59".parse().expect("valid window")),
+            // The limits the daemon's ledger stores do not follow yet are left unset.
+            ..Limits::default()
         },
         allowed_machines: host.map(|h| vec![h.clone()]),
         created_at: "2026-04-15T10:00:00Z".parse().expect("valid time"),

@@ -53,6 +53,8 @@ impl CheckKind {
             endpoint: endpoint.into(),
             order,
             dry_run,
+            acc_id: None,
+            ref_price: None,
         }
     }
 }

@@ -20,5 +20,5 @@ mod file;
 mod journald;
 
 pub use file::{settle, tidy_tail, AuditFile};
-pub use futu_auth_rules::audit::{AuditKey, AuditOrder, AuditRecord, Kind, Outcome};
+pub use futu_auth_rules::audit::{AuditEvent, AuditKey, AuditOrder, AuditRecord, Kind, Outcome};
 pub use journald::{Audit, TryRecord, Writer, TARGET};

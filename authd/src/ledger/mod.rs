@@ -14,8 +14,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futu_auth_proto::KeyId;
-use futu_auth_rules::ledger::{Charge, Charged, Consumption, ReleaseError, Released};
+use futu_auth_proto::{KeyId, OrderEvent, OrderEventRefusal};
+use futu_auth_rules::ledger::{
+    Charge, Charged, Consumption, EventApplied, EventUndo, OrderBook, ReleaseError, Released,
+};
 use futu_auth_rules::money::Money;
 use futu_auth_rules::Now;
 
@@ -91,6 +93,24 @@ pub enum ReleaseFailure {
     Store(#[from] LedgerError),
 }
 
+/// What an order event came to in a store ([`LedgerStore::order_event`]).
+#[derive(Debug, Clone)]
+pub struct EventDone {
+    /// Applied (or a duplicate), or refused with why.
+    pub result: Result<EventApplied, (OrderEventRefusal, String)>,
+    /// For [`LedgerStore::cancel_event`]: what the event changed.
+    pub(crate) undo: Option<Undo>,
+}
+
+/// What an applied event changed, as its store needs it to take the event back.
+#[derive(Debug, Clone)]
+pub(crate) enum Undo {
+    /// The in-memory ledger's copy of what the event changed ([`local::LocalLedger`]).
+    Local(EventUndo),
+    /// The order as it was in the database ([`pg::PgLedger`]).
+    Pg(pg::EventPrior),
+}
+
 /// Where the limit ledger lives.
 ///
 /// A store whose calls can fail for a while (one across the network) takes a
@@ -128,6 +148,49 @@ pub trait LedgerStore: Send + Sync {
 
     /// Takes back the last `release` (its audit record could not be written).
     fn cancel_release<'a>(&'a self, released: &'a Released) -> BoxFuture<'a, ()>;
+
+    /// Whether the store keeps the orders of keys with `max_open_orders`,
+    /// `max_position_value` or `duplicate_window_ms` (open orders, positions, recent
+    /// orders) and applies order events; a store that does not has such orders refused.
+    fn follows_orders(&self) -> bool {
+        false
+    }
+
+    /// Applies what became of an allowed order, once, durably (with `note`, as for
+    /// `charge`). `Err`: the store failed, nothing changed.
+    fn order_event<'a>(
+        &'a self,
+        at: &'a Now,
+        event: &'a OrderEvent,
+        note: Option<AuditMark>,
+    ) -> BoxFuture<'a, Result<EventDone, LedgerError>> {
+        let _ = (at, note);
+        Box::pin(async move {
+            Ok(EventDone {
+                result: Err((
+                    OrderEventRefusal::NotSupported,
+                    format!(
+                        "ticket {}: order events are not supported by this ledger; send Release for a rejected order",
+                        event.ticket
+                    ),
+                )),
+                undo: None,
+            })
+        })
+    }
+
+    /// Takes back the last `order_event` (its audit record could not be written).
+    fn cancel_event<'a>(&'a self, done: &'a EventDone) -> BoxFuture<'a, ()> {
+        let _ = done;
+        Box::pin(async {})
+    }
+
+    /// The open orders and positions of `key_id`, for `Usage` (empty from a store that
+    /// does not follow orders).
+    fn order_book<'a>(&'a self, key_id: &'a KeyId) -> BoxFuture<'a, Result<OrderBook, LedgerError>> {
+        let _ = key_id;
+        Box::pin(async { Ok(OrderBook::default()) })
+    }
 
     /// Orders in the last 60 s and value used today by `key_id`.
     fn usage<'a>(

@@ -2,15 +2,33 @@
 //! gateway hosts (`--ledger-url`), so a key bound to two machines gets its daily cap and
 //! its orders per minute once, not once per host.
 //!
-//! # Schema (version 2, in the schema `futu_ledger`; [`schema`], `pg/v1.sql` and `pg/v2.sql`)
+//! # Schema (version 3, in the schema `futu_ledger`; [`schema`], `pg/v1.sql` to `pg/v3.sql`)
 //!
 //! * `keys` — one row a key: `day` and `used` (today's total, UTC), `window_count` and
 //!   `window_edge` (the orders of the last 60 s, counted incrementally: a charge subtracts
-//!   the consumptions that left the window since the last one), `last_at`.
+//!   the consumptions that left the window since the last one), `last_at`, `open_count`
+//!   (its orders open now).
 //! * `consumptions` — one row an allowed order: `ticket` (the primary key: 64 random bits
 //!   from the OS of the host that allowed it), `key_id`, `at`, `day`, `value`, `released`;
 //!   kept for the 15-minute release window.
+//! * `orders` — one row an order the ledger follows (its key has `max_open_orders` or
+//!   `max_position_value`): its symbol, direction, qty and price (`float8`, bit for bit),
+//!   account, what is filled (qty, value) and still open (value), whether the broker took
+//!   it, and when and how it finished; open ones are kept whatever their age, finished
+//!   ones a day (an event for one is a duplicate).
+//! * `positions` — per key and symbol, the value filled and still open in each direction,
+//!   as the in-memory ledger keeps them.
+//! * `recent_orders` — per key, the fingerprint of each order of the duplicate window
+//!   (text: account, direction, the bits of qty and price, symbol) and when it was last
+//!   allowed; kept an hour, the longest window.
 //! * `schema_version` — the versions applied, by whom and when.
+//!
+//! The orders of a key are followed exactly as the in-memory ledger follows them
+//! ([`futu_auth_rules::ledger::Ledger`]): a charge checks duplicate, rate, daily value,
+//! open orders and position in that order, under the key's row, and `order_event` applies
+//! what became of an order once, under the same row, whichever host issued its ticket.
+//! A partial fill's rest is valued in the database as [`Money::order_value`] values it
+//! (each `float8` as its shortest decimal, multiplied exactly, rounded up).
 //!
 //! Amounts are whole units of 1e-8 ([`Money`]) as `numeric`, exact to the cent and
 //! beyond. The database's clock (`clock_timestamp()`, read after the key's row is locked,
@@ -49,17 +67,21 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use futu_auth_proto::KeyId;
+use futu_auth_proto::{KeyId, OrderEvent, OrderEventKind, OrderEventRefusal, PositionUsage};
 use tokio::time::{timeout_at, Instant};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-use futu_auth_rules::ledger::{Charge, Charged, Consumption, ReleaseError, Released};
+use futu_auth_rules::ledger::{
+    event_figures, Charge, Charged, Consumption, EventApplied, OrderBook, ReleaseError, Released, Track,
+};
 use futu_auth_rules::money::Money;
 use futu_auth_rules::Now;
 
-use super::{AuditMark, BoxFuture, HealthReport, LedgerError, LedgerStore, ReleaseFailure, Trouble};
+use super::{
+    AuditMark, BoxFuture, EventDone, HealthReport, LedgerError, LedgerStore, ReleaseFailure, Trouble, Undo,
+};
 
 pub mod health;
 pub mod schema;
@@ -87,12 +109,22 @@ const PRUNE_BATCH: i32 = 20_000;
 /// The slowest usage report waits this long at least (an admin request, off the order path).
 const USAGE_DEADLINE: Duration = Duration::from_secs(1);
 
-const CHARGE: &str = "SELECT r_idx, r_outcome, r_in_window, r_retry_ns, r_used, r_at, r_day \
-                      FROM futu_ledger.charge($1, $2, $3, $4, $5, $6)";
+const CHARGE: &str = "SELECT r_idx, r_outcome, r_in_window, r_retry_ns, r_used, r_at, r_day, \
+                      r_since_ns, r_open, r_position \
+                      FROM futu_ledger.charge($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 const CANCEL: &str = "SELECT futu_ledger.cancel($1)";
 const RELEASE: &str = "SELECT r_outcome, r_key_id, r_refunded, r_day FROM futu_ledger.release($1)";
 const CANCEL_RELEASE: &str = "SELECT futu_ledger.cancel_release($1, $2, $3, $4)";
+const ORDER_EVENT: &str = "SELECT r_outcome, r_key_id, r_bad, r_qty, r_refunded, r_day, \
+                           r_prev_filled_qty, r_prev_filled_value, r_prev_open_value, r_prev_accepted, r_finished \
+                           FROM futu_ledger.order_event($1, $2, $3, $4, $5)";
+const CANCEL_EVENT: &str = "SELECT futu_ledger.cancel_event($1, $2, $3, $4, $5, $6, $7, $8)";
 const USAGE: &str = "SELECT r_in_window, r_used FROM futu_ledger.usage($1)";
+const OPEN_COUNT: &str = "SELECT open_count FROM futu_ledger.keys WHERE key_id = $1";
+/// Each symbol's position in each direction, as the in-memory ledger's `exposure`.
+const POSITIONS: &str = "SELECT symbol, (greatest(0, bought - sold) + open_buys)::text, \
+                         (greatest(0, sold - bought) + open_sells)::text \
+                         FROM futu_ledger.positions WHERE key_id = $1 ORDER BY symbol";
 const PRUNE: &str = "SELECT futu_ledger.prune($1)";
 
 /// `--ledger-url`: a PostgreSQL connection URL (`postgres://user@host/db`, or with
@@ -526,6 +558,48 @@ fn random_tickets(n: usize) -> Result<Vec<i64>, LedgerError> {
         .collect())
 }
 
+/// For each charge, `f` of the order it follows (`None` for one it does not).
+fn per_track<'a, T>(charges: &'a [Charge], f: impl Fn(&'a Track) -> Option<T>) -> Vec<Option<T>> {
+    charges.iter().map(|c| c.track.as_ref().and_then(&f)).collect()
+}
+
+/// What makes two orders the same for `duplicate_window_ms`, as the database keeps it:
+/// account, direction, the bits of qty and price, then the symbol — the same text on every
+/// host and every build (never a process's hash).
+fn fingerprint(t: &Track) -> String {
+    let acc = t.acc_id.map_or_else(|| "-".to_owned(), |a| a.to_string());
+    let price = t
+        .price
+        .map_or_else(|| "-".to_owned(), |p| format!("{:016x}", p.to_bits()));
+    let side = if t.buys { 'b' } else { 's' };
+    format!("{acc}|{side}|{:016x}|{price}|{}", t.qty.to_bits(), t.symbol)
+}
+
+/// An order event's kind as `futu_ledger.order_event` takes it.
+fn kind_code(kind: OrderEventKind) -> i8 {
+    (match kind {
+        OrderEventKind::Accepted => b'A',
+        OrderEventKind::PartiallyFilled => b'P',
+        OrderEventKind::Filled => b'F',
+        OrderEventKind::Cancelled => b'C',
+        OrderEventKind::Rejected => b'R',
+    }) as i8
+}
+
+/// What an applied event changed in the database, to take it back
+/// (`futu_ledger.cancel_event`).
+#[derive(Debug, Clone)]
+pub struct EventPrior {
+    ticket: u64,
+    /// The order as it was (filled qty, filled value, open value, accepted), when the event
+    /// changed a followed order.
+    order: Option<(f64, String, String, bool)>,
+    /// The event finished the order.
+    finished: bool,
+    /// The value a rejection gave back and its day.
+    refunded: Option<(String, i32)>,
+}
+
 fn broken(what: impl std::fmt::Display) -> LedgerError {
     LedgerError {
         transient: true,
@@ -550,11 +624,27 @@ impl PgLedger {
             .collect();
         let dry: Vec<bool> = charges.iter().map(|c| c.dry_run).collect();
         let tickets = random_tickets(charges.len())?;
+        let symbols: Vec<Option<&str>> = per_track(charges, |t| Some(&*t.symbol));
+        let buys: Vec<Option<bool>> = per_track(charges, |t| Some(t.buys));
+        let qtys: Vec<Option<f64>> = per_track(charges, |t| Some(t.qty));
+        let prices: Vec<Option<f64>> = per_track(charges, |t| t.price);
+        let accs: Vec<Option<String>> = per_track(charges, |t| t.acc_id.map(|a| a.to_string()));
+        let max_open: Vec<Option<i64>> = per_track(charges, |t| t.max_open_orders.map(i64::from));
+        let max_pos: Vec<Option<String>> =
+            per_track(charges, |t| t.max_position_value.map(|m| m.0.to_string()));
+        let dup_ns: Vec<Option<i64>> = per_track(charges, |t| {
+            t.duplicate_window_ns
+                .map(|w| i64::try_from(w).unwrap_or(i64::MAX))
+        });
+        let fps: Vec<Option<String>> = per_track(charges, |t| Some(fingerprint(t)));
         let rows = self
             .db
             .query(
                 CHARGE,
-                &[&keys, &values, &rates, &caps, &dry, &tickets],
+                &[
+                    &keys, &values, &rates, &caps, &dry, &tickets, &symbols, &buys, &qtys, &prices, &accs,
+                    &max_open, &max_pos, &dup_ns, &fps,
+                ],
                 self.db.deadline,
             )
             .await?;
@@ -594,6 +684,21 @@ impl PgLedger {
                 b'V' => Charged::Daily {
                     used: money(row.get(4))?,
                 },
+                b'X' => {
+                    let since: i64 = row.get(7);
+                    Charged::Duplicate {
+                        since_ns: u64::try_from(since).unwrap_or(0),
+                    }
+                }
+                b'O' => {
+                    let open: i64 = row.get(8);
+                    Charged::OpenOrders {
+                        open: u32::try_from(open.max(0)).unwrap_or(u32::MAX),
+                    }
+                }
+                b'S' => Charged::Position {
+                    position: money(row.get(9))?,
+                },
                 other => return Err(broken(format!("outcome {:?}", other as char))),
             });
         }
@@ -601,6 +706,92 @@ impl PgLedger {
             .into_iter()
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| broken("fewer outcomes than charges"))
+    }
+}
+
+impl PgLedger {
+    async fn apply_event(&self, event: &OrderEvent) -> Result<EventDone, LedgerError> {
+        let refused = |reason, message: String| EventDone {
+            result: Err((reason, message)),
+            undo: None,
+        };
+        if let Err(m) = event_figures(event.kind, event.filled_qty, event.fill_price) {
+            return Ok(refused(OrderEventRefusal::BadFigures, m));
+        }
+        let (q, p) = (event.filled_qty, event.fill_price);
+        let filled_value = match (q, p) {
+            (Some(q), Some(p)) => Money::order_value(q, p).map(|m| m.0.to_string()),
+            _ => None,
+        };
+        let params: [&(dyn ToSql + Sync); 5] = [
+            &(event.ticket as i64),
+            &kind_code(event.kind),
+            &q,
+            &p,
+            &filled_value,
+        ];
+        let rows = self.db.query(ORDER_EVENT, &params, self.db.deadline).await?;
+        let row = rows.first().ok_or_else(|| broken("no order event outcome"))?;
+        let outcome: i8 = row.get(0);
+        let key_id = || -> Result<KeyId, LedgerError> {
+            let key: String = row.get(1);
+            KeyId::try_from(key).map_err(|e| broken(format!("key id: {e}")))
+        };
+        let (q, p) = (q.unwrap_or(0.0), p.unwrap_or(0.0));
+        Ok(match outcome as u8 {
+            b'A' => {
+                let key_id = key_id()?;
+                let refunded: Option<String> = row.get(4);
+                let day: Option<i32> = row.get(5);
+                let released = match (&refunded, day) {
+                    (Some(r), Some(day)) => Some(Released {
+                        number: event.ticket,
+                        key_id: key_id.clone(),
+                        refunded: money(r)?,
+                        day: i64::from(day),
+                    }),
+                    _ => None,
+                };
+                let prev_qty: Option<f64> = row.get(6);
+                let prev_filled: Option<String> = row.get(7);
+                let prev_open: Option<String> = row.get(8);
+                let prev_accepted: Option<bool> = row.get(9);
+                let order = match (prev_qty, prev_filled, prev_open, prev_accepted) {
+                    (Some(a), Some(b), Some(c), Some(d)) => Some((a, b, c, d)),
+                    _ => None,
+                };
+                EventDone {
+                    result: Ok(EventApplied::Applied { key_id, released }),
+                    undo: Some(Undo::Pg(EventPrior {
+                        ticket: event.ticket,
+                        order,
+                        finished: row.get(10),
+                        refunded: refunded.zip(day),
+                    })),
+                }
+            }
+            b'D' => EventDone {
+                result: Ok(EventApplied::Duplicate { key_id: key_id()? }),
+                undo: None,
+            },
+            b'U' => refused(
+                OrderEventRefusal::UnknownTicket,
+                "no order the ledger knows has this ticket".to_owned(),
+            ),
+            b'B' => {
+                let bad: Option<i8> = row.get(2);
+                let qty: Option<f64> = row.get(3);
+                let qty = qty.unwrap_or(0.0);
+                let message = match bad.map(|b| b as u8) {
+                    Some(b'Q') => format!("{q} filled of an order of {qty}"),
+                    Some(b'J') => format!("the order has {qty} filled: it can be cancelled, not rejected"),
+                    Some(b'V') => format!("a fill of {q} at {p} is too large to count"),
+                    other => return Err(broken(format!("bad figures {other:?}"))),
+                };
+                refused(OrderEventRefusal::BadFigures, message)
+            }
+            other => return Err(broken(format!("order event outcome {:?}", other as char))),
+        })
     }
 }
 
@@ -680,6 +871,80 @@ impl LedgerStore for PgLedger {
                     released.key_id
                 );
             }
+        })
+    }
+
+    fn follows_orders(&self) -> bool {
+        true
+    }
+
+    /// `note` is not needed, as for `charge`.
+    fn order_event<'a>(
+        &'a self,
+        _at: &'a Now,
+        event: &'a OrderEvent,
+        _note: Option<AuditMark>,
+    ) -> BoxFuture<'a, Result<EventDone, LedgerError>> {
+        Box::pin(self.apply_event(event))
+    }
+
+    fn cancel_event<'a>(&'a self, done: &'a EventDone) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(Undo::Pg(prior)) = &done.undo else {
+                return;
+            };
+            let (qty, filled, open, accepted) = match &prior.order {
+                Some((q, f, o, a)) => (Some(*q), Some(f.as_str()), Some(o.as_str()), Some(*a)),
+                None => (None, None, None, None),
+            };
+            let (refunded, day) = match &prior.refunded {
+                Some((r, d)) => (Some(r.as_str()), Some(*d)),
+                None => (None, None),
+            };
+            let params: [&(dyn ToSql + Sync); 8] = [
+                &(prior.ticket as i64),
+                &qty,
+                &filled,
+                &open,
+                &accepted,
+                &prior.finished,
+                &refunded,
+                &day,
+            ];
+            if let Err(e) = self.db.query(CANCEL_EVENT, &params, self.db.deadline).await {
+                tracing::error!(
+                    "ledger: an order event for ticket {} could not be taken back ({e}); it stays applied",
+                    prior.ticket
+                );
+            }
+        })
+    }
+
+    fn order_book<'a>(&'a self, key_id: &'a KeyId) -> BoxFuture<'a, Result<OrderBook, LedgerError>> {
+        Box::pin(async move {
+            let deadline = self.db.deadline.max(USAGE_DEADLINE);
+            let open = self.db.query(OPEN_COUNT, &[&key_id.as_str()], deadline).await?;
+            let open_orders = open
+                .first()
+                .map(|r| u32::try_from(r.get::<_, i64>(0).max(0)).unwrap_or(u32::MAX))
+                .unwrap_or(0);
+            let rows = self.db.query(POSITIONS, &[&key_id.as_str()], deadline).await?;
+            let mut positions = Vec::with_capacity(rows.len());
+            for row in rows {
+                let (long, short) = (money(row.get(1))?, money(row.get(2))?);
+                if long == Money::ZERO && short == Money::ZERO {
+                    continue;
+                }
+                positions.push(PositionUsage {
+                    symbol: row.get(0),
+                    long: long.as_f64(),
+                    short: short.as_f64(),
+                });
+            }
+            Ok(OrderBook {
+                open_orders,
+                positions,
+            })
         })
     }
 

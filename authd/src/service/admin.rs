@@ -213,7 +213,7 @@ impl Authd {
     }
 
     async fn usage(&self, request_id: u64, id: &KeyId) -> Response {
-        let (max_daily_value, max_orders_per_minute) = {
+        let (max_daily_value, max_orders_per_minute, max_open_orders, max_position_value) = {
             let snapshot = self.keys.snapshot();
             let Some(key) = snapshot.by_id(id.as_str()) else {
                 return error(
@@ -222,21 +222,35 @@ impl Authd {
                     format!("no key with id {:?}", id.as_str()),
                 );
             };
-            (key.max_daily_value, key.max_orders_per_minute)
+            (
+                key.max_daily_value,
+                key.max_orders_per_minute,
+                key.max_open_orders,
+                key.max_position_value,
+            )
         };
         let now = self.clock.load().now();
-        match self.ledger.usage(&now, id).await {
-            Ok((orders, used)) => Response::Usage(Usage {
-                request_id,
-                id: id.clone(),
-                day: now.utc.strftime("%Y-%m-%d").to_string(),
-                daily_value_used: used.as_f64(),
-                max_daily_value: max_daily_value.map(Money::as_f64),
-                orders_last_minute: orders,
-                max_orders_per_minute,
-            }),
-            Err(e) => error(request_id, ErrorKind::Internal, e.to_string()),
-        }
+        let (orders, used) = match self.ledger.usage(&now, id).await {
+            Ok(f) => f,
+            Err(e) => return error(request_id, ErrorKind::Internal, e.to_string()),
+        };
+        let book = match self.ledger.order_book(id).await {
+            Ok(b) => b,
+            Err(e) => return error(request_id, ErrorKind::Internal, e.to_string()),
+        };
+        Response::Usage(Usage {
+            request_id,
+            id: id.clone(),
+            day: now.utc.strftime("%Y-%m-%d").to_string(),
+            daily_value_used: used.as_f64(),
+            max_daily_value: max_daily_value.map(Money::as_f64),
+            orders_last_minute: orders,
+            max_orders_per_minute,
+            open_orders: book.open_orders,
+            max_open_orders,
+            positions: book.positions,
+            max_position_value: max_position_value.map(Money::as_f64),
+        })
     }
 
     /// Writes an admin request's record to the audit file (before its answer is sent)
@@ -298,6 +312,7 @@ pub(super) fn admin_record(
         | Response::Usage(_)
         | Response::KeysPage { .. }
         | Response::KeyRotated { .. }
+        | Response::OrderEventDone { .. }
         | Response::KeyActivity { .. }
         | Response::Halts { .. }
         | Response::KeysImported { .. }

@@ -6,15 +6,17 @@ use std::time::Duration;
 
 use futu_auth_proto::key::{Halt, HaltTarget, HaltedBy};
 use futu_auth_proto::{
-    Check, CheckScope, Decision, ErrorKind, Iface, KeyId, LimitFigures, Market, Order, Reason, Response,
-    Scope, SessionCheck, SessionOutcome, SessionSubject, Token, TrdEnv, TrdSide,
+    Check, CheckScope, Decision, ErrorKind, Iface, KeyId, LimitFigures, Market, Order, OrderEvent,
+    OrderEventKind, OrderEventRefusal, Reason, Response, Scope, SessionCheck, SessionOutcome, SessionSubject,
+    Token, TrdEnv, TrdSide,
 };
 use futu_auth_rules::decide::Verdict;
-use futu_auth_rules::ledger::{Consumption, Released};
+use futu_auth_rules::ledger::{Consumption, EventApplied, Released};
 use futu_auth_rules::money::Money;
 
 use super::admin::{admin_record, forbidden_record, halt_detail};
 use super::checks::{check_record, release_record, scope_record, session_record};
+use super::events::order_event_record;
 use crate::audit::{AuditKey, AuditRecord};
 use crate::peer::Peer;
 
@@ -38,6 +40,8 @@ fn check(endpoint: &str, order: Option<Order>, dry_run: bool) -> Check {
         endpoint: endpoint.into(),
         order,
         dry_run,
+        acc_id: None,
+        ref_price: None,
     }
 }
 
@@ -188,6 +192,54 @@ fn every_kind_of_audit_record_is_written_as_pinned() {
             r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"check","iface":"rest","endpoint":"Trd_PlaceOrder","key_id":"sim-bot","outcome":"reject","reason":"rate","error":null,"detail":"5 orders in the last 60 s; max_orders_per_minute is 5","scope":"trade:simulate","order":{"env":"simulate","market":"HK","symbol":"HK.00700","side":"BUY","qty":100.0,"price":388.2,"value":38820.0},"dry_run":false,"ticket":null,"retry_after_ms":12345,"request_id":11,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
         ),
         (
+            "an order with its account and reference price, refused by the price collar",
+            check_record(
+                &Check {
+                    acc_id: Some(281_756_455_983_234),
+                    ref_price: Some(380.0),
+                    ..check("Trd_PlaceOrder", Some(order(Some(388.2))), false)
+                },
+                &Verdict {
+                    decision: Decision::Deny {
+                        reason: Reason::PriceCollar,
+                        key_id: Some(key("sim-bot")),
+                        detail: "price 388.2 is 2.1579% from the reference price 380; max_price_deviation_pct is 2".into(),
+                        retry_after_ms: None,
+                        limit: Some(LimitFigures::PriceCollar {
+                            price: 388.2,
+                            ref_price: 380.0,
+                            deviation_pct: 2.157_894_736_842_1,
+                            max_price_deviation_pct: 2.0,
+                        }),
+                    },
+                    scope: Some(Scope::TradeSimulate),
+                    value,
+                    consumption: None,
+                },
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"check","iface":"rest","endpoint":"Trd_PlaceOrder","key_id":"sim-bot","outcome":"reject","reason":"price_collar","error":null,"detail":"price 388.2 is 2.1579% from the reference price 380; max_price_deviation_pct is 2","scope":"trade:simulate","order":{"env":"simulate","market":"HK","symbol":"HK.00700","side":"BUY","qty":100.0,"price":388.2,"value":38820.0},"acc_id":281756455983234,"ref_price":380.0,"dry_run":false,"ticket":null,"request_id":11,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "an account read of an account the key may not use",
+            check_record(
+                &Check {
+                    acc_id: Some(42),
+                    ..check("Trd_GetFunds", None, false)
+                },
+                &deny(
+                    Some("sim-bot"),
+                    Some(Scope::AccRead),
+                    Reason::Account,
+                    "account 42 is not in allowed_acc_ids",
+                ),
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"check","iface":"rest","endpoint":"Trd_GetFunds","key_id":"sim-bot","outcome":"reject","reason":"account","error":null,"detail":"account 42 is not in allowed_acc_ids","scope":"acc:read","order":null,"acc_id":42,"dry_run":false,"ticket":null,"request_id":11,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
             "a token that matched no key",
             check_record(
                 &check("Qot_GetBasicQot", None, false),
@@ -283,6 +335,90 @@ fn every_kind_of_audit_record_is_written_as_pinned() {
                 LATENCY,
             ),
             r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"release","iface":null,"endpoint":"Release","key_id":null,"outcome":"error","reason":null,"error":"unknown_ticket","detail":null,"scope":null,"order":null,"dry_run":false,"ticket":42,"request_id":16,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "an order event applied",
+            order_event_record(
+                &OrderEvent {
+                    request_id: 18,
+                    ticket: 9_876_543_210,
+                    kind: OrderEventKind::PartiallyFilled,
+                    filled_qty: Some(40.0),
+                    fill_price: Some(299.5),
+                },
+                &Ok(EventApplied::Applied {
+                    key_id: key("sim-bot"),
+                    released: None,
+                }),
+                None,
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"order_event","iface":null,"endpoint":"OrderEvent","key_id":"sim-bot","outcome":"allow","reason":null,"error":null,"detail":"partially_filled 40 at 299.5: applied","scope":null,"order":null,"event":{"kind":"partially_filled","filled_qty":40.0,"fill_price":299.5},"dry_run":false,"ticket":9876543210,"request_id":18,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "an order event that rejects an order",
+            order_event_record(
+                &OrderEvent {
+                    request_id: 19,
+                    ticket: 9_876_543_210,
+                    kind: OrderEventKind::Rejected,
+                    filled_qty: None,
+                    fill_price: None,
+                },
+                &Ok(EventApplied::Applied {
+                    key_id: key("sim-bot"),
+                    released: Some(Released {
+                        number: 1,
+                        key_id: key("sim-bot"),
+                        refunded: Money(3_882_000_000_000),
+                        day: 20_563,
+                    }),
+                }),
+                None,
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"order_event","iface":null,"endpoint":"OrderEvent","key_id":"sim-bot","outcome":"allow","reason":null,"error":null,"detail":"rejected: applied, refunded 38820","scope":null,"order":null,"event":{"kind":"rejected","filled_qty":null,"fill_price":null},"dry_run":false,"ticket":9876543210,"request_id":19,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "an order event sent again",
+            order_event_record(
+                &OrderEvent {
+                    request_id: 20,
+                    ticket: 9_876_543_210,
+                    kind: OrderEventKind::Cancelled,
+                    filled_qty: None,
+                    fill_price: None,
+                },
+                &Ok(EventApplied::Duplicate {
+                    key_id: key("sim-bot"),
+                }),
+                None,
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"order_event","iface":null,"endpoint":"OrderEvent","key_id":"sim-bot","outcome":"allow","reason":null,"error":null,"detail":"cancelled: duplicate","scope":null,"order":null,"event":{"kind":"cancelled","filled_qty":null,"fill_price":null},"dry_run":false,"ticket":9876543210,"request_id":20,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
+        ),
+        (
+            "an order event refused",
+            order_event_record(
+                &OrderEvent {
+                    request_id: 21,
+                    ticket: 42,
+                    kind: OrderEventKind::Filled,
+                    filled_qty: Some(100.0),
+                    fill_price: Some(300.0),
+                },
+                &Err((
+                    OrderEventRefusal::UnknownTicket,
+                    "no order the ledger knows has this ticket".into(),
+                )),
+                None,
+                PEER,
+                LATENCY,
+            ),
+            r#"{"ts":"2026-04-20T10:00:00.123456Z","kind":"order_event","iface":null,"endpoint":"OrderEvent","key_id":null,"outcome":"error","reason":null,"error":"unknown_ticket","detail":"filled 100 at 300: refused unknown_ticket","scope":null,"order":null,"event":{"kind":"filled","filled_qty":100.0,"fill_price":300.0},"dry_run":false,"ticket":42,"request_id":21,"peer_uid":1000,"peer_pid":4242,"latency_us":37}"#,
         ),
         (
             "an admin request done",

@@ -37,7 +37,10 @@ pub(super) enum Pending {
 
 impl Pending {
     /// Rules 1–7 for a check; a panic is a deny `internal`, never a crash.
-    pub(super) fn check(snapshot: &Snapshot, now: &Now, c: Check) -> Pending {
+    /// `follows`: whether the ledger store follows orders ([`LedgerStore::follows_orders`]).
+    ///
+    /// [`LedgerStore::follows_orders`]: crate::ledger::LedgerStore::follows_orders
+    pub(super) fn check(snapshot: &Snapshot, now: &Now, c: Check, follows: bool) -> Pending {
         let e = catch_unwind(AssertUnwindSafe(|| evaluate(snapshot, now, &c))).unwrap_or_else(|_| {
             tracing::error!("deciding request {} panicked; denied", c.request_id);
             Evaluation::Decided(Verdict::internal(
@@ -46,7 +49,30 @@ impl Pending {
                 "the daemon failed while deciding".into(),
             ))
         });
-        Pending::Check(c, e)
+        if follows {
+            Pending::Check(c, e)
+        } else {
+            Pending::Check(c, Self::not_followed(e))
+        }
+    }
+
+    /// With a ledger store that does not follow orders, an order of a key with
+    /// `max_open_orders`, `max_position_value` or `duplicate_window_ms` is refused
+    /// `internal`: an order the store cannot follow could pass those caps (after a restart,
+    /// or on another host). Refused, nothing can exceed them.
+    fn not_followed(e: Evaluation) -> Evaluation {
+        match e {
+        Evaluation::Charge {
+            charge: Charge { track: Some(_), key_id, .. },
+            scope,
+            ..
+        } => Evaluation::Decided(Verdict::internal(
+            Some(key_id),
+            scope,
+            "max_open_orders, max_position_value and duplicate_window_ms are not supported by this ledger; the order is refused".into(),
+        )),
+        other => other,
+    }
     }
 
     /// The scope rules for a scope check.
@@ -179,6 +205,8 @@ fn as_keep_alive(c: &SessionCheck) -> Check {
         endpoint: KEEP_ALIVE.into(),
         order: None,
         dry_run: true,
+        acc_id: None,
+        ref_price: None,
     }
 }
 
@@ -432,6 +460,8 @@ pub(super) fn decision_key(d: &Decision) -> Option<&KeyId> {
 pub(super) fn check_record(c: &Check, v: &Verdict, peer: Peer, latency: Duration) -> AuditRecord {
     let mut rec = decision_record(Kind::Check, &c.endpoint, c.request_id, c.iface, peer, v, latency);
     rec.order = c.order.as_ref().map(|o| AuditOrder::of(o, v.value));
+    rec.acc_id = c.acc_id;
+    rec.ref_price = c.ref_price;
     rec.dry_run = c.dry_run;
     rec
 }

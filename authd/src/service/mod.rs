@@ -34,6 +34,7 @@ mod admin;
 #[cfg(test)]
 mod audit_lines;
 mod checks;
+mod events;
 mod halt;
 mod kept;
 mod keyring;
@@ -130,11 +131,12 @@ impl Authd {
         received: Instant,
     ) -> Vec<Answer> {
         let now = self.clock.load().now();
+        let follows = self.ledger.follows_orders();
         let mut pending: Vec<Pending> = {
             let snapshot = self.keys.snapshot();
             reqs.into_iter()
                 .map(|req| match req.route() {
-                    Route::Check(c) => Pending::check(&snapshot, &now, c),
+                    Route::Check(c) => Pending::check(&snapshot, &now, c, follows),
                     Route::CheckScope(c) => Pending::scope(&snapshot, &now, c),
                     Route::SessionCheck(c) => Pending::session(&snapshot, &now, c, version),
                     Route::Hello(_) => Pending::Ready(Answer::Now(Response::Error {
@@ -146,6 +148,12 @@ impl Authd {
                         let me = Arc::clone(self);
                         Pending::Ready(Answer::Later(Box::pin(async move {
                             me.release(request_id, ticket, peer, received).await
+                        })))
+                    }
+                    Route::OrderEvent(e) => {
+                        let me = Arc::clone(self);
+                        Pending::Ready(Answer::Later(Box::pin(async move {
+                            me.order_event(e, peer, received).await
                         })))
                     }
                     Route::Admin(admin) => {

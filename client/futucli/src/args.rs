@@ -9,7 +9,7 @@ use clap_complete::Shell;
 use futu_auth_client::{Fingerprint, HaltTarget, Iface, KeyId, Market, Scope, TrdEnv, TrdSide};
 use futu_auth_keys::store::{HaltReason, MAX_OVERLAP};
 use futu_auth_proto::key::{Cap, InvalidValue};
-use futu_auth_proto::{HoursWindow, Symbol};
+use futu_auth_proto::{AccIds, DeviationPct, DuplicateWindow, HoursWindow, Symbol};
 
 /// futucli: make, list, bind, rotate and revoke futu-authd API keys, halt and resume
 /// trading, and ask the daemon for decisions.
@@ -52,7 +52,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Make a key; its plaintext is printed once and stored nowhere.
-    GenKey(GenKey),
+    GenKey(Box<GenKey>),
     /// List the keys (never their hashes), with when each was last used.
     ListKeys {
         /// Print JSON for scripts.
@@ -169,6 +169,24 @@ pub struct GenKey {
     /// Local time window, HH:MM-HH:MM (22:00-04:00 crosses midnight).
     #[arg(long)]
     pub hours_window: Option<HoursWindow>,
+    /// Account whitelist, e.g. 281756,281757: an order or an account read must name one.
+    #[arg(long, value_parser = parse_acc_ids)]
+    pub allowed_acc_ids: Option<AccIds>,
+    /// Price collar: a limit order's price may be at most this many percent from the
+    /// gateway's reference price (its last quote), e.g. 5.
+    #[arg(long, value_parser = parse_deviation)]
+    pub max_price_deviation_pct: Option<DeviationPct>,
+    /// Orders allowed and not yet filled, cancelled or rejected.
+    #[arg(long)]
+    pub max_open_orders: Option<u32>,
+    /// Per symbol, the value of filled buys less filled sells plus the open orders that
+    /// would add to it: at most 8 decimal places, at most 1e20.
+    #[arg(long, value_parser = parse_cap, allow_negative_numbers = true)]
+    pub max_position_value: Option<Cap>,
+    /// The same order (account, symbol, side, qty, price) again within this window is
+    /// refused: 500ms, 2s, 1m (at most 1h).
+    #[arg(long = "duplicate-window", value_parser = parse_duplicate_window)]
+    pub duplicate_window: Option<DuplicateWindow>,
     /// Expiry: a duration from now (30d, 12h, 90m, 2w) or an RFC 3339 time.
     #[arg(long)]
     pub expires: Option<String>,
@@ -263,6 +281,13 @@ pub struct CheckArgs {
     /// Order limit price. A negative one is sent as it is, for the daemon to refuse.
     #[arg(long, requires = "qty", allow_negative_numbers = true)]
     pub price: Option<f64>,
+    /// The broker account the request names (an order's, or an account read's).
+    #[arg(long)]
+    pub acc_id: Option<u64>,
+    /// The reference price of the order's symbol (the gateway's last quote), for a key
+    /// with a price collar.
+    #[arg(long, allow_negative_numbers = true)]
+    pub ref_price: Option<f64>,
     /// Decide without consuming a rate slot or daily value.
     #[arg(long)]
     pub dry_run: bool,
@@ -325,6 +350,44 @@ pub enum ArgError {
     /// A halt's reason that is not one.
     #[error("{0}")]
     NotAReason(InvalidValue),
+    /// A list of account ids that is not one.
+    #[error("{0:?} is not a list of account ids: expected whole numbers separated by commas, such as 281756,281757")]
+    NotAccIds(String),
+    /// A window that is not one.
+    #[error("{0:?} is not a window: expected a whole number and a unit, such as 500ms, 2s or 1m")]
+    NotAWindow(String),
+}
+
+/// `--allowed-acc-ids`: account ids separated by commas, by the same rule as keys.json
+/// (at least one, each once).
+fn parse_acc_ids(s: &str) -> Result<AccIds, ArgError> {
+    let ids = s
+        .split(',')
+        .map(|id| id.trim().parse::<u64>())
+        .collect::<Result<Vec<u64>, _>>()
+        .map_err(|_| ArgError::NotAccIds(s.to_owned()))?;
+    Ok(AccIds::try_from(ids)?)
+}
+
+/// `--max-price-deviation-pct`: a percentage, by the same rule as keys.json.
+fn parse_deviation(s: &str) -> Result<DeviationPct, ArgError> {
+    let v: f64 = s.parse().map_err(|_| ArgError::NotANumber(s.to_owned()))?;
+    Ok(DeviationPct::try_from(v)?)
+}
+
+/// `--duplicate-window`: milliseconds (`500ms`) or [a duration](parse_secs) (`2s`, `1m`),
+/// by the same rule as keys.json's `duplicate_window_ms`.
+fn parse_duplicate_window(s: &str) -> Result<DuplicateWindow, ArgError> {
+    let ms = match s.strip_suffix("ms") {
+        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+            n.parse::<u64>().unwrap_or(u64::MAX)
+        }
+        Some(_) => return Err(ArgError::NotAWindow(s.to_owned())),
+        None => parse_secs(s)
+            .map_err(|_| ArgError::NotAWindow(s.to_owned()))?
+            .saturating_mul(1000),
+    };
+    Ok(DuplicateWindow::try_from(ms)?)
 }
 
 /// A cap flag's value, by the same rule as keys.json and the daemon ([`Cap::try_from`]):

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
 use futu_auth_client::{
-    AuthClient, BindOp, ClientError, Decision, Halt, HaltedBy, KeyActivity, KeyId, KeyRecord, KeySpec,
-    Limits, Order, Token,
+    AuthClient, BindOp, CheckContext, ClientError, Decision, Halt, HaltedBy, KeyActivity, KeyId, KeyRecord,
+    KeySpec, Limits, Order, Token,
 };
 use futu_auth_keys::machine::fingerprint_from_file;
 use futu_auth_keys::store::{self, HaltReason, KeysFile, StoreError};
@@ -93,7 +93,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         machine_id_file: cli.machine_id_file.clone(),
     };
     match cli.command {
-        Command::GenKey(g) => gen_key(&ctx, g).await,
+        Command::GenKey(g) => gen_key(&ctx, *g).await,
         Command::ListKeys { json, unused_for } => match unused_for {
             None => list_keys(&ctx, json).await,
             Some(d) => list_unused_keys(&ctx, json, &d).await,
@@ -277,6 +277,11 @@ async fn gen_key(ctx: &Ctx, g: GenKey) -> Result<u8, Failure> {
             max_daily_value: g.max_daily_value,
             max_orders_per_minute: g.max_orders_per_minute,
             hours_window: g.hours_window,
+            allowed_acc_ids: g.allowed_acc_ids,
+            max_price_deviation_pct: g.max_price_deviation_pct,
+            max_open_orders: g.max_open_orders,
+            max_position_value: g.max_position_value,
+            duplicate_window_ms: g.duplicate_window,
         },
         allowed_machines,
         expires_at,
@@ -593,10 +598,18 @@ async fn check(ctx: &Ctx, c: CheckArgs) -> Result<u8, Failure> {
         _ => None,
     };
     let token = Token::new(c.token);
+    let context = CheckContext {
+        acc_id: c.acc_id,
+        ref_price: c.ref_price,
+    };
     let decision = if c.dry_run {
-        client.check_dry_run(&token, c.iface, &c.endpoint, order).await
+        client
+            .check_dry_run_in(&token, c.iface, &c.endpoint, order, context)
+            .await
     } else {
-        client.check(&token, c.iface, &c.endpoint, order).await
+        client
+            .check_in(&token, c.iface, &c.endpoint, order, context)
+            .await
     }
     .map_err(transport)?;
     outln!(

@@ -1,6 +1,6 @@
 //! `futucli replay`: the audit file's checks decided again against a candidate keys.json,
-//! by the daemon's own rules ([`futu_auth_rules::replay`]); this module reads the files and
-//! prints the report.
+//! by the daemon's own rules ([`futu_auth_rules::replay`]), with the orders followed through
+//! the order events the file records; this module reads the files and prints the report.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -134,6 +134,13 @@ fn human(r: &Report, audit: &Path, keys: &Path) -> String {
             out,
             "  releases: {} read, {} refunded an order the candidate allowed",
             t.releases.read, t.releases.refunded
+        );
+    }
+    if t.order_events.read > 0 {
+        let _ = writeln!(
+            out,
+            "  order events: {} read, {} applied to an order the candidate allowed",
+            t.order_events.read, t.order_events.applied
         );
     }
     let _ = writeln!(

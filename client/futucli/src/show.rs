@@ -79,7 +79,8 @@ fn join<T: std::fmt::Display>(v: &[T]) -> String {
     v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
 }
 
-/// The limits in short: `HK,US SELL ≤100000/order ≤500000/day 5/min 09:30-16:00`.
+/// The limits in short: `HK,US SELL ≤100000/order ≤500000/day 5/min 09:30-16:00`, then
+/// `accounts=281756 collar ±5% ≤10 open ≤200000/position no repeat in 2000ms`.
 fn limits(r: &KeyRecord) -> String {
     let l = &r.limits;
     let mut parts = Vec::new();
@@ -103,6 +104,21 @@ fn limits(r: &KeyRecord) -> String {
     }
     if let Some(w) = l.hours_window {
         parts.push(w.to_string());
+    }
+    if let Some(a) = &l.allowed_acc_ids {
+        parts.push(format!("accounts={}", join(a.as_slice())));
+    }
+    if let Some(p) = l.max_price_deviation_pct {
+        parts.push(format!("collar ±{}%", p.get()));
+    }
+    if let Some(n) = l.max_open_orders {
+        parts.push(format!("≤{n} open"));
+    }
+    if let Some(v) = l.max_position_value {
+        parts.push(format!("≤{}/position", v.get()));
+    }
+    if let Some(w) = l.duplicate_window_ms {
+        parts.push(format!("no repeat in {}ms", w.ms()));
     }
     if parts.is_empty() {
         "-".into()
@@ -297,7 +313,7 @@ pub fn keys_json(keys: &[KeyRecord], activity: Option<&Activity>, halts: &[Halt]
 /// `usage` output.
 pub fn usage(u: &Usage) -> String {
     let cap = |v: Option<String>| v.unwrap_or_else(|| "unlimited".into());
-    format!(
+    let mut out = format!(
         "{} on {} (UTC): daily value {} of {}; orders in the last 60 s: {} of {}",
         u.id,
         u.day,
@@ -305,7 +321,25 @@ pub fn usage(u: &Usage) -> String {
         cap(u.max_daily_value.map(|v| v.to_string())),
         u.orders_last_minute,
         cap(u.max_orders_per_minute.map(|v| v.to_string())),
-    )
+    );
+    // The orders the ledger follows (protocol version 6), for a key that has them.
+    if u.max_open_orders.is_some() || u.open_orders > 0 {
+        out.push_str(&format!(
+            "\nopen orders: {} of {}",
+            u.open_orders,
+            cap(u.max_open_orders.map(|v| v.to_string()))
+        ));
+    }
+    for p in &u.positions {
+        out.push_str(&format!(
+            "\nposition {}: long {}, short {} (each with its open orders) of {}",
+            p.symbol,
+            p.long,
+            p.short,
+            cap(u.max_position_value.map(|v| v.to_string()))
+        ));
+    }
+    out
 }
 
 /// `check` output: one line. A deny by a limit adds when to retry (if waiting helps) and
@@ -370,6 +404,27 @@ fn figures(l: &LimitFigures) -> String {
             local_time,
             hours_window,
         } => format!("local time {local_time}, hours_window {hours_window}"),
+        LimitFigures::PriceCollar {
+            price,
+            ref_price,
+            deviation_pct,
+            max_price_deviation_pct,
+        } => format!(
+            "price {price}, reference price {ref_price}, {deviation_pct:.4}% apart, max_price_deviation_pct {max_price_deviation_pct}"
+        ),
+        LimitFigures::OpenOrders {
+            open_orders,
+            max_open_orders,
+        } => format!("open orders {open_orders} of {max_open_orders}"),
+        LimitFigures::Position {
+            position_value,
+            order_value,
+            max_position_value,
+        } => format!("position {position_value}, this order {order_value}, max_position_value {max_position_value}"),
+        LimitFigures::Duplicate {
+            since_ms,
+            duplicate_window_ms,
+        } => format!("the same order {since_ms} ms ago, duplicate_window_ms {duplicate_window_ms}"),
     }
 }
 

@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
-use futu_auth_client::http::{decode_json, Endpoint, OrderHandle, Refusal, Routes};
-use futu_auth_client::Order;
+use futu_auth_client::http::{decode_json, CheckContext, Endpoint, OrderHandle, Refusal, Routes};
 use serde::Deserialize;
 use tonic::{Request, Response, Status};
 
-use crate::broker::{Broker, QOT_GET_BASIC_QOT, TRD_GET_FUNDS, TRD_PLACE_ORDER};
+use crate::broker::{
+    AccountRequest, Broker, OrderRequest, QOT_GET_BASIC_QOT, TRD_GET_FUNDS, TRD_MODIFY_ORDER, TRD_PLACE_ORDER,
+};
 
 /// The code tonic generates from `proto/gateway.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -57,11 +58,23 @@ impl Gateway for GatewayService {
         let endpoint = proto_id.to_string();
         let body_json = if proto_id == TRD_PLACE_ORDER {
             self.order(&auth, &endpoint, body(&body_json)?).await?
+        } else if proto_id == TRD_MODIFY_ORDER {
+            self.cancel(&auth, &endpoint, body(&body_json)?).await?
+        } else if proto_id == TRD_GET_FUNDS {
+            let AccountRequest { acc_id, .. } = if body_json.trim().is_empty() {
+                AccountRequest::default()
+            } else {
+                body(&body_json)?
+            };
+            let allowed = auth
+                .check_with(&endpoint, CheckContext::account(acc_id))
+                .await
+                .map_err(status)?;
+            json(&self.broker.funds(allowed.key_id.as_str(), acc_id))?
         } else {
-            let allowed = auth.check(&endpoint).await.map_err(status)?;
+            auth.check(&endpoint).await.map_err(status)?;
             match proto_id {
                 QOT_GET_BASIC_QOT => self.quote(body(&body_json)?)?,
-                TRD_GET_FUNDS => json(&self.broker.funds(allowed.key_id.as_str()))?,
                 other => {
                     return Err(Status::unimplemented(format!(
                         "the demo broker does not serve {other}"
@@ -74,13 +87,35 @@ impl Gateway for GatewayService {
 }
 
 impl GatewayService {
-    /// 2202 Trd_PlaceOrder: the order's check is `place_as`, here, where the body is
-    /// decoded.
-    async fn order(&self, auth: &OrderHandle, endpoint: &str, order: Order) -> Result<String, Status> {
-        let placed = auth.place_as(endpoint, order.clone()).await.map_err(status)?;
+    /// 2202 Trd_PlaceOrder: the order's check is `place_as_with`, here, where the body is
+    /// decoded, with its account and the demo's quote as the reference price.
+    async fn order(&self, auth: &OrderHandle, endpoint: &str, req: OrderRequest) -> Result<String, Status> {
+        let order = req.order();
+        let placed = auth
+            .place_as_with(endpoint, order.clone(), self.broker.context(&req))
+            .await
+            .map_err(status)?;
         match self.broker.place(&order, placed).await {
             Ok(ack) => json(&ack),
             Err(rejection) => Err(Status::failed_precondition(json(&rejection)?)),
+        }
+    }
+
+    /// 2205 Trd_ModifyOrder, a cancel of `{"order_id"}`: may the key trade, then the
+    /// broker cancels the key's own order.
+    async fn cancel(
+        &self,
+        auth: &OrderHandle,
+        endpoint: &str,
+        req: AccountRequest,
+    ) -> Result<String, Status> {
+        let Some(order_id) = req.order_id else {
+            return Err(Status::invalid_argument("a cancel needs its order_id"));
+        };
+        let allowed = auth.may_trade(endpoint, None).await.map_err(status)?;
+        match self.broker.cancel(allowed.key_id.as_str(), order_id).await {
+            Ok(ack) => json(&ack),
+            Err(no) => Err(Status::not_found(no.detail)),
         }
     }
 

@@ -30,23 +30,27 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Fills};
 
 /// How long an MCP session may go without a request before it ends (rmcp's keep-alive,
 /// and the auth layer's: the session's place among its key's sessions is freed then).
 const MCP_IDLE: Duration = Duration::from_secs(300);
 
 /// A demonstration gateway over a demo broker — fixed quotes and funds, orders accepted
-/// unless their qty is above 1 000 000, a quote and an order update pushed every 100 ms —
-/// and the test bed of futu-auth-client's adapters. Not a gateway to trade with.
+/// unless their qty is above 1 000 000 and filled a second later (--fill-after,
+/// --leave-open), each change reported to futu-authd, a quote and an order update pushed
+/// every 100 ms — and the test bed of futu-auth-client's adapters. Not a gateway to trade
+/// with. An order's reference price, for futu-authd's price collar, is the demo's quote.
 ///
-/// REST: GET /api/quote?symbol=HK.00700 (Qot_GetBasicQot), GET /api/funds
-/// (Trd_GetFunds), POST /api/order with {"env","market","symbol","side","qty","price"}
-/// (Trd_PlaceOrder). gRPC: futu.gateway.Gateway/Request with a proto id (3004, 2101,
-/// 2202) and its body as JSON (client/gw-demo/proto/gateway.proto). WebSocket: /ws on
-/// the REST listener, frames {"id","proto_id","body"} (3004, 2101, 2202, 2005), pushes
-/// {"push","body"} (3005 quotes, 2208 order updates) filtered by the key's scopes. MCP:
-/// tools get_quote, get_funds, place_order, unlock_trade, over streamable HTTP
+/// REST: GET /api/quote?symbol=HK.00700 (Qot_GetBasicQot), GET /api/funds?acc_id=N
+/// (Trd_GetFunds), POST /api/order with {"env","market","symbol","side","qty","price",
+/// "acc_id"} (Trd_PlaceOrder), POST /api/order/cancel with {"order_id"}
+/// (Trd_ModifyOrder), GET /api/admin/status (Admin_Status), POST /api/admin/reload
+/// (Admin_Reload). gRPC: futu.gateway.Gateway/Request with a proto id (3004, 2101, 2202,
+/// 2205) and its body as JSON (client/gw-demo/proto/gateway.proto). WebSocket: /ws on
+/// the REST listener, frames {"id","proto_id","body"} (3004, 2101, 2202, 2205, 2005),
+/// pushes {"push","body"} (3005 quotes, 2208 order updates) filtered by the key's scopes.
+/// MCP: tools get_quote, get_funds, place_order, cancel_order, unlock_trade, over streamable HTTP
 /// (--mcp-listen, path /mcp) or stdio (--mcp-stdio). The key: `Authorization: Bearer
 /// fc_…` (gRPC: the `authorization` metadata; WebSocket: also `?token=`; MCP on stdio:
 /// FUTU_MCP_API_KEY).
@@ -97,6 +101,28 @@ struct Args {
     /// --grpc-listen or MCP.
     #[arg(long, conflicts_with_all = ["grpc_listen", "mcp_listen", "mcp_stdio"])]
     no_auth: bool,
+    /// How long after accepting an order the demo broker fills it (e.g. 1s, 250ms, 0s),
+    /// reporting each change to futu-authd (a partial fill of half, then the fill).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    fill_after: Duration,
+    /// Leave every accepted order open until it is cancelled (Trd_ModifyOrder, POST
+    /// /api/order/cancel), instead of filling it.
+    #[arg(long)]
+    leave_open: bool,
+}
+
+/// `1s`, `250ms`, `2m`: a whole number and its unit.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 1s, 250ms or 2m"))?;
+    match &text[digits.len()..] {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        unit => Err(format!("{unit:?} is not a unit of duration: ms, s or m")),
+    }
 }
 
 fn main() -> ExitCode {
@@ -198,7 +224,10 @@ impl Gateway {
 /// layer in front of its handlers and adds its server to `servers`.
 async fn run(args: Args) -> Result<(), GatewayError> {
     let stop = stop_on_signal()?;
-    let broker = Arc::new(Broker::default());
+    let broker = Arc::new(Broker::new(Fills {
+        after: args.fill_after,
+        leave_open: args.leave_open,
+    }));
     let pushing = Arc::clone(&broker);
     let stop_pushing = stop.clone();
     tokio::spawn(async move { pushing.push_until(stop_pushing).await });

@@ -1,13 +1,12 @@
-//! The MCP front-end (rmcp): four tools over the demo broker, each mapped to an endpoint
+//! The MCP front-end (rmcp): five tools over the demo broker, each mapped to an endpoint
 //! and decided through the session of its key — the layer's, over streamable HTTP
 //! (`--mcp-listen`, path `/mcp`), or FUTU_MCP_API_KEY's, over stdio (`--mcp-stdio`). A
 //! refusal is a tool error naming its reason, detail and retry time.
 
 use std::sync::Arc;
 
-use futu_auth_client::http::Refusal;
+use futu_auth_client::http::{CheckContext, Refusal};
 use futu_auth_client::mcp::{self, KeySource};
-use futu_auth_client::Order;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
@@ -16,7 +15,7 @@ use rmcp::{schemars, tool, tool_handler, tool_router, ErrorData, RoleServer, Ser
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, OrderRequest};
 
 /// The tools, for one MCP session.
 #[derive(Clone)]
@@ -49,6 +48,23 @@ pub struct OrderArgs {
     qty: f64,
     /// Limit price; none for a market order.
     price: Option<f64>,
+    /// The broker account (Futu's accID).
+    acc_id: Option<u64>,
+}
+
+/// `get_funds`'s arguments.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+pub struct FundsArgs {
+    /// The broker account (Futu's accID).
+    #[serde(default)]
+    acc_id: Option<u64>,
+}
+
+/// `cancel_order`'s arguments.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct CancelArgs {
+    /// The order to cancel, as place_order answered it.
+    order_id: u64,
 }
 
 impl Tools {
@@ -83,17 +99,48 @@ impl Tools {
     }
 
     /// Trd_GetFunds.
-    #[tool(description = "The account's funds (Trd_GetFunds; needs acc:read)")]
-    async fn get_funds(&self, ctx: RequestContext<RoleServer>) -> Result<CallToolResult, ErrorData> {
-        Ok(match self.keys.session(&ctx)?.check("Trd_GetFunds").await {
-            Ok(allowed) => ok(&self.broker.funds(allowed.key_id.as_str())),
-            Err(refusal) => refused(&refusal),
-        })
+    #[tool(description = "The account's funds (Trd_GetFunds; needs acc:read): acc_id")]
+    async fn get_funds(
+        &self,
+        Parameters(FundsArgs { acc_id }): Parameters<FundsArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let session = self.keys.session(&ctx)?;
+        Ok(
+            match session
+                .check_with("Trd_GetFunds", CheckContext::account(acc_id))
+                .await
+            {
+                Ok(allowed) => ok(&self.broker.funds(allowed.key_id.as_str(), acc_id)),
+                Err(refusal) => refused(&refusal),
+            },
+        )
+    }
+
+    /// Trd_ModifyOrder: a cancel of the key's own open order.
+    #[tool(
+        description = "Cancels an open order (Trd_ModifyOrder; needs trade:simulate or trade:real): order_id"
+    )]
+    async fn cancel_order(
+        &self,
+        Parameters(CancelArgs { order_id }): Parameters<CancelArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let allowed = match self.keys.session(&ctx)?.may_trade("Trd_ModifyOrder", None).await {
+            Ok(allowed) => allowed,
+            Err(refusal) => return Ok(refused(&refusal)),
+        };
+        Ok(
+            match self.broker.cancel(allowed.key_id.as_str(), order_id).await {
+                Ok(ack) => ok(&ack),
+                Err(no) => failed("no_order", &no.detail),
+            },
+        )
     }
 
     /// Trd_PlaceOrder: the order's check takes its rate slot and daily value once.
     #[tool(
-        description = "Places an order (Trd_PlaceOrder; needs trade:simulate or trade:real): env, market, symbol, side, qty, price"
+        description = "Places an order (Trd_PlaceOrder; needs trade:simulate or trade:real): env, market, symbol, side, qty, price, acc_id"
     )]
     async fn place_order(
         &self,
@@ -101,11 +148,15 @@ impl Tools {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let session = self.keys.session(&ctx)?;
-        let order: Order = match serde_json::to_value(&args).and_then(serde_json::from_value) {
-            Ok(order) => order,
+        let req: OrderRequest = match serde_json::to_value(&args).and_then(serde_json::from_value) {
+            Ok(req) => req,
             Err(e) => return Ok(failed("bad_order", &format!("not an order: {e}"))),
         };
-        let placed = match session.place_as("Trd_PlaceOrder", order.clone()).await {
+        let order = req.order();
+        let placed = match session
+            .place_as_with("Trd_PlaceOrder", order.clone(), self.broker.context(&req))
+            .await
+        {
             Ok(placed) => placed,
             Err(refusal) => return Ok(refused(&refusal)),
         };

@@ -1,4 +1,4 @@
-//! The REST front-end (axum): three routes, each a few lines, behind the auth layer. Every
+//! The REST front-end (axum): six routes, each a few lines, behind the auth layer. Every
 //! error a caller can get has the auth layer's shape, `{"reason", "detail",
 //! "retry_after_ms"}`: a body or a query that cannot be read is the layer's own
 //! `bad_request` refusal, and the broker's errors use the same three fields.
@@ -8,16 +8,19 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use futu_auth_client::http::{read_json, Authorized, BadRequest, Endpoint, OrderHandle, Refusal, Routes};
-use futu_auth_client::Order;
+use futu_auth_client::http::{
+    read_json, Authorized, BadRequest, CheckContext, Endpoint, OrderHandle, Refusal, Routes,
+};
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::broker::{Broker, Funds, OrderAck, Quote, Rejection};
+use crate::broker::{
+    AccountRequest, Broker, CancelAck, Funds, NoOrder, OrderAck, OrderRequest, Quote, Rejection,
+};
 
 /// The largest order body the gateway reads: an order is some 100 bytes.
 const MAX_ORDER_BODY: usize = 16 * 1024;
@@ -28,6 +31,13 @@ pub fn routes() -> Routes {
         .route(Method::GET, "/api/quote", Endpoint::read("Qot_GetBasicQot"))
         .route(Method::GET, "/api/funds", Endpoint::read("Trd_GetFunds"))
         .route(Method::POST, "/api/order", Endpoint::order("Trd_PlaceOrder"))
+        .route(
+            Method::POST,
+            "/api/order/cancel",
+            Endpoint::order("Trd_ModifyOrder"),
+        )
+        .route(Method::GET, "/api/admin/status", Endpoint::read("Admin_Status"))
+        .route(Method::POST, "/api/admin/reload", Endpoint::read("Admin_Reload"))
 }
 
 /// The routes and their handlers (the auth layer goes on top: `router(…).layer(auth)`).
@@ -36,6 +46,9 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/api/quote", get(quote))
         .route("/api/funds", get(funds))
         .route("/api/order", post(order))
+        .route("/api/order/cancel", post(cancel))
+        .route("/api/admin/status", get(admin_status))
+        .route("/api/admin/reload", post(admin_reload))
         .with_state(broker)
 }
 
@@ -61,22 +74,61 @@ async fn quote(
         .ok_or(ApiError::NoQuote(q.symbol))
 }
 
-/// `GET /api/funds`: Trd_GetFunds, for the key the layer matched.
-async fn funds(State(broker): State<Arc<Broker>>, Extension(auth): Extension<Authorized>) -> Json<Funds> {
-    Json(broker.funds(auth.key_id.as_str()))
+/// `GET /api/funds?acc_id=…`: Trd_GetFunds, for the key the layer matched; the layer
+/// checked the account (`?acc_id=`) too.
+async fn funds(
+    State(broker): State<Arc<Broker>>,
+    Extension(auth): Extension<Authorized>,
+    uri: Uri,
+) -> Result<Json<Funds>, ApiError> {
+    let ctx = CheckContext::from_query(&uri)?;
+    Ok(Json(broker.funds(auth.key_id.as_str(), ctx.acc_id)))
 }
 
-/// `POST /api/order` with the order as JSON: Trd_PlaceOrder. The order's check is
-/// `place`, here, where the body is decoded.
+/// `POST /api/order` with the order as JSON (and its `acc_id`): Trd_PlaceOrder. The
+/// order's check is `place_with`, here, where the body is decoded, with the order's
+/// account and the demo's quote of its symbol as the reference price.
 async fn order(
     State(broker): State<Arc<Broker>>,
     Extension(auth): Extension<OrderHandle>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<OrderAck>, ApiError> {
-    let order: Order = read_json(&headers, body, MAX_ORDER_BODY).await?;
-    let placed = auth.place(order.clone()).await?;
+    let req: OrderRequest = read_json(&headers, body, MAX_ORDER_BODY).await?;
+    let order = req.order();
+    let placed = auth.place_with(order.clone(), broker.context(&req)).await?;
     Ok(Json(broker.place(&order, placed).await?))
+}
+
+/// `POST /api/order/cancel` with `{"order_id"}`: Trd_ModifyOrder's cancel, of an order of
+/// the key the layer matched (its scope check is the layer's: a cancel places nothing).
+async fn cancel(
+    State(broker): State<Arc<Broker>>,
+    Extension(auth): Extension<OrderHandle>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<CancelAck>, ApiError> {
+    let req: AccountRequest = read_json(&headers, body, MAX_ORDER_BODY).await?;
+    let (Some(order_id), Some(key_id)) = (req.order_id, auth.key_id()) else {
+        return Err(Refusal::bad_request(BadRequest::Malformed, "a cancel needs its order_id").into());
+    };
+    Ok(Json(broker.cancel(key_id.as_str(), order_id).await?))
+}
+
+/// `GET /api/admin/status`: Admin_Status (needs `admin`).
+async fn admin_status(
+    State(broker): State<Arc<Broker>>,
+    Extension(auth): Extension<Authorized>,
+) -> Json<Value> {
+    Json(broker.status(auth.key_id.as_str()))
+}
+
+/// `POST /api/admin/reload`: Admin_Reload (needs `admin`).
+async fn admin_reload(
+    State(broker): State<Arc<Broker>>,
+    Extension(auth): Extension<Authorized>,
+) -> Json<Value> {
+    Json(broker.reload(auth.key_id.as_str()))
 }
 
 /// What a handler answers instead of its result.
@@ -88,6 +140,14 @@ enum ApiError {
     NoQuote(String),
     /// The broker rejected the order; its value was given back.
     Rejected(Rejection),
+    /// The key has no open order of that id.
+    NoOrder(NoOrder),
+}
+
+impl From<NoOrder> for ApiError {
+    fn from(n: NoOrder) -> Self {
+        ApiError::NoOrder(n)
+    }
 }
 
 impl From<Refusal> for ApiError {
@@ -124,6 +184,11 @@ impl IntoResponse for ApiError {
                     "refunded_value": r.refunded_value,
                     "release_error": r.release_error,
                 })),
+            )
+                .into_response(),
+            ApiError::NoOrder(n) => (
+                StatusCode::NOT_FOUND,
+                Json(json!({"reason": "no_order", "detail": n.detail, "retry_after_ms": null})),
             )
                 .into_response(),
         }

@@ -1,6 +1,6 @@
 //! The WebSocket front-end: `/ws` on the REST listener, behind its own auth layer (the
 //! key checked at the upgrade, from `?token=` or the Bearer header). Requests are JSON
-//! text frames `{"id", "proto_id", "body"}` (3004, 2101, 2202, 2005); the broker's
+//! text frames `{"id", "proto_id", "body"}` (3004, 2101, 2202, 2205, 2005); the broker's
 //! pushes (quotes 3005, order updates 2208) go out filtered by the key's scopes.
 //! futu-auth-client's `ws::serve` runs the connection; this file answers requests.
 
@@ -11,14 +11,16 @@ use axum::http::Method;
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
-use futu_auth_client::http::{Endpoint, Routes, Session};
+use futu_auth_client::http::{CheckContext, Endpoint, Routes, Session};
 use futu_auth_client::ws::{self, Failure, Handler, Push};
-use futu_auth_client::Order;
 use futures_util::Stream;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::broker::{Broker, QOT_GET_BASIC_QOT, TRD_GET_FUNDS, TRD_PLACE_ORDER, TRD_UNLOCK_TRADE};
+use crate::broker::{
+    AccountRequest, Broker, OrderRequest, QOT_GET_BASIC_QOT, TRD_GET_FUNDS, TRD_MODIFY_ORDER,
+    TRD_PLACE_ORDER, TRD_UNLOCK_TRADE,
+};
 
 /// The largest message a connection may send: a request is some 200 bytes. A larger one
 /// closes the connection.
@@ -71,12 +73,36 @@ impl Handler for WsGateway {
     async fn request(&self, session: &Session, proto_id: u32, body: Value) -> Result<Value, Failure> {
         let endpoint = proto_id.to_string();
         if proto_id == TRD_PLACE_ORDER {
-            let order: Order = parse(body)?;
-            let placed = session.place_as(&endpoint, order.clone()).await?;
+            let req: OrderRequest = parse(body)?;
+            let order = req.order();
+            let placed = session
+                .place_as_with(&endpoint, order.clone(), self.broker.context(&req))
+                .await?;
             return match self.broker.place(&order, placed).await {
                 Ok(ack) => Ok(to_value(&ack)),
                 Err(rejection) => Err(Failure::new("broker_rejected", rejection.detail)),
             };
+        }
+        if proto_id == TRD_MODIFY_ORDER {
+            let AccountRequest { order_id, .. } = parse(body)?;
+            let order_id =
+                order_id.ok_or_else(|| Failure::new("bad_request", "a cancel needs its order_id"))?;
+            let allowed = session.may_trade(&endpoint, None).await?;
+            return match self.broker.cancel(allowed.key_id.as_str(), order_id).await {
+                Ok(ack) => Ok(to_value(&ack)),
+                Err(no) => Err(Failure::new("no_order", no.detail)),
+            };
+        }
+        if proto_id == TRD_GET_FUNDS {
+            let AccountRequest { acc_id, .. } = if body.is_null() {
+                AccountRequest::default()
+            } else {
+                parse(body)?
+            };
+            let allowed = session
+                .check_with(&endpoint, CheckContext::account(acc_id))
+                .await?;
+            return Ok(to_value(&self.broker.funds(allowed.key_id.as_str(), acc_id)));
         }
         let allowed = session.check(&endpoint).await?;
         match proto_id {
@@ -91,7 +117,6 @@ impl Handler for WsGateway {
                     .map(|q| to_value(&q))
                     .ok_or_else(|| Failure::new("no_quote", format!("no quote for {symbol}")))
             }
-            TRD_GET_FUNDS => Ok(to_value(&self.broker.funds(allowed.key_id.as_str()))),
             TRD_UNLOCK_TRADE => Ok(self.broker.unlock(allowed.key_id.as_str())),
             other => Err(Failure::new(
                 "unimplemented",

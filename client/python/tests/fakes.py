@@ -134,7 +134,7 @@ class FakeDaemon:
             body = read_frame(s)
             if body is None:
                 return
-            req = decode_request(body)
+            req = decode_request(body, agreed)
             with self.lock:
                 self.requests.append(req)
             answer = self.handler(self, req, agreed) if self.handler else None

@@ -24,6 +24,8 @@ from futu_auth_client import (
     KeyRecord,
     KeySpec,
     Limits,
+    OrderEventKind,
+    OrderEventRefusal,
     ProtocolError,
     Reason,
     Scope,
@@ -31,7 +33,7 @@ from futu_auth_client import (
     SessionSubject,
     VersionTooOld,
 )
-from futu_auth_client._calls import Calls, Operation
+from futu_auth_client._calls import Ask, Calls, Operation
 from futu_auth_client._connection import Handshake, Pipeline, Tally
 from futu_auth_client.messages import (
     MAX_KEYS_CHUNK,
@@ -46,10 +48,15 @@ from futu_auth_client.messages import (
     KeysImported,
     KeysPage,
     ListKeysPage,
+    OrderEvent,
+    OrderEventDone,
+    OrderEventOutcome,
     Release,
+    Released,
     SessionCheck,
     decode_request,
     encode_response,
+    request_frame,
     response_frame,
 )
 
@@ -190,6 +197,37 @@ class Steps(unittest.TestCase):
             auth.import_keys("x" * (MAX_KEYS_CHUNK + 1))
         self.assertEqual(len(auth.sent), 1)
 
+    def test_order_events_are_checked_before_they_are_sent_and_answered_with_their_outcome(self):
+        auth = ByHand(lambda req: OrderEventDone(req.request_id, OrderEventOutcome.applied_to("bot", 0.0)))
+        self.assertEqual(auth.order_event(300, "filled", 10, 388.2), OrderEventOutcome.applied_to("bot", 0.0))
+        self.assertEqual(auth.order_event(300, OrderEventKind.CANCELLED).kind, "applied")
+        self.assertEqual(auth.sent, [OrderEvent(auth.sent[0].request_id, 300, "filled", 10.0, 388.2),
+                                     OrderEvent(auth.sent[1].request_id, 300, "cancelled")])
+        auth.sent.clear()
+        for args in [(300, "settled"), (300, "filled"), (300, "partially_filled", 10), (300, "filled", 10, 0),
+                     (300, "filled", float("inf"), 1), (300, "filled", -1, 1), (300, "filled", 1, "2"),
+                     (300, "accepted", 1, 1), (300, "rejected", None, 1), (-1, "accepted"), (1 << 64, "accepted"),
+                     (True, "accepted")]:
+            with self.subTest(args=args), self.assertRaises(InvalidRequest):
+                auth.order_event(*args)
+        self.assertEqual(auth.sent, [])
+        auth = ByHand(lambda req: OrderEventDone(req.request_id, OrderEventOutcome.refused_for("not_supported", "no")))
+        outcome = auth.order_event(300, "accepted")
+        self.assertEqual((outcome.refused, outcome.reason, outcome.message), (True, OrderEventRefusal.NOT_SUPPORTED,
+                                                                              "no"))
+        auth = ByHand(lambda req: Released(req.request_id, "bot", 1.0))
+        with self.assertRaises(ProtocolError):
+            auth.order_event(300, "accepted")
+
+    def test_a_check_carries_its_account_and_reference_price(self):
+        auth = ByHand(lambda req: DecisionResponse(req.request_id, Decision.allow("bot")))
+        self.assertTrue(auth.check(T, "Trd_GetFunds", acc_id=281756))
+        self.assertTrue(auth.check(T, "Trd_PlaceOrder", None, "rest", True, None, acc_id=1, ref_price=390))
+        self.assertEqual([(r.acc_id, r.ref_price) for r in auth.sent], [(281756, None), (1, 390.0)])
+        self.assertIsInstance(auth.check(T, "Trd_GetFunds", acc_id=-1).error, InvalidRequest)
+        self.assertIsInstance(auth.check(T, "Trd_GetFunds", ref_price="1").error, InvalidRequest)
+        self.assertEqual(len(auth.sent), 2)
+
     def test_an_operation_is_done_when_its_steps_return(self):
         def steps():
             return "nothing asked"
@@ -263,6 +301,28 @@ class Pipelines(unittest.TestCase):
                        concurrent.futures.Future())
         self.assertEqual(p.in_flight, 0)
 
+    def test_a_request_with_a_value_of_version_6_is_refused_on_an_older_connection(self):
+        p = self.pipeline(version=5)
+        with self.assertRaises(VersionTooOld) as e:
+            p.register(Check(1, T, "rest", "Trd_GetFunds", acc_id=7), concurrent.futures.Future())
+        self.assertEqual((e.exception.request, e.exception.needs, e.exception.speaks), ("Check with acc_id", 6, 5))
+        for req in [OrderEvent(2, 300, "accepted"), CheckScope(3, T, "rest", "admin"),
+                    GenKey(4, KeySpec("ops", ["qot:read"], Limits(max_open_orders=1)))]:
+            with self.assertRaises(VersionTooOld):
+                p.register(req, concurrent.futures.Future())
+        self.assertEqual(p.in_flight, 0)
+        # What may go is written in the connection's version.
+        plain = Check(5, T, "rest", "Qot_GetBasicQot")
+        def steps():
+            return (yield from Ask(lambda rid: plain))
+        op = Operation(steps(), iter(range(1, 10)).__next__, 1.0)
+        p.register(op.request, concurrent.futures.Future())
+        self.assertEqual(op.frame, request_frame(op.request, 6))
+        self.assertEqual(op.frame_for(6), op.frame)
+        for version in (1, 5):
+            self.assertEqual(op.frame_for(version), request_frame(op.request, version))
+            self.assertEqual(len(op.frame_for(version)), len(op.frame) - 2)
+
     def test_asyncio_futures_wait_alike(self):
         async def main():
             p = self.pipeline()
@@ -287,19 +347,19 @@ class Hellos(unittest.TestCase):
             self.assertEqual(hello.length(len(body).to_bytes(4, "big")), len(body))
             self.assertTrue(hello.answer(body))
             break
-        self.assertEqual(offered, [5, 4, 3, 2])
+        self.assertEqual(offered, [6, 5, 4, 3, 2])
         self.assertEqual((hello.version, hello.server_version), (2, "fake"))
 
     def test_a_refusal_of_the_oldest_version_or_another_error_is_raised(self):
         hello = Handshake("test")
-        for _ in range(4):
+        for _ in range(5):
             self.assertFalse(hello.answer(encode_response(ErrorResponse(0, ErrorKind.VERSION, "no"), 1)))
         with self.assertRaises(AuthError):
             hello.answer(encode_response(ErrorResponse(0, ErrorKind.VERSION, "no"), 1))
         with self.assertRaises(AuthError):
             Handshake("test").answer(encode_response(ErrorResponse(0, ErrorKind.INTERNAL, "broken"), 1))
         with self.assertRaises(ProtocolError):
-            Handshake("test").answer(encode_response(HelloOk(6, "future"), 1))
+            Handshake("test").answer(encode_response(HelloOk(7, "future"), 1))
         with self.assertRaises(ProtocolError):
             Handshake("test").length(b"\x00\x01\x00\x01")
 

@@ -34,6 +34,9 @@ from futu_auth_client import (  # noqa: E402
     KeySpec,
     Limits,
     Order,
+    OrderEventKind,
+    OrderEventRefusal,
+    PriceCollarFigures,
     ProtocolError,
     RateFigures,
     Reason,
@@ -57,6 +60,9 @@ from futu_auth_client.messages import (  # noqa: E402
     KeysImported,
     KeysPage,
     ListKeysPage,
+    OrderEvent,
+    OrderEventDone,
+    OrderEventOutcome,
     Release,
     Released,
     SessionCheck,
@@ -163,7 +169,7 @@ class Decisions(Base):
         self.assertEqual([r.iface.value for r in sent], ["rest", "grpc", "rest", "ws"])
         self.assertEqual(len({r.request_id for r in sent}), 4, "fresh request ids")
         self.assertEqual(sent[2].order.price, 388.2)
-        self.assertEqual(d.offered, [5])
+        self.assertEqual(d.offered, [6])
 
     def test_errors_and_refusals_of_the_other_calls_raise_typed_exceptions(self):
         d = self.daemon()
@@ -274,17 +280,17 @@ class Versions(Base):
         self.assertEqual((deny.reason, deny.key_id, deny.detail), ("rate", "sim-bot", "too fast"))
         self.assertIsNone(deny.retry_after_ms)
         self.assertIsNone(deny.limit)
-        self.assertEqual(d.offered, [5, 4, 3, 2, 1])
+        self.assertEqual(d.offered, [6, 5, 4, 3, 2, 1])
 
         async def main():
             async with AsyncAuthClient(d.path, timeout=5) as auth:
                 return await auth.check(T, "Trd_PlaceOrder"), auth.protocol_version
         deny, version = run(main())
         self.assertEqual((deny.reason, deny.retry_after_ms, version), ("rate", None, 1))
-        self.assertEqual(d.offered, [5, 4, 3, 2, 1, 5, 4, 3, 2, 1])
+        self.assertEqual(d.offered, [6, 5, 4, 3, 2, 1] * 2)
 
     def test_a_hello_answered_with_a_newer_version_is_not_a_daemon_to_talk_to(self):
-        d = self.daemon(hello_version=6)
+        d = self.daemon(hello_version=7)
         with AuthClient(d.path, timeout=5) as auth:
             self.assert_fail_closed(auth.check(T, "Qot_GetBasicQot"), ProtocolError)
         self.assertEqual(d.requests, [])
@@ -372,6 +378,99 @@ class Sessions(Base):
                 auth.call(lambda rid: SessionCheck(rid, T, "ws", self.KEEP_ALIVE, SessionOutcome.allow()))
             self.assertEqual((e.exception.request, e.exception.needs, e.exception.speaks), ("SessionCheck", 4, 2))
         self.assertEqual(d.requests, [])
+
+
+def risk(daemon, req, version):
+    """A daemon of version 6 in miniature: a check names its account and reference price
+    back in its detail; ticket 300 is an order it follows; keys list with every version-6
+    limit."""
+    if isinstance(req, Check):
+        if req.acc_id is not None and req.acc_id != 281756:
+            return [DecisionResponse(req.request_id, Decision.deny("account", "bot", "account %d" % req.acc_id))]
+        if req.ref_price is not None:
+            return [DecisionResponse(req.request_id, Decision.deny(
+                "price_collar", "bot", "collar", None, PriceCollarFigures(400.0, req.ref_price, 2.5, 2.0)))]
+        return [DecisionResponse(req.request_id, Decision.allow("bot", None, 300))]
+    if isinstance(req, OrderEvent):
+        if req.ticket != 300:
+            return [OrderEventDone(req.request_id, OrderEventOutcome.refused_for("unknown_ticket", "no ticket"))]
+        if req.kind == OrderEventKind.ACCEPTED:
+            return [OrderEventDone(req.request_id, OrderEventOutcome.duplicate_of("bot"))]
+        return [OrderEventDone(req.request_id, OrderEventOutcome.applied_to("bot", 0.0))]
+    if isinstance(req, ListKeysPage):
+        rec = KeyRecord("bot", KeyHash("ab" * 32), (Scope.TRADE_SIMULATE, Scope.ADMIN),
+                        Limits(allowed_acc_ids=[281756], max_price_deviation_pct=2, max_open_orders=5,
+                               max_position_value=1e6, duplicate_window_ms=1000), None, "2026-01-01T00:00:00Z")
+        return [KeysPage(req.request_id, 1, 0, 1, (rec,))]
+    return decide(daemon, req, version)
+
+
+class RiskLimits(Base):
+    """Protocol version 6: a check's account and reference price, the new reasons and
+    figures, order events, key records with the new limits."""
+
+    def test_a_daemon_of_version_6_is_told_the_account_the_price_and_the_order_s_events(self):
+        d = self.daemon(risk, versions=(1, 2, 3, 4, 5, 6))
+        order = Order("simulate", "HK", "HK.00700", "BUY", 100, 400.0)
+        with AuthClient(d.path, timeout=5) as auth:
+            allow = auth.check(T, "Trd_PlaceOrder", order, acc_id=281756)
+            account = auth.check(T, "Trd_PlaceOrder", order, acc_id=1)
+            collar = auth.check(T, "Trd_PlaceOrder", order, acc_id=281756, ref_price=390.0)
+            outcomes = [auth.order_event(allow.ticket, "accepted"),
+                        auth.order_event(allow.ticket, "partially_filled", filled_qty=40, fill_price=399.5),
+                        auth.order_event(allow.ticket, OrderEventKind.FILLED, 100, 399.8),
+                        auth.order_event(7, "cancelled")]
+            keys = auth.list_keys()
+            self.assertEqual(auth.protocol_version, 6)
+        self.assertEqual((allow.allowed, allow.ticket), (True, 300))
+        self.assertEqual((account.reason, account.detail), (Reason.ACCOUNT, "account 1"))
+        self.assertEqual((collar.reason, collar.limit), (Reason.PRICE_COLLAR, PriceCollarFigures(400.0, 390.0, 2.5, 2.0)))
+        self.assertEqual([o.kind for o in outcomes], ["duplicate", "applied", "applied", "refused"])
+        self.assertEqual(outcomes[3].reason, OrderEventRefusal.UNKNOWN_TICKET)
+        self.assertEqual((keys[0].scopes, keys[0].limits.max_open_orders, keys[0].limits.allowed_acc_ids),
+                         ((Scope.TRADE_SIMULATE, Scope.ADMIN), 5, (281756,)))
+        checks = [r for r in d.requests if isinstance(r, Check)]
+        self.assertEqual([(r.acc_id, r.ref_price) for r in checks], [(281756, None), (1, None), (281756, 390.0)])
+        events = [r for r in d.requests if isinstance(r, OrderEvent)]
+        self.assertEqual([(e.ticket, e.kind.value, e.filled_qty, e.fill_price) for e in events],
+                         [(300, "accepted", None, None), (300, "partially_filled", 40.0, 399.5),
+                          (300, "filled", 100.0, 399.8), (7, "cancelled", None, None)])
+
+        async def main():
+            async with AsyncAuthClient(d.path, timeout=5) as auth:
+                d1 = await auth.check(T, "Trd_PlaceOrder", order, acc_id=281756, ref_price=390.0)
+                o1 = await auth.order_event(300, "rejected")
+                with self.assertRaises(InvalidRequest):
+                    await auth.order_event(300, "filled")
+                return d1, o1
+        collar, rejected = run(main())
+        self.assertEqual((collar.reason, rejected.applied), (Reason.PRICE_COLLAR, True))
+
+    def test_a_daemon_older_than_version_6_is_not_asked(self):
+        d = self.daemon(risk, versions=(1, 2, 3, 4, 5))
+        with AuthClient(d.path, timeout=5) as auth:
+            with self.assertRaises(VersionTooOld) as e:
+                auth.order_event(300, "accepted")
+            self.assertEqual((e.exception.request, e.exception.needs, e.exception.speaks), ("OrderEvent", 6, 5))
+            refused = auth.check(T, "Trd_GetFunds", acc_id=281756)
+            self.assert_fail_closed(refused, VersionTooOld)
+            self.assertIn("Check with acc_id needs protocol version 6", refused.detail)
+            self.assert_fail_closed(auth.check(T, "Trd_PlaceOrder", ref_price=1.0), VersionTooOld)
+            self.assert_fail_closed(auth.check_scope(T, "admin"), VersionTooOld)
+            with self.assertRaises(VersionTooOld):
+                auth.gen_key(KeySpec("ops", ["admin"]))
+            self.assertEqual(d.requests, [], "nothing sent that a version-5 daemon cannot read")
+            # A check without them is version 5's bytes, and is answered.
+            self.assertTrue(auth.check(T, "Trd_GetFunds"))
+            self.assertEqual(auth.protocol_version, 5)
+
+        async def main():
+            async with AsyncAuthClient(d.path, timeout=5) as auth:
+                with self.assertRaises(VersionTooOld):
+                    await auth.order_event(300, "accepted")
+                return await auth.check(T, "Trd_GetFunds", acc_id=1)
+        self.assert_fail_closed(run(main()), VersionTooOld)
+        self.assertEqual([(type(r), r.acc_id) for r in d.requests], [(Check, None)])
 
 
 class LateReleases(Base):

@@ -2,6 +2,7 @@
 proto/tests/golden.rs, byte for byte, both ways; the encoding rules of §4; malformed
 bodies."""
 
+import dataclasses
 import math
 import os
 import re
@@ -11,6 +12,7 @@ from futu_auth_client import (
     BindOp,
     DailyValueFigures,
     Decision,
+    DuplicateFigures,
     ErrorKind,
     HoursFigures,
     Iface,
@@ -19,8 +21,13 @@ from futu_auth_client import (
     KeySpec,
     Limits,
     Market,
+    OpenOrdersFigures,
     Order,
+    OrderEventKind,
+    OrderEventRefusal,
     OrderValueFigures,
+    PositionFigures,
+    PriceCollarFigures,
     RateFigures,
     Reason,
     Scope,
@@ -32,6 +39,7 @@ from futu_auth_client import (
 )
 from futu_auth_client.codec import MAX_FRAME, DecodeError, FrameTooLarge, Reader, Writer, frame, frame_length
 from futu_auth_client.messages import (
+    PositionUsage,
     PROTOCOL_VERSION,
     PROTOCOL_VERSIONS,
     REQUESTS,
@@ -66,6 +74,9 @@ from futu_auth_client.messages import (
     ListHalts,
     ListKeys,
     ListKeysPage,
+    OrderEvent,
+    OrderEventDone,
+    OrderEventOutcome,
     Release,
     Released,
     Reload,
@@ -104,6 +115,8 @@ FULL_LIMITS_FIELDS = [
     "010b30393a33302d31363a3030",
 ]
 NO_LIMITS_FIELD = "00000000000000"
+#: The five limits of version 6, none set.
+NO_V6_LIMITS = "0000000000"
 
 
 def h(*chunks: str) -> bytes:
@@ -191,10 +204,12 @@ class ProtocolMdSection7(unittest.TestCase):
     """Each worked example of §7, encoded by this package and decoded back."""
 
     def assert_request(self, value, vector):
-        self.assertEqual(request_frame(value).hex(), hex_of(vector))
-        body = h(vector)[4:]
-        self.assertEqual(frame_length(h(vector)[:4]), len(body))
-        self.assertEqual(decode_request(body), value)
+        # The bytes of versions 1 to 5 (a Check of version 6 ends with two fields more).
+        for version in (1, 2, 3, 4, 5):
+            self.assertEqual(request_frame(value, version).hex(), hex_of(vector))
+            body = h(vector)[4:]
+            self.assertEqual(frame_length(h(vector)[:4]), len(body))
+            self.assertEqual(decode_request(body, version), value)
 
     def assert_response(self, value, vector, version):
         self.assertEqual(response_frame(value, version).hex(), hex_of(vector))
@@ -246,7 +261,7 @@ class ProtocolMdSection7(unittest.TestCase):
         self.assert_request(Check(2, TOKEN, Iface.WS, "Qot_GetBasicQot", None, True), CHECK_WITHOUT_ORDER)
 
     def test_7_6_a_key_record_with_nothing_optional_set(self):
-        body = encode_response(Keys(6, (minimal_record(),)))
+        body = encode_response(Keys(6, (minimal_record(),)), 5)
         record = body[3:]  # Keys, request_id 6, 1 item
         self.assertEqual(record.hex(), "".join([
             RESEARCH_FIELD, HASH_FIELD, "0100", NO_LIMITS_FIELD, "00",
@@ -270,14 +285,22 @@ class ProtocolMdSection7(unittest.TestCase):
 # ---- the golden vectors of proto/tests/golden.rs ------------------------------------------
 
 def golden_requests():
+    """(value, fields) or (value, fields, fields in version 6): the bytes of every version
+    from the request's first to 5, and to 6 unless given."""
     return [
         (Check(2, TOKEN, Iface.WS, "Qot_GetBasicQot", None, True),
-         ["00000039", "01", "02", TOKEN_FIELD, "02", "0f516f745f4765744261736963516f74", "00", "01"]),
+         ["00000039", "01", "02", TOKEN_FIELD, "02", "0f516f745f4765744261736963516f74", "00", "01"],
+         # Version 6: acc_id None, ref_price None.
+         ["0000003b", "01", "02", TOKEN_FIELD, "02", "0f516f745f4765744261736963516f74", "00", "01", "00", "00"]),
         (CheckScope(3, TOKEN, Iface.WS, Scope.QOT_READ), ["00000028", "02", "03", TOKEN_FIELD, "02", "00"]),
         (Release(4, 70000), ["00000007", "03", "04", "fc70110100"]),
         (GenKey(5, KeySpec("sim-bot", ["qot:read", "trade:simulate"], full_limits(), [FP_BOT], EXPIRES_AT,
                            "paper bot")),
          ["00000077", "04", "05", SIM_BOT_FIELD, "020002", *FULL_LIMITS_FIELDS,
+          "01011266705f626f745f686f73745f616263313233", "0114323032362d31322d33315430303a30303a30305a",
+          "0109706170657220626f74"],
+         # Version 6: five limits more, none set (a_gen_key_with_16384_markets_round_trips).
+         ["0000007c", "04", "05", SIM_BOT_FIELD, "020002", *FULL_LIMITS_FIELDS, NO_V6_LIMITS,
           "01011266705f626f745f686f73745f616263313233", "0114323032362d31322d33315430303a30303a30305a",
           "0109706170657220626f74"]),
         (ListKeys(6), ["00000002", "05", "06"]),
@@ -337,7 +360,12 @@ def golden_responses():
         (Reloaded(12, 3), ["00000003", "07", "0c", "03"], (1, 2)),
         (Usage(13, "sim-bot", "2026-04-15", 32050.0, 200000.0, 2, 10),
          ["00000029", "08", "0d", SIM_BOT_FIELD, "0a323032362d30342d3135", "00000000804cdf40",
-          "0100000000006a0841", "02", "010a"], (1, 2)),
+          "0100000000006a0841", "02", "010a"], (1, 2, 3, 4, 5)),
+        (Usage(13, "sim-bot", "2026-04-15", 32050.0, 200000.0, 2, 10, 3, 10,
+               (PositionUsage("HK.00700", 1500.0, 0.0),), 200000.0),
+         ["0000004f", "08", "0d", SIM_BOT_FIELD, "0a323032362d30342d3135", "00000000804cdf40",
+          "0100000000006a0841", "02", "010a", "03", "010a", "01", "08484b2e3030373030", "0000000000709740", "0000000000000000",
+          "0100000000006a0841"], (6,)),
         (ErrorResponse(0, ErrorKind.VERSION, "unsupported protocol version 2"),
          ["00000022", "09", "00", "00", "1e756e737570706f727465642070726f746f636f6c2076657273696f6e2032"], (1, 2)),
         (KeysPage(7, 5, 0, 1, ()), ["00000006", "0a0705000100"], (1, 2)),
@@ -386,11 +414,17 @@ HALTED_DETAIL = ("52"
 
 class GoldenVectors(unittest.TestCase):
     def test_every_request_has_its_pinned_bytes_and_reads_back(self):
-        for value, fields in golden_requests():
-            with self.subTest(value=type(value).__name__):
-                vector = "".join(fields)
-                self.assertEqual(request_frame(value).hex(), vector)
-                self.assertEqual(decode_request(bytes.fromhex(vector)[4:]), value)
+        for value, fields, *v6 in golden_requests():
+            for version in range(value.SINCE, 7):
+                with self.subTest(value=type(value).__name__, version=version):
+                    vector = "".join(v6[0] if v6 and version >= 6 else fields)
+                    self.assertEqual(request_frame(value, version).hex(), vector)
+                    self.assertEqual(decode_request(bytes.fromhex(vector)[4:], version), value)
+            if value.SINCE > 1:
+                with self.assertRaises(ValueError):
+                    encode_request(value, value.SINCE - 1)
+                with self.assertRaises(DecodeError):
+                    decode_request(encode_request(value), value.SINCE - 1)
 
     def test_every_response_has_its_pinned_bytes_and_reads_back(self):
         for value, fields, versions in golden_responses():
@@ -401,18 +435,18 @@ class GoldenVectors(unittest.TestCase):
                     self.assertEqual(decode_response(bytes.fromhex(vector)[4:], version), value)
 
     def test_every_message_class_is_in_its_variant_slot(self):
-        self.assertEqual([cls.VARIANT for cls in REQUESTS], list(range(19)))
-        self.assertEqual([cls.VARIANT for cls in RESPONSES], list(range(16)))
+        self.assertEqual([cls.VARIANT for cls in REQUESTS], list(range(20)))
+        self.assertEqual([cls.VARIANT for cls in RESPONSES], list(range(17)))
         admin = {cls.__name__ for cls in REQUESTS if cls.ADMIN}
         self.assertEqual(admin, {"GenKey", "ListKeys", "RevokeKey", "BindKey", "Reload", "UsageRequest",
                                  "ListKeysPage", "RotateKey", "KeyActivityRequest", "HaltRequest", "Resume",
                                  "ListHalts", "ImportKeys", "ExportKeys"})
 
     def test_each_request_names_the_first_version_that_has_it(self):
-        self.assertEqual((PROTOCOL_VERSION, PROTOCOL_VERSIONS), (5, (1, 2, 3, 4, 5)))
+        self.assertEqual((PROTOCOL_VERSION, PROTOCOL_VERSIONS), (6, (1, 2, 3, 4, 5, 6)))
         since = {cls.__name__: cls.SINCE for cls in REQUESTS if cls.SINCE > 1}
         self.assertEqual(since, {"RotateKey": 3, "KeyActivityRequest": 3, "SessionCheck": 4, "HaltRequest": 5,
-                                 "Resume": 5, "ListHalts": 5, "ImportKeys": 5, "ExportKeys": 5})
+                                 "Resume": 5, "ListHalts": 5, "ImportKeys": 5, "ExportKeys": 5, "OrderEvent": 6})
 
     def test_keys_chunks_end_at_a_character_boundary_within_60_kib(self):
         # The cases of keys_chunk_end's test in proto/src/message.rs.
@@ -483,6 +517,233 @@ class GoldenVectors(unittest.TestCase):
             decode_response(encode_response(value, 1), 2)
 
 
+# ---- protocol version 6: the pre-trade risk limits (proto/tests/golden.rs) ------------------
+
+#: The fields of check_with_order()'s body, in every version (CHECK_WITH_ORDER_V5 in
+#: proto/tests/golden.rs).
+CHECK_WITH_ORDER_V5 = ["01", "fb2c01", TOKEN_FIELD, "00", "0e5472645f506c6163654f72646572", "01", "00", "00",
+                       "08484b2e3030373030", "00", "0000000000005940", "010000000000087440", "00"]
+TEN = "0000000000002440"
+
+
+def deny_d(reason, limit=None, retry=None) -> DecisionResponse:
+    return DecisionResponse(1, Decision.deny(reason, None, "d", retry, limit))
+
+
+def v6_limits() -> Limits:
+    return Limits(allowed_acc_ids=[281756], max_price_deviation_pct=5, max_open_orders=10,
+                  max_position_value=100000, duplicate_window_ms=500)
+
+
+#: v6_limits() on the wire: seven Nones, then the five limits of version 6 (by the rules
+#: of docs/PROTOCOL.md §4: a u64 sequence, an f64, a u32, a cap, a u64).
+V6_LIMITS_FIELDS = [NO_LIMITS_FIELD, "0101fc9c4c0400", "010000000000001440", "010a", "0100000000006af840",
+                    "01fbf401"]
+
+
+class Version6(unittest.TestCase):
+    def test_a_check_ends_with_its_account_and_reference_price_and_older_ones_are_unchanged(self):
+        # a_version_6_check_ends_with_its_account_and_reference_price_and_older_ones_are_unchanged
+        plain = check_with_order()
+        old = "".join(["00000057", *CHECK_WITH_ORDER_V5])
+        for version in (1, 2, 3, 4, 5):
+            self.assertEqual(request_frame(plain, version).hex(), old)
+            self.assertEqual(decode_request(h(old)[4:], version), plain)
+        v6 = "".join(["00000059", *CHECK_WITH_ORDER_V5, "00", "00"])
+        self.assertEqual(request_frame(plain).hex(), v6)
+        self.assertEqual(decode_request(h(v6)[4:], 6), plain)
+        with_both = Check(300, TOKEN, Iface.REST, "Trd_PlaceOrder", plain.order, False, acc_id=281756, ref_price=390.0)
+        v6 = "".join(["00000066", *CHECK_WITH_ORDER_V5,
+                      "01fc9c4c0400",         # acc_id Some(281756): fc then u32 LE
+                      "010000000000607840"])  # ref_price Some(390.0)
+        self.assertEqual(request_frame(with_both, 6).hex(), v6)
+        self.assertEqual(decode_request(h(v6)[4:], 6), with_both)
+        # An older daemon could not read them: refused before any byte.
+        self.assertEqual(with_both.needs(), (6, "Check with acc_id, ref_price"))
+        self.assertEqual(Check(1, TOKEN, "rest", "x", acc_id=0).needs(), (6, "Check with acc_id"))
+        self.assertEqual(plain.needs(), (1, "Check"))
+        for version in (1, 5):
+            with self.assertRaisesRegex(ValueError, "needs protocol version 6; this connection speaks %d" % version):
+                encode_request(with_both, version)
+        with self.assertRaises(DecodeError):
+            decode_request(h(v6)[4:], 5)  # trailing bytes
+        for bad in [dict(acc_id=-1), dict(acc_id=1 << 64), dict(acc_id=True), dict(acc_id=1.0)]:
+            with self.assertRaises(ValueError):
+                Check(1, TOKEN, "rest", "x", **bad)
+        with self.assertRaises(TypeError):
+            Check(1, TOKEN, "rest", "x", ref_price="390")
+
+    def test_order_event_and_its_answers_have_pinned_bytes(self):
+        # order_event_and_its_answer_have_pinned_bytes
+        event = OrderEvent(7, 300, OrderEventKind.FILLED, 10.0, 388.2)
+        vector = "".join(["00000018", "13", "07", "fb2c01", "02", "010000000000002440", "013333333333437840"])
+        self.assertEqual(request_frame(event).hex(), vector)
+        self.assertEqual(decode_request(h(vector)[4:]), event)
+        self.assertEqual(OrderEvent(7, 300, "filled", 10, 388.2), event)
+        accepted = OrderEvent(8, 300, "accepted")
+        self.assertEqual(request_frame(accepted).hex(), "00000008" "13" "08" "fb2c01" "00" "00" "00")
+        for value, fields in [
+            (OrderEventDone(7, OrderEventOutcome.duplicate_of("bot")), ["00000007", "10", "07", "01", "03626f74"]),
+            (OrderEventDone(7, OrderEventOutcome.applied_to("bot", 0.0)),
+             ["0000000f", "10", "07", "00", "03626f74", "0000000000000000"]),
+            (OrderEventDone(7, OrderEventOutcome.refused_for(OrderEventRefusal.UNKNOWN_TICKET, "x")),
+             ["00000006", "10", "07", "02", "00", "0178"]),
+            (OrderEventDone(9, OrderEventOutcome.refused_for("not_supported", "")),
+             ["00000005", "10", "09", "02", "02", "00"]),
+        ]:
+            with self.subTest(outcome=value.outcome.kind):
+                vector = "".join(fields)
+                self.assertEqual(response_frame(value, 6).hex(), vector)
+                self.assertEqual(decode_response(h(vector)[4:], 6), value)
+        # A peer of version 5 never sends one, nor is sent one.
+        with self.assertRaises(DecodeError):
+            decode_request(encode_request(event), 5)
+        with self.assertRaisesRegex(ValueError, "OrderEvent needs protocol version 6"):
+            encode_request(event, 5)
+        with self.assertRaises(ValueError):
+            OrderEvent(1, 2, "settled")
+        done = OrderEventOutcome.applied_to("bot", 388.2)
+        self.assertEqual((done.applied, done.duplicate, done.refused, done.refunded_value), (True, False, False, 388.2))
+        self.assertTrue(OrderEventOutcome.refused_for("bad_figures", "m").refused)
+        for bad in [lambda: OrderEventOutcome("applied", key_id="bot"), lambda: OrderEventOutcome("refused"),
+                    lambda: OrderEventOutcome("duplicate", key_id="bot", message="m"),
+                    lambda: OrderEventOutcome("done", key_id="bot"),
+                    lambda: OrderEventOutcome.refused_for("bored", "m")]:
+            with self.assertRaises(ValueError):
+                bad()
+
+    def test_a_price_collar_deny_has_pinned_figures_and_is_told_as_order_value_before(self):
+        # a_version_6_deny_has_pinned_figures_and_is_told_as_its_nearest_reason_before
+        collar = deny_d(Reason.PRICE_COLLAR, PriceCollarFigures(10.0, 10.0, 10.0, 10.0))
+        v6 = "".join(["0000002a", "01", "01", "01", "12", "00", "0164", "00", "01", "04", TEN, TEN, TEN, TEN])
+        self.assertEqual(response_frame(collar, 6).hex(), v6)
+        self.assertEqual(decode_response(h(v6)[4:], 6), collar)
+        v5 = "".join(["00000009", "01", "01", "01", "0a", "00", "0164", "00", "00"])
+        self.assertEqual(response_frame(collar, 5).hex(), v5)
+        self.assertEqual(response_frame(deny_d(Reason.ORDER_VALUE), 5).hex(), v5)
+        self.assertEqual(decode_response(h(v5)[4:], 5), deny_d(Reason.ORDER_VALUE))
+        with self.assertRaises(DecodeError):
+            decode_response(h(v6)[4:], 5)
+        self.assertEqual(collar.decision.limit.to_dict(), {"price_collar": {
+            "price": 10.0, "ref_price": 10.0, "deviation_pct": 10.0, "max_price_deviation_pct": 10.0}})
+
+    def test_each_new_reason_is_told_as_its_nearest_before_version_6_with_its_retry_and_no_figures(self):
+        cases = [
+            (Reason.ACCOUNT, None, Reason.SCOPE, "11", ["00"]),
+            (Reason.OPEN_ORDERS, OpenOrdersFigures(10, 10), Reason.RATE, "13", ["01", "05", "0a", "0a"]),
+            (Reason.POSITION, PositionFigures(90000.0, 20000.0, 100000.0), Reason.DAILY_VALUE, "14",
+             ["01", "06", "0000000000f9f540", "000000000088d340", "00000000006af840"]),
+            (Reason.DUPLICATE, DuplicateFigures(300, 1000), Reason.RATE, "15", ["01", "07", "fb2c01", "fbe803"]),
+        ]
+        for reason, figures, told, index, limit_fields in cases:
+            with self.subTest(reason=reason.value):
+                value = deny_d(reason, figures, 700)
+                body = "".join(["01", "01", "01", index, "00", "0164", "01fbbc02", *limit_fields])
+                self.assertEqual(encode_response(value, 6).hex(), body)
+                self.assertEqual(decode_response(h(body), 6), value)
+                for version in (2, 3, 4, 5):
+                    self.assertEqual(decode_response(encode_response(value, version), version),
+                                     deny_d(told, None, 700))
+                self.assertEqual(decode_response(encode_response(value, 1), 1), deny_d(told))
+                if figures is not None:
+                    # Version-6 figures under an older reason are not a message of version 5.
+                    with self.assertRaises(DecodeError):
+                        decode_response(encode_response(deny_d(told, figures), 6), 5)
+
+    def test_an_allow_of_the_scope_admin_is_told_with_no_scope_before_version_6(self):
+        allow = DecisionResponse(3, Decision.allow("ops", Scope.ADMIN))
+        self.assertEqual(encode_response(allow, 6).hex(), "010300036f7073" "0105" "00")
+        self.assertEqual(decode_response(encode_response(allow, 6), 6), allow)
+        self.assertEqual(encode_response(allow, 5).hex(), "010300036f7073" "00" "00")
+        with self.assertRaises(DecodeError):
+            decode_response(h("010300036f7073" "0105" "00"), 5)
+        # Requests of the scope admin need version 6.
+        scope = CheckScope(4, TOKEN, Iface.REST, Scope.ADMIN)
+        self.assertEqual(scope.needs(), (6, "CheckScope of scope admin"))
+        self.assertEqual(encode_request(scope).hex(), "0204" + TOKEN_FIELD + "00" + "05")
+        with self.assertRaises(DecodeError):
+            decode_request(encode_request(scope), 5)
+        pushes = SessionCheck(5, TOKEN, Iface.WS, SessionSubject.for_pushes("admin"), SessionOutcome.allow())
+        self.assertEqual(pushes.needs(), (6, "SessionCheck of pushes of scope admin"))
+        with self.assertRaises(ValueError):
+            encode_request(pushes, 5)
+
+    def test_a_session_remembering_a_new_reason_tells_an_older_daemon_the_nearest(self):
+        check = SessionCheck(6, TOKEN, Iface.WS, SessionSubject.keep_alive(), SessionOutcome.deny("position"))
+        self.assertEqual(encode_request(check, 6).hex(), "0d06" + TOKEN_FIELD + "02" "00" "0114")
+        self.assertEqual(encode_request(check, 5).hex(), "0d06" + TOKEN_FIELD + "02" "00" "010b")
+        self.assertEqual(decode_request(encode_request(check, 6), 6), check)
+
+    def test_key_records_carry_twelve_limits_from_version_6_and_seven_before(self):
+        keys = Keys(6, (minimal_record(),))
+        v6 = "".join(["00000073", "04", "06", "01", RESEARCH_FIELD, HASH_FIELD, "0100", NO_LIMITS_FIELD,
+                      NO_V6_LIMITS, "00", "14323032362d30342d31355431303a30303a30305a", "00", "00"])
+        self.assertEqual(response_frame(keys, 6).hex(), v6)
+        self.assertEqual(decode_response(h(v6)[4:], 6), keys)
+        self.assertEqual(len(encode_response(keys, 6)), len(encode_response(keys, 5)) + 5)
+        for version in (1, 2, 3, 4, 5):
+            self.assertEqual(decode_response(encode_response(keys, version), version), keys)
+        with self.assertRaises(DecodeError):
+            decode_response(h(v6)[4:], 5)
+        # Every version-6 limit set, both ways.
+        rec = dataclasses.replace(minimal_record(), limits=v6_limits())
+        bound = KeyBound(10, rec)
+        v6 = "".join(["0000008c", "06", "0a", RESEARCH_FIELD, HASH_FIELD, "0100", *V6_LIMITS_FIELDS, "00",
+                      "14323032362d30342d31355431303a30303a30305a", "00", "00"])
+        self.assertEqual(response_frame(bound, 6).hex(), v6)
+        self.assertEqual(decode_response(h(v6)[4:], 6), bound)
+        self.assertEqual(rec.to_dict()["limits"], {"allowed_acc_ids": [281756], "max_price_deviation_pct": 5.0,
+                                                   "max_open_orders": 10, "max_position_value": 100000.0,
+                                                   "duplicate_window_ms": 500})
+
+    def test_a_record_with_version_6_settings_is_an_error_to_an_older_peer(self):
+        # a_record_with_version_6_settings_is_an_error_to_an_older_peer_and_in_full_to_a_newer
+        rec = dataclasses.replace(minimal_record(), scopes=(Scope.QOT_READ, Scope.ADMIN),
+                                  limits=Limits(max_open_orders=10))
+        for resp in [Keys(4, (rec,)), KeysPage(4, 1, 0, 1, (rec,)), KeyBound(4, rec),
+                     KeyGenerated(4, Token(TOKEN), rec, "k")]:
+            with self.subTest(resp=type(resp).__name__):
+                told = decode_response(encode_response(resp, 5), 5)
+                self.assertIsInstance(told, ErrorResponse)
+                self.assertEqual((told.request_id, told.kind), (4, ErrorKind.INTERNAL))
+                self.assertIn("key research has scope admin, max_open_orders", told.message)
+                self.assertEqual(decode_response(encode_response(resp, 6), 6), resp)
+
+    def test_a_gen_key_with_version_6_settings_needs_version_6(self):
+        spec = KeySpec("sim-bot", ["qot:read"], v6_limits())
+        gen = GenKey(5, spec)
+        self.assertEqual(gen.needs(), (6, "GenKey with allowed_acc_ids, max_price_deviation_pct, max_open_orders, "
+                                          "max_position_value, duplicate_window_ms"))
+        vector = "".join(["05", SIM_BOT_FIELD, "0100", *V6_LIMITS_FIELDS, "00", "00", "00"])
+        self.assertEqual(encode_request(gen).hex(), "04" + vector)
+        self.assertEqual(decode_request(encode_request(gen)), gen)
+        with self.assertRaises(ValueError):
+            encode_request(gen, 5)
+        admin = GenKey(5, KeySpec("ops", ["admin"]))
+        self.assertEqual(admin.needs(), (6, "GenKey with scope admin"))
+        with self.assertRaises(DecodeError):
+            decode_request(encode_request(admin), 5)
+
+    def test_the_limits_of_version_6_are_checked_when_built(self):
+        self.assertEqual(Limits().since_v6(), ())
+        self.assertEqual(Limits(max_open_orders=0).since_v6(), ("max_open_orders",))
+        for bad in [dict(allowed_acc_ids=[]), dict(allowed_acc_ids=[1, 1]), dict(allowed_acc_ids=[-1]),
+                    dict(allowed_acc_ids=[1 << 64]), dict(max_price_deviation_pct=0),
+                    dict(max_price_deviation_pct=10000.5), dict(max_price_deviation_pct=float("nan")),
+                    dict(max_open_orders=1 << 32), dict(max_position_value=-1), dict(max_position_value=1e-9),
+                    dict(duplicate_window_ms=0), dict(duplicate_window_ms=3600001)]:
+            with self.subTest(bad=bad), self.assertRaises(ValueError):
+                Limits(**bad)
+        with self.assertRaises(TypeError):
+            Limits(allowed_acc_ids="281756")
+        self.assertEqual(Limits(max_price_deviation_pct=10000, duplicate_window_ms=3600000).max_price_deviation_pct,
+                         10000.0)
+        # A value that breaks a rule, read from the wire, is a malformed frame.
+        with self.assertRaises(DecodeError):
+            decode_response(h("06", "0a", RESEARCH_FIELD, HASH_FIELD, "0100", NO_LIMITS_FIELD, "0100000000",
+                              "00", "14323032362d30342d31355431303a30303a30305a", "00", "00"), 6)
+
+
 # ---- the rules of §4 ----------------------------------------------------------------------
 
 class EncodingRules(unittest.TestCase):
@@ -526,15 +787,18 @@ class EncodingRules(unittest.TestCase):
     def test_enums_travel_as_their_index(self):
         names = ["unknown_key", "expired", "frozen", "machine", "scope", "unknown_endpoint", "market", "symbol",
                  "side", "hours", "order_value", "daily_value", "rate", "bad_order", "forbidden", "internal",
-                 "halted"]
+                 "halted", "account", "price_collar", "open_orders", "position", "duplicate"]
         self.assertEqual([r.value for r in Reason], names)
-        self.assertEqual([r.index for r in Reason], list(range(17)))
+        self.assertEqual([r.index for r in Reason], list(range(22)))
         kinds = ["version", "bad_frame", "hello_first", "unknown_ticket", "already_released", "ticket_expired",
                  "unknown_key", "duplicate_key", "invalid_spec", "store", "internal", "listing_expired"]
         self.assertEqual([k.value for k in ErrorKind], kinds)
         self.assertEqual([i.value for i in Iface], ["rest", "grpc", "ws", "mcp", "cli"])
         self.assertEqual([s.value for s in Scope], ["qot:read", "acc:read", "trade:simulate", "trade:real",
-                                                    "trade:unlock"])
+                                                    "trade:unlock", "admin"])
+        self.assertEqual([k.value for k in OrderEventKind], ["accepted", "partially_filled", "filled", "cancelled",
+                                                             "rejected"])
+        self.assertEqual([k.value for k in OrderEventRefusal], ["unknown_ticket", "bad_figures", "not_supported"])
         self.assertEqual([m.value for m in Market], ["HK", "US", "CN", "HKCC", "FUTURES", "SG", "JP", "AU", "MY",
                                                      "CA"])
         self.assertEqual([s.value for s in TrdSide], ["BUY", "SELL", "SELL_SHORT", "BUY_BACK"])
@@ -580,20 +844,30 @@ class MalformedBodies(unittest.TestCase):
         with self.assertRaises(DecodeError):
             decode_response(h("01020210"))  # Decision 0..=1
         with self.assertRaises(DecodeError):
-            decode_response(h("01020111000000"))  # Reason 0..=16
+            decode_response(h("0102011600000000"))  # Reason 0..=21
+        with self.assertRaises(DecodeError):
+            decode_response(h("0102011100000000"), 5)  # Reason 0..=16 in version 5
         self.assertEqual(decode_response(h("09010b00")).kind, ErrorKind.LISTING_EXPIRED)
         with self.assertRaises(DecodeError):
             decode_response(h("09010c00"))  # ErrorKind 0..=11
-        self.assert_malformed_request(h("130100"))  # Request 0..=18
+        self.assert_malformed_request(h("140100"))  # Request 0..=19
         with self.assertRaises(DecodeError):
-            decode_response(h("100100"))  # Response 0..=15
+            decode_response(h("110100"))  # Response 0..=16
+        with self.assertRaises(DecodeError):
+            decode_response(h("1001030000"))  # OrderEventOutcome 0..=2
+        with self.assertRaises(DecodeError):
+            decode_response(h("010201", "0c", "00", "00", "00", "01", "08", "0000"))  # LimitFigures 0..=7
         self.assert_malformed_request(h("0f0b02"))  # HaltTarget 0..=1
         session = "0d05" + TOKEN_FIELD + "02"
         self.assertEqual(decode_request(h(session, "0102030104")).previous, SessionOutcome.deny("scope"))
         self.assert_malformed_request(h(session, "020203", "00"))  # SessionSubject 0..=1
         self.assert_malformed_request(h(session, "00", "02"))  # SessionOutcome 0..=1
-        self.assert_malformed_request(h(session, "00", "0111"))  # Reason 0..=16
-        self.assert_malformed_request(h(session, "0105", "03", "00"))  # Scope 0..=4
+        self.assert_malformed_request(h(session, "00", "0116"))  # Reason 0..=21
+        self.assert_malformed_request(h(session, "0106", "03", "00"))  # Scope 0..=5
+        with self.assertRaises(DecodeError):
+            decode_request(h(session, "00", "0111"), 5)  # Reason 0..=16 in version 5
+        with self.assertRaises(DecodeError):
+            decode_request(h(session, "0105", "03", "00"), 5)  # Scope 0..=4 in version 5
 
     def test_every_cut_of_a_message_is_malformed(self):
         body = encode_request(check_with_order())

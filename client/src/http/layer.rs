@@ -14,12 +14,14 @@ use http_body_util::{Either, Full};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::context::check_with;
 use super::credentials::{is_grpc, take_token};
 use super::order::{OrderHandle, Vault};
 use super::refusal::{Allowed, Refusal};
 use super::routes::{EndpointMap, Kind};
 use super::session::Session;
 use crate::AuthClient;
+use crate::CheckContext;
 
 /// The body of a response through the layer: the service's own, or a refusal's.
 pub type AuthBody<B> = Either<B, Full<Bytes>>;
@@ -187,7 +189,9 @@ impl Shared {
         };
         match endpoint.kind {
             Kind::Read(name) => {
-                let answer = self.client.check(&token, self.iface, &name, None).await;
+                // The account a read names (`?acc_id=`), for keys with `allowed_acc_ids`.
+                let ctx = CheckContext::from_query(req.uri()).map_err(|r| r.with_grpc(grpc))?;
+                let answer = check_with(&self.client, &token, self.iface, &name, None, ctx).await;
                 let (key_id, scope, _) = Refusal::judge(answer, grpc)?;
                 req.extensions_mut().insert(Authorized {
                     key_id,
@@ -222,7 +226,12 @@ impl Shared {
     /// Whether the key may trade: a scope check (it consumes nothing) of the route's
     /// environment, or, when the route does not know it, of `trade:simulate` and then —
     /// only when the key lacks that — of `trade:real`.
-    async fn may_trade(&self, token: &Token, env: Option<TrdEnv>, grpc: bool) -> Result<Allowed, Refusal> {
+    pub(super) async fn may_trade(
+        &self,
+        token: &Token,
+        env: Option<TrdEnv>,
+        grpc: bool,
+    ) -> Result<Allowed, Refusal> {
         let first = match env {
             Some(TrdEnv::Real) => Scope::TradeReal,
             Some(TrdEnv::Simulate) | None => Scope::TradeSimulate,

@@ -25,8 +25,12 @@
 //!   only that, or when the route says [`Endpoint::env`] is real), which consumes nothing —
 //!   and puts an [`OrderHandle`] in the extensions. The handler decodes the order and calls
 //!   [`OrderHandle::place`] once: that is the order's check, which takes its rate slot and
-//!   daily value exactly once. If the broker then rejects the order,
-//!   [`Placed::release`] gives its value back.
+//!   daily value exactly once. The [`Placed`] it returns reports what becomes of the
+//!   order — [`Placed::accepted`], [`Placed::partially_filled`], [`Placed::filled`],
+//!   [`Placed::cancelled`], [`Placed::rejected`] (which gives its daily value back) — so
+//!   that futu-authd's ledger follows the key's open orders and positions. A cancel places
+//!   nothing: the layer's scope check is its check ([`OrderHandle::may_trade`] where the
+//!   endpoint is in the body).
 //! * [`Endpoint::in_body`] (the generic call whose protocol id is in the body, e.g. a gRPC
 //!   `Request(ProtoRequest { proto_id, … })`): the layer only requires a key; the handler
 //!   decodes the id and calls [`OrderHandle::check`] (reads) or [`OrderHandle::place_as`]
@@ -38,6 +42,15 @@
 //!   [`Session::place_as`], [`Session::filter`] for pushes (the crate's `ws` and `mcp`
 //!   modules build on it).
 //!
+//! # The account and the reference price
+//!
+//! futu-authd's risk limits (protocol version 6) need the broker account an order or an
+//! account read is for, and the gateway's reference price for an order's symbol (its last
+//! quote): a [`CheckContext`], passed with [`OrderHandle::place_with`],
+//! [`OrderHandle::check_with`] and their [`Session`] twins. On an [`Endpoint::read`]
+//! route the layer takes the account from the query parameter `acc_id`
+//! ([`CheckContext::from_query`]).
+//!
 //! The key of a request whose decision waits for its body stays in the layer: the
 //! extension holds only a slot number, and the key leaves the layer's store when it is
 //! used or when the handle is dropped (a session's: when its last handle is dropped). `Debug` of an extension, a handle or a refusal
@@ -48,12 +61,13 @@
 //! | refusal | HTTP | gRPC |
 //! |---|---|---|
 //! | no key (`no_token`), `unknown_key`, `expired` | 401, `WWW-Authenticate: Bearer` | 16 UNAUTHENTICATED |
-//! | `scope`, `machine`, `frozen`, `market`, `symbol`, `side`, `hours`, `order_value`, `forbidden` | 403 | 7 PERMISSION_DENIED |
+//! | `scope`, `machine`, `frozen`, `market`, `symbol`, `side`, `hours`, `order_value`, `forbidden`, `halted`, `account`, `price_collar`, `position` | 403 | 7 PERMISSION_DENIED |
 //! | `bad_order`, `unknown_endpoint` (also a request no route maps) | 400 | 3 INVALID_ARGUMENT |
-//! | `rate`, `daily_value` | 429, `Retry-After` (whole seconds, rounded up) | 8 RESOURCE_EXHAUSTED |
+//! | `rate`, `daily_value`, `open_orders`, `duplicate` | 429, `Retry-After` (whole seconds, rounded up, where waiting helps) | 8 RESOURCE_EXHAUSTED |
 //! | no decision in time (`unavailable`), `internal` | 503 | 14 UNAVAILABLE |
 //!
-//! An HTTP refusal has the JSON body `{"reason", "detail", "retry_after_ms"}`. A gRPC
+//! An HTTP refusal has the JSON body `{"reason", "detail", "retry_after_ms"}`, and a
+//! refusal by a limit its figures too, `"limit": {"<kind>": {…}}`. A gRPC
 //! request (content type `application/grpc…`) gets a trailers-only response: HTTP 200,
 //! `grpc-status`, `grpc-message` (the detail), and the metadata `futu-reason` and, when
 //! waiting helps, `retry-after-ms`. A handler's refusal ([`OrderHandle::place`]) becomes
@@ -86,6 +100,7 @@
 //! [`Layer`]: tower_layer::Layer
 
 mod body;
+mod context;
 pub(crate) mod credentials;
 pub(crate) mod layer;
 mod order;
@@ -93,7 +108,9 @@ pub(crate) mod refusal;
 mod routes;
 pub(crate) mod session;
 
+pub use crate::CheckContext;
 pub use body::{decode_json, read_json, MAX_JSON_BODY};
+pub use context::ACC_ID_PARAM;
 pub use layer::{AuthBody, AuthLayer, AuthService, Authorized};
 pub use order::{OrderHandle, Placed};
 pub use refusal::{BadRequest, Cause, Class, Refusal};

@@ -7,10 +7,12 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futu_auth_proto::{KeyId, Order, Scope, Token};
+use futu_auth_proto::{KeyId, Order, OrderEventKind, OrderEventOutcome, Scope, Token, TrdEnv};
 
+use super::context::check_with;
 use super::layer::{Authorized, Shared};
 use super::refusal::{Allowed, Refusal};
+use crate::CheckContext;
 use crate::{AuthClient, ClientError};
 
 /// The keys of requests whose decision waits for their body, and of sessions, by slot
@@ -123,26 +125,67 @@ impl OrderHandle {
     }
 
     /// Checks `order` for the route's endpoint and, when allowed, takes its rate slot and
-    /// daily value: call it once, then send the order to the broker; if the broker
-    /// rejects it, [`Placed::release`].
+    /// daily value: call it once, then send the order to the broker and report what
+    /// becomes of it ([`Placed::accepted`], [`Placed::filled`], …; [`Placed::rejected`]
+    /// gives its daily value back).
     pub async fn place(&self, order: Order) -> Result<Placed, Refusal> {
+        self.place_with(order, CheckContext::default()).await
+    }
+
+    /// [`place`](OrderHandle::place), with the order's account and the gateway's reference
+    /// price for its symbol (protocol version 6's risk limits: `account`, `price_collar`).
+    pub async fn place_with(&self, order: Order, ctx: CheckContext) -> Result<Placed, Refusal> {
         let Some(endpoint) = self.held.endpoint.clone() else {
             return Err(Refusal::no_endpoint(self.held.grpc));
         };
-        self.place_as(&endpoint, order).await
+        self.place_as_with(&endpoint, order, ctx).await
     }
 
     /// [`place`](OrderHandle::place) for a route whose endpoint is in the body: the order
     /// write the body names (`Trd_PlaceOrder`, or its id `2202`).
     pub async fn place_as(&self, endpoint: &str, order: Order) -> Result<Placed, Refusal> {
-        let allowed = self.decide(endpoint, Some(order)).await?;
+        self.place_as_with(endpoint, order, CheckContext::default()).await
+    }
+
+    /// [`place_as`](OrderHandle::place_as), with the order's account and reference price.
+    pub async fn place_as_with(
+        &self,
+        endpoint: &str,
+        order: Order,
+        ctx: CheckContext,
+    ) -> Result<Placed, Refusal> {
+        let allowed = self.decide(endpoint, Some(order), ctx).await?;
         Ok(Placed::new(allowed, &self.held.shared.client))
     }
 
     /// The check of an endpoint that takes no order, named by the body (a generic call's
     /// protocol id, e.g. `3004`).
     pub async fn check(&self, endpoint: &str) -> Result<Authorized, Refusal> {
-        let (key_id, scope, _) = self.decide(endpoint, None).await?;
+        self.check_with(endpoint, CheckContext::default()).await
+    }
+
+    /// [`check`](OrderHandle::check), with the account an account read names (a key with
+    /// `allowed_acc_ids` is refused `account` without one).
+    pub async fn check_with(&self, endpoint: &str, ctx: CheckContext) -> Result<Authorized, Refusal> {
+        let (key_id, scope, _) = self.decide(endpoint, None, ctx).await?;
+        Ok(Authorized {
+            key_id,
+            scope,
+            endpoint: endpoint.into(),
+        })
+    }
+
+    /// For an order write that places nothing new — a cancel (`Trd_ModifyOrder`) of an
+    /// order the key placed — the check an [`Endpoint::order`](super::Endpoint::order)
+    /// route makes in the layer: may the key trade in `env` (`None`: `trade:simulate`, or
+    /// `trade:real` when the key holds only that). Consumes nothing. The gateway then
+    /// finds the order by the returned key's id, and reports [`Placed::cancelled`].
+    pub async fn may_trade(&self, endpoint: &str, env: Option<TrdEnv>) -> Result<Authorized, Refusal> {
+        let held = &self.held;
+        let Some(token) = held.shared.vault.withdraw(held.slot) else {
+            return Err(Refusal::spent(held.grpc));
+        };
+        let (key_id, scope, _) = held.shared.may_trade(&token, env, held.grpc).await?;
         Ok(Authorized {
             key_id,
             scope,
@@ -151,16 +194,25 @@ impl OrderHandle {
     }
 
     /// The request's one check: the key leaves the vault for it.
-    async fn decide(&self, endpoint: &str, order: Option<Order>) -> Result<Allowed, Refusal> {
+    async fn decide(
+        &self,
+        endpoint: &str,
+        order: Option<Order>,
+        ctx: CheckContext,
+    ) -> Result<Allowed, Refusal> {
         let held = &self.held;
         let Some(token) = held.shared.vault.withdraw(held.slot) else {
             return Err(Refusal::spent(held.grpc));
         };
-        let answer = held
-            .shared
-            .client
-            .check(&token, held.shared.iface, endpoint, order)
-            .await;
+        let answer = check_with(
+            &held.shared.client,
+            &token,
+            held.shared.iface,
+            endpoint,
+            order,
+            ctx,
+        )
+        .await;
         Refusal::judge(answer, held.grpc)
     }
 }
@@ -175,19 +227,23 @@ impl fmt::Debug for OrderHandle {
     }
 }
 
-/// An allowed order: its rate slot and daily value are taken. If the broker rejects it,
-/// [`release`](Placed::release) gives the value back.
-#[derive(Debug)]
-#[must_use = "if the broker rejects the order, release() gives its daily value back"]
+/// An allowed order: its rate slot and daily value are taken. Report what becomes of it
+/// at the broker — [`accepted`](Placed::accepted), [`partially_filled`](Placed::partially_filled),
+/// [`filled`](Placed::filled), [`cancelled`](Placed::cancelled), [`rejected`](Placed::rejected)
+/// — so that futu-authd's ledger follows the key's open orders and positions
+/// (`max_open_orders`, `max_position_value`; protocol version 6). A clone reports for the
+/// same order: keep one with the broker's order.
+#[derive(Debug, Clone)]
+#[must_use = "report what the broker makes of the order: rejected() gives its daily value back"]
 pub struct Placed {
     /// The key the order was charged to.
     pub key_id: KeyId,
     /// The scope the order needed (`trade:simulate` or `trade:real`).
     pub scope: Option<Scope>,
-    /// The ledger's ticket for [`release`](Placed::release); `None` when the order took
-    /// nothing that could be given back.
+    /// The ledger's ticket for the order's events and [`release`](Placed::release);
+    /// `None` when the order took nothing the ledger follows or could give back.
     pub ticket: Option<u64>,
-    /// Where the release goes.
+    /// Where the events go.
     client: AuthClient,
 }
 
@@ -203,11 +259,85 @@ impl Placed {
 
     /// The broker rejected the order: gives its daily value back (once, within 15 minutes
     /// of the check). Returns the value refunded. An `Err` leaves the value counted — the
-    /// safe side — and says why.
+    /// safe side — and says why. [`rejected`](Placed::rejected) does the same and closes
+    /// the order in the ledger too.
     pub async fn release(self) -> Result<f64, ClientError> {
         match self.ticket {
             Some(ticket) => self.client.release(ticket).await,
             None => Ok(0.0),
         }
+    }
+
+    /// The broker took the order: it is open.
+    pub async fn accepted(&self) -> Result<Option<OrderEventOutcome>, ClientError> {
+        self.event(OrderEventKind::Accepted, None, None).await
+    }
+
+    /// Part of the order filled: `filled_qty` in all so far, at `fill_price` on average.
+    /// Counts in the symbol's position; the order stays open.
+    pub async fn partially_filled(
+        &self,
+        filled_qty: f64,
+        fill_price: f64,
+    ) -> Result<Option<OrderEventOutcome>, ClientError> {
+        self.event(
+            OrderEventKind::PartiallyFilled,
+            Some(filled_qty),
+            Some(fill_price),
+        )
+        .await
+    }
+
+    /// The order filled: `filled_qty` in all, at `fill_price` on average. Counts in the
+    /// symbol's position; the order is no longer open.
+    pub async fn filled(
+        &self,
+        filled_qty: f64,
+        fill_price: f64,
+    ) -> Result<Option<OrderEventOutcome>, ClientError> {
+        self.event(OrderEventKind::Filled, Some(filled_qty), Some(fill_price))
+            .await
+    }
+
+    /// The order was cancelled: no longer open (what filled stays; the daily value it
+    /// took is not given back).
+    pub async fn cancelled(&self) -> Result<Option<OrderEventOutcome>, ClientError> {
+        self.event(OrderEventKind::Cancelled, None, None).await
+    }
+
+    /// The broker rejected the order: no longer open, and its daily value is given back
+    /// (`Applied`'s `refunded_value`). A daemon older than protocol version 6 is sent a
+    /// Release instead, which gives the value back.
+    pub async fn rejected(&self) -> Result<Option<OrderEventOutcome>, ClientError> {
+        match self.event(OrderEventKind::Rejected, None, None).await {
+            Err(ClientError::TooOld { .. }) => {
+                let Some(ticket) = self.ticket else {
+                    return Ok(None);
+                };
+                let refunded_value = self.client.release(ticket).await?;
+                Ok(Some(OrderEventOutcome::Applied {
+                    key_id: self.key_id.clone(),
+                    refunded_value,
+                }))
+            }
+            other => other,
+        }
+    }
+
+    /// Reports `kind` of the order (see [`AuthClient::order_event`]); `Ok(None)` when it
+    /// has no ticket (nothing to follow). Sending an event again is safe: `Duplicate`.
+    pub async fn event(
+        &self,
+        kind: OrderEventKind,
+        filled_qty: Option<f64>,
+        fill_price: Option<f64>,
+    ) -> Result<Option<OrderEventOutcome>, ClientError> {
+        let Some(ticket) = self.ticket else {
+            return Ok(None);
+        };
+        self.client
+            .order_event(ticket, kind, filled_qty, fill_price)
+            .await
+            .map(Some)
     }
 }

@@ -94,9 +94,14 @@ impl Cause {
                 | Reason::Hours
                 | Reason::OrderValue
                 | Reason::Forbidden
-                | Reason::Halted => Class::PermissionDenied,
+                | Reason::Halted
+                | Reason::Account
+                | Reason::PriceCollar
+                | Reason::Position => Class::PermissionDenied,
                 Reason::UnknownEndpoint | Reason::BadOrder => Class::InvalidArgument,
-                Reason::Rate | Reason::DailyValue => Class::ResourceExhausted,
+                Reason::Rate | Reason::DailyValue | Reason::OpenOrders | Reason::Duplicate => {
+                    Class::ResourceExhausted
+                }
                 Reason::Internal => Class::Unavailable,
             },
         }
@@ -412,10 +417,19 @@ impl Refusal {
 
     /// `{"reason", "detail", "retry_after_ms"}`: the body of an HTTP refusal, and what a
     /// WebSocket error frame and an MCP tool error carry.
+    ///
+    /// A refusal by a limit adds its figures, `"limit": {"<kind>": {…}}` — e.g.
+    /// `{"price_collar": {"price", "ref_price", "deviation_pct", "max_price_deviation_pct"}}`
+    /// — as futu-authd gave them.
     pub fn to_json(&self) -> String {
         // Written by hand to keep the fields in this order.
+        let limit = self
+            .limit
+            .as_ref()
+            .and_then(|l| serde_json::to_string(l).ok())
+            .map_or_else(String::new, |l| format!(r#","limit":{l}"#));
         format!(
-            r#"{{"reason":"{}","detail":{},"retry_after_ms":{}}}"#,
+            r#"{{"reason":"{}","detail":{},"retry_after_ms":{}{limit}}}"#,
             self.cause.as_str(),
             serde_json::Value::from(self.detail.as_str()),
             self.retry_after_ms
@@ -537,9 +551,9 @@ mod tests {
         match reason.as_str() {
             "unknown_key" | "expired" => (401, 16),
             "scope" | "machine" | "frozen" | "market" | "symbol" | "side" | "hours" | "order_value"
-            | "forbidden" | "halted" => (403, 7),
+            | "forbidden" | "halted" | "account" | "price_collar" | "position" => (403, 7),
             "bad_order" | "unknown_endpoint" => (400, 3),
-            "rate" | "daily_value" => (429, 8),
+            "rate" | "daily_value" | "open_orders" | "duplicate" => (429, 8),
             "internal" => (503, 14),
             other => panic!("a reason the test does not know: {other}"),
         }

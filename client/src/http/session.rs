@@ -14,14 +14,16 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use futu_auth_proto::{Decision, KeyId, Order, Reason, Scope, SessionOutcome, SessionSubject, Token};
+use futu_auth_proto::{Decision, KeyId, Order, Reason, Scope, SessionOutcome, SessionSubject, Token, TrdEnv};
 use futures_util::future::join_all;
 
+use super::context::check_with;
 use super::layer::{Authorized, Shared};
 use super::order::Placed;
 use super::refusal::{Allowed, Refusal};
 use crate::client::KEEP_ALIVE;
 use crate::sessions::SessionSlot;
+use crate::CheckContext;
 use crate::ClientError;
 
 /// In the extensions of a request on an [`Endpoint::session`](super::Endpoint::session)
@@ -128,7 +130,13 @@ impl Session {
 
     /// The check of an endpoint that takes no order (`Qot_GetBasicQot`, `3004`, …).
     pub async fn check(&self, endpoint: &str) -> Result<Authorized, Refusal> {
-        let (key_id, scope, _) = self.decide(endpoint, None).await?;
+        self.check_with(endpoint, CheckContext::default()).await
+    }
+
+    /// [`check`](Session::check), with the account an account read names (a key with
+    /// `allowed_acc_ids` is refused `account` without one).
+    pub async fn check_with(&self, endpoint: &str, ctx: CheckContext) -> Result<Authorized, Refusal> {
+        let (key_id, scope, _) = self.decide(endpoint, None, ctx).await?;
         Ok(Authorized {
             key_id,
             scope,
@@ -138,10 +146,35 @@ impl Session {
 
     /// Checks `order` for the order write `endpoint` (`Trd_PlaceOrder`, `2202`) and, when
     /// allowed, takes its rate slot and daily value: once per order, then send it to the
-    /// broker; if the broker rejects it, [`Placed::release`].
+    /// broker and report what becomes of it ([`Placed::accepted`], …,
+    /// [`Placed::rejected`]).
     pub async fn place_as(&self, endpoint: &str, order: Order) -> Result<Placed, Refusal> {
-        let allowed = self.decide(endpoint, Some(order)).await?;
+        self.place_as_with(endpoint, order, CheckContext::default()).await
+    }
+
+    /// [`place_as`](Session::place_as), with the order's account and the gateway's
+    /// reference price for its symbol.
+    pub async fn place_as_with(
+        &self,
+        endpoint: &str,
+        order: Order,
+        ctx: CheckContext,
+    ) -> Result<Placed, Refusal> {
+        let allowed = self.decide(endpoint, Some(order), ctx).await?;
         Ok(Placed::new(allowed, &self.held.shared.client))
+    }
+
+    /// For an order write that places nothing new — a cancel of an order the key placed —
+    /// may the key trade in `env` (see [`OrderHandle::may_trade`](super::OrderHandle::may_trade)).
+    /// Consumes nothing.
+    pub async fn may_trade(&self, endpoint: &str, env: Option<TrdEnv>) -> Result<Authorized, Refusal> {
+        let token = self.token()?;
+        let (key_id, scope, _) = self.held.shared.may_trade(&token, env, false).await?;
+        Ok(Authorized {
+            key_id,
+            scope,
+            endpoint: endpoint.into(),
+        })
     }
 
     /// Whether the key is still usable, by the decision that opened the session (a dry run
@@ -249,10 +282,15 @@ impl Session {
     }
 
     /// One decision with the session's key, which stays in the layer.
-    async fn decide(&self, endpoint: &str, order: Option<Order>) -> Result<Allowed, Refusal> {
+    async fn decide(
+        &self,
+        endpoint: &str,
+        order: Option<Order>,
+        ctx: CheckContext,
+    ) -> Result<Allowed, Refusal> {
         let token = self.token()?;
         let shared = &self.held.shared;
-        let answer = shared.client.check(&token, shared.iface, endpoint, order).await;
+        let answer = check_with(&shared.client, &token, shared.iface, endpoint, order, ctx).await;
         Refusal::judge(answer, false)
     }
 

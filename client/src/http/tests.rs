@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futu_auth_proto::{
-    Decision, FrameCodec, KeyId, Market, Order, Reason, Request as Msg, Response as Answer, Scope,
-    SessionOutcome, SessionSubject, TrdEnv, TrdSide,
+    Decision, FrameCodec, KeyId, Market, Order, OrderEventKind, OrderEventOutcome, Reason, Request as Msg,
+    Response as Answer, Scope, SessionOutcome, SessionSubject, TrdEnv, TrdSide,
 };
 use futures_util::{SinkExt, StreamExt};
 use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -183,12 +183,26 @@ fn answer(msg: Msg) -> Option<Answer> {
             key_id: "k".parse::<KeyId>().unwrap(),
             refunded_value: 38820.0,
         }),
+        Msg::OrderEvent(e) => Some(Answer::OrderEventDone {
+            request_id: e.request_id,
+            outcome: OrderEventOutcome::Applied {
+                key_id: "k".parse::<KeyId>().unwrap(),
+                refunded_value: if e.kind == OrderEventKind::Rejected {
+                    38820.0
+                } else {
+                    0.0
+                },
+            },
+        }),
         other => panic!("the fake daemon was sent {other:?}"),
     }
 }
 
 fn deny(reason: Reason) -> Decision {
-    let waits = matches!(reason, Reason::Rate | Reason::DailyValue);
+    let waits = matches!(
+        reason,
+        Reason::Rate | Reason::DailyValue | Reason::OpenOrders | Reason::Duplicate
+    );
     Decision::Deny {
         reason,
         key_id: None,
@@ -943,4 +957,102 @@ async fn a_session_tells_the_daemon_what_it_was_told_before() {
             (SessionSubject::KeepAlive, SessionOutcome::Allow),
         ]
     );
+}
+
+#[tokio::test]
+async fn a_check_carries_the_account_and_reference_price_and_placed_reports_the_orders_life() {
+    let daemon = FakeDaemon::start().await;
+    let routes = routes().route(Method::GET, "/api/funds", Endpoint::read("Trd_GetFunds"));
+    let layer = AuthLayer::new(daemon.client(), Iface::Rest, routes);
+    let handler = service_fn(move |req: Request<Full<Bytes>>| async move {
+        if let Some(handle) = req.extensions().get::<OrderHandle>().cloned() {
+            let ctx = CheckContext::account(Some(281_756)).ref_price(Some(388.0));
+            let p = handle.place_with(order(), ctx).await.unwrap();
+            let copy = p.clone();
+            assert!(matches!(
+                p.accepted().await,
+                Ok(Some(OrderEventOutcome::Applied { .. }))
+            ));
+            p.partially_filled(50.0, 388.2).await.unwrap();
+            copy.filled(100.0, 388.2).await.unwrap();
+            p.cancelled().await.unwrap();
+            match p.rejected().await {
+                Ok(Some(OrderEventOutcome::Applied { refunded_value, .. })) => {
+                    assert_eq!(refunded_value, 38820.0)
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+    });
+    let svc = layer.layer(handler);
+    let res = svc
+        .clone()
+        .oneshot(request(Method::POST, "/api/order", Some(SECRET), false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = svc
+        .clone()
+        .oneshot(request(Method::GET, "/api/funds?acc_id=99", Some(SECRET), false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = svc
+        .oneshot(request(Method::GET, "/api/funds?acc_id=x", Some(SECRET), false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "not an account number");
+    let seen = daemon.seen();
+    let checks: Vec<_> = seen
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Check(c) => Some((c.endpoint.as_str(), c.acc_id, c.ref_price)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            ("Trd_PlaceOrder", Some(281_756), Some(388.0)),
+            ("Trd_GetFunds", Some(99), None)
+        ]
+    );
+    let events: Vec<_> = seen
+        .iter()
+        .filter_map(|m| match m {
+            Msg::OrderEvent(e) => Some((e.ticket, e.kind, e.filled_qty, e.fill_price)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            (7, OrderEventKind::Accepted, None, None),
+            (7, OrderEventKind::PartiallyFilled, Some(50.0), Some(388.2)),
+            (7, OrderEventKind::Filled, Some(100.0), Some(388.2)),
+            (7, OrderEventKind::Cancelled, None, None),
+            (7, OrderEventKind::Rejected, None, None),
+        ]
+    );
+}
+
+#[test]
+fn a_refusal_by_a_limit_names_its_figures() {
+    let answer = Ok(Decision::Deny {
+        reason: Reason::OpenOrders,
+        key_id: None,
+        detail: "2 orders are open; max_open_orders is 2".into(),
+        retry_after_ms: None,
+        limit: Some(futu_auth_proto::LimitFigures::OpenOrders {
+            open_orders: 2,
+            max_open_orders: 2,
+        }),
+    });
+    let refusal = Refusal::judge(answer, false).unwrap_err();
+    let body: serde_json::Value = serde_json::from_str(&refusal.to_json()).unwrap();
+    assert_eq!(body["reason"], "open_orders");
+    assert_eq!(body["limit"]["open_orders"]["max_open_orders"], 2, "{body}");
+    let plain = Refusal::judge(Ok(deny(Reason::Scope)), false).unwrap_err();
+    assert!(!plain.to_json().contains("limit"), "{}", plain.to_json());
 }

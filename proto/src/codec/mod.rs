@@ -3,8 +3,9 @@
 //! integers, little-endian where fixed width). Swapping the encoding touches this module
 //! only: this file frames and encodes messages, `record.rs` says how the key records
 //! inside admin messages are laid out (every field, where keys.json leaves some out),
-//! `v1.rs` how a Deny looks to a peer that speaks protocol version 1, and `v4.rs` which
-//! reason a peer older than version 5 is told for one its version does not have.
+//! `v1.rs` how a Deny looks to a peer that speaks protocol version 1, `v4.rs` which
+//! reason (and which figures and scope) a peer is told for one its version does not have,
+//! and `v5.rs` how a Check and the key records look to a peer older than version 6.
 //!
 //! The message types' own layout is the newest version's ([`PROTOCOL_VERSION`]): that is
 //! what [`encode_message`] and [`decode_message`] write and read. A connection speaks the
@@ -22,6 +23,7 @@ use tokio_util::codec::{Decoder, Encoder};
 pub(crate) mod record;
 mod v1;
 mod v4;
+mod v5;
 
 pub use record::Wire;
 pub use v4::reason_told_in;
@@ -130,12 +132,13 @@ pub fn encode_frame<T: Serialize>(msg: &T) -> Result<Vec<u8>, CodecError> {
 }
 
 /// A message whose bytes may depend on the protocol version a connection speaks: the
-/// requests (the same in every version) and the responses (a `Decision::Deny` gained two
-/// fields in version 2, and a reason, `halted`, in version 5, which an older peer is told
-/// as `scope`).
+/// requests (a `Check` gained two fields, and a `Limits` five, in version 6) and the
+/// responses (a `Decision::Deny` gained two fields in version 2; a reason, `halted`, came
+/// in version 5 and five more in version 6, which an older peer is told as the nearest it
+/// has; key records carry five more limits from version 6).
 ///
 /// A version is read as the newest this crate speaks at or below it: 0 and 1 are
-/// version 1's layout, 2 and above version 2's.
+/// version 1's layout, 2 to 5 version 2's but for the changes of the versions after it.
 pub trait Versioned: Serialize + DeserializeOwned {
     /// The body a peer speaking `version` reads.
     fn encode_for(&self, version: u16) -> Result<Vec<u8>, CodecError>;
@@ -146,18 +149,31 @@ pub trait Versioned: Serialize + DeserializeOwned {
 }
 
 impl Versioned for Request {
-    fn encode_for(&self, _version: u16) -> Result<Vec<u8>, CodecError> {
-        encode_message(self)
+    fn encode_for(&self, version: u16) -> Result<Vec<u8>, CodecError> {
+        if version < v5::RISK_SINCE {
+            v5::encode_request(self, version)
+        } else {
+            encode_message(self)
+        }
     }
 
-    fn decode_from(body: &[u8], _version: u16) -> Result<Self, CodecError> {
-        decode_message(body)
+    fn decode_from(body: &[u8], version: u16) -> Result<Self, CodecError> {
+        if version < v5::RISK_SINCE {
+            v5::decode_request(body, version)
+        } else {
+            decode_message(body)
+        }
     }
 }
 
 impl Versioned for Response {
     fn encode_for(&self, version: u16) -> Result<Vec<u8>, CodecError> {
         let told = v4::told_in(self, version);
+        if version < v5::RISK_SINCE {
+            if let Some(body) = v5::encode_records(&told, version)? {
+                return Ok(body);
+            }
+        }
         if version < 2 {
             v1::encode_response(&told)
         } else {
@@ -166,7 +182,14 @@ impl Versioned for Response {
     }
 
     fn decode_from(body: &[u8], version: u16) -> Result<Self, CodecError> {
-        let resp = if version < 2 {
+        let old_records = if version < v5::RISK_SINCE {
+            v5::decode_records(body)?
+        } else {
+            None
+        };
+        let resp = if let Some(resp) = old_records {
+            resp
+        } else if version < 2 {
             v1::decode_response(body)?
         } else {
             decode_message(body)?

@@ -29,26 +29,7 @@ impl Serialize for Wire<'_, Limits> {
         if s.is_human_readable() {
             return self.0.serialize(s);
         }
-        // Taken apart field by field so that a field added to the struct cannot be left
-        // off the wire: this stops compiling until it is written here too.
-        let Limits {
-            allowed_markets,
-            allowed_symbols,
-            allowed_trd_sides,
-            max_order_value,
-            max_daily_value,
-            max_orders_per_minute,
-            hours_window,
-        } = self.0;
-        let mut st = s.serialize_struct("Limits", 7)?;
-        st.serialize_field("allowed_markets", allowed_markets)?;
-        st.serialize_field("allowed_symbols", allowed_symbols)?;
-        st.serialize_field("allowed_trd_sides", allowed_trd_sides)?;
-        st.serialize_field("max_order_value", max_order_value)?;
-        st.serialize_field("max_daily_value", max_daily_value)?;
-        st.serialize_field("max_orders_per_minute", max_orders_per_minute)?;
-        st.serialize_field("hours_window", hours_window)?;
-        st.end()
+        serialize_limits(self.0, s, Layout::Newest)
     }
 }
 
@@ -57,26 +38,7 @@ impl Serialize for Wire<'_, KeyRecord> {
         if s.is_human_readable() {
             return self.0.serialize(s);
         }
-        let KeyRecord {
-            id,
-            hash,
-            scopes,
-            limits,
-            allowed_machines,
-            created_at,
-            expires_at,
-            note,
-        } = self.0;
-        let mut st = s.serialize_struct("KeyRecord", 8)?;
-        st.serialize_field("id", id)?;
-        st.serialize_field("hash", hash)?;
-        st.serialize_field("scopes", scopes)?;
-        st.serialize_field("limits", &Wire(limits))?;
-        st.serialize_field("allowed_machines", allowed_machines)?;
-        st.serialize_field("created_at", created_at)?;
-        st.serialize_field("expires_at", expires_at)?;
-        st.serialize_field("note", note)?;
-        st.end()
+        serialize_record(self.0, s, Layout::Newest)
     }
 }
 
@@ -85,23 +47,119 @@ impl Serialize for Wire<'_, KeySpec> {
         if s.is_human_readable() {
             return self.0.serialize(s);
         }
-        let KeySpec {
-            id,
-            scopes,
-            limits,
-            allowed_machines,
-            expires_at,
-            note,
-        } = self.0;
-        let mut st = s.serialize_struct("KeySpec", 6)?;
-        st.serialize_field("id", id)?;
-        st.serialize_field("scopes", scopes)?;
-        st.serialize_field("limits", &Wire(limits))?;
-        st.serialize_field("allowed_machines", allowed_machines)?;
-        st.serialize_field("expires_at", expires_at)?;
-        st.serialize_field("note", note)?;
-        st.end()
+        serialize_spec(self.0, s, Layout::Newest)
     }
+}
+
+/// Which protocol version's layout a record is written in: a [`Limits`] has seven fields
+/// before version 6 and twelve from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Layout {
+    /// Versions 1 to 5: the seven limits of version 1. The caller has made sure nothing
+    /// set is left out ([`Limits::since_v6`] is empty, no scope is `admin`).
+    V5,
+    /// Version 6: every field.
+    Newest,
+}
+
+/// A record, spec or limits written in a [`Layout`] ([`super::v5`] writes the older one).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WireIn<'a, T>(pub &'a T, pub Layout);
+
+impl Serialize for WireIn<'_, Limits> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_limits(self.0, s, self.1)
+    }
+}
+
+impl Serialize for WireIn<'_, KeyRecord> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_record(self.0, s, self.1)
+    }
+}
+
+impl Serialize for WireIn<'_, KeySpec> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        serialize_spec(self.0, s, self.1)
+    }
+}
+
+fn serialize_limits<S: Serializer>(limits: &Limits, s: S, layout: Layout) -> Result<S::Ok, S::Error> {
+    // Taken apart field by field so that a field added to the struct cannot be left off
+    // the wire: this stops compiling until it is written here too.
+    let Limits {
+        allowed_markets,
+        allowed_symbols,
+        allowed_trd_sides,
+        max_order_value,
+        max_daily_value,
+        max_orders_per_minute,
+        hours_window,
+        allowed_acc_ids,
+        max_price_deviation_pct,
+        max_open_orders,
+        max_position_value,
+        duplicate_window_ms,
+    } = limits;
+    let len = if layout == Layout::Newest { 12 } else { 7 };
+    let mut st = s.serialize_struct("Limits", len)?;
+    st.serialize_field("allowed_markets", allowed_markets)?;
+    st.serialize_field("allowed_symbols", allowed_symbols)?;
+    st.serialize_field("allowed_trd_sides", allowed_trd_sides)?;
+    st.serialize_field("max_order_value", max_order_value)?;
+    st.serialize_field("max_daily_value", max_daily_value)?;
+    st.serialize_field("max_orders_per_minute", max_orders_per_minute)?;
+    st.serialize_field("hours_window", hours_window)?;
+    if layout == Layout::Newest {
+        st.serialize_field("allowed_acc_ids", allowed_acc_ids)?;
+        st.serialize_field("max_price_deviation_pct", max_price_deviation_pct)?;
+        st.serialize_field("max_open_orders", max_open_orders)?;
+        st.serialize_field("max_position_value", max_position_value)?;
+        st.serialize_field("duplicate_window_ms", duplicate_window_ms)?;
+    }
+    st.end()
+}
+
+fn serialize_record<S: Serializer>(record: &KeyRecord, s: S, layout: Layout) -> Result<S::Ok, S::Error> {
+    let KeyRecord {
+        id,
+        hash,
+        scopes,
+        limits,
+        allowed_machines,
+        created_at,
+        expires_at,
+        note,
+    } = record;
+    let mut st = s.serialize_struct("KeyRecord", 8)?;
+    st.serialize_field("id", id)?;
+    st.serialize_field("hash", hash)?;
+    st.serialize_field("scopes", scopes)?;
+    st.serialize_field("limits", &WireIn(limits, layout))?;
+    st.serialize_field("allowed_machines", allowed_machines)?;
+    st.serialize_field("created_at", created_at)?;
+    st.serialize_field("expires_at", expires_at)?;
+    st.serialize_field("note", note)?;
+    st.end()
+}
+
+fn serialize_spec<S: Serializer>(spec: &KeySpec, s: S, layout: Layout) -> Result<S::Ok, S::Error> {
+    let KeySpec {
+        id,
+        scopes,
+        limits,
+        allowed_machines,
+        expires_at,
+        note,
+    } = spec;
+    let mut st = s.serialize_struct("KeySpec", 6)?;
+    st.serialize_field("id", id)?;
+    st.serialize_field("scopes", scopes)?;
+    st.serialize_field("limits", &WireIn(limits, layout))?;
+    st.serialize_field("allowed_machines", allowed_machines)?;
+    st.serialize_field("expires_at", expires_at)?;
+    st.serialize_field("note", note)?;
+    st.end()
 }
 
 /// `#[serde(with = "crate::codec::record::key_spec")]`, for a message's [`KeySpec`].
@@ -239,9 +297,9 @@ mod tests {
     fn a_frame_carries_the_fields_keys_json_leaves_out_and_reads_them_back() {
         let record = minimal();
         let body = encode_message(&Wire(&record)).unwrap();
-        // limits (seven `None`s), allowed_machines, created_at, expires_at, note.
+        // limits (twelve `None`s), allowed_machines, created_at, expires_at, note.
         let created_at = b"\x142026-04-15T10:00:00Z";
-        let tail = [&[0u8; 8][..], created_at, &[0, 0]].concat();
+        let tail = [&[0u8; 13][..], created_at, &[0, 0]].concat();
         assert!(body.ends_with(&tail), "{body:?}");
         assert_eq!(decode_message::<KeyRecord>(&body).unwrap(), record);
     }

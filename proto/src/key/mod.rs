@@ -8,7 +8,7 @@
 //!
 //! One file per value type (`scope.rs`, `market.rs`, `hours_window.rs`, …); `record.rs`
 //! puts them together into [`KeyRecord`], [`Limits`] and [`KeySpec`]; `rotation.rs` is an
-//! entry of keys.json's `rotations` ([`Rotation`]), `halt.rs` one of its `halts` ([`Halt`]); `redact.rs` is the
+//! entry of keys.json's `rotations` ([`Rotation`]), `halt.rs` one of its `halts` ([`Halt`]); `risk.rs` the value types of the pre-trade risk limits; `redact.rs` is the
 //! rule that keeps a plaintext out of every message ([`redact()`]), and `invalid.rs` the
 //! error every value type returns.
 
@@ -21,6 +21,7 @@ mod key_id;
 mod market;
 mod record;
 mod redact;
+mod risk;
 mod rotation;
 mod scope;
 mod symbol;
@@ -37,6 +38,7 @@ pub use key_id::KeyId;
 pub use market::Market;
 pub use record::{BindOp, KeyRecord, KeySpec, Limits};
 pub use redact::redact;
+pub use risk::{AccIds, DeviationPct, DuplicateWindow};
 pub use rotation::Rotation;
 pub use scope::Scope;
 pub use symbol::{Symbol, SYMBOL_PREFIXES};

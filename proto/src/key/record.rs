@@ -4,7 +4,10 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{Cap, Fingerprint, HoursWindow, KeyHash, KeyId, Market, Scope, Symbol, TrdSide};
+use super::{
+    AccIds, Cap, DeviationPct, DuplicateWindow, Fingerprint, HoursWindow, KeyHash, KeyId, Market, Scope,
+    Symbol, TrdSide,
+};
 
 /// A key's limits; every field `None` (or omitted in keys.json) means unlimited.
 ///
@@ -35,12 +38,58 @@ pub struct Limits {
     /// Local time of day in which the key may be used at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hours_window: Option<HoursWindow>,
+    /// Protocol version 6: the broker accounts an order or an account read may name; a
+    /// request that names none is refused (`account`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_acc_ids: Option<AccIds>,
+    /// Protocol version 6: the price collar — how far, in percent, a limit order's price
+    /// may be from the reference price the gateway supplies (`price_collar`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price_deviation_pct: Option<DeviationPct>,
+    /// Protocol version 6: orders allowed and not yet finished — filled, cancelled or
+    /// rejected (`open_orders`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_open_orders: Option<u32>,
+    /// Protocol version 6: per symbol, the value of filled buys less filled sells plus the
+    /// open orders that would add to it (`position`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_position_value: Option<Cap>,
+    /// Protocol version 6: the same order (account, symbol, side, qty, price) again within
+    /// this many milliseconds is refused (`duplicate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_window_ms: Option<DuplicateWindow>,
 }
 
 impl Limits {
     /// Whether no limit is set.
     pub fn is_unlimited(&self) -> bool {
         *self == Limits::default()
+    }
+
+    /// The names of the limits protocol version 6 added that are set: what a peer of an
+    /// older version cannot be shown.
+    pub fn since_v6(&self) -> Vec<&'static str> {
+        let mut set = Vec::new();
+        let mut note = |is: bool, name| {
+            if is {
+                set.push(name)
+            }
+        };
+        note(self.allowed_acc_ids.is_some(), "allowed_acc_ids");
+        note(self.max_price_deviation_pct.is_some(), "max_price_deviation_pct");
+        note(self.max_open_orders.is_some(), "max_open_orders");
+        note(self.max_position_value.is_some(), "max_position_value");
+        note(self.duplicate_window_ms.is_some(), "duplicate_window_ms");
+        set
+    }
+
+    /// Whether a limit the ledger keeps state for is set (`max_open_orders`,
+    /// `max_position_value`, `duplicate_window_ms`): such a key's orders need a ledger
+    /// that follows each order after its check.
+    pub fn needs_order_tracking(&self) -> bool {
+        self.max_open_orders.is_some()
+            || self.max_position_value.is_some()
+            || self.duplicate_window_ms.is_some()
     }
 }
 

@@ -26,16 +26,21 @@ pub enum Scope {
     /// Unlocking trade (the MCP `futu_unlock_trade` tool).
     #[serde(rename = "trade:unlock")]
     TradeUnlock,
+    /// The gateway's management endpoints (protocol version 6; `Admin_*` in the endpoint
+    /// table). A peer of an older version is never sent it.
+    #[serde(rename = "admin")]
+    Admin,
 }
 
 impl Scope {
     /// Every scope, in wire order.
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::QotRead,
         Scope::AccRead,
         Scope::TradeSimulate,
         Scope::TradeReal,
         Scope::TradeUnlock,
+        Scope::Admin,
     ];
 
     /// As keys.json, the audit log and the metrics spell it, e.g. `trade:simulate`.
@@ -46,16 +51,18 @@ impl Scope {
             Scope::TradeSimulate => "trade:simulate",
             Scope::TradeReal => "trade:real",
             Scope::TradeUnlock => "trade:unlock",
+            Scope::Admin => "admin",
         }
     }
 
-    /// The part before the colon (`qot`, `acc`, `trade`), used as the `required_scope`
+    /// The part before the colon (`qot`, `acc`, `trade`; `admin` has none), used as the `required_scope`
     /// label of `futu_ws_filtered_pushes_total`.
     pub fn family(self) -> &'static str {
         match self {
             Scope::QotRead => "qot",
             Scope::AccRead => "acc",
             Scope::TradeSimulate | Scope::TradeReal | Scope::TradeUnlock => "trade",
+            Scope::Admin => "admin",
         }
     }
 
@@ -76,7 +83,7 @@ impl FromStr for Scope {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Scope::ALL.into_iter().find(|sc| sc.as_str() == s).ok_or_else(|| {
             invalid(format!(
-                "unknown scope {s:?} (expected qot:read, acc:read, trade:simulate, trade:real or trade:unlock)"
+                "unknown scope {s:?} (expected qot:read, acc:read, trade:simulate, trade:real, trade:unlock or admin)"
             ))
         })
     }

@@ -1,5 +1,5 @@
 use super::*;
-use futu_auth_proto::key::{Cap, Halt, HaltTarget, HaltedBy};
+use futu_auth_proto::key::{AccIds, Cap, DeviationPct, DuplicateWindow, Halt, HaltTarget, HaltedBy};
 use futu_auth_proto::{Fingerprint, Iface, KeyRecord, Limits, Market, Token, TrdEnv, TrdSide};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
@@ -51,6 +51,7 @@ fn example_keys() -> Vec<KeyRecord> {
         max_daily_value: Some(Cap::try_from(500_000.0).unwrap()),
         max_orders_per_minute: Some(3),
         hours_window: Some("09:30-16:00".parse().unwrap()),
+        ..Limits::default()
     };
     bot.allowed_machines = Some(vec![host()]);
     bot.expires_at = Some("2026-05-15T10:00:00Z".parse().unwrap());
@@ -93,6 +94,35 @@ fn check(token: &str, endpoint: &str, order: Option<Order>) -> Check {
         endpoint: endpoint.into(),
         order,
         dry_run: false,
+        acc_id: None,
+        ref_price: None,
+    }
+}
+
+const RISKY: &str = "fc_00000000000000000000000000000009";
+
+/// A key with every pre-trade risk limit: account 7 only, a 5 % collar, one open order, a
+/// position of 150 per symbol, a 2 s duplicate window.
+fn risky() -> KeyRecord {
+    let mut k = record(
+        "risky",
+        RISKY,
+        &[Scope::TradeSimulate, Scope::AccRead, Scope::QotRead],
+    );
+    k.limits.allowed_acc_ids = Some(AccIds::try_from(vec![7]).unwrap());
+    k.limits.max_price_deviation_pct = Some(DeviationPct::try_from(5.0).unwrap());
+    k.limits.max_open_orders = Some(1);
+    k.limits.max_position_value = Some(Cap::try_from(150.0).unwrap());
+    k.limits.duplicate_window_ms = Some(DuplicateWindow::try_from(2000).unwrap());
+    k
+}
+
+/// A check of `order` on account 7 by the risky key, with reference price `ref_price`.
+fn risky_check(order: Order, ref_price: f64) -> Check {
+    Check {
+        acc_id: Some(7),
+        ref_price: Some(ref_price),
+        ..check(RISKY, "Trd_PlaceOrder", Some(order))
     }
 }
 
@@ -664,7 +694,7 @@ fn scenario(reason: Reason) -> Option<Verdict> {
     let mut hasty = record("hasty", HASTY, &[Scope::TradeSimulate]);
     hasty.limits.max_orders_per_minute = Some(0);
     let stopped = record("stopped", STOPPED, &[Scope::TradeSimulate]);
-    keys.extend([old, ice, far, thrifty, hasty, stopped]);
+    keys.extend([old, ice, far, thrifty, hasty, stopped, risky()]);
     let s = halted_snapshot(keys, vec![key_halt("stopped", "fat finger")]);
     let ledger = Ledger::new();
     let run_at = |now: Now, token: &str, endpoint: &str, order: Option<Order>| {
@@ -699,6 +729,20 @@ fn scenario(reason: Reason) -> Option<Verdict> {
         Reason::Rate => run(HASTY, "Trd_PlaceOrder", Some(sell(1.0, 1.0))),
         Reason::BadOrder => run(BOT, "Trd_PlaceOrder", None),
         Reason::Halted => run(STOPPED, "Trd_PlaceOrder", Some(sell(1.0, 1.0))),
+        Reason::Account => run(RISKY, "Trd_GetFunds", None),
+        Reason::PriceCollar => decide(&s, &ledger, &at(10, 0), &risky_check(sell(1.0, 1.0), 2.0)),
+        Reason::Duplicate => {
+            let c = risky_check(sell(1.0, 1.0), 1.0);
+            assert!(decide(&s, &ledger, &at(10, 0), &c).decision.is_allow());
+            decide(&s, &ledger, &at(10, 0), &c)
+        }
+        Reason::OpenOrders => {
+            assert!(decide(&s, &ledger, &at(10, 0), &risky_check(sell(1.0, 1.0), 1.0))
+                .decision
+                .is_allow());
+            decide(&s, &ledger, &at(10, 0), &risky_check(sell(2.0, 1.0), 1.0))
+        }
+        Reason::Position => decide(&s, &ledger, &at(10, 0), &risky_check(sell(200.0, 1.0), 1.0)),
         Reason::Forbidden | Reason::Internal => return None,
     })
 }
@@ -1305,12 +1349,23 @@ fn only_limits_give_figures_and_only_waits_that_help_give_a_retry() {
         let (retry, limit) = retry_and_limit(&v);
         let by_limit = matches!(
             r,
-            Reason::Rate | Reason::DailyValue | Reason::OrderValue | Reason::Hours
+            Reason::Rate
+                | Reason::DailyValue
+                | Reason::OrderValue
+                | Reason::Hours
+                | Reason::PriceCollar
+                | Reason::OpenOrders
+                | Reason::Position
+                | Reason::Duplicate
         );
         assert_eq!(limit.is_some(), by_limit, "{r}: {v:?}");
         // The scenarios' rate is 0 and their daily order is above the cap on its own:
-        // of them, only the hours window opens by waiting.
-        assert_eq!(retry.is_some(), r == Reason::Hours, "{r}: {v:?}");
+        // of them, only the hours window and the duplicate window pass by waiting.
+        assert_eq!(
+            retry.is_some(),
+            matches!(r, Reason::Hours | Reason::Duplicate),
+            "{r}: {v:?}"
+        );
     }
     let internal = Verdict::internal(None, None, "the ledger failed".into());
     assert_eq!(retry_and_limit(&internal), (None, None));
@@ -1631,3 +1686,5 @@ fn halted_comes_after_the_key_is_usable_and_before_hours_and_the_order_checks() 
         Some(Reason::Hours)
     );
 }
+
+mod risk;

@@ -6,18 +6,30 @@
 //! one key happens under that key's mutex: N threads racing one key are admitted exactly as
 //! often as its limits allow.
 //!
+//! For a key with `max_open_orders`, `max_position_value` or `duplicate_window_ms` the
+//! ledger also follows each order after its check ([`Charge::track`]): the orders still
+//! open (by ledger number), per symbol the value filled and the value still open in each
+//! direction, and the orders of the last window for duplicates; [`Ledger::order_event`]
+//! applies what the broker reports, once. The daemon's local store journals the orders
+//! and events and replays them ([`Ledger::restore_follow`], [`Ledger::restore_event`]);
+//! its base keeps [`Ledger::dump_follow`].
+//!
 //! A consumption or release that could not be made durable is undone
 //! ([`Ledger::undo_consumption`], [`Ledger::undo_release`]): a refused order leaves no
 //! trace in the counters, the usage figures or later decisions.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+
+/// The maps of followed orders hash ledger numbers, fingerprints and symbols on the order
+/// path: a fast hash, seeded per process (foldhash's), not SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dashmap::DashMap;
-use futu_auth_proto::{ErrorKind, KeyId};
+use futu_auth_proto::{ErrorKind, KeyId, OrderEventKind, OrderEventRefusal};
 
 use super::ticket::TicketCipher;
-use super::{Charge, Charged};
+use super::{Charge, Charged, Track};
 use crate::money::Money;
 
 /// The sliding window of `max_orders_per_minute`.
@@ -35,12 +47,21 @@ pub const MAX_TICKETS: usize = 1_000_000;
 /// only its newest this many orders: usage then reads "at least" this many.
 pub const UNLIMITED_WINDOW_CAP: usize = 10_000;
 
+/// Most open orders followed for one key: past this its orders are refused `open_orders`
+/// whatever its `max_open_orders`, so that a gateway that never reports what became of
+/// its orders cannot grow the ledger without bound.
+pub const MAX_OPEN_ORDERS_KEPT: usize = 100_000;
+
+/// Most finished orders remembered (so that an event for one is a duplicate, not an
+/// unknown ticket); past this the oldest are forgotten.
+pub const MAX_FINISHED: usize = 1_000_000;
+
 /// Ledger numbers restored from a journal are below this (2^62): no ledger hands out that
 /// many, so a larger one is damage, and is not allowed to exhaust the numbers after it.
 pub const MAX_NUMBER: u64 = 1 << 62;
 
 /// One key's counters, only ever touched under its lock, inside this module.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 struct KeyCounters {
     /// Monotonic times (ns) of the orders allowed in the last 60 s, oldest first.
     pub recent: VecDeque<u64>,
@@ -48,6 +69,188 @@ struct KeyCounters {
     pub day: i64,
     /// Value allowed on `day`, less releases.
     pub used: Money,
+    /// Orders followed and not finished, by ledger number (keys with `max_open_orders`
+    /// or `max_position_value`).
+    open: FastMap<u64, OpenOrder>,
+    /// Per symbol, the value filled and open in each direction.
+    positions: FastMap<Box<str>, Position>,
+    /// For `duplicate_window_ms`: each order's fingerprint ([`Track::fingerprint`]) and the
+    /// monotonic time it was last allowed at.
+    seen: FastMap<u64, u64>,
+    /// The same, oldest first, to forget them once out of the window.
+    seen_order: VecDeque<(u64, u64)>,
+}
+
+/// Whether an order event's figures fit its kind, before any ledger looks at its order: a
+/// fill carries the quantity filled so far and its average price, finite and above zero;
+/// other events carry neither. `Err`: why not, for the `bad_figures` refusal.
+pub fn event_figures(
+    kind: OrderEventKind,
+    filled_qty: Option<f64>,
+    fill_price: Option<f64>,
+) -> Result<(), String> {
+    match (kind.is_fill(), filled_qty, fill_price) {
+        (true, Some(q), Some(p)) if !(q.is_finite() && q > 0.0 && p.is_finite() && p > 0.0) => Err(format!(
+            "a fill of {q} at {p}: quantity and price must be finite numbers above zero"
+        )),
+        (true, Some(_), Some(_)) | (false, None, None) => Ok(()),
+        (true, _, _) => Err(format!("a {kind} event needs filled_qty and fill_price")),
+        (false, _, _) => Err(format!("a {kind} event carries no filled_qty or fill_price")),
+    }
+}
+
+/// An order followed after its check.
+#[derive(Debug, Clone, PartialEq)]
+struct OpenOrder {
+    symbol: Box<str>,
+    buys: bool,
+    qty: f64,
+    price: Option<f64>,
+    /// The quantity filled so far (the last fill event's, which counts the whole order).
+    filled_qty: f64,
+    /// What is filled, by value (filled_qty × the average fill price).
+    filled_value: Money,
+    /// What is still open, by value (the rest × the limit price), counted in the position.
+    open_value: Money,
+    /// The broker took it.
+    accepted: bool,
+}
+
+/// One symbol's position for a key.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Position {
+    /// Value of filled buys (BUY, BUY_BACK).
+    bought: Money,
+    /// Value of filled sells (SELL, SELL_SHORT).
+    sold: Money,
+    /// Value still open in orders that buy.
+    open_buys: Money,
+    /// Value still open in orders that sell.
+    open_sells: Money,
+}
+
+impl Position {
+    /// The position in one direction: what is held long (or short), plus the open orders
+    /// that would add to it.
+    fn exposure(&self, buys: bool) -> Money {
+        if buys {
+            self.bought
+                .saturating_sub(self.sold)
+                .saturating_add(self.open_buys)
+        } else {
+            self.sold
+                .saturating_sub(self.bought)
+                .saturating_add(self.open_sells)
+        }
+    }
+
+    fn open_mut(&mut self, buys: bool) -> &mut Money {
+        if buys {
+            &mut self.open_buys
+        } else {
+            &mut self.open_sells
+        }
+    }
+
+    fn filled_mut(&mut self, buys: bool) -> &mut Money {
+        if buys {
+            &mut self.bought
+        } else {
+            &mut self.sold
+        }
+    }
+}
+
+impl KeyCounters {
+    /// Forgets the orders that left the duplicate window.
+    fn forget_seen(&mut self, mono_ns: u64, window_ns: u64) {
+        while let Some(&(t, fp)) = self.seen_order.front() {
+            if mono_ns.saturating_sub(t) < window_ns {
+                break;
+            }
+            self.seen_order.pop_front();
+            if self.seen.get(&fp) == Some(&t) {
+                self.seen.remove(&fp);
+            }
+        }
+    }
+
+    /// The limits only a followed order has, in order: `duplicate`, then (after the rate
+    /// and the daily value, [`KeySlot::check`]) `open_orders` and `position`. `value` is
+    /// the order's.
+    fn check_duplicate(&mut self, t: &Track, mono_ns: u64) -> Option<Charged> {
+        let window = t.duplicate_window_ns?;
+        self.forget_seen(mono_ns, window);
+        let at = *self.seen.get(&t.fingerprint())?;
+        let since_ns = mono_ns.saturating_sub(at);
+        (since_ns < window).then_some(Charged::Duplicate { since_ns })
+    }
+
+    fn check_open_and_position(&self, t: &Track, value: Money) -> Option<Charged> {
+        if follows_open(t) {
+            let open = self.open.len();
+            if t.max_open_orders.is_some_and(|max| open as u64 >= u64::from(max))
+                || open >= MAX_OPEN_ORDERS_KEPT
+            {
+                return Some(Charged::OpenOrders { open: open as u32 });
+            }
+        }
+        let max = t.max_position_value?;
+        let position = self
+            .positions
+            .get(&t.symbol)
+            .map_or(Money::ZERO, |p| p.exposure(t.buys));
+        match position.checked_add(value) {
+            Some(total) if total <= max => None,
+            _ => Some(Charged::Position { position }),
+        }
+    }
+
+    /// Follows an order just taken: its fingerprint for duplicates, and the order itself
+    /// when open orders or positions are limited.
+    fn follow(&mut self, t: &Track, number: u64, mono_ns: u64, value: Money) {
+        if t.duplicate_window_ns.is_some() {
+            let fp = t.fingerprint();
+            self.seen.insert(fp, mono_ns);
+            self.seen_order.push_back((mono_ns, fp));
+        }
+        if follows_open(t) {
+            let open = self
+                .positions
+                .entry(t.symbol.clone())
+                .or_default()
+                .open_mut(t.buys);
+            *open = open.saturating_add(value);
+            self.open.insert(
+                number,
+                OpenOrder {
+                    symbol: t.symbol.clone(),
+                    buys: t.buys,
+                    qty: t.qty,
+                    price: t.price,
+                    filled_qty: 0.0,
+                    filled_value: Money::ZERO,
+                    open_value: value,
+                    accepted: false,
+                },
+            );
+        }
+    }
+
+    /// Takes an order out of the open ones, and its open value out of its position.
+    fn close(&mut self, number: u64) -> Option<OpenOrder> {
+        let o = self.open.remove(&number)?;
+        if let Some(p) = self.positions.get_mut(&o.symbol) {
+            let open = p.open_mut(o.buys);
+            *open = open.saturating_sub(o.open_value);
+        }
+        Some(o)
+    }
+}
+
+/// Whether the ledger keeps `t`'s order open until it finishes.
+fn follows_open(t: &Track) -> bool {
+    t.max_open_orders.is_some() || t.max_position_value.is_some()
 }
 
 impl KeyCounters {
@@ -195,6 +398,47 @@ pub struct LedgerDump {
 pub struct Ledger {
     keys: DashMap<KeyId, Arc<Mutex<KeyCounters>>>,
     tickets: Mutex<TicketBook>,
+    /// The key of each open order followed, by ledger number: where an event goes.
+    open_index: DashMap<u64, KeyId>,
+    /// Orders followed that finished, by ledger number, oldest first in `finished_order`.
+    finished: Mutex<Finished>,
+}
+
+/// Finished orders, remembered so that an event for one is a duplicate.
+#[derive(Debug, Default)]
+struct Finished {
+    by_number: HashMap<u64, KeyId>,
+    order: VecDeque<u64>,
+}
+
+impl Finished {
+    fn note(&mut self, number: u64, key_id: KeyId) {
+        if self.by_number.insert(number, key_id).is_none() {
+            self.order.push_back(number);
+        }
+        while self.order.len() > MAX_FINISHED {
+            if let Some(n) = self.order.pop_front() {
+                self.by_number.remove(&n);
+            }
+        }
+    }
+}
+
+/// What an order event did ([`Ledger::order_event`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventApplied {
+    /// It changed the ledger; a rejection gave the order's daily value back.
+    Applied {
+        /// The order's key.
+        key_id: KeyId,
+        /// For a rejection: the release it made (what the daemon's journal records).
+        released: Option<Released>,
+    },
+    /// It was applied before, or the order is finished: nothing changed.
+    Duplicate {
+        /// The order's key.
+        key_id: KeyId,
+    },
 }
 
 /// Outstanding tickets. Numbers are handed out consecutively under this book's lock, so
@@ -290,6 +534,8 @@ impl Ledger {
                 next: 1,
                 cipher: TicketCipher::random(),
             }),
+            open_index: DashMap::new(),
+            finished: Mutex::new(Finished::default()),
         }
     }
 
@@ -315,7 +561,12 @@ impl Ledger {
     /// Checks `charge` against its key's rate window and daily total and, when both pass
     /// and it is not a dry run, takes them: atomically, under the key's lock.
     pub fn take(&self, charge: &Charge, mono_ns: u64, unix_ns: i128, day: i64) -> Charged {
-        self.with_key(&charge.key_id, |slot| {
+        let taken = self.with_key(&charge.key_id, |slot| {
+            if let Some(t) = &charge.track {
+                if let Some(dup) = slot.counters.check_duplicate(t, mono_ns) {
+                    return dup;
+                }
+            }
             match slot.check(
                 mono_ns,
                 day,
@@ -331,9 +582,205 @@ impl Ledger {
                     retry_after_ns,
                 },
                 LimitCheck::Daily { used } => Charged::Daily { used },
-                LimitCheck::Pass if charge.dry_run => Charged::Passed(None),
-                LimitCheck::Pass => Charged::Passed(Some(slot.consume(mono_ns, unix_ns, day, charge.value))),
+                LimitCheck::Pass => {
+                    let track = charge.track.as_ref();
+                    if let Some(refused) =
+                        track.and_then(|t| slot.counters.check_open_and_position(t, charge.value))
+                    {
+                        return refused;
+                    }
+                    if charge.dry_run {
+                        return Charged::Passed(None);
+                    }
+                    let c = slot.consume(mono_ns, unix_ns, day, charge.value);
+                    if let Some(t) = track {
+                        slot.counters.follow(t, c.number, mono_ns, charge.value);
+                    }
+                    Charged::Passed(Some(c))
+                }
             }
+        });
+        if let (Some(t), Charged::Passed(Some(c))) = (&charge.track, &taken) {
+            if follows_open(t) {
+                self.open_index.insert(c.number, c.key_id.clone());
+            }
+        }
+        taken
+    }
+
+    /// Applies what became of an allowed order ([`futu_auth_proto::OrderEvent`]), by the
+    /// ticket its client holds, at `mono_ns` on UTC day `today`: once — the same event
+    /// again, or any event for an order finished already, is a duplicate that changes
+    /// nothing.
+    ///
+    /// A fill's `filled_qty` is the quantity filled so far, the whole order's, and
+    /// `fill_price` their average price: a fill event repeated, or one older than the last
+    /// applied, changes nothing. For an order the ledger does not follow (its key has no
+    /// `max_open_orders` or `max_position_value`) only a rejection does something: it gives
+    /// the daily value back as [`Ledger::release`] does; other events for it are applied
+    /// with nothing to change while its ticket is within the release window.
+    pub fn order_event(
+        &self,
+        ticket: u64,
+        kind: OrderEventKind,
+        filled_qty: Option<f64>,
+        fill_price: Option<f64>,
+        mono_ns: u64,
+        today: i64,
+    ) -> Result<EventApplied, (OrderEventRefusal, String)> {
+        let bad = |m: String| Err((OrderEventRefusal::BadFigures, m));
+        if let Err(m) = event_figures(kind, filled_qty, fill_price) {
+            return bad(m);
+        }
+        let number = lock(&self.tickets).cipher.number(ticket);
+        let Some(key_id) = self.open_index.get(&number).map(|k| k.clone()) else {
+            if let Some(key_id) = lock(&self.finished).by_number.get(&number) {
+                return Ok(EventApplied::Duplicate {
+                    key_id: key_id.clone(),
+                });
+            }
+            return self.event_of_unfollowed(number, kind, mono_ns, today);
+        };
+        let outcome = self.with_key(&key_id, |slot| {
+            let c = &mut *slot.counters;
+            let Some(o) = c.open.get_mut(&number) else {
+                return Ok(EventApplied::Duplicate {
+                    key_id: key_id.clone(),
+                });
+            };
+            let applied = Ok(EventApplied::Applied {
+                key_id: key_id.clone(),
+                released: None,
+            });
+            match kind {
+                OrderEventKind::Accepted if o.accepted => Ok(EventApplied::Duplicate {
+                    key_id: key_id.clone(),
+                }),
+                OrderEventKind::Accepted => {
+                    o.accepted = true;
+                    applied
+                }
+                OrderEventKind::PartiallyFilled | OrderEventKind::Filled => {
+                    let (q, p) = (filled_qty.unwrap_or(0.0), fill_price.unwrap_or(0.0));
+                    // A little over the order's quantity is float rounding at the broker.
+                    if q > o.qty * (1.0 + 1e-9) {
+                        return bad(format!("{q} filled of an order of {}", o.qty));
+                    }
+                    if q < o.filled_qty || (q == o.filled_qty && kind == OrderEventKind::PartiallyFilled) {
+                        return Ok(EventApplied::Duplicate {
+                            key_id: key_id.clone(),
+                        });
+                    }
+                    let Some(filled_value) = Money::order_value(q, p) else {
+                        return bad(format!("a fill of {q} at {p} is too large to count"));
+                    };
+                    let rest = (o.qty - q).max(0.0);
+                    let open_value = match (kind, o.price) {
+                        (OrderEventKind::PartiallyFilled, Some(limit)) if rest > 0.0 => {
+                            Money::order_value(rest, limit).unwrap_or(o.open_value)
+                        }
+                        _ => Money::ZERO,
+                    };
+                    let (old_filled, old_open, buys, symbol) =
+                        (o.filled_value, o.open_value, o.buys, o.symbol.clone());
+                    o.filled_qty = q;
+                    o.filled_value = filled_value;
+                    o.open_value = open_value;
+                    o.accepted = true;
+                    let pos = c.positions.entry(symbol).or_default();
+                    let filled = pos.filled_mut(buys);
+                    *filled = filled.saturating_sub(old_filled).saturating_add(filled_value);
+                    let open = pos.open_mut(buys);
+                    *open = open.saturating_sub(old_open).saturating_add(open_value);
+                    if kind == OrderEventKind::Filled {
+                        c.close(number);
+                    }
+                    applied
+                }
+                OrderEventKind::Cancelled => {
+                    c.close(number);
+                    applied
+                }
+                OrderEventKind::Rejected => {
+                    if o.filled_qty > 0.0 {
+                        return bad(format!(
+                            "the order has {} filled: it can be cancelled, not rejected",
+                            o.filled_qty
+                        ));
+                    }
+                    c.close(number);
+                    applied
+                }
+            }
+        })?;
+        if kind.finishes() && matches!(outcome, EventApplied::Applied { .. }) {
+            self.open_index.remove(&number);
+            lock(&self.finished).note(number, key_id.clone());
+            if kind == OrderEventKind::Rejected {
+                // Outside the key's lock: a refund takes it. A ticket forgotten by now
+                // (past the release window) or released already gives nothing back.
+                return Ok(EventApplied::Applied {
+                    key_id,
+                    released: self.refund(number, None, today).ok(),
+                });
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// An event for an order the ledger does not follow: a rejection releases it.
+    fn event_of_unfollowed(
+        &self,
+        number: u64,
+        kind: OrderEventKind,
+        mono_ns: u64,
+        today: i64,
+    ) -> Result<EventApplied, (OrderEventRefusal, String)> {
+        let unknown = || {
+            Err((
+                OrderEventRefusal::UnknownTicket,
+                "no order the ledger knows has this ticket".to_string(),
+            ))
+        };
+        if kind == OrderEventKind::Rejected {
+            return match self.refund(number, Some(mono_ns), today) {
+                Ok(r) => Ok(EventApplied::Applied {
+                    key_id: r.key_id.clone(),
+                    released: Some(r),
+                }),
+                Err(ReleaseError::AlreadyReleased) => {
+                    let key_id = lock(&self.tickets).get_mut(number).map(|t| t.key_id.clone());
+                    key_id.map_or_else(unknown, |key_id| Ok(EventApplied::Duplicate { key_id }))
+                }
+                Err(ReleaseError::Unknown | ReleaseError::Expired) => unknown(),
+            };
+        }
+        let mut book = lock(&self.tickets);
+        match book.get_mut(number) {
+            Some(t) if mono_ns.saturating_sub(t.issued_mono_ns) < RELEASE_WINDOW_NS => {
+                Ok(EventApplied::Applied {
+                    key_id: t.key_id.clone(),
+                    released: None,
+                })
+            }
+            _ => unknown(),
+        }
+    }
+
+    /// Orders open now for `key_id` and its position in `symbol` (long, short), for
+    /// tests and usage.
+    pub fn open_orders(&self, key_id: &KeyId) -> u32 {
+        self.with_key(key_id, |slot| slot.counters.open.len() as u32)
+    }
+
+    /// The position of `key_id` in `symbol` in one direction (long when `buys`): filled
+    /// value plus the open orders that add to it.
+    pub fn position(&self, key_id: &KeyId, symbol: &str, buys: bool) -> Money {
+        self.with_key(key_id, |slot| {
+            slot.counters
+                .positions
+                .get(symbol)
+                .map_or(Money::ZERO, |p| p.exposure(buys))
         })
     }
 
@@ -361,9 +808,15 @@ impl Ledger {
     /// Refunds the value of the order a client's `ticket` names to its key's daily total:
     /// once, within the window, and nothing once the order's UTC day is over (`today` is
     /// the UTC day at the release).
+    /// A followed order released is finished, as if rejected.
     pub fn release(&self, ticket: u64, mono_ns: u64, today: i64) -> Result<Released, ReleaseError> {
         let number = lock(&self.tickets).cipher.number(ticket);
-        self.refund(number, Some(mono_ns), today)
+        let released = self.refund(number, Some(mono_ns), today)?;
+        if let Some((_, key_id)) = self.open_index.remove(&number) {
+            self.with_key(&key_id, |slot| slot.counters.close(number));
+            lock(&self.finished).note(number, key_id);
+        }
+        Ok(released)
     }
 
     /// Takes back a release that could not be made durable: the ticket is outstanding
@@ -393,7 +846,16 @@ impl Ledger {
             if k.day == c.day {
                 k.used = k.used.saturating_sub(c.value);
             }
+            k.close(c.number);
+            if let Some(i) = k.seen_order.iter().rposition(|(t, _)| *t == c.mono_ns) {
+                if let Some((t, fp)) = k.seen_order.remove(i) {
+                    if k.seen.get(&fp) == Some(&t) {
+                        k.seen.remove(&fp);
+                    }
+                }
+            }
         }
+        self.open_index.remove(&c.number);
         let mut book = lock(&self.tickets);
         if let Some(i) = c
             .number
@@ -498,6 +960,25 @@ impl Ledger {
     /// day's total dropped, and refunds nothing.
     pub fn restore_release(&self, number: u64, today: i64) {
         let _ = self.refund(number, None, today);
+        if let Some((_, key_id)) = self.open_index.remove(&number) {
+            self.with_key(&key_id, |slot| slot.counters.close(number));
+            lock(&self.finished).note(number, key_id);
+        }
+    }
+
+    /// Replays an order event for ledger number `number` read back from a store, at
+    /// `mono_ns` (what it did then it does again; refusals change nothing).
+    pub fn restore_event(
+        &self,
+        number: u64,
+        kind: OrderEventKind,
+        filled_qty: Option<f64>,
+        fill_price: Option<f64>,
+        mono_ns: u64,
+        today: i64,
+    ) {
+        let ticket = self.public_ticket(number);
+        let _ = self.order_event(ticket, kind, filled_qty, fill_price, mono_ns, today);
     }
 
     /// Every key's day and total, and every ticket still in its release window: what
@@ -634,6 +1115,11 @@ impl KeySlot<'_> {
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+mod book;
+pub use book::OrderBook;
+mod durable;
+pub use durable::{EventUndo, FollowDump, FollowedOrder, FollowedPosition};
 
 #[cfg(test)]
 mod tests;

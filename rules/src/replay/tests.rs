@@ -306,3 +306,163 @@ fn a_refusal_halted_stays_halted_unless_the_candidate_refuses_it_first() {
         [("reject halted".to_owned(), "reject unknown_key".to_owned(), 2)]
     );
 }
+
+fn limits(v: serde_json::Value) -> Limits {
+    serde_json::from_value(v).unwrap()
+}
+
+/// An allowed SELL of `qty` HK.00700 at `price` by `bot` at 10:00:00 + `ms`, with the
+/// account and reference price the gateway sent, and `ticket`.
+fn risk_order_line(
+    ms: u32,
+    acc_id: Option<u64>,
+    ref_price: Option<f64>,
+    qty: f64,
+    price: f64,
+    ticket: u64,
+) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(&order_line(0, "bot", price, Some(ticket))).unwrap();
+    v["ts"] = format!(
+        "2026-04-20T10:{:02}:{:02}.{:03}000Z",
+        ms / 60_000,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+    .into();
+    v["order"]["side"] = "SELL".into();
+    v["order"]["qty"] = qty.into();
+    v["order"]["value"] = (qty * price).into();
+    v["request_id"] = ms.into();
+    if let Some(a) = acc_id {
+        v["acc_id"] = a.into();
+    }
+    if let Some(r) = ref_price {
+        v["ref_price"] = r.into();
+    }
+    v.to_string()
+}
+
+/// An order event for the daemon's `ticket` at 10:00:00 + `ms`, as the daemon records one
+/// it applied (`outcome` allow) or refused naming no order (`error` unknown_ticket).
+fn event_line(ms: u32, ticket: u64, kind: &str, fill: Option<(f64, f64)>, applied: bool) -> String {
+    json!({
+        "ts": format!("2026-04-20T10:{:02}:{:02}.{:03}000Z", ms / 60_000, ms / 1000 % 60, ms % 1000),
+        "kind": "order_event", "iface": null, "endpoint": "OrderEvent",
+        "key_id": if applied { json!("bot") } else { json!(null) },
+        "outcome": if applied { "allow" } else { "error" }, "reason": null,
+        "error": if applied { json!(null) } else { json!("unknown_ticket") },
+        "detail": "worded any way at all", "scope": null, "order": null,
+        "event": {"kind": kind, "filled_qty": fill.map(|f| f.0), "fill_price": fill.map(|f| f.1)},
+        "dry_run": false, "ticket": ticket, "request_id": 1000 + ms, "peer_uid": 0, "peer_pid": 1,
+        "latency_us": 5,
+    })
+    .to_string()
+}
+
+#[test]
+fn the_collar_and_the_accounts_judge_the_account_and_reference_price_recorded() {
+    let lines = [
+        risk_order_line(0, Some(7), Some(100.0), 1.0, 101.0, 1),
+        risk_order_line(1000, Some(8), Some(100.0), 1.0, 104.0, 2),
+        risk_order_line(2000, None, None, 1.0, 100.0, 3),
+    ];
+    let keys = |l| snapshot(vec![key("bot", limits(l))]);
+    let r = run(&lines, &keys(json!({})), None).unwrap();
+    assert_eq!((r.records.replayed, r.records.changed), (3, 0), "{r:?}");
+    // A 2 % collar: 104 against 100 is outside; an order without a reference price cannot
+    // be checked.
+    let r = run(&lines, &keys(json!({"max_price_deviation_pct": 2})), None).unwrap();
+    assert_eq!(
+        labels(&r),
+        [("allow".to_owned(), "reject price_collar".to_owned(), 2)],
+        "{r:?}"
+    );
+    assert_eq!(
+        r.changes[0].examples.iter().map(|e| e.line).collect::<Vec<_>>(),
+        [2, 3]
+    );
+    // Account 7 only: the other account and the order naming none are refused.
+    let r = run(&lines, &keys(json!({"allowed_acc_ids": [7]})), None).unwrap();
+    assert_eq!(
+        labels(&r),
+        [("allow".to_owned(), "reject account".to_owned(), 2)],
+        "{r:?}"
+    );
+}
+
+#[test]
+fn the_duplicate_window_judges_the_accounts_and_the_records_times() {
+    let lines = [
+        risk_order_line(0, Some(7), None, 1.0, 100.0, 1),
+        risk_order_line(300, Some(7), None, 1.0, 100.0, 2), // the same, 300 ms later
+        risk_order_line(400, Some(8), None, 1.0, 100.0, 3), // another account
+        risk_order_line(900, Some(7), None, 1.0, 100.0, 4), // 600 ms after the second
+    ];
+    let keys = |ms: u32| snapshot(vec![key("bot", limits(json!({ "duplicate_window_ms": ms })))]);
+    let r = run(&lines, &keys(500), None).unwrap();
+    assert_eq!(
+        labels(&r),
+        [("allow".to_owned(), "reject duplicate".to_owned(), 1)],
+        "{r:?}"
+    );
+    assert_eq!(r.changes[0].examples[0].line, 2);
+    // A wider window: the fourth is within it of the first (the second, refused, counts
+    // for nothing).
+    let r = run(&lines, &keys(1000), None).unwrap();
+    assert_eq!(
+        r.changes[0].examples.iter().map(|e| e.line).collect::<Vec<_>>(),
+        [2, 4],
+        "{r:?}"
+    );
+}
+
+#[test]
+fn order_events_free_the_candidates_open_orders_as_they_came() {
+    let lines = [
+        risk_order_line(0, None, None, 1.0, 100.0, 11),
+        risk_order_line(1000, None, None, 2.0, 100.0, 12),
+        event_line(2000, 11, "filled", Some((1.0, 100.0)), true),
+        risk_order_line(3000, None, None, 3.0, 100.0, 13),
+        event_line(4000, 12, "partially_filled", Some((1.0, 100.0)), true),
+        risk_order_line(5000, None, None, 4.0, 100.0, 14),
+        // Refused by the daemon as naming no order it followed: the candidate follows it.
+        event_line(6000, 12, "cancelled", None, false),
+        risk_order_line(7000, None, None, 5.0, 100.0, 15),
+    ];
+    let keys = |max: u32| snapshot(vec![key("bot", limits(json!({ "max_open_orders": max })))]);
+    // Two open at most: the third is allowed once the first filled; the fourth not while
+    // the second is only partly filled; the fifth once it is cancelled.
+    let r = run(&lines, &keys(2), None).unwrap();
+    assert_eq!(
+        labels(&r),
+        [("allow".to_owned(), "reject open_orders".to_owned(), 1)],
+        "{r:?}"
+    );
+    assert_eq!(r.changes[0].examples[0].line, 6);
+    assert_eq!(
+        (r.records.order_events.read, r.records.order_events.applied),
+        (3, 3)
+    );
+    // One open at most: the second is refused, so the events for it are for no order of
+    // the candidate's, and the third (allowed when the first filled) is never finished.
+    let r = run(&lines, &keys(1), None).unwrap();
+    let lines_changed: Vec<u64> = r
+        .changes
+        .iter()
+        .flat_map(|g| g.examples.iter().map(|e| e.line))
+        .collect();
+    assert_eq!(lines_changed, [2, 6, 8], "{r:?}");
+    assert_eq!(r.records.order_events.applied, 1);
+    // Without the events the candidate's orders stay open.
+    let no_events: Vec<String> = lines
+        .iter()
+        .filter(|l| !l.contains("order_event"))
+        .cloned()
+        .collect();
+    let r = run(&no_events, &keys(2), None).unwrap();
+    assert_eq!(
+        labels(&r),
+        [("allow".to_owned(), "reject open_orders".to_owned(), 3)],
+        "{r:?}"
+    );
+}

@@ -315,6 +315,37 @@ pub fn post_order(gw: &Gateway, token: &str, order: &Value) -> Reply {
     reply_with_body(cmd, order.to_string().as_bytes())
 }
 
+/// A POST of `body` as JSON to `path`.
+pub fn post_json(gw: &Gateway, path: &str, token: &str, body: &Value) -> Reply {
+    let mut cmd = curl_command(&gw.url(path), Some(token));
+    cmd.args([
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        "@-",
+    ]);
+    reply_with_body(cmd, body.to_string().as_bytes())
+}
+
+/// `order` with its account.
+pub fn in_account(mut order: Value, acc_id: u64) -> Value {
+    order["acc_id"] = json!(acc_id);
+    order
+}
+
+/// Waits until the gateway logged that its order `order_id` filled.
+pub fn wait_filled(gw: &Gateway, order_id: u64) {
+    let needle = format!("order {order_id} of ");
+    poll(&format!("order {order_id} filled"), || {
+        gw.stderr()
+            .lines()
+            .any(|l| l.contains(&needle) && l.contains(" filled: "))
+            .then_some(())
+    });
+}
+
 // ---- gRPC through Python's grpcio -------------------------------------------------------
 
 /// The Python of `make deps`' virtual environment and the stubs generated for this test.
@@ -420,6 +451,8 @@ impl Grpc {
 pub const QOT: u32 = 3004;
 pub const FUNDS: u32 = 2101;
 pub const ORDER: u32 = 2202;
+/// Trd_ModifyOrder: futu-gw-demo's cancel, `{"order_id"}`.
+pub const CANCEL: u32 = 2205;
 
 pub fn order(symbol: &str, qty: f64, price: f64) -> Value {
     let market = symbol.split('.').next().expect("a symbol has a market");

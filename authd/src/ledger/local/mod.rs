@@ -6,12 +6,12 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use futu_auth_proto::KeyId;
-use futu_auth_rules::ledger::{Charge, Charged, Consumption, Ledger, Released};
+use futu_auth_proto::{KeyId, OrderEvent};
+use futu_auth_rules::ledger::{Charge, Charged, Consumption, EventApplied, Ledger, OrderBook, Released};
 use futu_auth_rules::money::Money;
 use futu_auth_rules::Now;
 
-use super::{AuditMark, BoxFuture, LedgerError, LedgerStore, ReleaseFailure};
+use super::{AuditMark, BoxFuture, EventDone, LedgerError, LedgerStore, ReleaseFailure, Undo};
 
 pub mod journal;
 
@@ -81,9 +81,9 @@ impl LedgerStore for LocalLedger {
                 .map(|c| self.ledger.take(c, mono, unix, day))
                 .collect();
             let mut entries = Entries::new();
-            for o in &outcomes {
+            for (o, charge) in outcomes.iter().zip(charges) {
                 if let Charged::Passed(Some(c)) = o {
-                    entries.consume(c);
+                    entries.consume_followed(c, charge.track.as_ref());
                 }
             }
             if !entries.is_empty() {
@@ -136,6 +136,62 @@ impl LedgerStore for LocalLedger {
             self.log.cut_back(self.before.load(Ordering::Relaxed));
             self.ledger.undo_release(released);
         })
+    }
+
+    fn follows_orders(&self) -> bool {
+        true
+    }
+
+    fn order_event<'a>(
+        &'a self,
+        at: &'a Now,
+        event: &'a OrderEvent,
+        note: Option<AuditMark>,
+    ) -> BoxFuture<'a, Result<EventDone, LedgerError>> {
+        Box::pin(async move {
+            let _gate = self.log.gate();
+            let undo = self.ledger.event_undo(event.ticket);
+            let result = self.ledger.order_event(
+                event.ticket,
+                event.kind,
+                event.filled_qty,
+                event.fill_price,
+                at.mono_ns,
+                at.day(),
+            );
+            if let Ok(applied @ EventApplied::Applied { .. }) = &result {
+                let mut entries = Entries::new();
+                entries.event(
+                    self.ledger.ticket_number(event.ticket),
+                    event.kind,
+                    event.filled_qty,
+                    event.fill_price,
+                    at.utc.as_nanosecond(),
+                );
+                if let Err(e) = self.append(&entries, note) {
+                    self.ledger.undo_event(undo, applied);
+                    return Err(e);
+                }
+                return Ok(EventDone {
+                    result,
+                    undo: Some(Undo::Local(undo)),
+                });
+            }
+            Ok(EventDone { result, undo: None })
+        })
+    }
+
+    fn cancel_event<'a>(&'a self, done: &'a EventDone) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let (Some(Undo::Local(undo)), Ok(applied)) = (&done.undo, &done.result) {
+                self.log.cut_back(self.before.load(Ordering::Relaxed));
+                self.ledger.undo_event(undo.clone(), applied);
+            }
+        })
+    }
+
+    fn order_book<'a>(&'a self, key_id: &'a KeyId) -> BoxFuture<'a, Result<OrderBook, LedgerError>> {
+        Box::pin(async move { Ok(self.ledger.order_book(key_id)) })
     }
 
     fn usage<'a>(

@@ -3,7 +3,8 @@
 //! `futu_ledger.schema_version`.
 //!
 //! Migrated as every schema of the daemon's is ([`crate::pg_schema`]): once, under an
-//! advisory lock; a database whose schema is newer than this daemon knows is refused: the newer daemon that wrote it may count differently.
+//! advisory lock; a database whose schema is newer than this daemon knows is refused (the
+//! newer daemon that wrote it may count differently).
 
 use deadpool_postgres::Client;
 
@@ -14,8 +15,14 @@ pub use crate::pg_schema::SchemaError;
 pub const SCHEMA: &str = "futu_ledger";
 
 /// Migration `n` (1-based) brings the schema from version `n - 1` to `n`: 1 the tables and
-/// functions, 2 a release that refunds nothing once the order's UTC day is over.
-const MIGRATIONS: &[&str] = &[include_str!("v1.sql"), include_str!("v2.sql")];
+/// functions, 2 a release that refunds nothing once the order's UTC day is over, 3 the
+/// orders of keys with `max_open_orders`, `max_position_value` or `duplicate_window_ms`
+/// followed (open orders, positions, recent orders) and order events.
+const MIGRATIONS: &[&str] = &[
+    include_str!("v1.sql"),
+    include_str!("v2.sql"),
+    include_str!("v3.sql"),
+];
 
 /// The schema, with the advisory lock its migrations hold ("futuledg").
 const THIS: Schema = Schema {

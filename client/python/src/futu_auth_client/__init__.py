@@ -2,8 +2,8 @@
 
 A gateway front-end keeps one client per process and asks it for every request. Two
 clients with the same methods: :class:`AuthClient` (blocking, thread-safe) and
-:class:`AsyncAuthClient` (asyncio). Both speak protocol version 5 over futu-authd's Unix
-socket (falling back to 4, 3, 2 or 1 with a daemon that speaks only those), pipeline every
+:class:`AsyncAuthClient` (asyncio). Both speak protocol version 6 over futu-authd's Unix
+socket (falling back to 5, 4, 3, 2 or 1 with a daemon that speaks only those), pipeline every
 caller's requests on one connection, give each call a deadline, and reconnect when the
 connection is lost.
 
@@ -23,6 +23,8 @@ order the daemon allows after its caller gave up is released by the client itsel
                    Order("simulate", "HK", "HK.00700", "SELL", qty=100, price=388.2))
     if d.allowed:
         ...                      # place it; if the broker rejects it: auth.release(d.ticket)
+        # (protocol version 6: then tell what became of it by its ticket,
+        #  auth.order_event(d.ticket, "filled", filled_qty=100, fill_price=388.2))
     elif d.retry_after_ms is not None:
         ...                      # 429, Retry-After: ceil(d.retry_after_ms / 1000)
     else:
@@ -70,7 +72,9 @@ from .messages import (
     KeyGenerated,
     KeyRotated,
     KeysPage,
+    OrderEventOutcome,
     Released,
+    PositionUsage,
     Usage,
 )
 from .token import (
@@ -87,6 +91,7 @@ from .types import (
     BindOp,
     DailyValueFigures,
     Decision,
+    DuplicateFigures,
     ErrorKind,
     HoursFigures,
     Iface,
@@ -95,8 +100,13 @@ from .types import (
     LimitFigures,
     Limits,
     Market,
+    OpenOrdersFigures,
     Order,
+    OrderEventKind,
+    OrderEventRefusal,
     OrderValueFigures,
+    PositionFigures,
+    PriceCollarFigures,
     RateFigures,
     Reason,
     Scope,
@@ -128,6 +138,7 @@ __all__ = [
     "DailyValueFigures",
     "DeadlineExceeded",
     "Decision",
+    "DuplicateFigures",
     "ErrorKind",
     "ForbiddenError",
     "Halt",
@@ -145,8 +156,14 @@ __all__ = [
     "LimitFigures",
     "Limits",
     "Market",
+    "OpenOrdersFigures",
     "Order",
+    "OrderEventKind",
+    "OrderEventOutcome",
+    "OrderEventRefusal",
     "OrderValueFigures",
+    "PositionFigures",
+    "PriceCollarFigures",
     "ProtocolError",
     "RateFigures",
     "Reason",
@@ -158,6 +175,7 @@ __all__ = [
     "TrdEnv",
     "TrdSide",
     "UnavailableError",
+    "PositionUsage",
     "Usage",
     "VersionTooOld",
     "digest",

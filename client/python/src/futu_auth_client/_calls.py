@@ -11,6 +11,7 @@ adds only ``_run``, which moves an operation's frames to the daemon and its answ
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from typing import Any, Awaitable, Callable, Generator, Generic, List, Optional, Tuple, Type, TypeVar, Union
@@ -37,6 +38,7 @@ from .errors import (
 )
 from .messages import (
     MAX_IMPORT_LEN,
+    PROTOCOL_VERSION,
     BindKey,
     Check,
     CheckScope,
@@ -63,6 +65,9 @@ from .messages import (
     ListHalts,
     ListKeys,
     ListKeysPage,
+    OrderEvent,
+    OrderEventDone,
+    OrderEventOutcome,
     Release,
     Released,
     Reload,
@@ -87,6 +92,7 @@ from .types import (
     KeyRecord,
     KeySpec,
     Order,
+    OrderEventKind,
     Reason,
     Scope,
     SessionOutcome,
@@ -166,7 +172,7 @@ class Operation(Generic[T]):
         self.timeout = timeout
         #: The request to send; ``None`` once the call is done.
         self.request: Optional[Request] = None
-        #: The request's frame.
+        #: The request's frame, in the newest protocol version (:meth:`frame_for` another).
         self.frame = b""
         #: When (``time.monotonic()``) the request's answer is due.
         self.deadline = 0.0
@@ -180,6 +186,17 @@ class Operation(Generic[T]):
     def done(self) -> bool:
         """Whether the call has its result."""
         return self.request is None
+
+    def frame_for(self, version: int) -> bytes:
+        """:attr:`request`'s frame for a connection of protocol ``version``, which can carry
+        it (the connection's pipeline checked that when it registered the request): the
+        same bytes in every version but for the fields version 6 added."""
+        if version >= PROTOCOL_VERSION:
+            return self.frame
+        try:
+            return request_frame(self.request, version)  # type: ignore[arg-type]
+        except (ValueError, TypeError) as e:
+            raise InvalidRequest("the request cannot be sent in protocol version %d: %s" % (version, e)) from None
 
     def answer(self, resp: Response) -> None:
         """The daemon's answer to :attr:`request`."""
@@ -248,13 +265,36 @@ def _order(order: Union[None, Order, dict]) -> Optional[Order]:
 
 
 def _check(token: TokenLike, endpoint: str, order: Union[None, Order, dict], iface: Union[str, Iface],
-           dry_run: bool) -> Callable[[int], Request]:
+           dry_run: bool, acc_id: Optional[int] = None, ref_price: Optional[float] = None) -> Callable[[int], Request]:
     def make(request_id: int) -> Request:
         if not isinstance(endpoint, str):
             raise TypeError("the endpoint is a str (Trd_PlaceOrder, or 2202)")
         if not isinstance(dry_run, bool):
             raise TypeError("dry_run is a bool")
-        return Check(request_id, token, Iface.parse(iface), endpoint, _order(order), dry_run)
+        return Check(request_id, token, Iface.parse(iface), endpoint, _order(order), dry_run, acc_id, ref_price)
+    return make
+
+
+def _order_event(ticket: int, kind: Union[str, OrderEventKind], filled_qty: Optional[float],
+                 fill_price: Optional[float]) -> Callable[[int], Request]:
+    """An OrderEvent, refused (:class:`InvalidRequest`) before it is sent unless its
+    figures fit its kind: a fill has both, finite and above zero; the other kinds neither."""
+    def make(request_id: int) -> Request:
+        if isinstance(ticket, bool) or not isinstance(ticket, int) or not 0 <= ticket < 1 << 64:
+            raise ValueError("a ticket is the u64 of an order's allow, got %r" % (ticket,))
+        what = OrderEventKind.parse(kind)
+        figures = {"filled_qty": filled_qty, "fill_price": fill_price}
+        if what.is_fill:
+            for name, value in figures.items():
+                if value is None:
+                    raise ValueError("an order event %s carries %s" % (what, name))
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise TypeError("%s is a number, not %s" % (name, type(value).__name__))
+                if not (math.isfinite(value) and value > 0):
+                    raise ValueError("%s %r is not a finite number above zero" % (name, value))
+        elif filled_qty is not None or fill_price is not None:
+            raise ValueError("an order event %s carries no filled_qty and no fill_price" % what)
+        return OrderEvent(request_id, ticket, what, filled_qty, fill_price)
     return make
 
 
@@ -445,14 +485,23 @@ class Calls:
 
     def check(self, token: TokenLike, endpoint: str, order: Union[None, Order, dict] = None,
               iface: Union[str, Iface] = Iface.REST, dry_run: bool = False,
-              timeout: Optional[float] = None) -> MaybeAwaitable[Decision]:
+              timeout: Optional[float] = None, *, acc_id: Optional[int] = None,
+              ref_price: Optional[float] = None) -> MaybeAwaitable[Decision]:
         """May ``token`` call ``endpoint`` (a Futu OpenAPI protocol name such as
         ``Trd_PlaceOrder``, or its id ``"2202"``) with ``order`` (required for order
         writes)? ``dry_run`` decides without consuming a rate slot or daily value.
 
+        Protocol version 6: ``acc_id`` is the broker account the request is for (the
+        order's, or the one an account read reads; a key with ``allowed_acc_ids`` refuses
+        a request without one, ``account``), ``ref_price`` the gateway's reference price
+        (its last quote) for the order's symbol, for a key's price collar (only with an
+        order). A daemon older than version 6 cannot be told either: a check with one is
+        not sent, and is a deny ``internal`` whose ``error`` is :class:`VersionTooOld`.
+
         Never raises for the daemon's absence or failure: see the class documentation
         (fail closed)."""
-        return self._run(_fail_closed(Ask(_check(token, endpoint, order, iface, dry_run))), timeout)
+        return self._run(_fail_closed(Ask(_check(token, endpoint, order, iface, dry_run, acc_id, ref_price))),
+                         timeout)
 
     def check_scope(self, token: TokenLike, scope: Union[str, Scope], iface: Union[str, Iface] = Iface.REST,
                     timeout: Optional[float] = None) -> MaybeAwaitable[Decision]:
@@ -480,6 +529,27 @@ class Calls:
         :class:`AuthError` (``unknown_ticket``, ``already_released``,
         ``ticket_expired``) or another :class:`ClientError`."""
         return self._run(_asked(lambda rid: Release(rid, ticket), Released), timeout)
+
+    def order_event(self, ticket: int, kind: Union[str, OrderEventKind], filled_qty: Optional[float] = None,
+                    fill_price: Optional[float] = None,
+                    timeout: Optional[float] = None) -> MaybeAwaitable[OrderEventOutcome]:
+        """Protocol version 6: tells the daemon what became of an allowed order, by the
+        ``ticket`` of its allow, as the broker reported it, so that its open orders and
+        positions are counted. ``kind`` is ``accepted``, ``partially_filled``, ``filled``,
+        ``cancelled`` or ``rejected`` (or an :class:`OrderEventKind`). A fill carries
+        ``filled_qty``, the quantity the order has filled so far (cumulative, not this
+        fill's), and ``fill_price``, their average price, both finite and above zero; the
+        other kinds carry neither (:class:`InvalidRequest` otherwise, nothing sent). A
+        rejection gives the order's daily value back as :meth:`release` does.
+
+        Returns the :class:`OrderEventOutcome`: ``applied`` (with the value refunded),
+        ``duplicate`` (applied before, or the order is finished: sending an event again is
+        safe) or ``refused`` (``unknown_ticket``, ``bad_figures``, ``not_supported``: the
+        daemon's ledger store does not follow orders), which changed nothing.
+        :class:`VersionTooOld` when the daemon speaks an older protocol (nothing is
+        sent)."""
+        return self._run(_asked(_order_event(ticket, kind, filled_qty, fill_price), OrderEventDone,
+                                lambda r: r.outcome), timeout)
 
     # ---- admin --------------------------------------------------------------------------
 

@@ -172,13 +172,13 @@ def failure_of(error: BaseException) -> Callable[[], ClientError]:
 
 def require_version(spoken: int, req: Request) -> None:
     """Raises :class:`VersionTooOld` when the connection speaks a protocol older than the
-    first that has ``req``: the daemon would read it as a malformed frame and close the
-    connection, so it is not sent."""
-    if spoken < req.SINCE:
-        name = type(req).__name__
-        if name.endswith("Request"):
-            name = name[:-len("Request")]  # KeyActivityRequest is Request::KeyActivity
-        raise VersionTooOld(name, req.SINCE, spoken)
+    first that can carry ``req`` (:meth:`Request.needs`: the first that has the request,
+    or a later one for a value only that one has, such as a Check's ``acc_id``): the
+    daemon would read it as a malformed frame and close the connection, so it is not
+    sent."""
+    needs, name = req.needs()
+    if spoken < needs:
+        raise VersionTooOld(name, needs, spoken)
 
 
 # ---- Hello ----------------------------------------------------------------------------
@@ -346,7 +346,7 @@ class Pipeline:
             return None
         self._late_releases.add()
         log.info("releasing an order futu-authd allowed after its caller gave up")
-        return request_frame(Release(self._next_id(), resp.decision.ticket))
+        return request_frame(Release(self._next_id(), resp.decision.ticket), self.version)
 
     def closed(self) -> Callable[[], ClientError]:
         """What the callers still waiting are told when the daemon closed the connection."""

@@ -249,7 +249,7 @@ class AsyncAuthClient(Calls):
             answer: "asyncio.Future[Response]" = conn.loop.create_future()
             try:
                 conn.pipeline.register(req, answer)  # type: ignore[arg-type]
-                await conn.send(op.frame)
+                await conn.send(op.frame_for(conn.pipeline.version))
             except ConnectionLost:
                 conn.pipeline.forget(request_id)
                 if attempt == 2:

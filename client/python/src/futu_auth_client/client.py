@@ -193,7 +193,7 @@ class AuthClient(Calls):
 
     Every thread's requests go over one connection, pipelined, and are matched to their
     answers by request id. The connection is made on the first call (or by
-    :meth:`connect`), says Hello with protocol version 5 (an older one with a daemon that
+    :meth:`connect`), says Hello with protocol version 6 (an older one with a daemon that
     speaks only that), and is made again after it is lost, with a backoff between failed
     attempts (10 ms doubling to 1 s). Each call has a deadline: ``timeout`` seconds
     (50 ms unless set), connecting included; every method also takes ``timeout=`` for one
@@ -328,7 +328,7 @@ class AuthClient(Calls):
             answer: "concurrent.futures.Future[Response]" = concurrent.futures.Future()
             try:
                 conn.pipeline.register(req, answer)  # type: ignore[arg-type]
-                conn.send(op.frame, deadline, timeout)
+                conn.send(op.frame_for(conn.pipeline.version), deadline, timeout)
             except ConnectionLost:
                 conn.pipeline.forget(request_id)
                 if attempt == 2:

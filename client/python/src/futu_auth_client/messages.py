@@ -1,13 +1,16 @@
 """Every message of the protocol (docs/PROTOCOL.md §5), both ways.
 
 Requests are what a client sends, responses what futu-authd answers; each class knows its
-variant index and writes and reads its fields in wire order. Only
-:class:`DecisionResponse` depends on the protocol version a connection speaks (a Deny
-gained ``retry_after_ms`` and ``limit`` in version 2, and a reason, ``halted``, in version
-5, which a peer of an older version is told as ``scope``); every other message is the
-same bytes in every version. Versions 3, 4 and 5 added requests at the end of the enum
-(``SINCE`` says which version has a request): a daemon of an older version cannot read
-them, so they are not sent to it.
+variant index and writes and reads its fields in wire order, for the protocol version a
+connection speaks. A Deny gained ``retry_after_ms`` and ``limit`` in version 2 and a
+reason, ``halted``, in version 5, which a peer of an older version is told as ``scope``.
+Version 6 appended ``acc_id`` and ``ref_price`` to a Check and five fields to a
+:class:`~futu_auth_client.types.Limits` (in every key spec and key record), and added the
+scope ``admin``, five reasons (each told to an older peer as its nearest, without its
+figures) and ``OrderEvent``; on a connection of version 5 or older every message keeps its
+bytes. Versions 3 to 6 added requests at the end of the enum (``SINCE`` says which version
+has a request, :meth:`Request.needs` which one can carry it as it is): a daemon of an
+older version cannot read them, so they are not sent to it.
 
 >>> from futu_auth_client.messages import Hello, encode_request
 >>> encode_request(Hello(2, "rest")).hex()
@@ -17,12 +20,13 @@ them, so they are not sent to it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, List, Optional, Sequence, Tuple, Type, Union
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 from .codec import DecodeError, Reader, Writer, frame
 from .token import KeyHash, Token
 from .types import (
     LIMIT_FIGURES,
+    LIMIT_FIGURES_BEFORE_V6,
     BindOp,
     Decision,
     ErrorKind,
@@ -33,6 +37,8 @@ from .types import (
     Limits,
     Market,
     Order,
+    OrderEventKind,
+    OrderEventRefusal,
     Reason,
     Scope,
     SessionOutcome,
@@ -75,6 +81,9 @@ __all__ = [
     "ListHalts",
     "ListKeys",
     "ListKeysPage",
+    "OrderEvent",
+    "OrderEventDone",
+    "OrderEventOutcome",
     "Release",
     "Released",
     "Reload",
@@ -100,11 +109,23 @@ __all__ = [
 ]
 
 #: The newest protocol version this package speaks (offered in Hello).
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 #: Every version it speaks, oldest first.
-PROTOCOL_VERSIONS = (1, 2, 3, 4, 5)
+PROTOCOL_VERSIONS = (1, 2, 3, 4, 5, 6)
 #: The first protocol version with :attr:`Reason.HALTED`.
 HALTED_SINCE = 5
+#: The first protocol version with the pre-trade risk limits: a Check's ``acc_id`` and
+#: ``ref_price``, the five limits after ``hours_window``, the scope ``admin``, the reasons
+#: after ``halted`` and their figures, ``OrderEvent``.
+RISK_SINCE = 6
+#: What a peer older than :data:`RISK_SINCE` is told for each reason of version 6.
+_NEAREST_BEFORE_V6 = {
+    Reason.ACCOUNT: Reason.SCOPE,
+    Reason.PRICE_COLLAR: Reason.ORDER_VALUE,
+    Reason.OPEN_ORDERS: Reason.RATE,
+    Reason.POSITION: Reason.DAILY_VALUE,
+    Reason.DUPLICATE: Reason.RATE,
+}
 #: The most key ids one :class:`KeyActivityRequest` may ask about.
 MAX_ACTIVITY_IDS = 500
 #: The most bytes of keys.json text one :class:`ImportKeys` or :class:`KeysExport`
@@ -133,11 +154,21 @@ class Request:
     ADMIN: ClassVar[bool] = False
     SINCE: ClassVar[int] = 1
 
-    def write(self, w: Writer) -> None:
+    def needs(self) -> Tuple[int, str]:
+        """The first protocol version that can carry this request as it is, and what to
+        call it when a connection cannot: ``SINCE`` and the request's name, or a later
+        version for a value only that version has (a Check naming an account, the scope
+        ``admin``, a limit of version 6)."""
+        name = type(self).__name__
+        if name.endswith("Request"):
+            name = name[:-len("Request")]  # KeyActivityRequest is Request::KeyActivity
+        return self.SINCE, name
+
+    def write(self, w: Writer, version: int) -> None:
         raise NotImplementedError
 
     @classmethod
-    def read(cls, r: Reader) -> "Request":
+    def read(cls, r: Reader, version: int) -> "Request":
         raise NotImplementedError
 
 
@@ -175,7 +206,9 @@ def read_order(r: Reader) -> Order:
                  qty=r.f64(), price=r.option(r.f64))
 
 
-def write_limits(w: Writer, lim: Limits) -> None:
+def write_limits(w: Writer, lim: Limits, version: int = PROTOCOL_VERSION) -> None:
+    """Seven fields before protocol version 6 (whose limits must not be set: see
+    :func:`newer_than_v5`), twelve from it."""
     w.option(lim.allowed_markets, lambda v: w.seq(v, w.enum))
     w.option(lim.allowed_symbols, lambda v: w.seq(v, w.string))
     w.option(lim.allowed_trd_sides, lambda v: w.seq(v, w.enum))
@@ -183,17 +216,48 @@ def write_limits(w: Writer, lim: Limits) -> None:
     w.option(lim.max_daily_value, w.f64)
     w.option(lim.max_orders_per_minute, w.u32)
     w.option(lim.hours_window, w.string)
+    if version >= RISK_SINCE:
+        w.option(lim.allowed_acc_ids, lambda v: w.seq(v, w.u64))
+        w.option(lim.max_price_deviation_pct, w.f64)
+        w.option(lim.max_open_orders, w.u32)
+        w.option(lim.max_position_value, w.f64)
+        w.option(lim.duplicate_window_ms, w.u64)
+    elif lim.since_v6():
+        raise ValueError("limits %s need protocol version %d" % (", ".join(lim.since_v6()), RISK_SINCE))
 
 
-def read_limits(r: Reader) -> Limits:
-    return _checked(Limits,
-                    allowed_markets=r.option(lambda: r.seq(lambda: r.enum(Market))),
-                    allowed_symbols=r.option(lambda: r.seq(r.string)),
-                    allowed_trd_sides=r.option(lambda: r.seq(lambda: r.enum(TrdSide))),
-                    max_order_value=r.option(r.f64),
-                    max_daily_value=r.option(r.f64),
-                    max_orders_per_minute=r.option(r.u32),
-                    hours_window=r.option(r.string))
+def read_limits(r: Reader, version: int = PROTOCOL_VERSION) -> Limits:
+    fields: Dict[str, Any] = dict(
+        allowed_markets=r.option(lambda: r.seq(lambda: r.enum(Market))),
+        allowed_symbols=r.option(lambda: r.seq(r.string)),
+        allowed_trd_sides=r.option(lambda: r.seq(lambda: r.enum(TrdSide))),
+        max_order_value=r.option(r.f64),
+        max_daily_value=r.option(r.f64),
+        max_orders_per_minute=r.option(r.u32),
+        hours_window=r.option(r.string))
+    if version >= RISK_SINCE:
+        fields.update(
+            allowed_acc_ids=r.option(lambda: r.seq(r.u64)),
+            max_price_deviation_pct=r.option(r.f64),
+            max_open_orders=r.option(r.u32),
+            max_position_value=r.option(r.f64),
+            duplicate_window_ms=r.option(r.u64))
+    return _checked(Limits, **fields)
+
+
+def read_scope(r: Reader, version: int) -> Scope:
+    """A scope; ``admin`` is malformed before protocol version 6."""
+    scope = r.enum(Scope)
+    if scope == Scope.ADMIN and version < RISK_SINCE:
+        raise DecodeError("scope admin in a message of protocol version %d, which does not have it" % version)
+    return scope
+
+
+def newer_than_v5(scopes: Sequence[Scope], limits: Limits) -> List[str]:
+    """What of a key's ``scopes`` and ``limits`` a peer older than protocol version 6
+    cannot be told: ``scope admin`` and the version-6 limits that are set, by name."""
+    newer = ["scope admin"] if Scope.ADMIN in scopes else []
+    return newer + list(limits.since_v6())
 
 
 def _machines(w: Writer, machines: Optional[Sequence[str]]) -> None:
@@ -204,36 +268,37 @@ def _read_machines(r: Reader) -> Optional[List[str]]:
     return r.option(lambda: r.seq(r.string))
 
 
-def write_key_spec(w: Writer, spec: KeySpec) -> None:
+def write_key_spec(w: Writer, spec: KeySpec, version: int = PROTOCOL_VERSION) -> None:
     w.string(spec.id)
     w.seq(spec.scopes, w.enum)
-    write_limits(w, spec.limits)
+    write_limits(w, spec.limits, version)
     _machines(w, spec.allowed_machines)
     w.option(spec.expires_at, w.string)
     w.option(spec.note, w.string)
 
 
-def read_key_spec(r: Reader) -> KeySpec:
-    return _checked(KeySpec, id=r.string(), scopes=r.seq(lambda: r.enum(Scope)), limits=read_limits(r),
-                    allowed_machines=_read_machines(r), expires_at=r.option(r.string), note=r.option(r.string))
+def read_key_spec(r: Reader, version: int = PROTOCOL_VERSION) -> KeySpec:
+    return _checked(KeySpec, id=r.string(), scopes=r.seq(lambda: read_scope(r, version)),
+                    limits=read_limits(r, version), allowed_machines=_read_machines(r), expires_at=r.option(r.string),
+                    note=r.option(r.string))
 
 
-def write_key_record(w: Writer, rec: KeyRecord) -> None:
+def write_key_record(w: Writer, rec: KeyRecord, version: int = PROTOCOL_VERSION) -> None:
     w.string(rec.id)
     w.string(str(rec.hash))
     w.seq(rec.scopes, w.enum)
-    write_limits(w, rec.limits)
+    write_limits(w, rec.limits, version)
     _machines(w, rec.allowed_machines)
     w.string(rec.created_at)
     w.option(rec.expires_at, w.string)
     w.option(rec.note, w.string)
 
 
-def read_key_record(r: Reader) -> KeyRecord:
+def read_key_record(r: Reader, version: int = PROTOCOL_VERSION) -> KeyRecord:
     key_id = _checked(validate_key_id, r.string())
     key_hash = _checked(KeyHash, r.string())
-    scopes = tuple(r.seq(lambda: r.enum(Scope)))
-    limits = read_limits(r)
+    scopes = tuple(r.seq(lambda: read_scope(r, version)))
+    limits = read_limits(r, version)
     machines = _read_machines(r)
     return KeyRecord(id=key_id, hash=key_hash, scopes=scopes, limits=limits,
                      allowed_machines=None if machines is None else tuple(machines),
@@ -250,19 +315,35 @@ def _checked(make, *args: Any, **kwargs: Any):
 
 def reason_told_in(reason: Reason, version: int) -> Reason:
     """The reason a peer of protocol ``version`` is told for ``reason``: itself, or the
-    nearest one that version has (``halted`` is ``scope`` before version 5)."""
+    nearest one that version has (``halted`` is ``scope`` before version 5; before
+    version 6 ``account`` is ``scope``, ``price_collar`` ``order_value``, ``open_orders``
+    and ``duplicate`` ``rate``, ``position`` ``daily_value``)."""
     if reason == Reason.HALTED and version < HALTED_SINCE:
         return Reason.SCOPE
+    if version < RISK_SINCE:
+        return _NEAREST_BEFORE_V6.get(reason, reason)
     return reason
 
 
+def figures_in(figures: LimitFigures, version: int) -> bool:
+    """Whether a peer of protocol ``version`` can read ``figures`` (those of the limits of
+    version 6 need it)."""
+    return figures.index < LIMIT_FIGURES_BEFORE_V6 or version >= RISK_SINCE
+
+
 def write_decision(w: Writer, d: Decision, version: int) -> None:
+    """``d`` as a peer of ``version`` is told it: a reason its version lacks as the nearest
+    it has, without figures it cannot read; an allow of the scope ``admin`` with no
+    scope before version 6."""
     if d.error is not None:
         raise ValueError("a fail-closed decision of the client is not a message")
     if d.allowed:
+        scope = d.scope
+        if scope == Scope.ADMIN and version < RISK_SINCE:
+            scope = None
         w.varint(0, 32)
         w.string(d.key_id or "")
-        w.option(d.scope, w.enum)
+        w.option(scope, w.enum)
         w.option(d.ticket, w.u64)
         return
     w.varint(1, 32)
@@ -270,27 +351,34 @@ def write_decision(w: Writer, d: Decision, version: int) -> None:
     w.option(d.key_id, w.string)
     w.string(d.detail)
     if version >= 2:
+        limit = d.limit if d.limit is None or figures_in(d.limit, version) else None
         w.option(d.retry_after_ms, w.u64)
-        w.option(d.limit, lambda lim: write_limit_figures(w, lim))
+        w.option(limit, lambda lim: write_limit_figures(w, lim))
 
 
 def read_decision(r: Reader, version: int) -> Decision:
     variant = r.variant()
     if variant == 0:
-        return Decision(True, key_id=_checked(validate_key_id, r.string()), scope=r.option(lambda: r.enum(Scope)),
-                        ticket=r.option(r.u64))
+        return Decision(True, key_id=_checked(validate_key_id, r.string()),
+                        scope=r.option(lambda: read_scope(r, version)), ticket=r.option(r.u64))
     if variant == 1:
-        reason = r.enum(Reason)
-        if reason_told_in(reason, version) != reason:
-            raise DecodeError("reason %s in a message of protocol version %d, which does not have it" % (reason, version))
+        reason = read_reason(r, version)
         key_id = r.option(lambda: _checked(validate_key_id, r.string()))
         detail = r.string()
         retry = limit = None
         if version >= 2:
             retry = r.option(r.u64)
-            limit = r.option(lambda: read_limit_figures(r))
+            limit = r.option(lambda: read_limit_figures(r, version))
         return Decision(False, key_id=key_id, reason=reason, detail=detail, retry_after_ms=retry, limit=limit)
     raise DecodeError("unknown Decision variant index %d" % variant)
+
+
+def read_reason(r: Reader, version: int) -> Reason:
+    """A reason; one the protocol ``version`` does not have is malformed."""
+    reason = r.enum(Reason)
+    if reason_told_in(reason, version) != reason:
+        raise DecodeError("reason %s in a message of protocol version %d, which does not have it" % (reason, version))
+    return reason
 
 
 def write_limit_figures(w: Writer, lim: LimitFigures) -> None:
@@ -308,22 +396,46 @@ def write_limit_figures(w: Writer, lim: LimitFigures) -> None:
     elif lim.kind == "hours":
         w.string(lim.local_time)  # type: ignore[attr-defined]
         w.string(lim.hours_window)  # type: ignore[attr-defined]
+    elif lim.kind == "price_collar":
+        for value in (lim.price, lim.ref_price, lim.deviation_pct, lim.max_price_deviation_pct):  # type: ignore[attr-defined]
+            w.f64(value)
+    elif lim.kind == "open_orders":
+        w.u32(lim.open_orders)  # type: ignore[attr-defined]
+        w.u32(lim.max_open_orders)  # type: ignore[attr-defined]
+    elif lim.kind == "position":
+        w.f64(lim.position_value)  # type: ignore[attr-defined]
+        w.f64(lim.order_value)  # type: ignore[attr-defined]
+        w.f64(lim.max_position_value)  # type: ignore[attr-defined]
+    elif lim.kind == "duplicate":
+        w.u64(lim.since_ms)  # type: ignore[attr-defined]
+        w.u64(lim.duplicate_window_ms)  # type: ignore[attr-defined]
     else:
         raise TypeError("not a LimitFigures: %r" % (lim,))
 
 
-def read_limit_figures(r: Reader) -> LimitFigures:
+def read_limit_figures(r: Reader, version: int = PROTOCOL_VERSION) -> LimitFigures:
     variant = r.variant()
     if variant >= len(LIMIT_FIGURES):
         raise DecodeError("unknown LimitFigures variant index %d" % variant)
     cls = LIMIT_FIGURES[variant]
+    if not figures_in(cls, version):  # type: ignore[arg-type]
+        raise DecodeError("figures %s in a message of protocol version %d, which does not have them"
+                          % (cls.kind, version))
     if variant == 0:
         return cls(r.u32(), r.u32())  # type: ignore[call-arg]
     if variant == 1:
         return cls(r.f64(), r.f64(), r.f64())  # type: ignore[call-arg]
     if variant == 2:
         return cls(r.f64(), r.f64())  # type: ignore[call-arg]
-    return cls(r.string(), r.string())  # type: ignore[call-arg]
+    if variant == 3:
+        return cls(r.string(), r.string())  # type: ignore[call-arg]
+    if variant == 4:
+        return cls(r.f64(), r.f64(), r.f64(), r.f64())  # type: ignore[call-arg]
+    if variant == 5:
+        return cls(r.u32(), r.u32())  # type: ignore[call-arg]
+    if variant == 6:
+        return cls(r.f64(), r.f64(), r.f64())  # type: ignore[call-arg]
+    return cls(r.u64(), r.u64())  # type: ignore[call-arg]
 
 
 # ---- requests ---------------------------------------------------------------------------
@@ -336,18 +448,24 @@ class Hello(Request):
     protocol_version: int
     client_name: str
 
-    def write(self, w: Writer) -> None:
+    def write(self, w: Writer, version: int) -> None:
         w.u16(self.protocol_version)
         w.string(self.client_name)
 
     @classmethod
-    def read(cls, r: Reader) -> "Hello":
+    def read(cls, r: Reader, version: int) -> "Hello":
         return cls(r.u16(), r.string())
 
 
 @dataclasses.dataclass(frozen=True)
 class Check(Request):
-    """May this token call this endpoint (with this order)? Answered by a Decision."""
+    """May this token call this endpoint (with this order)? Answered by a Decision.
+
+    Protocol version 6 appends ``acc_id``, the broker account the request is for (an
+    order's, or the one an account read reads), and ``ref_price``, the gateway's reference
+    price (its last quote) for the order's symbol, for the price collar. A Check with
+    either set needs version 6; without them it is the same bytes as before on a
+    connection of version 5 or older, and two ``None`` bytes more from version 6."""
 
     VARIANT: ClassVar[int] = 1
     request_id: int
@@ -356,22 +474,41 @@ class Check(Request):
     endpoint: str
     order: Optional[Order] = None
     dry_run: bool = False
+    acc_id: Optional[int] = None
+    ref_price: Optional[float] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "token", _token(self.token))
         object.__setattr__(self, "iface", Iface.parse(self.iface))
+        acc = self.acc_id
+        if acc is not None and (isinstance(acc, bool) or not isinstance(acc, int) or not 0 <= acc < 1 << 64):
+            raise ValueError("Check.acc_id is an account id (a u64), got %r" % (acc,))
+        if self.ref_price is not None:
+            if isinstance(self.ref_price, bool) or not isinstance(self.ref_price, (int, float)):
+                raise TypeError("Check.ref_price is a number, not %s" % type(self.ref_price).__name__)
+            object.__setattr__(self, "ref_price", float(self.ref_price))
 
-    def write(self, w: Writer) -> None:
+    def needs(self) -> Tuple[int, str]:
+        newer = [name for name in ("acc_id", "ref_price") if getattr(self, name) is not None]
+        return (RISK_SINCE, "Check with " + ", ".join(newer)) if newer else super().needs()
+
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
         w.string(self.token.expose())
         w.enum(self.iface)
         w.string(self.endpoint)
         w.option(self.order, lambda o: write_order(w, o))
         w.bool(self.dry_run)
+        if version >= RISK_SINCE:
+            w.option(self.acc_id, w.u64)
+            w.option(self.ref_price, w.f64)
 
     @classmethod
-    def read(cls, r: Reader) -> "Check":
-        return cls(r.u64(), Token(r.string()), r.enum(Iface), r.string(), r.option(lambda: read_order(r)), r.bool())
+    def read(cls, r: Reader, version: int) -> "Check":
+        fields = [r.u64(), Token(r.string()), r.enum(Iface), r.string(), r.option(lambda: read_order(r)), r.bool()]
+        if version >= RISK_SINCE:
+            fields += [r.option(r.u64), r.option(r.f64)]
+        return cls(*fields)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -389,15 +526,18 @@ class CheckScope(Request):
         object.__setattr__(self, "iface", Iface.parse(self.iface))
         object.__setattr__(self, "scope", Scope.parse(self.scope))
 
-    def write(self, w: Writer) -> None:
+    def needs(self) -> Tuple[int, str]:
+        return (RISK_SINCE, "CheckScope of scope admin") if self.scope == Scope.ADMIN else super().needs()
+
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
         w.string(self.token.expose())
         w.enum(self.iface)
         w.enum(self.scope)
 
     @classmethod
-    def read(cls, r: Reader) -> "CheckScope":
-        return cls(r.u64(), Token(r.string()), r.enum(Iface), r.enum(Scope))
+    def read(cls, r: Reader, version: int) -> "CheckScope":
+        return cls(r.u64(), Token(r.string()), r.enum(Iface), read_scope(r, version))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -410,12 +550,12 @@ class Release(Request):
     request_id: int
     ticket: int
 
-    def write(self, w: Writer) -> None:
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
         w.u64(self.ticket)
 
     @classmethod
-    def read(cls, r: Reader) -> "Release":
+    def read(cls, r: Reader, version: int) -> "Release":
         return cls(r.u64(), r.u64())
 
 
@@ -428,13 +568,17 @@ class GenKey(Request):
     request_id: int
     spec: KeySpec
 
-    def write(self, w: Writer) -> None:
+    def needs(self) -> Tuple[int, str]:
+        newer = newer_than_v5(self.spec.scopes, self.spec.limits)
+        return (RISK_SINCE, "GenKey with " + ", ".join(newer)) if newer else super().needs()
+
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
-        write_key_spec(w, self.spec)
+        write_key_spec(w, self.spec, version)
 
     @classmethod
-    def read(cls, r: Reader) -> "GenKey":
-        return cls(r.u64(), read_key_spec(r))
+    def read(cls, r: Reader, version: int) -> "GenKey":
+        return cls(r.u64(), read_key_spec(r, version))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -445,11 +589,11 @@ class ListKeys(Request):
     ADMIN: ClassVar[bool] = True
     request_id: int
 
-    def write(self, w: Writer) -> None:
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
 
     @classmethod
-    def read(cls, r: Reader) -> "ListKeys":
+    def read(cls, r: Reader, version: int) -> "ListKeys":
         return cls(r.u64())
 
 
@@ -465,12 +609,12 @@ class RevokeKey(Request):
     def __post_init__(self) -> None:
         validate_key_id(self.id)
 
-    def write(self, w: Writer) -> None:
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
         w.string(self.id)
 
     @classmethod
-    def read(cls, r: Reader) -> "RevokeKey":
+    def read(cls, r: Reader, version: int) -> "RevokeKey":
         return _checked(cls, r.u64(), r.string())
 
 
@@ -489,7 +633,7 @@ class BindKey(Request):
         if not isinstance(self.op, BindOp):
             raise TypeError("BindKey.op is a BindOp")
 
-    def write(self, w: Writer) -> None:
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
         w.string(self.id)
         w.varint(self.op.index, 32)
@@ -497,7 +641,7 @@ class BindKey(Request):
             w.seq(self.op.machines, w.string)
 
     @classmethod
-    def read(cls, r: Reader) -> "BindKey":
+    def read(cls, r: Reader, version: int) -> "BindKey":
         request_id, key_id = r.u64(), r.string()
         index = r.variant()
         if index >= len(BindOp._KINDS):
@@ -515,11 +659,11 @@ class Reload(Request):
     ADMIN: ClassVar[bool] = True
     request_id: int
 
-    def write(self, w: Writer) -> None:
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
 
     @classmethod
-    def read(cls, r: Reader) -> "Reload":
+    def read(cls, r: Reader, version: int) -> "Reload":
         return cls(r.u64())
 
 
@@ -535,12 +679,12 @@ class UsageRequest(Request):
     def __post_init__(self) -> None:
         validate_key_id(self.id)
 
-    def write(self, w: Writer) -> None:
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
         w.string(self.id)
 
     @classmethod
-    def read(cls, r: Reader) -> "UsageRequest":
+    def read(cls, r: Reader, version: int) -> "UsageRequest":
         return _checked(cls, r.u64(), r.string())
 
 
@@ -556,13 +700,13 @@ class ListKeysPage(Request):
     listing: int = 0
     offset: int = 0
 
-    def write(self, w: Writer) -> None:
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
         w.u64(self.listing)
         w.u32(self.offset)
 
     @classmethod
-    def read(cls, r: Reader) -> "ListKeysPage":
+    def read(cls, r: Reader, version: int) -> "ListKeysPage":
         return cls(r.u64(), r.u64(), r.u32())
 
 
@@ -585,13 +729,13 @@ class RotateKey(Request):
         if not isinstance(self.overlap_secs, int) or not 0 <= self.overlap_secs < 2**64:
             raise ValueError("RotateKey.overlap_secs is a number of seconds, 0 to 2^64-1")
 
-    def write(self, w: Writer) -> None:
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
         w.string(self.id)
         w.u64(self.overlap_secs)
 
     @classmethod
-    def read(cls, r: Reader) -> "RotateKey":
+    def read(cls, r: Reader, version: int) -> "RotateKey":
         return _checked(cls, r.u64(), r.string(), r.u64())
 
 
@@ -613,12 +757,12 @@ class KeyActivityRequest(Request):
         for key_id in self.ids:
             validate_key_id(key_id)
 
-    def write(self, w: Writer) -> None:
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
         w.seq(self.ids, w.string)
 
     @classmethod
-    def read(cls, r: Reader) -> "KeyActivityRequest":
+    def read(cls, r: Reader, version: int) -> "KeyActivityRequest":
         return _checked(cls, r.u64(), tuple(r.seq(r.string)))
 
 
@@ -646,7 +790,12 @@ class SessionCheck(Request):
         if not isinstance(self.previous, SessionOutcome):
             raise TypeError("SessionCheck.previous is a SessionOutcome")
 
-    def write(self, w: Writer) -> None:
+    def needs(self) -> Tuple[int, str]:
+        if self.subject.scope == Scope.ADMIN:
+            return RISK_SINCE, "SessionCheck of pushes of scope admin"
+        return super().needs()
+
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
         w.string(self.token.expose())
         w.enum(self.iface)
@@ -656,23 +805,24 @@ class SessionCheck(Request):
             w.u32(self.subject.pushes)  # type: ignore[arg-type]
         w.varint(self.previous.index, 32)
         if not self.previous.allowed:
-            w.enum(self.previous.reason)
+            # What a daemon of this version would have told the session.
+            w.enum(reason_told_in(self.previous.reason, version))  # type: ignore[arg-type]
 
     @classmethod
-    def read(cls, r: Reader) -> "SessionCheck":
+    def read(cls, r: Reader, version: int) -> "SessionCheck":
         request_id, token, iface = r.u64(), Token(r.string()), r.enum(Iface)
         subject = r.variant()
         if subject == 0:
             what = SessionSubject.keep_alive()
         elif subject == 1:
-            what = SessionSubject.for_pushes(r.enum(Scope), r.u32())
+            what = SessionSubject.for_pushes(read_scope(r, version), r.u32())
         else:
             raise DecodeError("unknown SessionSubject variant index %d" % subject)
         previous = r.variant()
         if previous == 0:
             outcome = SessionOutcome.allow()
         elif previous == 1:
-            outcome = SessionOutcome.deny(r.enum(Reason))
+            outcome = SessionOutcome.deny(read_reason(r, version))
         else:
             raise DecodeError("unknown SessionOutcome variant index %d" % previous)
         return cls(request_id, token, iface, what, outcome)
@@ -713,13 +863,13 @@ class HaltRequest(Request):
         if self.key_id is not None:
             validate_key_id(self.key_id)
 
-    def write(self, w: Writer) -> None:
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
         _write_target(w, self.key_id)
         w.string(self.reason)
 
     @classmethod
-    def read(cls, r: Reader) -> "HaltRequest":
+    def read(cls, r: Reader, version: int) -> "HaltRequest":
         return _checked(cls, r.u64(), _read_target(r), r.string())
 
 
@@ -739,12 +889,12 @@ class Resume(Request):
         if self.key_id is not None:
             validate_key_id(self.key_id)
 
-    def write(self, w: Writer) -> None:
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
         _write_target(w, self.key_id)
 
     @classmethod
-    def read(cls, r: Reader) -> "Resume":
+    def read(cls, r: Reader, version: int) -> "Resume":
         return _checked(cls, r.u64(), _read_target(r))
 
 
@@ -757,11 +907,11 @@ class ListHalts(Request):
     SINCE: ClassVar[int] = 5
     request_id: int
 
-    def write(self, w: Writer) -> None:
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
 
     @classmethod
-    def read(cls, r: Reader) -> "ListHalts":
+    def read(cls, r: Reader, version: int) -> "ListHalts":
         return cls(r.u64())
 
 
@@ -786,7 +936,7 @@ class ImportKeys(Request):
     last: bool
     replace: bool = False
 
-    def write(self, w: Writer) -> None:
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
         w.u64(self.import_)
         w.u64(self.offset)
@@ -795,7 +945,7 @@ class ImportKeys(Request):
         w.bool(self.replace)
 
     @classmethod
-    def read(cls, r: Reader) -> "ImportKeys":
+    def read(cls, r: Reader, version: int) -> "ImportKeys":
         return cls(r.u64(), r.u64(), r.u64(), r.string(), r.bool(), r.bool())
 
 
@@ -813,20 +963,58 @@ class ExportKeys(Request):
     export: int = 0
     offset: int = 0
 
-    def write(self, w: Writer) -> None:
+    def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
         w.u64(self.export)
         w.u64(self.offset)
 
     @classmethod
-    def read(cls, r: Reader) -> "ExportKeys":
+    def read(cls, r: Reader, version: int) -> "ExportKeys":
         return cls(r.u64(), r.u64(), r.u64())
+
+
+@dataclasses.dataclass(frozen=True)
+class OrderEvent(Request):
+    """Protocol version 6: what became of an allowed order, by the ``ticket`` of its
+    allow, as the broker told the gateway (:class:`~futu_auth_client.types.OrderEventKind`).
+    A fill (``partially_filled``, ``filled``) carries ``filled_qty``, the quantity the
+    order has filled so far (cumulative, not this fill's), and ``fill_price``, their
+    average price; the other kinds carry neither. An event sent twice changes nothing.
+    Answered by :class:`OrderEventDone`."""
+
+    VARIANT: ClassVar[int] = 19
+    SINCE: ClassVar[int] = RISK_SINCE
+    request_id: int
+    ticket: int
+    kind: OrderEventKind
+    filled_qty: Optional[float] = None
+    fill_price: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", OrderEventKind.parse(self.kind))
+        for name in ("filled_qty", "fill_price"):
+            value = getattr(self, name)
+            if value is not None:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise TypeError("OrderEvent.%s is a number, not %s" % (name, type(value).__name__))
+                object.__setattr__(self, name, float(value))
+
+    def write(self, w: Writer, version: int) -> None:
+        w.u64(self.request_id)
+        w.u64(self.ticket)
+        w.enum(self.kind)
+        w.option(self.filled_qty, w.f64)
+        w.option(self.fill_price, w.f64)
+
+    @classmethod
+    def read(cls, r: Reader, version: int) -> "OrderEvent":
+        return cls(r.u64(), r.u64(), r.enum(OrderEventKind), r.option(r.f64), r.option(r.f64))
 
 
 #: The request classes, by variant index.
 REQUESTS: Tuple[Type[Request], ...] = (
     Hello, Check, CheckScope, Release, GenKey, ListKeys, RevokeKey, BindKey, Reload, UsageRequest, ListKeysPage,
-    RotateKey, KeyActivityRequest, SessionCheck, HaltRequest, Resume, ListHalts, ImportKeys, ExportKeys,
+    RotateKey, KeyActivityRequest, SessionCheck, HaltRequest, Resume, ListHalts, ImportKeys, ExportKeys, OrderEvent,
 )
 
 
@@ -901,12 +1089,12 @@ class KeyGenerated(Response):
     def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
         w.string(self.plaintext.expose())
-        write_key_record(w, self.record)
+        write_key_record(w, self.record, version)
         w.string(self.stored_in)
 
     @classmethod
     def read(cls, r: Reader, version: int) -> "KeyGenerated":
-        return cls(r.u64(), Token(r.string()), read_key_record(r), r.string())
+        return cls(r.u64(), Token(r.string()), read_key_record(r, version), r.string())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -919,11 +1107,11 @@ class Keys(Response):
 
     def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
-        w.seq(self.keys, lambda k: write_key_record(w, k))
+        w.seq(self.keys, lambda k: write_key_record(w, k, version))
 
     @classmethod
     def read(cls, r: Reader, version: int) -> "Keys":
-        return cls(r.u64(), tuple(r.seq(lambda: read_key_record(r))))
+        return cls(r.u64(), tuple(r.seq(lambda: read_key_record(r, version))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -953,11 +1141,11 @@ class KeyBound(Response):
 
     def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
-        write_key_record(w, self.record)
+        write_key_record(w, self.record, version)
 
     @classmethod
     def read(cls, r: Reader, version: int) -> "KeyBound":
-        return cls(r.u64(), read_key_record(r))
+        return cls(r.u64(), read_key_record(r, version))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -978,10 +1166,22 @@ class Reloaded(Response):
 
 
 @dataclasses.dataclass(frozen=True)
+class PositionUsage:
+    """One symbol's position in :class:`Usage` (protocol version 6), as
+    ``max_position_value`` counts it: in each direction, the value held plus the open
+    orders that would add to it."""
+
+    symbol: str
+    long: float
+    short: float
+
+
+@dataclasses.dataclass(frozen=True)
 class Usage(Response):
     """A key's consumption today: the UTC ``day``, the value of today's allowed orders
     (less released ones) against the key's daily cap, and its orders in the last 60 s
-    against its cap."""
+    against its cap; from protocol version 6 also its open orders and its positions (empty
+    from an older daemon)."""
 
     VARIANT: ClassVar[int] = 8
     request_id: int
@@ -991,6 +1191,10 @@ class Usage(Response):
     max_daily_value: Optional[float]
     orders_last_minute: int
     max_orders_per_minute: Optional[int]
+    open_orders: int = 0
+    max_open_orders: Optional[int] = None
+    positions: Tuple[PositionUsage, ...] = ()
+    max_position_value: Optional[float] = None
 
     def write(self, w: Writer, version: int) -> None:
         w.u64(self.request_id)
@@ -1000,11 +1204,28 @@ class Usage(Response):
         w.option(self.max_daily_value, w.f64)
         w.u32(self.orders_last_minute)
         w.option(self.max_orders_per_minute, w.u32)
+        if version >= RISK_SINCE:
+            w.u32(self.open_orders)
+            w.option(self.max_open_orders, w.u32)
+
+            def position(p: PositionUsage) -> None:
+                w.string(p.symbol)
+                w.f64(p.long)
+                w.f64(p.short)
+
+            w.seq(self.positions, position)
+            w.option(self.max_position_value, w.f64)
 
     @classmethod
     def read(cls, r: Reader, version: int) -> "Usage":
-        return cls(r.u64(), _checked(validate_key_id, r.string()), r.string(), r.f64(), r.option(r.f64), r.u32(),
-                   r.option(r.u32))
+        base = (r.u64(), _checked(validate_key_id, r.string()), r.string(), r.f64(), r.option(r.f64), r.u32(),
+                r.option(r.u32))
+        if version < RISK_SINCE:
+            return cls(*base)
+        open_orders = r.u32()
+        max_open_orders = r.option(r.u32)
+        positions = tuple(r.seq(lambda: PositionUsage(r.string(), r.f64(), r.f64())))
+        return cls(*base, open_orders, max_open_orders, positions, r.option(r.f64))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1044,11 +1265,11 @@ class KeysPage(Response):
         w.u64(self.listing)
         w.u32(self.offset)
         w.u32(self.total)
-        w.seq(self.keys, lambda k: write_key_record(w, k))
+        w.seq(self.keys, lambda k: write_key_record(w, k, version))
 
     @classmethod
     def read(cls, r: Reader, version: int) -> "KeysPage":
-        return cls(r.u64(), r.u64(), r.u32(), r.u32(), tuple(r.seq(lambda: read_key_record(r))))
+        return cls(r.u64(), r.u64(), r.u32(), r.u32(), tuple(r.seq(lambda: read_key_record(r, version))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1231,36 +1452,180 @@ class KeysExport(Response):
         return cls(r.u64(), r.u64(), r.u64(), r.u64(), r.string())
 
 
+@dataclasses.dataclass(frozen=True)
+class OrderEventOutcome:
+    """What an :class:`OrderEvent` came to (protocol version 6); ``kind`` is one of:
+
+    * ``applied``: the event changed the ledger; ``key_id`` is the order's key and
+      ``refunded_value`` the daily value given back (a rejection; otherwise 0).
+    * ``duplicate``: applied before, or the order is finished already; nothing changed
+      (an event may be sent again safely). ``key_id`` is the order's key.
+    * ``refused``: nothing changed; ``reason`` says why
+      (:class:`~futu_auth_client.types.OrderEventRefusal`: ``unknown_ticket``,
+      ``bad_figures``, ``not_supported``) and ``message`` is one line for a person.
+
+    Build one with :meth:`applied_to`, :meth:`duplicate_of` or :meth:`refused_for`."""
+
+    APPLIED: ClassVar[str] = "applied"
+    DUPLICATE: ClassVar[str] = "duplicate"
+    REFUSED: ClassVar[str] = "refused"
+    _KINDS: ClassVar[Tuple[str, ...]] = (APPLIED, DUPLICATE, REFUSED)  # wire order
+
+    kind: str
+    key_id: Optional[str] = None
+    refunded_value: Optional[float] = None
+    reason: Optional[OrderEventRefusal] = None
+    message: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in self._KINDS:
+            raise ValueError("unknown OrderEventOutcome %r (expected applied, duplicate or refused)" % (self.kind,))
+        refused = self.kind == self.REFUSED
+        if refused != (self.key_id is None) or (self.kind == self.APPLIED) != (self.refunded_value is not None) \
+                or refused != (self.reason is not None) or refused != (self.message is not None):
+            raise ValueError("an OrderEventOutcome %s has %s" % (self.kind, {
+                self.APPLIED: "a key_id and a refunded_value", self.DUPLICATE: "a key_id only",
+                self.REFUSED: "a reason and a message only"}[self.kind]))
+        if self.key_id is not None:
+            validate_key_id(self.key_id)
+        if self.reason is not None:
+            object.__setattr__(self, "reason", OrderEventRefusal.parse(self.reason))
+
+    @classmethod
+    def applied_to(cls, key_id: str, refunded_value: float = 0.0) -> "OrderEventOutcome":
+        """The event changed the ledger of the order of ``key_id``."""
+        return cls(cls.APPLIED, key_id=key_id, refunded_value=float(refunded_value))
+
+    @classmethod
+    def duplicate_of(cls, key_id: str) -> "OrderEventOutcome":
+        """The event was applied before, or the order of ``key_id`` is finished."""
+        return cls(cls.DUPLICATE, key_id=key_id)
+
+    @classmethod
+    def refused_for(cls, reason: Union[str, OrderEventRefusal], message: str) -> "OrderEventOutcome":
+        """The event was refused for ``reason``."""
+        return cls(cls.REFUSED, reason=OrderEventRefusal.parse(reason), message=message)
+
+    @property
+    def applied(self) -> bool:
+        """Whether the event changed the ledger."""
+        return self.kind == self.APPLIED
+
+    @property
+    def duplicate(self) -> bool:
+        """Whether the event had been applied before (or the order was finished)."""
+        return self.kind == self.DUPLICATE
+
+    @property
+    def refused(self) -> bool:
+        """Whether the daemon refused the event."""
+        return self.kind == self.REFUSED
+
+    @property
+    def index(self) -> int:
+        """The variant index on the wire."""
+        return self._KINDS.index(self.kind)
+
+
+@dataclasses.dataclass(frozen=True)
+class OrderEventDone(Response):
+    """What an :class:`OrderEvent` came to (protocol version 6): its ``outcome``."""
+
+    VARIANT: ClassVar[int] = 16
+    request_id: int
+    outcome: OrderEventOutcome
+
+    def write(self, w: Writer, version: int) -> None:
+        w.u64(self.request_id)
+        o = self.outcome
+        w.varint(o.index, 32)
+        if o.kind == OrderEventOutcome.REFUSED:
+            w.enum(o.reason)
+            w.string(o.message)  # type: ignore[arg-type]
+        else:
+            w.string(o.key_id)  # type: ignore[arg-type]
+            if o.kind == OrderEventOutcome.APPLIED:
+                w.f64(o.refunded_value)  # type: ignore[arg-type]
+
+    @classmethod
+    def read(cls, r: Reader, version: int) -> "OrderEventDone":
+        request_id = r.u64()
+        variant = r.variant()
+        if variant == 0:
+            outcome = OrderEventOutcome.applied_to(_checked(validate_key_id, r.string()), r.f64())
+        elif variant == 1:
+            outcome = OrderEventOutcome.duplicate_of(_checked(validate_key_id, r.string()))
+        elif variant == 2:
+            outcome = OrderEventOutcome.refused_for(r.enum(OrderEventRefusal), r.string())
+        else:
+            raise DecodeError("unknown OrderEventOutcome variant index %d" % variant)
+        return cls(request_id, outcome)
+
+
 #: The response classes, by variant index.
 RESPONSES: Tuple[Type[Response], ...] = (
     HelloOk, DecisionResponse, Released, KeyGenerated, Keys, KeyRevoked, KeyBound, Reloaded, Usage, ErrorResponse,
-    KeysPage, KeyRotated, KeyActivityResponse, Halts, KeysImported, KeysExport,
+    KeysPage, KeyRotated, KeyActivityResponse, Halts, KeysImported, KeysExport, OrderEventDone,
 )
 
 
 # ---- whole messages ---------------------------------------------------------------------
 
-def encode_request(req: Request) -> bytes:
-    """A request's body (no length prefix); the same in every protocol version that has it."""
+def encode_request(req: Request, version: int = PROTOCOL_VERSION) -> bytes:
+    """A request's body (no length prefix) as a peer speaking ``version`` reads it;
+    ``ValueError`` for a request that version cannot carry (:meth:`Request.needs`)."""
+    needs, what = req.needs()
+    if version < needs:
+        raise ValueError("%s needs protocol version %d; this connection speaks %d" % (what, needs, version))
     w = Writer()
     w.varint(req.VARIANT, 32)
-    req.write(w)
+    req.write(w, version)
     return w.getvalue()
 
 
-def decode_request(body: bytes) -> Request:
-    """The request in a body; :class:`~futu_auth_client.codec.DecodeError` if it is not one."""
+def decode_request(body: bytes, version: int = PROTOCOL_VERSION) -> Request:
+    """The request in a body written for protocol ``version``;
+    :class:`~futu_auth_client.codec.DecodeError` if it is not one of that version."""
     r = Reader(body)
     variant = r.variant()
     if variant >= len(REQUESTS):
         raise DecodeError("unknown Request variant index %d" % variant)
-    req = REQUESTS[variant].read(r)
+    cls = REQUESTS[variant]
+    if version < cls.SINCE:
+        raise DecodeError("request %s in a message of protocol version %d, which does not have it"
+                          % (cls.__name__, version))
+    req = cls.read(r, version)
     r.finish()
     return req
 
 
+def _records(resp: Response) -> Tuple[KeyRecord, ...]:
+    if isinstance(resp, (KeyGenerated, KeyBound)):
+        return (resp.record,)
+    if isinstance(resp, (Keys, KeysPage)):
+        return resp.keys
+    return ()
+
+
+def told_in(resp: Response, version: int) -> Response:
+    """``resp`` as a peer of ``version`` may receive it. Before protocol version 6 a
+    response carrying a key record with the scope ``admin`` or a version-6 limit is an
+    Error ``internal`` naming the key (its bytes would be a frame that peer cannot read,
+    or a key shown with less than it has); the other changes (a reason, figures, a scope)
+    are the Decision's own (:func:`write_decision`)."""
+    if version < RISK_SINCE:
+        for rec in _records(resp):
+            newer = newer_than_v5(rec.scopes, rec.limits)
+            if newer:
+                return ErrorResponse(resp.request_id, ErrorKind.INTERNAL,  # type: ignore[attr-defined]
+                                     "key %s has %s, which protocol version %d cannot carry; use a client of "
+                                     "protocol version %d" % (rec.id, ", ".join(newer), version, RISK_SINCE))
+    return resp
+
+
 def encode_response(resp: Response, version: int = PROTOCOL_VERSION) -> bytes:
-    """A response's body as a peer speaking ``version`` reads it."""
+    """A response's body as a peer speaking ``version`` reads it (:func:`told_in`)."""
+    resp = told_in(resp, version)
     w = Writer()
     w.varint(resp.VARIANT, 32)
     resp.write(w, version)
@@ -1278,9 +1643,9 @@ def decode_response(body: bytes, version: int = PROTOCOL_VERSION) -> Response:
     return resp
 
 
-def request_frame(req: Request) -> bytes:
-    """A request's whole frame, length prefix included."""
-    return frame(encode_request(req))
+def request_frame(req: Request, version: int = PROTOCOL_VERSION) -> bytes:
+    """A request's whole frame for a peer speaking ``version``, length prefix included."""
+    return frame(encode_request(req, version))
 
 
 def response_frame(resp: Response, version: int = PROTOCOL_VERSION) -> bytes:

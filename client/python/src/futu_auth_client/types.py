@@ -14,6 +14,7 @@ here with a ``ValueError`` before anything is sent.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import datetime as _dt
 import decimal
@@ -28,6 +29,7 @@ __all__ = [
     "BindOp",
     "DailyValueFigures",
     "Decision",
+    "DuplicateFigures",
     "ErrorKind",
     "HoursFigures",
     "Iface",
@@ -36,8 +38,13 @@ __all__ = [
     "LimitFigures",
     "Limits",
     "Market",
+    "OpenOrdersFigures",
     "Order",
+    "OrderEventKind",
+    "OrderEventRefusal",
     "OrderValueFigures",
+    "PositionFigures",
+    "PriceCollarFigures",
     "RateFigures",
     "Reason",
     "Scope",
@@ -156,6 +163,10 @@ class Scope(WireEnum):
     TRADE_SIMULATE = "trade:simulate"
     TRADE_REAL = "trade:real"
     TRADE_UNLOCK = "trade:unlock"
+    #: Protocol version 6: the gateway's management endpoints (``Admin_Status``,
+    #: ``Admin_Reload``, ``Admin_Usage``, ``Admin_Halt``). Never sent to, nor read from, a
+    #: daemon of an older version.
+    ADMIN = "admin"
 
 
 class Reason(WireEnum):
@@ -180,6 +191,51 @@ class Reason(WireEnum):
     #: Protocol version 5: trading is halted for the key or for every key (``futucli
     #: halt``); a daemon tells a client of an older version ``scope`` instead.
     HALTED = "halted"
+    #: Protocol version 6: the request names no account, or one not in the key's
+    #: ``allowed_acc_ids``. Told ``scope`` before version 6.
+    ACCOUNT = "account"
+    #: Protocol version 6: a limit order's price is further from the reference price than
+    #: ``max_price_deviation_pct``, or the check has no ``ref_price``. Told
+    #: ``order_value`` before version 6.
+    PRICE_COLLAR = "price_collar"
+    #: Protocol version 6: ``max_open_orders`` orders are open already. Told ``rate``
+    #: before version 6.
+    OPEN_ORDERS = "open_orders"
+    #: Protocol version 6: the symbol's position plus this order would pass
+    #: ``max_position_value``. Told ``daily_value`` before version 6.
+    POSITION = "position"
+    #: Protocol version 6: the same order (account, symbol, direction, qty, price) was
+    #: allowed within ``duplicate_window_ms``. Told ``rate`` before version 6.
+    DUPLICATE = "duplicate"
+
+
+class OrderEventKind(WireEnum):
+    """What became of an allowed order (``OrderEvent``, protocol version 6). A fill
+    (``partially_filled``, ``filled``) carries the quantity filled so far and its average
+    price; the other kinds carry neither."""
+
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+    @property
+    def is_fill(self) -> bool:
+        """Whether the event carries ``filled_qty`` and ``fill_price``."""
+        return self in (OrderEventKind.PARTIALLY_FILLED, OrderEventKind.FILLED)
+
+
+class OrderEventRefusal(WireEnum):
+    """Why the daemon refused an ``OrderEvent`` (protocol version 6); nothing changed."""
+
+    #: No open order has this ticket.
+    UNKNOWN_TICKET = "unknown_ticket"
+    #: A fill without its figures, figures on another kind, more filled than ordered, a
+    #: rejection after a fill.
+    BAD_FIGURES = "bad_figures"
+    #: The daemon's ledger store does not follow orders.
+    NOT_SUPPORTED = "not_supported"
 
 
 class ErrorKind(WireEnum):
@@ -212,6 +268,10 @@ _TIMESTAMP = re.compile(
 )
 #: The largest cap futu-authd counts (10^20).
 MAX_CAP = decimal.Decimal(10) ** 20
+#: The widest price collar, in percent (a price 100 times the reference).
+MAX_PRICE_DEVIATION_PCT = 10_000.0
+#: The longest duplicate-order window, in milliseconds (an hour).
+MAX_DUPLICATE_WINDOW_MS = 3_600_000
 
 
 def validate_key_id(value: str) -> str:
@@ -322,6 +382,10 @@ def validate_timestamp(value: Union[str, _dt.datetime]) -> str:
     return value
 
 
+def _is_uint(n: object, bits: int) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << bits
+
+
 def _set(obj: object, name: str, value: object) -> None:
     object.__setattr__(obj, name, value)
 
@@ -389,6 +453,24 @@ class Limits:
     max_daily_value: Optional[float] = None
     max_orders_per_minute: Optional[int] = None
     hours_window: Optional[str] = None
+    #: Protocol version 6: the broker accounts an order or account read may name (at
+    #: least one, each once); a request naming none is refused ``account``.
+    allowed_acc_ids: Optional[Tuple[int, ...]] = None
+    #: Protocol version 6: the price collar, in percent of the reference price (above 0,
+    #: at most 10 000).
+    max_price_deviation_pct: Optional[float] = None
+    #: Protocol version 6: orders allowed and not yet filled, cancelled or rejected.
+    max_open_orders: Optional[int] = None
+    #: Protocol version 6: per symbol, the value of the position in an order's direction
+    #: (a cap).
+    max_position_value: Optional[float] = None
+    #: Protocol version 6: the same order again within this many milliseconds is refused
+    #: ``duplicate`` (1 to 3 600 000).
+    duplicate_window_ms: Optional[int] = None
+
+    #: The limits protocol version 6 added, in wire order.
+    SINCE_V6: ClassVar[Tuple[str, ...]] = ("allowed_acc_ids", "max_price_deviation_pct", "max_open_orders",
+                                           "max_position_value", "duplicate_window_ms")
 
     def __post_init__(self) -> None:
         _set(self, "allowed_markets", _enum_tuple(Market, self.allowed_markets))
@@ -397,11 +479,45 @@ class Limits:
         for cap in ("max_order_value", "max_daily_value"):
             if getattr(self, cap) is not None:
                 _set(self, cap, validate_cap(getattr(self, cap)))
-        n = self.max_orders_per_minute
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 1 << 32):
-            raise ValueError("max_orders_per_minute is a u32, got %r" % (n,))
+        for name in ("max_orders_per_minute", "max_open_orders"):
+            n = getattr(self, name)
+            if n is not None and not _is_uint(n, 32):
+                raise ValueError("%s is a u32, got %r" % (name, n))
         if self.hours_window is not None:
             validate_hours_window(self.hours_window)
+        ids = self.allowed_acc_ids
+        if ids is not None:
+            if isinstance(ids, (str, bytes)) or not isinstance(ids, collections.abc.Iterable):
+                raise TypeError("allowed_acc_ids is a list of account ids")
+            ids = tuple(ids)
+            for i, acc in enumerate(ids):
+                if not _is_uint(acc, 64):
+                    raise ValueError("an account id is a u64, got %r" % (acc,))
+                if acc in ids[:i]:
+                    raise ValueError("account id %d is listed twice in allowed_acc_ids" % acc)
+            if not ids:
+                raise ValueError("allowed_acc_ids is empty; list at least one account id, or leave it None for any account")
+            _set(self, "allowed_acc_ids", ids)
+        pct = self.max_price_deviation_pct
+        if pct is not None:
+            if isinstance(pct, bool) or not isinstance(pct, (int, float)):
+                raise TypeError("max_price_deviation_pct is a number, not %s" % type(pct).__name__)
+            pct = float(pct)
+            if not (math.isfinite(pct) and 0 < pct <= MAX_PRICE_DEVIATION_PCT):
+                raise ValueError("max_price_deviation_pct %r is not a percentage above 0 and at most %g"
+                                 % (pct, MAX_PRICE_DEVIATION_PCT))
+            _set(self, "max_price_deviation_pct", pct)
+        if self.max_position_value is not None:
+            _set(self, "max_position_value", validate_cap(self.max_position_value))
+        ms = self.duplicate_window_ms
+        if ms is not None and not (_is_uint(ms, 64) and 1 <= ms <= MAX_DUPLICATE_WINDOW_MS):
+            raise ValueError("duplicate_window_ms is a number of milliseconds from 1 to %d, got %r"
+                             % (MAX_DUPLICATE_WINDOW_MS, ms))
+
+    def since_v6(self) -> Tuple[str, ...]:
+        """The names of the limits of protocol version 6 that are set: what a daemon of an
+        older version cannot be sent (nor send)."""
+        return tuple(name for name in self.SINCE_V6 if getattr(self, name) is not None)
 
     def to_dict(self) -> Dict[str, Any]:
         """The limits that are set, as keys.json writes them."""
@@ -410,7 +526,7 @@ class Limits:
             v = getattr(self, f.name)
             if v is None:
                 continue
-            out[f.name] = [str(x) for x in v] if isinstance(v, tuple) else v
+            out[f.name] = [x.value if isinstance(x, WireEnum) else x for x in v] if isinstance(v, tuple) else v
         return out
 
 
@@ -665,7 +781,8 @@ class SessionOutcome:
 class LimitFigures:
     """The figures behind a limit's refusal (protocol version 2); one subclass per limit:
     :class:`RateFigures`, :class:`DailyValueFigures`, :class:`OrderValueFigures`,
-    :class:`HoursFigures`. ``kind`` is the JSON name (``rate``, ``daily_value``, …)."""
+    :class:`HoursFigures`, and from version 6 :class:`PriceCollarFigures`,
+    :class:`OpenOrdersFigures`, :class:`PositionFigures`, :class:`DuplicateFigures`. ``kind`` is the JSON name (``rate``, ``daily_value``, …)."""
 
     kind: ClassVar[str] = ""
     index: ClassVar[int] = -1
@@ -716,8 +833,58 @@ class HoursFigures(LimitFigures):
     hours_window: str
 
 
+@dataclasses.dataclass(frozen=True)
+class PriceCollarFigures(LimitFigures):
+    """``price_collar`` (protocol version 6): the order's limit price, the gateway's
+    reference price, how far apart they are (in percent of the reference) and the key's
+    collar."""
+
+    kind: ClassVar[str] = "price_collar"
+    index: ClassVar[int] = 4
+    price: float
+    ref_price: float
+    deviation_pct: float
+    max_price_deviation_pct: float
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenOrdersFigures(LimitFigures):
+    """``open_orders`` (protocol version 6): the key's open orders and its cap."""
+
+    kind: ClassVar[str] = "open_orders"
+    index: ClassVar[int] = 5
+    open_orders: int
+    max_open_orders: int
+
+
+@dataclasses.dataclass(frozen=True)
+class PositionFigures(LimitFigures):
+    """``position`` (protocol version 6): the symbol's position value in the order's
+    direction, what this order would add, and the key's cap."""
+
+    kind: ClassVar[str] = "position"
+    index: ClassVar[int] = 6
+    position_value: float
+    order_value: float
+    max_position_value: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DuplicateFigures(LimitFigures):
+    """``duplicate`` (protocol version 6): how long ago the same order was allowed, and the
+    key's window, in milliseconds."""
+
+    kind: ClassVar[str] = "duplicate"
+    index: ClassVar[int] = 7
+    since_ms: int
+    duplicate_window_ms: int
+
+
 #: The LimitFigures classes in wire order.
-LIMIT_FIGURES = (RateFigures, DailyValueFigures, OrderValueFigures, HoursFigures)
+LIMIT_FIGURES = (RateFigures, DailyValueFigures, OrderValueFigures, HoursFigures, PriceCollarFigures,
+                 OpenOrdersFigures, PositionFigures, DuplicateFigures)
+#: How many of them protocol versions 2 to 5 have.
+LIMIT_FIGURES_BEFORE_V6 = 4
 
 
 @dataclasses.dataclass(frozen=True)

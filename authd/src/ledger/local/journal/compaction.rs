@@ -11,7 +11,7 @@ use super::append::Journal;
 use super::entry::{key_hex, parse_line, push_line, Entry};
 use super::replay::Moment;
 use super::{LedgerLog, BASE_NAME, COMPACT_AT_BYTES, FILE_NAME};
-use futu_auth_rules::ledger::{Ledger, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
+use futu_auth_rules::ledger::{FollowDump, Ledger, LedgerDump, RATE_WINDOW_NS, RELEASE_WINDOW_NS};
 use futu_auth_rules::money::Money;
 
 impl LedgerLog {
@@ -41,7 +41,7 @@ impl LedgerLog {
         let result = (|| {
             let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
             let moment = now();
-            let dump = ledger.dump();
+            let dump = Dump::of(ledger);
             let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
             let covers = j.gen;
             fs::rename(self.path(), self.dir.join(format!("{FILE_NAME}.{covers}")))?;
@@ -72,9 +72,26 @@ impl LedgerLog {
 /// A rotated journal waiting for its base ([`LedgerLog::finish_compaction`]).
 #[derive(Debug)]
 pub struct Rotated {
-    dump: LedgerDump,
+    dump: Dump,
     covers: u64,
     moment: Moment,
+}
+
+/// What a base is written from: the counters and tickets, and the orders followed.
+#[derive(Debug)]
+pub(super) struct Dump {
+    ledger: LedgerDump,
+    follow: FollowDump,
+}
+
+impl Dump {
+    /// A copy of `ledger` (taken while no commit changes it).
+    pub(super) fn of(ledger: &Ledger) -> Dump {
+        Dump {
+            ledger: ledger.dump(),
+            follow: ledger.dump_follow(),
+        }
+    }
 }
 
 /// Creates the journal of generation `gen`, header first.
@@ -137,7 +154,8 @@ pub(super) fn remove_journals(dir: &Path, up_to_gen: u64) -> io::Result<()> {
 
 /// Writes `dump` as the base covering journals up to `covers`, atomically; returns its
 /// size.
-pub(super) fn write_base(dir: &Path, dump: &LedgerDump, covers: u64, now: Moment) -> io::Result<u64> {
+pub(super) fn write_base(dir: &Path, dump: &Dump, covers: u64, now: Moment) -> io::Result<u64> {
+    let (dump, follow) = (&dump.ledger, &dump.follow);
     let today = now.today();
     let mut text = Vec::new();
     let mut push = |e: &Entry| push_line(&mut text, e);
@@ -167,6 +185,42 @@ pub(super) fn write_base(dir: &Path, dump: &LedgerDump, covers: u64, now: Moment
                 released: *released,
             })?;
         }
+    }
+    // Followed orders after the tickets: an open order's ticket is restored first.
+    for o in &follow.open {
+        push(&Entry::Open {
+            key_id: o.key_id.clone(),
+            ticket: o.number,
+            symbol: o.symbol.clone(),
+            buys: o.buys,
+            qty: o.qty,
+            price: o.price,
+            filled_qty: o.filled_qty,
+            filled_value: o.filled_value.0,
+            open_value: o.open_value.0,
+            accepted: o.accepted,
+        })?;
+    }
+    for p in &follow.positions {
+        push(&Entry::Position {
+            key_id: p.key_id.clone(),
+            symbol: p.symbol.clone(),
+            bought: p.bought.0,
+            sold: p.sold.0,
+        })?;
+    }
+    for (key_id, fp, mono_ns) in &follow.seen {
+        push(&Entry::Seen {
+            key_id: key_id.clone(),
+            fp: *fp,
+            unix_ns: now.unix_of(*mono_ns),
+        })?;
+    }
+    for (number, key_id) in &follow.finished {
+        push(&Entry::Finished {
+            key_id: key_id.clone(),
+            ticket: *number,
+        })?;
     }
     let path = dir.join(BASE_NAME);
     crate::atomic_file::replace(&path, &text)

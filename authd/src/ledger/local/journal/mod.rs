@@ -45,9 +45,11 @@ mod entry;
 mod replay;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_follow;
 
 use append::{lock_state_dir, Journal};
-use compaction::{remove_journals, start_journal, write_base};
+use compaction::{remove_journals, start_journal, write_base, Dump};
 pub use entry::Entries;
 use replay::replay_dir;
 pub use replay::{Moment, Replay};
@@ -96,7 +98,7 @@ impl LedgerLog {
             .map_err(|e| io::Error::new(e.kind(), format!("state dir {}: {e}", state_dir.display())))?;
         let owner = lock_state_dir(state_dir)?;
         let (mut replay, newest_gen) = replay_dir(state_dir, ledger, now, audited)?;
-        let base_size = write_base(state_dir, &ledger.dump(), newest_gen, now)?;
+        let base_size = write_base(state_dir, &Dump::of(ledger), newest_gen, now)?;
         remove_journals(state_dir, newest_gen)?;
         // A journal whose header could not be read was not replayed; appending behind its
         // bad first line would make every later entry unreadable too. Keep it aside.

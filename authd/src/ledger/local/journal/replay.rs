@@ -9,7 +9,7 @@ use super::compaction::journals;
 use super::entry::{parse_key, parse_line, Entry};
 use super::BASE_NAME;
 use futu_auth_rules::clock::utc_day;
-use futu_auth_rules::ledger::{Consumption, Ledger};
+use futu_auth_rules::ledger::{Consumption, FollowedOrder, FollowedPosition, Ledger};
 use futu_auth_rules::money::Money;
 
 use crate::ledger::{AuditMark, Audited};
@@ -230,12 +230,58 @@ fn apply(entry: Entry, ledger: &Ledger, now: Moment, today: i64) {
             unix_ns,
             day,
             value,
-        } => ledger.restore_consumption(
-            &consumption(key_id, ticket, unix_ns, day, value),
-            now.mono_ns,
-            today,
-        ),
+            track,
+        } => {
+            let c = consumption(key_id, ticket, unix_ns, day, value);
+            ledger.restore_consumption(&c, now.mono_ns, today);
+            if let Some(t) = track {
+                ledger.restore_follow(&c, &t.track());
+            }
+        }
         Entry::Release { ticket } => ledger.restore_release(ticket, today),
+        Entry::Event {
+            ticket,
+            kind,
+            unix_ns,
+            filled_qty,
+            fill_price,
+        } => ledger.restore_event(ticket, kind, filled_qty, fill_price, now.mono_of(unix_ns), today),
+        Entry::Open {
+            key_id,
+            ticket,
+            symbol,
+            buys,
+            qty,
+            price,
+            filled_qty,
+            filled_value,
+            open_value,
+            accepted,
+        } => ledger.restore_open(FollowedOrder {
+            key_id,
+            number: ticket,
+            symbol,
+            buys,
+            qty,
+            price,
+            filled_qty,
+            filled_value: Money(filled_value),
+            open_value: Money(open_value),
+            accepted,
+        }),
+        Entry::Position {
+            key_id,
+            symbol,
+            bought,
+            sold,
+        } => ledger.restore_position(FollowedPosition {
+            key_id,
+            symbol,
+            bought: Money(bought),
+            sold: Money(sold),
+        }),
+        Entry::Seen { key_id, fp, unix_ns } => ledger.restore_seen(&key_id, fp, now.mono_of(unix_ns)),
+        Entry::Finished { key_id, ticket } => ledger.restore_finished(ticket, key_id),
         Entry::Total { key_id, day, used } => {
             ledger.restore_total(&key_id, day, Money(used), now.mono_ns, today)
         }

@@ -32,6 +32,7 @@ fn take(ledger: &Ledger, now: Moment, mono_ns: u64, value: Money, rate: Option<u
         max_orders_per_minute: rate,
         max_daily_value: None,
         dry_run: false,
+        track: None,
     };
     match ledger.take(&charge, mono_ns, i128::from(now.unix_ns), now.today()) {
         Charged::Passed(Some(c)) => c,

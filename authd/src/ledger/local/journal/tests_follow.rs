@@ -1,0 +1,240 @@
+//! Followed orders (open orders, positions, duplicates) and order events through the
+//! journal: replayed after a crash at any byte, and kept by compaction.
+
+use std::fs;
+
+use futu_auth_proto::{KeyId, OrderEventKind};
+use futu_auth_rules::ledger::{Charge, Charged, Consumption, EventApplied, Ledger, Track};
+use futu_auth_rules::money::Money;
+
+use super::*;
+
+const S: u64 = 1_000_000_000;
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+const SYMBOL: &str = "HK.00700";
+
+fn at(secs: i64, mono_s: u64) -> Moment {
+    Moment {
+        unix_ns: 100 * DAY_NS + secs * 1_000_000_000,
+        mono_ns: mono_s * S,
+    }
+}
+
+fn key() -> KeyId {
+    "bot".parse().unwrap()
+}
+
+fn track(buys: bool, qty: f64, price: f64) -> Track {
+    Track {
+        symbol: SYMBOL.into(),
+        buys,
+        qty,
+        price: Some(price),
+        acc_id: Some(7),
+        max_open_orders: Some(3),
+        max_position_value: Some(Money::cap(1_000_000.0).unwrap()),
+        duplicate_window_ns: Some(10 * S),
+    }
+}
+
+fn charge(t: &Track) -> Charge {
+    Charge {
+        key_id: key(),
+        value: Money::order_value(t.qty, t.price.unwrap()).unwrap(),
+        max_orders_per_minute: None,
+        max_daily_value: None,
+        dry_run: false,
+        track: Some(t.clone()),
+    }
+}
+
+/// Takes a followed order at `now` and journals it, as the local store does.
+fn order(log: &LedgerLog, ledger: &Ledger, now: Moment, t: &Track) -> Consumption {
+    let _g = log.gate();
+    let ch = charge(t);
+    let c = match ledger.take(&ch, now.mono_ns, i128::from(now.unix_ns), now.today()) {
+        Charged::Passed(Some(c)) => c,
+        other => panic!("not taken: {other:?}"),
+    };
+    let mut entries = Entries::new();
+    entries.consume_followed(&c, ch.track.as_ref());
+    log.append(&entries, None).unwrap();
+    c
+}
+
+/// Applies an event at `now` and journals it when it changed something.
+fn event(
+    log: &LedgerLog,
+    ledger: &Ledger,
+    now: Moment,
+    c: &Consumption,
+    kind: OrderEventKind,
+    fill: Option<(f64, f64)>,
+) {
+    let _g = log.gate();
+    let applied = ledger
+        .order_event(
+            c.ticket,
+            kind,
+            fill.map(|f| f.0),
+            fill.map(|f| f.1),
+            now.mono_ns,
+            now.today(),
+        )
+        .unwrap();
+    if matches!(applied, EventApplied::Applied { .. }) {
+        let mut entries = Entries::new();
+        entries.event(
+            c.number,
+            kind,
+            fill.map(|f| f.0),
+            fill.map(|f| f.1),
+            i128::from(now.unix_ns),
+        );
+        log.append(&entries, None).unwrap();
+    }
+}
+
+/// What the tests compare: open orders, the long and short positions, the day's total.
+fn state(ledger: &Ledger, now: Moment) -> (u32, Money, Money, Money) {
+    (
+        ledger.open_orders(&key()),
+        ledger.position(&key(), SYMBOL, true),
+        ledger.position(&key(), SYMBOL, false),
+        ledger.usage(&key(), now.mono_ns, now.today()).1,
+    )
+}
+
+/// A life of four orders: one filled in two steps, one cancelled, one rejected, one left
+/// open; returns the state after each commit with the journal's length then.
+fn scenario(log: &LedgerLog, ledger: &Ledger) -> Vec<(u64, (u32, Money, Money, Money))> {
+    let path = log.path();
+    let mut out = Vec::new();
+    let mut note = |ledger: &Ledger| {
+        let len = fs::metadata(&path).unwrap().len();
+        out.push((len, state(ledger, at(3700, 5100))));
+    };
+    note(ledger);
+    let a = order(log, ledger, at(3600, 5000), &track(true, 100.0, 300.0));
+    note(ledger);
+    let b = order(log, ledger, at(3601, 5001), &track(true, 200.0, 300.0));
+    note(ledger);
+    let c = order(log, ledger, at(3602, 5002), &track(false, 100.0, 310.0));
+    note(ledger);
+    event(log, ledger, at(3603, 5003), &a, OrderEventKind::Accepted, None);
+    note(ledger);
+    event(
+        log,
+        ledger,
+        at(3604, 5004),
+        &a,
+        OrderEventKind::PartiallyFilled,
+        Some((40.0, 299.0)),
+    );
+    note(ledger);
+    event(
+        log,
+        ledger,
+        at(3605, 5005),
+        &a,
+        OrderEventKind::Filled,
+        Some((100.0, 299.5)),
+    );
+    note(ledger);
+    event(log, ledger, at(3606, 5006), &b, OrderEventKind::Cancelled, None);
+    note(ledger);
+    event(log, ledger, at(3607, 5007), &c, OrderEventKind::Rejected, None);
+    note(ledger);
+    order(log, ledger, at(3608, 5008), &track(true, 10.0, 301.0));
+    note(ledger);
+    out
+}
+
+#[test]
+fn a_crash_at_any_byte_replays_the_followed_orders_of_the_whole_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::new();
+    let (log, _) = LedgerLog::open(dir.path(), &ledger, at(3600, 5000), &|_| Audited::Yes).unwrap();
+    let states = scenario(&log, &ledger);
+    drop(log);
+    let journal = fs::read(dir.path().join(FILE_NAME)).unwrap();
+    let base = fs::read(dir.path().join(BASE_NAME)).unwrap();
+    assert_eq!(states.last().unwrap().0, journal.len() as u64);
+    let later = at(3700, 5100);
+    for cut in states[0].0 as usize..=journal.len() {
+        let crash = tempfile::tempdir().unwrap();
+        fs::write(crash.path().join(FILE_NAME), &journal[..cut]).unwrap();
+        fs::write(crash.path().join(BASE_NAME), &base).unwrap();
+        let fresh = Ledger::new();
+        LedgerLog::open(crash.path(), &fresh, later, &|_| Audited::Yes).unwrap();
+        let want = states
+            .iter()
+            .rev()
+            .find(|(len, _)| *len as usize <= cut)
+            .unwrap()
+            .1;
+        assert_eq!(state(&fresh, later), want, "journal cut at byte {cut}");
+    }
+}
+
+#[test]
+fn open_orders_positions_and_duplicates_survive_a_restart_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::new();
+    let (log, _) = LedgerLog::open(dir.path(), &ledger, at(3600, 5000), &|_| Audited::Yes).unwrap();
+    scenario(&log, &ledger);
+    let open = order(&log, &ledger, at(3609, 5009), &track(false, 5.0, 302.0));
+    let now = at(3610, 5010);
+    let want = state(&ledger, now);
+    assert_eq!(want.0, 2, "two orders open");
+    assert!(want.1 > Money::ZERO && want.2 > Money::ZERO);
+    // Compaction folds it all into the base; a restart reads only the base.
+    log.compact(&ledger, || now).unwrap();
+    drop(log);
+    for _ in 0..2 {
+        let fresh = Ledger::new();
+        let (log, _) = LedgerLog::open(dir.path(), &fresh, now, &|_| Audited::Yes).unwrap();
+        assert_eq!(state(&fresh, now), want);
+        // The order sent again within its window is a duplicate.
+        let again = charge(&track(false, 5.0, 302.0));
+        assert!(
+            matches!(
+                fresh.take(&again, now.mono_ns, i128::from(now.unix_ns), now.today()),
+                Charged::Duplicate { .. }
+            ),
+            "a duplicate after the restart"
+        );
+        // A finished order's event is a duplicate; an open one's still applies.
+        assert!(matches!(
+            fresh.order_event(
+                open.ticket,
+                OrderEventKind::Accepted,
+                None,
+                None,
+                now.mono_ns,
+                now.today()
+            ),
+            Ok(EventApplied::Applied { .. })
+        ));
+        drop(log);
+    }
+    let fresh = Ledger::new();
+    let (log, _) = LedgerLog::open(dir.path(), &fresh, now, &|_| Audited::Yes).unwrap();
+    event(&log, &fresh, now, &open, OrderEventKind::Cancelled, None);
+    assert_eq!(fresh.open_orders(&key()), 1);
+    drop(log);
+    let fresh = Ledger::new();
+    let (_log, _) = LedgerLog::open(dir.path(), &fresh, now, &|_| Audited::Yes).unwrap();
+    assert_eq!(fresh.open_orders(&key()), 1, "the cancel survives a restart");
+    assert!(matches!(
+        fresh.order_event(
+            open.ticket,
+            OrderEventKind::Cancelled,
+            None,
+            None,
+            now.mono_ns,
+            now.today()
+        ),
+        Ok(EventApplied::Duplicate { .. })
+    ));
+}
