@@ -338,13 +338,45 @@ impl Pipeline {
                     self.closed = Closed::Shutdown;
                 }
                 Event::StallTick => self.look_for_a_stall(),
-                Event::Frame(frame) => self.read_burst(frame, in_flight).await,
+                Event::Frame(frame) => self.read_burst_driving_head(frame, in_flight).await,
                 Event::Done => break,
             }
         }
         match self.closing_with.take() {
             Some((refusal, resp)) => refuse(&self.authd, self.peer, refusal, resp, &mut self.writer).await,
             None => self.closed,
+        }
+    }
+
+    /// [`Pipeline::read_burst`], polling the head (an answer still being worked out: a
+    /// release, an order event, an admin request) meanwhile. The head may be queued on a
+    /// lock the burst needs too — the commit, which is fair: once the head is first in its
+    /// queue, the burst gets it only after the head has had it, so the head must go on
+    /// being polled or neither ever finishes.
+    async fn read_burst_driving_head(
+        &mut self,
+        frame: Option<Result<Request, CodecError>>,
+        in_flight: usize,
+    ) {
+        let mut head = self.head.take();
+        let mut head_answer = None;
+        {
+            let mut burst = std::pin::pin!(self.read_burst(frame, in_flight));
+            loop {
+                tokio::select! {
+                    biased;
+                    Some(resp) = OptionFuture::from(head.as_mut()), if head.is_some() => {
+                        head = None;
+                        head_answer = Some(resp);
+                    }
+                    () = &mut burst => break,
+                }
+            }
+        }
+        match head_answer {
+            // The head's answer goes first: it was asked before the burst.
+            Some(resp) => self.queue.push_front(Answer::Now(resp)),
+            None => self.head = head,
         }
     }
 

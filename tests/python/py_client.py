@@ -13,13 +13,15 @@ standard library and the package was loaded:
 Then, for each JSON line read from stdin, one JSON line is printed. Every command takes
 "client": "sync" (the default) or "async", and "timeout" (seconds) for that call.
 
-    {"op": "check", "token", "endpoint", "order"?, "iface"?, "dry_run"?}
+    {"op": "check", "token", "endpoint", "order"?, "iface"?, "dry_run"?, "acc_id"?, "ref_price"?}
         -> the decision as `futucli check --json` prints it, plus "error" (the exception
            class of a fail-closed deny, or null) and "elapsed_ms"
     {"op": "check_scope", "token", "scope", "iface"?}             -> the same
     {"op": "session_check", "token", "iface", "subject": "keep_alive" | {"scope", "pushes"},
         "previous": "allow" | REASON}                              -> the same
     {"op": "release", "ticket"}                   -> {"key_id", "refunded_value"}
+    {"op": "order_event", "ticket", "kind", "filled_qty"?, "fill_price"?}
+                                                  -> {"kind", "key_id", "refunded_value", "reason", "message"}
     {"op": "pipeline", "checks": [{"token", "endpoint", "iface"?}, ...]}
         -> {"decisions": [...], "peak_in_flight", "connections_opened"}: all at once, as
            asyncio coroutines ("client": "async") or threads ("client": "sync")
@@ -134,8 +136,15 @@ class Driver:
         start = time.monotonic()
         order = cmd.get("order")
         d = self.call(cmd, "check", cmd["token"], cmd["endpoint"], Order(**order) if order else None,
-                      iface=cmd.get("iface", "rest"), dry_run=cmd.get("dry_run", False))
+                      iface=cmd.get("iface", "rest"), dry_run=cmd.get("dry_run", False),
+                      acc_id=cmd.get("acc_id"), ref_price=cmd.get("ref_price"))
         return self.decision(d, start)
+
+    def op_order_event(self, cmd):
+        o = self.call(cmd, "order_event", cmd["ticket"], cmd["kind"], cmd.get("filled_qty"),
+                      cmd.get("fill_price"))
+        return {"kind": o.kind, "key_id": o.key_id, "refunded_value": o.refunded_value,
+                "reason": None if o.reason is None else str(o.reason.value), "message": o.message}
 
     def op_check_scope(self, cmd):
         start = time.monotonic()

@@ -1678,3 +1678,116 @@ fn an_order_allowed_after_its_caller_gave_up_is_released_by_the_python_client() 
         "released on the connection that asked: {state}"
     );
 }
+
+/// The pre-trade risk limits through the Python client, sync and async, as futucli sees
+/// them: an account whitelist, a price collar around the reference price, one open order,
+/// a position cap fed by a fill reported with `order_event`, and the duplicate window.
+#[test]
+fn risk_limits_from_python_refuse_as_futucli_sees_them_and_order_events_move_them() {
+    let Some(pkg) = package() else { return };
+    let limits = json!({
+        "allowed_acc_ids": [281756],
+        "max_price_deviation_pct": 5,
+        "max_open_orders": 1,
+        "max_position_value": 1000,
+        "duplicate_window_ms": 600000
+    });
+    let tokens: Vec<String> = CLIENTS.iter().map(|c| token_for(&format!("risk-{c}"))).collect();
+    let keys: Vec<Value> = CLIENTS
+        .iter()
+        .zip(&tokens)
+        .map(|(c, t)| {
+            futu_authd_tests::with(
+                key_json(
+                    &format!("risk-{c}"),
+                    t,
+                    &["qot:read", "acc:read", "trade:simulate"],
+                ),
+                "limits",
+                limits.clone(),
+            )
+        })
+        .collect();
+    let d = DaemonBuilder::new(&keys).start();
+    let mut py = pkg.driver(&d.socket_path(), 5.0);
+    let buy = |qty: f64, price: f64| {
+        json!({"env": "simulate", "market": "HK", "symbol": "HK.00700", "side": "BUY",
+               "qty": qty, "price": price})
+    };
+    for (client, token) in CLIENTS.iter().zip(&tokens) {
+        let order = |py: &mut Driver, qty: f64, price: f64, acc_id: Option<u64>, ref_price: Option<f64>| {
+            let mut cmd = json!({"op": "check", "client": client, "token": token,
+                                 "endpoint": "Trd_PlaceOrder", "order": buy(qty, price)});
+            if let Some(a) = acc_id {
+                cmd["acc_id"] = json!(a);
+            }
+            if let Some(r) = ref_price {
+                cmd["ref_price"] = json!(r);
+            }
+            py.run(cmd)
+        };
+        // Accounts: none, or another, is refused `account` — as futucli sees it.
+        let none = order(&mut py, 10.0, 10.0, None, Some(10.0));
+        assert_eq!(none["reason"], "account", "{none}");
+        let other = order(&mut py, 10.0, 10.0, Some(1), Some(10.0));
+        assert_eq!(other["reason"], "account", "{other}");
+        let cli = futucli_check(
+            &d,
+            token,
+            "Trd_PlaceOrder",
+            &[
+                "--market",
+                "HK",
+                "--symbol",
+                "HK.00700",
+                "--side",
+                "BUY",
+                "--qty",
+                "10",
+                "--price",
+                "10",
+                "--acc-id",
+                "1",
+                "--ref-price",
+                "10",
+                "--dry-run",
+            ],
+        );
+        assert_same_decision(&other, &cli, "an order on another account");
+        // The collar: 12 is 20 % from 10; no reference price is refused too.
+        let far = order(&mut py, 10.0, 12.0, Some(281756), Some(10.0));
+        assert_eq!(far["reason"], "price_collar", "{far}");
+        let blind = order(&mut py, 10.0, 10.0, Some(281756), None);
+        assert_eq!(blind["reason"], "price_collar", "{blind}");
+        // Allowed: 100 at 10 within 5 % of 10.2, on the account.
+        let first = order(&mut py, 100.0, 10.0, Some(281756), Some(10.2));
+        assert_eq!(first["outcome"], "allow", "{first}");
+        let ticket = first["ticket"].as_u64().unwrap_or_else(|| panic!("{first}"));
+        // The same order again is a duplicate; another is past the one open order.
+        let again = order(&mut py, 100.0, 10.0, Some(281756), Some(10.2));
+        assert_eq!(again["reason"], "duplicate", "{again}");
+        let second = order(&mut py, 1.0, 10.0, Some(281756), Some(10.0));
+        assert_eq!(second["reason"], "open_orders", "{second}");
+        // Filled: the slot is free, the position is 1000 — at its cap.
+        let filled = py.run(json!({"op": "order_event", "client": client, "ticket": ticket,
+                                   "kind": "filled", "filled_qty": 100.0, "fill_price": 10.0}));
+        assert_eq!(filled["kind"], "applied", "{filled}");
+        let twice = py.run(json!({"op": "order_event", "client": client, "ticket": ticket,
+                                  "kind": "filled", "filled_qty": 100.0, "fill_price": 10.0}));
+        assert_eq!(twice["kind"], "duplicate", "{twice}");
+        let unknown = py.run(json!({"op": "order_event", "client": client, "ticket": 12345,
+                                    "kind": "cancelled"}));
+        assert_eq!(
+            (&unknown["kind"], &unknown["reason"]),
+            (&json!("refused"), &json!("unknown_ticket")),
+            "{unknown}"
+        );
+        let over = order(&mut py, 1.0, 10.0, Some(281756), Some(10.0));
+        assert_eq!(over["reason"], "position", "{over}");
+        // An account read names its account too.
+        let mut read = json!({"op": "check", "client": client, "token": token, "endpoint": "Trd_GetFunds"});
+        assert_eq!(py.run(read.clone())["reason"], "account");
+        read["acc_id"] = json!(281756);
+        assert_eq!(py.run(read)["outcome"], "allow");
+    }
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futu_auth_client::AuthClient;
-use futu_auth_proto::codec::{decode_message_v, encode_frame, encode_frame_v};
+use futu_auth_proto::codec::{decode_message_v, encode_frame_v};
 use futu_auth_proto::{
     Check, Decision, ErrorKind, Hello, Iface, LimitFigures, Market, Reason, Request, Response, Token, TrdEnv,
     TrdSide, PROTOCOL_VERSION,
@@ -23,6 +23,8 @@ use tokio::net::{UnixListener, UnixStream};
 /// version sees on the socket.
 struct RawClient {
     stream: UnixStream,
+    /// The version its requests are written in: the daemon's answer to its Hello.
+    version: u16,
 }
 
 impl RawClient {
@@ -30,7 +32,10 @@ impl RawClient {
         let stream = UnixStream::connect(socket)
             .await
             .unwrap_or_else(|e| panic!("connect to {}: {e}", socket.display()));
-        RawClient { stream }
+        RawClient {
+            stream,
+            version: PROTOCOL_VERSION,
+        }
     }
 
     /// Connects and says Hello offering `version`; returns the connection and the version
@@ -44,14 +49,17 @@ impl RawClient {
         .await;
         // HelloOk is the same in every version.
         match decode_message_v::<Response>(&c.read_frame().await[4..], 1).unwrap() {
-            Response::HelloOk { protocol_version, .. } => (c, protocol_version),
+            Response::HelloOk { protocol_version, .. } => {
+                c.version = protocol_version;
+                (c, protocol_version)
+            }
             other => panic!("Hello {version} answered with {other:?}"),
         }
     }
 
-    /// Requests are the same in every version.
+    /// A request as its version writes it (a Check is shorter before version 6).
     async fn send(&mut self, req: &Request) {
-        let frame = encode_frame(req).unwrap();
+        let frame = encode_frame_v(req, self.version).unwrap();
         self.stream.write_all(&frame).await.expect("send a frame");
     }
 
@@ -134,7 +142,16 @@ fn rate_limited(token: &str, max_orders_per_minute: u32) -> Daemon {
 #[tokio::test]
 async fn hello_agrees_on_the_older_of_the_two_versions() {
     let d = rate_limited(&token_for("sim-bot"), 1);
-    for (offered, agreed) in [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 5), (u16::MAX, 5)] {
+    for (offered, agreed) in [
+        (1, 1),
+        (2, 2),
+        (3, 3),
+        (4, 4),
+        (5, 5),
+        (6, 6),
+        (7, 6),
+        (u16::MAX, 6),
+    ] {
         let (_, got) = RawClient::hello(&d.socket_path(), offered).await;
         assert_eq!(got, agreed, "Hello {offered}");
     }
@@ -310,7 +327,7 @@ async fn version_1_daemon(socket: PathBuf) -> (tokio::task::JoinHandle<Vec<u16>>
         let mut offered = Vec::new();
         loop {
             let (stream, _) = listener.accept().await.expect("accept");
-            let mut c = RawClient { stream };
+            let mut c = RawClient { stream, version: 1 };
             let Request::Hello(hello) = decode_message_v::<Request>(&c.read_frame().await[4..], 1).unwrap()
             else {
                 panic!("Hello first")
@@ -379,8 +396,8 @@ async fn the_client_falls_back_to_version_1_with_a_daemon_that_speaks_only_that(
     assert_eq!(decision.retry_after(), None);
     assert_eq!(
         daemon.await.unwrap(),
-        vec![5, 4, 3, 2, 1],
-        "version 5 first, then 4, 3, 2 and 1"
+        vec![6, 5, 4, 3, 2, 1],
+        "version 6 first, then 5, 4, 3, 2 and 1"
     );
 }
 
