@@ -178,10 +178,11 @@ impl KeyCounters {
     /// The limits only a followed order has, in order: `duplicate`, then (after the rate
     /// and the daily value, [`KeySlot::check`]) `open_orders` and `position`. `value` is
     /// the order's.
-    fn check_duplicate(&mut self, t: &Track, mono_ns: u64) -> Option<Charged> {
+    /// `fp` is `t`'s [`Track::fingerprint`], worked out once by the caller.
+    fn check_duplicate(&mut self, t: &Track, fp: u64, mono_ns: u64) -> Option<Charged> {
         let window = t.duplicate_window_ns?;
         self.forget_seen(mono_ns, window);
-        let at = *self.seen.get(&t.fingerprint())?;
+        let at = *self.seen.get(&fp)?;
         let since_ns = mono_ns.saturating_sub(at);
         (since_ns < window).then_some(Charged::Duplicate { since_ns })
     }
@@ -206,11 +207,12 @@ impl KeyCounters {
         }
     }
 
-    /// Follows an order just taken: its fingerprint for duplicates, and the order itself
-    /// when open orders or positions are limited.
-    fn follow(&mut self, t: &Track, number: u64, mono_ns: u64, value: Money) {
+    /// Follows an order just taken: its fingerprint for duplicates (`fp`, when the caller
+    /// has worked it out already), and the order itself when open orders or positions are
+    /// limited.
+    fn follow(&mut self, t: &Track, fp: Option<u64>, number: u64, mono_ns: u64, value: Money) {
         if t.duplicate_window_ns.is_some() {
-            let fp = t.fingerprint();
+            let fp = fp.unwrap_or_else(|| t.fingerprint());
             self.seen.insert(fp, mono_ns);
             self.seen_order.push_back((mono_ns, fp));
         }
@@ -561,9 +563,15 @@ impl Ledger {
     /// Checks `charge` against its key's rate window and daily total and, when both pass
     /// and it is not a dry run, takes them: atomically, under the key's lock.
     pub fn take(&self, charge: &Charge, mono_ns: u64, unix_ns: i128, day: i64) -> Charged {
+        // Worked out before the key's lock is taken, and once.
+        let fp = charge
+            .track
+            .as_ref()
+            .filter(|t| t.duplicate_window_ns.is_some())
+            .map(Track::fingerprint);
         let taken = self.with_key(&charge.key_id, |slot| {
-            if let Some(t) = &charge.track {
-                if let Some(dup) = slot.counters.check_duplicate(t, mono_ns) {
+            if let (Some(t), Some(fp)) = (&charge.track, fp) {
+                if let Some(dup) = slot.counters.check_duplicate(t, fp, mono_ns) {
                     return dup;
                 }
             }
@@ -594,7 +602,7 @@ impl Ledger {
                     }
                     let c = slot.consume(mono_ns, unix_ns, day, charge.value);
                     if let Some(t) = track {
-                        slot.counters.follow(t, c.number, mono_ns, charge.value);
+                        slot.counters.follow(t, fp, c.number, mono_ns, charge.value);
                     }
                     Charged::Passed(Some(c))
                 }

@@ -80,7 +80,7 @@ impl Ledger {
     /// [`Ledger::take`] followed it.
     pub fn restore_follow(&self, c: &Consumption, t: &Track) {
         self.with_key(&c.key_id, |slot| {
-            slot.counters.follow(t, c.number, c.mono_ns, c.value);
+            slot.counters.follow(t, None, c.number, c.mono_ns, c.value);
         });
         if follows_open(t) {
             self.open_index.insert(c.number, c.key_id.clone());
