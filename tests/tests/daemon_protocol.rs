@@ -6,8 +6,8 @@
 mod daemon;
 
 use daemon::*;
-use futu_auth_proto::{ErrorKind, Hello, Iface, Request, Response};
-use futu_authd_tests::{decision_of, key_json, token_for, Client, DaemonBuilder};
+use futu_auth_proto::{Decision, ErrorKind, Hello, Iface, Market, Request, Response, TrdSide};
+use futu_authd_tests::{decision_of, key_json, order, token_for, Client, DaemonBuilder};
 
 // ---- pipelining ----------------------------------------------------------------------------
 
@@ -32,6 +32,67 @@ async fn a_hundred_pipelined_checks_are_answered_in_order_with_their_ids() {
             i % 2 == 0,
             "answer {i} matches request {i}: {decision:?}"
         );
+    }
+}
+
+/// A release still being worked out when its connection's next order arrives: both wait
+/// for the commit lock, which other connections keep busy. Each connection sends a
+/// release, then at once its next order, and reads both answers; none may hang (the
+/// harness gives up on an answer after 10 s), and an admin request on its own connection
+/// is answered meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_pending_when_the_next_order_arrives_hangs_neither_nor_the_daemon() {
+    let token = token_for("busy");
+    let d = DaemonBuilder::new(&[key_json("busy", &token, &["trade:simulate"])]).start();
+    let one = || Some(order(Market::HK, "HK.00700", TrdSide::SELL, 1.0, Some(1.0)));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let mut c = d.client().await;
+        let token = token.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ticket = None;
+            let mut released = 0;
+            for _ in 0..1000 {
+                if let Some(t) = ticket.take() {
+                    let request_id = c.next_id();
+                    c.feed(Request::Release {
+                        request_id,
+                        ticket: t,
+                    })
+                    .await;
+                    c.flush().await;
+                    let check = c.check_request(Iface::Rest, &token, "Trd_PlaceOrder", one());
+                    let id = check.request_id;
+                    c.feed(Request::Check(check)).await;
+                    c.flush().await;
+                    match c.recv().await {
+                        Response::Released { request_id: r, .. } => {
+                            assert_eq!(r, request_id);
+                            released += 1;
+                        }
+                        other => panic!("a release answered {other:?}"),
+                    }
+                    ticket = match decision_of(id, c.recv().await) {
+                        Decision::Allow { ticket, .. } => ticket,
+                        other => panic!("an order refused: {other:?}"),
+                    };
+                } else {
+                    ticket = match c.check(&token, "Trd_PlaceOrder", one()).await {
+                        Decision::Allow { ticket, .. } => ticket,
+                        other => panic!("an order refused: {other:?}"),
+                    };
+                }
+            }
+            released
+        }));
+    }
+    let mut admin = d.client().await;
+    while !tasks.iter().all(|t| t.is_finished()) {
+        admin.usage("busy").await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("a connection's orders"), 999);
     }
 }
 
