@@ -1,5 +1,5 @@
 //! One connection's protocol: a hundred pipelined checks answered in order with their
-//! ids; a bad frame (too large, malformed, before Hello, a version no daemon speaks) gets
+//! ids; a release pending while its connection's next order arrives hangs neither; a bad frame (too large, malformed, before Hello, a version no daemon speaks) gets
 //! an error and closes only its own connection; a request before Hello is refused with
 //! request id 0; a listing too large for a frame is an error and the connection lives on.
 
