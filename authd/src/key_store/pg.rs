@@ -41,7 +41,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use futu_auth_keys::store::{self, KeysFile, StoreError};
 use futu_auth_proto::KeyId;
 use tokio::sync::mpsc;
@@ -181,24 +181,8 @@ impl PgKeyStore {
         url: &LedgerUrl,
         host: &str,
     ) -> Result<(PgKeyStore, Result<Loaded, KeyStoreError>), PgKeysOpenError> {
-        let mut config = url.config().clone();
-        if config.get_application_name().is_none() {
-            config.application_name("futu-authd keys");
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CHECK_DEADLINE);
-        }
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .build()
+        let (pool, config) = url
+            .pool("futu-authd keys", CHECK_DEADLINE, POOL_SIZE)
             .map_err(PgKeysOpenError::Pool)?;
         let me = PgKeyStore {
             pool,

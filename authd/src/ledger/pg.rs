@@ -246,6 +246,36 @@ impl LedgerUrl {
     pub fn config(&self) -> &tokio_postgres::Config {
         &self.config
     }
+
+    /// A pool of at most `size` connections to this URL's database, named
+    /// `application_name` and giving up connecting after `connect_timeout` unless the URL
+    /// says otherwise; and the configuration its connections use.
+    pub fn pool(
+        &self,
+        application_name: &str,
+        connect_timeout: Duration,
+        size: usize,
+    ) -> Result<(Pool, tokio_postgres::Config), deadpool_postgres::BuildError> {
+        let mut config = self.config.clone();
+        if config.get_application_name().is_none() {
+            config.application_name(application_name);
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(connect_timeout);
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(size)
+            .runtime(Runtime::Tokio1)
+            .build()?;
+        Ok((pool, config))
+    }
 }
 
 impl std::fmt::Debug for LedgerUrl {
@@ -299,24 +329,8 @@ impl PgLedger {
         deadline: Duration,
         report: HealthReport,
     ) -> Result<PgLedger, PgOpenError> {
-        let mut config = url.config.clone();
-        if config.get_application_name().is_none() {
-            config.application_name("futu-authd");
-        }
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(PROBE_DEADLINE);
-        }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .runtime(Runtime::Tokio1)
-            .build()
+        let (pool, _) = url
+            .pool("futu-authd", PROBE_DEADLINE, POOL_SIZE)
             .map_err(PgOpenError::Pool)?;
         let target = url.to_string();
         let db = Arc::new(Db {

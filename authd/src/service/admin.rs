@@ -13,7 +13,7 @@ use futu_auth_proto::{
 use futu_auth_rules::money::Money;
 use jiff::Timestamp;
 
-use super::kept::Kept;
+use super::kept::{no_random, Kept};
 use super::keyring::KeyRingError;
 use super::{transfer, Authd};
 use crate::audit::{AuditKey, AuditRecord, Kind, Outcome};
@@ -159,13 +159,7 @@ impl Authd {
                 };
                 match self.listings.start(Arc::clone(&keys)) {
                     Ok(id) => (id, keys),
-                    Err(e) => {
-                        return error(
-                            request_id,
-                            ErrorKind::Internal,
-                            format!("the OS random source failed: {e}"),
-                        )
-                    }
+                    Err(e) => return no_random(request_id, e),
                 }
             } else {
                 match self.listings.with(listing, |keys| Arc::clone(keys)) {

@@ -72,6 +72,16 @@ impl<T> Kept<T> {
     }
 }
 
+/// The answer to a request that could not start what it keeps: the OS random source, which
+/// names it, failed.
+pub(super) fn no_random(request_id: u64, e: getrandom::Error) -> futu_auth_proto::Response {
+    super::admin::error(
+        request_id,
+        futu_auth_proto::ErrorKind::Internal,
+        format!("the OS random source failed: {e}"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use futu_auth_keys::store::{KeysFile, StoreError};
 use futu_auth_proto::{keys_chunk_end, ErrorKind, Imported, Response, MAX_IMPORT_LEN};
 
 use super::admin::{error, keyring_error};
-use super::kept::Kept;
+use super::kept::{no_random, Kept};
 use super::Authd;
 
 /// What the file of an import is called in its errors (the daemon is not told its name).
@@ -50,13 +50,7 @@ impl Authd {
         let id = if part.import == 0 {
             match self.transfers.imports.start(String::new()) {
                 Ok(id) => id,
-                Err(e) => {
-                    return error(
-                        request_id,
-                        ErrorKind::Internal,
-                        format!("the OS random source failed: {e}"),
-                    )
-                }
+                Err(e) => return no_random(request_id, e),
             }
         } else {
             part.import
@@ -148,13 +142,7 @@ impl Authd {
                 };
                 match self.transfers.exports.start(Arc::clone(&text)) {
                     Ok(id) => (id, text),
-                    Err(e) => {
-                        return error(
-                            request_id,
-                            ErrorKind::Internal,
-                            format!("the OS random source failed: {e}"),
-                        )
-                    }
+                    Err(e) => return no_random(request_id, e),
                 }
             } else {
                 match self.transfers.exports.with(export, |text| Arc::clone(text)) {
