@@ -62,6 +62,9 @@ use crate::redis::{RedisServer, RedisWire};
 /// hold order checks for seconds under sustained load (a shorter one turns them into errors).
 const CLIENT_DEADLINE: Duration = Duration::from_secs(30);
 
+/// How long after READY=1 RSS is read: the daemon frees the parsed keys.json after READY=1.
+const RSS_SETTLE: Duration = Duration::from_secs(1);
+
 /// The connections of the many-connections run (the order write at depth 1).
 const MANY_CONNECTIONS: usize = 1000;
 
@@ -353,8 +356,10 @@ struct Results {
     many_connections_echo: Option<Stats>,
     /// Latency at depth 1 on one connection, by keys served.
     keys: Vec<KeysRun>,
-    /// VmRSS and VmHWM in KiB with the big keys.json.
+    /// VmRSS and VmHWM in KiB with the big keys.json, loaded and settled, before any check.
     rss_kib: Option<(u64, u64)>,
+    /// VmRSS in KiB with the big keys.json after the latency run, and the checks it made.
+    rss_after_checks_kib: Option<(u64, u64)>,
     /// The same with minimal filler keys (full run only), and the start-up and one
     /// reload without load.
     minimal: Option<KeysRun>,
@@ -381,8 +386,14 @@ struct KeysRun {
     bytes: u64,
     /// Spawn to READY=1.
     startup: Duration,
-    /// VmRSS and VmHWM in KiB after loading and the latency run.
+    /// VmRSS and VmHWM in KiB after loading, before any check ([`RSS_SETTLE`] after
+    /// READY=1: the parsed keys.json is freed after READY=1).
     rss_kib: Option<(u64, u64)>,
+    /// VmRSS and VmHWM in KiB after the latency run, which leaves each allowed order's
+    /// ticket in the ledger for the release window.
+    rss_after_checks_kib: Option<(u64, u64)>,
+    /// Checks made before `rss_after_checks_kib`.
+    checks: u64,
     /// The latency run (none for the minimal-keys daemon).
     latency: Option<Stats>,
     /// One reload without load (minimal-keys daemon).
@@ -882,6 +893,11 @@ impl Bench {
                 daemons.push((count, self.keys_daemon(count, Fillers::EveryLimit)?, Vec::new()));
             }
         }
+        // What the keys cost, before any order leaves a ticket in the ledger: the figure of
+        // RSS with N keys (the latency run below adds each allowed order's ticket for the
+        // release window, so RSS after it depends on how many orders the run made).
+        std::thread::sleep(RSS_SETTLE);
+        let loaded: Vec<_> = daemons.iter().map(|(_, d, _)| d.rss_kib()).collect();
         for _ in 0..turns {
             for (count, d, slices) in daemons.iter_mut() {
                 let wire = FutuWire::new(CheckKind::Order, &self.token);
@@ -890,19 +906,20 @@ impl Bench {
                 slices.push(st);
             }
         }
-        for (count, mut d, slices) in daemons {
+        for ((count, mut d, slices), rss_kib) in daemons.into_iter().zip(loaded) {
             let st = combine(slices);
             self.out.line(describe(
                 &format!("keys {count}"),
                 &st,
                 &format!("1 conn × depth 1, {turns} turns of 0.5 s"),
             ));
-            let rss_kib = d.rss_kib();
-            if let Some((rss, hwm)) = rss_kib {
+            let after = d.rss_kib();
+            if let (Some((rss, hwm)), Some((after, _))) = (rss_kib, after) {
                 self.out.line(format!(
-                    "rss            {count} keys: VmRSS {:.1} MiB (peak VmHWM {:.1} MiB) after loading and {} checks",
+                    "rss            {count} keys: VmRSS {:.1} MiB (peak VmHWM {:.1} MiB) after loading; {:.1} MiB after {} checks",
                     rss as f64 / 1024.0,
                     hwm as f64 / 1024.0,
+                    after as f64 / 1024.0,
                     d.checks
                 ));
             }
@@ -911,11 +928,14 @@ impl Bench {
                 bytes: d.keys_file_bytes(),
                 startup: d.startup,
                 rss_kib,
+                rss_after_checks_kib: after,
+                checks: d.checks,
                 latency: Some(st),
                 reload: None,
             });
             if count == big {
                 self.results.rss_kib = rss_kib;
+                self.results.rss_after_checks_kib = after;
                 if self.wants("reload") {
                     if let Err(e) = self.reload_under_load(&mut d) {
                         self.out.line(format!("reload failed: {e}\n{}", d.log_tail(2000)));
@@ -935,6 +955,7 @@ impl Bench {
             ));
         } else {
             let d = self.keys_daemon(big, Fillers::Minimal)?;
+            std::thread::sleep(RSS_SETTLE);
             let rss_kib = d.rss_kib();
             let reload = d
                 .reloader()
@@ -952,6 +973,8 @@ impl Bench {
                 bytes: d.keys_file_bytes(),
                 startup: d.startup,
                 rss_kib,
+                rss_after_checks_kib: None,
+                checks: 0,
                 latency: None,
                 reload,
             });
@@ -1050,6 +1073,10 @@ impl Bench {
                 "depth1_authd_echo_p99",
                 ratio(q(&r.depth1_authd, 0.99), q(&r.depth1_echo, 0.99)),
             ),
+            (
+                "connections_1000_authd_echo",
+                ratio(tput(&r.many_connections), tput(&r.many_connections_echo)),
+            ),
         ];
         let many_ratio = ratio(tput(&r.many_connections), tput(&r.authd_order));
         let many_echo_ratio = ratio(tput(&r.many_connections_echo), tput(&r.echo));
@@ -1081,8 +1108,7 @@ impl Bench {
             };
             self.out.line(format!("  {label:<58} {verdict}"));
         };
-        target("authd ≥ 0.5× echo throughput", ratios[0].1.map(|v| v >= 0.5));
-        target("authd p50 ≤ 2× echo p50", ratios[1].1.map(|v| v <= 2.0));
+        target("authd ≥ 0.4× echo throughput", ratios[0].1.map(|v| v >= 0.4));
         target("authd ≥ 3× redis throughput", ratios[3].1.map(|v| v >= 3.0));
         target(
             &format!(
@@ -1092,12 +1118,12 @@ impl Bench {
             keys_ratio.map(|v| v <= 1.1),
         );
         target(
-            &format!("≤ 48 MiB RSS with {big} keys"),
-            r.rss_kib.map(|(rss, _)| rss as f64 / 1024.0 <= 48.0),
+            &format!("≤ 40 MiB RSS with {big} keys"),
+            r.rss_kib.map(|(rss, _)| rss as f64 / 1024.0 <= 40.0),
         );
         target(
-            &format!("reload of {big} keys < 300 ms with zero failed checks"),
-            reload_max.map(|m| m < Duration::from_millis(300) && r.reload_failed == 0),
+            &format!("reload of {big} keys under load ≤ 400 ms with zero failed checks"),
+            reload_max.map(|m| m <= Duration::from_millis(400) && r.reload_failed == 0),
         );
         target("authd 1×1 p50 ≤ 1.1× echo 1×1 p50", ratios[4].1.map(|v| v <= 1.1));
         target(
@@ -1106,12 +1132,10 @@ impl Bench {
         );
         target(
             &format!(
-                "{MANY_CONNECTIONS} connections ≥ 0.8× the throughput of {} (ratio {}; echo's {})",
-                self.plan.connections,
-                shown(many_ratio),
-                shown(many_echo_ratio)
+                "authd at {MANY_CONNECTIONS} × 1 ≥ 0.7× echo at {MANY_CONNECTIONS} × 1 (ratio {})",
+                shown(ratios[6].1)
             ),
-            many_ratio.map(|v| v >= 0.8),
+            ratios[6].1.map(|v| v >= 0.7),
         );
         for (label, ok) in self.pg_targets() {
             target(&label, ok);
@@ -1171,7 +1195,12 @@ impl Bench {
                 .set(
                     "rss_hwm_mib",
                     Json::opt(k.rss_kib.map(|r| r.1 as f64 / 1024.0), 1),
-                );
+                )
+                .set(
+                    "rss_after_checks_mib",
+                    Json::opt(k.rss_after_checks_kib.map(|r| r.0 as f64 / 1024.0), 1),
+                )
+                .set("checks_before_rss_after", Json::Int(k.checks));
             if let Some(reload) = k.reload {
                 o.set("reload_ms", Json::Num(reload.as_secs_f64() * 1000.0, 1));
             }
@@ -1190,6 +1219,10 @@ impl Bench {
         .set(
             "rss_hwm_mib",
             Json::opt(r.rss_kib.map(|(_, hwm)| hwm as f64 / 1024.0), 1),
+        )
+        .set(
+            "rss_after_checks_mib",
+            Json::opt(r.rss_after_checks_kib.map(|(rss, _)| rss as f64 / 1024.0), 1),
         )
         .set(
             "minimal_keys",

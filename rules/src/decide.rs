@@ -442,9 +442,9 @@ fn evaluate_rules(
         qty: order.qty,
         price: order.price,
         acc_id: ctx.acc_id,
-        max_open_orders: key.max_open_orders,
-        max_position_value: key.max_position_value,
-        duplicate_window_ns: key.duplicate_window_ns,
+        max_open_orders: key.max_open_orders(),
+        max_position_value: key.max_position_value(),
+        duplicate_window_ns: key.duplicate_window_ns(),
     });
     Ok(Evaluation::Charge {
         charge: Charge {
@@ -472,7 +472,7 @@ fn shown_endpoint(endpoint: &str) -> String {
 
 /// Step 7: the account of an order or an account read, for a key with `allowed_acc_ids`.
 fn check_account(key: &CompiledKey, acc_id: Option<u64>) -> Result<(), Verdict> {
-    let Some(allowed) = &key.acc_ids else {
+    let Some(allowed) = key.acc_ids() else {
         return Ok(());
     };
     match acc_id {
@@ -576,10 +576,10 @@ fn check_order(key: &CompiledKey, o: &Order, ref_price: Option<f64>) -> Result<O
         }
         _ => {}
     }
-    if value.is_none() && key.max_position_value.is_some() {
+    if value.is_none() && key.max_position_value().is_some() {
         return bad("an order without a price cannot be checked against max_position_value".into());
     }
-    if let Some(max) = key.max_price_deviation_pct {
+    if let Some(max) = key.max_price_deviation_pct() {
         check_collar(key, o, ref_price, max).map_err(|v| v.with_value(value))?;
     }
     Ok(value)

@@ -51,6 +51,14 @@ pub struct CompiledKey {
     pub binding: Binding,
     /// When the key stops working.
     pub expires_at: Option<Timestamp>,
+    /// The pre-trade risk limits, when the key has any (few keys do: out of line, so
+    /// that a key without them costs 8 bytes for them, not 96).
+    pub risk: Option<Box<RiskLimits>>,
+}
+
+/// A key's pre-trade risk limits ([`CompiledKey::risk`]); at least one is set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RiskLimits {
     /// `allowed_acc_ids`; `None` for any account.
     pub acc_ids: Option<Box<[u64]>>,
     /// `max_price_deviation_pct`.
@@ -98,11 +106,15 @@ impl CompiledKey {
             hours_window: l.hours_window,
             binding,
             expires_at: record.expires_at,
-            acc_ids: l.allowed_acc_ids.as_ref().map(|a| a.as_slice().into()),
-            max_price_deviation_pct: l.max_price_deviation_pct.map(|p| p.get()),
-            max_open_orders: l.max_open_orders,
-            max_position_value: exact(l.max_position_value),
-            duplicate_window_ns: l.duplicate_window_ms.map(|w| w.ns()),
+            risk: Some(RiskLimits {
+                acc_ids: l.allowed_acc_ids.as_ref().map(|a| a.as_slice().into()),
+                max_price_deviation_pct: l.max_price_deviation_pct.map(|p| p.get()),
+                max_open_orders: l.max_open_orders,
+                max_position_value: exact(l.max_position_value),
+                duplicate_window_ns: l.duplicate_window_ms.map(|w| w.ns()),
+            })
+            .filter(|r| *r != RiskLimits::default())
+            .map(Box::new),
         };
         (record.hash, key)
     }
@@ -130,9 +142,34 @@ impl CompiledKey {
     /// Whether the ledger follows this key's orders after their check (open orders,
     /// positions, recent orders for duplicates).
     pub fn tracks_orders(&self) -> bool {
-        self.max_open_orders.is_some()
-            || self.max_position_value.is_some()
-            || self.duplicate_window_ns.is_some()
+        self.max_open_orders().is_some()
+            || self.max_position_value().is_some()
+            || self.duplicate_window_ns().is_some()
+    }
+
+    /// `allowed_acc_ids`; `None` for any account.
+    pub fn acc_ids(&self) -> Option<&[u64]> {
+        self.risk.as_ref().and_then(|r| r.acc_ids.as_deref())
+    }
+
+    /// `max_price_deviation_pct`.
+    pub fn max_price_deviation_pct(&self) -> Option<f64> {
+        self.risk.as_ref().and_then(|r| r.max_price_deviation_pct)
+    }
+
+    /// `max_open_orders`.
+    pub fn max_open_orders(&self) -> Option<u32> {
+        self.risk.as_ref().and_then(|r| r.max_open_orders)
+    }
+
+    /// `max_position_value`, exact.
+    pub fn max_position_value(&self) -> Option<Money> {
+        self.risk.as_ref().and_then(|r| r.max_position_value)
+    }
+
+    /// `duplicate_window_ms`, in nanoseconds.
+    pub fn duplicate_window_ns(&self) -> Option<u64> {
+        self.risk.as_ref().and_then(|r| r.duplicate_window_ns)
     }
 }
 
@@ -426,7 +463,51 @@ impl Halts {
 
 #[cfg(test)]
 mod tests {
-    use super::SymbolSet;
+    use futu_auth_proto::key::{Cap, Limits};
+    use futu_auth_proto::{KeyHash, KeyRecord, Scope};
+
+    use super::{CompiledKey, SymbolSet};
+
+    fn record(limits: Limits) -> KeyRecord {
+        KeyRecord {
+            id: "k".parse().unwrap(),
+            hash: KeyHash([7; 32]),
+            scopes: vec![Scope::TradeSimulate],
+            limits,
+            allowed_machines: None,
+            created_at: "2026-04-15T10:00:00Z".parse().unwrap(),
+            expires_at: None,
+            note: None,
+        }
+    }
+
+    /// 100 000 keys cost what a compiled key weighs, times 100 000: the risk limits most
+    /// keys lack stay out of line.
+    #[test]
+    fn a_key_without_risk_limits_keeps_none_out_of_line() {
+        let plain = Limits {
+            max_order_value: Some(Cap::try_from(1000.0).unwrap()),
+            max_orders_per_minute: Some(5),
+            ..Limits::default()
+        };
+        let (_, key) = CompiledKey::compile(&record(plain.clone()), None);
+        assert!(key.risk.is_none());
+        assert!(!key.tracks_orders());
+        assert!(
+            std::mem::size_of::<CompiledKey>() <= 160,
+            "CompiledKey is {} bytes",
+            std::mem::size_of::<CompiledKey>()
+        );
+
+        let risky = Limits {
+            max_open_orders: Some(3),
+            ..plain
+        };
+        let (_, key) = CompiledKey::compile(&record(risky), None);
+        assert_eq!(key.max_open_orders(), Some(3));
+        assert_eq!(key.max_position_value(), None);
+        assert!(key.tracks_orders());
+    }
 
     #[test]
     fn a_symbol_set_finds_exactly_its_symbols() {

@@ -219,8 +219,8 @@ impl Authd {
             (
                 key.max_daily_value,
                 key.max_orders_per_minute,
-                key.max_open_orders,
-                key.max_position_value,
+                key.max_open_orders(),
+                key.max_position_value(),
             )
         };
         let now = self.clock.load().now();
