@@ -2,14 +2,15 @@
 //! a `kill -9` at any moment.
 //!
 //! Every consumption and every release is appended to the journal
-//! `STATE_DIR/ledger.log` (one JSON object a line) before the Allow or the Released is
-//! sent, so whatever a client was told has reached the kernel. The entries of one group
-//! commit ([`crate::commit`]) are one `write`, led by a `commit` line that counts them and
-//! says where the commit's audit records go in the audit file ([`AuditMark`]). The audit
-//! records are written right after, so after a `kill -9` only the newest commit can lack
-//! them; at start that commit is counted only if its records reached the audit file
-//! ([`Audited`]) — so the ledger and the audit trail never disagree about what was
-//! allowed. A commit cut short by the crash is not counted either.
+//! `STATE_DIR/ledger.log` (binary records, each with its length and a CRC32C: `entry.rs`)
+//! before the Allow or the Released is sent, so whatever a client was told has reached the
+//! kernel. The entries of one group commit ([`crate::commit`]) are one `write`, led by a
+//! `commit` record that counts them and says where the commit's audit records go in the
+//! audit file ([`AuditMark`]). The audit records are written right after, so after a
+//! `kill -9` only the newest commit can lack them; at start that commit is counted only if
+//! its records reached the audit file ([`Audited`]) — so the ledger and the audit trail
+//! never disagree about what was allowed. A commit cut short by the crash is not counted
+//! either.
 //!
 //! The journal is compacted into `STATE_DIR/ledger.base`: one total per key for today
 //! plus the orders still inside the release window (earlier UTC days are dropped). Every
@@ -24,7 +25,11 @@
 //! Checks wait only while it copies the ledger and starts the next journal — memory work
 //! and a rename; writing the new base happens off the gate.
 //!
-//! `entry.rs` is the line format, `journal.rs` appends commits, `compaction.rs` rotates
+//! Files of releases that wrote one JSON object a line are read too (`json.rs`): the first
+//! start after an upgrade replays them and writes a binary base, and appends go to a new
+//! binary journal.
+//!
+//! `entry.rs` is the record format, `append.rs` appends commits, `compaction.rs` rotates
 //! generations and writes the base, and `replay.rs` reads it all back at start.
 
 use std::fs::{self, File};
@@ -42,6 +47,7 @@ use crate::ledger::{AuditMark, Audited};
 mod append;
 mod compaction;
 mod entry;
+mod json;
 mod replay;
 #[cfg(test)]
 mod tests;

@@ -104,8 +104,11 @@ fn earlier_utc_days_are_dropped_on_load() {
         fresh.usage(&key(), tomorrow.mono_ns, tomorrow.today()),
         (0, Money::ZERO)
     );
-    let text = fs::read_to_string(dir.path().join(BASE_NAME)).unwrap();
-    assert!(!text.contains("\"total\""), "{text}");
+    let base = entries_of(&fs::read(dir.path().join(BASE_NAME)).unwrap());
+    assert!(
+        !base.iter().any(|e| matches!(e, entry::Entry::Total { .. })),
+        "{base:?}"
+    );
 }
 
 #[test]
@@ -167,15 +170,83 @@ fn a_truncated_tail_is_reported_and_the_prefix_used() {
     assert!(replay
         .corrupt_tail
         .unwrap()
-        .starts_with("ledger.log line 5: truncated"));
+        .starts_with("ledger.log record 5: truncated"));
     assert_eq!(
         fresh.usage(&key(), now.mono_ns, now.today()).1,
         Money(40 * 100_000_000)
     );
 }
 
+/// The entries of a whole file, as replay reads them; panics at a record that is not one.
+fn entries_of(bytes: &[u8]) -> Vec<entry::Entry> {
+    entry::Records::of(bytes).map(Result::unwrap).collect()
+}
+
+/// Where each record of a binary file starts, and its end.
+fn record_starts(bytes: &[u8]) -> Vec<usize> {
+    assert!(bytes.starts_with(entry::MAGIC));
+    let mut at = entry::MAGIC.len();
+    let mut starts = Vec::new();
+    while at < bytes.len() {
+        starts.push(at);
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        at += 8 + len;
+    }
+    assert_eq!(at, bytes.len());
+    starts.push(at);
+    starts
+}
+
 #[test]
-fn a_corrupt_line_stops_the_replay_there() {
+fn a_corrupt_record_stops_the_replay_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = at(100, 3600, 5000);
+    let ledger = Ledger::new();
+    let (log, _) = LedgerLog::open(dir.path(), &ledger, now, &|_| Audited::Yes).unwrap();
+    for value in [7, 5, 3] {
+        order(&log, &ledger, now, value);
+    }
+    drop(log);
+    let path = dir.path().join(FILE_NAME);
+    let clean = fs::read(&path).unwrap();
+    // Records: the header, then a commit and its order three times. A byte of the second
+    // order flipped: the checksum no longer holds, and nothing from there on counts.
+    let starts = record_starts(&clean);
+    assert_eq!(starts.len(), 8, "{starts:?}");
+    // The payload, the length (now far too long) and the checksum, each in turn.
+    for at in [starts[4] + 20, starts[4] + 2, starts[4] + 5] {
+        let mut bytes = clean.clone();
+        bytes[at] ^= 0x40;
+        let crash = tempfile::tempdir().unwrap();
+        fs::write(crash.path().join(FILE_NAME), &bytes).unwrap();
+        let fresh = Ledger::new();
+        let (log, replay) = LedgerLog::open(crash.path(), &fresh, now, &|_| Audited::Yes).unwrap();
+        drop(log);
+        assert_eq!(replay.entries, 1, "byte {at}");
+        let why = replay.corrupt_tail.unwrap();
+        assert!(
+            why.starts_with("ledger.log record 5: corrupt"),
+            "byte {at}: {why}"
+        );
+        assert_eq!(
+            fresh.usage(&key(), now.mono_ns, now.today()).1,
+            Money(7 * 100_000_000),
+            "byte {at}"
+        );
+        // The next start reads the base that one wrote: the same, and nothing reported.
+        let again = Ledger::new();
+        let (_log, replay) = LedgerLog::open(crash.path(), &again, now, &|_| Audited::Yes).unwrap();
+        assert_eq!(replay.corrupt_tail, None, "byte {at}");
+        assert_eq!(
+            again.usage(&key(), now.mono_ns, now.today()),
+            fresh.usage(&key(), now.mono_ns, now.today()),
+            "byte {at}"
+        );
+    }
+}
+
+#[test]
+fn a_corrupt_line_of_a_json_journal_stops_the_replay_there() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(FILE_NAME);
     let now = at(100, 3600, 5000);
@@ -360,10 +431,10 @@ fn a_commit_cut_short_by_a_crash_is_not_counted() {
     let now = at(100, 3600, 5000);
     two_commits(dir.path(), now);
     let path = dir.path().join(FILE_NAME);
-    let text = fs::read_to_string(&path).unwrap();
-    // The second commit's header line survives, its entry does not.
-    let cut = text.trim_end().rfind('\n').unwrap() + 1;
-    fs::write(&path, &text[..cut]).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    // The second commit's record survives, its entry does not.
+    let starts = record_starts(&bytes);
+    fs::write(&path, &bytes[..starts[starts.len() - 2]]).unwrap();
     let fresh = Ledger::new();
     let (_log, replay) = LedgerLog::open(dir.path(), &fresh, now, &|_| Audited::Yes).unwrap();
     assert_eq!(replay.entries, 1);
@@ -425,9 +496,22 @@ fn tickets_handed_out_before_a_restart_stay_releasable() {
 
 #[test]
 fn a_journal_with_a_torn_header_is_kept_aside_and_orders_after_it_survive() {
+    for torn in [&b"\0{\"journ"[..], &entry::MAGIC[..5], &journal_header()[..14]] {
+        a_journal_with_this_header_is_kept_aside(torn);
+    }
+}
+
+/// A journal's first bytes, as the daemon writes them.
+fn journal_header() -> Vec<u8> {
+    let mut bytes = entry::MAGIC.to_vec();
+    entry::push_journal(&mut bytes, 3);
+    bytes
+}
+
+fn a_journal_with_this_header_is_kept_aside(torn: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     let now = at(100, 3600, 5000);
-    fs::write(dir.path().join(FILE_NAME), b"\0{\"journ").unwrap();
+    fs::write(dir.path().join(FILE_NAME), torn).unwrap();
     let ledger = Ledger::new();
     let (log, replay) = LedgerLog::open(dir.path(), &ledger, now, &|_| Audited::Yes).unwrap();
     assert!(
