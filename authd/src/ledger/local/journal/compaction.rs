@@ -44,7 +44,7 @@ impl LedgerLog {
         let result = (|| {
             let _exclusive = self.gate.write().unwrap_or_else(|p| p.into_inner());
             let moment = now();
-            let dump = Dump::of(ledger);
+            let dump = Dump::of(ledger, moment);
             let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
             let covers = j.gen;
             fs::rename(self.path(), self.dir.join(format!("{FILE_NAME}.{covers}")))?;
@@ -88,14 +88,23 @@ pub(super) struct Dump {
 }
 
 impl Dump {
-    /// A copy of `ledger` (taken while no commit changes it).
-    pub(super) fn of(ledger: &Ledger) -> Dump {
+    /// A copy of what a base written at `now` keeps of `ledger` (taken while no commit
+    /// changes it).
+    pub(super) fn of(ledger: &Ledger, now: Moment) -> Dump {
         Dump {
-            ledger: ledger.dump(),
+            ledger: ledger.dump_for_base(now.mono_ns.saturating_sub(KEEP_NS)),
             follow: ledger.dump_follow(),
         }
     }
 }
+
+/// How long a base keeps an order: while it can be released, and while it counts in a
+/// rate window.
+const KEEP_NS: u64 = if RELEASE_WINDOW_NS > RATE_WINDOW_NS {
+    RELEASE_WINDOW_NS
+} else {
+    RATE_WINDOW_NS
+};
 
 /// Creates the journal of generation `gen`, header first.
 pub(super) fn start_journal(dir: &Path, gen: u64) -> io::Result<Journal> {
@@ -170,7 +179,6 @@ pub(super) fn remove_journals(dir: &Path, up_to_gen: u64) -> io::Result<()> {
 pub(super) fn write_base(dir: &Path, dump: &Dump, covers: u64, now: Moment) -> io::Result<u64> {
     let (dump, follow) = (&dump.ledger, &dump.follow);
     let today = now.today();
-    let keep = RELEASE_WINDOW_NS.max(RATE_WINDOW_NS);
     // Records are 40 to 80 bytes; a buffer sized up front is not copied as it grows.
     let records = dump.totals.len()
         + dump.recent.len()
@@ -187,7 +195,7 @@ pub(super) fn write_base(dir: &Path, dump: &Dump, covers: u64, now: Moment) -> i
         }
     }
     for (c, released) in &dump.recent {
-        if now.mono_ns.saturating_sub(c.mono_ns) < keep {
+        if now.mono_ns.saturating_sub(c.mono_ns) < KEEP_NS {
             push_recent(&mut out, c, now.unix_of(c.mono_ns), *released);
         }
     }

@@ -104,7 +104,7 @@ impl LedgerLog {
             .map_err(|e| io::Error::new(e.kind(), format!("state dir {}: {e}", state_dir.display())))?;
         let owner = lock_state_dir(state_dir)?;
         let (mut replay, newest_gen) = replay_dir(state_dir, ledger, now, audited)?;
-        let base_size = write_base(state_dir, &Dump::of(ledger), newest_gen, now)?;
+        let base_size = write_base(state_dir, &Dump::of(ledger, now), newest_gen, now)?;
         remove_journals(state_dir, newest_gen)?;
         // A journal whose header could not be read was not replayed; appending behind its
         // bad first line would make every later entry unreadable too. Keep it aside.

@@ -532,3 +532,42 @@ fn a_journal_with_this_header_is_kept_aside(torn: &[u8]) {
         "the order written after the damaged journal counts after the next restart"
     );
 }
+
+#[test]
+fn a_base_keeps_the_orders_of_the_release_window_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::new();
+    let early = at(100, 3600, 5000);
+    let (log, _) = LedgerLog::open(dir.path(), &ledger, early, &|_| Audited::Yes).unwrap();
+    let old = order(&log, &ledger, early, 10);
+    // Sixteen minutes later: the first order is past its release window.
+    let late = at(100, 3600 + 960, 5960);
+    let recent = order(&log, &ledger, late, 20);
+    log.compact(&ledger, || late).unwrap();
+    drop(log);
+    let base = entries_of(&fs::read(dir.path().join(BASE_NAME)).unwrap());
+    let kept: Vec<u64> = base
+        .iter()
+        .filter_map(|e| match e {
+            entry::Entry::Recent { ticket, .. } => Some(*ticket),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kept, vec![recent.number], "{base:?}");
+    let fresh = Ledger::new();
+    let (_log, replay) = LedgerLog::open(dir.path(), &fresh, late, &|_| Audited::Yes).unwrap();
+    assert_eq!(replay.corrupt_tail, None);
+    assert_eq!(
+        fresh.usage(&key(), late.mono_ns, late.today()),
+        (1, Money(30 * 100_000_000)),
+        "both orders in the day's total, the recent one in the rate window"
+    );
+    assert!(fresh.release(old.ticket, late.mono_ns, late.today()).is_err());
+    assert_eq!(
+        fresh
+            .release(recent.ticket, late.mono_ns, late.today())
+            .unwrap()
+            .refunded,
+        recent.value
+    );
+}
