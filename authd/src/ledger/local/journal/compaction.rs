@@ -144,7 +144,7 @@ pub(super) fn journals(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         match Records::of(&head_of(&path)?).next() {
             Some(Ok(Entry::Journal { gen })) => found.push((gen, path)),
             _ => tracing::warn!(
-                "{}: not a ledger journal (no header line); ignored",
+                "{}: not a ledger journal (no header); ignored",
                 path.display()
             ),
         }
