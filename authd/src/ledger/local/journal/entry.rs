@@ -115,6 +115,21 @@ pub(super) enum Entry {
         value: u128,
         released: bool,
     },
+    /// Base, binary format only: one key's orders still in the release window, as many
+    /// `recent` entries (a record of them takes ~12 bytes an order where `recent` records
+    /// took ~60: the base of a busy release window is written in a fifth of the bytes).
+    #[serde(skip)]
+    Recents { key_id: KeyId, orders: Vec<RecentOrder> },
+}
+
+/// One order of a [`Entry::Recents`].
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct RecentOrder {
+    pub(super) ticket: u64,
+    pub(super) unix_ns: i64,
+    pub(super) day: i64,
+    pub(super) value: u128,
+    pub(super) released: bool,
 }
 
 /// A followed order as a `consume` entry keeps it: what its fingerprint and position are
@@ -238,7 +253,7 @@ pub(super) enum Tag {
     Seen = 9,
     Finished = 10,
     Total = 11,
-    Recent = 12,
+    Recents = 12,
 }
 
 /// A record being written: where it starts, so that [`Record::end`] can fill in its
@@ -351,16 +366,74 @@ pub(super) fn push_total(out: &mut Vec<u8>, key_id: &KeyId, day: i64, used: u128
     r.end(out);
 }
 
-/// Appends a base's order still in the release window, allowed at `unix_ns`.
-pub(super) fn push_recent(out: &mut Vec<u8>, c: &Consumption, unix_ns: i64, released: bool) {
-    let r = Record::begin(out, Tag::Recent);
-    put_key(out, &c.key_id);
-    put_u64(out, c.number);
-    put_i64(out, unix_ns);
-    put_i64(out, c.day);
-    put_u128(out, c.value.0);
-    out.push(u8::from(released));
-    r.end(out);
+/// The most orders one [`Entry::Recents`] record holds (~50 KiB).
+const RECENTS_PER_RECORD: u32 = 4096;
+
+/// Writes a base's orders still in the release window as [`Entry::Recents`] records:
+/// each run of one key's orders (the ledger's order, so usually a burst's) in one record,
+/// every field but the first a difference from the order before, in LEB128.
+#[derive(Default)]
+pub(super) struct RecentsWriter {
+    /// The record being written, its key, and where its count is.
+    open: Option<(Record, KeyId, usize)>,
+    /// Orders in the open record.
+    count: u32,
+    /// The order before, for the differences (0 before the first of a record).
+    prev: (u64, i64, i64),
+}
+
+impl RecentsWriter {
+    /// Appends an order allowed at `unix_ns` (the rest from `c`).
+    pub(super) fn push(&mut self, out: &mut Vec<u8>, c: &Consumption, unix_ns: i64, released: bool) {
+        let same = self
+            .open
+            .as_ref()
+            .is_some_and(|(_, key, _)| *key == c.key_id && self.count < RECENTS_PER_RECORD);
+        if !same {
+            self.finish(out);
+            let r = Record::begin(out, Tag::Recents);
+            put_key(out, &c.key_id);
+            let count_at = out.len();
+            put_u32(out, 0);
+            self.open = Some((r, c.key_id.clone(), count_at));
+            self.prev = (0, 0, 0);
+        }
+        let (number, unix, day) = self.prev;
+        put_leb(out, u128::from(c.number.wrapping_sub(number)));
+        put_leb(out, u128::from(zigzag(unix_ns.wrapping_sub(unix))));
+        put_leb(out, u128::from(zigzag(c.day.wrapping_sub(day))));
+        put_leb(out, c.value.0);
+        out.push(u8::from(released));
+        self.prev = (c.number, unix_ns, c.day);
+        self.count += 1;
+    }
+
+    /// Ends the open record, if any.
+    pub(super) fn finish(&mut self, out: &mut Vec<u8>) {
+        if let Some((r, _, count_at)) = self.open.take() {
+            out[count_at..count_at + 4].copy_from_slice(&self.count.to_le_bytes());
+            r.end(out);
+        }
+        self.count = 0;
+    }
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// An unsigned number in LEB128: seven bits a byte, low first, the high bit set on every
+/// byte but the last.
+fn put_leb(out: &mut Vec<u8>, mut v: u128) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 /// Appends a base's open order.
@@ -624,6 +697,28 @@ impl<'a> Fields<'a> {
         Ok(f64::from_bits(self.u64()?))
     }
 
+    /// An unsigned number in LEB128 of at most `bits` bits.
+    fn leb(&mut self, bits: u32) -> Field<u128> {
+        let mut v = 0u128;
+        let mut shift = 0;
+        loop {
+            let byte = self.u8()?;
+            let low = u128::from(byte & 0x7f);
+            if shift >= bits || (shift > 0 && low >> (bits - shift).min(127) != 0) {
+                return Err("a number too large for its field");
+            }
+            v |= low << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+            shift += 7;
+        }
+    }
+
+    fn leb_u64(&mut self) -> Field<u64> {
+        Ok(self.leb(64)? as u64)
+    }
+
     fn opt<T>(&mut self, read: impl FnOnce(&mut Self) -> Field<T>) -> Field<Option<T>> {
         if self.bool()? {
             read(self).map(Some)
@@ -727,14 +822,32 @@ fn decode(payload: &[u8]) -> Field<Entry> {
             day: f.i64()?,
             used: f.u128()?,
         },
-        t if t == Tag::Recent as u8 => Entry::Recent {
-            key_id: f.key()?,
-            ticket: f.u64()?,
-            unix_ns: f.i64()?,
-            day: f.i64()?,
-            value: f.u128()?,
-            released: f.bool()?,
-        },
+        t if t == Tag::Recents as u8 => {
+            let key_id = f.key()?;
+            let count = f.u32()?;
+            if count == 0 {
+                return Err("a record of no orders");
+            }
+            // An order takes at least five bytes: a count beyond that is corruption.
+            if count as usize > f.rest.len() / 5 {
+                return Err("more orders announced than the record holds");
+            }
+            let mut orders = Vec::with_capacity(count as usize);
+            let (mut ticket, mut unix_ns, mut day) = (0u64, 0i64, 0i64);
+            for _ in 0..count {
+                ticket = ticket.wrapping_add(f.leb_u64()?);
+                unix_ns = unix_ns.wrapping_add(unzigzag(f.leb_u64()?));
+                day = day.wrapping_add(unzigzag(f.leb_u64()?));
+                orders.push(RecentOrder {
+                    ticket,
+                    unix_ns,
+                    day,
+                    value: f.leb(128)?,
+                    released: f.bool()?,
+                });
+            }
+            Entry::Recents { key_id, orders }
+        }
         _ => return Err("an unknown entry tag"),
     };
     if !f.rest.is_empty() {

@@ -7,7 +7,7 @@ use std::io;
 use std::path::Path;
 
 use super::compaction::journals;
-use super::entry::{parse_key, Entry, Records};
+use super::entry::{parse_key, Entry, RecentOrder, Records};
 use super::BASE_NAME;
 use futu_auth_rules::clock::utc_day;
 use futu_auth_rules::ledger::{Consumption, FollowedOrder, FollowedPosition, Ledger};
@@ -141,8 +141,7 @@ fn replay_file(
     let mut held: Option<(Option<AuditMark>, Vec<Entry>)> = None;
     let apply_all = |batch: Vec<Entry>, entries: &mut usize| {
         for e in batch {
-            apply(e, ledger, now, today);
-            *entries += 1;
+            *entries += apply(e, ledger, now, today);
         }
     };
     let mut problem = None;
@@ -207,8 +206,9 @@ fn replay_file(
     (header, entries, problem)
 }
 
-/// Applies one replayed entry to the ledger.
-fn apply(entry: Entry, ledger: &Ledger, now: Moment, today: i64) {
+/// Applies one replayed entry to the ledger; returns how many entries it counts as (a
+/// record of several orders counts each).
+fn apply(entry: Entry, ledger: &Ledger, now: Moment, today: i64) -> usize {
     let consumption = |key_id, number, unix_ns, day, value| Consumption {
         key_id,
         number,
@@ -294,5 +294,21 @@ fn apply(entry: Entry, ledger: &Ledger, now: Moment, today: i64) {
             now.mono_ns,
             today,
         ),
+        Entry::Recents { key_id, orders } => {
+            let count = orders.len();
+            for RecentOrder {
+                ticket,
+                unix_ns,
+                day,
+                value,
+                released,
+            } in orders
+            {
+                let c = consumption(key_id.clone(), ticket, unix_ns, day, value);
+                ledger.restore_recent(&c, released, now.mono_ns, today);
+            }
+            return count;
+        }
     }
+    1
 }

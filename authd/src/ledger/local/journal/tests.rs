@@ -548,9 +548,9 @@ fn a_base_keeps_the_orders_of_the_release_window_only() {
     let base = entries_of(&fs::read(dir.path().join(BASE_NAME)).unwrap());
     let kept: Vec<u64> = base
         .iter()
-        .filter_map(|e| match e {
-            entry::Entry::Recent { ticket, .. } => Some(*ticket),
-            _ => None,
+        .flat_map(|e| match e {
+            entry::Entry::Recents { orders, .. } => orders.iter().map(|o| o.ticket).collect(),
+            _ => Vec::new(),
         })
         .collect();
     assert_eq!(kept, vec![recent.number], "{base:?}");
@@ -570,4 +570,59 @@ fn a_base_keeps_the_orders_of_the_release_window_only() {
             .refunded,
         recent.value
     );
+}
+
+#[test]
+fn a_base_of_many_orders_of_several_keys_reads_back_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::new();
+    let now = at(100, 3600, 5000);
+    let (log, _) = LedgerLog::open(dir.path(), &ledger, now, &|_| Audited::Yes).unwrap();
+    let keys: Vec<KeyId> = ["a", "bb", "c-3"].iter().map(|k| k.parse().unwrap()).collect();
+    let mut taken = Vec::new();
+    // Runs of one key and single orders, more than a record holds, values of every size,
+    // times out of order, some released.
+    for i in 0..10_000u64 {
+        let key_id = keys[((i / 7) % 3) as usize].clone();
+        let value = Money(u128::from(i) << (i % 100));
+        let mono = now.mono_ns - (i % 13) * S - i;
+        let charge = Charge {
+            key_id,
+            value,
+            max_orders_per_minute: None,
+            max_daily_value: None,
+            dry_run: false,
+            track: None,
+        };
+        let Charged::Passed(Some(c)) = ledger.take(&charge, mono, i128::from(now.unix_ns), now.today())
+        else {
+            panic!("not taken");
+        };
+        if i % 5 == 0 {
+            ledger.release(c.ticket, now.mono_ns, now.today()).unwrap();
+        }
+        taken.push(c);
+    }
+    log.compact(&ledger, || now).unwrap();
+    drop(log);
+    let fresh = Ledger::new();
+    let (_log, replay) = LedgerLog::open(dir.path(), &fresh, now, &|_| Audited::Yes).unwrap();
+    assert_eq!(replay.corrupt_tail, None);
+    let (want, got) = (ledger.dump(), fresh.dump());
+    assert_eq!(got.recent.len(), taken.len());
+    assert_eq!(got.next_ticket, want.next_ticket);
+    for ((w, w_released), (g, g_released)) in want.recent.iter().zip(&got.recent) {
+        assert_eq!(
+            (&g.key_id, g.number, g.day, g.value),
+            (&w.key_id, w.number, w.day, w.value)
+        );
+        assert_eq!(g.mono_ns, w.mono_ns, "order {}", w.number);
+        assert_eq!(g_released, w_released, "order {}", w.number);
+    }
+    for k in &keys {
+        assert_eq!(
+            fresh.usage(k, now.mono_ns, now.today()),
+            ledger.usage(k, now.mono_ns, now.today())
+        );
+    }
 }

@@ -188,7 +188,23 @@ fn a_crash_at_any_byte_of_a_json_journal_of_an_earlier_release_replays_the_whole
 fn as_json(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     for e in entry::Records::of(bytes) {
-        json::push_line(&mut out, &e.unwrap());
+        match e.unwrap() {
+            // Written as one `recent` line each before.
+            entry::Entry::Recents { key_id, orders } => {
+                for o in orders {
+                    let e = entry::Entry::Recent {
+                        key_id: key_id.clone(),
+                        ticket: o.ticket,
+                        unix_ns: o.unix_ns,
+                        day: o.day,
+                        value: o.value,
+                        released: o.released,
+                    };
+                    json::push_line(&mut out, &e);
+                }
+            }
+            e => json::push_line(&mut out, &e),
+        }
     }
     out
 }
