@@ -67,7 +67,10 @@ async fn no_plaintext_token_reaches_the_audit_file_stderr_or_metrics() {
         .iter()
         .map(|f| String::from_utf8_lossy(&std::fs::read(d.dir().join(f)).unwrap()).into_owned())
         .collect();
-    assert!(ledger.contains("sim-bot"), "the ledger holds the key that ordered:\n{ledger}");
+    assert!(
+        ledger.contains("sim-bot"),
+        "the ledger holds the key that ordered:\n{ledger}"
+    );
     for token in [&research, &bot, &nobody] {
         let secret = &token[3..]; // the 32 hex digits, with or without the fc_ prefix
         for (place, text) in [

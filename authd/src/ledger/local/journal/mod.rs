@@ -13,7 +13,8 @@
 //! either.
 //!
 //! The journal is compacted into `STATE_DIR/ledger.base`: one total per key for today
-//! plus the orders still inside the release window (earlier UTC days are dropped). Every
+//! plus the orders still inside the release window (earlier UTC days are dropped; a run of
+//! one key's orders is one record of differences, ~12 bytes an order). Every
 //! journal starts with its generation number and the base names the last generation it
 //! covers, so a crash at any point of a compaction neither loses nor double-counts an
 //! entry: at start the base is read, then every journal newer than it, oldest first (a
