@@ -409,7 +409,7 @@ impl RecentsWriter {
     }
 
     /// Ends the open record, if any.
-    pub(super) fn finish(&mut self, out: &mut Vec<u8>) {
+    pub(super) fn finish(&mut self, out: &mut [u8]) {
         if let Some((r, _, count_at)) = self.open.take() {
             out[count_at..count_at + 4].copy_from_slice(&self.count.to_le_bytes());
             r.end(out);

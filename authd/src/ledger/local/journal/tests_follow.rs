@@ -96,7 +96,10 @@ fn event(
 }
 
 /// What the tests compare: open orders, the long and short positions, the day's total.
-fn state(ledger: &Ledger, now: Moment) -> (u32, Money, Money, Money) {
+type State = (u32, Money, Money, Money);
+
+/// The [`State`] of `ledger` at `now`.
+fn state(ledger: &Ledger, now: Moment) -> State {
     (
         ledger.open_orders(&key()),
         ledger.position(&key(), SYMBOL, true),
@@ -107,7 +110,7 @@ fn state(ledger: &Ledger, now: Moment) -> (u32, Money, Money, Money) {
 
 /// A life of four orders: one filled in two steps, one cancelled, one rejected, one left
 /// open; returns the state after each commit with the journal's length then.
-fn scenario(log: &LedgerLog, ledger: &Ledger) -> Vec<(u64, (u32, Money, Money, Money))> {
+fn scenario(log: &LedgerLog, ledger: &Ledger) -> Vec<(u64, State)> {
     let path = log.path();
     let mut out = Vec::new();
     let mut note = |ledger: &Ledger| {
@@ -211,7 +214,7 @@ fn as_json(bytes: &[u8]) -> Vec<u8> {
 
 /// Replays `journal` cut at every byte after its first state, over `base`: each cut
 /// must give the state of the last commit written whole before it.
-fn crash_at_every_byte(journal: &[u8], base: &[u8], states: &[(u64, (u32, Money, Money, Money))]) {
+fn crash_at_every_byte(journal: &[u8], base: &[u8], states: &[(u64, State)]) {
     let later = at(3700, 5100);
     for cut in states[0].0 as usize..=journal.len() {
         let crash = tempfile::tempdir().unwrap();
