@@ -125,10 +125,15 @@ pub(super) enum Entry {
 /// One order of a [`Entry::Recents`].
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct RecentOrder {
+    /// Its ledger number.
     pub(super) ticket: u64,
+    /// When it was allowed, Unix nanoseconds (what it counts in a rate window from).
     pub(super) unix_ns: i64,
+    /// The UTC day its value counts in.
     pub(super) day: i64,
+    /// Its value, in the ledger's units.
     pub(super) value: u128,
+    /// Whether it was released already (a second release refunds nothing).
     pub(super) released: bool,
 }
 
