@@ -4,7 +4,7 @@
 //! store's alone: nothing outside `ledger::local` reads or writes it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futu_auth_proto::{KeyId, OrderEvent};
 use futu_auth_rules::ledger::{Charge, Charged, Consumption, EventApplied, Ledger, OrderBook, Released};
@@ -24,6 +24,10 @@ pub struct LocalLedger {
     /// The journal's length before the last append, for `cancel` (the caller's commit lock
     /// keeps anyone else from appending in between).
     before: AtomicU64,
+    /// The entries of the commit being made, kept between commits so that encoding a
+    /// burst allocates nothing once the buffer has grown to a burst's size (uncontended:
+    /// the caller's commit lock orders the commits).
+    scratch: Mutex<Entries>,
     /// Wall and monotonic time now, for compaction.
     moment: Arc<dyn Fn() -> Moment + Send + Sync>,
 }
@@ -48,6 +52,7 @@ impl LocalLedger {
             ledger: Arc::new(ledger),
             log: Arc::new(log),
             before: AtomicU64::new(0),
+            scratch: Mutex::new(Entries::new()),
             moment: Arc::new(moment),
         }
     }
@@ -80,7 +85,8 @@ impl LedgerStore for LocalLedger {
                 .iter()
                 .map(|c| self.ledger.take(c, mono, unix, day))
                 .collect();
-            let mut entries = Entries::new();
+            let mut entries = self.scratch.lock().unwrap_or_else(|p| p.into_inner());
+            entries.clear();
             for (o, charge) in outcomes.iter().zip(charges) {
                 if let Charged::Passed(Some(c)) = o {
                     entries.consume_followed(c, charge.track.as_ref());

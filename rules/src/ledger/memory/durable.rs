@@ -4,7 +4,7 @@
 
 use futu_auth_proto::KeyId;
 
-use super::{follows_open, lock, Consumption, EventApplied, Ledger, OpenOrder, Position};
+use super::{follows_open, lock, Consumption, EventApplied, Ledger, LedgerDump, OpenOrder, Position};
 use crate::ledger::Track;
 use crate::money::Money;
 
@@ -84,6 +84,48 @@ impl Ledger {
         });
         if follows_open(t) {
             self.open_index.insert(c.number, c.key_id.clone());
+        }
+    }
+
+    /// What a compacted base keeps of the counters and tickets: [`Ledger::dump`] less the
+    /// tickets issued before `since_mono_ns`, and with each `ticket` left 0 — a base keeps
+    /// ledger numbers, and ciphering up to a million of them would hold the ticket book
+    /// (and every order) that much longer.
+    pub fn dump_for_base(&self, since_mono_ns: u64) -> LedgerDump {
+        let totals = self
+            .keys
+            .iter()
+            .map(|e| {
+                let c = lock(e.value());
+                (e.key().clone(), c.day, c.used)
+            })
+            .collect();
+        let book = lock(&self.tickets);
+        let mut recent = Vec::with_capacity(book.ring.len());
+        for (i, t) in book.ring.iter().enumerate() {
+            // Each ticket by its own time: bursts take numbers in whatever order they get
+            // the book, not quite the order of their clock readings.
+            let Some(t) = t.as_ref().filter(|t| t.issued_mono_ns >= since_mono_ns) else {
+                continue;
+            };
+            recent.push((
+                Consumption {
+                    key_id: t.key_id.clone(),
+                    number: book.base + i as u64,
+                    ticket: 0,
+                    mono_ns: t.issued_mono_ns,
+                    unix_ns: 0,
+                    day: t.day,
+                    value: t.value,
+                },
+                t.released,
+            ));
+        }
+        LedgerDump {
+            totals,
+            recent,
+            next_ticket: book.next,
+            ticket_key: book.cipher.key(),
         }
     }
 

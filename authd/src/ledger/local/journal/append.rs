@@ -8,9 +8,12 @@ use std::sync::atomic::Ordering;
 
 use nix::fcntl::{Flock, FlockArg};
 
-use super::entry::{push_line, Entries, Entry};
+use super::entry::{push_commit, Entries};
 use super::LedgerLog;
 use crate::ledger::AuditMark;
+
+/// The largest commit buffer kept between appends.
+const KEEP_BUFFER_BYTES: usize = 1 << 20;
 
 /// The journal being appended to.
 #[derive(Debug)]
@@ -24,6 +27,9 @@ pub(super) struct Journal {
     /// Set when a failed write could not be cut back: the file holds bytes past `len`
     /// that must go before anything else is appended.
     pub(super) dirty: bool,
+    /// The bytes of the commit being appended, kept between commits so that an append
+    /// allocates nothing once it has grown to a burst's size.
+    pub(super) buf: Vec<u8>,
 }
 
 impl Journal {
@@ -39,34 +45,33 @@ impl Journal {
 
 impl LedgerLog {
     /// Appends the entries of one commit (made with [`Entries`]) in one write, led by
-    /// their `commit` line; returns the journal's length before, for
+    /// their `commit` record; returns the journal's length before, for
     /// [`LedgerLog::cut_back`]. Call with [`LedgerLog::gate`] held since the entries were
     /// made, under the commit lock, and send the answers only after the commit's audit
     /// records are written too. On `Err` nothing of the commit stays in the journal.
     pub fn append(&self, entries: &Entries, audit: Option<AuditMark>) -> io::Result<u64> {
-        let mut bytes = Vec::with_capacity(64 + entries.bytes.len());
-        push_line(
-            &mut bytes,
-            &Entry::Commit {
-                entries: entries.count,
-                audit,
-            },
-        )?;
-        bytes.extend_from_slice(&entries.bytes);
-        let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        let j = &mut *guard;
         j.repair()?;
         let before = j.len;
-        if let Err(e) = j.file.write_all(&bytes) {
-            // A write cut short (disk full) must not leave half a line for the next append
-            // to run into: replay would stop there and drop every later order.
+        j.buf.clear();
+        push_commit(&mut j.buf, entries.count, audit.as_ref());
+        j.buf.extend_from_slice(&entries.bytes);
+        if let Err(e) = j.file.write_all(&j.buf) {
+            // A write cut short (disk full) must not leave half a record for the next
+            // append to run into: replay would stop there and drop every later order.
             if let Err(cut) = j.file.set_len(before) {
                 tracing::error!("ledger journal could not be cut back after a failed write: {cut}");
                 j.dirty = true;
             }
             return Err(e);
         }
-        j.len += bytes.len() as u64;
-        self.size.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        let written = j.buf.len() as u64;
+        if j.buf.capacity() > KEEP_BUFFER_BYTES {
+            j.buf = Vec::new(); // an unusually large commit: give its memory back
+        }
+        j.len += written;
+        self.size.fetch_add(written, Ordering::Relaxed);
         Ok(before)
     }
 

@@ -2,17 +2,19 @@
 //! a `kill -9` at any moment.
 //!
 //! Every consumption and every release is appended to the journal
-//! `STATE_DIR/ledger.log` (one JSON object a line) before the Allow or the Released is
-//! sent, so whatever a client was told has reached the kernel. The entries of one group
-//! commit ([`crate::commit`]) are one `write`, led by a `commit` line that counts them and
-//! says where the commit's audit records go in the audit file ([`AuditMark`]). The audit
-//! records are written right after, so after a `kill -9` only the newest commit can lack
-//! them; at start that commit is counted only if its records reached the audit file
-//! ([`Audited`]) — so the ledger and the audit trail never disagree about what was
-//! allowed. A commit cut short by the crash is not counted either.
+//! `STATE_DIR/ledger.log` (binary records, each with its length and a CRC32C: `entry.rs`)
+//! before the Allow or the Released is sent, so whatever a client was told has reached the
+//! kernel. The entries of one group commit ([`crate::commit`]) are one `write`, led by a
+//! `commit` record that counts them and says where the commit's audit records go in the
+//! audit file ([`AuditMark`]). The audit records are written right after, so after a
+//! `kill -9` only the newest commit can lack them; at start that commit is counted only if
+//! its records reached the audit file ([`Audited`]) — so the ledger and the audit trail
+//! never disagree about what was allowed. A commit cut short by the crash is not counted
+//! either.
 //!
 //! The journal is compacted into `STATE_DIR/ledger.base`: one total per key for today
-//! plus the orders still inside the release window (earlier UTC days are dropped). Every
+//! plus the orders still inside the release window (earlier UTC days are dropped; a run of
+//! one key's orders is one record of differences, ~12 bytes an order). Every
 //! journal starts with its generation number and the base names the last generation it
 //! covers, so a crash at any point of a compaction neither loses nor double-counts an
 //! entry: at start the base is read, then every journal newer than it, oldest first (a
@@ -24,7 +26,11 @@
 //! Checks wait only while it copies the ledger and starts the next journal — memory work
 //! and a rename; writing the new base happens off the gate.
 //!
-//! `entry.rs` is the line format, `journal.rs` appends commits, `compaction.rs` rotates
+//! Files of releases that wrote one JSON object a line are read too (`json.rs`): the first
+//! start after an upgrade replays them and writes a binary base, and appends go to a new
+//! binary journal.
+//!
+//! `entry.rs` is the record format, `append.rs` appends commits, `compaction.rs` rotates
 //! generations and writes the base, and `replay.rs` reads it all back at start.
 
 use std::fs::{self, File};
@@ -42,6 +48,7 @@ use crate::ledger::{AuditMark, Audited};
 mod append;
 mod compaction;
 mod entry;
+mod json;
 mod replay;
 #[cfg(test)]
 mod tests;
@@ -98,7 +105,7 @@ impl LedgerLog {
             .map_err(|e| io::Error::new(e.kind(), format!("state dir {}: {e}", state_dir.display())))?;
         let owner = lock_state_dir(state_dir)?;
         let (mut replay, newest_gen) = replay_dir(state_dir, ledger, now, audited)?;
-        let base_size = write_base(state_dir, &Dump::of(ledger), newest_gen, now)?;
+        let base_size = write_base(state_dir, &Dump::of(ledger, now), newest_gen, now)?;
         remove_journals(state_dir, newest_gen)?;
         // A journal whose header could not be read was not replayed; appending behind its
         // bad first line would make every later entry unreadable too. Keep it aside.

@@ -1,12 +1,13 @@
 //! Replay: reading the base and the journals back into the ledger at start, commit by
-//! commit, stopping at the first line that is not a whole entry.
+//! commit, stopping at the first record (or, in a file of the JSON format, line) that is
+//! not a whole entry.
 
 use std::fs;
 use std::io;
 use std::path::Path;
 
 use super::compaction::journals;
-use super::entry::{parse_key, parse_line, Entry};
+use super::entry::{parse_key, Entry, RecentOrder, Records};
 use super::BASE_NAME;
 use futu_auth_rules::clock::utc_day;
 use futu_auth_rules::ledger::{Consumption, FollowedOrder, FollowedPosition, Ledger};
@@ -17,10 +18,10 @@ use crate::ledger::{AuditMark, Audited};
 /// What opening the log found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replay {
-    /// Lines replayed (headers not counted).
+    /// Entries replayed (headers not counted).
     pub entries: usize,
-    /// Why a tail was not used, if one was not (e.g. `ledger.log line 812: EOF while
-    /// parsing`); one line per file.
+    /// Why a tail was not used, if one was not (e.g. `ledger.log record 812: truncated`,
+    /// or `line 812` in a file of the JSON format); one line per file.
     pub corrupt_tail: Option<String>,
     /// Entries of a last commit that were not counted because its audit records were
     /// never written.
@@ -85,7 +86,7 @@ pub(super) fn replay_dir(
                         None => {}
                     }
                 }
-                _ => problems.push(format!("{BASE_NAME}: no header line")),
+                _ => problems.push(format!("{BASE_NAME}: no header")),
             }
             out.entries += entries;
             problems.extend(problem.map(|p| format!("{BASE_NAME} {p}")));
@@ -117,7 +118,7 @@ pub(super) fn replay_dir(
     Ok((out, newest))
 }
 
-/// Replays one file's lines after its header until the first that is not a complete,
+/// Replays one file's entries after its header until the first that is not a complete,
 /// valid entry. The entries of a commit are applied once all of them were read; when
 /// `audited` is given (the newest journal), the file's last commit is applied only if its
 /// audit records were written, and the entries it leaves out are added to `unaudited`.
@@ -132,35 +133,27 @@ fn replay_file(
     let today = now.today();
     let mut header = None;
     let mut entries = 0;
-    let mut rest = bytes;
-    let mut line_no = 0;
+    let mut records = Records::of(bytes);
+    let mut first = true;
     // The commit being read: its audit mark, how many entries it announced, those read.
     let mut open: Option<(Option<AuditMark>, u32, Vec<Entry>)> = None;
     // The last complete commit, held back until something follows it.
     let mut held: Option<(Option<AuditMark>, Vec<Entry>)> = None;
     let apply_all = |batch: Vec<Entry>, entries: &mut usize| {
         for e in batch {
-            apply(e, ledger, now, today);
-            *entries += 1;
+            *entries += apply(e, ledger, now, today);
         }
     };
     let mut problem = None;
-    while !rest.is_empty() {
-        line_no += 1;
-        let Some(end) = rest.iter().position(|b| *b == b'\n') else {
-            problem = Some(format!("line {line_no}: truncated (no end of line)"));
-            break;
-        };
-        let line = &rest[..end];
-        rest = &rest[end + 1..];
-        let entry = match parse_line(line) {
+    while let Some(read) = records.next() {
+        let entry = match read {
             Ok(e) => e,
             Err(e) => {
-                problem = Some(format!("line {line_no}: {e}"));
+                problem = Some(e);
                 break;
             }
         };
-        if line_no == 1 && matches!(entry, Entry::Journal { .. } | Entry::Base { .. }) {
+        if std::mem::take(&mut first) && matches!(entry, Entry::Journal { .. } | Entry::Base { .. }) {
             header = Some(entry);
             continue;
         }
@@ -170,7 +163,8 @@ fn replay_file(
         match (entry, open.as_mut()) {
             (Entry::Commit { .. }, Some((_, want, got))) => {
                 problem = Some(format!(
-                    "line {line_no}: a commit began before the previous one's {want} entries were all read ({})",
+                    "{}: a commit began before the previous one's {want} entries were all read ({})",
+                    records.at(),
                     got.len()
                 ));
                 open = None;
@@ -192,7 +186,8 @@ fn replay_file(
         // Written in one write: a commit cut short was never answered.
         problem.get_or_insert_with(|| {
             format!(
-                "line {line_no}: the last commit has {} of its {want} entries",
+                "{}: the last commit has {} of its {want} entries",
+                records.at(),
                 got.len()
             )
         });
@@ -211,8 +206,9 @@ fn replay_file(
     (header, entries, problem)
 }
 
-/// Applies one replayed entry to the ledger.
-fn apply(entry: Entry, ledger: &Ledger, now: Moment, today: i64) {
+/// Applies one replayed entry to the ledger; returns how many entries it counts as (a
+/// record of several orders counts each).
+fn apply(entry: Entry, ledger: &Ledger, now: Moment, today: i64) -> usize {
     let consumption = |key_id, number, unix_ns, day, value| Consumption {
         key_id,
         number,
@@ -298,5 +294,21 @@ fn apply(entry: Entry, ledger: &Ledger, now: Moment, today: i64) {
             now.mono_ns,
             today,
         ),
+        Entry::Recents { key_id, orders } => {
+            let count = orders.len();
+            for RecentOrder {
+                ticket,
+                unix_ns,
+                day,
+                value,
+                released,
+            } in orders
+            {
+                let c = consumption(key_id.clone(), ticket, unix_ns, day, value);
+                ledger.restore_recent(&c, released, now.mono_ns, today);
+            }
+            return count;
+        }
     }
+    1
 }

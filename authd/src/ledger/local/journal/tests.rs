@@ -104,8 +104,11 @@ fn earlier_utc_days_are_dropped_on_load() {
         fresh.usage(&key(), tomorrow.mono_ns, tomorrow.today()),
         (0, Money::ZERO)
     );
-    let text = fs::read_to_string(dir.path().join(BASE_NAME)).unwrap();
-    assert!(!text.contains("\"total\""), "{text}");
+    let base = entries_of(&fs::read(dir.path().join(BASE_NAME)).unwrap());
+    assert!(
+        !base.iter().any(|e| matches!(e, entry::Entry::Total { .. })),
+        "{base:?}"
+    );
 }
 
 #[test]
@@ -167,15 +170,83 @@ fn a_truncated_tail_is_reported_and_the_prefix_used() {
     assert!(replay
         .corrupt_tail
         .unwrap()
-        .starts_with("ledger.log line 5: truncated"));
+        .starts_with("ledger.log record 5: truncated"));
     assert_eq!(
         fresh.usage(&key(), now.mono_ns, now.today()).1,
         Money(40 * 100_000_000)
     );
 }
 
+/// The entries of a whole file, as replay reads them; panics at a record that is not one.
+fn entries_of(bytes: &[u8]) -> Vec<entry::Entry> {
+    entry::Records::of(bytes).map(Result::unwrap).collect()
+}
+
+/// Where each record of a binary file starts, and its end.
+fn record_starts(bytes: &[u8]) -> Vec<usize> {
+    assert!(bytes.starts_with(entry::MAGIC));
+    let mut at = entry::MAGIC.len();
+    let mut starts = Vec::new();
+    while at < bytes.len() {
+        starts.push(at);
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        at += 8 + len;
+    }
+    assert_eq!(at, bytes.len());
+    starts.push(at);
+    starts
+}
+
 #[test]
-fn a_corrupt_line_stops_the_replay_there() {
+fn a_corrupt_record_stops_the_replay_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = at(100, 3600, 5000);
+    let ledger = Ledger::new();
+    let (log, _) = LedgerLog::open(dir.path(), &ledger, now, &|_| Audited::Yes).unwrap();
+    for value in [7, 5, 3] {
+        order(&log, &ledger, now, value);
+    }
+    drop(log);
+    let path = dir.path().join(FILE_NAME);
+    let clean = fs::read(&path).unwrap();
+    // Records: the header, then a commit and its order three times. A byte of the second
+    // order flipped: the checksum no longer holds, and nothing from there on counts.
+    let starts = record_starts(&clean);
+    assert_eq!(starts.len(), 8, "{starts:?}");
+    // The payload, the length (now far too long) and the checksum, each in turn.
+    for at in [starts[4] + 20, starts[4] + 2, starts[4] + 5] {
+        let mut bytes = clean.clone();
+        bytes[at] ^= 0x40;
+        let crash = tempfile::tempdir().unwrap();
+        fs::write(crash.path().join(FILE_NAME), &bytes).unwrap();
+        let fresh = Ledger::new();
+        let (log, replay) = LedgerLog::open(crash.path(), &fresh, now, &|_| Audited::Yes).unwrap();
+        drop(log);
+        assert_eq!(replay.entries, 1, "byte {at}");
+        let why = replay.corrupt_tail.unwrap();
+        assert!(
+            why.starts_with("ledger.log record 5: corrupt"),
+            "byte {at}: {why}"
+        );
+        assert_eq!(
+            fresh.usage(&key(), now.mono_ns, now.today()).1,
+            Money(7 * 100_000_000),
+            "byte {at}"
+        );
+        // The next start reads the base that one wrote: the same, and nothing reported.
+        let again = Ledger::new();
+        let (_log, replay) = LedgerLog::open(crash.path(), &again, now, &|_| Audited::Yes).unwrap();
+        assert_eq!(replay.corrupt_tail, None, "byte {at}");
+        assert_eq!(
+            again.usage(&key(), now.mono_ns, now.today()),
+            fresh.usage(&key(), now.mono_ns, now.today()),
+            "byte {at}"
+        );
+    }
+}
+
+#[test]
+fn a_corrupt_line_of_a_json_journal_stops_the_replay_there() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(FILE_NAME);
     let now = at(100, 3600, 5000);
@@ -360,10 +431,10 @@ fn a_commit_cut_short_by_a_crash_is_not_counted() {
     let now = at(100, 3600, 5000);
     two_commits(dir.path(), now);
     let path = dir.path().join(FILE_NAME);
-    let text = fs::read_to_string(&path).unwrap();
-    // The second commit's header line survives, its entry does not.
-    let cut = text.trim_end().rfind('\n').unwrap() + 1;
-    fs::write(&path, &text[..cut]).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    // The second commit's record survives, its entry does not.
+    let starts = record_starts(&bytes);
+    fs::write(&path, &bytes[..starts[starts.len() - 2]]).unwrap();
     let fresh = Ledger::new();
     let (_log, replay) = LedgerLog::open(dir.path(), &fresh, now, &|_| Audited::Yes).unwrap();
     assert_eq!(replay.entries, 1);
@@ -425,9 +496,22 @@ fn tickets_handed_out_before_a_restart_stay_releasable() {
 
 #[test]
 fn a_journal_with_a_torn_header_is_kept_aside_and_orders_after_it_survive() {
+    for torn in [&b"\0{\"journ"[..], &entry::MAGIC[..5], &journal_header()[..14]] {
+        a_journal_with_this_header_is_kept_aside(torn);
+    }
+}
+
+/// A journal's first bytes, as the daemon writes them.
+fn journal_header() -> Vec<u8> {
+    let mut bytes = entry::MAGIC.to_vec();
+    entry::push_journal(&mut bytes, 3);
+    bytes
+}
+
+fn a_journal_with_this_header_is_kept_aside(torn: &[u8]) {
     let dir = tempfile::tempdir().unwrap();
     let now = at(100, 3600, 5000);
-    fs::write(dir.path().join(FILE_NAME), b"\0{\"journ").unwrap();
+    fs::write(dir.path().join(FILE_NAME), torn).unwrap();
     let ledger = Ledger::new();
     let (log, replay) = LedgerLog::open(dir.path(), &ledger, now, &|_| Audited::Yes).unwrap();
     assert!(
@@ -447,4 +531,98 @@ fn a_journal_with_a_torn_header_is_kept_aside_and_orders_after_it_survive() {
         Money(15 * 100_000_000),
         "the order written after the damaged journal counts after the next restart"
     );
+}
+
+#[test]
+fn a_base_keeps_the_orders_of_the_release_window_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::new();
+    let early = at(100, 3600, 5000);
+    let (log, _) = LedgerLog::open(dir.path(), &ledger, early, &|_| Audited::Yes).unwrap();
+    let old = order(&log, &ledger, early, 10);
+    // Sixteen minutes later: the first order is past its release window.
+    let late = at(100, 3600 + 960, 5960);
+    let recent = order(&log, &ledger, late, 20);
+    log.compact(&ledger, || late).unwrap();
+    drop(log);
+    let base = entries_of(&fs::read(dir.path().join(BASE_NAME)).unwrap());
+    let kept: Vec<u64> = base
+        .iter()
+        .flat_map(|e| match e {
+            entry::Entry::Recents { orders, .. } => orders.iter().map(|o| o.ticket).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(kept, vec![recent.number], "{base:?}");
+    let fresh = Ledger::new();
+    let (_log, replay) = LedgerLog::open(dir.path(), &fresh, late, &|_| Audited::Yes).unwrap();
+    assert_eq!(replay.corrupt_tail, None);
+    assert_eq!(
+        fresh.usage(&key(), late.mono_ns, late.today()),
+        (1, Money(30 * 100_000_000)),
+        "both orders in the day's total, the recent one in the rate window"
+    );
+    assert!(fresh.release(old.ticket, late.mono_ns, late.today()).is_err());
+    assert_eq!(
+        fresh
+            .release(recent.ticket, late.mono_ns, late.today())
+            .unwrap()
+            .refunded,
+        recent.value
+    );
+}
+
+#[test]
+fn a_base_of_many_orders_of_several_keys_reads_back_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::new();
+    let now = at(100, 3600, 5000);
+    let (log, _) = LedgerLog::open(dir.path(), &ledger, now, &|_| Audited::Yes).unwrap();
+    let keys: Vec<KeyId> = ["a", "bb", "c-3"].iter().map(|k| k.parse().unwrap()).collect();
+    let mut taken = Vec::new();
+    // Runs of one key and single orders, more than a record holds, values of every size,
+    // times out of order, some released.
+    for i in 0..10_000u64 {
+        let key_id = keys[((i / 7) % 3) as usize].clone();
+        let value = Money(u128::from(i) << (i % 100));
+        let mono = now.mono_ns - (i % 13) * S - i;
+        let charge = Charge {
+            key_id,
+            value,
+            max_orders_per_minute: None,
+            max_daily_value: None,
+            dry_run: false,
+            track: None,
+        };
+        let Charged::Passed(Some(c)) = ledger.take(&charge, mono, i128::from(now.unix_ns), now.today())
+        else {
+            panic!("not taken");
+        };
+        if i % 5 == 0 {
+            ledger.release(c.ticket, now.mono_ns, now.today()).unwrap();
+        }
+        taken.push(c);
+    }
+    log.compact(&ledger, || now).unwrap();
+    drop(log);
+    let fresh = Ledger::new();
+    let (_log, replay) = LedgerLog::open(dir.path(), &fresh, now, &|_| Audited::Yes).unwrap();
+    assert_eq!(replay.corrupt_tail, None);
+    let (want, got) = (ledger.dump(), fresh.dump());
+    assert_eq!(got.recent.len(), taken.len());
+    assert_eq!(got.next_ticket, want.next_ticket);
+    for ((w, w_released), (g, g_released)) in want.recent.iter().zip(&got.recent) {
+        assert_eq!(
+            (&g.key_id, g.number, g.day, g.value),
+            (&w.key_id, w.number, w.day, w.value)
+        );
+        assert_eq!(g.mono_ns, w.mono_ns, "order {}", w.number);
+        assert_eq!(g_released, w_released, "order {}", w.number);
+    }
+    for k in &keys {
+        assert_eq!(
+            fresh.usage(k, now.mono_ns, now.today()),
+            ledger.usage(k, now.mono_ns, now.today())
+        );
+    }
 }

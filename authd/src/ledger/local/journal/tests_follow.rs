@@ -96,7 +96,10 @@ fn event(
 }
 
 /// What the tests compare: open orders, the long and short positions, the day's total.
-fn state(ledger: &Ledger, now: Moment) -> (u32, Money, Money, Money) {
+type State = (u32, Money, Money, Money);
+
+/// The [`State`] of `ledger` at `now`.
+fn state(ledger: &Ledger, now: Moment) -> State {
     (
         ledger.open_orders(&key()),
         ledger.position(&key(), SYMBOL, true),
@@ -107,7 +110,7 @@ fn state(ledger: &Ledger, now: Moment) -> (u32, Money, Money, Money) {
 
 /// A life of four orders: one filled in two steps, one cancelled, one rejected, one left
 /// open; returns the state after each commit with the journal's length then.
-fn scenario(log: &LedgerLog, ledger: &Ledger) -> Vec<(u64, (u32, Money, Money, Money))> {
+fn scenario(log: &LedgerLog, ledger: &Ledger) -> Vec<(u64, State)> {
     let path = log.path();
     let mut out = Vec::new();
     let mut note = |ledger: &Ledger| {
@@ -159,14 +162,66 @@ fn a_crash_at_any_byte_replays_the_followed_orders_of_the_whole_commits() {
     drop(log);
     let journal = fs::read(dir.path().join(FILE_NAME)).unwrap();
     let base = fs::read(dir.path().join(BASE_NAME)).unwrap();
+    assert!(journal.starts_with(entry::MAGIC) && base.starts_with(entry::MAGIC));
     assert_eq!(states.last().unwrap().0, journal.len() as u64);
+    crash_at_every_byte(&journal, &base, &states);
+}
+
+#[test]
+fn a_crash_at_any_byte_of_a_json_journal_of_an_earlier_release_replays_the_whole_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::new();
+    let (log, _) = LedgerLog::open(dir.path(), &ledger, at(3600, 5000), &|_| Audited::Yes).unwrap();
+    let states = scenario(&log, &ledger);
+    drop(log);
+    // The same files as an earlier release wrote them: one JSON object a line.
+    let journal = fs::read(dir.path().join(FILE_NAME)).unwrap();
+    let json_states: Vec<_> = states
+        .iter()
+        .map(|(len, state)| (as_json(&journal[..*len as usize]).len() as u64, *state))
+        .collect();
+    let journal = as_json(&journal);
+    let base = as_json(&fs::read(dir.path().join(BASE_NAME)).unwrap());
+    assert!(journal.starts_with(b"{\"journal\":{\"gen\":1}}\n"));
+    crash_at_every_byte(&journal, &base, &json_states);
+}
+
+/// The entries of a binary file written again as one JSON object a line, as releases
+/// before the binary format wrote them.
+fn as_json(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entry::Records::of(bytes) {
+        match e.unwrap() {
+            // Written as one `recent` line each before.
+            entry::Entry::Recents { key_id, orders } => {
+                for o in orders {
+                    let e = entry::Entry::Recent {
+                        key_id: key_id.clone(),
+                        ticket: o.ticket,
+                        unix_ns: o.unix_ns,
+                        day: o.day,
+                        value: o.value,
+                        released: o.released,
+                    };
+                    json::push_line(&mut out, &e);
+                }
+            }
+            e => json::push_line(&mut out, &e),
+        }
+    }
+    out
+}
+
+/// Replays `journal` cut at every byte after its first state, over `base`: each cut
+/// must give the state of the last commit written whole before it.
+fn crash_at_every_byte(journal: &[u8], base: &[u8], states: &[(u64, State)]) {
     let later = at(3700, 5100);
     for cut in states[0].0 as usize..=journal.len() {
         let crash = tempfile::tempdir().unwrap();
         fs::write(crash.path().join(FILE_NAME), &journal[..cut]).unwrap();
-        fs::write(crash.path().join(BASE_NAME), &base).unwrap();
+        fs::write(crash.path().join(BASE_NAME), base).unwrap();
         let fresh = Ledger::new();
-        LedgerLog::open(crash.path(), &fresh, later, &|_| Audited::Yes).unwrap();
+        let (_log, replay) = LedgerLog::open(crash.path(), &fresh, later, &|_| Audited::Yes).unwrap();
         let want = states
             .iter()
             .rev()
@@ -174,7 +229,77 @@ fn a_crash_at_any_byte_replays_the_followed_orders_of_the_whole_commits() {
             .unwrap()
             .1;
         assert_eq!(state(&fresh, later), want, "journal cut at byte {cut}");
+        let whole = states.iter().any(|(len, _)| *len as usize == cut);
+        assert_eq!(
+            replay.corrupt_tail.is_none(),
+            whole,
+            "journal cut at byte {cut}: {replay:?}"
+        );
     }
+}
+
+#[test]
+fn a_state_dir_of_an_earlier_release_is_read_and_written_again_in_the_binary_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::new();
+    let (log, _) = LedgerLog::open(dir.path(), &ledger, at(3600, 5000), &|_| Audited::Yes).unwrap();
+    let first = order(&log, &ledger, at(3600, 5000), &track(true, 100.0, 300.0));
+    event(
+        &log,
+        &ledger,
+        at(3601, 5001),
+        &first,
+        OrderEventKind::PartiallyFilled,
+        Some((40.0, 299.0)),
+    );
+    // A compaction: the base holds the open order, its position and fingerprint.
+    log.compact(&ledger, || at(3602, 5002)).unwrap();
+    let second = order(&log, &ledger, at(3603, 5003), &track(false, 50.0, 310.0));
+    event(
+        &log,
+        &ledger,
+        at(3604, 5004),
+        &second,
+        OrderEventKind::Cancelled,
+        None,
+    );
+    let now = at(3610, 5010);
+    let want = state(&ledger, now);
+    drop(log);
+
+    // The state directory as the earlier release left it: its base and journal in JSON.
+    let old = tempfile::tempdir().unwrap();
+    for name in [BASE_NAME, FILE_NAME] {
+        let bytes = fs::read(dir.path().join(name)).unwrap();
+        fs::write(old.path().join(name), as_json(&bytes)).unwrap();
+    }
+    let upgraded = Ledger::new();
+    let (log, replay) = LedgerLog::open(old.path(), &upgraded, now, &|_| Audited::Yes).unwrap();
+    assert_eq!(replay.corrupt_tail, None);
+    assert_eq!(state(&upgraded, now), want);
+    // What the new release writes is binary: the base it wrote at start, the new journal.
+    for name in [BASE_NAME, FILE_NAME] {
+        let bytes = fs::read(old.path().join(name)).unwrap();
+        assert!(bytes.starts_with(entry::MAGIC), "{name}");
+    }
+    // The first order's ticket is still followed, and its events apply.
+    event(
+        &log,
+        &upgraded,
+        now,
+        &first,
+        OrderEventKind::Filled,
+        Some((100.0, 299.5)),
+    );
+    let filled = state(&upgraded, now);
+    assert_eq!(filled.0, 0, "no order open");
+    drop(log);
+    let again = Ledger::new();
+    let (_log, replay) = LedgerLog::open(old.path(), &again, now, &|_| Audited::Yes).unwrap();
+    assert_eq!(replay.corrupt_tail, None);
+    assert_eq!(state(&again, now), filled);
+    // The old format's ticket key was kept: a ticket from before the upgrade is known.
+    assert_eq!(again.ticket_number(first.ticket), first.number);
 }
 
 #[test]
