@@ -1,5 +1,6 @@
 //! Checks, scope checks and releases: decided by the rules, charged to the ledger store and
-//! audited in one group commit per burst ([`crate::commit`]) before any answer is sent.
+//! audited in a group commit ([`crate::commit`]) before any answer is sent — one for every
+//! burst, of any connection, queued while the previous commit was being made.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -250,11 +251,29 @@ impl Queue {
             .push(burst);
     }
 
-    /// Every burst queued, to commit them (the caller holds the commit lock).
+    /// The bursts queued first, to commit them (the caller holds the commit lock): all of
+    /// them, or as many as make [`GROUP_MOST`] requests (at least one).
     fn take(&self) -> Vec<Burst> {
-        std::mem::take(&mut *self.bursts.lock().unwrap_or_else(PoisonError::into_inner))
+        let mut bursts = self.bursts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut requests = 0;
+        let n = bursts
+            .iter()
+            .take_while(|b| {
+                requests += b.pending.len();
+                requests <= GROUP_MOST || requests == b.pending.len()
+            })
+            .count();
+        if n == bursts.len() {
+            std::mem::take(&mut *bursts)
+        } else {
+            bursts.drain(..n).collect()
+        }
     }
 }
+
+/// The most requests one group commit takes (a single burst larger than that goes alone):
+/// so one ledger call stays well within its deadline however many connections wait.
+const GROUP_MOST: usize = 512;
 
 /// A burst whose group commit never came back: the commit that took it panicked. Its
 /// connection ends here (its client fails closed), as it would have if its own commit
@@ -289,18 +308,27 @@ impl Authd {
             latency,
             done,
         });
-        // Whoever holds the commit lock next commits every burst queued by then: ours is
-        // either taken by a commit in progress (its answer comes) or by ours.
-        let commit = tokio::select! {
-            biased;
-            d = &mut decided => return d.unwrap_or_else(|_| lost()),
-            c = self.commit.begin() => c,
-        };
-        let group = self.waiting.take();
-        if group.is_empty() {
-            drop(commit);
-        } else {
+        // Whoever holds the commit lock next commits the bursts queued by then (up to
+        // GROUP_MOST): ours is either taken by a commit in progress (its answer comes) or
+        // by ours.
+        loop {
+            let commit = tokio::select! {
+                biased;
+                d = &mut decided => return d.unwrap_or_else(|_| lost()),
+                c = self.commit.begin() => c,
+            };
+            let group = self.waiting.take();
+            if group.is_empty() {
+                drop(commit);
+                break;
+            }
             self.commit_group(commit, group).await;
+            match decided.try_recv() {
+                Ok(p) => return p,
+                // Ours is further back in the queue: commit the next group too.
+                Err(oneshot::error::TryRecvError::Empty) => {}
+                Err(oneshot::error::TryRecvError::Closed) => return lost(),
+            }
         }
         decided.await.unwrap_or_else(|_| lost())
     }
