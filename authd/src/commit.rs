@@ -64,6 +64,14 @@ impl Committer {
         }
     }
 
+    /// Takes the commit lock if it is free and nobody waits for it.
+    pub fn try_begin(&self) -> Option<Commit<'_>> {
+        self.audit.try_lock().ok().map(|audit| Commit {
+            audit,
+            committer: self,
+        })
+    }
+
     /// Opens the audit file again at its path (after logrotate moved it).
     pub async fn reopen_audit(&self) -> io::Result<()> {
         match self.audit.lock().await.as_mut() {

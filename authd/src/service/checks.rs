@@ -231,8 +231,9 @@ pub(super) struct Burst {
     peer: Peer,
     /// From their arrival to their decision (for their audit records).
     latency: Duration,
-    /// Where the burst goes back to its connection once committed.
-    done: oneshot::Sender<Vec<Pending>>,
+    /// Where the burst goes back to its connection once committed (none: the committing
+    /// task's own, committed alone).
+    done: Option<oneshot::Sender<Vec<Pending>>>,
 }
 
 /// The bursts waiting for the commit lock, in the order they came: the next holder of the
@@ -244,6 +245,13 @@ pub(super) struct Queue {
 }
 
 impl Queue {
+    fn is_empty(&self) -> bool {
+        self.bursts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
     fn push(&self, burst: Burst) {
         self.bursts
             .lock()
@@ -300,13 +308,23 @@ impl Authd {
         if !charges && !pending.iter().any(Pending::audited) {
             return pending;
         }
-        let (done, mut decided) = oneshot::channel();
-        self.waiting.push(Burst {
+        let burst = Burst {
             pending,
             now: *now,
             peer,
             latency,
-            done,
+            done: None,
+        };
+        // Nobody committing and nobody waiting: committed at once, alone.
+        if let Some(commit) = self.commit.try_begin() {
+            if self.waiting.is_empty() {
+                return self.commit_group(commit, vec![burst]).await.unwrap_or_else(lost);
+            }
+        }
+        let (done, mut decided) = oneshot::channel();
+        self.waiting.push(Burst {
+            done: Some(done),
+            ..burst
         });
         // Whoever holds the commit lock next commits the bursts queued by then (up to
         // GROUP_MOST): ours is either taken by a commit in progress (its answer comes) or
@@ -335,8 +353,9 @@ impl Authd {
 
     /// One commit for the bursts of `group`, in the order they were queued: one ledger
     /// call for all their charges, one audit write for all their records; then each burst
-    /// is handed back, decided, once the commit lock is released.
-    async fn commit_group(&self, mut commit: Commit<'_>, mut group: Vec<Burst>) {
+    /// is handed back, decided, once the commit lock is released: to its connection, or
+    /// returned (the caller's own, which nobody waits for).
+    async fn commit_group(&self, mut commit: Commit<'_>, mut group: Vec<Burst>) -> Option<Vec<Pending>> {
         // The newest of the bursts' moments: no burst's charge is older than its decision.
         let now = group
             .iter()
@@ -381,10 +400,15 @@ impl Authd {
         }
         self.ledger.maintain();
         drop(commit);
+        let mut own = None;
         for b in group {
-            // A burst whose connection is gone has nobody to answer.
-            let _ = b.done.send(b.pending);
+            match b.done {
+                // A burst whose connection is gone has nobody to answer.
+                Some(done) => drop(done.send(b.pending)),
+                None => own = Some(b.pending),
+            }
         }
+        own
     }
 
     /// Writes the group's `records` audit records in one write; when that fails, gives back
