@@ -1,12 +1,13 @@
-//! The group commit: what a burst of requests changed in the ledger and the audit records
-//! of its answers are written under one lock — the ledger first, then the audit file — and
-//! only then are the answers sent.
+//! The group commit: what a group of bursts (of one connection or several: the bursts
+//! queued while the previous commit was made, `service/checks.rs`) changed in the ledger
+//! and the audit records of their answers are written under one lock — the ledger first,
+//! then the audit file — and only then are the answers sent.
 //!
 //! So an answer never leaves the daemon before its audit record is in the audit file, and
 //! the two never disagree about what was allowed: when the audit write fails, the ledger
-//! store takes back what the burst took (nobody else can have written in between, the lock
+//! store takes back what the group took (nobody else can have written in between, the lock
 //! is held) and the orders are refused `internal`. The ledger's write carries an
-//! [`AuditMark`] saying where the burst's records go, so that after a `kill -9` between the
+//! [`AuditMark`] saying where the group's records go, so that after a `kill -9` between the
 //! two writes the ledger can tell that they never came
 //! ([`crate::ledger::Audited`]).
 //!
@@ -61,6 +62,14 @@ impl Committer {
             audit: self.audit.lock().await,
             committer: self,
         }
+    }
+
+    /// Takes the commit lock if it is free and nobody waits for it.
+    pub fn try_begin(&self) -> Option<Commit<'_>> {
+        self.audit.try_lock().ok().map(|audit| Commit {
+            audit,
+            committer: self,
+        })
     }
 
     /// Opens the audit file again at its path (after logrotate moved it).

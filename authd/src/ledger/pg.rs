@@ -35,9 +35,10 @@
 //! never behind the key's last order) decides the 60 s window, the UTC day and the release
 //! window, so hosts whose clocks disagree still agree on the caps.
 //!
-//! # One round trip a burst
+//! # One round trip a group commit
 //!
-//! A burst's charges go in one call of the PL/pgSQL function `futu_ledger.charge(keys,
+//! A group commit's charges (the bursts of every connection that asked while the previous
+//! commit was being made) go in one call of the PL/pgSQL function `futu_ledger.charge(keys,
 //! values, rates, caps, dry_runs, tickets)` — a prepared statement, sent as Bind, Execute
 //! and Sync in one write — which locks each key's row (`SELECT … FOR UPDATE`, keys in
 //! sorted order so hosts never deadlock), checks and takes each charge in order, inserts

@@ -1,9 +1,12 @@
 //! Checks, scope checks and releases: decided by the rules, charged to the ledger store and
-//! audited in one group commit per burst ([`crate::commit`]) before any answer is sent.
+//! audited in a group commit ([`crate::commit`]) before any answer is sent — one for every
+//! burst, of any connection, queued while the previous commit was being made.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
 
 use futu_auth_proto::codec;
 use futu_auth_proto::{
@@ -136,6 +139,11 @@ impl Pending {
         }
     }
 
+    /// Whether it is an order still to be charged to the ledger.
+    fn is_charge(&self) -> bool {
+        matches!(self, Pending::Check(_, Evaluation::Charge { .. }))
+    }
+
     fn verdict_mut(&mut self) -> Option<&mut Verdict> {
         match self {
             Pending::Check(_, Evaluation::Decided(v)) | Pending::Scope(_, v) | Pending::Session(_, v, _) => {
@@ -213,39 +221,167 @@ fn as_keep_alive(c: &SessionCheck) -> Check {
 /// The system endpoint a session's key is kept alive with.
 const KEEP_ALIVE: &str = "KeepAlive";
 
+/// A burst of one connection waiting for its group commit.
+pub(super) struct Burst {
+    /// Its requests, in order, as the rules left them.
+    pending: Vec<Pending>,
+    /// When they were decided.
+    now: Now,
+    /// Who asked (for their audit records).
+    peer: Peer,
+    /// From their arrival to their decision (for their audit records).
+    latency: Duration,
+    /// Where the burst goes back to its connection once committed (none: the committing
+    /// task's own, committed alone).
+    done: Option<oneshot::Sender<Vec<Pending>>>,
+}
+
+/// The bursts waiting for the commit lock, in the order they came: the next holder of the
+/// lock commits all of them at once, so a daemon makes one ledger call and one audit write
+/// for every burst that arrived while the previous commit was being made.
+#[derive(Default)]
+pub(super) struct Queue {
+    bursts: Mutex<Vec<Burst>>,
+}
+
+impl Queue {
+    fn is_empty(&self) -> bool {
+        self.bursts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
+    fn push(&self, burst: Burst) {
+        self.bursts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(burst);
+    }
+
+    /// The bursts queued first, to commit them (the caller holds the commit lock): all of
+    /// them, or as many as make [`GROUP_MOST`] requests (at least one).
+    fn take(&self) -> Vec<Burst> {
+        let mut bursts = self.bursts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut requests = 0;
+        let n = bursts
+            .iter()
+            .take_while(|b| {
+                requests += b.pending.len();
+                requests <= GROUP_MOST || requests == b.pending.len()
+            })
+            .count();
+        if n == bursts.len() {
+            std::mem::take(&mut *bursts)
+        } else {
+            bursts.drain(..n).collect()
+        }
+    }
+}
+
+/// The most requests one group commit takes (a single burst larger than that goes alone):
+/// so one ledger call stays well within its deadline however many connections wait.
+const GROUP_MOST: usize = 512;
+
+/// A burst whose group commit never came back: the commit that took it panicked. Its
+/// connection ends here (its client fails closed), as it would have if its own commit
+/// had panicked.
+fn lost() -> Vec<Pending> {
+    panic!("the group commit of this burst failed; closing the connection")
+}
+
 impl Authd {
     /// Charges the burst's orders to the ledger store and writes every decision's audit
-    /// record, in one commit. When the ledger cannot take them, the orders are refused
+    /// record, in a group commit with the bursts of other connections that wait for it
+    /// meanwhile ([`Queue`]). When the ledger cannot take them, the orders are refused
     /// `internal` and leave no trace; when the records cannot be written, what the ledger
     /// took is given back and every allow becomes a deny `internal`: nothing is allowed that
-    /// is not both counted and audited.
+    /// is not both counted and audited. Returns the burst, decided.
     pub(super) async fn commit_checks(
         &self,
-        pending: &mut [Pending],
+        pending: Vec<Pending>,
         now: &Now,
         peer: Peer,
         latency: Duration,
-    ) {
-        let charges: Vec<Charge> = pending
+    ) -> Vec<Pending> {
+        let charges = pending.iter().any(Pending::is_charge);
+        if !charges && !pending.iter().any(Pending::audited) {
+            return pending;
+        }
+        let burst = Burst {
+            pending,
+            now: *now,
+            peer,
+            latency,
+            done: None,
+        };
+        // Nobody committing and nobody waiting: committed at once, alone.
+        if let Some(commit) = self.commit.try_begin() {
+            if self.waiting.is_empty() {
+                return self.commit_group(commit, vec![burst]).await.unwrap_or_else(lost);
+            }
+        }
+        let (done, mut decided) = oneshot::channel();
+        self.waiting.push(Burst {
+            done: Some(done),
+            ..burst
+        });
+        // Whoever holds the commit lock next commits the bursts queued by then (up to
+        // GROUP_MOST): ours is either taken by a commit in progress (its answer comes) or
+        // by ours.
+        loop {
+            let commit = tokio::select! {
+                biased;
+                d = &mut decided => return d.unwrap_or_else(|_| lost()),
+                c = self.commit.begin() => c,
+            };
+            let group = self.waiting.take();
+            if group.is_empty() {
+                drop(commit);
+                break;
+            }
+            self.commit_group(commit, group).await;
+            match decided.try_recv() {
+                Ok(p) => return p,
+                // Ours is further back in the queue: commit the next group too.
+                Err(oneshot::error::TryRecvError::Empty) => {}
+                Err(oneshot::error::TryRecvError::Closed) => return lost(),
+            }
+        }
+        decided.await.unwrap_or_else(|_| lost())
+    }
+
+    /// One commit for the bursts of `group`, in the order they were queued: one ledger
+    /// call for all their charges, one audit write for all their records; then each burst
+    /// is handed back, decided, once the commit lock is released: to its connection, or
+    /// returned (the caller's own, which nobody waits for).
+    async fn commit_group(&self, mut commit: Commit<'_>, mut group: Vec<Burst>) -> Option<Vec<Pending>> {
+        // The newest of the bursts' moments: no burst's charge is older than its decision.
+        let now = group
             .iter()
+            .map(|b| b.now)
+            .max_by_key(|n| n.mono_ns)
+            .expect("a group has a burst");
+        let charges: Vec<Charge> = group
+            .iter()
+            .flat_map(|b| b.pending.iter())
             .filter_map(|p| match p {
                 Pending::Check(_, Evaluation::Charge { charge, .. }) => Some(charge.clone()),
                 _ => None,
             })
             .collect();
-        let records = pending.iter().filter(|p| p.audited()).count();
-        if records == 0 && charges.is_empty() {
-            return;
-        }
-        let mut commit = self.commit.begin().await;
+        let records: usize = group
+            .iter()
+            .map(|b| b.pending.iter().filter(|p| p.audited()).count())
+            .sum();
         if !charges.is_empty() {
-            let charged = self.ledger.charge(now, &charges, commit.mark(records)).await;
+            let charged = self.ledger.charge(&now, &charges, commit.mark(records)).await;
             self.commit.ledger_written(charged.as_ref().err().map(|e| e as _));
             let (mut outcomes, failure) = match charged {
                 Ok(o) => (Some(o.into_iter()), String::new()),
                 Err(e) => (None, e.to_string()),
             };
-            for p in pending.iter_mut() {
+            for p in group.iter_mut().flat_map(|b| b.pending.iter_mut()) {
                 let Pending::Check(_, e @ Evaluation::Charge { .. }) = p else {
                     continue;
                 };
@@ -253,44 +389,51 @@ impl Authd {
                     continue;
                 };
                 let v = match outcomes.as_mut().and_then(Iterator::next) {
-                    Some(outcome) => settle(charge, *scope, *value, outcome, now),
+                    Some(outcome) => settle(charge, *scope, *value, outcome, &now),
                     None => Verdict::internal(Some(charge.key_id.clone()), *scope, failure.clone()),
                 };
                 *e = Evaluation::Decided(v);
             }
         }
-        if commit.has_audit_file() {
-            self.audit_decisions(&mut commit, pending, peer, latency).await;
+        if commit.has_audit_file() && records > 0 {
+            self.audit_decisions(&mut commit, &mut group, records).await;
         }
         self.ledger.maintain();
+        drop(commit);
+        let mut own = None;
+        for b in group {
+            match b.done {
+                // A burst whose connection is gone has nobody to answer.
+                Some(done) => drop(done.send(b.pending)),
+                None => own = Some(b.pending),
+            }
+        }
+        own
     }
 
-    /// Writes the burst's audit records; when that fails, gives back what the ledger took
-    /// and turns every allow into a deny `internal`.
-    async fn audit_decisions(
-        &self,
-        commit: &mut Commit<'_>,
-        pending: &mut [Pending],
-        peer: Peer,
-        latency: Duration,
-    ) {
-        let records = pending.iter().filter(|p| p.audited()).count();
-        if records == 0 {
-            return;
-        }
+    /// Writes the group's `records` audit records in one write; when that fails, gives back
+    /// what the ledger took and turns every allow into a deny `internal`.
+    async fn audit_decisions(&self, commit: &mut Commit<'_>, group: &mut [Burst], records: usize) {
         let mut bytes = Vec::with_capacity(records * 400);
-        for p in pending.iter() {
-            if let Some(rec) = p.record(peer, latency) {
-                rec.write_json(&mut bytes);
+        for b in group.iter() {
+            for p in &b.pending {
+                if let Some(rec) = p.record(b.peer, b.latency) {
+                    rec.write_json(&mut bytes);
+                }
             }
         }
         if let Err(e) = commit.write_records(&bytes) {
-            let taken: Vec<Consumption> = pending
+            let taken: Vec<Consumption> = group
                 .iter_mut()
+                .flat_map(|b| b.pending.iter_mut())
                 .filter_map(|p| p.verdict_mut()?.consumption.take())
                 .collect();
             self.ledger.cancel(&taken).await;
-            for v in pending.iter_mut().filter_map(Pending::verdict_mut) {
+            for v in group
+                .iter_mut()
+                .flat_map(|b| b.pending.iter_mut())
+                .filter_map(Pending::verdict_mut)
+            {
                 if v.decision.is_allow() {
                     let key_id = decision_key(&v.decision).cloned();
                     *v = Verdict::internal(

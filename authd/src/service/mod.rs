@@ -52,6 +52,8 @@ pub struct Authd {
     pub(crate) ledger: Arc<dyn LedgerStore>,
     /// The group commit: the commit lock and the audit file.
     pub(crate) commit: Committer,
+    /// The bursts waiting for the next group commit.
+    waiting: checks::Queue,
     /// journald's copy of the audit trail.
     pub(crate) audit: Audit,
     /// Counters for /metrics.
@@ -94,6 +96,7 @@ impl Authd {
             keys,
             ledger,
             commit,
+            waiting: checks::Queue::default(),
             audit,
             metrics,
             last_used,
@@ -171,7 +174,7 @@ impl Authd {
             }
         }
         let latency = received.elapsed();
-        self.commit_checks(&mut pending, &now, peer, latency).await;
+        let pending = self.commit_checks(pending, &now, peer, latency).await;
         let mut tally = DecisionTally::default();
         let answers = pending
             .into_iter()
