@@ -6,17 +6,18 @@
 //!
 //! ```sh
 //! make bench        # builds the release binaries, then runs this among the others
-//! cargo bench -p futu-gw-demo --bench rest -- [--quick] [--duration SECS] [--rounds N] [--connections N] [--depth D]
+//! cargo bench -p futu-gw-demo --bench rest -- [--quick] [--duration SECS] [--rounds N] [--connections N] [--depth D] [--authd-bin PATH] [--gateway-bin PATH] [--gateway-workers N]
 //! ```
 //!
 //! The futu-authd is `target/release/futu-authd` (`cargo build --release -p futu-authd`
 //! first, or `--authd-bin`); the gateway is the futu-gw-demo cargo built with this
-//! benchmark. Both run in a temporary directory and are killed when the benchmark ends.
+//! benchmark (or `--gateway-bin`, e.g. another build's, for an A/B on one machine). Both run in a temporary directory and are killed when the benchmark ends.
 //! The load generator is HTTP/1.1 over keep-alive connections on one thread, with `depth`
 //! requests pipelined on each. Every case runs `rounds` times (3; 1 with `--quick`), the
 //! gateway with and the one without the layer taking turns, and the summary gives the
-//! medians. Human-readable lines first; the last line is one JSON
-//! object with every figure. A 503 is counted, not hidden: it is the layer failing closed
+//! medians, then what the layer adds (p50 and gateway CPU at 1×1, the throughput it keeps
+//! under load) against its targets. Human-readable lines first; the last line is one JSON
+//! object with every figure, the layer's in `"layer"`. A 503 is counted, not hidden: it is the layer failing closed
 //! when futu-authd did not answer within the client's 50 ms deadline; any other answer
 //! but 200 fails the benchmark.
 #![allow(missing_docs)]
@@ -63,6 +64,13 @@ struct Args {
     /// The futu-authd binary (default: target/release/futu-authd).
     #[arg(long)]
     authd_bin: Option<PathBuf>,
+    /// The futu-gw-demo binary (default: the one cargo built with this benchmark), e.g.
+    /// another build's, to compare the two on the same machine.
+    #[arg(long)]
+    gateway_bin: Option<PathBuf>,
+    /// The gateway runtime's worker threads (default: its own, one per CPU).
+    #[arg(long)]
+    gateway_workers: Option<usize>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -204,9 +212,17 @@ fn start_authd(bin: &Path, dir: &Path) -> Result<Proc, String> {
     Ok(p)
 }
 
-/// futu-gw-demo serving REST on a free port, with or without the layer.
-fn start_gateway(socket: &Path, auth: bool) -> Result<(Proc, SocketAddr), String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_futu-gw-demo"));
+/// futu-gw-demo (`bin`) serving REST on a free port, with or without the layer.
+fn start_gateway(
+    bin: &Path,
+    workers: Option<usize>,
+    socket: &Path,
+    auth: bool,
+) -> Result<(Proc, SocketAddr), String> {
+    let mut cmd = Command::new(bin);
+    if let Some(n) = workers {
+        cmd.arg("--worker-threads").arg(n.to_string());
+    }
     cmd.arg("--auth-socket")
         .arg(socket)
         .args(["--rest-listen", "127.0.0.1:0"])
@@ -434,6 +450,10 @@ fn run(args: &Args) -> Result<(), String> {
             authd_bin.display()
         ));
     }
+    let gateway_bin = args
+        .gateway_bin
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_futu-gw-demo")));
     let dir = tempfile::Builder::new()
         .prefix("futu-gw-bench-")
         .tempdir()
@@ -464,7 +484,7 @@ fn run(args: &Args) -> Result<(), String> {
             println!("round {round}");
         }
         for (m, &(mode, auth)) in modes.iter().enumerate() {
-            let (gw, addr) = start_gateway(&socket, auth)?;
+            let (gw, addr) = start_gateway(&gateway_bin, args.gateway_workers, &socket, auth)?;
             for (c, &(connections, depth)) in cases.iter().enumerate() {
                 let pids = (gw.pid(), auth.then(|| authd.pid()));
                 let f = measure(&rt, addr, connections, depth, duration, pids)?;
@@ -543,8 +563,31 @@ fn run(args: &Args) -> Result<(), String> {
             fig(1, &rps),
         );
     }
+    // What the layer costs, from the medians: at 1×1 the latency and the gateway CPU it
+    // adds, under load the share of the throughput it keeps.
+    let p50_added = median(1, 0, &|f| f.us(0.5)) - median(0, 0, &|f| f.us(0.5));
+    let cpu_added = median(1, 0, &|f| f.cpu_us.0) - median(0, 0, &|f| f.cpu_us.0);
+    let loaded = cases.len() - 1;
+    let throughput_ratio = median(1, loaded, &|f| f.rps()) / median(0, loaded, &|f| f.rps());
+    let (connections, depth) = cases[loaded];
+    println!("targets (measured, not asserted):");
+    let target = |label: String, ok: bool| {
+        println!("  {label:<66} {}", if ok { "met" } else { "MISSED" });
+    };
+    target(
+        format!("layer adds ≤ 15 µs to the p50 at 1×1 (adds {p50_added:+.1} µs)"),
+        p50_added <= 15.0,
+    );
+    target(
+        format!("layer adds ≤ 8 µs of gateway CPU a request at 1×1 (adds {cpu_added:+.1} µs)"),
+        cpu_added <= 8.0,
+    );
+    target(
+        format!("layer keeps ≥ 0.8 of the throughput at {connections}×{depth} (keeps {throughput_ratio:.2})"),
+        throughput_ratio >= 0.8,
+    );
     println!(
-        r#"{{"bench":"gw-demo-rest","duration_s":{},"rounds":{rounds},"cores":{cores},"cases":[{}]}}"#,
+        r#"{{"bench":"gw-demo-rest","duration_s":{},"rounds":{rounds},"cores":{cores},"cases":[{}],"layer":{{"p50_added_us":{p50_added:.1},"cpu_added_us":{cpu_added:.2},"throughput_ratio_{connections}x{depth}":{throughput_ratio:.3}}}}}"#,
         duration.as_secs_f64(),
         json.join(",")
     );

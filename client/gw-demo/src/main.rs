@@ -109,6 +109,9 @@ struct Args {
     /// /api/order/cancel), instead of filling it.
     #[arg(long)]
     leave_open: bool,
+    /// The runtime's worker threads (default: one per CPU).
+    #[arg(long, value_name = "N")]
+    worker_threads: Option<std::num::NonZeroUsize>,
 }
 
 /// `1s`, `250ms`, `2m`: a whole number and its unit.
@@ -137,7 +140,11 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(false)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.worker_threads {
+        builder.worker_threads(n.get());
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the runtime: {e}");
