@@ -60,13 +60,23 @@ async fn run(config: Config) -> Result<(), RunError> {
             tracing::error!("a file reached the process's size limit (RLIMIT_FSIZE); its writes fail");
         }
     });
-    let (mut term, mut int) = (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?);
-    let hangups = Hangups::start()?;
+    let (mut hup, mut term, mut int) = (
+        sig(SignalKind::hangup())?,
+        sig(SignalKind::terminate())?,
+        sig(SignalKind::interrupt())?,
+    );
     let daemon = Daemon::start(&config).await?;
     let listener = server::listen(&config)?;
+    let authd = Arc::clone(daemon.authd());
     let stop = CancellationToken::new();
     tokio::spawn(notify::watchdog(stop.clone()));
-    hangups.serve(Arc::clone(daemon.authd()));
+    tokio::spawn(async move {
+        // Off the accept loop: a reload of many keys must not hold up new connections.
+        while hup.recv().await.is_some() {
+            let authd = Arc::clone(&authd);
+            tokio::spawn(async move { server::hangup(&authd).await });
+        }
+    });
     notify::ready(daemon.authd().keys_loaded());
     let stopped = async {
         tokio::select! {
@@ -78,50 +88,6 @@ async fn run(config: Config) -> Result<(), RunError> {
     daemon.serve(listener, stopped).await;
     stop.cancel();
     Ok(())
-}
-
-/// SIGHUP, handled on a thread of its own with a runtime of its own: under full load the
-/// daemon's workers are busy with connections, and a reload whose every step (the signal,
-/// the commit lock for the audit file, each hand-off to and from its blocking thread) waited
-/// for a worker took 100 ms or more longer. The reload's work itself runs on that runtime's
-/// blocking threads, as before; checks never wait for it.
-struct Hangups {
-    /// The thread's runtime, waiting for the daemon; the signal is caught (its default
-    /// action, which ends the process, is off) from before the daemon starts.
-    start: std::sync::mpsc::SyncSender<Arc<futu_authd::Authd>>,
-}
-
-impl Hangups {
-    fn start() -> Result<Hangups, RunError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_name("futu-authd-reload")
-            .build()
-            .map_err(RunError::Signal)?;
-        let mut hup = {
-            let _on = runtime.enter();
-            signal(SignalKind::hangup()).map_err(RunError::Signal)?
-        };
-        let (start, authd) = std::sync::mpsc::sync_channel::<Arc<futu_authd::Authd>>(1);
-        std::thread::Builder::new()
-            .name("futu-authd-reload".into())
-            .spawn(move || {
-                // A SIGHUP while the daemon starts is caught, and reloads once it is ready.
-                let Ok(authd) = authd.recv() else { return };
-                runtime.block_on(async move {
-                    while hup.recv().await.is_some() {
-                        server::hangup(&authd).await;
-                    }
-                });
-            })
-            .map_err(RunError::Signal)?;
-        Ok(Hangups { start })
-    }
-
-    /// Reloads on every SIGHUP from now on.
-    fn serve(self, authd: Arc<futu_authd::Authd>) {
-        let _ = self.start.send(authd);
-    }
 }
 
 /// `--check-config`: like `nginx -t`.
