@@ -989,17 +989,21 @@ impl Ledger {
         let _ = self.order_event(ticket, kind, filled_qty, fill_price, mono_ns, today);
     }
 
-    /// Every key's day and total, and every ticket still in its release window: what
-    /// compaction writes so that a restart rebuilds the same ledger.
-    pub fn dump(&self) -> LedgerDump {
-        let totals = self
-            .keys
+    /// Every key's day and value used that day.
+    fn totals(&self) -> Vec<(KeyId, i64, Money)> {
+        self.keys
             .iter()
             .map(|e| {
                 let c = lock(e.value());
                 (e.key().clone(), c.day, c.used)
             })
-            .collect();
+            .collect()
+    }
+
+    /// Every key's day and total, and every ticket still in its release window: what
+    /// compaction writes so that a restart rebuilds the same ledger.
+    pub fn dump(&self) -> LedgerDump {
+        let totals = self.totals();
         let book = lock(&self.tickets);
         let recent = book
             .ring

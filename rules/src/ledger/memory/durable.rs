@@ -92,14 +92,7 @@ impl Ledger {
     /// ledger numbers, and ciphering up to a million of them would hold the ticket book
     /// (and every order) that much longer.
     pub fn dump_for_base(&self, since_mono_ns: u64) -> LedgerDump {
-        let totals = self
-            .keys
-            .iter()
-            .map(|e| {
-                let c = lock(e.value());
-                (e.key().clone(), c.day, c.used)
-            })
-            .collect();
+        let totals = self.totals();
         let book = lock(&self.tickets);
         let mut recent = Vec::with_capacity(book.ring.len());
         for (i, t) in book.ring.iter().enumerate() {
