@@ -46,6 +46,7 @@ mod metrics;
 mod peer;
 mod pg_schema;
 mod service;
+mod status;
 
 pub mod config;
 pub mod notify;

@@ -34,6 +34,7 @@ use crate::audit::Outcome;
 use crate::connection::{Closed, Fault};
 use crate::key_store::FreshnessEvent;
 use crate::ledger::HealthEvent;
+use crate::status::{self, Exposition, History};
 
 /// The `key_id` label of a token that matched no key.
 pub const NO_KEY: &str = "<none>";
@@ -195,6 +196,10 @@ pub struct Metrics {
     ledger_errors: Family<KindLabels, Counter>,
     key_last_used: Family<KeyLabels, Gauge>,
     halted: Family<HaltLabels, Gauge>,
+    last_reload_at: Gauge<f64, AtomicU64>,
+    last_reload_ok: Gauge,
+    /// The counters as they were over the last quarter of an hour, for the status page.
+    history: History,
     /// The `key_id`s `halted` has a sample for: what a change of the halts removes.
     halted_labels: std::sync::Mutex<Vec<String>>,
     ready: AtomicBool,
@@ -231,6 +236,9 @@ impl Metrics {
         let ledger_errors = Family::<KindLabels, Counter>::default();
         let key_last_used = Family::<KeyLabels, Gauge>::default();
         let halted = Family::<HaltLabels, Gauge>::default();
+        let last_reload_at = Gauge::<f64, AtomicU64>::default();
+        let last_reload_ok = Gauge::default();
+        last_reload_ok.set(1);
         registry.register(
             "futu_auth_events",
             "Decisions by front-end, outcome and key",
@@ -318,6 +326,16 @@ impl Metrics {
             key_last_used.clone(),
         );
         registry.register(
+            "futu_auth_last_reload_timestamp_seconds",
+            "When the keys were last reloaded (SIGHUP or futucli reload; Unix seconds); 0 before the first",
+            last_reload_at.clone(),
+        );
+        registry.register(
+            "futu_auth_last_reload_successful",
+            "Whether the last reload worked (1) or failed and left the keys before it in service (0); 1 before the first",
+            last_reload_ok.clone(),
+        );
+        registry.register(
             "futu_auth_halted",
             "1 while trading is halted for the key (key_id=\"*\": for every key); no sample otherwise",
             halted.clone(),
@@ -343,6 +361,9 @@ impl Metrics {
             ledger_errors,
             key_last_used,
             halted,
+            last_reload_at,
+            last_reload_ok,
+            history: History::new(),
             halted_labels: std::sync::Mutex::new(Vec::new()),
             ready: AtomicBool::new(false),
         }
@@ -403,6 +424,12 @@ impl Metrics {
     pub fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.reloads.get_or_create(&ResultLabels { result }).inc();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.last_reload_at.set(now);
+        self.last_reload_ok.set(i64::from(ok));
     }
 
     /// Sets the number of keys in service.
@@ -554,6 +581,11 @@ impl Metrics {
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 self.encode(),
             ),
+            (&Method::GET, "/") => (
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                status::render(&self.encode(), &self.history),
+            ),
             (&Method::GET, "/healthz") if self.ready.load(Ordering::Relaxed) => {
                 (StatusCode::OK, "text/plain", "ok\n".to_owned())
             }
@@ -579,8 +611,22 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("metrics listen {addr}: {e}")))
 }
 
-/// Serves /metrics and /healthz until `shutdown`.
+/// Serves /metrics, /healthz and the status page (`/`) until `shutdown`; samples the
+/// counters for the status page meanwhile.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let sampled = Arc::clone(&metrics);
+    let stop_sampling = shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(status::SAMPLE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop_sampling.cancelled() => return,
+                _ = tick.tick() => sampled.history.sample(&Exposition::parse(&sampled.encode())),
+            }
+        }
+    });
     loop {
         let (stream, _) = tokio::select! {
             _ = shutdown.cancelled() => return,
