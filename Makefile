@@ -35,7 +35,7 @@ release:
 	$(CARGO) build --release --workspace --bins
 
 ## Installs what the tests need when it is missing: Debian's packages (debian-deps), then
-## the Python clients of the gateway tests (venv). When that cannot be done the tests that need it say
+## the Python packages of the gateway and audit tests (venv). When that cannot be done the tests that need it say
 ## they are skipped, unless FUTU_TEST_STRICT=1: then this target fails.
 deps: debian-deps venv
 
@@ -84,10 +84,10 @@ venv-packages:
 		why="pip could not install grpcio, grpcio-tools, websockets, mcp and duckdb into $(VENV)"; \
 	else exit 0; fi; \
 	if [ "$${FUTU_TEST_STRICT:-}" = 1 ]; then \
-		echo "make venv: $$why, and FUTU_TEST_STRICT=1 forbids skipping the gateway tests that need them" >&2; \
+		echo "make venv: $$why, and FUTU_TEST_STRICT=1 forbids skipping the gateway and audit tests that need them" >&2; \
 		exit 1; \
 	fi; \
-	echo "$$why; the gateway tests that need them say they are skipped"
+	echo "$$why; the gateway and audit tests that need them say they are skipped"
 
 ## The Python client (client/python) installed in VENV as a user installs it (pip install, not
 ## editable), from a copy so that the build leaves nothing in the tree; again whenever one

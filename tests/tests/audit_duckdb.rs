@@ -75,7 +75,12 @@ fn duckdb(python: &Path, file: &Path) -> DuckDb {
             .as_array()
             .unwrap()
             .iter()
-            .map(|row| (row[0].as_str().unwrap().to_owned(), row[1].as_u64().unwrap()))
+            .map(|row| {
+                (
+                    row[0].as_str().unwrap_or("NULL").to_owned(),
+                    row[1].as_u64().unwrap(),
+                )
+            })
             .collect(),
         orders_today: v["orders_today"].as_u64().unwrap(),
         queries: v["queries"]
