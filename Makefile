@@ -7,8 +7,9 @@ CARGO ?= cargo
 # ExecReload, which systemd-analyze verify checks); make: the install test runs it;
 # python3-venv: the virtual environment of the Python clients (VENV); curl: the REST client
 # of the gateway tests; iproute2: ip, which brings up the loopback of the network namespace
-# the README's tour runs in (util-linux's unshare and nsenter make and enter it).
-TEST_PACKAGES := jq prometheus systemd util-linux mount procps make python3-venv curl postgresql-15 faketime iproute2
+# the README's tour runs in (util-linux's unshare and nsenter make and enter it); bsdutils:
+# script, the pseudo-terminal futucli replay shows its progress on.
+TEST_PACKAGES := jq prometheus systemd util-linux bsdutils mount procps make python3-venv curl postgresql-15 faketime iproute2
 RUN := run
 # The Python clients of the gateway tests, in a virtual environment of their own
 # (tests/tests/gateway.rs, four_front_ends.rs and python_client.rs look for it here, or

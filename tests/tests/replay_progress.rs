@@ -1,5 +1,5 @@
 //! `futucli replay`'s progress over a large audit file: on a terminal (a pseudo-terminal
-//! that util-linux's `script` gives it) a line on stderr rewritten in place — lines read,
+//! that `script` gives it, Debian's bsdutils) a line on stderr rewritten in place — lines read,
 //! MiB and the share of the file — and erased before the report; piped, not a byte of it,
 //! and the report the same either way.
 
@@ -59,7 +59,7 @@ fn replay_args(audit: &Path, keys: &Path) -> Vec<String> {
 #[test]
 fn replay_piped_prints_its_report_and_no_progress_and_on_a_terminal_shows_it_in_place() {
     if !have_program("script") {
-        return skip("script (util-linux) is not installed");
+        return skip("script (Debian's bsdutils) is not installed");
     }
     let dir = tempfile::tempdir().expect("a directory");
     let (audit, keys) = large_audit(dir.path());
