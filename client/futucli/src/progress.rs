@@ -115,6 +115,7 @@ impl<R: BufRead> BufRead for Progress<R> {
     }
 }
 
+/// How many line ends `bytes` holds.
 fn line_ends(bytes: &[u8]) -> usize {
     bytes.iter().filter(|&&b| b == b'\n').count()
 }
