@@ -7,20 +7,22 @@ CARGO ?= cargo
 # ExecReload, which systemd-analyze verify checks); make: the install test runs it;
 # python3-venv: the virtual environment of the Python clients (VENV); curl: the REST client
 # of the gateway tests; iproute2: ip, which brings up the loopback of the network namespace
-# the README's tour runs in (util-linux's unshare and nsenter make and enter it); chromium:
-# the headless browser that renders the status page (tests/tests/status_page.rs).
-TEST_PACKAGES := jq prometheus systemd util-linux mount procps make python3-venv curl postgresql-15 faketime iproute2 chromium
+# the README's tour runs in (util-linux's unshare and nsenter make and enter it); bsdutils:
+# script, the pseudo-terminal futucli replay shows its progress on; chromium: the headless
+# browser that renders the status page (tests/tests/status_page.rs).
+TEST_PACKAGES := jq prometheus systemd util-linux bsdutils mount procps make python3-venv curl postgresql-15 faketime iproute2 chromium
 RUN := run
 # The Python clients of the gateway tests, in a virtual environment of their own
 # (tests/tests/gateway.rs, four_front_ends.rs and python_client.rs look for it here, or
 # where FUTU_TEST_PYTHON names its python): grpcio and its stub generator
 # (tests/python/grpc_client.py), websockets (ws_client.py), the official MCP SDK
-# (mcp_client.py, stdio and streamable HTTP), and this repository's own Python client
-# (client/python, futu-auth-client).
+# (mcp_client.py, stdio and streamable HTTP), DuckDB (audit_duckdb.py, the audit file's
+# queries in SQL) and this repository's own Python client (client/python, futu-auth-client).
 VENV := target/venv
 GRPCIO_VERSION := 1.85.1
 WEBSOCKETS_VERSION := 17.4
 MCP_VERSION := 2.3.0
+DUCKDB_VERSION := 2.0.1
 # The Python client package (client/python), installed in VENV by `make venv`.
 PY_CLIENT_FILES := client/python/pyproject.toml client/python/README.md \
 	$(wildcard client/python/src/futu_auth_client/*.py) client/python/src/futu_auth_client/py.typed
@@ -35,7 +37,7 @@ release:
 	$(CARGO) build --release --workspace --bins
 
 ## Installs what the tests need when it is missing: Debian's packages (debian-deps), then
-## the Python clients of the gateway tests (venv). When that cannot be done the tests that need it say
+## the Python packages of the gateway and audit tests (venv). When that cannot be done the tests that need it say
 ## they are skipped, unless FUTU_TEST_STRICT=1: then this target fails.
 deps: debian-deps venv
 
@@ -71,23 +73,23 @@ debian-deps:
 	fi; \
 	echo "$$why; the tests that need them say they are skipped"
 
-## VENV with grpcio, grpcio-tools, websockets and mcp (python3 -m venv, then pip
+## VENV with grpcio, grpcio-tools, websockets, mcp and duckdb (python3 -m venv, then pip
 ## install); at once when they are all there at their versions. Then the Python client.
 venv: venv-packages $(PY_CLIENT_STAMP)
 
 venv-packages:
-	@if $(VENV)/bin/python -c 'import sys, grpc, grpc_tools, websockets; from importlib.metadata import version; sys.exit((grpc.__version__, websockets.__version__, version("mcp")) != ("$(GRPCIO_VERSION)", "$(WEBSOCKETS_VERSION)", "$(MCP_VERSION)"))' 2>/dev/null; then exit 0; fi; \
-	echo "making $(VENV): grpcio and grpcio-tools $(GRPCIO_VERSION), websockets $(WEBSOCKETS_VERSION), mcp $(MCP_VERSION)"; \
+	@if $(VENV)/bin/python -c 'import sys, grpc, grpc_tools, websockets, duckdb; from importlib.metadata import version; sys.exit((grpc.__version__, websockets.__version__, version("mcp"), version("duckdb")) != ("$(GRPCIO_VERSION)", "$(WEBSOCKETS_VERSION)", "$(MCP_VERSION)", "$(DUCKDB_VERSION)"))' 2>/dev/null; then exit 0; fi; \
+	echo "making $(VENV): grpcio and grpcio-tools $(GRPCIO_VERSION), websockets $(WEBSOCKETS_VERSION), mcp $(MCP_VERSION), duckdb $(DUCKDB_VERSION)"; \
 	if ! python3 -m venv $(VENV); then why="python3 -m venv $(VENV) failed (python3-venv missing?)"; \
 	elif ! $(VENV)/bin/pip install -q --disable-pip-version-check grpcio==$(GRPCIO_VERSION) grpcio-tools==$(GRPCIO_VERSION) \
-		websockets==$(WEBSOCKETS_VERSION) mcp==$(MCP_VERSION); then \
-		why="pip could not install grpcio, grpcio-tools, websockets and mcp into $(VENV)"; \
+		websockets==$(WEBSOCKETS_VERSION) mcp==$(MCP_VERSION) duckdb==$(DUCKDB_VERSION); then \
+		why="pip could not install grpcio, grpcio-tools, websockets, mcp and duckdb into $(VENV)"; \
 	else exit 0; fi; \
 	if [ "$${FUTU_TEST_STRICT:-}" = 1 ]; then \
-		echo "make venv: $$why, and FUTU_TEST_STRICT=1 forbids skipping the gateway tests that need them" >&2; \
+		echo "make venv: $$why, and FUTU_TEST_STRICT=1 forbids skipping the gateway and audit tests that need them" >&2; \
 		exit 1; \
 	fi; \
-	echo "$$why; the gateway tests that need them say they are skipped"
+	echo "$$why; the gateway and audit tests that need them say they are skipped"
 
 ## The Python client (client/python) installed in VENV as a user installs it (pip install, not
 ## editable), from a copy so that the build leaves nothing in the tree; again whenever one

@@ -4,6 +4,7 @@
 
 mod args;
 mod output;
+mod progress;
 mod replay;
 mod show;
 

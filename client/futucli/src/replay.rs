@@ -1,6 +1,7 @@
 //! `futucli replay`: the audit file's checks decided again against a candidate keys.json,
 //! by the daemon's own rules ([`futu_auth_rules::replay`]), with the orders followed through
-//! the order events the file records; this module reads the files and prints the report.
+//! the order events the file records; this module reads the files and prints the report
+//! (and, on a terminal, the reading's progress: [`crate::progress`]).
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -17,6 +18,7 @@ use jiff::Timestamp;
 
 use crate::args::ReplayArgs;
 use crate::output::{errln, out, outln};
+use crate::progress::Progress;
 use crate::Failure;
 
 /// Runs the replay and prints its report; 0 whether or not any decision would change.
@@ -59,7 +61,11 @@ pub fn run(args: ReplayArgs, machine_id_file: &Path) -> Result<u8, Failure> {
         until,
         time_zone,
     };
-    let report = replay::replay(BufReader::new(audit), &snapshot, options).map_err(|e| {
+    let size = audit.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+    let mut reader = Progress::new(BufReader::new(audit), size);
+    let report = replay::replay(&mut reader, &snapshot, options);
+    reader.finish();
+    let report = report.map_err(|e| {
         Failure::new(match e {
             replay::ReplayError::Read { line, source } => {
                 format!("{}:{line}: cannot read: {source}", args.audit.display())
