@@ -15,6 +15,11 @@ use crate::{deny_reason, key_json, order, token_for, with, DaemonBuilder};
 /// Metrics Prometheus makes itself for every target (not futu-authd's).
 pub const PROMETHEUS_OWN: &[&str] = &["up"];
 
+/// Metrics the rules and the dashboard read that are being added to futu-authd: a scrape
+/// that lacks one is reported (printed), not failed. Remove a name once the daemon exports
+/// it; from then on its absence fails.
+pub const AWAITED: &[&str] = &["futu_auth_key_expires_timestamp_seconds"];
+
 /// Counters that have a sample only after a failure (a write, a call to the ledger
 /// database), and until then are not in the scrape at all: for them it is enough that
 /// `authd/src/metrics.rs` registers the family (the name without `_total`).
