@@ -219,10 +219,13 @@ UNITDIR := $(PREFIX)/lib/systemd/system
 SYSUSERSDIR := $(PREFIX)/lib/sysusers.d
 TMPFILESDIR := $(PREFIX)/lib/tmpfiles.d
 DOCDIR := $(PREFIX)/share/doc/futu-authd
+# The Prometheus alerting rules (with their promtool tests) and the Grafana dashboard.
+SHAREDIR := $(PREFIX)/share/futu-authd
 CONFDIR := /etc/futu
 
 ## Installs binaries, units (their Documentation= pointing at DOCDIR), sysusers.d,
-## tmpfiles.d and docs (README, OPERATIONS, GATEWAYS, PROTOCOL); an example keys.json only
+## tmpfiles.d, docs (README, OPERATIONS, GATEWAYS, PROTOCOL), the Prometheus alerting rules
+## and the Grafana dashboard (SHAREDIR/prometheus, SHAREDIR/grafana); an example keys.json only
 ## when none exists (an existing one is never overwritten). Without DESTDIR, as root, it
 ## also creates the users and directories and reloads systemd.
 install: release
@@ -239,6 +242,9 @@ install: release
 	install -Dm644 docs/PROTOCOL.md $(DESTDIR)$(DOCDIR)/PROTOCOL.md
 	install -Dm644 docs/OPERATIONS.md $(DESTDIR)$(DOCDIR)/OPERATIONS.md
 	install -Dm644 docs/GATEWAYS.md $(DESTDIR)$(DOCDIR)/GATEWAYS.md
+	install -Dm644 -t $(DESTDIR)$(SHAREDIR)/prometheus systemd/prometheus/futu-authd.rules.yml \
+		systemd/prometheus/futu-authd.rules.test.yml
+	install -Dm644 -t $(DESTDIR)$(SHAREDIR)/grafana systemd/grafana/futu-authd.json
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
 		systemd-sysusers $(SYSUSERSDIR)/futu-authd.conf; \
 		systemd-tmpfiles --create $(TMPFILESDIR)/futu-authd.conf; \
@@ -257,5 +263,5 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/futu-authd $(DESTDIR)$(BINDIR)/futucli
 	rm -f $(DESTDIR)$(UNITDIR)/futu-authd.service $(DESTDIR)$(UNITDIR)/futu-authd.socket
 	rm -f $(DESTDIR)$(SYSUSERSDIR)/futu-authd.conf $(DESTDIR)$(TMPFILESDIR)/futu-authd.conf
-	rm -rf $(DESTDIR)$(DOCDIR)
+	rm -rf $(DESTDIR)$(DOCDIR) $(DESTDIR)$(SHAREDIR)
 	@echo "kept $(CONFDIR)/keys.json, /var/lib/futu-authd and /var/log/futu-authd"

@@ -11,6 +11,8 @@
 //!   [`FrameCodec`]), with helpers for Hello, checks and raw bytes.
 //! * keys.json helpers ([`token_for`], [`key_json`], [`keys_json`]), a `/metrics` fetcher
 //!   and a parser for metric lines ([`metric_value`]).
+//! * [`monitoring`]: the metric names the alerting rules and the Grafana dashboard read,
+//!   checked against a scrape of a real daemon.
 #![forbid(unsafe_code)]
 
 use std::ffi::{OsStr, OsString};
@@ -41,6 +43,7 @@ use tokio::net::UnixStream;
 use tokio_util::codec::Framed;
 
 pub mod fuzz;
+pub mod monitoring;
 pub mod postgres;
 
 /// How long any single wait of the harness lasts before it gives up and fails the test.

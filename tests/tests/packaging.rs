@@ -190,9 +190,21 @@ fn make_install_stages_everything_and_never_overwrites_keys_json() {
         "usr/lib/systemd/system/futu-authd.socket",
         "usr/lib/sysusers.d/futu-authd.conf",
         "usr/lib/tmpfiles.d/futu-authd.conf",
+        "usr/share/futu-authd/prometheus/futu-authd.rules.yml",
+        "usr/share/futu-authd/prometheus/futu-authd.rules.test.yml",
+        "usr/share/futu-authd/grafana/futu-authd.json",
         "etc/futu/keys.json",
     ] {
         assert!(dest.path().join(f).is_file(), "{f} was not installed");
+    }
+    // The rules as installed pass their tests where they land.
+    if have_program("promtool") {
+        let out = Command::new("promtool")
+            .args(["test", "rules", "futu-authd.rules.test.yml"])
+            .current_dir(dest.path().join("usr/share/futu-authd/prometheus"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     }
     use std::os::unix::fs::PermissionsExt;
     let keys = dest.path().join("etc/futu/keys.json");
@@ -214,6 +226,7 @@ fn make_install_stages_everything_and_never_overwrites_keys_json() {
         .unwrap();
     assert!(out.status.success());
     assert!(!dest.path().join("usr/bin/futu-authd").exists());
+    assert!(!dest.path().join("usr/share/futu-authd").exists());
     assert!(keys.exists(), "uninstall keeps keys.json");
 }
 
