@@ -346,9 +346,10 @@ async fn list_keys(
         keys.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then_with(|| a.id.cmp(&b.id)));
         only.push(format!("expiring within {}", w.text));
     }
-    let empty = match only.is_empty() {
-        true => "no keys".to_owned(),
-        false => format!("no keys {}", only.join(" and ")),
+    let empty = if only.is_empty() {
+        "no keys".to_owned()
+    } else {
+        format!("no keys {}", only.join(" and "))
     };
     let view = show::View {
         activity: activity.as_ref(),
