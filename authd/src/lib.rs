@@ -38,6 +38,7 @@ mod audit;
 mod clock;
 mod commit;
 mod connection;
+mod expiry;
 mod heap;
 mod key_store;
 mod last_used;

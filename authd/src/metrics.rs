@@ -202,6 +202,9 @@ pub struct Metrics {
     history: History,
     /// The `key_id`s `halted` has a sample for: what a change of the halts removes.
     halted_labels: std::sync::Mutex<Vec<String>>,
+    key_expires: Family<KeyLabels, Gauge>,
+    /// The keys `key_expires` has a sample for: what a change of the keys removes.
+    key_expires_labels: std::sync::Mutex<Vec<KeyId>>,
     ready: AtomicBool,
 }
 
@@ -239,6 +242,7 @@ impl Metrics {
         let last_reload_at = Gauge::<f64, AtomicU64>::default();
         let last_reload_ok = Gauge::default();
         last_reload_ok.set(1);
+        let key_expires = Family::<KeyLabels, Gauge>::default();
         registry.register(
             "futu_auth_events",
             "Decisions by front-end, outcome and key",
@@ -340,6 +344,11 @@ impl Metrics {
             "1 while trading is halted for the key (key_id=\"*\": for every key); no sample otherwise",
             halted.clone(),
         );
+        registry.register(
+            "futu_auth_key_expires_timestamp_seconds",
+            "When each key expires (Unix seconds, its expires_at); keys without an expiry have no sample",
+            key_expires.clone(),
+        );
         Metrics {
             registry,
             events,
@@ -365,6 +374,8 @@ impl Metrics {
             last_reload_ok,
             history: History::new(),
             halted_labels: std::sync::Mutex::new(Vec::new()),
+            key_expires,
+            key_expires_labels: std::sync::Mutex::new(Vec::new()),
             ready: AtomicBool::new(false),
         }
     }
@@ -561,6 +572,32 @@ impl Metrics {
         *shown = now;
     }
 
+    /// Sets `futu_auth_key_expires_timestamp_seconds` to the keys in service: each key with
+    /// an expiry (`(id, Unix seconds)`) has a sample, and no other key.
+    pub fn key_expiries<'a>(&self, expiries: impl IntoIterator<Item = (&'a KeyId, i64)>) {
+        let mut shown = self.key_expires_labels.lock().unwrap_or_else(|p| p.into_inner());
+        let mut now = Vec::new();
+        // Set before removing, so that a scrape never sees a key that stays go missing.
+        for (id, unix_secs) in expiries {
+            // Its own copy: the family must not keep a snapshot's allocation alive.
+            let id = id.fresh_copy();
+            self.key_expires
+                .get_or_create(&KeyLabels {
+                    key_id: KeyLabel(Some(id.clone())),
+                })
+                .set(unix_secs);
+            now.push(id);
+        }
+        let kept: std::collections::HashSet<&KeyId> = now.iter().collect();
+        for id in shown.iter().filter(|k| !kept.contains(k)) {
+            self.key_expires.remove(&KeyLabels {
+                key_id: KeyLabel(Some(id.clone())),
+            });
+        }
+        drop(kept);
+        *shown = now;
+    }
+
     /// Marks the daemon ready for /healthz.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
@@ -731,6 +768,35 @@ mod tests {
         assert!(!text.contains(r#"futu_auth_halted{key_id="*"}"#), "{text}");
         m.halts(&[]);
         assert!(!m.encode().contains("futu_auth_halted{"), "no halt, no sample");
+    }
+
+    #[test]
+    fn the_expiry_gauge_has_a_sample_for_each_key_with_an_expiry_and_none_once_it_goes() {
+        let m = Metrics::new();
+        let bot: KeyId = "sim-bot".parse().unwrap();
+        let research: KeyId = "research".parse().unwrap();
+        m.key_expiries([(&bot, 1_796_860_800), (&research, 1_797_000_000)]);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"futu_auth_key_expires_timestamp_seconds{key_id="sim-bot"} 1796860800"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"futu_auth_key_expires_timestamp_seconds{key_id="research"} 1797000000"#),
+            "{text}"
+        );
+        m.key_expiries([(&bot, 1_796_947_200)]);
+        let text = m.encode();
+        assert!(
+            text.contains(r#"futu_auth_key_expires_timestamp_seconds{key_id="sim-bot"} 1796947200"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"key_expires_timestamp_seconds{key_id="research"}"#),
+            "{text}"
+        );
+        m.key_expiries([]);
+        assert!(!m.encode().contains("futu_auth_key_expires_timestamp_seconds{"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The status page (`GET /` on the metrics listener) as an operator sees it: rendered by a
 //! real browser, headless Chromium (Debian's `chromium`, installed by `make deps`), after
 //! traffic — the keys refused and their reasons, decisions by front-end, the halted keys,
-//! the audit file's health — with a screenshot kept in `target/test-artifacts/`; and the
+//! the audit file's health, a key expiring within 7 days — with a screenshot kept in `target/test-artifacts/`; and the
 //! page never shows a token, a key's hash or any prefix of one.
 
 mod daemon;
@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 
 use daemon::*;
 use futu_auth_proto::{Iface, Reason};
-use futu_authd_tests::{deny_reason, hash_of, have_program, key_json, target_dir, token_for, DaemonBuilder};
+use futu_authd_tests::{
+    deny_reason, hash_of, have_program, key_json, target_dir, token_for, with, DaemonBuilder,
+};
 use serde_json::json;
 
 /// Chromium under Debian's name, or Google's.
@@ -88,9 +90,21 @@ async fn the_status_page_renders_in_chromium_with_the_keys_refused_and_their_rea
     };
     let research = token_for("research");
     let bot = token_for("sim-bot");
+    let in_3_days = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(72);
+    let in_30_days = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(720);
     let d = DaemonBuilder::new(&[
         key_json("research", &research, &["qot:read"]),
         trader("sim-bot", &bot, json!({ "max_orders_per_minute": 2 })),
+        with(
+            key_json("soon", &token_for("soon"), &["qot:read"]),
+            "expires_at",
+            json!(in_3_days.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        ),
+        with(
+            key_json("later", &token_for("later"), &["qot:read"]),
+            "expires_at",
+            json!(in_30_days.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        ),
     ])
     .metrics()
     .start();
@@ -144,7 +158,14 @@ async fn the_status_page_renders_in_chromium_with_the_keys_refused_and_their_rea
     let halted = section(&dom, "halted");
     assert!(halted.contains("sim-bot"), "halted: {halted}");
     let health = section(&dom, "health");
-    assert!(health.contains("keys in service 2"), "health: {health}");
+    assert!(health.contains("keys in service 4"), "health: {health}");
+    let expiring = section(&dom, "expiring");
+    assert!(expiring.contains("soon"), "expiring: {expiring}");
+    assert!(
+        expiring.contains("2d 23h") || expiring.contains("3d 0h"),
+        "expiring: {expiring}"
+    );
+    assert!(!expiring.contains("later"), "expiring: {expiring}");
     assert!(health.contains("audit file writable"), "health: {health}");
     let png_len = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
     assert!(

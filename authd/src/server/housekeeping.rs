@@ -1,6 +1,6 @@
 //! What the daemon does on a timer while it serves: the ledger journal and the audit file
 //! put on disk every second, the last-used file written every minute (the last uses sent
-//! to a shared key store every few seconds).
+//! to a shared key store every few seconds), keys expiring soon warned of each UTC day.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,23 @@ pub(super) async fn save_last_used_every_minute(authd: Arc<Authd>, stop: Cancell
             _ = tick.tick() => {}
         }
         authd.save_last_used().await;
+    }
+}
+
+/// How often the daily warning of keys expiring soon looks whether a new UTC day began.
+const EXPIRY_LOOK_EVERY: Duration = Duration::from_secs(60);
+
+/// Warns of keys expiring within 7 days at start (the first tick is at once), then once
+/// each UTC day (within a minute of midnight); a reload warns of them too.
+pub(super) async fn warn_of_expiring_keys_daily(authd: Arc<Authd>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(EXPIRY_LOOK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        authd.keys.warn_of_expiring_keys_daily();
     }
 }
 

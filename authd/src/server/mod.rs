@@ -104,6 +104,10 @@ impl Daemon {
             Arc::clone(&authd),
             shutdown.clone(),
         ));
+        tracker.spawn(housekeeping::warn_of_expiring_keys_daily(
+            Arc::clone(&authd),
+            shutdown.clone(),
+        ));
         tracker.spawn(Arc::clone(&authd.keys).follow(shutdown.clone()));
         Ok(Daemon {
             authd,

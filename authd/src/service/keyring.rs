@@ -12,12 +12,14 @@ use futu_auth_proto::Fingerprint;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::expiry::{self, DailyWarning};
 use crate::key_store::pg::{Heard, CHECK_EVERY};
 pub use crate::key_store::KeyStoreError as KeyRingError;
 use crate::key_store::{Freshness, KeyStore, Loaded, PgKeyStore, Stamp};
 use crate::metrics::Metrics;
 use crate::notify;
 use futu_auth_rules::Snapshot;
+use jiff::Timestamp;
 
 /// What an install replaced: the snapshot that was in service and the parsed file the new
 /// one was compiled from, freed together after the change is announced.
@@ -45,6 +47,9 @@ pub struct KeyRing {
     /// changes.
     freshness: Option<Arc<Freshness>>,
     metrics: Arc<Metrics>,
+    /// When keys expiring soon were last warned of: at start, at each reload, and once a
+    /// UTC day.
+    expiry_warning: DailyWarning,
 }
 
 impl KeyRing {
@@ -66,6 +71,7 @@ impl KeyRing {
         };
         metrics.keys_loaded(snapshot.len());
         metrics.halts(snapshot.halts());
+        expiry::show(&metrics, &snapshot);
         KeyRing {
             store,
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -74,6 +80,7 @@ impl KeyRing {
             loaded: Mutex::new(stamp),
             freshness,
             metrics,
+            expiry_warning: DailyWarning::default(),
         }
     }
 
@@ -117,6 +124,7 @@ impl KeyRing {
         let snapshot = Snapshot::compile(&file.keys, &file.rotations, &file.halts, self.host.clone());
         let n = snapshot.len();
         self.metrics.halts(snapshot.halts());
+        expiry::show(&self.metrics, &snapshot);
         let old = self.snapshot.swap(Arc::new(snapshot));
         *self.loaded.lock().unwrap_or_else(|p| p.into_inner()) = Some(stamp);
         self.metrics.keys_loaded(n);
@@ -170,6 +178,7 @@ impl KeyRing {
                         tracing::warn!("{w}");
                     }
                 }
+                self.warn_of_expiring_keys();
                 Ok(n)
             }
             Err(e) => {
@@ -187,6 +196,23 @@ impl KeyRing {
         notify::reloaded(self.len());
         retire(retired);
         result
+    }
+
+    /// Logs a warning for each key in service that expires within 7 days (or has expired),
+    /// and notes the warnings given today.
+    pub fn warn_of_expiring_keys(&self) {
+        let now = Timestamp::now();
+        self.expiry_warning.given(now);
+        expiry::warn(&self.snapshot(), now);
+    }
+
+    /// [`KeyRing::warn_of_expiring_keys`] when the warnings were not given yet this UTC day
+    /// (at start, and on the first call of each day).
+    pub fn warn_of_expiring_keys_daily(&self) {
+        let now = Timestamp::now();
+        if self.expiry_warning.due(now) {
+            expiry::warn(&self.snapshot(), now);
+        }
     }
 
     /// Applies a change where the keys are kept (under keys.json's lock, or in one

@@ -60,8 +60,13 @@ pub enum Command {
         json: bool,
         /// Only keys not used for this long (30d, 12h, 90m): last used before then, or never
         /// used and made before then. Needs the daemon.
-        #[arg(long, value_name = "DURATION", value_parser = parse_unused_for, allow_hyphen_values = true)]
-        unused_for: Option<UnusedFor>,
+        #[arg(long, value_name = "DURATION", value_parser = parse_window, allow_hyphen_values = true)]
+        unused_for: Option<Window>,
+        /// Only keys whose expires_at is within this long from now (7d, 12h, 30m), soonest
+        /// first, each with the time it has left; keys already expired are listed too,
+        /// marked expired. Through the daemon or on the keys file.
+        #[arg(long, value_name = "DURATION", value_parser = parse_window, allow_hyphen_values = true)]
+        expiring_within: Option<Window>,
     },
     /// Remove a key.
     RevokeKey {
@@ -341,7 +346,7 @@ pub enum ArgError {
         "{0} is longer than the longest overlap, 90d (the old plaintext of a rotated key must not stay valid for months)"
     )]
     OverlapTooLong(String),
-    /// A cut-off of `--unused-for` that is not one.
+    /// A cut-off of `--unused-for` or `--expiring-within` that is not one.
     #[error("{0:?} is not a cut-off: expected a whole number above 0 and a unit, such as 30d, 12h or 90m")]
     NotACutOff(String),
     /// A trading environment that is not one.
@@ -433,24 +438,24 @@ pub fn parse_overlap(s: &str) -> Result<Duration, ArgError> {
     Ok(Duration::from_secs(secs))
 }
 
-/// `list-keys --unused-for`: a duration as typed and in seconds.
+/// `list-keys --unused-for` and `--expiring-within`: a duration as typed and in seconds.
 #[derive(Debug, Clone)]
-pub struct UnusedFor {
+pub struct Window {
     /// As typed, e.g. `30d`.
     pub text: String,
     /// In seconds.
     pub secs: i64,
 }
 
-/// `--unused-for`: [a duration](parse_secs) above 0 and at most 100 years (past that a
+/// `--unused-for` and `--expiring-within`: [a duration](parse_secs) above 0 and at most 100 years (past that a
 /// cut-off means nothing).
-fn parse_unused_for(s: &str) -> Result<UnusedFor, ArgError> {
+fn parse_window(s: &str) -> Result<Window, ArgError> {
     let bad = || ArgError::NotACutOff(s.to_owned());
     let secs = parse_secs(s).map_err(|_| bad())?;
     if secs == 0 || secs > 100 * 366 * 86_400 {
         return Err(bad());
     }
-    Ok(UnusedFor {
+    Ok(Window {
         text: s.to_owned(),
         secs: secs as i64,
     })
@@ -471,14 +476,14 @@ fn parse_env(s: &str) -> Result<TrdEnv, ArgError> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_unused_for;
+    use super::parse_window;
 
     #[test]
-    fn unused_for_takes_days_hours_minutes_or_seconds() {
-        assert_eq!(parse_unused_for("30d").unwrap().secs, 30 * 86_400);
-        assert_eq!(parse_unused_for("12h").unwrap().secs, 12 * 3_600);
-        assert_eq!(parse_unused_for("90m").unwrap().secs, 90 * 60);
-        assert_eq!(parse_unused_for("45s").unwrap().secs, 45);
+    fn a_window_takes_days_hours_minutes_or_seconds() {
+        assert_eq!(parse_window("30d").unwrap().secs, 30 * 86_400);
+        assert_eq!(parse_window("12h").unwrap().secs, 12 * 3_600);
+        assert_eq!(parse_window("90m").unwrap().secs, 90 * 60);
+        assert_eq!(parse_window("45s").unwrap().secs, 45);
         for bad in [
             "30",
             "d",
@@ -491,7 +496,7 @@ mod tests {
             "",
             "99999999999d",
         ] {
-            let e = parse_unused_for(bad).unwrap_err().to_string();
+            let e = parse_window(bad).unwrap_err().to_string();
             assert!(e.contains("30d, 12h or 90m"), "{bad}: {e}");
         }
     }

@@ -23,7 +23,7 @@ use futu_auth_keys::store::{self, HaltReason, KeysFile, StoreError};
 use futu_auth_proto::MAX_ACTIVITY_IDS;
 use jiff::{SignedDuration, Span, Timestamp};
 
-use args::{BindKey, CheckArgs, Cli, Command, GenKey, UnusedFor, Which};
+use args::{BindKey, CheckArgs, Cli, Command, GenKey, Which, Window};
 use output::{errln, out, outln};
 
 /// Admin requests write keys.json with fsync; give them time.
@@ -95,10 +95,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     };
     match cli.command {
         Command::GenKey(g) => gen_key(&ctx, *g).await,
-        Command::ListKeys { json, unused_for } => match unused_for {
-            None => list_keys(&ctx, json).await,
-            Some(d) => list_unused_keys(&ctx, json, &d).await,
-        },
+        Command::ListKeys {
+            json,
+            unused_for,
+            expiring_within,
+        } => list_keys(&ctx, json, unused_for.as_ref(), expiring_within.as_ref()).await,
         Command::RevokeKey { id } => revoke_key(&ctx, id).await,
         Command::RotateKey { id, overlap } => rotate_key(&ctx, id, overlap).await,
         Command::BindKey(b) => bind_key(&ctx, b).await,
@@ -121,6 +122,11 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
                 Err(e) => return Err(e.into()),
             };
             outln!("last used: {last_used}");
+            // Only for a key with an expiry: the lines of the others stay as they were.
+            let record = daemon.list_keys().await?.into_iter().find(|r| r.id == id);
+            if let Some(t) = record.and_then(|r| r.expires_at) {
+                outln!("{}", show::expires(t, Timestamp::now()));
+            }
             match daemon.halts().await {
                 Ok(halts) => outln!("{}", show::halts_of_key(&id, &halts)),
                 Err(e @ ClientError::TooOld { .. }) => errln!("futucli: {e}; halts are not shown"),
@@ -314,11 +320,54 @@ fn ensure_dir(path: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn list_keys(ctx: &Ctx, json: bool) -> Result<u8, Failure> {
+/// `list-keys`: every key, or with `unused_for` those not used for that long (the daemon
+/// alone knows), with `expiring_within` those expiring within that long from now or
+/// expired already (soonest first, with the time each has left).
+async fn list_keys(
+    ctx: &Ctx,
+    json: bool,
+    unused_for: Option<&Window>,
+    expiring_within: Option<&Window>,
+) -> Result<u8, Failure> {
+    let (mut keys, activity, halts) = match unused_for {
+        Some(u) => {
+            let (keys, activity, halts) = unused_keys(ctx, u).await?;
+            (keys, Some(activity), halts)
+        }
+        None => all_keys(ctx).await?,
+    };
+    let mut only = Vec::new();
+    if let Some(u) = unused_for {
+        only.push(format!("unused for {}", u.text));
+    }
+    let now = Timestamp::now();
+    if let Some(w) = expiring_within {
+        let horizon = now.as_second().saturating_add(w.secs);
+        keys.retain(|r| r.expires_at.is_some_and(|t| t.as_second() <= horizon));
+        keys.sort_by(|a, b| a.expires_at.cmp(&b.expires_at).then_with(|| a.id.cmp(&b.id)));
+        only.push(format!("expiring within {}", w.text));
+    }
+    let empty = if only.is_empty() {
+        "no keys".to_owned()
+    } else {
+        format!("no keys {}", only.join(" and "))
+    };
+    let view = show::View {
+        activity: activity.as_ref(),
+        halts: &halts,
+        time_left_at: expiring_within.map(|_| now),
+    };
+    print_keys(&keys, &view, json, &empty);
+    Ok(0)
+}
+
+/// Every key, through the daemon (with what it knows of their last uses) or in the keys
+/// file when it is not running.
+async fn all_keys(ctx: &Ctx) -> Result<(Vec<KeyRecord>, Option<show::Activity>, Vec<Halt>), Failure> {
     let target = ctx
         .target_or("reading", "LAST USED is known only to the daemon: shown as -")
         .await?;
-    let (keys, activity, halts) = match target {
+    Ok(match target {
         // A page at a time: any number of keys.
         Target::Daemon(c) => {
             let keys = c.list_keys().await?;
@@ -339,9 +388,7 @@ async fn list_keys(ctx: &Ctx, json: bool) -> Result<u8, Failure> {
             }
             Err(e) => return Err(e.into()),
         },
-    };
-    print_keys(&keys, activity.as_ref(), &halts, json, "no keys");
-    Ok(0)
+    })
 }
 
 /// The halts in force, as the daemon has them; none (said on stderr) from a daemon too old
@@ -357,8 +404,11 @@ async fn halts_of(c: &AuthClient) -> Result<Vec<Halt>, ClientError> {
     }
 }
 
-/// `list-keys --unused-for`: only the daemon knows when keys were last used.
-async fn list_unused_keys(ctx: &Ctx, json: bool, unused_for: &UnusedFor) -> Result<u8, Failure> {
+/// The keys of `list-keys --unused-for`: only the daemon knows when keys were last used.
+async fn unused_keys(
+    ctx: &Ctx,
+    unused_for: &Window,
+) -> Result<(Vec<KeyRecord>, show::Activity, Vec<Halt>), Failure> {
     let c = ctx.connect().await.map_err(|e| {
         Failure::new(format!(
             "list-keys --unused-for needs futu-authd, which alone knows when keys were last used: {e}"
@@ -379,9 +429,7 @@ async fn list_unused_keys(ctx: &Ctx, json: bool, unused_for: &UnusedFor) -> Resu
             None => false,
         })
         .collect();
-    let empty = format!("no keys unused for {}", unused_for.text);
-    print_keys(&unused, Some(&activity), &halts, json, &empty);
-    Ok(0)
+    Ok((unused, activity, halts))
 }
 
 /// What the daemon says of each of `keys` it has in service (last use, rotation overlap):
@@ -397,19 +445,13 @@ async fn last_used_of(c: &AuthClient, keys: &[KeyRecord]) -> Result<show::Activi
     Ok(found)
 }
 
-fn print_keys(
-    keys: &[KeyRecord],
-    activity: Option<&show::Activity>,
-    halts: &[Halt],
-    json: bool,
-    empty: &str,
-) {
+fn print_keys(keys: &[KeyRecord], view: &show::View<'_>, json: bool, empty: &str) {
     if json {
-        outln!("{}", show::keys_json(keys, activity, halts));
+        outln!("{}", show::keys_json(keys, view));
     } else if keys.is_empty() {
         outln!("{empty}");
     } else {
-        out!("{}", show::keys_table(keys, activity, halts));
+        out!("{}", show::keys_table(keys, view));
     }
 }
 

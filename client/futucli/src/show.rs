@@ -5,12 +5,30 @@ use std::collections::HashMap;
 use futu_auth_client::{
     Decision, Halt, HaltTarget, KeyActivity, KeyId, KeyRecord, LimitFigures, Token, Usage,
 };
+use futu_auth_rules::clock::expiry_in_words;
 use jiff::Timestamp;
 
 /// What the daemon said of each key it has in service: when it was last used (`None`:
 /// never) and until when its old plaintext is accepted after a rotation; a key it does not
 /// have in service is missing.
 pub type Activity = HashMap<KeyId, KeyActivity>;
+
+/// What list-keys shows beside the key records.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    /// What the daemon said of each key; `None`: the daemon was not asked (LAST USED `-`).
+    pub activity: Option<&'a Activity>,
+    /// The halts of trading in force.
+    pub halts: &'a [Halt],
+    /// With `--expiring-within`, the moment the time each key has left is counted from.
+    pub time_left_at: Option<Timestamp>,
+}
+
+/// `usage`'s line of a key with an expiry: `expires: 2026-12-10T00:00:00Z (in 3d 4h)`, or
+/// `(expired 2d 1h ago)`.
+pub fn expires(expires_at: Timestamp, now: Timestamp) -> String {
+    format!("expires: {expires_at} ({})", expiry_in_words(expires_at, now))
+}
 
 /// What gen-key prints: the key, its plaintext once, where it is stored (README.md,
 /// "2. Generate a read-only key").
@@ -202,9 +220,16 @@ pub fn halts_of_key(id: &KeyId, halts: &[Halt]) -> String {
 }
 
 /// The list-keys table; LAST USED is `-` for every key without `activity` (the daemon
-/// was not asked). Under it, the rotations in their overlap and every halt of trading in
-/// force (of every key, and of each key listed).
-pub fn keys_table(keys: &[KeyRecord], activity: Option<&Activity>, halts: &[Halt]) -> String {
+/// was not asked); with `time_left_at`, EXPIRES says the time left too
+/// (`2026-12-10T00:00:00Z (in 3d 4h)`, `… (expired 2d 1h ago)`). Under it, the rotations
+/// in their overlap and every halt of trading in force (of every key, and of each key
+/// listed).
+pub fn keys_table(keys: &[KeyRecord], view: &View<'_>) -> String {
+    let View {
+        activity,
+        halts,
+        time_left_at,
+    } = *view;
     if keys.is_empty() {
         return "no keys\n".into();
     }
@@ -226,9 +251,11 @@ pub fn keys_table(keys: &[KeyRecord], activity: Option<&Activity>, halts: &[Halt
                 join(&r.scopes),
                 limits(r),
                 binding(r),
-                r.expires_at
-                    .map(|t| t.to_string())
-                    .unwrap_or_else(|| "never".into()),
+                match (r.expires_at, time_left_at) {
+                    (Some(t), Some(now)) => format!("{t} ({})", expiry_in_words(t, now)),
+                    (Some(t), None) => t.to_string(),
+                    (None, _) => "never".into(),
+                },
                 last_used(activity.and_then(|a| a.get(&r.id)).map(|k| k.last_used)),
                 r.note.clone().unwrap_or_default(),
             ]
@@ -278,8 +305,14 @@ pub fn keys_table(keys: &[KeyRecord], activity: Option<&Activity>, halts: &[Halt
 /// the daemon has in service gets `last_used` (RFC 3339, or null: never used) and, while a
 /// rotation's overlap lasts, `previous_valid_until` (RFC 3339); a key whose trading is
 /// halted gets `halts`, the halts that stop it (of every key, and its own) as keys.json
-/// writes them.
-pub fn keys_json(keys: &[KeyRecord], activity: Option<&Activity>, halts: &[Halt]) -> String {
+/// writes them. With `time_left_at`, each key with an expiry gets `expires_in_seconds` (how
+/// long it has left; 0 or less once expired) and `expired` (true once it has).
+pub fn keys_json(keys: &[KeyRecord], view: &View<'_>) -> String {
+    let View {
+        activity,
+        halts,
+        time_left_at,
+    } = *view;
     let list: Vec<serde_json::Value> = keys
         .iter()
         .map(|r| {
@@ -295,6 +328,11 @@ pub fn keys_json(keys: &[KeyRecord], activity: Option<&Activity>, halts: &[Halt]
                     if let Some(until) = k.previous_valid_until {
                         obj.insert("previous_valid_until".into(), until.to_string().into());
                     }
+                }
+                if let (Some(t), Some(now)) = (r.expires_at, time_left_at) {
+                    let left = t.as_second() - now.as_second();
+                    obj.insert("expires_in_seconds".into(), left.into());
+                    obj.insert("expired".into(), (left <= 0).into());
                 }
                 let stopping: Vec<&Halt> = halts_for(&r.id, halts).collect();
                 if !stopping.is_empty() {
