@@ -98,7 +98,7 @@ async fn the_alerting_rules_read_only_metrics_a_running_futu_authd_exports() {
     assert!(report.is_clean(), "{report:#?}\n--- the scrape ---\n{text}");
 }
 
-/// The `prometheus.yml` of README.md's "Alerts and dashboard", pointed at `target` and at
+/// The `prometheus.yml` of README.md's "Status page, alerts and dashboard", pointed at `target` and at
 /// the rules in the repository, evaluating every second.
 fn readme_prometheus_yml(target: &str) -> String {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
