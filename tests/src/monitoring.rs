@@ -432,6 +432,50 @@ pub async fn scrape_a_busy_daemon() -> String {
     text
 }
 
+/// A real Prometheus (the `prometheus` binary at `program`) with `config`, its data in
+/// `data`, listening on a free loopback port: the process, killed when dropped, and the
+/// address of its HTTP API.
+pub fn start_prometheus(program: &Path, config: &Path, data: &Path) -> (Reaper, std::net::SocketAddr) {
+    let port = crate::free_port();
+    let child = Command::new(program)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start prometheus");
+    let addr = format!("127.0.0.1:{port}").parse().expect("a socket address");
+    (Reaper(child), addr)
+}
+
+/// Kills a child process when dropped.
+pub struct Reaper(pub std::process::Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The body of a 200 answer to `GET path`, or `None` (not listening yet, another status).
+pub fn try_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(5);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+    s.set_read_timeout(Some(timeout)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

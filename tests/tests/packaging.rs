@@ -4,13 +4,14 @@
 //! Prometheus server scraping /metrics.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futu_auth_proto::{Iface, Market, Scope, TrdSide};
+use futu_authd_tests::monitoring::{start_prometheus, try_get, Reaper};
 use futu_authd_tests::{
-    deny_reason, free_port, have_program, key_json, keys_json, order, poll, target_dir, token_for, with,
-    write_private, Client, DaemonBuilder,
+    deny_reason, have_program, key_json, keys_json, order, poll, target_dir, token_for, with, write_private,
+    Client, DaemonBuilder,
 };
 use serde_json::{json, Value};
 
@@ -29,32 +30,6 @@ fn futucli() -> PathBuf {
         p.display()
     );
     p
-}
-
-/// Kills a child process when dropped.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The body of a 200 answer to `GET path`, or `None` (not listening yet, other status).
-fn try_get(addr: std::net::SocketAddr, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
 /// Prints `skipped: {why}`; fails the test under `FUTU_TEST_STRICT=1`
@@ -444,20 +419,7 @@ async fn a_real_prometheus_scrapes_the_documented_series_with_their_labels() {
         ),
     )
     .unwrap();
-    let port = free_port();
-    let child = Command::new(prometheus)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _prometheus = Reaper(child);
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (_prometheus, addr) = start_prometheus(Path::new(prometheus), &config, &dir.path().join("data"));
     let query = |q: &str| -> Vec<Value> {
         let Some(body) = try_get(addr, &format!("/api/v1/query?query={q}")) else {
             return Vec::new(); // not up yet

@@ -5,16 +5,14 @@
 //! the halt's alert for a real daemon, and no other.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futu_authd_tests::monitoring::{
-    check_uses, expect_success, promtool, repo_root, rule_exprs, scrape_a_busy_daemon, Exposition, AWAITED,
+    check_uses, expect_success, promtool, repo_root, rule_exprs, scrape_a_busy_daemon, start_prometheus,
+    try_get, Exposition, AWAITED,
 };
-use futu_authd_tests::{free_port, key_json, skip, token_for, DaemonBuilder};
+use futu_authd_tests::{key_json, skip, token_for, DaemonBuilder};
 use serde_json::Value;
 
 fn rules_dir() -> PathBuf {
@@ -143,20 +141,7 @@ async fn a_real_prometheus_with_the_readme_config_alerts_on_a_halted_key_and_not
     let config = dir.path().join("prometheus.yml");
     let target = d.metrics_addr().to_string();
     std::fs::write(&config, readme_prometheus_yml(&target)).unwrap();
-    let port = free_port();
-    let child = Command::new(prometheus)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _prometheus = Reaper(child);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (_prometheus, addr) = start_prometheus(Path::new(prometheus), &config, &dir.path().join("data"));
 
     // Prometheus's own list of firing and pending alerts, once the halt's is firing.
     let until = Instant::now() + Duration::from_secs(30);
@@ -199,30 +184,4 @@ async fn a_real_prometheus_with_the_readme_config_alerts_on_a_halted_key_and_not
         .filter(|a| a["labels"]["alertname"] != "FutuAuthTradingHalted")
         .collect();
     assert!(others.is_empty(), "{others:#?}");
-}
-
-/// The body of a 200 answer to `GET path`, or `None` (not listening yet, another status).
-fn try_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let timeout = Duration::from_secs(5);
-    let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
-    s.set_read_timeout(Some(timeout)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
-}
-
-/// Kills a child process when dropped.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
