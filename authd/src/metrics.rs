@@ -435,11 +435,7 @@ impl Metrics {
     pub fn reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.reloads.get_or_create(&ResultLabels { result }).inc();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        self.last_reload_at.set(now);
+        self.last_reload_at.set(status::unix_now());
         self.last_reload_ok.set(i64::from(ok));
     }
 

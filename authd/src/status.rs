@@ -26,8 +26,8 @@ const REFRESH_S: u32 = 5;
 /// How many keys the "refused most" table lists.
 const TOP_KEYS: usize = 10;
 
-/// Keys expiring within this are listed.
-const EXPIRING_WITHIN_S: f64 = 7.0 * 86_400.0;
+/// Keys expiring within this are listed: the window of the daemon's expiry warnings.
+const EXPIRING_WITHIN_S: f64 = crate::expiry::WARN_WITHIN_SECS as f64;
 
 /// A line of the exposition text: the metric's name, its labels, its value.
 type Sample = (String, Vec<(String, String)>, f64);
@@ -222,7 +222,8 @@ impl History {
     }
 }
 
-fn unix_now() -> f64 {
+/// Now, in Unix seconds.
+pub(crate) fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -245,15 +246,9 @@ fn esc(s: &str) -> String {
     out
 }
 
-/// `3d 4h`, `2h 5m`, `40s`.
+/// `3d 4h`, `2h 5m`, `40s`: as futucli and the expiry warnings say a span.
 fn span(secs: f64) -> String {
-    let s = secs.max(0.0) as u64;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m {}s", s / 60, s % 60),
-        3600..86_400 => format!("{}h {}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
-    }
+    futu_auth_rules::clock::span_in_words(secs.max(0.0) as i64)
 }
 
 /// A Unix time as `2026-12-06T07:30:00Z`.
